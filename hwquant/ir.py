@@ -1,0 +1,480 @@
+"""The quantized-network IR: one frozen, typed description that every later stage reads.
+
+Pure Python + NumPy (no torch, no Amaranth). A :class:`Network` is a tuple of layers in
+topological order; each layer names its producers in ``inputs`` (``"input"`` is the network
+input). Tensors are ``(C, H, W)`` feature maps or ``(N,)`` vectors, without the batch axis.
+
+Integer semantics of every field are defined in ``docs/arithmetic.md`` and executed by
+:mod:`hwquant.golden`. In short: an activation tensor holds integers ``X`` with real value
+``X * 2**-frac`` (:class:`ActFormat`); a weight layer holds integer weights ``W`` with real value
+``W * 2**-weight_frac`` and an integer bias at accumulator scale; its output is
+``sat(rshift_rhu((ACC + B) * M, shift), lo, hi)`` (:class:`Requant`) or, for the logits layer,
+the raw ``ACC + B``.
+
+Passes are functions ``Network -> Network`` (use :func:`dataclasses.replace`); call
+:meth:`Network.validate` after each one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Union
+
+import numpy as np
+
+__all__ = [
+    "ActFormat",
+    "Fold",
+    "Requant",
+    "Conv2d",
+    "Linear",
+    "MaxPool2d",
+    "AvgPool2d",
+    "Flatten",
+    "Add",
+    "Layer",
+    "WeightLayer",
+    "Network",
+    "ENCODINGS",
+    "INPUT",
+    "accumulator_range",
+    "signed_bits_for",
+    "unsigned_bits_for",
+]
+
+#: Name of the network input in ``Layer.inputs``.
+INPUT = "input"
+
+#: Weight encodings the IR knows (one arithmetic kind each; see ``hwquant.kinds``).
+ENCODINGS = ("fixed",)
+
+
+def _frozen_int_array(value, name, *, ndim=None):
+    arr = np.array(value, dtype=np.int64, copy=True)
+    if ndim is not None and arr.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions, not shape {arr.shape}")
+    arr.setflags(write=False)
+    return arr
+
+
+def _pair(value, what):
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = (value, value)
+    value = tuple(value)
+    if len(value) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise TypeError(f"{what} must be an integer or a pair of integers, not {value!r}")
+    return value
+
+
+def signed_bits_for(lo: int, hi: int) -> int:
+    """Smallest two's-complement width holding every integer in ``[lo, hi]``."""
+    bits = 1
+    while not (-(1 << (bits - 1)) <= lo and hi <= (1 << (bits - 1)) - 1):
+        bits += 1
+    return bits
+
+
+def unsigned_bits_for(hi: int) -> int:
+    """Smallest unsigned width holding ``0..hi`` (at least 1)."""
+    return max(1, int(hi).bit_length())
+
+
+@dataclass(frozen=True)
+class ActFormat:
+    """Integer activation format: ``bits`` wide, signed or not, real value ``X * 2**-frac``."""
+
+    bits: int
+    signed: bool
+    frac: int
+
+    def __post_init__(self):
+        if not isinstance(self.bits, int) or not 1 <= self.bits <= 32:
+            raise ValueError(f"Activation width must be an integer in 1..32, not {self.bits!r}")
+        if not isinstance(self.frac, int):
+            raise TypeError(f"Activation fraction bits must be an integer, not {self.frac!r}")
+
+    @property
+    def lo(self) -> int:
+        return -(1 << (self.bits - 1)) if self.signed else 0
+
+    @property
+    def hi(self) -> int:
+        return (1 << (self.bits - 1)) - 1 if self.signed else (1 << self.bits) - 1
+
+    def to_json(self):
+        return {"bits": self.bits, "signed": self.signed, "frac": self.frac}
+
+    @classmethod
+    def from_json(cls, d):
+        return cls(bits=int(d["bits"]), signed=bool(d["signed"]), frac=int(d["frac"]))
+
+
+@dataclass(frozen=True)
+class Fold:
+    """MVU folding: ``pe`` output channels and ``simd`` input elements per cycle."""
+
+    pe: int = 1
+    simd: int = 1
+
+    def __post_init__(self):
+        for name in ("pe", "simd"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"Fold {name.upper()} must be a positive integer, not {v!r}")
+
+
+@dataclass(frozen=True, eq=False)
+class Requant:
+    """``Y = sat(rshift_rhu((ACC + B) * multiplier[c], shift), lo, hi)`` per output channel.
+
+    ``multiplier`` is a per-channel signed integer array (all ones for the power-of-two case);
+    ``shift`` may be negative (a left shift). ReLU is ``lo = 0``.
+    """
+
+    multiplier: np.ndarray
+    shift: int
+    lo: int
+    hi: int
+
+    def __post_init__(self):
+        object.__setattr__(self, "multiplier", _frozen_int_array(self.multiplier, "multiplier",
+                                                                 ndim=1))
+        if self.lo > self.hi:
+            raise ValueError(f"Requantization bounds are empty: lo={self.lo} > hi={self.hi}")
+
+    @property
+    def is_shift_only(self) -> bool:
+        return bool(np.all(self.multiplier == 1))
+
+
+@dataclass(frozen=True, eq=False)
+class _WeightLayerBase:
+    name: str
+    inputs: tuple
+    in_format: ActFormat
+    #: Integer weights; value = weight * 2**-weight_frac.
+    weight: np.ndarray
+    weight_bits: int
+    weight_frac: int
+    #: Integer bias at accumulator scale 2**-(in_format.frac + weight_frac).
+    bias: np.ndarray
+    #: None for a logits layer (raw ACC + B leaves the network).
+    requant: Union[Requant, None]
+    out_format: ActFormat
+    encoding: str = "fixed"
+    fold: Fold = field(default_factory=Fold)
+
+    @property
+    def out_channels(self) -> int:
+        return int(self.weight.shape[0])
+
+    @property
+    def fan_in(self) -> int:
+        return int(np.prod(self.weight.shape[1:]))
+
+    def weight_matrix(self) -> np.ndarray:
+        """Weights as ``(out_channels, fan_in)`` in the layer's natural (torch) order."""
+        return self.weight.reshape(self.out_channels, -1)
+
+    def _check_weights(self):
+        object.__setattr__(self, "weight", _frozen_int_array(self.weight, f"{self.name}.weight"))
+        object.__setattr__(self, "bias", _frozen_int_array(self.bias, f"{self.name}.bias", ndim=1))
+        if self.encoding not in ENCODINGS:
+            raise ValueError(f"Layer '{self.name}': weight encoding must be one of "
+                             f"{', '.join(ENCODINGS)}, not {self.encoding!r}")
+        if not 1 <= self.weight_bits <= 32:
+            raise ValueError(f"Layer '{self.name}': weight width must be in 1..32, "
+                             f"not {self.weight_bits}")
+        wlo, whi = -(1 << (self.weight_bits - 1)), (1 << (self.weight_bits - 1)) - 1
+        if self.weight.size and (self.weight.min() < wlo or self.weight.max() > whi):
+            raise ValueError(f"Layer '{self.name}': weights exceed {self.weight_bits}-bit range")
+        if self.bias.shape != (self.out_channels,):
+            raise ValueError(f"Layer '{self.name}': bias must have shape ({self.out_channels},), "
+                             f"not {self.bias.shape}")
+        if self.requant is not None and self.requant.multiplier.shape != (self.out_channels,):
+            raise ValueError(f"Layer '{self.name}': requant multiplier must have one entry per "
+                             f"output channel")
+        if self.out_channels % self.fold.pe or self.fan_in % self.fold.simd:
+            raise ValueError(f"Layer '{self.name}': PE={self.fold.pe} must divide "
+                             f"{self.out_channels} output channels and SIMD={self.fold.simd} "
+                             f"must divide fan-in {self.fan_in}")
+
+    @property
+    def acc_frac(self) -> int:
+        return self.in_format.frac + self.weight_frac
+
+
+@dataclass(frozen=True, eq=False)
+class Conv2d(_WeightLayerBase):
+    """2-D convolution, groups=1. ``weight`` is ``(OC, IC, KH, KW)``; ``in_shape`` is (C, H, W)."""
+
+    in_shape: tuple = ()
+    stride: tuple = (1, 1)
+    padding: tuple = (0, 0)
+
+    def __post_init__(self):
+        object.__setattr__(self, "stride", _pair(self.stride, f"Layer '{self.name}': stride"))
+        object.__setattr__(self, "padding", _pair(self.padding, f"Layer '{self.name}': padding"))
+        object.__setattr__(self, "in_shape", tuple(int(v) for v in self.in_shape))
+        self._check_weights()
+        if self.weight.ndim != 4:
+            raise ValueError(f"Layer '{self.name}': conv weight must be 4-D (OC, IC, KH, KW)")
+        if len(self.in_shape) != 3 or self.in_shape[0] != self.weight.shape[1]:
+            raise ValueError(f"Layer '{self.name}': input shape {self.in_shape} does not match "
+                             f"weight input channels {self.weight.shape[1]}")
+        if min(self.stride) < 1 or min(self.padding) < 0:
+            raise ValueError(f"Layer '{self.name}': stride must be >= 1 and padding >= 0")
+        oh, ow = self.out_shape[1:]
+        if oh < 1 or ow < 1:
+            raise ValueError(f"Layer '{self.name}': kernel {self.kernel} does not fit input "
+                             f"{self.in_shape[1:]} with padding {self.padding}")
+
+    @property
+    def kernel(self) -> tuple:
+        return (int(self.weight.shape[2]), int(self.weight.shape[3]))
+
+    @property
+    def out_shape(self) -> tuple:
+        _, h, w = self.in_shape
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel, self.stride, self.padding
+        return (self.out_channels, (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1)
+
+
+@dataclass(frozen=True, eq=False)
+class Linear(_WeightLayerBase):
+    """Fully connected layer on a vector; ``weight`` is ``(OUT, IN)``."""
+
+    def __post_init__(self):
+        self._check_weights()
+        if self.weight.ndim != 2:
+            raise ValueError(f"Layer '{self.name}': linear weight must be 2-D (OUT, IN)")
+
+    @property
+    def in_shape(self) -> tuple:
+        return (self.fan_in,)
+
+    @property
+    def out_shape(self) -> tuple:
+        return (self.out_channels,)
+
+
+@dataclass(frozen=True)
+class _PoolBase:
+    name: str
+    inputs: tuple
+    in_shape: tuple
+    kernel: tuple
+    stride: tuple
+    padding: tuple
+    in_format: ActFormat
+
+    def _check_geometry(self):
+        for what in ("kernel", "stride", "padding"):
+            object.__setattr__(self, what, _pair(getattr(self, what),
+                                                 f"Layer '{self.name}': {what}"))
+        object.__setattr__(self, "in_shape", tuple(int(v) for v in self.in_shape))
+        if min(self.kernel) < 1 or min(self.stride) < 1 or min(self.padding) < 0:
+            raise ValueError(f"Layer '{self.name}': kernel and stride must be >= 1, padding >= 0")
+        if self.padding[0] * 2 > self.kernel[0] or self.padding[1] * 2 > self.kernel[1]:
+            raise ValueError(f"Layer '{self.name}': padding {self.padding} must be at most half "
+                             f"the kernel {self.kernel}")
+        if self.out_shape[1] < 1 or self.out_shape[2] < 1:
+            raise ValueError(f"Layer '{self.name}': window {self.kernel} does not fit input "
+                             f"{self.in_shape[1:]}")
+
+    @property
+    def out_shape(self) -> tuple:
+        c, h, w = self.in_shape
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel, self.stride, self.padding
+        return (c, (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1)
+
+
+@dataclass(frozen=True)
+class MaxPool2d(_PoolBase):
+    """Max over each window; padded positions hold ``in_format.lo`` (never win unless all are)."""
+
+    def __post_init__(self):
+        self._check_geometry()
+
+    @property
+    def out_format(self) -> ActFormat:
+        return self.in_format
+
+
+@dataclass(frozen=True, eq=False)
+class AvgPool2d(_PoolBase):
+    """Window sum (padding counts as zeros, torch ``count_include_pad=True``) then requantized:
+    ``Y = sat(rshift_rhu(SUM * multiplier[0], shift), lo, hi)`` with one shared multiplier."""
+
+    out_format: ActFormat = None
+    requant: Requant = None
+
+    def __post_init__(self):
+        self._check_geometry()
+        if self.out_format is None or self.requant is None:
+            raise ValueError(f"Layer '{self.name}': average pooling needs out_format and requant")
+        if self.requant.multiplier.shape != (1,):
+            raise ValueError(f"Layer '{self.name}': average pooling takes one multiplier")
+
+
+@dataclass(frozen=True)
+class Flatten:
+    """(C, H, W) -> (C*H*W,) in torch (channel-major) order."""
+
+    name: str
+    inputs: tuple
+    in_shape: tuple
+    in_format: ActFormat
+
+    def __post_init__(self):
+        object.__setattr__(self, "in_shape", tuple(int(v) for v in self.in_shape))
+
+    @property
+    def out_shape(self) -> tuple:
+        return (int(np.prod(self.in_shape)),)
+
+    @property
+    def out_format(self) -> ActFormat:
+        return self.in_format
+
+
+@dataclass(frozen=True)
+class Add:
+    """Residual add: both operands shifted left to the finer scale, summed, then
+    ``Y = sat(rshift_rhu(A' + B', f_fine - out_format.frac), lo, hi)``; ``relu`` sets lo = 0."""
+
+    name: str
+    inputs: tuple
+    in_shape: tuple
+    in_formats: tuple
+    out_format: ActFormat
+    relu: bool = False
+
+    def __post_init__(self):
+        object.__setattr__(self, "in_shape", tuple(int(v) for v in self.in_shape))
+        if len(self.inputs) != 2 or len(self.in_formats) != 2:
+            raise ValueError(f"Layer '{self.name}': add takes exactly two inputs")
+
+    @property
+    def out_shape(self) -> tuple:
+        return self.in_shape
+
+    @property
+    def fine_frac(self) -> int:
+        return max(f.frac for f in self.in_formats)
+
+    @property
+    def lo(self) -> int:
+        return max(0, self.out_format.lo) if self.relu else self.out_format.lo
+
+
+WeightLayer = Union[Conv2d, Linear]
+Layer = Union[Conv2d, Linear, MaxPool2d, AvgPool2d, Flatten, Add]
+_LAYER_TYPES = (Conv2d, Linear, MaxPool2d, AvgPool2d, Flatten, Add)
+
+
+def accumulator_range(layer: WeightLayer) -> tuple:
+    """Worst-case ``(lo, hi)`` of ``ACC + B`` over all inputs in ``in_format``, per channel.
+
+    Computed from the actual integer weights, so the accumulator width derived from it can never
+    overflow. Returns two int64 arrays of shape ``(out_channels,)``.
+    """
+    w = layer.weight_matrix()
+    xlo, xhi = layer.in_format.lo, layer.in_format.hi
+    lo = np.minimum(w * xlo, w * xhi).sum(axis=1) + layer.bias
+    hi = np.maximum(w * xlo, w * xhi).sum(axis=1) + layer.bias
+    # Padding inserts zeros; zero lies inside [xlo, xhi] for every format we produce.
+    return lo, hi
+
+
+@dataclass(frozen=True)
+class Network:
+    """A quantized network: input geometry and format, layers in topological order."""
+
+    name: str
+    input_shape: tuple
+    input_format: ActFormat
+    layers: tuple
+    #: Free-form, JSON-serialisable provenance (method, dataset, accuracy, class names ...).
+    metadata: dict = field(default_factory=dict, compare=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "input_shape", tuple(int(v) for v in self.input_shape))
+        object.__setattr__(self, "layers", tuple(self.layers))
+        self.validate()
+
+    # -- queries ---------------------------------------------------------------------------
+    @property
+    def output(self) -> Layer:
+        return self.layers[-1]
+
+    def layer(self, name: str) -> Layer:
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(f"Network has no layer named {name!r}")
+
+    @property
+    def weight_layers(self) -> tuple:
+        return tuple(layer for layer in self.layers if isinstance(layer, (Conv2d, Linear)))
+
+    def consumers(self, name: str) -> tuple:
+        return tuple(layer for layer in self.layers if name in layer.inputs)
+
+    def shape_of(self, name: str) -> tuple:
+        return self.input_shape if name == INPUT else self.layer(name).out_shape
+
+    def format_of(self, name: str) -> ActFormat:
+        return self.input_format if name == INPUT else self.layer(name).out_format
+
+    def replace_layer(self, name: str, **changes) -> "Network":
+        layers = tuple(dataclasses.replace(layer, **changes) if layer.name == name else layer
+                       for layer in self.layers)
+        return dataclasses.replace(self, layers=layers)
+
+    # -- validation ------------------------------------------------------------------------
+    def validate(self) -> None:
+        """Check names, topology, shapes and formats; raise ``ValueError`` naming the layer."""
+        if not self.layers:
+            raise ValueError("Network has no layers")
+        if len(self.input_shape) not in (1, 3):
+            raise ValueError(f"Network input shape must be (C, H, W) or (N,), "
+                             f"not {self.input_shape}")
+        seen = {INPUT}
+        for layer in self.layers:
+            if not isinstance(layer, _LAYER_TYPES):
+                raise TypeError(f"Network layers must be IR layers, not {type(layer).__name__}")
+            if not isinstance(layer.name, str) or not layer.name.isidentifier():
+                raise ValueError(f"Layer name must be an identifier, not {layer.name!r}")
+            if layer.name in seen:
+                raise ValueError(f"Layer name {layer.name!r} is used twice (or is reserved)")
+            for src in layer.inputs:
+                if src not in seen:
+                    raise ValueError(f"Layer '{layer.name}' reads {src!r}, which is not "
+                                     f"defined before it")
+            shapes = [self.shape_of(src) for src in layer.inputs]
+            formats = [self.format_of(src) for src in layer.inputs]
+            if isinstance(layer, Add):
+                if shapes[0] != shapes[1] or shapes[0] != layer.in_shape:
+                    raise ValueError(f"Layer '{layer.name}': operand shapes {shapes} differ")
+                if tuple(formats) != tuple(layer.in_formats):
+                    raise ValueError(f"Layer '{layer.name}': operand formats do not match "
+                                     f"their producers")
+            else:
+                if len(layer.inputs) != 1:
+                    raise ValueError(f"Layer '{layer.name}' takes one input")
+                if shapes[0] != layer.in_shape:
+                    raise ValueError(f"Layer '{layer.name}': input shape {layer.in_shape} does "
+                                     f"not match producer shape {shapes[0]}")
+                if formats[0] != layer.in_format:
+                    raise ValueError(f"Layer '{layer.name}': input format {layer.in_format} "
+                                     f"does not match producer format {formats[0]}")
+            if isinstance(layer, (Conv2d, Linear)) and layer.requant is None \
+                    and layer is not self.layers[-1]:
+                raise ValueError(f"Layer '{layer.name}': only the last layer may omit "
+                                 f"requantization")
+            seen.add(layer.name)
+        for layer in self.layers[:-1]:
+            if not self.consumers(layer.name):
+                raise ValueError(f"Layer '{layer.name}' output is never used")
