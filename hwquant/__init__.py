@@ -1,0 +1,1 @@
+"""hwquant: quantized CNNs to FPGA hardware."""

@@ -1,0 +1,52 @@
+"""Combinational arithmetic blocks written from ``docs/arithmetic.md`` (not from the golden
+model's code): adder trees, round-half-up shifts, saturation, requantization."""
+
+from amaranth.hdl import Const, Mux, Value, signed
+
+__all__ = ["adder_tree", "rshift_rhu", "saturate", "requantize", "const_signed"]
+
+
+def const_signed(value: int) -> Const:
+    """A signed constant just wide enough for ``value``."""
+    return Const(int(value), signed(max(2, int(value).bit_length() + 1)))
+
+
+def adder_tree(terms):
+    """Balanced binary tree of additions; Amaranth widens each sum by one bit, so no overflow.
+
+    Depth ``ceil(log2(len(terms)))``; ``len(terms) - 1`` adders. An empty list sums to 0.
+    """
+    terms = list(terms)
+    if not terms:
+        return Const(0, signed(2))
+    while len(terms) > 1:
+        nxt = [terms[i] + terms[i + 1] for i in range(0, len(terms) - 1, 2)]
+        if len(terms) % 2:
+            nxt.append(terms[-1])
+        terms = nxt
+    return terms[0]
+
+
+def rshift_rhu(value: Value, shift: int) -> Value:
+    """``floor(value / 2**shift + 1/2)`` for signed ``value``: add half an LSB, then an
+    arithmetic right shift (``>>`` on a signed Amaranth value). Negative ``shift`` is a
+    left shift."""
+    if shift > 0:
+        return (value + (1 << (shift - 1))) >> shift
+    if shift < 0:
+        return value << (-shift)
+    return value
+
+
+def saturate(value: Value, lo: int, hi: int) -> Value:
+    """Clamp to ``[lo, hi]`` with two comparators and a mux."""
+    return Mux(value < lo, lo, Mux(value > hi, hi, value))
+
+
+def requantize(acc: Value, bias, multiplier, shift: int, lo: int, hi: int) -> Value:
+    """``sat(rshift_rhu((acc + bias) * multiplier, shift), lo, hi)``; ``multiplier`` may be the
+    Python int 1 (no multiplier is built) or any Amaranth value/constant."""
+    t = acc + bias
+    if not (isinstance(multiplier, int) and multiplier == 1):
+        t = t * multiplier
+    return saturate(rshift_rhu(t, shift), lo, hi)
