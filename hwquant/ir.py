@@ -39,9 +39,14 @@ __all__ = [
     "ENCODINGS",
     "INPUT",
     "accumulator_range",
+    "matrix_range",
+    "MAX_BITS",
     "signed_bits_for",
     "unsigned_bits_for",
 ]
+
+#: Widest integer anywhere in the IR (accumulators, logits); keeps int64 golden math exact.
+MAX_BITS = 48
 
 #: Name of the network input in ``Layer.inputs``.
 INPUT = "input"
@@ -89,8 +94,9 @@ class ActFormat:
     frac: int
 
     def __post_init__(self):
-        if not isinstance(self.bits, int) or not 1 <= self.bits <= 32:
-            raise ValueError(f"Activation width must be an integer in 1..32, not {self.bits!r}")
+        if not isinstance(self.bits, int) or not 1 <= self.bits <= MAX_BITS:
+            raise ValueError(f"Activation width must be an integer in 1..{MAX_BITS}, "
+                             f"not {self.bits!r}")
         if not isinstance(self.frac, int):
             raise TypeError(f"Activation fraction bits must be an integer, not {self.frac!r}")
 
@@ -380,10 +386,15 @@ def accumulator_range(layer: WeightLayer) -> tuple:
     Computed from the actual integer weights, so the accumulator width derived from it can never
     overflow. Returns two int64 arrays of shape ``(out_channels,)``.
     """
-    w = layer.weight_matrix()
-    xlo, xhi = layer.in_format.lo, layer.in_format.hi
-    lo = np.minimum(w * xlo, w * xhi).sum(axis=1) + layer.bias
-    hi = np.maximum(w * xlo, w * xhi).sum(axis=1) + layer.bias
+    return matrix_range(layer.weight_matrix(), layer.bias, layer.in_format)
+
+
+def matrix_range(weight_matrix, bias, in_format: ActFormat) -> tuple:
+    """Per-row ``(lo, hi)`` of ``W @ x + bias`` over every ``x`` in ``in_format``."""
+    w = np.asarray(weight_matrix, dtype=np.int64)
+    xlo, xhi = in_format.lo, in_format.hi
+    lo = np.minimum(w * xlo, w * xhi).sum(axis=1) + bias
+    hi = np.maximum(w * xlo, w * xhi).sum(axis=1) + bias
     # Padding inserts zeros; zero lies inside [xlo, xhi] for every format we produce.
     return lo, hi
 

@@ -95,7 +95,13 @@ class SlidingWindow(wiring.Component):
         py = Signal(range(hp))
         px = Signal(range(wp))
         inside = Signal()
-        m.d.comb += inside.eq((py >= ph) & (py < ph + h) & (px >= pw) & (px < pw + w))
+        # Only the comparisons padding needs (no constant-true compares in the netlist).
+        bounds = []
+        if ph:
+            bounds += [py >= ph, py < ph + h]
+        if pw:
+            bounds += [px >= pw, px < pw + w]
+        m.d.comb += inside.eq(Cat(*bounds).all() if bounds else 1)
 
         advance = Signal()  # the output register is free (or being emptied this cycle)
         step = Signal()  # this cycle processes padded position (py, px)

@@ -1,0 +1,283 @@
+"""``hwquant`` command line: train, quantize, compile, sim, estimate, demo.
+
+Every command prints a human summary and, with ``--json PATH``, writes a machine-readable
+report. Exit status: 0 ok, 1 verification mismatch or tool failure, 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from .errors import HwquantError, ToolFailedError, ToolNotFoundError
+
+__all__ = ["main", "build_parser"]
+
+EXIT_OK, EXIT_FAIL, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class VerificationFailed(HwquantError):
+    """The simulated hardware disagrees with the golden model."""
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _progress(prefix):
+    start = time.monotonic()
+    return lambda msg: _say(f"[{prefix} {time.monotonic() - start:6.1f}s] {msg}")
+
+
+def _write_json(path, payload) -> None:
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(payload, indent=2, default=str))
+
+
+def _dataset(args):
+    from .data import load_dataset
+    return load_dataset(None if args.data else args.dataset, path=args.data)
+
+
+def _dataset_info(args) -> dict:
+    return {"path": os.path.abspath(args.data)} if args.data else {"name": args.dataset}
+
+
+# -- commands ------------------------------------------------------------------------------
+def cmd_train(args) -> dict:
+    import torch
+
+    from .train import default_model, export_model, train
+
+    ds = _dataset(args)
+    model = default_model(ds.x_train.shape[1:], ds.num_classes, seed=args.seed)
+    t0 = time.monotonic()
+    acc = train(model, ds, epochs=args.epochs, seed=args.seed, progress=not args.quiet)
+    export_model(model, torch.as_tensor(ds.x_test[:2]), args.output)
+    report = {"model": os.path.abspath(args.output), "dataset": _dataset_info(args),
+              "epochs": args.epochs, "accuracy": {"float": acc},
+              "seconds": round(time.monotonic() - t0, 2)}
+    _say(f"trained {args.epochs} epochs in {report['seconds']} s: float test accuracy "
+         f"{acc:.2%} -> {args.output}")
+    return report
+
+
+def quantize_model(model_path, ds, dataset_info, *, method, wbits, abits, calib, seed):
+    """Load ``model_path``, quantize it, measure float and golden accuracy; returns
+    ``(network, report)``. Shared by ``quantize`` and ``demo``."""
+    from . import golden
+    from .data import calibration_split
+    from .frontend import load_model
+    from .quant.fixed import quantize_fixed
+    from .simulate import quantize_input
+    from .train import evaluate_float, load_exported
+
+    if method != "fixed":
+        raise HwquantError(f"Quantization method must be one of: fixed, not {method!r}")
+    graph = load_model(model_path)
+    if tuple(graph.input_shape) != tuple(ds.x_test.shape[1:]):
+        raise HwquantError(f"Model input shape {tuple(graph.input_shape)} does not match the "
+                           f"dataset's {tuple(ds.x_test.shape[1:])}")
+    x_cal = calibration_split(ds, n=calib, seed=seed)
+    float_acc = evaluate_float(load_exported(model_path), ds.x_test, ds.y_test)
+    net = quantize_fixed(graph, x_cal, wbits=wbits, abits=abits,
+                         name=Path(model_path).stem.replace("-", "_") or "network",
+                         metadata={"dataset": dataset_info, "model": os.path.abspath(model_path)})
+    pred = golden.predict(net, quantize_input(net, ds.x_test))
+    q_acc = float((pred == ds.y_test).mean())
+    meta = dict(net.metadata, accuracy={"float": float_acc, "quantized": q_acc})
+    net = dataclasses.replace(net, metadata=meta)
+    report = {"method": method, "wbits": wbits, "abits": abits,
+              "accuracy": {"float": float_acc, "quantized": q_acc},
+              "layers": [{"name": layer.name, "kind": type(layer).__name__.lower(),
+                          "out_format": layer.out_format.to_json()} for layer in net.layers]}
+    return net, report
+
+
+def cmd_quantize(args) -> dict:
+    from . import hwq
+
+    ds = _dataset(args)
+    net, report = quantize_model(args.model, ds, _dataset_info(args), method=args.method,
+                                 wbits=args.wbits, abits=args.abits, calib=args.calib,
+                                 seed=args.seed)
+    hwq.save(net, args.output)
+    report["network"] = os.path.abspath(args.output)
+    acc = report["accuracy"]
+    _say(f"{args.method} w{args.wbits}/a{args.abits}: float {acc['float']:.2%}, quantized "
+         f"(golden model) {acc['quantized']:.2%} -> {args.output}")
+    return report
+
+
+def cmd_compile(args) -> dict:
+    from . import hwq
+    from .compile import compile_network
+
+    net = hwq.load(args.network)
+    res = compile_network(net, args.output, fold=args.fold, target_cycles=args.target_cycles,
+                          fifo_depth=args.fifo_depth, progress=_progress("compile"))
+    report = dict(res.report)
+    for key in ("verilog", "verilog_probes", "network"):
+        report[key] = str(res.build_dir.resolve() / report[key])
+    _say(f"compiled {len(res.network.layers)} layers -> {report['verilog']}")
+    for row in report["layers"]:
+        fold = f"PE={row['pe']} SIMD={row['simd']}" if row["pe"] else ""
+        _say(f"  {row['name']:<12} {row['kind']:<10} {fold:<18} {row['cycles']:>8} cycles")
+    _say(f"  bottleneck: {report['cycles_per_inference']} cycles per inference")
+    return report
+
+
+def cmd_sim(args) -> dict:
+    from .simulate import simulate_build
+
+    res = simulate_build(args.build_dir, vectors=args.vectors, seed=args.seed, stall=args.stall,
+                         verbose=args.verbose, progress=_progress("sim"))
+    verdict = "bit-exact" if res["passed"] else "MISMATCH"
+    _say(f"{verdict}: {res['vectors']} images, {res['mismatches']} mismatching output words; "
+         f"cycles per inference measured {res['cycles_per_inference']} vs predicted "
+         f"{res['predicted_cycles']}")
+    if res["first_mismatch_layer"]:
+        _say(f"  first layer that disagrees with the golden model: "
+             f"'{res['first_mismatch_layer']}'")
+    if not res["passed"]:
+        _write_json(args.json, res)
+        raise VerificationFailed(f"simulation of {args.build_dir} is not bit-exact")
+    return res
+
+
+def cmd_estimate(args) -> dict:
+    from .estimate.report import estimate_build
+
+    res = estimate_build(args.build_dir, family=args.family, synth=args.synth,
+                         progress=_progress("estimate"))
+    m = res["model"]
+    _say(f"model ({args.family}): {m['lut']} LUT, {m['ff']} FF, {m['dsp']} DSP, "
+         f"{m['bram']} BRAM")
+    if res.get("synth"):
+        s = res["synth"]
+        _say(f"yosys ({args.family}): {s['lut']} LUT, {s['ff']} FF, {s['dsp']} DSP, "
+             f"{s['bram']} BRAM")
+    return res
+
+
+def cmd_demo(args) -> dict:
+    from .demo import run_demo
+
+    return run_demo(args.output, epochs=args.epochs, vectors=args.vectors,
+                    family=args.family, synth=not args.no_synth, progress=_progress("demo"))
+
+
+# -- parser --------------------------------------------------------------------------------
+def _add_data_args(p):
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--dataset", default="digits", choices=["digits"],
+                   help="bundled dataset (default: digits, scikit-learn's 8x8 digits)")
+    g.add_argument("--data", metavar="F.npz",
+                   help="your own data: x_train, y_train, x_test, y_test")
+
+
+def _bits(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, not {text!r}") from None
+    if not 2 <= value <= 16:
+        raise argparse.ArgumentTypeError(f"must be in 2..16, not {value}")
+    return value
+
+
+def _positive(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hwquant", description="Quantized CNNs to bit-exact FPGA hardware.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name, func, help_):
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(func=func)
+        p.add_argument("--json", metavar="PATH", help="write a machine-readable report here")
+        return p
+
+    p = command("train", cmd_train, "train the bundled default CNN and export it (.pt2)")
+    _add_data_args(p)
+    p.add_argument("--epochs", type=_positive, default=30)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("-o", "--output", required=True, metavar="MODEL.pt2")
+
+    p = command("quantize", cmd_quantize, "quantize an exported model into a .hwq network")
+    p.add_argument("model", metavar="MODEL.pt2")
+    p.add_argument("--method", default="fixed", choices=["fixed"])
+    p.add_argument("--wbits", type=_bits, default=8, help="weight bits, 2..16 (default 8)")
+    p.add_argument("--abits", type=_bits, default=8, help="activation bits, 2..16 (default 8)")
+    p.add_argument("--calib", type=_positive, default=256,
+                   help="training images used to calibrate activation ranges")
+    p.add_argument("--seed", type=int, default=0)
+    _add_data_args(p)
+    p.add_argument("-o", "--output", required=True, metavar="NET.hwq")
+
+    p = command("compile", cmd_compile, "fold a network and emit its Verilog")
+    p.add_argument("network", metavar="NET.hwq")
+    p.add_argument("--fold", default="auto",
+                   help="max | min | auto | LAYER=PE:SIMD,... (unnamed layers: auto)")
+    p.add_argument("--target-cycles", type=_positive, default=None,
+                   help="cycles per inference that 'auto' folding aims for")
+    p.add_argument("--fifo-depth", type=int, default=4, help="FIFO after each layer (0: none)")
+    p.add_argument("-o", "--output", required=True, metavar="BUILD_DIR")
+
+    p = command("sim", cmd_sim, "prove the Verilog bit-exact against the golden model")
+    p.add_argument("build_dir", metavar="BUILD_DIR")
+    p.add_argument("--vectors", type=_positive, default=16, help="test images (default 16)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--stall", type=float, default=0.3,
+                   help="probability of a valid gap / ready stall per cycle")
+    p.add_argument("--verbose", action="store_true", help="print simulator logs")
+
+    p = command("estimate", cmd_estimate, "LUT/FF/DSP/BRAM: analytical model and Yosys")
+    p.add_argument("build_dir", metavar="BUILD_DIR")
+    p.add_argument("--family", default="ice40", choices=["ice40", "ecp5", "xilinx", "gowin"])
+    p.add_argument("--synth", action="store_true", help="also synthesize with Yosys")
+
+    p = command("demo", cmd_demo, "train -> quantize -> compile -> sim -> estimate, report")
+    p.add_argument("-o", "--output", default="demo_out", metavar="OUT_DIR")
+    p.add_argument("--epochs", type=_positive, default=30)
+    p.add_argument("--vectors", type=_positive, default=16)
+    p.add_argument("--family", default="ice40", choices=["ice40", "ecp5", "xilinx", "gowin"])
+    p.add_argument("--no-synth", action="store_true", help="skip the Yosys run")
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        report = args.func(args)
+    except (ToolNotFoundError, ToolFailedError, VerificationFailed) as e:
+        _say(f"error: {e}")
+        return EXIT_FAIL
+    except (HwquantError, ValueError, FileNotFoundError) as e:
+        if os.environ.get("HWQUANT_DEBUG"):
+            raise
+        _say(f"error: {e}")
+        return EXIT_BAD_INPUT
+    _write_json(args.json, report)
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""Torch fake-quantization of an IR network, exact to the golden model.
+
+Every tensor is float64 holding values on the integer grid of its format (``X * 2**-frac``);
+float64 represents those sums exactly while they stay below 2**53, so rounding with
+``floor(v * 2**f + 1/2)`` and clamping reproduces the integer arithmetic of
+``docs/arithmetic.md`` bit for bit (``tests/test_fakequant.py`` proves it against
+:mod:`hwquant.golden`). Rounding uses a straight-through estimator, so the same module serves
+quantization-aware retraining: pass float ``weights`` and they are fake-quantized on the fly.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import ir
+
+__all__ = ["FakeQuantNetwork", "fake_quantize"]
+
+
+def fake_quantize(x: torch.Tensor, frac: int, lo: int, hi: int) -> torch.Tensor:
+    """``sat(RHU(x * 2**frac), lo, hi) * 2**-frac`` with a straight-through gradient."""
+    scale = math.ldexp(1.0, frac)
+    q = torch.clamp(torch.floor(x * scale + 0.5), lo, hi) / scale
+    return x + (q - x).detach()
+
+
+def _requant(acc_real, layer, acc_frac):
+    """Epilogue ``sat(rshift_rhu((ACC + B) * M, sh), lo, hi)`` on real values."""
+    rq = layer.requant
+    shape = (1, -1) + (1,) * (acc_real.dim() - 2)
+    m = torch.tensor(rq.multiplier, dtype=torch.float64).reshape(shape)
+    t = acc_real * math.ldexp(1.0, acc_frac) * m  # (ACC + B) * M, an integer
+    return _shift_to_format(t, rq, layer.out_format.frac)
+
+
+def _shift_to_format(t, rq, frac):
+    """Integer-valued ``t`` -> ``sat(rshift_rhu(t, shift), lo, hi) * 2**-frac``."""
+    # fake_quantize(t, -shift) is sat(RHU(t * 2**-shift)) * 2**shift.
+    return fake_quantize(t, -rq.shift, rq.lo, rq.hi) * math.ldexp(1.0, -rq.shift - frac)
+
+
+class FakeQuantNetwork(torch.nn.Module):
+    """float64 torch forward of ``net`` (same layers, formats and rounding as the IR).
+
+    Parameters
+    ----------
+    net : :class:`hwquant.ir.Network`
+    weights : dict of layer name -> float tensor, optional
+        Float (shadow) weights to fake-quantize with the layer's ``weight_frac``/``weight_bits``
+        on every forward (fixed kind). Layers without an entry use their IR integer weights.
+    """
+
+    def __init__(self, net: ir.Network, weights: dict | None = None):
+        super().__init__()
+        self.net = net
+        self.shadow = torch.nn.ParameterDict({
+            name: torch.nn.Parameter(torch.as_tensor(np.asarray(w), dtype=torch.float64))
+            for name, w in (weights or {}).items()})
+
+    def _weight(self, layer):
+        wf = layer.weight_frac
+        if layer.name in self.shadow:
+            hi = (1 << (layer.weight_bits - 1)) - 1
+            return fake_quantize(self.shadow[layer.name], wf, -hi - 1, hi)
+        return torch.tensor(layer.weight, dtype=torch.float64) * math.ldexp(1.0, -wf)
+
+    def forward(self, x: torch.Tensor) -> dict:
+        """Real-valued outputs of every layer (and ``"input"``) for a real input batch."""
+        fmt = self.net.input_format
+        values = {ir.INPUT: fake_quantize(x.to(torch.float64), fmt.frac, fmt.lo, fmt.hi)}
+        for layer in self.net.layers:
+            args = [values[s] for s in layer.inputs]
+            values[layer.name] = self._layer(layer, args)
+        return values
+
+    def _layer(self, layer, args):
+        x = args[0]
+        if isinstance(layer, (ir.Conv2d, ir.Linear)):
+            acc_frac = layer.acc_frac
+            b = torch.tensor(layer.bias, dtype=torch.float64) * math.ldexp(1.0, -acc_frac)
+            w = self._weight(layer)
+            if isinstance(layer, ir.Conv2d):
+                acc = F.conv2d(x, w, b, stride=layer.stride, padding=layer.padding)
+            else:
+                acc = F.linear(x, w, b)
+            if layer.requant is None:
+                return acc
+            return _requant(acc, layer, acc_frac)
+        if isinstance(layer, ir.MaxPool2d):
+            # torch pads with -inf; the IR pads with fmt.lo. Equal: a window always holds at
+            # least one real value (padding <= kernel / 2) and every real value is >= lo.
+            return F.max_pool2d(x, layer.kernel, layer.stride, layer.padding)
+        if isinstance(layer, ir.AvgPool2d):
+            s = F.avg_pool2d(x, layer.kernel, layer.stride, layer.padding,
+                             count_include_pad=True, divisor_override=1)
+            rq, f = layer.requant, layer.in_format.frac
+            t = s * math.ldexp(1.0, f) * int(rq.multiplier[0])
+            return _shift_to_format(t, rq, f)
+        if isinstance(layer, ir.Flatten):
+            return torch.flatten(x, 1)
+        if isinstance(layer, ir.Add):
+            f = layer.out_format
+            return fake_quantize(args[0] + args[1], f.frac, layer.lo, f.hi)
+        raise TypeError(f"Unknown IR layer type {type(layer).__name__}")
+
+    @torch.no_grad()
+    def integer_outputs(self, x_int) -> dict:
+        """Every layer's output as integers (``value * 2**frac``) for an integer input batch,
+        for comparison with :func:`hwquant.golden.run`."""
+        fmt = self.net.input_format
+        x = torch.as_tensor(np.asarray(x_int), dtype=torch.float64) * math.ldexp(1.0, -fmt.frac)
+        out = {}
+        for name, v in self.forward(x).items():
+            frac = self.net.format_of(name).frac
+            out[name] = (v * math.ldexp(1.0, frac)).numpy().astype(np.int64)
+        return out

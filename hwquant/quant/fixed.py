@@ -1,0 +1,149 @@
+"""Post-training fixed-point quantization (the ``fixed`` kind) of a float graph into the IR.
+
+Weights: signed ``wbits`` integers with one power-of-two scale per layer,
+``W = sat(RHU(w * 2**f_w))``, ``f_w = floor(log2((2**(wbits-1) - 1) / max|w|))``.
+Activations: ``abits`` integers with one power-of-two scale per tensor, chosen by calibration
+(``docs/arithmetic.md``, ALGORITHMS.md §8.1): ``f = floor(log2(hi / a_max))``, unsigned after a
+ReLU, signed otherwise. Bias at accumulator scale. The last layer leaves raw ``ACC + B`` logits.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import ir
+from ..errors import HwquantError
+from .grid import frac_for_range, quantize_to_grid
+
+__all__ = ["quantize_fixed", "QuantizationError", "activation_format", "input_format",
+           "weight_layer", "build_network"]
+
+#: Fraction bits never exceed this (keeps shifts and test vectors sane for dead layers).
+MAX_FRAC = 24
+
+
+class QuantizationError(HwquantError, ValueError):
+    """The model or the options cannot be quantized as asked."""
+
+
+def activation_format(a_max: float, bits: int, signed: bool, *, max_frac: int = MAX_FRAC):
+    """Power-of-two activation format covering ``[-a_max, a_max]`` (or ``[0, a_max]``)."""
+    hi = (1 << (bits - 1)) - 1 if signed else (1 << bits) - 1
+    return ir.ActFormat(bits=bits, signed=signed, frac=frac_for_range(a_max, hi, max_frac))
+
+
+def input_format(x_cal, bits: int) -> ir.ActFormat:
+    """Format of the network input: signed when the calibration data has negative values."""
+    x = np.asarray(x_cal, dtype=np.float64)
+    return activation_format(float(np.abs(x).max()), bits, bool((x < 0).any()))
+
+
+def _check_bits(name, value, lo=2, hi=16):
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        raise QuantizationError(f"{name} must be an integer in {lo}..{hi}, not {value!r}")
+
+
+def _quantize_weights(node, wbits):
+    w = np.asarray(node.weight, dtype=np.float64)
+    w_max = float(np.abs(w).max()) if w.size else 0.0
+    if w_max == 0.0:
+        raise QuantizationError(f"Layer '{node.name}': all weights are zero; nothing to quantize")
+    whi = (1 << (wbits - 1)) - 1
+    f_w = frac_for_range(w_max, whi, MAX_FRAC)
+    return quantize_to_grid(w, f_w, -whi - 1, whi), f_w
+
+
+def weight_layer(node, in_fmt, out_fmt, *, weight, weight_bits, weight_frac, last,
+                 encoding="fixed"):
+    """IR conv/linear layer for a float ``node`` whose weights are already integers."""
+    acc_frac = in_fmt.frac + weight_frac
+    bias = np.zeros(weight.shape[0]) if node.bias is None else np.asarray(node.bias)
+    b_int = quantize_to_grid(bias, acc_frac, -(1 << 40), 1 << 40)
+    common = dict(name=node.name, inputs=tuple(node.inputs), in_format=in_fmt, weight=weight,
+                  weight_bits=weight_bits, weight_frac=weight_frac, bias=b_int,
+                  encoding=encoding)
+    if last:
+        lo, hi = ir.matrix_range(weight.reshape(weight.shape[0], -1), b_int, in_fmt)
+        bits = ir.signed_bits_for(int(lo.min()), int(hi.max()))
+        if bits > ir.MAX_BITS:
+            raise QuantizationError(f"Layer '{node.name}': logits need {bits} bits, more than "
+                                    f"{ir.MAX_BITS}; use fewer weight or activation bits")
+        out_fmt, rq = ir.ActFormat(bits, True, acc_frac), None
+    else:
+        shift = acc_frac - out_fmt.frac
+        rq = ir.Requant(np.ones(weight.shape[0], dtype=np.int64), shift,
+                        0 if node.relu else out_fmt.lo, out_fmt.hi)
+    if node.op == "conv2d":
+        return ir.Conv2d(in_shape=node.in_shape, stride=node.stride, padding=node.padding,
+                         requant=rq, out_format=out_fmt, **common)
+    return ir.Linear(requant=rq, out_format=out_fmt, **common)
+
+
+def _avg_requant(window: int, relu: bool, fmt: ir.ActFormat) -> ir.Requant:
+    if window & (window - 1) == 0:
+        mult, shift = 1, window.bit_length() - 1
+    else:  # 1/window as M / 2**shift with 16 significant bits
+        shift = 15 + math.ceil(math.log2(window))
+        mult = (2 * (1 << shift) + window) // (2 * window)  # RHU(2**shift / window)
+    return ir.Requant([mult], shift, 0 if relu else fmt.lo, fmt.hi)
+
+
+def build_network(graph, x_cal, *, abits, weight_quantizer, name="network", metadata=None):
+    """Walk ``graph`` and build the IR with calibrated activation formats.
+
+    ``weight_quantizer(node) -> (int_weights, weight_bits, weight_frac, encoding)`` supplies the
+    method-specific weights (fixed point here; other kinds reuse this walk).
+    """
+    _check_bits("Activation width", abits)
+    acts = graph.run(np.asarray(x_cal, dtype=np.float64))
+    fmts = {ir.INPUT: input_format(x_cal, abits)}
+    layers = []
+    last = graph.nodes[-1].name
+    for node in graph.nodes:
+        in_fmt = fmts[node.inputs[0]]
+        out = acts[node.name]
+        signed = not node.relu and bool((out < 0).any())
+        out_fmt = activation_format(float(np.abs(out).max()), abits, signed)
+        if node.op in ("conv2d", "linear"):
+            w, wb, wf, enc = weight_quantizer(node)
+            layer = weight_layer(node, in_fmt, out_fmt, weight=w, weight_bits=wb,
+                                 weight_frac=wf, last=node.name == last, encoding=enc)
+        elif node.op == "maxpool2d":
+            layer = ir.MaxPool2d(node.name, tuple(node.inputs), node.in_shape, node.kernel,
+                                 node.stride, node.padding, in_fmt)
+        elif node.op == "avgpool2d":
+            win = node.kernel[0] * node.kernel[1]
+            layer = ir.AvgPool2d(node.name, tuple(node.inputs), node.in_shape, node.kernel,
+                                 node.stride, node.padding, in_fmt, out_format=in_fmt,
+                                 requant=_avg_requant(win, node.relu, in_fmt))
+        elif node.op == "flatten":
+            layer = ir.Flatten(node.name, tuple(node.inputs), node.in_shape, in_fmt)
+        elif node.op == "add":
+            layer = ir.Add(node.name, tuple(node.inputs), node.in_shape,
+                           tuple(fmts[s] for s in node.inputs), out_fmt, relu=node.relu)
+        else:
+            raise QuantizationError(f"Layer '{node.name}': no quantizer for op {node.op!r}")
+        layers.append(layer)
+        fmts[node.name] = layer.out_format
+    if not any(isinstance(layer, (ir.Conv2d, ir.Linear)) for layer in layers):
+        raise QuantizationError("The model has no weight layers (conv2d or linear) to quantize")
+    if not isinstance(layers[-1], (ir.Conv2d, ir.Linear)):
+        raise QuantizationError(f"Layer '{last}': the model must end in a conv2d or linear "
+                                f"layer producing the logits")
+    return ir.Network(name=name, input_shape=graph.input_shape, input_format=fmts[ir.INPUT],
+                      layers=tuple(layers), metadata=dict(metadata or {}))
+
+
+def quantize_fixed(graph, x_cal, *, wbits: int, abits: int, name="network", metadata=None):
+    """Post-training fixed-point quantization of a float graph; returns an IR network."""
+    _check_bits("Weight width", wbits)
+
+    def fixed_weights(node):
+        w, f_w = _quantize_weights(node, wbits)
+        return w, wbits, f_w, "fixed"
+
+    meta = {"method": "fixed", "wbits": wbits, "abits": abits, **(metadata or {})}
+    return build_network(graph, x_cal, abits=abits, weight_quantizer=fixed_weights, name=name,
+                         metadata=meta)
