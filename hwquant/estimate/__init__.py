@@ -11,11 +11,13 @@ from .resources import (
     adder,
     comparator,
     const_multiplier,
+    dsp_blocks,
     multiplier,
     mux,
     popcount,
     register,
     rom,
+    rom_in_bram,
 )
 from .synth import PnrResult, SynthResult, place_and_route, synthesize
 
@@ -27,6 +29,8 @@ __all__ = [
     "multiplier",
     "mux",
     "rom",
+    "rom_in_bram",
+    "dsp_blocks",
     "comparator",
     "popcount",
     "SynthResult",

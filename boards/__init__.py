@@ -1,0 +1,1 @@
+"""Board description files (``<id>.toml``), packaged as ``hwquant.board_files``: a data package."""

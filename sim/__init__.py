@@ -1,0 +1,27 @@
+"""Simulation layer: cocotb + Verilator runs of emitted Verilog against expected streams.
+
+:func:`run` builds a design with Verilator (once per distinct Verilog, in a content-addressed
+directory) and runs the generic stream testbench :mod:`hwquant.sim.tb_stream` on it, driven by
+a JSON-able spec of input beats and expected output beats; it returns the testbench's result
+(every word compared, optional throughput figures). :class:`StreamSource`,
+:class:`StreamSink` and :class:`StreamProbe` are the cocotb models of Amaranth ``lib.stream``
+ports, for writing other testbenches.
+"""
+
+from .runner import BUILD_ARGS, build, run
+from .streams import StreamProbe, StreamSink, StreamSource
+from .tb_stream import SPEC_ENV, parse_spec
+from .verilator import find_verilator, verilator_env
+
+__all__ = [
+    "BUILD_ARGS",
+    "SPEC_ENV",
+    "StreamProbe",
+    "StreamSink",
+    "StreamSource",
+    "build",
+    "find_verilator",
+    "parse_spec",
+    "run",
+    "verilator_env",
+]

