@@ -7,22 +7,17 @@ report. Exit status: 0 ok, 1 verification mismatch or tool failure, 2 bad input.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
 import time
 from pathlib import Path
 
-from .errors import HwquantError, ToolFailedError, ToolNotFoundError
+from .errors import HwquantError, ToolFailedError, ToolNotFoundError, VerificationFailed
 
 __all__ = ["main", "build_parser"]
 
 EXIT_OK, EXIT_FAIL, EXIT_BAD_INPUT = 0, 1, 2
-
-
-class VerificationFailed(HwquantError):
-    """The simulated hardware disagrees with the golden model."""
 
 
 def _say(msg: str) -> None:
@@ -59,7 +54,7 @@ def cmd_train(args) -> dict:
     model = default_model(ds.x_train.shape[1:], ds.num_classes, seed=args.seed)
     t0 = time.monotonic()
     acc = train(model, ds, epochs=args.epochs, seed=args.seed, progress=not args.quiet)
-    export_model(model, torch.as_tensor(ds.x_test[:2]), args.output)
+    export_model(model, torch.tensor(ds.x_test[:2]), args.output)
     report = {"model": os.path.abspath(args.output), "dataset": _dataset_info(args),
               "epochs": args.epochs, "accuracy": {"float": acc},
               "seconds": round(time.monotonic() - t0, 2)}
@@ -68,40 +63,9 @@ def cmd_train(args) -> dict:
     return report
 
 
-def quantize_model(model_path, ds, dataset_info, *, method, wbits, abits, calib, seed):
-    """Load ``model_path``, quantize it, measure float and golden accuracy; returns
-    ``(network, report)``. Shared by ``quantize`` and ``demo``."""
-    from . import golden
-    from .data import calibration_split
-    from .frontend import load_model
-    from .quant.fixed import quantize_fixed
-    from .simulate import quantize_input
-    from .train import evaluate_float, load_exported
-
-    if method != "fixed":
-        raise HwquantError(f"Quantization method must be one of: fixed, not {method!r}")
-    graph = load_model(model_path)
-    if tuple(graph.input_shape) != tuple(ds.x_test.shape[1:]):
-        raise HwquantError(f"Model input shape {tuple(graph.input_shape)} does not match the "
-                           f"dataset's {tuple(ds.x_test.shape[1:])}")
-    x_cal = calibration_split(ds, n=calib, seed=seed)
-    float_acc = evaluate_float(load_exported(model_path), ds.x_test, ds.y_test)
-    net = quantize_fixed(graph, x_cal, wbits=wbits, abits=abits,
-                         name=Path(model_path).stem.replace("-", "_") or "network",
-                         metadata={"dataset": dataset_info, "model": os.path.abspath(model_path)})
-    pred = golden.predict(net, quantize_input(net, ds.x_test))
-    q_acc = float((pred == ds.y_test).mean())
-    meta = dict(net.metadata, accuracy={"float": float_acc, "quantized": q_acc})
-    net = dataclasses.replace(net, metadata=meta)
-    report = {"method": method, "wbits": wbits, "abits": abits,
-              "accuracy": {"float": float_acc, "quantized": q_acc},
-              "layers": [{"name": layer.name, "kind": type(layer).__name__.lower(),
-                          "out_format": layer.out_format.to_json()} for layer in net.layers]}
-    return net, report
-
-
 def cmd_quantize(args) -> dict:
     from . import hwq
+    from .flow import quantize_model
 
     ds = _dataset(args)
     net, report = quantize_model(args.model, ds, _dataset_info(args), method=args.method,
@@ -202,6 +166,18 @@ def _positive(text):
     return value
 
 
+def _fifo_depth(text):
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be 'auto' or an integer, not {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 'auto' or >= 0, not {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hwquant", description="Quantized CNNs to bit-exact FPGA hardware.")
@@ -237,7 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="max | min | auto | LAYER=PE:SIMD,... (unnamed layers: auto)")
     p.add_argument("--target-cycles", type=_positive, default=None,
                    help="cycles per inference that 'auto' folding aims for")
-    p.add_argument("--fifo-depth", type=int, default=4, help="FIFO after each layer (0: none)")
+    p.add_argument("--fifo-depth", type=_fifo_depth, default="auto",
+                   help="FIFO after each layer: auto (one output map) or a depth (0: none)")
     p.add_argument("-o", "--output", required=True, metavar="BUILD_DIR")
 
     p = command("sim", cmd_sim, "prove the Verilog bit-exact against the golden model")

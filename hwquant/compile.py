@@ -25,7 +25,7 @@ from amaranth.back import verilog
 from . import hwq, ir
 from .errors import HwquantError
 from .fold import apply_folding
-from .hw.network import NetworkTop, bottleneck_cycles, layer_cycles
+from .hw.network import NetworkTop, bottleneck_cycles, fifo_depths, layer_cycles
 
 __all__ = ["TOP_NAME", "CompileResult", "compile_network", "emit_verilog", "load_build"]
 
@@ -39,7 +39,7 @@ class CompileResult:
     report: dict
 
 
-def emit_verilog(net: ir.Network, *, probes: bool = False, fifo_depth: int = 0) -> str:
+def emit_verilog(net: ir.Network, *, probes: bool = False, fifo_depth="auto") -> str:
     """Verilog text of the network top (module :data:`TOP_NAME`)."""
     top = NetworkTop(net, probes=probes, fifo_depth=fifo_depth)
     return verilog.convert(top, name=TOP_NAME, emit_src=False)
@@ -70,12 +70,13 @@ def _prepare_dir(out_dir: Path) -> Path:
 
 
 def compile_network(net: ir.Network, out_dir, *, fold: str = "auto",
-                    target_cycles: int | None = None, fifo_depth: int = 4,
+                    target_cycles: int | None = None, fifo_depth="auto",
                     progress=None) -> CompileResult:
     """Fold ``net``, emit Verilog (plain and with probes) and write the build directory."""
     step = progress or (lambda msg: None)
     out_dir = Path(out_dir)
     net = apply_folding(net, fold, target_cycles=target_cycles)
+    fifo_depths(net, fifo_depth)  # validate before writing anything
     cycles = layer_cycles(net)
     tmp = _prepare_dir(out_dir)
     try:
@@ -94,7 +95,7 @@ def compile_network(net: ir.Network, out_dir, *, fold: str = "auto",
             "verilog": "network.v",
             "verilog_probes": "network_probes.v",
             "network": "network.hwq",
-            "fifo_depth": fifo_depth,
+            "fifo_depths": fifo_depths(net, fifo_depth),
             "cycles_per_inference": bottleneck_cycles(net),
             "layers": _layer_rows(net, cycles),
             "probes": probes,

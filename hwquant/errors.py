@@ -6,6 +6,7 @@ __all__ = [
     "HwqFormatError",
     "ToolNotFoundError",
     "ToolFailedError",
+    "VerificationFailed",
 ]
 
 
@@ -27,3 +28,7 @@ class ToolNotFoundError(HwquantError, RuntimeError):
 
 class ToolFailedError(HwquantError, RuntimeError):
     """An external tool ran and failed; the message carries its log tail."""
+
+
+class VerificationFailed(HwquantError):
+    """The simulated hardware disagrees with the golden model."""

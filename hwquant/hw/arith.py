@@ -39,8 +39,17 @@ def rshift_rhu(value: Value, shift: int) -> Value:
 
 
 def saturate(value: Value, lo: int, hi: int) -> Value:
-    """Clamp to ``[lo, hi]`` with two comparators and a mux."""
-    return Mux(value < lo, lo, Mux(value > hi, hi, value))
+    """Clamp to ``[lo, hi]``: a comparator and a mux per bound that the value's own shape
+    does not already guarantee (no constant comparisons in the netlist)."""
+    value = Value.cast(value)
+    shape = value.shape()
+    vmin = -(1 << (shape.width - 1)) if shape.signed else 0
+    vmax = (1 << (shape.width - 1)) - 1 if shape.signed else (1 << shape.width) - 1
+    if hi < vmax:
+        value = Mux(value > hi, hi, value)
+    if lo > vmin:
+        value = Mux(value < lo, lo, value)
+    return value
 
 
 def requantize(acc: Value, bias, multiplier, shift: int, lo: int, hi: int) -> Value:

@@ -22,11 +22,12 @@ class SlidingWindow(wiring.Component):
 
     The generator walks the *padded* map ``(H + 2*PH) x (W + 2*PW)`` one position per cycle.
     Inside the image it consumes one input pixel; on the border it inserts ``pad_value``
-    without consuming. Each step shifts a ``KH x KW`` window register left by one column and
-    loads the new column from a line buffer holding the previous ``KH - 1`` padded rows
-    (one memory word per padded column, read one cycle ahead so it maps to block RAM). When the
-    step completes a window at a position selected by the stride, the window is offered on
-    ``o_stream``.
+    without consuming (a map whose padding alone completes windows before its first pixel,
+    padding >= kernel, starts only once that pixel is offered). Each step shifts a
+    ``KH x KW`` window register left by one column and loads the new column from a line buffer
+    holding the previous ``KH - 1`` padded rows (one memory word per padded column, read one
+    cycle ahead so it maps to block RAM). When the step completes a window at a position
+    selected by the stride, the window is offered on ``o_stream``.
 
     Parameters
     ----------
@@ -69,6 +70,14 @@ class SlidingWindow(wiring.Component):
                              f"[{fmt.lo}, {fmt.hi}]")
         self._fmt = fmt
         self._pad_value = pad_value
+        # A window made of padding alone can complete before the map's first pixel (padding
+        # >= kernel). Stepping there freely would emit it before the map has begun, i.e. run
+        # into a map that may never come; such a generator waits at the map's first position
+        # until the first pixel is offered.
+        first = (ph, pw)
+        self._wait_for_map = any(
+            (oy * sh + kh - 1, ox * sw + kw - 1) < first
+            for oy in range(self._out[0]) for ox in range(self._out[1]))
         super().__init__({
             "i_stream": In(activation_signature(fmt, c)),
             "o_stream": Out(activation_signature(fmt, kh * kw * c)),
@@ -105,9 +114,12 @@ class SlidingWindow(wiring.Component):
 
         advance = Signal()  # the output register is free (or being emptied this cycle)
         step = Signal()  # this cycle processes padded position (py, px)
+        needs_pixel = inside
+        if self._wait_for_map:
+            needs_pixel = inside | ((py == 0) & (px == 0))
         m.d.comb += [
             advance.eq(~self.o_stream.valid | self.o_stream.ready),
-            step.eq(advance & (~inside | self.i_stream.valid)),
+            step.eq(advance & (~needs_pixel | self.i_stream.valid)),
             self.i_stream.ready.eq(advance & inside),
         ]
 
