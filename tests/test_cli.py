@@ -1,0 +1,95 @@
+"""The ``hwquant`` command line: reports, exit statuses, and no half-written outputs."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import hwquant
+from hwquant import golden, hwq, ir
+from hwquant.cli import main
+from hwquant.simulate import quantize_input
+
+
+def _tiny_net():
+    rng = np.random.default_rng(0)
+    fin, fo = ir.ActFormat(8, False, 7), ir.ActFormat(8, False, 4)
+    conv = ir.Conv2d(name="conv1", inputs=("input",), in_format=fin,
+                     weight=rng.integers(-127, 128, (4, 1, 3, 3)), weight_bits=8, weight_frac=7,
+                     bias=rng.integers(-50, 50, 4), requant=ir.Requant(np.ones(4), 10, 0, 255),
+                     out_format=fo, in_shape=(1, 6, 6), padding=1)
+    flat = ir.Flatten("flat", ("conv1",), (4, 6, 6), fo)
+    fc = ir.Linear(name="fc", inputs=("flat",), in_format=fo,
+                   weight=rng.integers(-127, 128, (3, 144)), weight_bits=8, weight_frac=7,
+                   bias=np.zeros(3), requant=None, out_format=ir.ActFormat(24, True, 11))
+    return ir.Network("tiny", (1, 6, 6), fin, (conv, flat, fc))
+
+
+@pytest.fixture
+def tiny_hwq(tmp_path):
+    path = tmp_path / "tiny.hwq"
+    hwq.save(_tiny_net(), path)
+    return path
+
+
+def test_compile_report_keys(tiny_hwq, tmp_path):
+    out, rep = tmp_path / "build", tmp_path / "c.json"
+    assert main(["compile", str(tiny_hwq), "--fold", "min", "-o", str(out),
+                 "--json", str(rep)]) == 0
+    report = json.loads(rep.read_text())
+    assert report["verilog"] == str(out / "network.v") and (out / "network.v").is_file()
+    assert [(r["name"], r["pe"], r["simd"]) for r in report["layers"]] == \
+        [("conv1", 1, 1), ("fc", 1, 1)]
+    assert report["cycles_per_inference"] == max(r["cycles"] for r in report["layers"])
+    assert "module hwquant_top" in (out / "network.v").read_text()
+    # A second compile replaces the build directory.
+    assert main(["compile", str(tiny_hwq), "--fold", "max", "-o", str(out)]) == 0
+    assert json.loads((out / "compile.json").read_text())["layers"][0]["pe"] == 4
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["compile", "{hwq}", "--fold", "conv1=3:1", "-o", "{out}"], r"PE must divide"),
+    (["compile", "{hwq}", "--fold", "nope=1:1", "-o", "{out}"], r"not a weight layer"),
+    (["compile", "{hwq}", "--fold", "conv1:1:1", "-o", "{out}"], r"Fold must be"),
+    (["compile", "{bad}", "-o", "{out}"], r"not a readable \.hwq file"),
+    (["compile", "{missing}", "-o", "{out}"], r"No such \.hwq file"),
+    (["sim", "{out}"], r"not a hwquant build directory"),
+    (["quantize", "{missing}", "-o", "{out}"], r"does not exist"),
+])
+def test_bad_input_exits_2_and_writes_nothing(argv, message, tiny_hwq, tmp_path, capsys):
+    bad = tmp_path / "bad.hwq"
+    bad.write_bytes(tiny_hwq.read_bytes()[:200])
+    out = tmp_path / "out"
+    subst = {"hwq": tiny_hwq, "bad": bad, "missing": tmp_path / "missing", "out": out}
+    assert main([a.format(**subst) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
+    assert re.search(message, err), err
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out-")]
+
+
+def test_compile_refuses_foreign_directory(tiny_hwq, tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    assert main(["compile", str(tiny_hwq), "-o", str(out)]) == 2
+    assert (out / "notes.txt").read_text() == "keep me"
+
+
+def test_python_api_live_module(digits):
+    """A live nn.Module and an example input go through the public API."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                          nn.AvgPool2d(2), nn.Flatten(), nn.Linear(64, 10)).eval()
+    graph = hwquant.from_module(model, torch.tensor(digits.x_test[:2]))
+    net = hwquant.quantize_fixed(graph, digits.x_train[:64], wbits=8, abits=8)
+    x = quantize_input(net, digits.x_test[:32])
+    logits = golden.run(net, x)[net.output.name] * 2.0 ** -net.output.out_format.frac
+    with torch.no_grad():
+        ref = model(torch.tensor(digits.x_test[:32])).numpy()
+    # 8-bit quantization of an untrained model: close to float, not equal.
+    assert np.abs(logits - ref).max() < 0.1 * np.abs(ref).max() + 0.05
