@@ -15,11 +15,11 @@ import time
 from pathlib import Path
 
 import torch
+from hwquant.estimate.report import estimate_build
 
 from hwquant import golden
 from hwquant.compile import compile_network
 from hwquant.data import calibration_split, load_dataset
-from hwquant.estimate.report import estimate_build
 from hwquant.frontend import load_model
 from hwquant.quant.fixed import quantize_fixed
 from hwquant.simulate import quantize_input, simulate_build
@@ -75,18 +75,20 @@ def main():
         ("golden model", f"{len(x) / t_golden:,.0f} images/s ({len(x)} images)"),
         ("simulation incl. Verilator build", f"{t_sim_first:.1f} s"),
         ("simulation, build reused",
-         f"{2 * sim['vectors'] / t_sim:,.1f} images/s ({2 * sim['vectors']} images, "
-         f"{t_sim:.1f} s)"),
-        ("golden / simulated speed", f"{(len(x) / t_golden) / (2 * sim['vectors'] / t_sim):,.0f}x"),
+         (f"{2 * sim['vectors'] / t_sim:,.1f} images/s ({2 * sim['vectors']} images, "
+          f"{t_sim:.1f} s)")),
+        ("golden / simulated speed",
+         f"{(len(x) / t_golden) / (2 * sim['vectors'] / t_sim):,.0f}x"),
         ("bit-exact", f"{sim['passed']} ({sim['mismatches']} mismatches)"),
         ("cycles per inference: predicted", str(sim["predicted_cycles"])),
         ("cycles per inference: measured", str(sim["cycles_per_inference"])),
-        ("cycles: measured / predicted", f"{sim['cycles_per_inference'] / sim['predicted_cycles']:.3f}"),
+        ("cycles: measured / predicted",
+         f"{sim['cycles_per_inference'] / sim['predicted_cycles']:.3f}"),
     ]
     for key in ("lut", "ff", "dsp", "bram"):
         ratio = f"{m[key] / s[key]:.2f}" if s[key] else "n/a"
-        rows.append((f"{key.upper()} ({args.family}): model / Yosys", f"{m[key]} / {s[key]}  "
-                                                                      f"(ratio {ratio})"))
+        rows.append((f"{key.upper()} ({args.family}): model / Yosys",
+                     f"{m[key]} / {s[key]}  (ratio {ratio})"))
     rows.append(("estimate time (model + Yosys)", f"{t_est:.1f} s"))
     width = max(len(k) for k, _ in rows)
     print(f"hwquant default-CNN benchmark  (fold={args.fold}, build in {work})")

@@ -144,8 +144,8 @@ def render_markdown(report: dict) -> str:
         "| model | test accuracy |",
         "|---|---|",
         f"| float | {_pct(acc['float'])} |",
-        f"| {q['method']} w{q['wbits']}/a{q['abits']} (integer golden model) | "
-        f"{_pct(acc['quantized'])} |",
+        (f"| {q['method']} w{q['wbits']}/a{q['abits']} (integer golden model) | "
+         f"{_pct(acc['quantized'])} |"),
         "",
         "## Hardware",
         "",
@@ -158,20 +158,20 @@ def render_markdown(report: dict) -> str:
     verdict = "**bit-exact**" if sim["passed"] else "**MISMATCH**"
     lines += [
         "",
-        f"Simulation (cocotb + Verilator, random valid gaps and ready stalls): {verdict} on "
-        f"{sim['vectors']} test images, {sim['mismatches']} mismatching output words; every "
-        f"layer's output stream was compared too.",
+        (f"Simulation (cocotb + Verilator, random valid gaps and ready stalls): {verdict} on "
+         f"{sim['vectors']} test images, {sim['mismatches']} mismatching output words; every "
+         f"layer's output stream was compared too."),
         "",
-        f"Cycles per inference: predicted {sim['predicted_cycles']}, measured "
-        f"{sim['cycles_per_inference']} (stall-free, back to back); latency "
-        f"{sim['latency_cycles']} cycles.",
+        (f"Cycles per inference: predicted {sim['predicted_cycles']}, measured "
+         f"{sim['cycles_per_inference']} (stall-free, back to back); latency "
+         f"{sim['latency_cycles']} cycles."),
         "",
         f"## Resources ({est['family']})",
         "",
         "| source | LUT | FF | DSP | BRAM |",
         "|---|---|---|---|---|",
-        f"| analytical model | {est['model']['lut']} | {est['model']['ff']} | "
-        f"{est['model']['dsp']} | {est['model']['bram']} |",
+        (f"| analytical model | {est['model']['lut']} | {est['model']['ff']} | "
+         f"{est['model']['dsp']} | {est['model']['bram']} |"),
     ]
     if est.get("synth"):
         s = est["synth"]

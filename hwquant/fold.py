@@ -33,6 +33,8 @@ def parse_fold_spec(spec: str) -> tuple:
         if not m:
             raise FoldError(f"Fold must be 'max', 'min', 'auto' or 'LAYER=PE:SIMD,...', "
                             f"not {item.strip()!r}")
+        if m.group(1) in overrides:
+            raise FoldError(f"Fold names layer {m.group(1)!r} twice")
         overrides[m.group(1)] = (int(m.group(2)), int(m.group(3)))
     return "auto", overrides
 
@@ -83,7 +85,9 @@ def apply_folding(net: ir.Network, spec: str = "auto", *, target_cycles: int | N
                             f"layers: {', '.join(sorted(names))}")
     if target_cycles is not None and (not isinstance(target_cycles, int) or target_cycles < 1):
         raise FoldError(f"Target cycles must be a positive integer, not {target_cycles!r}")
-    target = target_cycles or default_target(net)
+    target = target_cycles
+    if target is None and mode == "auto" and not names <= set(overrides):
+        target = default_target(net)  # plans the hardware: only when auto needs it
     for layer in net.weight_layers:
         if layer.name in overrides:
             pe, simd = overrides[layer.name]

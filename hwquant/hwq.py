@@ -12,7 +12,9 @@ import io
 import json
 import os
 import tempfile
+import tokenize
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -123,7 +125,9 @@ def loads(data: bytes, *, source: str = "<bytes>") -> ir.Network:
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as e:
+    # Corrupt bytes surface from zipfile, zlib and NumPy's .npy header parser in many types.
+    except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, KeyError,
+            NotImplementedError, RuntimeError, SyntaxError, tokenize.TokenError) as e:
         raise HwqFormatError(f"{source} is not a readable .hwq file (corrupt or truncated: "
                              f"{e})") from None
     if "header" not in arrays:
@@ -132,7 +136,7 @@ def loads(data: bytes, *, source: str = "<bytes>") -> ir.Network:
         header = json.loads(str(arrays.pop("header")))
     except json.JSONDecodeError as e:
         raise HwqFormatError(f"{source} has a corrupt header: {e}") from None
-    if header.get("magic") != MAGIC:
+    if not isinstance(header, dict) or header.get("magic") != MAGIC:
         raise HwqFormatError(f"{source} is not a hwquant network file")
     version = header.get("version")
     if version != FORMAT_VERSION:

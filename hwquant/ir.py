@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Union
 
 import numpy as np
 
@@ -166,7 +165,7 @@ class _WeightLayerBase:
     #: Integer bias at accumulator scale 2**-(in_format.frac + weight_frac).
     bias: np.ndarray
     #: None for a logits layer (raw ACC + B leaves the network).
-    requant: Union[Requant, None]
+    requant: Requant | None
     out_format: ActFormat
     encoding: str = "fixed"
     fold: Fold = field(default_factory=Fold)
@@ -375,8 +374,8 @@ class Add:
         return max(0, self.out_format.lo) if self.relu else self.out_format.lo
 
 
-WeightLayer = Union[Conv2d, Linear]
-Layer = Union[Conv2d, Linear, MaxPool2d, AvgPool2d, Flatten, Add]
+WeightLayer = Conv2d | Linear
+Layer = Conv2d | Linear | MaxPool2d | AvgPool2d | Flatten | Add
 _LAYER_TYPES = (Conv2d, Linear, MaxPool2d, AvgPool2d, Flatten, Add)
 
 
@@ -439,7 +438,7 @@ class Network:
     def format_of(self, name: str) -> ActFormat:
         return self.input_format if name == INPUT else self.layer(name).out_format
 
-    def replace_layer(self, name: str, **changes) -> "Network":
+    def replace_layer(self, name: str, **changes) -> Network:
         layers = tuple(dataclasses.replace(layer, **changes) if layer.name == name else layer
                        for layer in self.layers)
         return dataclasses.replace(self, layers=layers)

@@ -3,16 +3,16 @@
 import random
 import re
 
+import hwquant.sim
 import pytest
 from amaranth.back import verilog
 from amaranth.hdl import Module, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
-
-import hwquant.sim
-from hwquant.errors import ToolNotFoundError
 from hwquant.sim import runner as sim_runner
 from hwquant.sim import verilator as sim_verilator
+
+from hwquant.errors import ToolNotFoundError
 
 pytestmark = pytest.mark.sim
 

@@ -18,7 +18,7 @@ __all__ = ["run", "run_layer", "predict", "im2col", "check_input"]
 def im2col(x, kernel, stride, padding, pad_value=0):
     """Sliding windows of ``x`` (N, C, H, W) as ``(N, OH, OW, C, KH, KW)``."""
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
-    n, c, h, w = x.shape
+    h, w = x.shape[2:]
     xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=pad_value)
     oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
     win = np.lib.stride_tricks.sliding_window_view(xp, (kh, kw), axis=(2, 3))

@@ -183,7 +183,7 @@ class NetworkTop(wiring.Component):
         self._stages = plan_stages(net)
         self._probes = probes
         self._fifo_depths = fifo_depths(net, fifo_depth, self._stages)
-        in_lanes = net.input_shape[0] if len(net.input_shape) == 3 else net.input_shape[0]
+        in_lanes = net.input_shape[0]  # channels of a pixel, or the whole vector
         out = net.output
         members = {
             "i_stream": In(activation_signature(net.input_format, in_lanes)),

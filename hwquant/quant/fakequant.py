@@ -97,9 +97,9 @@ class FakeQuantNetwork(torch.nn.Module):
         if isinstance(layer, ir.AvgPool2d):
             s = F.avg_pool2d(x, layer.kernel, layer.stride, layer.padding,
                              count_include_pad=True, divisor_override=1)
-            rq, f = layer.requant, layer.in_format.frac
-            t = s * math.ldexp(1.0, f) * int(rq.multiplier[0])
-            return _shift_to_format(t, rq, f)
+            rq = layer.requant
+            t = s * math.ldexp(1.0, layer.in_format.frac) * int(rq.multiplier[0])
+            return _shift_to_format(t, rq, layer.out_format.frac)
         if isinstance(layer, ir.Flatten):
             return torch.flatten(x, 1)
         if isinstance(layer, ir.Add):

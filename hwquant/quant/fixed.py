@@ -61,9 +61,9 @@ def weight_layer(node, in_fmt, out_fmt, *, weight, weight_bits, weight_frac, las
     acc_frac = in_fmt.frac + weight_frac
     bias = np.zeros(weight.shape[0]) if node.bias is None else np.asarray(node.bias)
     b_int = quantize_to_grid(bias, acc_frac, -(1 << 40), 1 << 40)
-    common = dict(name=node.name, inputs=tuple(node.inputs), in_format=in_fmt, weight=weight,
-                  weight_bits=weight_bits, weight_frac=weight_frac, bias=b_int,
-                  encoding=encoding)
+    common = {"name": node.name, "inputs": tuple(node.inputs), "in_format": in_fmt,
+              "weight": weight, "weight_bits": weight_bits, "weight_frac": weight_frac,
+              "bias": b_int, "encoding": encoding}
     if last:
         lo, hi = ir.matrix_range(weight.reshape(weight.shape[0], -1), b_int, in_fmt)
         bits = ir.signed_bits_for(int(lo.min()), int(hi.max()))
