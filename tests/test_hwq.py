@@ -1,0 +1,279 @@
+"""The ``.hwq`` file (:mod:`hwquant.hwq`): exact round trips, clear errors for anything that is
+not a current ``.hwq`` file, atomic saves."""
+
+import dataclasses
+import io
+import json
+import os
+import re
+
+import numpy as np
+import pytest
+
+from hwquant import hwq, ir
+from hwquant.errors import HwqFormatError
+
+S8 = ir.ActFormat(8, True, 5)
+U6 = ir.ActFormat(6, False, 2)
+S5 = ir.ActFormat(5, True, -1)
+
+
+def rich_network():
+    """One layer of every IR type, with non-default folds, multipliers, strides and formats."""
+    rng = np.random.default_rng(7)
+
+    def rq(n, shift, fmt, relu=False, mult=None):
+        mult = np.ones(n, dtype=np.int64) if mult is None else mult
+        return ir.Requant(mult, shift, 0 if relu else fmt.lo, fmt.hi)
+
+    c1 = ir.Conv2d("c1", ("input",), S8, rng.integers(-8, 8, (4, 2, 3, 2)), 4, 3,
+                   rng.integers(-300, 300, 4), rq(4, 7, U6, True, np.array([1, 3, 2, 5])), U6,
+                   fold=ir.Fold(2, 3), in_shape=(2, 7, 6), stride=(1, 2), padding=(1, 0))
+    c2 = ir.Conv2d("c2", ("c1",), U6, rng.integers(-2, 2, (4, 4, 1, 1)), 2, 1,
+                   np.zeros(4), rq(4, -1, S5), S5, in_shape=(4, 7, 3))
+    add = ir.Add("res", ("c1", "c2"), (4, 7, 3), (U6, S5), U6, relu=True)
+    mp = ir.MaxPool2d("mp", ("res",), (4, 7, 3), (3, 2), (2, 1), (1, 1), U6)
+    ap = ir.AvgPool2d("ap", ("mp",), (4, 4, 4), 3, 1, 1, U6, out_format=U6,
+                      requant=ir.Requant([3641], 15, 0, U6.hi))
+    flat = ir.Flatten("flat", ("ap",), (4, 4, 4), U6)
+    fc1 = ir.Linear("fc1", ("flat",), U6, rng.integers(-128, 128, (6, 64)), 8, 6,
+                    rng.integers(-1000, 1000, 6), rq(6, 4, S8), S8, fold=ir.Fold(3, 16))
+    w2 = rng.integers(-4, 4, (3, 6))
+    lo, hi = ir.matrix_range(w2, np.zeros(3, dtype=np.int64), S8)
+    fc2 = ir.Linear("fc2", ("fc1",), S8, w2, 3, 1, np.zeros(3),
+                    None, ir.ActFormat(ir.signed_bits_for(int(lo.min()), int(hi.max())), True, 6))
+    return ir.Network("rich", (2, 7, 6), S8, (c1, c2, add, mp, ap, flat, fc1, fc2),
+                      metadata={"method": "fixed", "accuracy": 0.96875, "classes": ["a", "b", "c"],
+                                "nested": {"wbits": 4, "seed": None}})
+
+
+def assert_same(a, b, where="network"):
+    """Deep equality of IR objects: types, every dataclass field, arrays with dtype."""
+    assert type(a) is type(b), f"{where}: {type(a).__name__} != {type(b).__name__}"
+    if isinstance(a, np.ndarray):
+        assert a.dtype == b.dtype, f"{where}: dtype {a.dtype} != {b.dtype}"
+        np.testing.assert_array_equal(a, b, err_msg=where)
+    elif dataclasses.is_dataclass(a):
+        for f in dataclasses.fields(a):
+            assert_same(getattr(a, f.name), getattr(b, f.name), f"{where}.{f.name}")
+    elif isinstance(a, (tuple, list)):
+        assert len(a) == len(b), f"{where}: length {len(a)} != {len(b)}"
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same(x, y, f"{where}[{i}]")
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), f"{where}: keys differ"
+        for k in a:
+            assert_same(a[k], b[k], f"{where}[{k!r}]")
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+def rewrite(data, edit_header=None, drop=(), add=None):
+    """Re-pack a ``.hwq`` archive with its header JSON edited and arrays dropped/added."""
+    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files if k not in drop}
+    if edit_header is not None and "header" in arrays:
+        header = json.loads(str(arrays["header"]))
+        edit_header(header)
+        arrays["header"] = np.array(json.dumps(header))
+    arrays.update(add or {})
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def net():
+    return rich_network()
+
+
+@pytest.fixture(scope="module")
+def data(net):
+    return hwq.dumps(net)
+
+
+def test_round_trip_bytes(net, data):
+    back = hwq.loads(data)
+    assert_same(back, net)
+    assert back.metadata == net.metadata  # not part of Network.__eq__; compared explicitly
+    # The arrays come back frozen, like any IR array.
+    assert not back.layer("c1").weight.flags.writeable
+
+
+def test_round_trip_file(net, tmp_path):
+    path = tmp_path / "sub" / "net.hwq"
+    hwq.save(net, path)
+    assert_same(hwq.load(path), net)
+    assert_same(hwq.load(str(path)), net)
+    assert os.listdir(path.parent) == ["net.hwq"]
+
+
+def test_round_trip_is_stable(net, data):
+    once = hwq.loads(data)
+    assert_same(hwq.loads(hwq.dumps(once)), net)
+
+
+def test_save_overwrites(net, tmp_path):
+    path = tmp_path / "net.hwq"
+    path.write_bytes(b"old contents")
+    hwq.save(net, path)
+    assert_same(hwq.load(path), net)
+
+
+def test_no_pickle(data):
+    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+        assert all(npz[k].dtype != object for k in npz.files)
+        assert npz["header"].dtype.kind == "U"
+
+
+# -- not a (current) .hwq file ----------------------------------------------------------------
+
+UNREADABLE = r"^<bytes> is not a readable \.hwq file \(corrupt or truncated: .*\)$"
+
+
+@pytest.mark.parametrize("cut", [0, 1, 10, 100, 0.5, -22, -1])
+def test_truncated(data, cut):
+    n = int(len(data) * cut) if isinstance(cut, float) else cut % len(data)
+    with pytest.raises(HwqFormatError, match=UNREADABLE):
+        hwq.loads(data[:n])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_random_bytes(seed):
+    blob = np.random.default_rng(seed).integers(0, 256, 2000, dtype=np.uint8).tobytes()
+    with pytest.raises(HwqFormatError, match=UNREADABLE):
+        hwq.loads(blob)
+
+
+def test_corrupt_bytes_never_escape_as_other_errors(net, data):
+    """Every single-byte corruption either loads the same network (bytes the zip format
+    does not check, such as timestamps) or raises HwqFormatError: never zlib, zipfile or
+    NumPy internals."""
+    failures = 0
+    for i in range(0, len(data), 3):
+        corrupt = bytearray(data)
+        corrupt[i] ^= 0xFF
+        try:
+            back = hwq.loads(bytes(corrupt))
+        except HwqFormatError:
+            failures += 1
+        else:
+            assert_same(back, net, f"network after corrupting byte {i}")
+    assert failures > len(data) // 6
+
+
+def test_wrong_magic(data):
+    bad = rewrite(data, lambda h: h.update(magic="not-hwquant"))
+    with pytest.raises(HwqFormatError, match=r"^<bytes> is not a hwquant network file$"):
+        hwq.loads(bad)
+
+
+def test_header_not_an_object(data):
+    bad = rewrite(data, add={"header": np.array("[1, 2]")})
+    with pytest.raises(HwqFormatError, match=r"^<bytes> is not a hwquant network file$"):
+        hwq.loads(bad)
+
+
+@pytest.mark.parametrize("version", [2, 0, "1", None])
+def test_other_version(data, version):
+    bad = rewrite(data, lambda h: h.update(version=version))
+    with pytest.raises(HwqFormatError, match=rf"^<bytes> has format version "
+                                             rf"{re.escape(repr(version))}, but this hwquant "
+                                             rf"reads version 1; upgrade hwquant or re-run "
+                                             rf"quantize$"):
+        hwq.loads(bad)
+
+
+def test_missing_header(data):
+    bad = rewrite(data, drop=("header",))
+    with pytest.raises(HwqFormatError, match=r"^<bytes> has no hwquant header; "
+                                             r"is it a \.hwq file\?$"):
+        hwq.loads(bad)
+
+
+def test_corrupt_header_json(data):
+    bad = rewrite(data, add={"header": np.array('{"magic": "hwquant-ir", ')})
+    with pytest.raises(HwqFormatError, match=r"^<bytes> has a corrupt header: "):
+        hwq.loads(bad)
+
+
+def test_pickled_array_is_refused(data):
+    bad = rewrite(data, add={"evil": np.array([{"a": 1}], dtype=object)})
+    with pytest.raises(HwqFormatError, match=UNREADABLE):
+        hwq.loads(bad)
+
+
+def test_missing_array(data):
+    bad = rewrite(data, drop=("c1.weight",))
+    with pytest.raises(HwqFormatError, match=r"^<bytes> describes an invalid network: "
+                                             r"'c1\.weight'$"):
+        hwq.loads(bad)
+
+
+def test_invalid_network(data):
+    def edit(h):
+        h["layers"][0]["weight_bits"] = 2  # the weights need 4 bits
+
+    with pytest.raises(HwqFormatError, match=r"^<bytes> describes an invalid network: "
+                                             r"Layer 'c1': weights exceed 2-bit range$"):
+        hwq.loads(rewrite(data, edit))
+
+
+def test_unknown_layer_type(data):
+    def edit(h):
+        h["layers"][1]["type"] = "Conv3d"
+
+    with pytest.raises(HwqFormatError, match=r"^Unknown layer type 'Conv3d' in \.hwq file$"):
+        hwq.loads(rewrite(data, edit))
+
+
+def test_source_is_named(tmp_path, data):
+    path = tmp_path / "broken.hwq"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(HwqFormatError, match=rf"^{re.escape(str(path))} is not a readable "
+                                             rf"\.hwq file"):
+        hwq.load(path)
+    with pytest.raises(HwqFormatError, match=r"^model\.hwq is not a hwquant network file$"):
+        hwq.loads(rewrite(data, lambda h: h.pop("magic")), source="model.hwq")
+
+
+def test_missing_file(tmp_path):
+    path = tmp_path / "nope.hwq"
+    with pytest.raises(HwqFormatError, match=rf"^No such \.hwq file: {re.escape(str(path))}$"):
+        hwq.load(path)
+
+
+# -- atomic save ------------------------------------------------------------------------------
+
+def test_save_failure_leaves_no_file(net, tmp_path, monkeypatch):
+    def fail(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(hwq.os, "replace", fail)
+    path = tmp_path / "net.hwq"
+    with pytest.raises(OSError, match=r"^disk full$"):
+        hwq.save(net, path)
+    assert os.listdir(tmp_path) == []
+
+
+def test_save_failure_keeps_previous_file(net, tmp_path, monkeypatch):
+    path = tmp_path / "net.hwq"
+    hwq.save(net, path)
+    before = path.read_bytes()
+    other = dataclasses.replace(net, name="other")
+
+    def fail(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(hwq.os, "replace", fail)
+    with pytest.raises(KeyboardInterrupt):
+        hwq.save(other, path)
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["net.hwq"]
+
+
+def test_unserialisable_metadata_leaves_no_file(net, tmp_path):
+    bad = dataclasses.replace(net, metadata={"when": object()})
+    with pytest.raises(TypeError, match=r"is not JSON serializable$"):
+        hwq.save(bad, tmp_path / "net.hwq")
+    assert os.listdir(tmp_path) == []
