@@ -182,8 +182,8 @@ def test_vector_network(mode):
                                                     (2, "auto_fast", "auto"), (2, "min", 0)])
 def test_steady_state_cycles(seed, mode, fifo_depth):
     """Without stalls, each further inference costs at least the slowest stage's cycles
-    (``bottleneck_cycles`` is a lower bound); with the default FIFOs and every MVU fully folded
-    or fully unrolled it costs just that."""
+    (``bottleneck_cycles`` is a lower bound); with FIFOs between layers it costs just that,
+    for every folding (window generator and MVU are costed by replaying their handshake)."""
     net = fold(random_chain(seed), mode)
     slowest = bottleneck_cycles(net)
     assert slowest == max(layer_cycles(net).values())
@@ -191,7 +191,7 @@ def test_steady_state_cycles(seed, mode, fifo_depth):
     three = check(net, n=3, seed=seed, stalls=0.0, fifo_depth=fifo_depth)
     per_inference = (three - one) / 2
     assert per_inference >= slowest
-    if mode in ("min", "max") and fifo_depth:
+    if fifo_depth:
         assert per_inference <= slowest * 1.05
 
 

@@ -17,7 +17,7 @@ from .pool import AvgReduce, MaxReduce
 from .streams import activation_signature, probe_signature
 
 __all__ = ["HardwareStage", "plan_stages", "NetworkTop", "fifo_depths", "layer_cycles",
-           "bottleneck_cycles"]
+           "window_schedule_cycles", "bottleneck_cycles"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,10 @@ class HardwareStage:
     cycles: int
     out_format: object = None
     out_lanes: int = 0
+    #: Cycles this stage spends on each input beat (MVU: NF * SF; reducers: 1).
+    steps: int = 1
+    #: Window geometry ``(in_shape, kernel, stride, padding)`` of a "window" stage.
+    geometry: tuple = None
 
 
 def _window_stage(layer_name, in_shape, kernel, stride, padding, fmt, pad_value=0):
@@ -43,7 +47,8 @@ def _window_stage(layer_name, in_shape, kernel, stride, padding, fmt, pad_value=
     return [HardwareStage(
         layer_name, "window",
         lambda: SlidingWindow(in_shape, kernel, stride, padding, fmt, pad_value=pad_value),
-        (h + 2 * ph) * (w + 2 * pw), fmt, kh * kw * c)]
+        (h + 2 * ph) * (w + 2 * pw), fmt, kh * kw * c,
+        geometry=(in_shape, kernel, stride, padding))]
 
 
 def _pixels(shape):
@@ -120,7 +125,7 @@ def _mvu_stage(layer, wm, vectors):
     f = layer.fold
     steps = (layer.out_channels // f.pe) * (layer.fan_in // f.simd)
     return HardwareStage(layer.name, "mvu", lambda: MatrixVectorUnit(layer, wm), vectors * steps,
-                         layer.out_format, layer.out_channels)
+                         layer.out_format, layer.out_channels, steps=steps)
 
 
 def fifo_depths(net: ir.Network, spec="auto", stages=None) -> dict:
@@ -138,11 +143,48 @@ def fifo_depths(net: ir.Network, spec="auto", stages=None) -> dict:
     return {st.layer: spec for st in outputs} if spec else {}
 
 
+def window_schedule_cycles(geometry, steps: int, images: int = 3) -> int:
+    """Steady-state cycles per map of a :class:`SlidingWindow` feeding a consumer that needs
+    ``steps`` cycles per window, by replaying their handshake.
+
+    The generator processes one padded position per cycle, but holds each window until the
+    consumer takes it; the consumer takes the next window in the cycle its last step issues
+    (``MatrixVectorUnit``) or at once (``steps = 1``). So the period is neither the position
+    count nor ``windows * steps`` alone whenever stride or padding leave gaps between windows.
+    Inputs are assumed to be available (upstream FIFOs).
+    """
+    (_, h, w), (kh, kw), (sh, sw), (ph, pw) = geometry
+    hp, wp = h + 2 * ph, w + 2 * pw
+    rows = {o * sh + kh - 1 for o in range((hp - kh) // sh + 1)}
+    cols = {o * sw + kw - 1 for o in range((wp - kw) // sw + 1)}
+    t, next_accept, done = 0, 0, []
+    for _ in range(images):
+        for py in range(hp):
+            emit_row = py in rows
+            for px in range(wp):
+                if emit_row and px in cols:
+                    accept = max(t + 1, next_accept)
+                    next_accept, t = accept + steps, accept
+                else:
+                    t += 1
+        done.append(next_accept)
+    return done[-1] - done[-2]
+
+
 def layer_cycles(net: ir.Network) -> dict:
-    """Cycles per inference of each IR layer with hardware (its slowest stage)."""
-    out = {}
+    """Cycles per inference of each IR layer with hardware: a window generator and its
+    consumer are costed together (:func:`window_schedule_cycles`), other stages by their
+    beats times steps."""
+    out, window = {}, None
     for st in plan_stages(net):
-        out[st.layer] = max(out.get(st.layer, 0), st.cycles)
+        if st.role == "window":
+            window = st
+            continue
+        cycles = st.cycles
+        if window is not None and window.layer == st.layer:
+            cycles = window_schedule_cycles(window.geometry, st.steps)
+        window = None
+        out[st.layer] = max(out.get(st.layer, 0), cycles)
     return out
 
 
