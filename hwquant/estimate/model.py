@@ -1,0 +1,504 @@
+"""Analytical resource model of a compiled network: the hardware of
+:func:`hwquant.hw.network.plan_stages`, costed part by part.
+
+:func:`estimate_network` walks the same stages the network top builds (sliding windows, MVUs,
+pooling reducers), adds the FIFO after every layer stage but the last and the output
+:class:`~hwquant.hw.output.ArgMax`, and costs every part of every component with the
+primitives of :mod:`hwquant.estimate.resources` (the dot engines through the arithmetic kind's
+cost model, :func:`hwquant.kinds.cost_model`). Widths are the widths the hardware has:
+:func:`hwquant.hw.mvu.accumulator_bits`, the dot engine's ``value_range``, the activation
+formats. A stage the model does not know raises; nothing is silently zero.
+
+Memories (line buffers, FIFO storage) are placed the way Yosys's ``memory_libmap`` places them:
+the cheapest of flip-flops (cost 1 per bit), distributed RAM (Xilinx ``RAM32M``/``RAM64M``,
+ECP5 ``TRELLIS_DPR16X4``, Gowin ``RAM16SDP4``) and block RAM, with the costs of the Yosys
+memory libraries. Distributed-RAM cells are counted apart (``lutram``), as
+:class:`hwquant.estimate.synth.SynthResult` counts them.
+
+Accuracy
+--------
+{ACCURACY}
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import ir
+from ..errors import UnsupportedLayerError
+from ..kinds import cost_model, hw_dot_engine
+from .resources import (
+    _BRAM_COST,
+    FAMILIES,
+    Resources,
+    _bram_layout,
+    adder,
+    comparator,
+    const_multiplier,
+    multiplier,
+    mux,
+    register,
+    rom,
+    rom_in_bram,
+)
+
+__all__ = ["NetworkEstimate", "ComponentCost", "estimate_network", "ram", "USE_DSP"]
+
+#: Yosys infers DSP blocks by default (``synthesize(..., allow_dsp=True)``); so does the model.
+USE_DSP = True
+
+
+@dataclass(frozen=True)
+class ComponentCost:
+    """The cost of one part of one hardware component.
+
+    Attributes
+    ----------
+    layer : str
+        IR layer the part belongs to (a sliding window and the FIFO after a layer belong to
+        that layer; the output arg-max to the logits layer).
+    component : str
+        ``"<stage>.<part>"``, e.g. ``"window.line_buffer"``, ``"mvu.dot_engines"``, ``"fifo"``.
+    resources : Resources
+    lutram : int
+        Distributed-RAM cells (not in ``resources.lut``).
+    """
+
+    layer: str
+    component: str
+    resources: Resources
+    lutram: int = 0
+
+    def to_json(self):
+        """``{layer, component, lut, ff, dsp, bram, lutram}``."""
+        return {"layer": self.layer, "component": self.component, **self.resources.to_json(),
+                "lutram": self.lutram}
+
+
+@dataclass(frozen=True)
+class NetworkEstimate:
+    """Modelled resources of a network on one family.
+
+    Attributes
+    ----------
+    family : str
+    total : Resources
+        Sum of :attr:`layers`.
+    layers : dict of str to Resources
+        Per IR layer with hardware, in stream order.
+    components : list of dict
+        One row per costed part: ``{layer, component, lut, ff, dsp, bram, lutram}``.
+    lutram : int
+        Distributed-RAM cells of the whole network (not in ``total.lut``).
+    """
+
+    family: str
+    total: Resources
+    layers: dict
+    components: list = field(default_factory=list)
+    lutram: int = 0
+
+
+# -- Small helpers ----------------------------------------------------------------------------
+
+def _bits(n: int) -> int:
+    """Width of ``Signal(range(n))``."""
+    return max(int(n) - 1, 0).bit_length()
+
+
+def _lut(n) -> Resources:
+    return Resources(lut=max(0, round(n)))
+
+
+def _counter(modulus: int, family: str) -> Resources:
+    """A wrapping counter ``0 .. modulus-1`` with enable: incrementer, wrap compare, FFs."""
+    bits = _bits(modulus)
+    if bits == 0:
+        return Resources()
+    return register(bits) + adder(bits, family) + _lut(math.ceil(bits / 3))
+
+
+def _const_select(values, family) -> Resources:
+    """``Array(constants)[index]``: a function of the index bits per output bit."""
+    values = [int(v) for v in values]
+    if len(set(values)) == 1:
+        return Resources()
+    width = max(ir.signed_bits_for(min(values), max(values)), 1)
+    return rom(len(values), width, family)
+
+
+# -- Memories ---------------------------------------------------------------------------------
+
+def _distributed(depth, width, family):
+    """``(cost, cells, slices)`` of the cheapest distributed-RAM tiling, or ``None``."""
+    if family == "ice40":
+        return None
+    if family == "xilinx":
+        # $__XILINX_LUTRAM_SDP_: cost 8, widthscale 7; 32 x 6 (RAM32M) or 64 x 3 (RAM64M).
+        best = None
+        for abits, unit in ((5, 6), (6, 3)):
+            slices = -(-depth // (1 << abits))
+            cells = -(-slices * width // unit)
+            cost = cells + 7 * slices * width / unit + 0.5 * (slices - 1) * width
+            if best is None or cost < best[0]:
+                best = (cost, cells, slices)
+        return best
+    slices = -(-depth // 16)
+    cells = -(-slices * width // 4)
+    if family == "ecp5":  # $__TRELLIS_DPR16X4_: cost 4 per cell
+        return 4 * cells + 0.5 * (slices - 1) * width, cells, slices
+    # gowin $__GOWIN_LUTRAM_: cost 4, widthscale 4
+    return slices * width + 0.5 * (slices - 1) * width, cells, slices
+
+
+def ram(depth, width, family, *, transparent):
+    """A simple dual-port RAM (one synchronous write port, one synchronous read port) placed
+    as Yosys 0.70 ``memory_libmap`` places it.
+
+    Parameters
+    ----------
+    depth, width : int
+    family : str
+    transparent : bool
+        The read port is transparent for the write port (sliding-window line buffer, read
+        address one cycle ahead); otherwise it has a read enable (FIFO storage).
+
+    Returns
+    -------
+    (Resources, int, str)
+        The cost, the number of distributed-RAM cells, and where it went: ``"ff"``,
+        ``"lutram"`` or ``"bram"``.
+    """
+    if family not in FAMILIES:
+        raise ValueError(f"Family must be one of {', '.join(FAMILIES)}, not {family!r}")
+    abits = _bits(depth)
+    logic_cost = depth * width
+    blocks, slices = _bram_layout(depth, width, family)
+    # Emulation scores x2: a non-shared read port (1), soft transparency (3).
+    block_cost = blocks * _BRAM_COST[family] + 2 * (1 + (3 if transparent else 0))
+    dist = _distributed(depth, width, family)
+    choice = "ff"
+    best = logic_cost
+    if dist is not None and dist[0] < best:
+        choice, best = "lutram", dist[0]
+    if block_cost < best:
+        choice = "bram"
+    if choice == "bram":
+        res = Resources(bram=blocks) + _lut(width * (slices - 1))
+        if transparent:
+            # Soft transparency: write data and an address-match flag registered, a mux.
+            res += register(width + 1) + _lut(width) + comparator(max(abits, 1), family)
+        return res, 0, "bram"
+    # The read register: the address for a transparent port, the data for an enabled one.
+    read_reg = register(abits if transparent else width)
+    if choice == "lutram":
+        _, cells, dslices = dist
+        res = read_reg + mux(width, dslices, family)
+        return res, cells, "lutram"
+    # Flip-flops: one register per word, a depth-way read mux, a write-enable decoder.
+    res = register(depth * width) + read_reg + mux(width, depth, family) + _lut(depth)
+    return res, 0, "ff"
+
+
+# -- Component models -------------------------------------------------------------------------
+
+class _Rows:
+    """Collects ``ComponentCost`` rows for one stage."""
+
+    def __init__(self, layer, stage):
+        self.layer, self.stage, self.rows = layer, stage, []
+
+    def add(self, part, res, lutram=0):
+        if res.lut or res.ff or res.dsp or res.bram or lutram:
+            name = self.stage if part is None else f"{self.stage}.{part}"
+            self.rows.append(ComponentCost(self.layer, name, res, lutram))
+
+
+def _window(rows, in_shape, kernel, stride, padding, fmt, family):
+    """:class:`hwquant.hw.window.SlidingWindow`."""
+    c, h, w = in_shape
+    (kh, kw), (ph, pw) = kernel, padding
+    hp, wp = h + 2 * ph, w + 2 * pw
+    pix_bits = c * fmt.bits
+    rows.add("registers", register(kh * kw * pix_bits))
+    # Position counters, the emit-mask lookups, the padding comparisons, the handshake.
+    control = _counter(wp, family) + _counter(hp, family) + register(1) + _lut(4)
+    if ph:
+        control += 2 * comparator(max(_bits(hp), 1), family)
+    if pw:
+        control += 2 * comparator(max(_bits(wp), 1), family)
+    rows.add("control", control)
+    if ph or pw:
+        # Padding value or input pixel: folded into flip-flop set/reset for the window
+        # register, real gates for the line-buffer write data.
+        rows.add("padding_mux", _lut(pix_bits) if kh > 1 else Resources())
+    if kh > 1:
+        res, cells, _ = ram(wp, (kh - 1) * pix_bits, family, transparent=True)
+        # Read address one cycle ahead: a mux in front of the column counter.
+        res += _lut(_bits(wp))
+        rows.add("line_buffer", res, cells)
+
+
+def _mvu(rows, layer, family):
+    """:class:`hwquant.hw.mvu.MatrixVectorUnit` with the kind's dot engines."""
+    from ..hw.mvu import accumulator_bits
+
+    pe, simd = layer.fold.pe, layer.fold.simd
+    oc, fan_in = layer.out_channels, layer.fan_in
+    nf, sf = oc // pe, fan_in // simd
+    xbits = layer.in_format.bits
+    unrolled = nf * sf == 1
+    acc_bits = accumulator_bits(layer)
+    nf_bits = _bits(max(nf, 2))
+
+    # Stage 0: input buffer and fold counters; stage-valid bits of the pipeline.
+    rows.add("input_buffer", register(fan_in * xbits))
+    # busy, v/first/last of stages 1-2, v3, out valid; nf index of stages 1-3; counters.
+    control = register(1 + 3 + 3 + 1 + 1) + register(3 * nf_bits) + _lut(6)
+    control += _counter(max(nf, 2), family) + _counter(max(sf, 2), family)
+    control += _counter(max(nf * sf, 2), family)
+    rows.add("control", control)
+
+    # Stage 1: operand register (SIMD slice of the input buffer) and the weight ROM.
+    kind = cost_model(layer)
+    engine = hw_dot_engine(layer)
+    # Optional face of a cost model: register bits its DSP blocks absorb.
+    absorb = getattr(kind, "absorbed_registers", None)
+    absorbed = (absorb(layer, family, use_dsp=USE_DSP) if absorb is not None
+                else {"operand": 0, "dot": [False] * pe})
+    rows.add("operand_register", register(simd * xbits - absorbed["operand"]))
+    if sf > 1:
+        rows.add("operand_mux", mux(simd * xbits, sf, family))
+    if not unrolled:
+        width = pe * engine.word_bits(simd, layer.weight_bits)
+        res = rom(nf * sf, width, family)
+        if not rom_in_bram(nf * sf, width, family):
+            res += register(width)  # the synchronous read port's data register
+        rows.add("weight_rom", res)
+    rows.add("dot_engines", kind.resources(layer, family, use_dsp=USE_DSP))
+
+    # Stage 2: dot registers, one per PE, as wide as the engine's worst-case sum.
+    weights = np.asarray(layer.weight_matrix(), dtype=np.int64)
+    dot_bits = []
+    for p in range(pe):
+        ws = weights[p].tolist() if unrolled else None
+        lo, hi = engine.value_range(ws, simd=simd, x_format=layer.in_format,
+                                    weight_bits=layer.weight_bits)
+        dot_bits.append(ir.signed_bits_for(lo, hi))
+    rows.add("dot_registers",
+             register(sum(b for b, gone in zip(dot_bits, absorbed["dot"], strict=True)
+                          if not gone)))
+
+    # Stage 3: accumulators (add or load on the first SIMD step).
+    acc = register(acc_bits * pe)
+    if sf > 1:
+        acc += (adder(acc_bits, family) + mux(acc_bits, 2, family)) * pe
+    rows.add("accumulators", acc)
+
+    # Stage 4: epilogue per PE into the output register.
+    rq = layer.requant
+    epi = Resources()
+    for p in range(pe):
+        chans = [n * pe + p for n in range(nf)]
+        biases = [int(layer.bias[c]) for c in chans]
+        epi += _const_select(biases, family)
+        t_bits = acc_bits
+        if any(biases):
+            epi += adder(acc_bits, family)
+            t_bits = acc_bits + 1
+        if rq is None:
+            continue
+        mults = [int(rq.multiplier[c]) for c in chans]
+        if any(m != 1 for m in mults):
+            if len(set(mults)) == 1:
+                epi += const_multiplier(mults[0], t_bits, True, family, use_dsp=USE_DSP)
+                t_bits += max(2, mults[0].bit_length() + 1)
+            else:
+                epi += _const_select(mults, family)
+                mbits = ir.signed_bits_for(min(mults), max(mults))
+                epi += multiplier(t_bits, mbits, family, USE_DSP, signed=True)
+                t_bits += mbits
+        if rq.shift > 0:
+            epi += adder(max(t_bits - rq.shift + 1, 1), family)
+            t_bits = max(t_bits - rq.shift + 1, 1)
+        epi += _saturation(t_bits, rq.lo, rq.hi, layer.out_format.bits, family)
+    rows.add("epilogue", epi)
+    out_bits = layer.out_format.bits
+    out = register(oc * out_bits + 1)
+    if nf > 1:
+        out += _lut(nf)  # write-enable decode per fold step
+    rows.add("output_register", out)
+
+
+def _saturation(bits, lo, hi, out_bits, family) -> Resources:
+    """:func:`hwquant.hw.arith.saturate` of a signed ``bits``-wide value into ``out_bits``: a
+    comparison with a constant and a mux per bound the value's width does not already
+    guarantee (``v < 0`` is the sign bit); the muxes of both bounds share a LUT per output
+    bit."""
+    vmin, vmax = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    res = Resources()
+    if hi < vmax:
+        res += comparator(bits, family) + _lut(out_bits)
+    if lo > vmin:
+        res += _lut(1) if lo == 0 else comparator(bits, family)
+        if hi >= vmax:
+            res += _lut(out_bits)
+    return res
+
+
+def _maxpool(rows, channels, window, fmt, family):
+    """:class:`hwquant.hw.pool.MaxReduce`."""
+    pair = comparator(fmt.bits, family) + mux(fmt.bits, 2, family)
+    rows.add("reduce", pair * (channels * (window - 1)))
+    rows.add("output_register", register(channels * fmt.bits + 1))
+
+
+def _avgpool(rows, layer, family):
+    """:class:`hwquant.hw.pool.AvgReduce`."""
+    from .fixed import adder_tree
+
+    c = layer.in_shape[0]
+    window = layer.kernel[0] * layer.kernel[1]
+    rq = layer.requant
+    mult = int(rq.multiplier[0])
+    bits = layer.in_format.bits
+    per = adder_tree([bits] * window, family)
+    t_bits = bits + math.ceil(math.log2(window)) if window > 1 else bits
+    t_bits += 1  # signed after the rounding shift
+    if mult != 1:
+        per += const_multiplier(mult, t_bits, True, family, use_dsp=USE_DSP)
+        t_bits += max(2, mult.bit_length() + 1)
+    if rq.shift > 0:
+        per += adder(max(t_bits - rq.shift + 1, 1), family)
+        t_bits = max(t_bits - rq.shift + 1, 1)
+    per += _saturation(t_bits, rq.lo, rq.hi, layer.out_format.bits, family)
+    rows.add("reduce", per * c)
+    rows.add("output_register", register(c * layer.out_format.bits + 1))
+
+
+def _fifo(rows, fmt, lanes, depth, family):
+    """:class:`hwquant.hw.fifo.StreamFifo` (Amaranth ``SyncFIFOBuffered``)."""
+    width = fmt.bits * lanes
+    if depth == 1:
+        rows.add(None, register(width + 1) + _lut(2))
+        return
+    inner = depth - 1
+    res, cells, _ = ram(inner, width, family, transparent=False)
+    control = (_counter(inner, family) * 2 + register(_bits(depth + 1) + 1)
+               + adder(max(_bits(depth + 1), 1), family) + _lut(4))
+    rows.add("storage", res, cells)
+    rows.add("control", control)
+
+
+def _argmax(rows, fmt, classes, family):
+    """:class:`hwquant.hw.output.ArgMax`."""
+    idx_bits = max(1, (classes - 1).bit_length())
+    step = comparator(fmt.bits, family) + mux(fmt.bits, 2, family) + mux(idx_bits, 2, family)
+    rows.add("compare", step * (classes - 1))
+    rows.add("output_register", register(classes * fmt.bits + idx_bits + 1))
+
+
+# -- The network ------------------------------------------------------------------------------
+
+def estimate_network(net: ir.Network, family: str, *, fifo_depths="auto") -> NetworkEstimate:
+    """Model the resources of the hardware :func:`hwquant.compile.compile_network` emits.
+
+    Parameters
+    ----------
+    net : :class:`hwquant.ir.Network`
+        A folded network (as in a build directory's ``network.hwq``).
+    family : str
+        One of ``"ice40"``, ``"ecp5"``, ``"xilinx"``, ``"gowin"``.
+    fifo_depths : "auto", int or dict of str to int
+        Depth of the FIFO after each layer: a ``{layer: depth}`` map as in ``compile.json``
+        (``fifo_depths``), or a spec for :func:`hwquant.hw.network.fifo_depths` (``"auto"``:
+        one output map per layer, an integer: that depth everywhere, 0: none).
+
+    Returns
+    -------
+    NetworkEstimate
+
+    Raises
+    ------
+    ValueError
+        Unknown family, or FIFO depths that are not valid for the network.
+    hwquant.errors.UnsupportedLayerError
+        A stage of the plan the model has no cost for (it never returns zero instead).
+    """
+    from ..hw.network import fifo_depths as plan_fifo_depths
+    from ..hw.network import plan_stages
+
+    if family not in FAMILIES:
+        raise ValueError(f"Family must be one of {', '.join(FAMILIES)}, not {family!r}")
+    stages = plan_stages(net)
+    depths = _fifo_depths(net, fifo_depths, stages, plan_fifo_depths)
+    rows = []
+    for st in stages:
+        layer = net.layer(st.layer)
+        r = _Rows(st.layer, st.role)
+        if st.role == "window":
+            _window(r, *_window_geometry(net, layer), family)
+        elif st.role == "mvu":
+            _mvu(r, layer, family)
+        elif st.role == "maxpool":
+            _maxpool(r, layer.in_shape[0], layer.kernel[0] * layer.kernel[1],
+                     layer.in_format, family)
+        elif st.role == "avgpool":
+            _avgpool(r, layer, family)
+        else:
+            raise UnsupportedLayerError(f"Layer '{st.layer}': the cost model does not know "
+                                        f"hardware stage {st.role!r}")
+        _check_costed(r, st)
+        rows += r.rows
+        if st.role != "window" and depths.get(st.layer, 0):
+            f = _Rows(st.layer, "fifo")
+            _fifo(f, st.out_format, st.out_lanes, depths[st.layer], family)
+            rows += f.rows
+    out = net.output
+    a = _Rows(out.name, "argmax")
+    _argmax(a, out.out_format, out.out_channels, family)
+    rows += a.rows
+
+    layers = {}
+    lutram = 0
+    for row in rows:
+        layers[row.layer] = layers.get(row.layer, Resources()) + row.resources
+        lutram += row.lutram
+    total = sum(layers.values(), Resources())
+    return NetworkEstimate(family=family, total=total, layers=layers,
+                           components=[row.to_json() for row in rows], lutram=lutram)
+
+
+def _fifo_depths(net, spec, stages, plan):
+    if not isinstance(spec, dict):
+        return plan(net, spec, stages)
+    allowed = {st.layer for st in stages if st.role != "window"}
+    out = {}
+    for name, depth in spec.items():
+        if name not in allowed:
+            raise ValueError(f"FIFO depths name {name!r}, which is not a layer with an output "
+                             f"stream in hardware")
+        if not isinstance(depth, int) or isinstance(depth, bool) or depth < 0:
+            raise ValueError(f"Layer '{name}': FIFO depth must be a non-negative integer, not "
+                             f"{depth!r}")
+        out[name] = depth
+    return out
+
+
+def _window_geometry(net, layer):
+    """``(in_shape, kernel, stride, padding, fmt)`` of the sliding window in front of
+    ``layer``, as :func:`hwquant.hw.network.plan_stages` builds it."""
+    if isinstance(layer, ir.Linear):
+        src = net.layer(layer.inputs[0])
+        shape = src.in_shape if isinstance(src, ir.Flatten) else layer.in_shape
+        return shape, tuple(shape[1:]), (1, 1), (0, 0), layer.in_format
+    return layer.in_shape, layer.kernel, layer.stride, layer.padding, layer.in_format
+
+
+def _check_costed(rows, stage):
+    if not rows.rows:
+        raise UnsupportedLayerError(f"Layer '{stage.layer}': the cost model found nothing to "
+                                    f"cost in its {stage.role} stage")
