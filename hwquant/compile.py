@@ -14,9 +14,6 @@ half-written directory.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +23,7 @@ from . import hwq, ir
 from .errors import HwquantError
 from .fold import apply_folding
 from .hw.network import NetworkTop, bottleneck_cycles, fifo_depths, layer_cycles
+from .outdir import atomic_directory
 
 __all__ = ["TOP_NAME", "CompileResult", "compile_network", "emit_verilog", "load_build"]
 
@@ -60,15 +58,6 @@ def _layer_rows(net, cycles):
     return rows
 
 
-def _prepare_dir(out_dir: Path) -> Path:
-    out_dir = out_dir.resolve()
-    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "compile.json").exists():
-        raise HwquantError(f"Output directory {out_dir} exists and is not a hwquant build "
-                           f"directory; choose another path or remove it")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
-
-
 def compile_network(net: ir.Network, out_dir, *, fold: str = "auto",
                     target_cycles: int | None = None, fifo_depth="auto",
                     progress=None) -> CompileResult:
@@ -78,8 +67,7 @@ def compile_network(net: ir.Network, out_dir, *, fold: str = "auto",
     net = apply_folding(net, fold, target_cycles=target_cycles)
     fifo_depths(net, fifo_depth)  # validate before writing anything
     cycles = layer_cycles(net)
-    tmp = _prepare_dir(out_dir)
-    try:
+    with atomic_directory(out_dir, marker="compile.json", what="build") as tmp:
         step("emitting Verilog")
         (tmp / "network.v").write_text(emit_verilog(net, fifo_depth=fifo_depth))
         step("emitting Verilog with probes")
@@ -109,12 +97,6 @@ def compile_network(net: ir.Network, out_dir, *, fold: str = "auto",
             },
         }
         (tmp / "compile.json").write_text(json.dumps(report, indent=2))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return CompileResult(out_dir, net, report)
 
 

@@ -9,9 +9,6 @@ assembled in a temporary sibling and renamed into place at the end.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,18 +29,14 @@ def run_demo(out_dir, *, epochs: int = 30, vectors: int = 16, family: str = "ice
     from .data import load_dataset
     from .estimate.report import estimate_build
     from .flow import quantize_model
+    from .outdir import atomic_directory
     from .simulate import simulate_build
     from .train import default_model, export_model, train
 
     step = progress or (lambda msg: None)
     out_dir = Path(out_dir).resolve()
-    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "report.json").exists():
-        raise FileExistsError(f"Output directory {out_dir} exists and is not a hwquant demo "
-                              f"directory; choose another path")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
     timings = {}
-    try:
+    with atomic_directory(out_dir, marker="report.json", what="demo") as tmp:
         t = time.monotonic()
         ds = load_dataset("digits")
         step(f"training the default CNN on digits ({epochs} epochs)")
@@ -88,12 +81,6 @@ def run_demo(out_dir, *, epochs: int = 30, vectors: int = 16, family: str = "ice
         plot_layers(report, tmp / "layers.png")
         (tmp / "report.json").write_text(json.dumps(report, indent=2, default=str))
         (tmp / "report.md").write_text(render_markdown(report))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     step(f"report: {out_dir / 'report.md'}")
     if not sim["passed"]:
         from .errors import VerificationFailed
