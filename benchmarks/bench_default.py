@@ -15,11 +15,11 @@ import time
 from pathlib import Path
 
 import torch
-from hwquant.estimate.report import estimate_build
 
 from hwquant import golden
 from hwquant.compile import compile_network
 from hwquant.data import calibration_split, load_dataset
+from hwquant.estimate.report import estimate_build
 from hwquant.frontend import load_model
 from hwquant.quant.fixed import quantize_fixed
 from hwquant.simulate import quantize_input, simulate_build

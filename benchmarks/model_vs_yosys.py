@@ -41,7 +41,7 @@ from hwquant.errors import ToolFailedError
 from hwquant.estimate.report import estimate_build, relative_error, synthesize_build
 from hwquant.estimate.synth import FAMILIES
 
-__all__ = ["CASES", "build_case", "main"]
+__all__ = ["CASES", "HOLDOUT", "build_case", "main"]
 
 
 # -- Networks ---------------------------------------------------------------------------------
@@ -115,6 +115,47 @@ def mvu_net(seed=3):
     return ir.Network("mvu", (64,), fin, (fc,))
 
 
+def lenet_net(seed=4):
+    """conv 1->6 5x5 on 12x12, maxpool 2, conv 6->8 3x3 pad 1, fc 128->10 (held out)."""
+    rng = np.random.default_rng(seed)
+    fin, f1 = ir.ActFormat(8, False, 7), ir.ActFormat(8, False, 4)
+    c1 = ir.Conv2d(name="c1", inputs=("input",), in_format=fin,
+                   weight=rng.integers(-127, 128, (6, 1, 5, 5)), weight_bits=8, weight_frac=7,
+                   bias=rng.integers(-500, 500, 6), requant=_requant(6, 11, 255), out_format=f1,
+                   in_shape=(1, 12, 12))
+    p1 = ir.MaxPool2d("p1", ("c1",), (6, 8, 8), 2, 2, 0, f1)
+    c2 = ir.Conv2d(name="c2", inputs=("p1",), in_format=f1,
+                   weight=rng.integers(-127, 128, (8, 6, 3, 3)), weight_bits=8, weight_frac=7,
+                   bias=rng.integers(-500, 500, 8), requant=_requant(8, 12, 255), out_format=f1,
+                   in_shape=(6, 4, 4), padding=1)
+    flat = ir.Flatten("flat", ("c2",), (8, 4, 4), f1)
+    fc = ir.Linear(name="fc", inputs=("flat",), in_format=f1,
+                   weight=rng.integers(-127, 128, (10, 128)), weight_bits=8, weight_frac=7,
+                   bias=rng.integers(-500, 500, 10), requant=None,
+                   out_format=ir.ActFormat(24, True, 11))
+    return ir.Network("lenet", (1, 12, 12), fin, (c1, p1, c2, flat, fc))
+
+
+def digits_net():
+    """The project's default CNN trained on digits and quantized to 8/8 bits (held out)."""
+    import torch
+
+    from hwquant.data import calibration_split, load_dataset
+    from hwquant.frontend import load_model
+    from hwquant.quant.fixed import quantize_fixed
+    from hwquant.train import default_model, export_model, train
+
+    ds = load_dataset("digits")
+    model = default_model(ds.x_train.shape[1:], ds.num_classes, seed=0)
+    train(model, ds, epochs=30, seed=0, progress=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.pt2"
+        export_model(model, torch.tensor(ds.x_test[:2]), path)
+        graph = load_model(path)
+    return quantize_fixed(graph, calibration_split(ds, n=256, seed=0), wbits=8, abits=8,
+                          name="digits")
+
+
 #: name -> (network builder, fold spec for compile_network)
 CASES = {
     "small_auto": (small_net, "auto"),
@@ -129,10 +170,17 @@ CASES = {
     "mvu_max": (mvu_net, "max"),
 }
 
+#: Cases the model was not tuned on (run with ``--holdout``), reported apart.
+HOLDOUT = {
+    "lenet_auto": (lenet_net, "auto"),
+    "digits_auto": (digits_net, "auto"),
+    "digits_min": (digits_net, "min"),
+}
+
 
 def build_case(name, workdir):
     """Compile case ``name`` into ``workdir/name`` (reused when already there)."""
-    builder, fold = CASES[name]
+    builder, fold = {**CASES, **HOLDOUT}[name]
     out = Path(workdir) / name
     if not (out / "compile.json").is_file():
         compile_network(builder(), out, fold=fold)
@@ -180,11 +228,16 @@ def _pct(x):
 
 
 def report(builds, families, synth):
+    """Print the per-case table and, per group (tuned on / held out), the per-family summary;
+    return ``{group: {family: mean |LUT error|}}``."""
     print(f"{'case':12s} {'family':7s} | {'LUT y':>6s} {'model':>6s} {'err':>6s} | "
           f"{'FF y':>6s} {'model':>6s} {'err':>6s} | {'DSP y/m':>7s} | {'BRAM y/m':>8s} | "
           f"{'LUTRAM y/m':>10s}")
-    errors = {f: {"lut": [], "ff": [], "dsp": [], "bram": []} for f in families}
+    groups = {}
     for name, build in builds.items():
+        group = "held out" if name in HOLDOUT else "tuned on"
+        errors = groups.setdefault(group, {f: {"lut": [], "ff": [], "dsp": [], "bram": []}
+                                           for f in families})
         for fam in families:
             model = estimate_build(build, family=fam)["model"]
             s = synth[(name, fam)]
@@ -200,28 +253,35 @@ def report(builds, families, synth):
                   f"{s['ff']:6d} {model['ff']:6d} {_pct(err['ff'])} | "
                   f"{s['dsp']:3d}/{model['dsp']:<3d} | {s['bram']:4d}/{model['bram']:<3d} | "
                   f"{s['lutram']:5d}/{model['lutram']:<4d}")
-    print()
-    print(f"{'family':7s} {'n':>3s} {'LUT mean|err|':>14s} {'LUT max|err|':>13s} "
-          f"{'FF mean|err|':>13s} {'DSP match':>10s} {'BRAM match':>11s}")
-    overall = []
-    for fam in families:
-        e = errors[fam]
-        if not e["lut"]:
-            print(f"{fam:7s}   0 (no successful Yosys run)")
-            continue
-        lut = np.abs(e["lut"])
-        overall += list(lut)
-        print(f"{fam:7s} {len(lut):3d} {lut.mean():14.1%} {lut.max():13.1%} "
-              f"{np.abs(e['ff']).mean():13.1%} {sum(e['dsp']):6d}/{len(lut):<3d} "
-              f"{sum(e['bram']):7d}/{len(lut):<3d}")
-    if overall:
-        print(f"{'all':7s} {len(overall):3d} {np.mean(overall):14.1%} {np.max(overall):13.1%}")
+    summary = {}
+    for group, errors in groups.items():
+        print(f"\n{group}:")
+        print(f"{'family':7s} {'n':>3s} {'LUT mean|err|':>14s} {'LUT max|err|':>13s} "
+              f"{'FF mean|err|':>13s} {'DSP match':>10s} {'BRAM match':>11s}")
+        overall = []
+        for fam in families:
+            e = errors[fam]
+            if not e["lut"]:
+                print(f"{fam:7s}   0 (no successful Yosys run)")
+                continue
+            lut = np.abs(e["lut"])
+            overall += list(lut)
+            summary.setdefault(group, {})[fam] = float(lut.mean())
+            print(f"{fam:7s} {len(lut):3d} {lut.mean():14.1%} {lut.max():13.1%} "
+                  f"{np.abs(e['ff']).mean():13.1%} {sum(e['dsp']):6d}/{len(lut):<3d} "
+                  f"{sum(e['bram']):7d}/{len(lut):<3d}")
+        if overall:
+            print(f"{'all':7s} {len(overall):3d} {np.mean(overall):14.1%} "
+                  f"{np.max(overall):13.1%}")
+    return summary
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-c", "--case", action="append", choices=list(CASES),
+    parser.add_argument("-c", "--case", action="append", choices=list(CASES) + list(HOLDOUT),
                         help="only this case (repeatable)")
+    parser.add_argument("--holdout", action="store_true",
+                        help="also the held-out cases (the default digits CNN, trained here)")
     parser.add_argument("-f", "--family", action="append", choices=FAMILIES,
                         help="only this family (repeatable)")
     parser.add_argument("-j", "--jobs", type=int, default=2, help="parallel Yosys runs")
@@ -229,7 +289,7 @@ def main(argv=None):
     parser.add_argument("--workdir", metavar="DIR",
                         help="build directories (default: a temporary directory)")
     args = parser.parse_args(argv)
-    names = args.case or list(CASES)
+    names = args.case or list(CASES) + (list(HOLDOUT) if args.holdout else [])
     families = args.family or list(FAMILIES)
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="hwq-bench-") as tmp:

@@ -3,9 +3,14 @@
 :mod:`.resources` holds the :class:`Resources` record and the per-family cost of the
 primitives (adders, registers, multipliers, muxes, ROMs, ...) the per-kind models compose,
 calibrated against Yosys; :mod:`.synth` runs Yosys and nextpnr and folds their cell counts
-into the same classes.
+into the same classes. :mod:`.model` costs a whole network part by part
+(:func:`estimate_network`), with the dot engines from each arithmetic kind's cost face
+(:mod:`.fixed`); :mod:`.report` models a build directory and compares with Yosys
+(:func:`estimate_build`).
 """
 
+from .model import NetworkEstimate, estimate_network
+from .report import estimate_build, synthesize_build
 from .resources import (
     Resources,
     adder,
@@ -37,4 +42,8 @@ __all__ = [
     "PnrResult",
     "synthesize",
     "place_and_route",
+    "NetworkEstimate",
+    "estimate_network",
+    "estimate_build",
+    "synthesize_build",
 ]

@@ -191,6 +191,11 @@ def ram(depth, width, family, *, transparent):
         if transparent:
             # Soft transparency: write data and an address-match flag registered, a mux.
             res += register(width + 1) + _lut(width) + comparator(max(abits, 1), family)
+        else:
+            # A read that must not see a write to the same address in the same cycle: Yosys
+            # registers the write data, the address and a match flag, and the read data, and
+            # muxes (measured on every family: 2 * width + abits + 1 flip-flops).
+            res += register(2 * width + abits + 1) + _lut(width + 4 * abits)
         return res, 0, "bram"
     # The read register: the address for a transparent port, the data for an enabled one.
     read_reg = register(abits if transparent else width)
@@ -256,10 +261,15 @@ def _mvu(rows, layer, family):
 
     # Stage 0: input buffer and fold counters; stage-valid bits of the pipeline.
     rows.add("input_buffer", register(fan_in * xbits))
-    # busy, v/first/last of stages 1-2, v3, out valid; nf index of stages 1-3; counters.
-    control = register(1 + 3 + 3 + 1 + 1) + register(3 * nf_bits) + _lut(6)
-    control += _counter(max(nf, 2), family) + _counter(max(sf, 2), family)
-    control += _counter(max(nf * sf, 2), family)
+    # busy, valid of stages 1-3, out valid; first/last of stages 1-2 and the counters of a
+    # folded dimension (registers that only ever hold 0 are removed).
+    control = register(5) + _lut(6)
+    if sf > 1:
+        control += _counter(sf, family) + register(4)
+    if nf > 1:
+        control += _counter(nf, family) + register(3 * nf_bits)
+    if nf * sf > 1:
+        control += _counter(nf * sf, family)
     rows.add("control", control)
 
     # Stage 1: operand register (SIMD slice of the input buffer) and the weight ROM.
@@ -292,10 +302,13 @@ def _mvu(rows, layer, family):
              register(sum(b for b, gone in zip(dot_bits, absorbed["dot"], strict=True)
                           if not gone)))
 
-    # Stage 3: accumulators (add or load on the first SIMD step).
-    acc = register(acc_bits * pe)
+    # Stage 3: accumulators (add or load on the first SIMD step). Unfolded over SIMD the
+    # accumulator is a sign-extended copy of the dot register: equal flip-flops merge.
     if sf > 1:
+        acc = register(acc_bits * pe)
         acc += (adder(acc_bits, family) + mux(acc_bits, 2, family)) * pe
+    else:
+        acc = register(sum(min(b, acc_bits) for b in dot_bits))
     rows.add("accumulators", acc)
 
     # Stage 4: epilogue per PE into the output register.
@@ -304,33 +317,61 @@ def _mvu(rows, layer, family):
     for p in range(pe):
         chans = [n * pe + p for n in range(nf)]
         biases = [int(layer.bias[c]) for c in chans]
-        epi += _const_select(biases, family)
-        t_bits = acc_bits
-        if any(biases):
-            epi += adder(acc_bits, family)
-            t_bits = acc_bits + 1
-        if rq is None:
-            continue
-        mults = [int(rq.multiplier[c]) for c in chans]
-        if any(m != 1 for m in mults):
-            if len(set(mults)) == 1:
-                epi += const_multiplier(mults[0], t_bits, True, family, use_dsp=USE_DSP)
-                t_bits += max(2, mults[0].bit_length() + 1)
-            else:
-                epi += _const_select(mults, family)
-                mbits = ir.signed_bits_for(min(mults), max(mults))
-                epi += multiplier(t_bits, mbits, family, USE_DSP, signed=True)
-                t_bits += mbits
-        if rq.shift > 0:
-            epi += adder(max(t_bits - rq.shift + 1, 1), family)
-            t_bits = max(t_bits - rq.shift + 1, 1)
-        epi += _saturation(t_bits, rq.lo, rq.hi, layer.out_format.bits, family)
+        mults = [1] if rq is None else [int(rq.multiplier[c]) for c in chans]
+        shift = 0 if rq is None else rq.shift
+        epi += _epilogue(acc_bits, biases, mults, shift, rq, layer.out_format.bits, family)
     rows.add("epilogue", epi)
     out_bits = layer.out_format.bits
     out = register(oc * out_bits + 1)
     if nf > 1:
         out += _lut(nf)  # write-enable decode per fold step
     rows.add("output_register", out)
+
+
+def _const_add(bits, used, family) -> Resources:
+    """``v + constant`` over ``bits``, of which only the top ``used`` sum bits are used (a
+    rounding shift drops the rest): iCE40 builds LUTs only for used sum bits beside its
+    carry chain, a Xilinx carry chain takes the constant without LUTs for half of them, ECP5
+    and Gowin carry chains are LUTs throughout."""
+    if family == "ice40":
+        return _lut(used)
+    if family == "xilinx":
+        return _lut(math.ceil(used / 2))
+    return adder(bits, family)
+
+
+def _epilogue(acc_bits, biases, mults, shift, rq, out_bits, family) -> Resources:
+    """One PE of :func:`hwquant.hw.arith.requantize` (or ``acc + bias`` for logits):
+    measured on its own, bias and rounding constants fold into one carry chain."""
+    res = _const_select(biases, family)
+    t_bits = acc_bits
+    varying = len(set(biases)) > 1
+    if rq is None:
+        if varying:
+            return res + adder(acc_bits, family)
+        return res + (_const_add(acc_bits, acc_bits, family) if any(biases) else Resources())
+    scaled = any(m != 1 for m in mults)
+    if varying or (scaled and any(biases)):
+        res += adder(acc_bits, family)  # a variable bias, or one the multiplier needs first
+        t_bits += 1
+        biases = [0]
+    if scaled:
+        if len(set(mults)) == 1:
+            from .fixed import const_product
+
+            res += const_product(mults[0], t_bits, True, family, use_dsp=USE_DSP)[0]
+            t_bits += max(2, mults[0].bit_length() + 1)
+        else:
+            res += _const_select(mults, family)
+            mbits = ir.signed_bits_for(min(mults), max(mults))
+            res += multiplier(t_bits, mbits, family, USE_DSP, signed=True)
+            t_bits += mbits
+    used = max(t_bits - max(shift, 0) + 1, 1)
+    if shift > 0 or any(biases):
+        res += _const_add(t_bits, used, family)
+        if any(biases) and family in ("ecp5", "gowin"):
+            res += _lut(used / 2)  # bias and rounding constants in separate chains
+    return res + _saturation(used, rq.lo, rq.hi, out_bits, family)
 
 
 def _saturation(bits, lo, hi, out_bits, family) -> Resources:
@@ -341,7 +382,13 @@ def _saturation(bits, lo, hi, out_bits, family) -> Resources:
     vmin, vmax = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
     res = Resources()
     if hi < vmax:
-        res += comparator(bits, family) + _lut(out_bits)
+        if hi > 0 and (hi + 1) & hi == 0:
+            # v > 2**k - 1: any of the upper bits set (and not negative).
+            per_lut = 5 if family == "xilinx" else 3
+            res += _lut(math.ceil(max(bits - hi.bit_length(), 1) / per_lut))
+        else:
+            res += comparator(bits, family)
+        res += _lut(out_bits)
     if lo > vmin:
         res += _lut(1) if lo == 0 else comparator(bits, family)
         if hi >= vmax:
@@ -349,10 +396,31 @@ def _saturation(bits, lo, hi, out_bits, family) -> Resources:
     return res
 
 
+# A comparison feeding a 2:1 mux of the same operands, chained (max pooling, arg-max), costs
+# less or more than the two primitives apart: ABC merges the comparator's operand inversion
+# into the mux LUTs on iCE40, and a signed comparison chain costs more on ECP5 and Gowin.
+# Factors on comparator + mux, measured on 8-bit and 4-bit unsigned max pooling and 16- to
+# 24-bit signed arg-max chains of 3 and 9 steps (Yosys 0.70).
+_SELECT_CHAIN = {
+    "ice40": {False: 0.65, True: 0.93},
+    "ecp5": {False: 1.0, True: 1.4},
+    "xilinx": {False: 1.2, True: 0.9},
+    "gowin": {False: 0.94, True: 1.42},
+}
+
+
+def _select_step(bits, signed, family, extra_mux_bits=0) -> Resources:
+    """One compare-and-select step of a max chain over ``bits``-wide values."""
+    base = comparator(bits, family) + mux(bits, 2, family)
+    if extra_mux_bits:
+        base += mux(extra_mux_bits, 2, family)
+    return _lut(base.lut * _SELECT_CHAIN[family][signed])
+
+
 def _maxpool(rows, channels, window, fmt, family):
     """:class:`hwquant.hw.pool.MaxReduce`."""
-    pair = comparator(fmt.bits, family) + mux(fmt.bits, 2, family)
-    rows.add("reduce", pair * (channels * (window - 1)))
+    step = _select_step(fmt.bits, fmt.signed, family)
+    rows.add("reduce", step * (channels * (window - 1)))
     rows.add("output_register", register(channels * fmt.bits + 1))
 
 
@@ -396,7 +464,7 @@ def _fifo(rows, fmt, lanes, depth, family):
 def _argmax(rows, fmt, classes, family):
     """:class:`hwquant.hw.output.ArgMax`."""
     idx_bits = max(1, (classes - 1).bit_length())
-    step = comparator(fmt.bits, family) + mux(fmt.bits, 2, family) + mux(idx_bits, 2, family)
+    step = _select_step(fmt.bits, fmt.signed, family, idx_bits)
     rows.add("compare", step * (classes - 1))
     rows.add("output_register", register(classes * fmt.bits + idx_bits + 1))
 

@@ -18,7 +18,6 @@ import re
 import time
 from pathlib import Path
 
-from ..compile import TOP_NAME, load_build
 from ..errors import HwquantError, ToolFailedError
 from .model import estimate_network
 from .resources import FAMILIES
@@ -28,6 +27,10 @@ __all__ = ["estimate_build", "synthesize_build", "relative_error", "wrapper_veri
 
 #: Name of the wrapper module :func:`synthesize_build` falls back to.
 WRAPPER_TOP = "hwquant_synth_top"
+
+#: Top module of ``network.v`` (:data:`hwquant.compile.TOP_NAME`; not imported from there, so
+#: that importing the estimate package does not import the hardware generators).
+TOP_NAME = "hwquant_top"
 
 _KEYS = ("lut", "ff", "dsp", "bram")
 
@@ -174,6 +177,8 @@ def estimate_build(build_dir, *, family: str = "ice40", synth: bool = False,
     hwquant.errors.ToolFailedError, hwquant.errors.ToolNotFoundError
         With ``synth=True``: Yosys failed or is missing.
     """
+    from ..compile import load_build
+
     _check_family(family)
     step = progress or (lambda msg: None)
     net, report = load_build(build_dir)
