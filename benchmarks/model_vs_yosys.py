@@ -79,7 +79,8 @@ def tiny_net(seed=1):
     flat = ir.Flatten("flat", ("pool1",), (4, 2, 2), fo)
     fc = ir.Linear(name="fc", inputs=("flat",), in_format=fo,
                    weight=rng.integers(-7, 8, (4, 16)), weight_bits=4, weight_frac=3,
-                   bias=rng.integers(-50, 50, 4), requant=None, out_format=ir.ActFormat(16, True, 5))
+                   bias=rng.integers(-50, 50, 4), requant=None,
+                   out_format=ir.ActFormat(16, True, 5))
     return ir.Network("tiny", (1, 6, 6), fin, (conv, pool, flat, fc))
 
 

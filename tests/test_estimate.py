@@ -274,10 +274,20 @@ def test_relative_error():
 
 # -- Against Yosys ------------------------------------------------------------------------------
 
+@pytest.fixture(scope="module")
+def synth_build(tmp_path_factory):
+    """The small network with 4-deep FIFOs: about 20 s of Yosys per family."""
+    from hwquant.compile import compile_network
+
+    out = tmp_path_factory.mktemp("estimate_synth") / "build"
+    compile_network(small_net(), out, fold="auto", fifo_depth=4)
+    return out
+
+
 @pytest.mark.synth
 @pytest.mark.parametrize("family", ["ice40", "xilinx"])
-def test_model_matches_yosys(build, family):
-    res = estimate_build(build, family=family, synth=True)
+def test_model_matches_yosys(synth_build, family):
+    res = estimate_build(synth_build, family=family, synth=True)
     synth, model = res["synth"], res["model"]
     assert abs(res["error"]["lut"]) <= LUT_TOLERANCE, (model, synth)
     assert model["dsp"] == synth["dsp"]

@@ -1,22 +1,31 @@
 """Cost face of the ``fixed`` arithmetic kind: the ``PE`` dot engines of one MVU.
 
-What :class:`hwquant.hw.fixed.DotEngine` builds, per processing element:
+What :class:`hwquant.hw.fixed.DotEngine` builds, per processing element, and what Yosys 0.70
+makes of it by default (``synthesize(..., allow_dsp=True)``: ``synth_ice40 -dsp``, the other
+families without ``-nodsp``):
 
 * **Unrolled** (``PE = OC`` and ``SIMD = F``): every weight is a constant. A zero weight builds
-  nothing; a positive power of two is wiring; any other weight is a constant multiplication of
-  the activation (:func:`~hwquant.estimate.resources.const_multiplier`). The products are summed
-  by a balanced adder tree whose adders have the widths Amaranth gives them (product widths
-  ``x_bits + constant bits``, one bit more per level).
-* **Folded**: ``SIMD`` variable ``x_bits x weight_bits`` multipliers
-  (:func:`~hwquant.estimate.resources.multiplier`) fed by the weight ROM, and an adder tree of
-  ``SIMD`` products.
+  nothing and a positive power of two is wiring. Yosys strips a constant's trailing zeros and
+  merges equal products, so each lane builds ``x * odd(w)`` once for all PEs. A product goes
+  to a DSP block when ``mul2dsp`` takes the ``$mul`` Amaranth emits (:func:`const_product`;
+  an unsigned activation times a negative constant is a multiply by the constant
+  sign-extended to the product width), otherwise it is LUT logic: a product used once melts
+  into its PE's sum as partial-product rows, a shared one is a
+  :func:`~hwquant.estimate.resources.const_multiplier` of its own.
+* **Folded**: ``SIMD`` variable ``x_bits x weight_bits`` products
+  (:func:`~hwquant.estimate.resources.multiplier`, DSP blocks by
+  :func:`~hwquant.estimate.resources.dsp_blocks`) fed by the weight ROM.
 
-DSP blocks are modelled as Yosys infers them by default (``synthesize(..., allow_dsp=True)``:
-``synth_ice40 -dsp``, the other families without ``-nodsp``): every product that
-:func:`~hwquant.estimate.resources.dsp_blocks` puts in a DSP block, constant or not.
+The products of one PE are summed by :func:`hwquant.hw.arith.adder_tree`; Yosys packs some of
+its adders into the DSP blocks (post-adders, cascades; see ``_ABSORB``) and merges the rest
+into multi-operand sums (``$macc``), which become carry-save trees of full adders
+(:func:`adder_tree`, :func:`macc`). Measured against Yosys on single dot engines of 1 to 48
+products (signed and unsigned activations, constant and ROM weights): within 15 % except
+small LUT-multiplier engines (up to 20 %).
 
 The weight ROM, the operand and dot registers, accumulators and the epilogue are costed by
-:mod:`hwquant.estimate.model`, which calls :func:`resources` for the engines.
+:mod:`hwquant.estimate.model`, which calls :func:`resources` (and, for the registers the DSP
+blocks absorb on Xilinx, :func:`absorbed_registers`).
 """
 
 from __future__ import annotations
@@ -36,10 +45,12 @@ from .resources import (
 )
 
 __all__ = ["resources", "absorbed_registers", "cycles", "is_unrolled", "product_bits",
-           "adder_tree", "const_product"]
+           "adder_tree", "macc", "const_product"]
 
 # Smallest product (Y) width mul2dsp maps to a DSP block (Yosys 0.70 synth scripts:
-# DSP_Y_MINWIDTH); the operand minimums are in resources.dsp_blocks.
+# DSP_Y_MINWIDTH); the operand minimums are in resources.dsp_blocks. The private helpers of
+# resources (_dsp_product, _LUT_COEFFS) are used so that DSP splitting and the full-adder cost
+# stay those of the calibrated primitives.
 _DSP_Y_MIN = {"ice40": 11, "ecp5": 0, "xilinx": 9, "gowin": 0}
 
 # Which adders after a DSP multiply Yosys packs into the block: one post-adder per block, fed
@@ -48,7 +59,8 @@ _DSP_Y_MIN = {"ice40": 11, "ecp5": 0, "xilinx": 9, "gowin": 0}
 # full signed one (a truncated product, narrower than its operands' natural width as an
 # unsigned activation times a signed weight is, or a zero-extended one, an unsigned
 # activation times a positive constant; measured: 24 of 27 and 157 of 126 packed adders on
-# two unrolled networks). ECP5 and Gowin pack none.
+# two unrolled networks). A whole sum of full products chains through the blocks (a signed
+# 16-product dot engine costs no LUT on either family). ECP5 and Gowin pack none.
 _ABSORB = {"ice40": "narrow", "ecp5": None, "xilinx": "any", "gowin": None}
 
 
@@ -178,9 +190,10 @@ def _tree(widths, family, in_dsp=None, rows=None):
     rule = _ABSORB[family]
     flags = in_dsp or [False] * len(widths)
     rows = rows or [None] * len(widths)
-    # Nodes: (width, kind, value terms, rows); kind "full"/"truncated" (a DSP product that can
-    # still take a post-adder), "sealed" (a DSP output that cannot), "term" (a LUT value) or
-    # "fabric" (a sum in LUTs: the terms and rows of its $macc).
+    # Nodes: (width, kind, value terms, rows); kind "full"/"truncated"/"extended" (a DSP
+    # product that can still take a post-adder), "cascade" (a sum of full products inside DSP
+    # blocks, which chains on into the next one), "sealed" (a DSP output that takes no more),
+    # "term" (a LUT value) or "fabric" (a sum in LUTs: the terms and rows of its $macc).
     nodes = []
     for w, d, r in zip(widths, flags, rows, strict=True):
         if r is not None:
@@ -191,11 +204,14 @@ def _tree(widths, family, in_dsp=None, rows=None):
             nodes.append((w, "term", None, None))
 
     def takes(product, addend):
+        if product[1] == "cascade":
+            return addend[1] in ("full", "cascade")
         if product[1] not in ("full", "truncated", "extended"):
             return False
         if rule == "any":
             return True
         return product[1] == "full" or addend[0] <= product[0]
+
     if not nodes:
         return Resources(), False
     total = Resources()
@@ -217,7 +233,9 @@ def _tree(widths, family, in_dsp=None, rows=None):
             if absorbed:
                 close(a)
                 close(b)
-                nxt.append((wide, "sealed", None, None))
+                # Sums of full products chain through the blocks' cascade ports.
+                full = {a[1], b[1]} <= {"full", "cascade"}
+                nxt.append((wide, "cascade" if full else "sealed", None, None))
             else:
                 (ta, ra), (tb, rb) = parts(a), parts(b)
                 nxt.append((wide, "fabric", ta + tb, ra + rb))
@@ -225,7 +243,7 @@ def _tree(widths, family, in_dsp=None, rows=None):
             nxt.append(nodes[-1])
         nodes = nxt
     close(nodes[0])
-    return total, nodes[0][1] in ("full", "truncated", "extended", "sealed")
+    return total, nodes[0][1] in ("full", "truncated", "extended", "sealed", "cascade")
 
 
 def _rows(weight, xbits, signed_x):
@@ -292,7 +310,8 @@ def _engines(layer, family, use_dsp):
             widths.append(product_bits(layer, w))
             # A post-adder is packed only into a DSP block whose product has one consumer and
             # reaches the adder unshifted.
-            flags.append(in_dsp if in_dsp and uses[key] == 1 and (w == key[1] or signed_x) else False)
+            packable = uses.get(key) == 1 and (w == key[1] or signed_x)
+            flags.append(in_dsp if in_dsp and packable else False)
             if key in merged or (key not in products and not signed_x):
                 rows.append(_rows(w, xbits, signed_x))  # (a power of two: one shifted row)
             else:
@@ -343,7 +362,7 @@ def absorbed_registers(layer, family, *, use_dsp=True) -> dict:
     Returns
     -------
     dict
-        ``{"operand": bits, "dot": [bits or 0 per PE]}``; the dot entries are booleans
+        ``{"operand": bits of the operand register absorbed, "dot": [bool per PE]}``
         (``True``: that PE's dot register is absorbed).
     """
     _check(layer)

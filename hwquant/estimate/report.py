@@ -1,15 +1,16 @@
 """Resource report of a build directory: the analytical model, and Yosys when asked.
 
 :func:`estimate_build` is what ``hwquant estimate BUILD_DIR`` and the demo call. It models the
-network of ``network.hwq`` with :func:`hwquant.estimate.model.estimate_network` (the FIFO depth
-from ``compile.json``) and, with ``synth=True``, synthesizes ``network.v`` with
+network of ``network.hwq`` with :func:`hwquant.estimate.model.estimate_network` (the FIFO
+depths from ``compile.json``) and, with ``synth=True``, synthesizes ``network.v`` with
 :func:`hwquant.estimate.synth.synthesize` and reports the relative error of the model.
 
 Yosys 0.70 sometimes stops on an internal assertion while reintegrating the ABC9 result into
 Amaranth-emitted designs (``count_id(wire->name) == 0``, YosysHQ/yosys#4349; on ECP5 also
-``GetSize(conn.first) == GetSize(conn.second)``). The cause is in the naming of the top
-module's port wires, so :func:`synthesize_build` retries a failed run once with a thin wrapper
-module around ``hwquant_top`` (same ports, no logic) and records that it did.
+``GetSize(conn.first) == GetSize(conn.second)``). It depends on the wires around the top
+module's ports (``splitnets -ports`` before ``synth_*`` avoids it too): on a failure,
+:func:`synthesize_build` retries once with a thin wrapper module around ``hwquant_top`` (same
+ports, no logic) and records that it did.
 """
 
 from __future__ import annotations
