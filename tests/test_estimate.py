@@ -23,8 +23,9 @@ from hwquant.estimate.resources import FAMILIES, Resources
 from hwquant.fold import apply_folding
 from hwquant.hw.network import fifo_depths, plan_stages
 
-#: Model LUT count vs Yosys on the synth-tested network (see hwquant/estimate/model.py).
-LUT_TOLERANCE = 0.25
+#: Model LUT count vs Yosys on the synth-tested network: the benchmark's worst error
+#: (``benchmarks/model_vs_yosys.py``, stated in hwquant/estimate/model.py) is 19 %.
+LUT_TOLERANCE = 0.20
 
 
 def small_net():
