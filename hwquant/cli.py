@@ -146,36 +146,31 @@ def _add_data_args(p):
                    help="your own data: x_train, y_train, x_test, y_test")
 
 
-def _bits(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer, not {text!r}") from None
-    if not 2 <= value <= 16:
-        raise argparse.ArgumentTypeError(f"must be in 2..16, not {value}")
-    return value
-
-
-def _positive(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer, not {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {value}")
-    return value
-
-
-def _fifo_depth(text):
-    if text == "auto":
+def _integer(text, lo, hi=None, *, also=None):
+    """argparse type: an integer in ``[lo, hi]`` (or the keyword ``also``)."""
+    if also is not None and text == also:
         return text
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be 'auto' or an integer, not {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 'auto' or >= 0, not {value}")
+        prefix = f"'{also}' or " if also else ""
+        raise argparse.ArgumentTypeError(f"must be {prefix}an integer, not {text!r}") from None
+    if value < lo or (hi is not None and value > hi):
+        allowed = f"in {lo}..{hi}" if hi is not None else f">= {lo}"
+        raise argparse.ArgumentTypeError(f"must be {allowed}, not {value}")
     return value
+
+
+def _bits(text):
+    return _integer(text, 2, 16)
+
+
+def _positive(text):
+    return _integer(text, 1)
+
+
+def _fifo_depth(text):
+    return _integer(text, 0, also="auto")
 
 
 def build_parser() -> argparse.ArgumentParser:
