@@ -51,6 +51,8 @@ def _layer_to_json(layer, arrays):
                  weight_bits=layer.weight_bits, weight_frac=layer.weight_frac,
                  encoding=layer.encoding, fold=[layer.fold.pe, layer.fold.simd],
                  requant=_requant_to_json(layer.requant, arrays, f"{layer.name}.multiplier"))
+        if layer.sign_scales != (1, 1):
+            d["sign_scales"] = list(layer.sign_scales)
         if isinstance(layer, ir.Conv2d):
             d.update(in_shape=list(layer.in_shape), stride=list(layer.stride),
                      padding=list(layer.padding))
@@ -80,7 +82,8 @@ def _layer_from_json(d, arrays):
                       weight=arrays[d["weight"]], bias=arrays[d["bias"]],
                       weight_bits=int(d["weight_bits"]), weight_frac=int(d["weight_frac"]),
                       encoding=d["encoding"], fold=ir.Fold(*map(int, d["fold"])),
-                      requant=_requant_from_json(d["requant"], arrays))
+                      requant=_requant_from_json(d["requant"], arrays),
+                      sign_scales=tuple(int(v) for v in d.get("sign_scales", (1, 1))))
         if kind == "Conv2d":
             return ir.Conv2d(in_shape=tuple(d["in_shape"]), stride=tuple(d["stride"]),
                              padding=tuple(d["padding"]), **common)

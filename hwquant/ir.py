@@ -36,6 +36,7 @@ __all__ = [
     "WeightLayer",
     "Network",
     "ENCODINGS",
+    "POW2_BITS",
     "INPUT",
     "accumulator_range",
     "matrix_range",
@@ -51,7 +52,10 @@ MAX_BITS = 48
 INPUT = "input"
 
 #: Weight encodings the IR knows (one arithmetic kind each; see ``hwquant.kinds``).
-ENCODINGS = ("fixed",)
+ENCODINGS = ("fixed", "pow2")
+
+#: Exponent codes of a ``pow2`` weight: ``e`` in ``0 .. 2**(bits-2) - 1`` (INQ, ALGORITHMS §1.5).
+POW2_BITS = (2, 8)
 
 
 def _frozen_int_array(value, name, *, ndim=None):
@@ -169,6 +173,9 @@ class _WeightLayerBase:
     out_format: ActFormat
     encoding: str = "fixed"
     fold: Fold = field(default_factory=Fold)
+    #: ``pow2`` only: ``(P, N)``; a positive weight is ``P * 2**e``, a negative one
+    #: ``-N * 2**e`` (asymmetric ternary, TTQ). ``(1, 1)`` for every other weight set.
+    sign_scales: tuple = (1, 1)
 
     @property
     def out_channels(self) -> int:
@@ -191,9 +198,17 @@ class _WeightLayerBase:
         if not 1 <= self.weight_bits <= 32:
             raise ValueError(f"Layer '{self.name}': weight width must be in 1..32, "
                              f"not {self.weight_bits}")
-        wlo, whi = -(1 << (self.weight_bits - 1)), (1 << (self.weight_bits - 1)) - 1
-        if self.weight.size and (self.weight.min() < wlo or self.weight.max() > whi):
-            raise ValueError(f"Layer '{self.name}': weights exceed {self.weight_bits}-bit range")
+        scales = tuple(int(v) for v in self.sign_scales)
+        object.__setattr__(self, "sign_scales", scales)
+        if self.encoding == "pow2":
+            self._check_pow2_weights()
+        else:
+            if scales != (1, 1):
+                raise ValueError(f"Layer '{self.name}': sign_scales apply to pow2 weights only")
+            wlo, whi = -(1 << (self.weight_bits - 1)), (1 << (self.weight_bits - 1)) - 1
+            if self.weight.size and (self.weight.min() < wlo or self.weight.max() > whi):
+                raise ValueError(f"Layer '{self.name}': weights exceed {self.weight_bits}-bit "
+                                 f"range")
         if self.bias.shape != (self.out_channels,):
             raise ValueError(f"Layer '{self.name}': bias must have shape ({self.out_channels},), "
                              f"not {self.bias.shape}")
@@ -204,6 +219,26 @@ class _WeightLayerBase:
             raise ValueError(f"Layer '{self.name}': PE={self.fold.pe} must divide "
                              f"{self.out_channels} output channels and SIMD={self.fold.simd} "
                              f"must divide fan-in {self.fan_in}")
+
+    def _check_pow2_weights(self):
+        lo_b, hi_b = POW2_BITS
+        if not lo_b <= self.weight_bits <= hi_b:
+            raise ValueError(f"Layer '{self.name}': pow2 weights need {lo_b}..{hi_b} code bits, "
+                             f"not {self.weight_bits}")
+        p, n = self.sign_scales
+        if len(self.sign_scales) != 2 or not (1 <= p < 1 << 16 and 1 <= n < 1 << 16):
+            raise ValueError(f"Layer '{self.name}': sign_scales must be two integers in "
+                             f"1..65535, not {self.sign_scales}")
+        w = self.weight
+        mag = np.where(w > 0, w // p, np.where(w < 0, -w // n, 0))
+        exact = np.where(w > 0, w % p == 0, np.where(w < 0, (-w) % n == 0, True))
+        emax = (1 << (self.weight_bits - 2)) - 1
+        # Exponents beyond MAX_BITS can never fit an accumulator (8-bit codes allow 63).
+        ok = exact & ((mag == 0) | ((mag & (mag - 1)) == 0)) & (mag <= 1 << min(emax, MAX_BITS))
+        if not ok.all():
+            bad = int(w.flat[int(np.argmin(ok.ravel()))])
+            raise ValueError(f"Layer '{self.name}': weight {bad} is not 0, +{p}*2^e or -{n}*2^e "
+                             f"with e in 0..{emax} ({self.weight_bits}-bit pow2 code)")
 
     @property
     def acc_frac(self) -> int:

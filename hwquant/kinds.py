@@ -26,6 +26,8 @@ class Kind:
 KINDS = {
     "fixed": Kind("fixed", "hwquant.golden.fixed", "hwquant.hw.fixed", "hwquant.estimate.fixed",
                   "signed b-bit integer weights; multiplier per product, adder tree"),
+    "pow2": Kind("pow2", "hwquant.golden.pow2", "hwquant.hw.pow2", "hwquant.estimate.pow2",
+                 "zero or +-2^e weights (INQ, ternary TWN/TTQ); shifts and an adder tree"),
 }
 
 

@@ -1,0 +1,79 @@
+"""Golden inner product of the ``pow2`` arithmetic kind: power-of-two weights, shifts only.
+
+A ``pow2`` weight of ``b`` code bits (``b`` in 2..8) is zero or ``+P * 2**e`` / ``-N * 2**e``
+with ``e`` in ``0 .. 2**(b-2) - 1`` (INQ, ALGORITHMS.md §1.5; ``b = 2`` is ternary). ``P`` and
+``N`` are the layer's ``sign_scales``: ``(1, 1)`` for INQ and TWN, two integers for the
+asymmetric ternary (TTQ) layers. The code word of one weight, ``b`` bits::
+
+    [ z | s | e ]     z = bit b-1: zero flag, s = bit b-2: sign (1 = negative),
+                      e = bits b-3..0: exponent (absent when b = 2)
+
+A zero weight is code ``z = 1, s = 0, e = 0``. The inner product is defined on the codes::
+
+    ACC = P * sum_{s_i = 0, z_i = 0} (X_i << e_i)  -  N * sum_{s_i = 1, z_i = 0} (X_i << e_i)
+
+which equals ``sum_i W_i * X_i`` for the integer weights the IR stores (tests prove it).
+"""
+
+import numpy as np
+
+__all__ = ["dot", "encode", "decode", "exponent_bits"]
+
+
+def exponent_bits(bits: int) -> int:
+    """Width of the exponent field of a ``bits``-bit code (0 for ternary)."""
+    return max(int(bits) - 2, 0)
+
+
+def _magnitudes(weight, sign_scales):
+    w = np.asarray(weight, dtype=np.int64)
+    p, n = sign_scales
+    return w, np.where(w > 0, w // p, np.where(w < 0, -w // n, 0))
+
+
+def encode(weight, bits: int, sign_scales=(1, 1)) -> np.ndarray:
+    """Code words (``[z | s | e]``, int64) of integer ``pow2`` weights (any shape)."""
+    w, mag = _magnitudes(weight, sign_scales)
+    e = np.zeros_like(mag)
+    nz = mag > 0
+    e[nz] = np.log2(mag[nz]).round().astype(np.int64)
+    if np.any(nz & (np.left_shift(1, e) != mag)) or np.any(e >= 1 << exponent_bits(bits)):
+        raise ValueError(f"Weights are not {bits}-bit pow2 values for sign scales {sign_scales}")
+    z = (~nz).astype(np.int64)
+    s = (w < 0).astype(np.int64)
+    return (z << (bits - 1)) | (s << (bits - 2)) | e
+
+
+def decode(codes, bits: int, sign_scales=(1, 1)) -> np.ndarray:
+    """Integer weights of code words: inverse of :func:`encode`."""
+    c = np.asarray(codes, dtype=np.int64)
+    z = (c >> (bits - 1)) & 1
+    s = (c >> (bits - 2)) & 1
+    e = c & ((1 << exponent_bits(bits)) - 1)
+    p, n = sign_scales
+    return np.where(z == 1, 0, np.where(s == 1, -n, p) << e)
+
+
+def dot(layer, cols):
+    """``ACC[n, oc]`` from the weight codes of ``layer``, with shifts and adds only.
+
+    ``cols`` is ``(N, fan_in)`` in the layer's natural (torch) weight order. One pass per
+    exponent: the activations that meet weight exponent ``e`` are shifted by ``e`` and summed
+    per sign, exactly as the shift engine does, then scaled by ``P`` and ``N``.
+    """
+    bits = layer.weight_bits
+    codes = encode(layer.weight_matrix(), bits, layer.sign_scales)
+    x = np.asarray(cols, dtype=np.int64)
+    z = (codes >> (bits - 1)) & 1
+    s = (codes >> (bits - 2)) & 1
+    e = codes & ((1 << exponent_bits(bits)) - 1)
+    pos = np.zeros((x.shape[0], codes.shape[0]), dtype=np.int64)
+    neg = np.zeros_like(pos)
+    for k in range(1 << exponent_bits(bits)):
+        sel = (z == 0) & (e == k)
+        if not sel.any():
+            continue
+        pos += (x << k) @ (sel & (s == 0)).T.astype(np.int64)
+        neg += (x << k) @ (sel & (s == 1)).T.astype(np.int64)
+    p, n = layer.sign_scales
+    return p * pos - n * neg
