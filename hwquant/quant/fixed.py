@@ -55,15 +55,40 @@ def _quantize_weights(node, wbits):
     return quantize_to_grid(w, f_w, -whi - 1, whi), f_w
 
 
+#: Requantization multipliers (a real channel scale folded into the epilogue) get this many
+#: bits of magnitude: signed 16-bit ``M`` (ALGORITHMS.md §8.1).
+MULT_BITS = 15
+
+
+def _scale_multipliers(scale, name):
+    """``(M, k)`` with ``M = RHU(scale * 2**k)`` < 2**MULT_BITS for per-channel real scales."""
+    scale = np.asarray(scale, dtype=np.float64)
+    if not np.all(scale > 0):
+        raise QuantizationError(f"Layer '{name}': weight scales must be positive")
+    k = frac_for_range(float(scale.max()), (1 << MULT_BITS) - 1, 40)
+    return np.floor(scale * math.ldexp(1.0, k) + 0.5).astype(np.int64), k
+
+
 def weight_layer(node, in_fmt, out_fmt, *, weight, weight_bits, weight_frac, last,
-                 encoding="fixed"):
-    """IR conv/linear layer for a float ``node`` whose weights are already integers."""
+                 encoding="fixed", sign_scales=(1, 1), channel_scale=None):
+    """IR conv/linear layer for a float ``node`` whose weights are already integers.
+
+    ``channel_scale`` (per output channel, real, e.g. ternary α) multiplies the integer
+    weights; it is folded into the requantization multiplier, and the bias is divided by it.
+    The logits layer (no requantization) accepts only one scale for all channels.
+    """
     acc_frac = in_fmt.frac + weight_frac
     bias = np.zeros(weight.shape[0]) if node.bias is None else np.asarray(node.bias)
-    b_int = quantize_to_grid(bias, acc_frac, -(1 << 40), 1 << 40)
+    scale = (np.ones(weight.shape[0]) if channel_scale is None
+             else np.broadcast_to(np.asarray(channel_scale, dtype=np.float64),
+                                  (weight.shape[0],)))
+    if last and np.ptp(scale) > 0:
+        raise QuantizationError(f"Layer '{node.name}': the logits layer needs one weight scale "
+                                f"for all channels (argmax compares them)")
+    b_int = quantize_to_grid(bias / scale, acc_frac, -(1 << 40), 1 << 40)
     common = {"name": node.name, "inputs": tuple(node.inputs), "in_format": in_fmt,
               "weight": weight, "weight_bits": weight_bits, "weight_frac": weight_frac,
-              "bias": b_int, "encoding": encoding}
+              "bias": b_int, "encoding": encoding, "sign_scales": tuple(sign_scales)}
     if last:
         lo, hi = ir.matrix_range(weight.reshape(weight.shape[0], -1), b_int, in_fmt)
         bits = ir.signed_bits_for(int(lo.min()), int(hi.max()))
@@ -72,9 +97,10 @@ def weight_layer(node, in_fmt, out_fmt, *, weight, weight_bits, weight_frac, las
                                     f"{ir.MAX_BITS}; use fewer weight or activation bits")
         out_fmt, rq = ir.ActFormat(bits, True, acc_frac), None
     else:
-        shift = acc_frac - out_fmt.frac
-        rq = ir.Requant(np.ones(weight.shape[0], dtype=np.int64), shift,
-                        0 if node.relu else out_fmt.lo, out_fmt.hi)
+        mult, k = ((np.ones(weight.shape[0], dtype=np.int64), 0) if channel_scale is None
+                   else _scale_multipliers(scale, node.name))
+        rq = ir.Requant(mult, acc_frac + k - out_fmt.frac, 0 if node.relu else out_fmt.lo,
+                        out_fmt.hi)
     if node.op == "conv2d":
         return ir.Conv2d(in_shape=node.in_shape, stride=node.stride, padding=node.padding,
                          requant=rq, out_format=out_fmt, **common)
@@ -94,7 +120,9 @@ def build_network(graph, x_cal, *, abits, weight_quantizer, name="network", meta
     """Walk ``graph`` and build the IR with calibrated activation formats.
 
     ``weight_quantizer(node) -> (int_weights, weight_bits, weight_frac, encoding)`` supplies the
-    method-specific weights (fixed point here; other kinds reuse this walk).
+    method-specific weights (fixed point here; other kinds reuse this walk). It may instead
+    return a dict of :func:`weight_layer` keyword arguments (``weight``, ``weight_bits``,
+    ``weight_frac``, ``encoding``, ``sign_scales``, ``channel_scale``).
     """
     _check_bits("Activation width", abits)
     acts = graph.run(np.asarray(x_cal, dtype=np.float64))
@@ -107,9 +135,11 @@ def build_network(graph, x_cal, *, abits, weight_quantizer, name="network", meta
         signed = not node.relu and bool((out < 0).any())
         out_fmt = activation_format(float(np.abs(out).max()), abits, signed)
         if node.op in ("conv2d", "linear"):
-            w, wb, wf, enc = weight_quantizer(node)
-            layer = weight_layer(node, in_fmt, out_fmt, weight=w, weight_bits=wb,
-                                 weight_frac=wf, last=node.name == last, encoding=enc)
+            lowered = weight_quantizer(node)
+            if not isinstance(lowered, dict):
+                lowered = dict(zip(("weight", "weight_bits", "weight_frac", "encoding"),
+                                   lowered, strict=True))
+            layer = weight_layer(node, in_fmt, out_fmt, last=node.name == last, **lowered)
         elif node.op == "maxpool2d":
             layer = ir.MaxPool2d(node.name, tuple(node.inputs), node.in_shape, node.kernel,
                                  node.stride, node.padding, in_fmt)

@@ -1,0 +1,275 @@
+"""Weight quantizers: fixed point, INQ power of two, ternary (TWN and asymmetric TTQ).
+
+One quantizer object per method and bit width. Each has three faces, used by the schedules
+(:mod:`hwquant.quant.schedules`) and by the lowering into the IR:
+
+``fit(w) -> state``
+    The per-layer constants computed from a float weight tensor (INQ: the exponent range
+    ``n1, n2``; fixed: the fraction bits; TWN: threshold and scale; TTQ: threshold and the two
+    initial scales).
+``quantize(w, state) -> tensor``
+    The quantized real values (torch), exactly on the set the state defines; used to freeze
+    weights and for the final result.
+``project(w, state) -> tensor``
+    The same values in the forward pass with a straight-through gradient to ``w`` (scaled for
+    TTQ), for retraining.
+``lower(wq, state) -> LoweredWeights``
+    The integer form the IR stores (``docs/arithmetic.md``, "Weight kinds") for projected
+    values ``wq``.
+
+Formulas follow ALGORITHMS.md: INQ §1.2 (exact integer ``n1``, Eq. (4) intervals with ties to
+the larger magnitude, saturation at ``2**n1``), TWN §2.2 (``Δ = 0.7·E|W|`` with strict ``>``,
+``α`` the mean magnitude above ``Δ``), TTQ §2.3 (``Δ = t·max|w|``, ``t = 0.05``, trained
+positive and negative scales).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .grid import frac_for_range, quantize_to_grid
+
+__all__ = ["LoweredWeights", "FixedWeights", "InqWeights", "TernaryWeights", "make_quantizer",
+           "inq_exponents", "inq_project", "WeightQuantError", "METHOD_BITS"]
+
+#: Allowed weight widths per method.
+METHOD_BITS = {"fixed": (2, 16), "inq": (2, 8), "ternary": (2, 2)}
+
+#: Fraction bits never exceed this (a dead layer must not ask for absurd shifts).
+MAX_FRAC = 24
+
+
+class WeightQuantError(ValueError):
+    """A weight tensor cannot be quantized (all zero, out of range)."""
+
+
+@dataclass(frozen=True)
+class LoweredWeights:
+    """Integer weights for the IR, with the real scale they stand for.
+
+    Real weight ``[oc, ...] = weight[oc, ...] * 2**-weight_frac * channel_scale[oc]``.
+    """
+
+    weight: np.ndarray
+    weight_bits: int
+    weight_frac: int
+    encoding: str
+    sign_scales: tuple = (1, 1)
+    #: Per-output-channel real factor (ternary α), None when 1.
+    channel_scale: np.ndarray | None = None
+
+
+def _ste(w, q):
+    """``q`` in the forward pass, identity gradient to ``w``."""
+    return w + (q - w).detach()
+
+
+def _abs_max(w) -> float:
+    m = float(torch.as_tensor(w).detach().abs().max()) if torch.as_tensor(w).numel() else 0.0
+    if m == 0.0:
+        raise WeightQuantError("all weights are zero")
+    return m
+
+
+# -- fixed point ---------------------------------------------------------------------------
+class FixedWeights:
+    """Signed ``bits``-bit fixed point, one power-of-two scale per layer (``docs/arithmetic.md``)."""
+
+    method, trainable_scales = "fixed", False
+
+    def __init__(self, bits: int):
+        self.bits = bits
+        self.hi = (1 << (bits - 1)) - 1
+
+    def fit(self, w):
+        return {"frac": frac_for_range(_abs_max(w), self.hi, MAX_FRAC)}
+
+    def quantize(self, w, state):
+        scale = math.ldexp(1.0, state["frac"])
+        return torch.clamp(torch.floor(w.detach() * scale + 0.5), -self.hi - 1, self.hi) / scale
+
+    def project(self, w, state):
+        return _ste(w, self.quantize(w, state))
+
+    def lower(self, wq, state):
+        w = quantize_to_grid(np.asarray(wq, dtype=np.float64), state["frac"], -self.hi - 1,
+                             self.hi)
+        return LoweredWeights(w, self.bits, state["frac"], "fixed")
+
+
+# -- INQ -----------------------------------------------------------------------------------
+def inq_exponents(s: float, bits: int) -> tuple:
+    """``(n1, n2)`` of INQ Eq. (2): ``n1 = max{n : 3·2**(n-2) <= s}`` (exact form of
+    ``floor(log2(4s/3))``), ``n2 = n1 + 1 - 2**(bits-2)``."""
+    if not s > 0:
+        raise WeightQuantError("all weights are zero")
+    n1 = math.floor(math.log2(4.0 * s / 3.0))
+    while math.ldexp(3.0, n1 - 2) > s:
+        n1 -= 1
+    while math.ldexp(3.0, n1 - 1) <= s:
+        n1 += 1
+    return n1, n1 + 1 - (1 << (bits - 2))
+
+
+def inq_project(w: torch.Tensor, n1: int, n2: int, tie: str = "paper") -> torch.Tensor:
+    """INQ Eq. (4) on every element (no gradient): nearest of ``{0, ±2**n2 .. ±2**n1}``.
+
+    ``tie="paper"``: ``|w|`` in ``[3·2**(n-2), 3·2**(n-1))`` -> ``2**n``; below ``2**(n2-1)``
+    -> 0 (ties to the larger magnitude). ``tie="caffe"``: the same intervals closed on the
+    other side (ties to the smaller magnitude, as the official code). Above the top interval
+    the value saturates at ``2**n1`` (ALGORITHMS §1.2 (4), normative).
+    """
+    w = w.detach()
+    a = w.abs().to(torch.float64)
+    tiny = torch.finfo(torch.float64).tiny
+    n = torch.floor(torch.log2(torch.clamp(a, min=tiny) / 3.0)) + 2
+    # Correct float log2 error: make 3·2**(n-2) <= a < 3·2**(n-1) exact.
+    n = torch.where(a < 3.0 * torch.pow(2.0, n - 2), n - 1, n)
+    n = torch.where(a >= 3.0 * torch.pow(2.0, n - 1), n + 1, n)
+    if tie == "caffe":  # intervals (3·2**(n-2), 3·2**(n-1)]
+        n = torch.where(a == 3.0 * torch.pow(2.0, n - 2), n - 1, n)
+    elif tie != "paper":
+        raise ValueError(f"INQ tie rule must be 'paper' or 'caffe', not {tie!r}")
+    n = torch.clamp(n, n2, n1)
+    low = math.ldexp(1.0, n2 - 1)
+    zero = (a <= low) if tie == "caffe" else (a < low)
+    q = torch.where(zero, torch.zeros_like(a), torch.pow(2.0, n)) * torch.sign(w)
+    return q.to(w.dtype)
+
+
+class InqWeights:
+    """INQ power-of-two weights of ``bits`` bits (``2**(bits-2)`` exponents, zero, sign).
+
+    ``fit`` fixes ``n1, n2`` from the weights it is given; the schedules call it once on the
+    pre-trained weights so the set never changes (ALGORITHMS §1.7 P3).
+    """
+
+    method, trainable_scales = "inq", False
+
+    def __init__(self, bits: int, tie: str = "paper"):
+        self.bits, self.tie = bits, tie
+
+    def fit(self, w):
+        n1, n2 = inq_exponents(_abs_max(w), self.bits)
+        return {"n1": n1, "n2": n2}
+
+    def quantize(self, w, state):
+        return inq_project(w, state["n1"], state["n2"], self.tie)
+
+    def project(self, w, state):
+        return _ste(w, self.quantize(w, state))
+
+    def lower(self, wq, state):
+        wq = np.asarray(wq, dtype=np.float64)
+        nz = wq != 0
+        if not nz.any():
+            raise WeightQuantError(f"every weight quantizes to zero with {self.bits}-bit INQ")
+        exps = np.round(np.log2(np.abs(wq[nz]))).astype(np.int64)
+        n_lo = int(exps.min())
+        if not np.array_equal(np.ldexp(1.0, exps), np.abs(wq[nz])) or n_lo < state["n2"] \
+                or exps.max() > state["n1"]:
+            raise WeightQuantError("weights are not on the layer's INQ power-of-two set")
+        w = np.zeros(wq.shape, dtype=np.int64)
+        w[nz] = np.sign(wq[nz]).astype(np.int64) << (exps - n_lo)
+        return LoweredWeights(w, self.bits, -n_lo, "pow2")
+
+
+# -- ternary -------------------------------------------------------------------------------
+def _channel_mean(v, per_channel):
+    if per_channel:
+        return v.reshape(len(v), -1).mean(dim=1).reshape((-1,) + (1,) * (v.dim() - 1))
+    return v.mean()
+
+
+class TernaryWeights:
+    """Ternary weights ``{−α, 0, +α}`` (TWN) or ``{−W^n, 0, +W^p}`` (``asymmetric``, TTQ).
+
+    TWN: ``Δ = ratio·E|W|``, ``W̃ = sign(W)·[|W| > Δ]``, ``α = E(|W| : |W| > Δ)``, per layer
+    or per output channel (``per_channel``). ``fit`` computes ``Δ, α`` from the given weights;
+    ``refit`` tells the ``simple`` schedule to recompute them from the shadow weights on every
+    forward pass, as the TWN code does. TTQ: ``Δ = t·max|W|`` per layer, scales ``W^p, W^n``
+    start as the mean magnitude of each side and are trained (``trainable_scales``).
+    """
+
+    method = "ternary"
+
+    def __init__(self, *, asymmetric=False, per_channel=False, ratio=0.7, t=0.05):
+        self.bits, self.asymmetric, self.per_channel = 2, asymmetric, per_channel
+        self.ratio, self.t = ratio, t
+        self.trainable_scales = asymmetric
+        self.refit = not asymmetric
+
+    def _codes(self, w, delta):
+        return (w > delta).to(w.dtype) - (w < -delta).to(w.dtype)
+
+    def fit(self, w):
+        w = torch.as_tensor(w).detach()
+        _abs_max(w)
+        if self.asymmetric:
+            delta = self.t * float(w.abs().max())
+            pos, neg = w[w > delta], w[w < -delta]
+            wp = float(pos.mean()) if pos.numel() else delta
+            wn = float(-neg.mean()) if neg.numel() else delta
+            return {"delta": delta, "scales": torch.tensor([wp, wn], dtype=w.dtype)}
+        delta = self.ratio * _channel_mean(w.abs(), self.per_channel)
+        codes = self._codes(w, delta)
+        alpha = _channel_mean(w.abs() * codes.abs(), self.per_channel) / \
+            torch.clamp(_channel_mean(codes.abs(), self.per_channel), min=1e-12)
+        return {"delta": delta, "alpha": alpha}
+
+    def quantize(self, w, state):
+        """Ternary values of ``w``; differentiable in the TTQ scales only."""
+        codes = self._codes(w.detach(), state["delta"])
+        if self.asymmetric:
+            wp, wn = torch.clamp(state["scales"], min=1e-6).unbind()
+            return wp * (codes > 0) - wn * (codes < 0)
+        return codes * state["alpha"]
+
+    def project(self, w, state):
+        q = self.quantize(w, state)
+        if self.asymmetric:
+            # Scaled STE of TTQ; the scale gradients come from autodiff (ALGORITHMS §2.3).
+            codes = self._codes(w.detach(), state["delta"])
+            wp, wn = torch.clamp(state["scales"], min=1e-6).detach().unbind()
+            gain = torch.where(codes > 0, wp, torch.where(codes < 0, wn, torch.ones_like(wp)))
+            return q + (w - w.detach()) * gain
+        return _ste(w, q)
+
+    def lower(self, wq, state):
+        wq = np.asarray(wq, dtype=np.float64)
+        codes = np.sign(wq).astype(np.int64)
+        if not codes.any():
+            raise WeightQuantError("every weight quantizes to zero (ternary)")
+        if self.asymmetric:
+            wp, wn = (float(v) for v in torch.clamp(state["scales"], min=1e-6))
+            g = min(frac_for_range(max(wp, wn), 255, MAX_FRAC), MAX_FRAC)
+            p, n = (max(1, int(math.floor(math.ldexp(v, g) + 0.5))) for v in (wp, wn))
+            w = np.where(codes > 0, p, np.where(codes < 0, -n, 0))
+            return LoweredWeights(w, 2, g, "pow2", sign_scales=(p, n))
+        mags = np.abs(wq).reshape(len(wq), -1)
+        alpha = mags.max(axis=1)  # every nonzero entry of a channel is that channel's α
+        if not alpha.any():
+            raise WeightQuantError("every weight quantizes to zero (ternary)")
+        alpha = np.where(alpha > 0, alpha, alpha[alpha > 0].min())
+        return LoweredWeights(codes, 2, 0, "pow2", channel_scale=alpha)
+
+
+def make_quantizer(method: str, bits: int, *, variant: str = "twn", granularity="layer",
+                   tie="paper"):
+    """The quantizer for ``method`` (fixed | inq | ternary) at ``bits`` weight bits."""
+    if method == "fixed":
+        return FixedWeights(bits)
+    if method == "inq":
+        return InqWeights(bits, tie=tie)
+    if method == "ternary":
+        if variant not in ("twn", "ttq"):
+            raise ValueError(f"Ternary variant must be 'twn' or 'ttq', not {variant!r}")
+        if granularity not in ("layer", "channel"):
+            raise ValueError(f"Ternary granularity must be 'layer' or 'channel', not "
+                             f"{granularity!r}")
+        return TernaryWeights(asymmetric=variant == "ttq", per_channel=granularity == "channel")
+    raise ValueError(f"Unknown weight quantization method {method!r}")
