@@ -1,4 +1,4 @@
-"""``hwquant`` command line: train, quantize, compile, sim, estimate, demo.
+"""``hwquant`` command line: train, quantize, compare, compile, sim, estimate, demo.
 
 Every command prints a human summary and, with ``--json PATH``, writes a machine-readable
 report. Exit status: 0 ok, 1 verification mismatch or tool failure, 2 bad input.
@@ -63,19 +63,50 @@ def cmd_train(args) -> dict:
     return report
 
 
+def _quant_options(args, method=None, wbits=None, schedule=None):
+    """QuantOptions from the shared quantization flags."""
+    from .quant.options import DEFAULT_BITS, QuantOptions, RetrainConfig
+
+    method = method or args.method
+    cfg = RetrainConfig(epochs=args.retrain_epochs, lr=args.lr, seed=args.seed,
+                        progress=not args.quiet)
+    return QuantOptions(method=method, wbits=wbits or DEFAULT_BITS[method], abits=args.abits,
+                        schedule=schedule, portions=args.portions, partition=args.partition,
+                        ternary=args.ternary, granularity=args.scale, tie=args.tie,
+                        retrain=cfg)
+
+
 def cmd_quantize(args) -> dict:
     from . import hwq
     from .flow import quantize_model
 
+    opts = _quant_options(args, wbits=args.wbits, schedule=args.schedule)
+    from .quant.options import check_options
+    check_options(opts)  # before the data set is even loaded
     ds = _dataset(args)
-    net, report = quantize_model(args.model, ds, _dataset_info(args), method=args.method,
-                                 wbits=args.wbits, abits=args.abits, calib=args.calib,
-                                 seed=args.seed)
+    net, report = quantize_model(args.model, ds, _dataset_info(args), options=opts,
+                                 calib=args.calib, seed=args.seed,
+                                 log=None if args.quiet else _progress("quantize"))
     hwq.save(net, args.output)
     report["network"] = os.path.abspath(args.output)
     acc = report["accuracy"]
-    _say(f"{args.method} w{args.wbits}/a{args.abits}: float {acc['float']:.2%}, quantized "
-         f"(golden model) {acc['quantized']:.2%} -> {args.output}")
+    _say(f"{opts.method} w{opts.wbits}/a{opts.abits} ({report['schedule']}): float "
+         f"{acc['float']:.2%}, quantized (golden model) {acc['quantized']:.2%} -> {args.output}")
+    return report
+
+
+def cmd_compare(args) -> dict:
+    from .compare import run_compare
+
+    base = _quant_options(args, method="fixed", wbits=8)
+    ds = _dataset(args)
+    report = run_compare(args.model, ds, _dataset_info(args), args.output,
+                         methods=args.methods, bits=args.bits, schedules=args.schedules,
+                         base=base, calib=args.calib, seed=args.seed,
+                         log=_progress("compare"))
+    out = Path(args.output).resolve()
+    _say((out / "compare.md").read_text())
+    _say(f"-> {out / 'compare.json'}, {out / 'compare.md'}, {out / 'compare.png'}")
     return report
 
 
@@ -173,7 +204,56 @@ def _fifo_depth(text):
     return _integer(text, 0, also="auto")
 
 
+def _portions(text):
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be comma-separated numbers such as "
+                                         f"0.5,0.75,0.875,1.0, not {text!r}") from None
+
+
+def _int_list(text):
+    return [_integer(v.strip(), 2, 16) for v in text.split(",")]
+
+
+def _choices(allowed):
+    def parse(text):
+        values = [v.strip() for v in text.split(",")]
+        bad = [v for v in values if v not in allowed]
+        if bad:
+            raise argparse.ArgumentTypeError(f"{', '.join(bad)} not among {', '.join(allowed)}")
+        return values
+    return parse
+
+
+def _add_quant_args(p):
+    from .quant.options import DEFAULT_PORTIONS, PARTITIONS
+
+    g = p.add_argument_group("quantization")
+    g.add_argument("--abits", type=_bits, default=8, help="activation bits, 2..16 (default 8)")
+    g.add_argument("--portions", type=_portions, default=DEFAULT_PORTIONS,
+                   help="INQ accumulated portions, increasing to 1.0 "
+                        "(default 0.5,0.75,0.875,1.0)")
+    g.add_argument("--partition", choices=list(PARTITIONS), default="magnitude",
+                   help="which weights INQ quantizes first (default magnitude)")
+    g.add_argument("--ternary", choices=["twn", "ttq"], default="twn",
+                   help="twn: one scale (Δ = 0.7·E|W|); ttq: trained positive/negative scales")
+    g.add_argument("--scale", choices=["layer", "channel"], default="layer",
+                   help="TWN scale α per layer or per output channel (default layer)")
+    g.add_argument("--tie", choices=["paper", "caffe"], default="paper",
+                   help="INQ tie rule (default paper: ties to the larger magnitude)")
+    g.add_argument("--retrain-epochs", type=lambda t: _integer(t, 0), default=8,
+                   help="epochs per retraining phase (default 8; 0 = none)")
+    g.add_argument("--lr", type=float, default=1e-2, help="retraining learning rate (Adam)")
+    g.add_argument("--calib", type=_positive, default=256,
+                   help="training images used to calibrate activation ranges")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from .quant.options import METHODS, SCHEDULES
+
     parser = argparse.ArgumentParser(
         prog="hwquant", description="Quantized CNNs to bit-exact FPGA hardware.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -193,14 +273,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("quantize", cmd_quantize, "quantize an exported model into a .hwq network")
     p.add_argument("model", metavar="MODEL.pt2")
-    p.add_argument("--method", default="fixed", choices=["fixed"])
-    p.add_argument("--wbits", type=_bits, default=8, help="weight bits, 2..16 (default 8)")
-    p.add_argument("--abits", type=_bits, default=8, help="activation bits, 2..16 (default 8)")
-    p.add_argument("--calib", type=_positive, default=256,
-                   help="training images used to calibrate activation ranges")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--method", default="fixed", choices=list(METHODS),
+                   help="fixed (post-training fixed point), inq (power-of-two weights), "
+                        "ternary (TWN / TTQ)")
+    p.add_argument("--bits", "--wbits", dest="wbits", type=_bits, default=None,
+                   help="weight bits: fixed 2..16 (default 8), inq 2..8 (default 5), "
+                        "ternary 2")
+    p.add_argument("--schedule", choices=[*SCHEDULES, "none"], default=None,
+                   help="when weights are quantized and what is retrained (default: none for "
+                        "fixed, incremental for inq, simple for ternary)")
+    _add_quant_args(p)
     _add_data_args(p)
     p.add_argument("-o", "--output", required=True, metavar="NET.hwq")
+
+    p = command("compare", cmd_compare,
+                "accuracy per method x bits x schedule on one split (JSON, Markdown, PNG)")
+    p.add_argument("model", metavar="MODEL.pt2")
+    p.add_argument("--methods", type=_choices(METHODS), default=list(METHODS),
+                   help="comma-separated (default: fixed,inq,ternary)")
+    p.add_argument("--bits", type=_int_list, default=[2, 3, 4, 5],
+                   help="comma-separated weight widths (default 2,3,4,5; ternary is 2-bit)")
+    p.add_argument("--schedules", type=_choices((*SCHEDULES, "none")),
+                   default=list(SCHEDULES), help="comma-separated (default: "
+                   "simple,incremental,layerwise; 'none' = post-training)")
+    _add_quant_args(p)
+    _add_data_args(p)
+    p.add_argument("-o", "--output", required=True, metavar="OUT_DIR")
 
     p = command("compile", cmd_compile, "fold a network and emit its Verilog")
     p.add_argument("network", metavar="NET.hwq")

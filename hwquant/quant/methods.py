@@ -12,98 +12,14 @@ the straight-through estimator).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 
-from .fixed import QuantizationError, _check_bits, build_network, quantize_fixed
-from .schedules import DEFAULT_PORTIONS, PARTITIONS, SCHEDULES, RetrainConfig, run_schedule
-from .weights import METHOD_BITS, WeightQuantError, make_quantizer
+from .fixed import QuantizationError, build_network, quantize_fixed
+from .options import QuantOptions, RetrainConfig, check_options
+from .schedules import run_schedule
+from .weights import WeightQuantError, make_quantizer
 
-__all__ = ["QuantOptions", "quantize_graph", "METHODS", "DEFAULT_SCHEDULE", "check_portions"]
-
-METHODS = ("fixed", "inq", "ternary")
-DEFAULT_SCHEDULE = {"fixed": None, "inq": "incremental", "ternary": "simple"}
-
-
-@dataclass
-class QuantOptions:
-    """Everything that selects a quantization (CLI flags map one to one)."""
-
-    method: str = "fixed"
-    wbits: int = 8
-    abits: int = 8
-    #: None: the method's default (:data:`DEFAULT_SCHEDULE`); "none": post-training only.
-    schedule: str | None = None
-    portions: tuple = DEFAULT_PORTIONS
-    partition: str = "magnitude"
-    ternary: str = "twn"  # twn | ttq
-    granularity: str = "layer"  # layer | channel (TWN α)
-    tie: str = "paper"
-    retrain: RetrainConfig = field(default_factory=RetrainConfig)
-
-    def resolved_schedule(self):
-        s = DEFAULT_SCHEDULE[self.method] if self.schedule is None else self.schedule
-        return None if s == "none" else s
-
-    def to_json(self) -> dict:
-        d = {"method": self.method, "wbits": self.wbits, "abits": self.abits,
-             "schedule": self.resolved_schedule() or "none"}
-        if d["schedule"] == "incremental":
-            d.update(portions=list(self.portions), partition=self.partition)
-        if self.method == "ternary":
-            d.update(ternary=self.ternary, granularity=self.granularity)
-        if self.method == "inq":
-            d["tie"] = self.tie
-        if d["schedule"] != "none":
-            r = self.retrain
-            d["retrain"] = {"epochs": r.epochs, "lr": r.lr, "batch_size": r.batch_size,
-                            "weight_decay": r.weight_decay, "seed": r.seed, "optimizer": "adam"}
-        return d
-
-
-def check_portions(portions) -> tuple:
-    """Accumulated portions must increase strictly and end at 1.0 (INQ σ_1 < … < σ_N = 1)."""
-    try:
-        p = tuple(float(v) for v in portions)
-    except (TypeError, ValueError):
-        raise QuantizationError(f"Portions must be numbers, not {portions!r}") from None
-    if not p or p[-1] != 1.0 or any(b <= a for a, b in zip(p, p[1:])) or p[0] <= 0:
-        raise QuantizationError(f"Portions must increase strictly from above 0 and end at 1.0 "
-                                f"(e.g. 0.5,0.75,0.875,1.0), not {','.join(map(str, p))}")
-    return p
-
-
-def check_options(opts: QuantOptions) -> None:
-    """Reject bad options before any work is done (clear message, which option)."""
-    if opts.method not in METHODS:
-        raise QuantizationError(f"Quantization method must be one of {', '.join(METHODS)}, "
-                                f"not {opts.method!r}")
-    lo, hi = METHOD_BITS[opts.method]
-    if opts.method == "ternary" and opts.wbits != 2:
-        raise QuantizationError(f"Ternary weights have 2 bits (sign and zero); --bits "
-                                f"{opts.wbits} is not allowed (use --method inq for more)")
-    _check_bits(f"Weight width for {opts.method}", opts.wbits, lo, hi)
-    _check_bits("Activation width", opts.abits)
-    schedule = opts.resolved_schedule()
-    if schedule is not None and schedule not in SCHEDULES:
-        raise QuantizationError(f"Schedule must be one of {', '.join(SCHEDULES)} or none, "
-                                f"not {schedule!r}")
-    check_portions(opts.portions)
-    if opts.partition not in PARTITIONS:
-        raise QuantizationError(f"Partition must be one of {', '.join(PARTITIONS)}, not "
-                                f"{opts.partition!r}")
-    if opts.ternary not in ("twn", "ttq"):
-        raise QuantizationError(f"Ternary variant must be twn or ttq, not {opts.ternary!r}")
-    if opts.granularity not in ("layer", "channel"):
-        raise QuantizationError(f"Ternary scale granularity must be layer or channel, not "
-                                f"{opts.granularity!r}")
-    if opts.tie not in ("paper", "caffe"):
-        raise QuantizationError(f"INQ tie rule must be paper or caffe, not {opts.tie!r}")
-    r = opts.retrain
-    if not isinstance(r.epochs, int) or r.epochs < 0:
-        raise QuantizationError(f"Retraining epochs must be an integer >= 0, not {r.epochs!r}")
-
+__all__ = ["quantize_graph"]
 
 def _check_graph(graph):
     layers = [n for n in graph.nodes if n.op in ("conv2d", "linear")]

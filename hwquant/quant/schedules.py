@@ -34,12 +34,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["TrainableGraph", "RetrainConfig", "run_schedule", "SCHEDULES", "PARTITIONS",
-           "DEFAULT_PORTIONS"]
+from .options import DEFAULT_PORTIONS, SCHEDULES, RetrainConfig
 
-SCHEDULES = ("simple", "incremental", "layerwise")
-PARTITIONS = ("magnitude", "random")
-DEFAULT_PORTIONS = (0.5, 0.75, 0.875, 1.0)
+__all__ = ["TrainableGraph", "run_schedule"]
+
 
 
 class TrainableGraph(nn.Module):
@@ -96,20 +94,6 @@ class TrainableGraph(nn.Module):
                     bias=self.biases[node.name].detach().double().numpy())
             nodes.append(node)
         return dataclasses.replace(self.graph, nodes=tuple(nodes))
-
-
-@dataclasses.dataclass
-class RetrainConfig:
-    """Retraining hyper-parameters (per retraining phase): Adam, cosine decay over the phase.
-
-    Defaults measured on the digits CNN (INQ 3..5 bit, ternary; see the issue-3 note)."""
-
-    epochs: int = 8
-    lr: float = 1e-2
-    batch_size: int = 64
-    weight_decay: float = 1e-4
-    seed: int = 0
-    progress: bool = True
 
 
 def _accuracy(model, x, y, weights) -> float:
@@ -247,7 +231,7 @@ def _run_schedule(graph, dataset, quantizers, schedule, cfg, portions, partition
             with torch.no_grad():
                 for n in names:
                     w = model.weights[n]
-                    k = int(math.floor(sigma * w.numel() + 0.5))
+                    k = math.floor(sigma * w.numel() + 0.5)
                     pick = _select_portion(w, masks[n], k, partition, ranks[n])
                     q = quantizers[n].quantize(w, r.states[n]).detach()
                     masks[n] |= pick

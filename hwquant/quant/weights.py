@@ -34,10 +34,7 @@ import torch
 from .grid import frac_for_range, quantize_to_grid
 
 __all__ = ["LoweredWeights", "FixedWeights", "InqWeights", "TernaryWeights", "make_quantizer",
-           "inq_exponents", "inq_project", "WeightQuantError", "METHOD_BITS"]
-
-#: Allowed weight widths per method.
-METHOD_BITS = {"fixed": (2, 16), "inq": (2, 8), "ternary": (2, 2)}
+           "inq_exponents", "inq_project", "WeightQuantError"]
 
 #: Fraction bits never exceed this (a dead layer must not ask for absurd shifts).
 MAX_FRAC = 24
@@ -247,7 +244,7 @@ class TernaryWeights:
         if self.asymmetric:
             wp, wn = (float(v) for v in torch.clamp(state["scales"], min=1e-6))
             g = min(frac_for_range(max(wp, wn), 255, MAX_FRAC), MAX_FRAC)
-            p, n = (max(1, int(math.floor(math.ldexp(v, g) + 0.5))) for v in (wp, wn))
+            p, n = (max(1, math.floor(math.ldexp(v, g) + 0.5)) for v in (wp, wn))
             w = np.where(codes > 0, p, np.where(codes < 0, -n, 0))
             return LoweredWeights(w, 2, g, "pow2", sign_scales=(p, n))
         mags = np.abs(wq).reshape(len(wq), -1)

@@ -1,0 +1,123 @@
+"""Quantization options: what the CLI flags select, validated before any work starts.
+
+Torch-free, so the command line can build its parser and reject bad flags quickly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from dataclasses import dataclass, field
+
+from .fixed import QuantizationError, _check_bits
+
+__all__ = ["QuantOptions", "RetrainConfig", "check_options", "check_portions", "METHODS",
+           "METHOD_BITS", "DEFAULT_SCHEDULE", "DEFAULT_BITS", "SCHEDULES", "PARTITIONS",
+           "DEFAULT_PORTIONS"]
+
+SCHEDULES = ("simple", "incremental", "layerwise")
+PARTITIONS = ("magnitude", "random")
+DEFAULT_PORTIONS = (0.5, 0.75, 0.875, 1.0)
+
+#: Allowed weight widths per method.
+METHOD_BITS = {"fixed": (2, 16), "inq": (2, 8), "ternary": (2, 2)}
+
+
+@dataclasses.dataclass
+class RetrainConfig:
+    """Retraining hyper-parameters (per retraining phase): Adam, cosine decay over the phase.
+
+    Defaults measured on the digits CNN (INQ 3..5 bit, ternary; see the issue-3 note)."""
+
+    epochs: int = 8
+    lr: float = 1e-2
+    batch_size: int = 64
+    weight_decay: float = 1e-4
+    seed: int = 0
+    progress: bool = True
+
+
+METHODS = ("fixed", "inq", "ternary")
+DEFAULT_SCHEDULE = {"fixed": None, "inq": "incremental", "ternary": "simple"}
+DEFAULT_BITS = {"fixed": 8, "inq": 5, "ternary": 2}
+
+
+@dataclass
+class QuantOptions:
+    """Everything that selects a quantization (CLI flags map one to one)."""
+
+    method: str = "fixed"
+    wbits: int = 8
+    abits: int = 8
+    #: None: the method's default (:data:`DEFAULT_SCHEDULE`); "none": post-training only.
+    schedule: str | None = None
+    portions: tuple = DEFAULT_PORTIONS
+    partition: str = "magnitude"
+    ternary: str = "twn"  # twn | ttq
+    granularity: str = "layer"  # layer | channel (TWN α)
+    tie: str = "paper"
+    retrain: RetrainConfig = field(default_factory=RetrainConfig)
+
+    def resolved_schedule(self):
+        s = DEFAULT_SCHEDULE[self.method] if self.schedule is None else self.schedule
+        return None if s == "none" else s
+
+    def to_json(self) -> dict:
+        d = {"method": self.method, "wbits": self.wbits, "abits": self.abits,
+             "schedule": self.resolved_schedule() or "none"}
+        if d["schedule"] == "incremental":
+            d.update(portions=list(self.portions), partition=self.partition)
+        if self.method == "ternary":
+            d.update(ternary=self.ternary, granularity=self.granularity)
+        if self.method == "inq":
+            d["tie"] = self.tie
+        if d["schedule"] != "none":
+            r = self.retrain
+            d["retrain"] = {"epochs": r.epochs, "lr": r.lr, "batch_size": r.batch_size,
+                            "weight_decay": r.weight_decay, "seed": r.seed, "optimizer": "adam"}
+        return d
+
+
+def check_portions(portions) -> tuple:
+    """Accumulated portions must increase strictly and end at 1.0 (INQ σ_1 < … < σ_N = 1)."""
+    try:
+        p = tuple(float(v) for v in portions)
+    except (TypeError, ValueError):
+        raise QuantizationError(f"Portions must be numbers, not {portions!r}") from None
+    if not p or p[-1] != 1.0 or any(b <= a for a, b in itertools.pairwise(p)) or p[0] <= 0:
+        raise QuantizationError(f"Portions must increase strictly from above 0 and end at 1.0 "
+                                f"(e.g. 0.5,0.75,0.875,1.0), not {','.join(map(str, p))}")
+    return p
+
+
+def check_options(opts: QuantOptions) -> None:
+    """Reject bad options before any work is done (clear message, which option)."""
+    if opts.method not in METHODS:
+        raise QuantizationError(f"Quantization method must be one of {', '.join(METHODS)}, "
+                                f"not {opts.method!r}")
+    lo, hi = METHOD_BITS[opts.method]
+    if opts.method == "ternary" and opts.wbits != 2:
+        raise QuantizationError(f"Ternary weights have 2 bits (sign and zero); --bits "
+                                f"{opts.wbits} is not allowed (use --method inq for more)")
+    _check_bits(f"Weight width for {opts.method}", opts.wbits, lo, hi)
+    _check_bits("Activation width", opts.abits)
+    schedule = opts.resolved_schedule()
+    if schedule is not None and schedule not in SCHEDULES:
+        raise QuantizationError(f"Schedule must be one of {', '.join(SCHEDULES)} or none, "
+                                f"not {schedule!r}")
+    check_portions(opts.portions)
+    if opts.partition not in PARTITIONS:
+        raise QuantizationError(f"Partition must be one of {', '.join(PARTITIONS)}, not "
+                                f"{opts.partition!r}")
+    if opts.ternary not in ("twn", "ttq"):
+        raise QuantizationError(f"Ternary variant must be twn or ttq, not {opts.ternary!r}")
+    if opts.granularity not in ("layer", "channel"):
+        raise QuantizationError(f"Ternary scale granularity must be layer or channel, not "
+                                f"{opts.granularity!r}")
+    if opts.tie not in ("paper", "caffe"):
+        raise QuantizationError(f"INQ tie rule must be paper or caffe, not {opts.tie!r}")
+    r = opts.retrain
+    if not isinstance(r.epochs, int) or r.epochs < 0:
+        raise QuantizationError(f"Retraining epochs must be an integer >= 0, not {r.epochs!r}")
+
+
