@@ -276,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="fixed", choices=list(METHODS),
                    help="fixed (post-training fixed point), inq (power-of-two weights), "
                         "ternary (TWN / TTQ)")
-    p.add_argument("--bits", "--wbits", dest="wbits", type=_bits, default=None,
+    p.add_argument("--bits", "--wbits", dest="wbits", type=_bits, default=None, metavar="B",
                    help="weight bits: fixed 2..16 (default 8), inq 2..8 (default 5), "
                         "ternary 2")
     p.add_argument("--schedule", choices=[*SCHEDULES, "none"], default=None,

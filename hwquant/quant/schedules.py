@@ -138,8 +138,9 @@ class _Retrainer:
         names = self.model.layer_names
         train = names if trainable_layers is None else list(trainable_layers)
         params = [self.model.weights[n] for n in train] + list(self.model.biases.values())
-        params += [self.states[n]["scales"] for n in quantized_layers
-                   if self.quantizers[n].trainable_scales]
+        scales = [self.states[n]["scales"].requires_grad_(True) for n in quantized_layers
+                  if self.quantizers[n].trainable_scales]
+        params += scales
         opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         steps = cfg.epochs * math.ceil(len(self.x) / cfg.batch_size)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)

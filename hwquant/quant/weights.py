@@ -242,7 +242,7 @@ class TernaryWeights:
         if not codes.any():
             raise WeightQuantError("every weight quantizes to zero (ternary)")
         if self.asymmetric:
-            wp, wn = (float(v) for v in torch.clamp(state["scales"], min=1e-6))
+            wp, wn = (float(v) for v in torch.clamp(state["scales"].detach(), min=1e-6))
             g = min(frac_for_range(max(wp, wn), 255, MAX_FRAC), MAX_FRAC)
             p, n = (max(1, math.floor(math.ldexp(v, g) + 0.5)) for v in (wp, wn))
             w = np.where(codes > 0, p, np.where(codes < 0, -n, 0))

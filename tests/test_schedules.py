@@ -1,0 +1,120 @@
+"""Quantization schedules (simple, incremental, layerwise) and the method pipeline: frozen
+weights never move, portions are nested and exact, every result lies on the quantizer's set,
+and the INQ accuracy targets of issue 3 hold on the digits default."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from hwquant.quant import schedules as S
+from hwquant.quant.options import QuantOptions, RetrainConfig
+from hwquant.quant.weights import InqWeights, make_quantizer
+
+
+@pytest.fixture(scope="module")
+def graph(trained_default_pt2):
+    from hwquant.frontend import load_model
+
+    return load_model(trained_default_pt2)
+
+
+def _layers(graph):
+    return [n.name for n in graph.nodes if n.op in ("conv2d", "linear")]
+
+
+def test_select_portion_magnitude_and_random_are_exact_and_nested():
+    w = torch.tensor([0.1, -0.9, 0.5, 0.5, -0.2, 0.05, 0.7, -0.3])
+    frozen = torch.zeros(8, dtype=torch.bool)
+    pick = S._select_portion(w, frozen, 3, "magnitude", None)
+    assert pick.nonzero().flatten().tolist() == [1, 2, 6]
+    frozen |= pick
+    pick2 = S._select_portion(w, frozen, 4, "magnitude", None)  # tie 0.5/0.5: lower index first
+    assert pick2.nonzero().flatten().tolist() == [3]
+    rank = torch.tensor([5, 0, 7, 2, 1, 6, 3, 4])
+    f = torch.zeros(8, dtype=torch.bool)
+    seen = []
+    for k in (2, 4, 6, 8):
+        p = S._select_portion(w, f, k, "random", rank)
+        f |= p
+        seen.append(int(f.sum()))
+        assert set(f.nonzero().flatten().tolist()) == set((rank < k).nonzero().flatten().tolist())
+    assert seen == [2, 4, 6, 8]
+
+
+def test_frozen_weights_survive_weight_decay_and_momentum(graph, digits):
+    """ALGORITHMS §1.7 P2: restoring after every optimizer step keeps frozen entries exact."""
+    model = S.TrainableGraph(graph)
+    names = model.layer_names
+    qs = {n: InqWeights(4) for n in names}
+    cfg = RetrainConfig(epochs=1, lr=0.05, weight_decay=0.1, progress=False)
+    r = S._Retrainer(model, qs, {n: qs[n].fit(model.weights[n].detach()) for n in names},
+                     digits, cfg)
+    before = {n: model.weights[n].detach().clone() for n in names}
+    for n in names:
+        mask = torch.rand(before[n].shape, generator=torch.Generator().manual_seed(1)) < 0.5
+        r.frozen[n] = (mask, qs[n].quantize(before[n], r.states[n]))
+    r._restore_frozen()
+    r.train("t")
+    for n in names:
+        mask, values = r.frozen[n]
+        w = model.weights[n].detach()
+        assert torch.equal(w[mask], values[mask])
+        assert not torch.equal(w[~mask], before[n][~mask])  # the rest did train
+
+
+@pytest.mark.parametrize("schedule", S.SCHEDULES)
+@pytest.mark.parametrize("method,bits", [("inq", 3), ("ternary", 2), ("fixed", 4)])
+def test_every_schedule_ends_on_the_quantizer_set(graph, digits, schedule, method, bits):
+    names = _layers(graph)
+    qs = {n: make_quantizer(method, bits) for n in names}
+    out, states, history = S.run_schedule(
+        graph, digits, qs, schedule=schedule, portions=(0.5, 1.0), partition="random",
+        cfg=RetrainConfig(epochs=1, progress=False))
+    assert history and all(0 <= h["accuracy"] <= 1 for h in history)
+    for node in out.nodes:
+        if node.name in qs:
+            w = torch.tensor(node.weight)
+            np.testing.assert_array_equal(qs[node.name].quantize(w, states[node.name]), w)
+            assert len(np.unique(node.weight)) <= 2 ** (bits - 1) + 1 or method == "fixed"
+
+
+def test_layerwise_freezes_the_first_layer_before_any_training(graph, digits):
+    names = _layers(graph)
+    qs = {n: InqWeights(4) for n in names}
+    out, states, _ = S.run_schedule(graph, digits, qs, schedule="layerwise",
+                                    cfg=RetrainConfig(epochs=1, progress=False))
+    first = graph.nodes[[n.name for n in graph.nodes].index(names[0])]
+    q = qs[names[0]]
+    want = q.quantize(torch.tensor(first.weight, dtype=torch.float32),
+                      q.fit(torch.tensor(first.weight, dtype=torch.float32)))
+    got = next(n for n in out.nodes if n.name == names[0]).weight
+    np.testing.assert_array_equal(got, want.double().numpy())
+
+
+def test_inq_keeps_its_exponent_range_from_the_pretrained_weights(graph, digits):
+    """P_l is fixed once (§1.7 P3): retrained weights that grow saturate at 2^n1."""
+    names = _layers(graph)
+    qs = {n: InqWeights(5) for n in names}
+    out, states, _ = S.run_schedule(graph, digits, qs, schedule="incremental",
+                                    cfg=RetrainConfig(epochs=1, progress=False))
+    for node in graph.nodes:
+        if node.name in states:
+            s = float(np.abs(node.weight).astype(np.float32).max())
+            assert states[node.name]["n1"] == math.floor(math.log2(4 * s / 3))
+            got = next(n for n in out.nodes if n.name == node.name).weight
+            assert np.abs(got).max() <= 2.0 ** states[node.name]["n1"]
+
+
+@pytest.mark.parametrize("bits,max_drop", [(5, 0.005), (4, 0.01), (3, 0.02)])
+def test_inq_accuracy_targets_on_digits(trained_default_pt2, digits, bits, max_drop):
+    """Issue 3 'done means': INQ golden-model accuracy within 0.5 / 1 / 2 points of float at
+    5 / 4 / 3 bits (default CNN seed 0, incremental schedule, default portions, seed 0)."""
+    from hwquant.flow import quantize_model
+
+    opts = QuantOptions(method="inq", wbits=bits, retrain=RetrainConfig(progress=False))
+    _, rep = quantize_model(trained_default_pt2, digits, {"name": "digits"}, options=opts,
+                            calib=256, seed=0)
+    acc = rep["accuracy"]
+    assert acc["quantized"] >= acc["float"] - max_drop, acc
