@@ -1,6 +1,7 @@
 """Weight quantizers (INQ, ternary TWN/TTQ, fixed) against ALGORITHMS.md §1.2 and §2, and
 their lowering into IR integers that the golden model reads back as the same real weights."""
 
+import itertools
 import math
 
 import numpy as np
@@ -9,8 +10,14 @@ import torch
 
 from hwquant import ir
 from hwquant.golden import pow2 as golden_pow2
-from hwquant.quant.weights import (InqWeights, TernaryWeights, WeightQuantError, inq_exponents,
-                                   inq_project, make_quantizer)
+from hwquant.quant.weights import (
+    InqWeights,
+    TernaryWeights,
+    WeightQuantError,
+    inq_exponents,
+    inq_project,
+    make_quantizer,
+)
 
 
 def _real(low):
@@ -44,7 +51,7 @@ def test_inq_equals_nearest_element_ties_to_larger(bits):
     n1, n2 = inq_exponents(np.abs(w).max(), bits)
     # add exact ties: midpoints between neighbouring candidates
     levels = [0.0] + [math.ldexp(1.0, n) for n in range(n2, n1 + 1)]
-    mids = [(a + b) / 2 for a, b in zip(levels, levels[1:], strict=False)]
+    mids = [(a + b) / 2 for a, b in itertools.pairwise(levels)]
     w = np.concatenate([w, mids, [-m for m in mids]])
     got = inq_project(torch.tensor(w), n1, n2).numpy()
     cand = np.array(levels)

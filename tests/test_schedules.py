@@ -83,7 +83,7 @@ def test_every_schedule_ends_on_the_quantizer_set(graph, digits, schedule, metho
 def test_layerwise_freezes_the_first_layer_before_any_training(graph, digits):
     names = _layers(graph)
     qs = {n: InqWeights(4) for n in names}
-    out, states, _ = S.run_schedule(graph, digits, qs, schedule="layerwise",
+    out, _states, _ = S.run_schedule(graph, digits, qs, schedule="layerwise",
                                     cfg=RetrainConfig(epochs=1, progress=False))
     first = graph.nodes[[n.name for n in graph.nodes].index(names[0])]
     q = qs[names[0]]
