@@ -118,12 +118,17 @@ def plot_compare(report, path) -> None:
     series = {}
     for r in report["rows"]:
         series.setdefault((r["method"], r["schedule"]), []).append((r["wbits"], r["accuracy"]))
-    for (method, schedule), pts in sorted(series.items()):
+    methods = list(dict.fromkeys(m for m, _ in series))
+    schedules = list(dict.fromkeys(s for _, s in series))
+    styles, markers = ["-", "--", ":", "-."], ["o", "s", "^", "D"]
+    for (method, schedule), pts in series.items():
         pts.sort()
-        ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], marker="o",
-                label=f"{method} / {schedule}")
+        i, j = methods.index(method), schedules.index(schedule)
+        ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], color=f"C{i}",
+                linestyle=styles[j % 4], marker=markers[j % 4], label=f"{method} / {schedule}")
     ax.axhline(100 * report["float_accuracy"], color="k", linestyle="--", linewidth=1,
                label="float")
+    ax.set_xticks(sorted({r["wbits"] for r in report["rows"]}))
     ax.set_xlabel("weight bits")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("Accuracy per method, bit width and schedule (golden model)")
