@@ -6,6 +6,9 @@ Amaranth::
     import hwquant
     graph = hwquant.from_module(model, example_input)        # or hwquant.load_model("m.pt2")
     net = hwquant.quantize_fixed(graph, x_calibration, wbits=8, abits=8)
+    # or INQ / ternary with a schedule (retrains on dataset.x_train):
+    opts = hwquant.QuantOptions(method="inq", wbits=4, schedule="incremental")
+    net, history = hwquant.quantize_graph(graph, dataset, x_calibration, opts)
     hwquant.save(net, "net.hwq")
     hwquant.compile_network(net, "build", fold="auto")
     report = hwquant.simulate_build("build", vectors=16)
@@ -16,7 +19,7 @@ import importlib
 
 __all__ = [
     "ir", "golden", "hwq", "load", "save", "load_model", "from_module", "load_dataset",
-    "quantize_fixed", "FakeQuantNetwork", "apply_folding", "compile_network", "simulate_build",
+    "quantize_fixed", "quantize_graph", "QuantOptions", "FakeQuantNetwork", "apply_folding", "compile_network", "simulate_build",
     "estimate_build", "HwquantError",
 ]
 
@@ -27,6 +30,8 @@ _LAZY = {
     "from_module": ("hwquant.frontend", "from_module"),
     "load_dataset": ("hwquant.data", "load_dataset"),
     "quantize_fixed": ("hwquant.quant.fixed", "quantize_fixed"),
+    "quantize_graph": ("hwquant.quant.methods", "quantize_graph"),
+    "QuantOptions": ("hwquant.quant.options", "QuantOptions"),
     "FakeQuantNetwork": ("hwquant.quant.fakequant", "FakeQuantNetwork"),
     "apply_folding": ("hwquant.fold", "apply_folding"),
     "compile_network": ("hwquant.compile", "compile_network"),
