@@ -118,3 +118,26 @@ def test_inq_accuracy_targets_on_digits(trained_default_pt2, digits, bits, max_d
                             calib=256, seed=0)
     acc = rep["accuracy"]
     assert acc["quantized"] >= acc["float"] - max_drop, acc
+
+
+@pytest.mark.parametrize("opts", [
+    QuantOptions(method="inq", wbits=4),
+    QuantOptions(method="ternary", granularity="channel"),
+    QuantOptions(method="ternary", ternary="ttq", schedule="layerwise"),
+], ids=["inq4", "twn-channel", "ttq"])
+def test_pow2_networks_fake_quant_equals_golden(graph, digits, opts):
+    """The lowered pow2 layers (codes, sign scales, α in the multipliers) keep the torch
+    fake-quant path and the golden model exactly equal on every layer."""
+    from hwquant import golden
+    from hwquant.data import calibration_split
+    from hwquant.quant.fakequant import FakeQuantNetwork
+    from hwquant.quant.methods import quantize_graph
+    from hwquant.simulate import quantize_input
+
+    opts.retrain = RetrainConfig(epochs=1, progress=False)
+    net, _ = quantize_graph(graph, digits, calibration_split(digits, n=64), opts)
+    x = quantize_input(net, digits.x_test[:64])
+    fq, gold = FakeQuantNetwork(net).integer_outputs(x), golden.run(net, x)
+    for layer in net.layers:
+        np.testing.assert_array_equal(fq[layer.name], gold[layer.name], err_msg=layer.name)
+    assert {layer.encoding for layer in net.weight_layers} == {"pow2"}

@@ -47,7 +47,8 @@ class QuantOptions:
     """Everything that selects a quantization (CLI flags map one to one)."""
 
     method: str = "fixed"
-    wbits: int = 8
+    #: None: the method's default (:data:`DEFAULT_BITS`).
+    wbits: int | None = None
     abits: int = 8
     #: None: the method's default (:data:`DEFAULT_SCHEDULE`); "none": post-training only.
     schedule: str | None = None
@@ -57,6 +58,10 @@ class QuantOptions:
     granularity: str = "layer"  # layer | channel (TWN α)
     tie: str = "paper"
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
+
+    def __post_init__(self):
+        if self.wbits is None and self.method in DEFAULT_BITS:
+            self.wbits = DEFAULT_BITS[self.method]
 
     def resolved_schedule(self):
         s = DEFAULT_SCHEDULE[self.method] if self.schedule is None else self.schedule
