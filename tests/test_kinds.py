@@ -42,7 +42,7 @@ def test_golden_face(encoding):
 def test_hw_face(encoding):
     module = importlib.import_module(kinds.KINDS[encoding].hw)
     assert issubclass(module.DotEngine, wiring.Component)
-    for name in ("encode_weights", "word_bits", "value_range"):
+    for name in ("options", "encode_weights", "word_bits", "value_range"):
         assert callable(getattr(module.DotEngine, name)), name
 
 
@@ -53,10 +53,22 @@ def test_estimate_face(encoding):
     assert callable(module.resources)
 
 
+#: Per encoding, a row of 4-bit weights none of which is free (zero or a positive power of
+#: two for ``fixed``, zero for ``pow2``): every product needs real logic.
+COSTLY_WEIGHTS = {
+    "fixed": [3, -5, 7, -3, 5, 6, -7, 3, 5, -6, 7, 3],
+    "pow2": [1, -2, 4, -8, 2, -1, 8, -4, 1, 2, -8, 4],
+}
+
+
+def test_costly_weights_cover_every_encoding():
+    assert set(COSTLY_WEIGHTS) == set(ir.ENCODINGS)
+
+
 @pytest.mark.parametrize("encoding", ir.ENCODINGS)
 @pytest.mark.parametrize("fold", [(3, 12), (1, 1), (3, 4)], ids=["unrolled", "serial", "both"])
 def test_estimate_face_is_never_silently_zero(encoding, fold):
-    """A layer that needs real multipliers costs something on every family, and the cost
+    """A layer whose products need real logic costs something on every family, and the cost
     model's cycles agree with the hardware plan."""
     name = kinds.KINDS[encoding].estimate
     module = pytest.importorskip(name, reason=f"{name} (the cost model) is not written yet")
@@ -64,7 +76,7 @@ def test_estimate_face_is_never_silently_zero(encoding, fold):
     from hwquant.hw.network import plan_stages
 
     fmt = ir.ActFormat(4, False, 0)
-    w = np.array([[3, -5, 7, -3, 5, 6, -7, 3, 5, -6, 7, 3]] * 3)
+    w = np.array([COSTLY_WEIGHTS[encoding]] * 3)
     fc = ir.Linear("fc", ("input",), fmt, w, 4, 0, np.zeros(3), None, ir.ActFormat(16, True, 0),
                    encoding=encoding, fold=ir.Fold(*fold))
     for family in FAMILIES:
@@ -81,7 +93,7 @@ def test_lookups_by_layer():
     assert kinds.hw_dot_engine(layer) is importlib.import_module("hwquant.hw.fixed").DotEngine
     unknown = types.SimpleNamespace(name="fc", encoding="ternary")
     with pytest.raises(ValueError, match=r"^Layer 'fc': no arithmetic kind for encoding "
-                                         r"'ternary'; known: fixed$"):
+                                         r"'ternary'; known: fixed, pow2$"):
         kinds.kind_of(unknown)
 
 

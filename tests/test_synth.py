@@ -108,6 +108,9 @@ def test_script_flags():
     assert "write_json" not in script
     script = synth.render_yosys_script(["a.v"], "top", "ice40")
     assert "synth_ice40 -top top -dsp\n" in script
+    assert "splitnets" not in script
+    script = synth.render_yosys_script(["a.v"], "top", "ice40", splitnets=True)
+    assert "splitnets -ports\nsynth_ice40 -top top -dsp\n" in script
 
 
 def test_broken_verilog(tmp_path):

@@ -5,7 +5,7 @@ primitives (adders, registers, multipliers, muxes, ROMs, ...) the per-kind model
 calibrated against Yosys; :mod:`.synth` runs Yosys and nextpnr and folds their cell counts
 into the same classes. :mod:`.model` costs a whole network part by part
 (:func:`estimate_network`), with the dot engines from each arithmetic kind's cost face
-(:mod:`.fixed`); :mod:`.report` models a build directory and compares with Yosys
+(:mod:`.fixed`, :mod:`.pow2`); :mod:`.report` models a build directory and compares with Yosys
 (:func:`estimate_build`).
 """
 

@@ -44,8 +44,8 @@ from .resources import (
     multiplier,
 )
 
-__all__ = ["resources", "absorbed_registers", "cycles", "is_unrolled", "product_bits",
-           "adder_tree", "macc", "const_product"]
+__all__ = ["resources", "absorbed_registers", "cycles", "mvu_cycles", "is_unrolled",
+           "product_bits", "adder_tree", "macc", "const_product"]
 
 # Smallest product (Y) width mul2dsp maps to a DSP block (Yosys 0.70 synth scripts:
 # DSP_Y_MINWIDTH); the operand minimums are in resources.dsp_blocks. The private helpers of
@@ -373,12 +373,18 @@ def absorbed_registers(layer, family, *, use_dsp=True) -> dict:
 
 
 def cycles(layer) -> int:
-    """Cycles per inference of the MVU when never stalled: ``vectors * NF * SF``.
+    """Cycles per inference of the MVU when never stalled: :func:`mvu_cycles`."""
+    _check(layer)
+    return mvu_cycles(layer)
+
+
+def mvu_cycles(layer) -> int:
+    """Cycles per inference of the MVU of any weight layer when never stalled:
+    ``vectors * NF * SF``, whatever its arithmetic kind.
 
     ``vectors`` is the number of output pixels of a convolution (one window each) and 1 for a
     linear layer.
     """
-    _check(layer)
     vectors = layer.out_shape[1] * layer.out_shape[2] if isinstance(layer, ir.Conv2d) else 1
     nf = layer.out_channels // layer.fold.pe
     sf = layer.fan_in // layer.fold.simd

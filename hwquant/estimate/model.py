@@ -312,6 +312,7 @@ def _mvu(rows, layer, family):
     # Stage 1: operand register (SIMD slice of the input buffer) and the weight ROM.
     kind = cost_model(layer)
     engine = hw_dot_engine(layer)
+    options = engine.options(layer)
     # Optional face of a cost model: register bits its DSP blocks absorb.
     absorb = getattr(kind, "absorbed_registers", None)
     absorbed = (absorb(layer, family, use_dsp=USE_DSP) if absorb is not None
@@ -320,7 +321,7 @@ def _mvu(rows, layer, family):
     if sf > 1:
         rows.add("operand_mux", mux(simd * xbits, sf, family))
     if not unrolled:
-        width = pe * engine.word_bits(simd, layer.weight_bits)
+        width = pe * engine.word_bits(simd, layer.weight_bits, **options)
         rows.add("weight_rom", weight_rom(nf * sf, width, family))
     rows.add("dot_engines", kind.resources(layer, family, use_dsp=USE_DSP))
 
@@ -330,7 +331,7 @@ def _mvu(rows, layer, family):
     for p in range(pe):
         ws = weights[p].tolist() if unrolled else None
         lo, hi = engine.value_range(ws, simd=simd, x_format=layer.in_format,
-                                    weight_bits=layer.weight_bits)
+                                    weight_bits=layer.weight_bits, **options)
         dot_bits.append(ir.signed_bits_for(lo, hi))
     rows.add("dot_registers",
              register(sum(b for b, gone in zip(dot_bits, absorbed["dot"], strict=True)

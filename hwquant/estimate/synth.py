@@ -233,7 +233,8 @@ def _templates_dir():
 
 
 def render_yosys_script(verilog_paths, top, family, *, stat_path="stat.json",
-                        pre_stat_path=None, netlist_path=None, use_dsp=True, nowidelut=True):
+                        pre_stat_path=None, netlist_path=None, use_dsp=True, nowidelut=True,
+                        splitnets=False):
     """Render ``rtl_templates/yosys_synth.ys.j2``.
 
     Parameters
@@ -251,6 +252,8 @@ def render_yosys_script(verilog_paths, top, family, *, stat_path="stat.json",
         Infer DSP blocks (``-dsp`` on ice40; no ``-nodsp`` elsewhere).
     nowidelut : bool
         Pass ``-nowidelut`` on ecp5/gowin, so LUT counts are LUT4s and not wide-LUT muxes.
+    splitnets : bool
+        Run ``splitnets -ports`` before ``synth_*`` (see :func:`synthesize`).
 
     Returns
     -------
@@ -280,6 +283,7 @@ def render_yosys_script(verilog_paths, top, family, *, stat_path="stat.json",
         netlist_path=None if netlist_path is None else str(netlist_path),
         use_dsp=use_dsp,
         nowidelut=nowidelut,
+        splitnets=splitnets,
     )
 
 
@@ -383,7 +387,7 @@ def classify_cells(cells_by_type, family):
 
 
 def synthesize(verilog_path, top, family, *, workdir, nodsp=False, allow_dsp=True,
-               netlist=False, pre_techmap=True, nowidelut=True):
+               netlist=False, pre_techmap=True, nowidelut=True, splitnets=False):
     """Synthesize Verilog with Yosys and count the technology cells.
 
     Parameters
@@ -410,6 +414,11 @@ def synthesize(verilog_path, top, family, *, workdir, nodsp=False, allow_dsp=Tru
         technology mapping, reported as :attr:`SynthResult.pre_techmap_cells`.
     nowidelut : bool
         Pass ``-nowidelut`` on ecp5/gowin so that LUT counts are plain LUT4s (default).
+    splitnets : bool
+        Split the ports into single-bit wires first (``splitnets -ports``), which avoids the
+        ABC9 reintegration asserts Yosys 0.70 hits on some Amaranth designs (YosysHQ/yosys#4349,
+        see :mod:`hwquant.estimate.report`); the counts move by a LUT or so at most (ABC's
+        mapping depends a little on wire names).
 
     Returns
     -------
@@ -449,7 +458,8 @@ def synthesize(verilog_path, top, family, *, workdir, nodsp=False, allow_dsp=Tru
                                  stat_path=stat_path.name,
                                  pre_stat_path=pre_stat_path and pre_stat_path.name,
                                  netlist_path=netlist_path and netlist_path.name,
-                                 use_dsp=allow_dsp and not nodsp, nowidelut=nowidelut)
+                                 use_dsp=allow_dsp and not nodsp, nowidelut=nowidelut,
+                                 splitnets=splitnets)
     script_path = workdir / "synth.ys"
     script_path.write_text(script)
     argv = _tool_argv(*_YOSYS)

@@ -37,6 +37,10 @@ class DotEngine(wiring.Component):
 
     Resources: ``simd`` multipliers (constant or ``weight_bits x x_bits``) and ``simd - 1``
     adders. Latency 0 (the MVU registers the result).
+
+    Every dot engine has the same static interface, which the MVU and the cost model use:
+    :meth:`options` (the layer's extra constructor keywords, here none), :meth:`value_range`,
+    :meth:`encode_weights` and :meth:`word_bits`; each of them takes the options as keywords.
     """
 
     def __init__(self, *, simd, x_format, weight_bits, weights=None):
@@ -51,6 +55,11 @@ class DotEngine(wiring.Component):
         if self._weights is None:
             members["w"] = In(data.ArrayLayout(signed(weight_bits), simd))
         super().__init__(members)
+
+    @staticmethod
+    def options(layer) -> dict:
+        """Extra keyword arguments the engine of ``layer`` needs: none for ``fixed``."""
+        return {}
 
     @staticmethod
     def value_range(weights, *, simd, x_format, weight_bits):

@@ -85,6 +85,7 @@ class MatrixVectorUnit(wiring.Component):
         nf, sf = oc // pe, fan_in // simd
         xbits = layer.in_format.bits
         engine_cls = hw_dot_engine(layer)
+        options = engine_cls.options(layer)
         unrolled = nf * sf == 1
 
         en = Signal()
@@ -119,28 +120,32 @@ class MatrixVectorUnit(wiring.Component):
         v1, first1, last1 = Signal(), Signal(), Signal()
         nf1 = Signal.like(nf_i)
         x1 = Signal(simd * xbits)
+        # The SIMD slice as a mux over the SF slices (``word_select`` with a variable index
+        # multiplies the index by the slice width, a ``$mul`` Yosys may put in a DSP block).
+        x_slice = x_buf if sf == 1 else Array(x_buf.word_select(k, simd * xbits)
+                                                for k in range(sf))[sf_i]
         with m.If(en):
             m.d.sync += [v1.eq(issue), first1.eq(sf_i == 0), last1.eq(sf_i == sf - 1),
-                         nf1.eq(nf_i),
-                         x1.eq(x_buf if sf == 1 else x_buf.word_select(sf_i, simd * xbits))]
+                         nf1.eq(nf_i), x1.eq(x_slice)]
 
         engines = []
         if unrolled:
             for p in range(pe):
                 eng = engine_cls(simd=simd, x_format=layer.in_format,
-                                 weight_bits=layer.weight_bits, weights=w[p])
+                                 weight_bits=layer.weight_bits, weights=w[p], **options)
                 m.submodules[f"dot{p}"] = eng
                 m.d.comb += eng.x.eq(x1)
                 engines.append(eng)
         else:
-            word_bits = engine_cls.word_bits(simd, layer.weight_bits)
+            word_bits = engine_cls.word_bits(simd, layer.weight_bits, **options)
             init = []
             for s in range(nf * sf):
                 n_idx, s_idx = divmod(s, sf)
                 word = 0
                 for p in range(pe):
                     row = w[n_idx * pe + p, s_idx * simd:(s_idx + 1) * simd]
-                    word |= engine_cls.encode_weights(row, layer.weight_bits) << (p * word_bits)
+                    code = engine_cls.encode_weights(row, layer.weight_bits, **options)
+                    word |= code << (p * word_bits)
                 init.append(word)
             rom = memory.Memory(shape=pe * word_bits, depth=nf * sf, init=init)
             m.submodules.weight_rom = rom
@@ -148,7 +153,7 @@ class MatrixVectorUnit(wiring.Component):
             m.d.comb += [rd.addr.eq(step), rd.en.eq(en)]
             for p in range(pe):
                 eng = engine_cls(simd=simd, x_format=layer.in_format,
-                                 weight_bits=layer.weight_bits)
+                                 weight_bits=layer.weight_bits, **options)
                 m.submodules[f"dot{p}"] = eng
                 m.d.comb += [eng.x.eq(x1),
                              eng.w.eq(rd.data[p * word_bits:(p + 1) * word_bits])]
