@@ -62,7 +62,7 @@ def test_unseen_model_inq3_unrolled_and_folded(tmp_path):
         opt.step()
     model.eval()
     torch.export.save(torch.export.export(model, (torch.tensor(x[:2]),)), tmp_path / "u.pt2")
-    rep, net = _quantize_compile_sim(
+    _, net = _quantize_compile_sim(
         tmp_path / "u.pt2", tmp_path,
         ["--method", "inq", "--bits", "3", "--retrain-epochs", "4", "--abits", "7"],
         "stem=12:75,conv=2:12,head=1:8", data=data)
