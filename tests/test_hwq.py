@@ -277,3 +277,15 @@ def test_unserialisable_metadata_leaves_no_file(net, tmp_path):
     with pytest.raises(TypeError, match=r"is not JSON serializable$"):
         hwq.save(bad, tmp_path / "net.hwq")
     assert os.listdir(tmp_path) == []
+
+
+def test_round_trip_pow2_sign_scales(net):
+    """pow2 layers keep their encoding, code width and sign scales (TTQ's P and N)."""
+    fc = net.layers[-1]
+    w = np.where(np.arange(fc.weight.size).reshape(fc.weight.shape) % 3 == 0, 3,
+                 np.where(np.arange(fc.weight.size).reshape(fc.weight.shape) % 3 == 1, -10, 0))
+    pow2 = net.replace_layer(fc.name, weight=w, weight_bits=3, encoding="pow2",
+                             sign_scales=(3, 5))
+    back = hwq.loads(hwq.dumps(pow2))
+    assert_same(pow2, back)
+    assert back.layers[-1].sign_scales == (3, 5) and back.layers[-1].encoding == "pow2"

@@ -15,7 +15,7 @@ S8 = ir.ActFormat(8, True, 3)
 
 def conv_layer(name="c1", inputs=("input",), *, in_shape=(1, 6, 6), in_format=U8, oc=4,
                kernel=(3, 3), padding=1, stride=1, weight=None, weight_bits=4, requant="auto",
-               out_format=U8, fold=None):
+               out_format=U8, fold=None, **extra):
     if weight is None:
         rng = np.random.default_rng(0)
         weight = rng.integers(-8, 8, (oc, in_shape[0], *kernel))
@@ -25,7 +25,7 @@ def conv_layer(name="c1", inputs=("input",), *, in_shape=(1, 6, 6), in_format=U8
                      weight_bits=weight_bits, weight_frac=3, bias=np.zeros(len(weight)),
                      requant=requant, out_format=out_format, fold=fold or ir.Fold(),
                      in_shape=in_shape,
-                     stride=stride, padding=padding)
+                     stride=stride, padding=padding, **extra)
 
 
 def logits_layer(name="fc", inputs=("flat",), *, fan_in=36, classes=10, in_format=U8):
@@ -223,8 +223,33 @@ def test_weight_width_range(bits):
 
 def test_bad_encoding():
     with pytest.raises(ValueError, match=r"^Layer 'c1': weight encoding must be one of fixed, "
-                                         r"not 'ternary'$"):
+                                         r"pow2, not 'ternary'$"):
         dataclasses.replace(conv_layer(), encoding="ternary")
+
+
+@pytest.mark.parametrize("weights, bits, scales, message", [
+    ([3, 0, 1, -2], 4, (1, 1), r"weight 3 is not 0, \+1\*2\^e or -1\*2\^e with e in 0\.\.3"),
+    ([16, 0, 1, -2], 4, (1, 1), r"weight 16 is not"),
+    ([2, 0, 1, -1], 2, (1, 1), r"weight 2 is not .* e in 0\.\.0 \(2-bit pow2 code\)"),
+    ([3, -5, 0, 6], 3, (3, 5), None),
+    ([3, 5, 0, 6], 3, (3, 5), r"weight 5 is not 0, \+3\*2\^e or -5\*2\^e"),
+    ([1, 0, 1, 1], 9, (1, 1), r"pow2 weights need 2\.\.8 code bits, not 9"),
+    ([1, 0, 1, 1], 2, (0, 1), r"sign_scales must be two integers in 1\.\.65535"),
+])
+def test_pow2_weights_are_checked(weights, bits, scales, message):
+    def make():
+        return conv_layer(weight=np.array(weights * 9).reshape(4, 1, 3, 3), weight_bits=bits,
+                          encoding="pow2", sign_scales=scales)
+    if message is None:
+        assert make().sign_scales == scales
+    else:
+        with pytest.raises(ValueError, match=rf"^Layer 'c1': {message}"):
+            make()
+
+
+def test_sign_scales_only_for_pow2():
+    with pytest.raises(ValueError, match=r"sign_scales apply to pow2 weights only"):
+        dataclasses.replace(conv_layer(), sign_scales=(2, 1))
 
 
 def test_bias_shape():
