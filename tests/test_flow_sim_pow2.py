@@ -69,6 +69,7 @@ def test_unseen_model_inq3_unrolled_and_folded(tmp_path):
     assert net.layer("stem").weight_bits == 3 and net.input_format.signed
 
 
+@pytest.mark.slow
 def test_default_cnn_ttq_asymmetric_bit_exact(trained_default_pt2, tmp_path):
     """Asymmetric ternary (two scales P, N per layer, applied after the per-sign sums)."""
     _, net = _quantize_compile_sim(
