@@ -86,8 +86,8 @@ class _Unseen(nn.Module):
         return self.head(torch.flatten(x, 1))
 
 
-def test_unseen_model_through_the_cli(tmp_path):
-    """A user's model and data (.npz) go through quantize -> compile -> sim unchanged."""
+def make_unseen(tmp_path):
+    """Train :class:`_Unseen` on random signed 3-channel data; returns ``(model.pt2, data.npz)``."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=(160, 3, 12, 12)).astype(np.float32)
     y = (x[:, 0, :6].mean(axis=(1, 2)) > 0).astype(np.int64) * 2 + \
@@ -104,7 +104,12 @@ def test_unseen_model_through_the_cli(tmp_path):
     model.eval()
     ep = torch.export.export(model, (torch.tensor(x[:2]),))
     torch.export.save(ep, tmp_path / "unseen.pt2")
+    return tmp_path / "unseen.pt2", data
 
+
+def test_unseen_model_through_the_cli(tmp_path):
+    """A user's model and data (.npz) go through quantize -> compile -> sim unchanged."""
+    _, data = make_unseen(tmp_path)
     q = tmp_path / "q.json"
     assert main(["quantize", str(tmp_path / "unseen.pt2"), "--data", str(data), "--wbits", "6",
                  "--abits", "7", "-o", str(tmp_path / "u.hwq"), "--json", str(q)]) == 0

@@ -7,11 +7,8 @@ no other test uses, with unrolled (constant shifts) and folded (code ROM + shift
 
 import json
 
-import numpy as np
 import pytest
-import torch
-from test_flow_sim import _Unseen
-from torch import nn
+from test_flow_sim import make_unseen
 
 from hwquant import hwq
 from hwquant.cli import main
@@ -47,23 +44,9 @@ def test_default_cnn_inq4_bit_exact(trained_default_pt2, tmp_path):
 def test_unseen_model_inq3_unrolled_and_folded(tmp_path):
     """A user's model and data: 3 channels, 5x5 stride-2 conv + BatchNorm, avg pool; INQ
     3-bit; the stem fully unrolled (constant shifts), the rest folded (code ROMs)."""
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(160, 3, 12, 12)).astype(np.float32)
-    y = (x[:, 0, :6].mean(axis=(1, 2)) > 0).astype(np.int64) * 2 + \
-        (x[:, 1, :, :6].mean(axis=(1, 2)) > 0).astype(np.int64)
-    data = tmp_path / "data.npz"
-    np.savez(data, x_train=x[:120], y_train=y[:120], x_test=x[120:], y_test=y[120:])
-    torch.manual_seed(0)
-    model = _Unseen()
-    opt = torch.optim.Adam(model.parameters(), 1e-2)
-    for _ in range(40):
-        opt.zero_grad()
-        nn.functional.cross_entropy(model(torch.tensor(x[:120])), torch.tensor(y[:120])).backward()
-        opt.step()
-    model.eval()
-    torch.export.save(torch.export.export(model, (torch.tensor(x[:2]),)), tmp_path / "u.pt2")
+    model, data = make_unseen(tmp_path)
     _, net = _quantize_compile_sim(
-        tmp_path / "u.pt2", tmp_path,
+        model, tmp_path,
         ["--method", "inq", "--bits", "3", "--retrain-epochs", "4", "--abits", "7"],
         "stem=12:75,conv=2:12,head=1:8", data=data)
     assert net.layer("stem").weight_bits == 3 and net.input_format.signed
