@@ -12,10 +12,12 @@ the straight-through estimator).
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from .fixed import QuantizationError, build_network, quantize_fixed
-from .options import QuantOptions, RetrainConfig, check_options
+from .options import QuantOptions, check_options
 from .schedules import run_schedule
 from .weights import WeightQuantError, make_quantizer
 
@@ -56,7 +58,7 @@ def quantize_graph(graph, dataset, x_cal, opts: QuantOptions, *, name="network",
         quantizers[n] = make_quantizer(opts.method, opts.wbits, variant=opts.ternary,
                                        granularity=gran, tie=opts.tie)
     if schedule is None:  # one shot: quantize all, no retraining
-        schedule_cfg = RetrainConfig(**{**opts.retrain.__dict__, "epochs": 0})
+        schedule_cfg = dataclasses.replace(opts.retrain, epochs=0)
         schedule = "simple"
     else:
         schedule_cfg = opts.retrain
