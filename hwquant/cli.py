@@ -81,8 +81,6 @@ def cmd_quantize(args) -> dict:
     from .flow import quantize_model
 
     opts = _quant_options(args, wbits=args.wbits, schedule=args.schedule)
-    from .quant.options import check_options
-    check_options(opts)  # before the data set is even loaded
     ds = _dataset(args)
     net, report = quantize_model(args.model, ds, _dataset_info(args), options=opts,
                                  calib=args.calib, seed=args.seed,

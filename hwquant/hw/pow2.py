@@ -17,17 +17,13 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .. import ir
-from ..golden.pow2 import encode
+from ..golden.pow2 import encode, exponent_bits
 from ..ir import signed_bits_for
 from ..layout import pack_lanes
 from .arith import adder_tree, csd_digits
 from .streams import lane_shape
 
 __all__ = ["DotEngine"]
-
-
-def _exponent_bits(weight_bits):
-    return weight_bits - 2
 
 
 def _shift_left(value, amount):
@@ -143,7 +139,7 @@ class DotEngine(wiring.Component):
 
     def _check_weights(self, weights):
         p, n = self._sign_scales
-        emax = (1 << _exponent_bits(self._weight_bits)) - 1
+        emax = (1 << exponent_bits(self._weight_bits)) - 1
         for w in weights:
             scale = p if w > 0 else n
             mag, rest = divmod(abs(w), scale)
@@ -162,7 +158,7 @@ class DotEngine(wiring.Component):
         code words (magnitudes up to ``max(P, N) * 2**emax``)."""
         xs = (x_format.lo, x_format.hi)
         if weights is None:
-            emax = (1 << _exponent_bits(weight_bits)) - 1
+            emax = (1 << exponent_bits(weight_bits)) - 1
             p, n = sign_scales
             prods = [w * x for w in (p << emax, -(n << emax), 0) for x in xs]
             return simd * min(prods), simd * max(prods)
@@ -204,7 +200,7 @@ class DotEngine(wiring.Component):
         for i, code in enumerate(self._codes):
             if code >> (bits - 1) & 1:
                 continue  # zero weight: no logic
-            sign, e = code >> (bits - 2) & 1, code & ((1 << _exponent_bits(bits)) - 1)
+            sign, e = code >> (bits - 2) & 1, code & ((1 << exponent_bits(bits)) - 1)
             lane = self.x[i]
             if self._x_format.signed:
                 lane = lane.as_unsigned() ^ (1 << (xbits - 1))
@@ -219,7 +215,7 @@ class DotEngine(wiring.Component):
         bits = self._weight_bits
         code = self.w[i]
         gated = Mux(code[bits - 1], 0, self.x[i])
-        return _shift_left(gated, code[:_exponent_bits(bits)]), code[bits - 2]
+        return _shift_left(gated, code[:exponent_bits(bits)]), code[bits - 2]
 
     def _negated_lanes_sum(self, m):
         """Code words, ``(P, N) = (1, 1)``: ``sum(s ? ~v + 1 : v)`` as ``sum(s ? ~v : v)``
