@@ -3,11 +3,17 @@
 Used by the hardware generator (weight order), the golden-vector writer and both simulator
 drivers. Conventions:
 
-* A feature map ``(C, H, W)`` streams as ``H*W`` beats in raster order (row by row, left to
-  right); a beat carries the ``C`` channels of one pixel as lanes, lane ``c`` = channel ``c``.
-* A vector ``(N,)`` streams as one beat of ``N`` lanes.
-* A sliding window of a ``(C, H, W)`` map with kernel ``(KH, KW)`` is one beat of
-  ``KH*KW*C`` lanes; lane ``(kh*KW + kw)*C + c`` holds channel ``c`` at kernel offset ``(kh, kw)``.
+* Streams are *folded*: a stream has a lane count ``L`` and carries ``L`` consecutive
+  channels per beat. A feature map ``(C, H, W)`` (``L`` divides ``C``) streams pixel by
+  pixel in raster order (row by row, left to right), each pixel as ``C / L`` beats of
+  increasing channel chunks: lane ``j`` of chunk ``k`` is channel ``k*L + j``. With
+  ``L = C`` a beat is a whole pixel.
+* A vector ``(N,)`` is a ``1 x 1`` map of ``N`` channels: ``N / L`` beats.
+* A sliding window of a ``(C, H, W)`` map with kernel ``(KH, KW)`` is the vector of
+  ``KH*KW*C`` lanes in which lane ``(kh*KW + kw)*C + c`` holds channel ``c`` at kernel
+  offset ``(kh, kw)`` (window-lane order); it streams folded like a vector, ``SIMD`` lanes
+  per beat. Pooling reads windows in *channel order* instead: per chunk of ``L`` channels,
+  the ``KH*KW`` kernel offsets in raster order, one beat each.
 * Lanes pack into an integer with lane 0 in the least significant bits; each lane is
   ``bits`` wide, two's complement when signed (Amaranth ``data.ArrayLayout`` order).
 """
@@ -45,19 +51,27 @@ def unpack_lanes(word: int, bits: int, lanes: int, signed: bool) -> np.ndarray:
     return np.array(out, dtype=np.int64)
 
 
-def tensor_to_beats(x) -> np.ndarray:
-    """One tensor (no batch axis) to its beats: ``(beats, lanes)``."""
+def _check_lanes(channels: int, lanes) -> int:
+    lanes = channels if lanes is None else int(lanes)
+    if lanes < 1 or channels % lanes:
+        raise ValueError(f"Stream lanes must divide the {channels} channels, not {lanes}")
+    return lanes
+
+
+def tensor_to_beats(x, lanes: int | None = None) -> np.ndarray:
+    """One tensor (no batch axis) to its beats of ``lanes`` channels (default: all of them,
+    one beat per pixel or a single beat for a vector): ``(beats, lanes)``."""
     x = np.asarray(x)
     if x.ndim == 3:
         c, h, w = x.shape
-        return x.transpose(1, 2, 0).reshape(h * w, c)
+        return x.transpose(1, 2, 0).reshape(-1, _check_lanes(c, lanes))
     if x.ndim == 1:
-        return x.reshape(1, -1)
+        return x.reshape(-1, _check_lanes(x.shape[0], lanes))
     raise ValueError(f"Tensors must be (C, H, W) or (N,), not shape {x.shape}")
 
 
 def beats_to_tensor(beats, shape) -> np.ndarray:
-    """Inverse of :func:`tensor_to_beats`."""
+    """Inverse of :func:`tensor_to_beats` (any lane count)."""
     beats = np.asarray(beats)
     if len(shape) == 3:
         c, h, w = shape
