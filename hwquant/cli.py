@@ -114,7 +114,8 @@ def cmd_compile(args) -> dict:
 
     net = hwq.load(args.network)
     res = compile_network(net, args.output, fold=args.fold, target_cycles=args.target_cycles,
-                          fifo_depth=args.fifo_depth, progress=_progress("compile"))
+                          fifo_depth=args.fifo_depth, board=args.board,
+                          progress=_progress("compile"))
     report = dict(res.report)
     for key in ("verilog", "verilog_probes", "network"):
         report[key] = str(res.build_dir.resolve() / report[key])
@@ -122,7 +123,12 @@ def cmd_compile(args) -> dict:
     for row in report["layers"]:
         fold = f"PE={row['pe']} SIMD={row['simd']}" if row["pe"] else ""
         _say(f"  {row['name']:<12} {row['kind']:<10} {fold:<18} {row['cycles']:>8} cycles")
-    _say(f"  bottleneck: {report['cycles_per_inference']} cycles per inference")
+    _say(f"  {report['cycles_per_inference']} cycles per inference (replayed schedule; "
+         f"busiest stage {report['bottleneck_cycles']})")
+    fifos = report["fifos"]
+    if fifos:
+        _say(f"  FIFOs: {', '.join(f'{k}={v['depth']}' for k, v in fifos.items())} "
+             f"({report['fifo_memory_bits']} bits)")
     return report
 
 
@@ -199,7 +205,7 @@ def _positive(text):
 
 
 def _fifo_depth(text):
-    return _integer(text, 0, also="auto")
+    return _integer(text, 1, also="auto")
 
 
 def _portions(text):
@@ -305,7 +311,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-cycles", type=_positive, default=None,
                    help="cycles per inference that 'auto' folding aims for")
     p.add_argument("--fifo-depth", type=_fifo_depth, default="auto",
-                   help="FIFO after each layer: auto (one output map) or a depth (0: none)")
+                   help="depth of every FIFO: auto (the least that keeps the bottleneck rate, "
+                   "from the replayed schedule) or a depth for all")
+    p.add_argument("--board", default=None, metavar="NAME",
+                   help="check the design fits this board (see boards/)")
     p.add_argument("-o", "--output", required=True, metavar="BUILD_DIR")
 
     p = command("sim", cmd_sim, "prove the Verilog bit-exact against the golden model")

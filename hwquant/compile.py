@@ -20,12 +20,13 @@ from pathlib import Path
 from amaranth.back import verilog
 
 from . import hwq, ir
+from . import plan as P
 from .errors import HwquantError
 from .fold import apply_folding
-from .hw.network import NetworkTop, bottleneck_cycles, fifo_depths, layer_cycles
 from .outdir import atomic_directory
 
-__all__ = ["TOP_NAME", "CompileResult", "compile_network", "emit_verilog", "load_build"]
+__all__ = ["TOP_NAME", "CompileResult", "compile_network", "emit_verilog", "load_build",
+           "plan_build"]
 
 TOP_NAME = "hwquant_top"
 
@@ -35,12 +36,38 @@ class CompileResult:
     build_dir: Path
     network: ir.Network
     report: dict
+    plan: P.Plan = None
 
 
-def emit_verilog(net: ir.Network, *, probes: bool = False, fifo_depth="auto") -> str:
-    """Verilog text of the network top (module :data:`TOP_NAME`)."""
-    top = NetworkTop(net, probes=probes, fifo_depth=fifo_depth)
-    return verilog.convert(top, name=TOP_NAME, emit_src=False)
+def _check_fifo_spec(spec):
+    if spec == "auto" or isinstance(spec, dict):
+        return
+    if isinstance(spec, bool) or not isinstance(spec, int) or spec < 1:
+        raise P.PlanError(f"FIFO depth must be 'auto' or a positive integer, not {spec!r}")
+
+
+def plan_build(net: ir.Network, fifo_depth="auto", *, progress=None):
+    """``(plan, replay result)`` of a folded network: FIFO depths derived from the schedule
+    (``"auto"``, :func:`hwquant.schedule.replay.size_fifos`), one depth for every FIFO (an
+    integer), or ``{fifo stage: depth}``."""
+    from .schedule.replay import replay, size_fifos
+
+    _check_fifo_spec(fifo_depth)
+    plan = P.plan_network(net)
+    if fifo_depth == "auto":
+        return size_fifos(plan, progress=progress)
+    if isinstance(fifo_depth, dict):
+        plan = plan.with_fifo_depths(fifo_depth)
+    else:
+        plan = plan.with_fifo_depths({name: fifo_depth for name in plan.fifos})
+    return plan, replay(plan)
+
+
+def emit_verilog(plan, *, probes: bool = False) -> str:
+    """Verilog text of the network top (module :data:`TOP_NAME`) of a plan or network."""
+    from .hw.network import NetworkTop
+
+    return verilog.convert(NetworkTop(plan, probes=probes), name=TOP_NAME, emit_src=False)
 
 
 def _layer_rows(net, cycles):
@@ -58,34 +85,62 @@ def _layer_rows(net, cycles):
     return rows
 
 
+def _fifo_rows(plan):
+    rows = {}
+    for st in plan.stages:
+        if isinstance(st, P.Fifo):
+            rows[st.name] = {"depth": st.depth, "lanes": st.lanes, "bits": st.fmt.bits,
+                             "memory_bits": st.depth * st.lanes * st.fmt.bits}
+    return rows
+
+
 def compile_network(net: ir.Network, out_dir, *, fold: str = "auto",
-                    target_cycles: int | None = None, fifo_depth="auto",
+                    target_cycles: int | None = None, fifo_depth="auto", board=None,
                     progress=None) -> CompileResult:
-    """Fold ``net``, emit Verilog (plain and with probes) and write the build directory."""
+    """Fold ``net``, plan its dataflow, size its FIFOs, emit Verilog (plain and with probes)
+    and write the build directory. With ``board`` (a board name), check the design fits the
+    board by the cost model first. Nothing is written when any step fails."""
     step = progress or (lambda msg: None)
     out_dir = Path(out_dir)
     net = apply_folding(net, fold, target_cycles=target_cycles)
-    fifo_depths(net, fifo_depth)  # validate before writing anything
-    cycles = layer_cycles(net)
+    step("planning the dataflow and sizing FIFOs")
+    plan, sched = plan_build(net, fifo_depth, progress=step)
+    fit = None
+    if board is not None:
+        from .estimate.fit import check_fit
+
+        fit = check_fit(plan, board)
+    cycles = plan.layer_cycles()
     with atomic_directory(out_dir, marker="compile.json", what="build") as tmp:
         step("emitting Verilog")
-        (tmp / "network.v").write_text(emit_verilog(net, fifo_depth=fifo_depth))
+        (tmp / "network.v").write_text(emit_verilog(plan))
         step("emitting Verilog with probes")
-        top = NetworkTop(net, probes=True, fifo_depth=fifo_depth)
-        probes = list(top.probe_points())
+        from .hw.network import NetworkTop
+
+        top = NetworkTop(plan, probes=True)
+        probes = {name: lanes for name, (_, lanes) in top.probe_points().items()}
         (tmp / "network_probes.v").write_text(
             verilog.convert(top, name=TOP_NAME, emit_src=False))
         hwq.save(net, tmp / "network.hwq")
         out = net.output
+        fifos = _fifo_rows(plan)
         report = {
             "top": TOP_NAME,
             # File names are relative to the build directory (it may be moved).
             "verilog": "network.v",
             "verilog_probes": "network_probes.v",
             "network": "network.hwq",
-            "fifo_depths": fifo_depths(net, fifo_depth),
-            "cycles_per_inference": bottleneck_cycles(net),
+            "fifo_depths": {name: row["depth"] for name, row in fifos.items()},
+            "fifos": fifos,
+            "fifo_memory_bits": sum(row["memory_bits"] for row in fifos.values()),
+            # The replayed handshake schedule (what the hardware does when never stalled)
+            # and the analytical bound (the busiest stage).
+            "cycles_per_inference": sched.period,
+            "bottleneck_cycles": plan.bottleneck_cycles(),
+            "latency_cycles": sched.latency,
             "layers": _layer_rows(net, cycles),
+            "stages": [{"name": st.name, "kind": type(st).__name__, "layer": st.layer,
+                        "lanes": st.lanes, "busy_cycles": st.busy} for st in plan.stages],
             "probes": probes,
             "ports": {
                 "i_stream": {"lanes": net.input_shape[0], "bits": net.input_format.bits,
@@ -96,8 +151,10 @@ def compile_network(net: ir.Network, out_dir, *, fold: str = "auto",
                              "cls_bits": max(1, (out.out_channels - 1).bit_length())},
             },
         }
+        if fit is not None:
+            report["board"] = fit
         (tmp / "compile.json").write_text(json.dumps(report, indent=2))
-    return CompileResult(out_dir, net, report)
+    return CompileResult(out_dir, net, report, plan)
 
 
 def load_build(build_dir) -> tuple:

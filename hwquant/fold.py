@@ -6,7 +6,7 @@ import re
 
 from . import ir
 from .errors import HwquantError
-from .hw.network import plan_stages
+from .plan import layer_simd_choices, needs_window
 
 __all__ = ["FoldError", "parse_fold_spec", "apply_folding", "divisors", "default_target"]
 
@@ -43,29 +43,52 @@ def _vectors(layer) -> int:
     return layer.out_shape[1] * layer.out_shape[2] if isinstance(layer, ir.Conv2d) else 1
 
 
-def default_target(net: ir.Network, stages=None) -> int:
-    """Default cycle target of ``auto``: 8x the slowest stage that cannot be folded (sliding
-    windows, pooling, the input stream): small hardware that keeps the unfoldable stages
-    within an order of magnitude of busy."""
-    stages = plan_stages(net) if stages is None else stages
-    fixed = [st.cycles for st in stages if st.role != "mvu"]
+def _positions(layer) -> int:
+    _, h, w = layer.in_shape
+    (ph, pw) = layer.padding
+    return (h + 2 * ph) * (w + 2 * pw)
+
+
+def default_target(net: ir.Network) -> int:
+    """Default cycle target of ``auto``: 8x the slowest part that does not fold with PE and
+    SIMD: the input stream (one pixel per cycle) and the padded positions a sliding window
+    of a conv or pool walks at one pixel per cycle. Small hardware that keeps those within
+    an order of magnitude of busy."""
     pixels = net.input_shape[1] * net.input_shape[2] if len(net.input_shape) == 3 else 1
-    return 8 * max(fixed + [pixels])
+    walks = [_positions(layer) for layer in net.layers
+             if isinstance(layer, (ir.MaxPool2d, ir.AvgPool2d))
+             or (isinstance(layer, ir.Conv2d) and needs_window(layer))]
+    return 8 * max(walks + [pixels])
+
+
+#: Register-mode windows (SIMD a multiple of the channels) hold the whole window in
+#: flip-flops; ``auto`` uses them only for windows up to this many bits.
+AUTO_REGISTER_WINDOW_BITS = 512
+
+
+def _auto_simd_choices(layer) -> list:
+    choices = layer_simd_choices(layer)
+    if isinstance(layer, ir.Conv2d) and needs_window(layer):
+        c = layer.in_shape[0]
+        if layer.fan_in * layer.in_format.bits > AUTO_REGISTER_WINDOW_BITS:
+            choices = [s for s in choices if c % s == 0]
+    return choices
 
 
 def _auto_fold(layer, target: int) -> ir.Fold:
     """Fewest multipliers (PE*SIMD) whose cycles ``vectors * NF * SF`` meet ``target``; ties
-    prefer fewer PEs (fewer accumulators and epilogues)."""
+    prefer fewer PEs (fewer accumulators and epilogues). SIMD is one the streams support
+    (:func:`hwquant.plan.layer_simd_choices`)."""
     vec = _vectors(layer)
     best = None
     for pe in divisors(layer.out_channels):
-        for simd in divisors(layer.fan_in):
+        for simd in _auto_simd_choices(layer):
             cycles = vec * (layer.out_channels // pe) * (layer.fan_in // simd)
             key = (pe * simd, pe)
             if cycles <= target and (best is None or key < best[0]):
                 best = (key, pe, simd)
-    if best is None:  # even fully unrolled is slower than the target
-        return ir.Fold(layer.out_channels, layer.fan_in)
+    if best is None:  # even the widest folding is slower than the target
+        return ir.Fold(layer.out_channels, max(_auto_simd_choices(layer)))
     return ir.Fold(best[1], best[2])
 
 
@@ -94,12 +117,13 @@ def apply_folding(net: ir.Network, spec: str = "auto", *, target_cycles: int | N
             if pe < 1 or layer.out_channels % pe:
                 raise FoldError(f"Layer '{layer.name}': PE must divide its {layer.out_channels} "
                                 f"output channels ({divisors(layer.out_channels)}), not {pe}")
-            if simd < 1 or layer.fan_in % simd:
-                raise FoldError(f"Layer '{layer.name}': SIMD must divide its fan-in "
-                                f"{layer.fan_in} ({divisors(layer.fan_in)}), not {simd}")
+            if simd not in layer_simd_choices(layer):
+                raise FoldError(f"Layer '{layer.name}': SIMD must be one of "
+                                f"{layer_simd_choices(layer)} (what its input stream can "
+                                f"supply), not {simd}")
             fold = ir.Fold(pe, simd)
         elif mode == "max":
-            fold = ir.Fold(layer.out_channels, layer.fan_in)
+            fold = ir.Fold(layer.out_channels, max(layer_simd_choices(layer)))
         elif mode == "min":
             fold = ir.Fold(1, 1)
         else:

@@ -18,10 +18,12 @@ def input_words(net: ir.Network, x) -> list:
     return [pack_lanes(beat, bits) for img in np.asarray(x) for beat in tensor_to_beats(img)]
 
 
-def layer_words(net: ir.Network, name: str, values) -> list:
-    """Packed beats of layer ``name``'s output for a batch (its golden values)."""
+def layer_words(net: ir.Network, name: str, values, lanes: int | None = None) -> list:
+    """Packed beats of ``lanes`` channels (default: all) of layer ``name``'s output for a
+    batch (its golden values)."""
     bits = net.layer(name).out_format.bits
-    return [pack_lanes(beat, bits) for t in np.asarray(values) for beat in tensor_to_beats(t)]
+    return [pack_lanes(beat, bits) for t in np.asarray(values)
+            for beat in tensor_to_beats(t, lanes)]
 
 
 def output_words(net: ir.Network, logits) -> list:
@@ -38,8 +40,10 @@ def output_words(net: ir.Network, logits) -> list:
 
 
 def expected_words(net: ir.Network, golden_outputs: dict, probe_layers=()) -> dict:
-    """``{"o_stream": [...], "probe_<layer>": [...]}`` from :func:`hwquant.golden.run`."""
+    """``{"o_stream": [...], "probe_<layer>": [...]}`` from :func:`hwquant.golden.run`;
+    ``probe_layers`` names the probed layers, or maps each to its stream's lane count."""
     exp = {"o_stream": output_words(net, golden_outputs[net.output.name])}
+    lanes = probe_layers if isinstance(probe_layers, dict) else {}
     for name in probe_layers:
-        exp[f"probe_{name}"] = layer_words(net, name, golden_outputs[name])
+        exp[f"probe_{name}"] = layer_words(net, name, golden_outputs[name], lanes.get(name))
     return exp

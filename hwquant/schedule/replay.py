@@ -1,0 +1,221 @@
+"""Network replay: step the timing models of every stage of a :class:`~hwquant.plan.Plan`
+together, cycle by cycle, as the hardware would run, to predict cycles per inference and to
+derive FIFO depths.
+
+The replay drives the network input without gaps and keeps the output always ready (the
+stall-free steady state that ``hwquant sim`` measures). Every stage's model is the
+cycle-exact model of its component (tested against the component under random stalls), so
+the replay is the hardware's handshake schedule without the data.
+
+FIFO sizing (:func:`size_fifos`): a first replay with unbounded FIFOs gives the best period
+``T*`` and each FIFO's largest occupancy (a depth that can never block). Then each FIFO, the
+largest first, is shrunk by bisection to the least depth whose replay still completes every
+inference every ``T*`` cycles without deadlock (the others at their current depths). The
+result keeps the bottleneck rate by construction, and the last replay proves it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .. import plan as P
+from .base import TimingModel
+
+__all__ = ["ReplayResult", "Deadlock", "replay", "size_fifos", "stage_model"]
+
+#: Depth standing in for an unbounded FIFO.
+UNBOUNDED = 1 << 40
+
+
+class Deadlock(RuntimeError):
+    """No transfer happened anywhere for longer than any stage can be busy."""
+
+
+class _SourceTiming(TimingModel):
+    inputs, outputs = 0, 1
+
+    def __init__(self, beats):
+        self.left = beats
+        self._v = (beats > 0,)
+
+    def valid(self):
+        return self._v
+
+    def ready(self, in_valid, out_ready):
+        return ()
+
+    def tick(self, in_valid, in_ready, out_valid, out_ready):
+        if out_valid[0] and out_ready[0]:
+            self.left -= 1
+            self._v = (self.left > 0,)
+
+
+def stage_model(stage, *, fifo_depth=None):
+    """The timing model of one plan stage (``fifo_depth`` overrides a FIFO's depth)."""
+    from .mvu import MatrixVectorUnitTiming
+    from .streams import (
+        AddJoinTiming,
+        ArgMaxTiming,
+        ForkTiming,
+        ReduceTiming,
+        StreamFifoTiming,
+        StreamWidthTiming,
+    )
+    from .window import SlidingWindowTiming
+
+    if isinstance(stage, P.Window):
+        return SlidingWindowTiming(stage.in_shape, stage.kernel, stage.stride, stage.padding,
+                                   simd=stage.simd, order=stage.order)
+    if isinstance(stage, P.Mvu):
+        return MatrixVectorUnitTiming(stage.nf, stage.sf)
+    if isinstance(stage, (P.MaxReduce, P.AvgReduce)):
+        return ReduceTiming(stage.window)
+    if isinstance(stage, P.Width):
+        return StreamWidthTiming(stage.in_lanes, stage.lanes)
+    if isinstance(stage, P.Fork):
+        return ForkTiming(stage.branches)
+    if isinstance(stage, P.Join):
+        return AddJoinTiming()
+    if isinstance(stage, P.Fifo):
+        return StreamFifoTiming(stage.depth if fifo_depth is None else fifo_depth)
+    if isinstance(stage, P.ArgMax):
+        return ArgMaxTiming(stage.classes // stage.in_lanes)
+    raise TypeError(f"No timing model for stage {stage.name!r} ({type(stage).__name__})")
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    """Outcome of a replay: completion cycle of every inference, the steady-state period,
+    the first output's latency and each FIFO's largest occupancy (beats held)."""
+
+    completions: tuple
+    period: int
+    latency: int
+    max_occupancy: dict
+    cycles: int
+
+
+def replay(plan, *, images: int = 3, fifo_depths: dict | None = None,
+           max_cycles: int | None = None) -> ReplayResult:
+    """Run the plan's timing models for ``images`` inferences back to back.
+
+    ``fifo_depths`` overrides depths by FIFO stage name (:data:`UNBOUNDED` for none). Raises
+    :class:`Deadlock` when nothing moves for longer than any stage can be busy, or when
+    ``max_cycles`` pass.
+    """
+    stages = plan.stages
+    fifo_depths = fifo_depths or {}
+    index = {st.name: i for i, st in enumerate(stages)}
+    models = []
+    for st in stages:
+        if isinstance(st, P.Source):
+            models.append(_SourceTiming(st.beats * images))
+        else:
+            models.append(stage_model(st, fifo_depth=fifo_depths.get(st.name)))
+    n = len(stages)
+    srcs = [tuple((index[r.stage], r.port) for r in st.inputs) for st in stages]
+    dsts = [[None] * st.outputs for st in stages]
+    for i, s in enumerate(srcs):
+        for k, (j, p) in enumerate(s):
+            dsts[j][p] = (i, k)
+    out_stage = n - 1  # the arg-max: its output goes to the always-ready sink
+    for i, d in enumerate(dsts):
+        if i != out_stage and any(x is None for x in d):
+            raise P.PlanError(f"Stage {stages[i].name!r} has an output nobody reads")
+    fifo_idx = [i for i, st in enumerate(stages) if isinstance(st, P.Fifo)]
+    level = {i: 0 for i in fifo_idx}
+    peak = {i: 0 for i in fifo_idx}
+    busiest = max([1] + [st.nf * st.sf for st in stages if isinstance(st, P.Mvu)]
+                  + [st.window for st in stages if isinstance(st, (P.MaxReduce, P.AvgReduce))])
+    idle_limit = 4 * busiest + 256
+    if max_cycles is None:
+        max_cycles = (images + 2) * 4 * plan.bottleneck_cycles() + 100_000
+
+    V = [()] * n
+    R = [()] * n
+    IV = [()] * n
+    OR = [()] * n
+    completions = []
+    rev = list(range(n - 1, -1, -1))
+    sink_ready = (True,)
+    cycle, idle = 0, 0
+    while len(completions) < images:
+        for i in range(n):
+            V[i] = models[i].valid()
+        for i in rev:
+            d = dsts[i]
+            if i == out_stage:
+                o = sink_ready
+            elif len(d) == 1:
+                ci, ck = d[0]
+                o = (R[ci][ck],)
+            else:
+                o = tuple(R[ci][ck] for ci, ck in d)
+            s = srcs[i]
+            if len(s) == 1:
+                j, p = s[0]
+                iv = (V[j][p],)
+            else:
+                iv = tuple(V[j][p] for j, p in s)
+            OR[i], IV[i] = o, iv
+            R[i] = models[i].ready(iv, o)
+        moved = False
+        for i in range(n):
+            models[i].tick(IV[i], R[i], V[i], OR[i])
+            if not moved and (any(a and b for a, b in zip(IV[i], R[i]))
+                              or any(a and b for a, b in zip(V[i], OR[i]))):
+                moved = True
+        for i in fifo_idx:
+            if IV[i][0] and R[i][0]:
+                level[i] += 1
+                if level[i] > peak[i]:
+                    peak[i] = level[i]
+            if V[i][0] and OR[i][0]:
+                level[i] -= 1
+        if V[out_stage][0]:
+            completions.append(cycle)
+        cycle += 1
+        idle = 0 if moved else idle + 1
+        if idle > idle_limit:
+            raise Deadlock(f"Deadlock after {cycle} cycles: {len(completions)} of {images} "
+                           f"inferences done, nothing moved for {idle} cycles")
+        if cycle > max_cycles:
+            raise Deadlock(f"{len(completions)} of {images} inferences done after {cycle} "
+                           f"cycles")
+    period = completions[-1] - completions[-2] if images > 1 else completions[0]
+    return ReplayResult(tuple(completions), period, completions[0],
+                        {stages[i].name: peak[i] for i in fifo_idx}, cycle)
+
+
+def size_fifos(plan, *, images: int = 3, progress=None) -> tuple:
+    """Least FIFO depths that keep the unbounded schedule's period.
+
+    Returns ``(plan with the depths, ReplayResult of the final replay)``.
+    """
+    names = list(plan.fifos)
+    if not names:
+        return plan, replay(plan, images=images)
+    free = replay(plan, images=images, fifo_depths={nm: UNBOUNDED for nm in names})
+    target = free.period
+    depths = {nm: max(1, free.max_occupancy[nm]) for nm in names}
+
+    def ok(trial):
+        try:
+            return replay(plan, images=images, fifo_depths=trial).period <= target
+        except Deadlock:
+            return False
+
+    width = {st.name: st.lanes * st.fmt.bits for st in plan.stages if isinstance(st, P.Fifo)}
+    for nm in sorted(names, key=lambda k: -depths[k] * width[k]):
+        lo, hi = 1, depths[nm]  # hi is known to work
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if ok({**depths, nm: mid}):
+                hi = mid
+            else:
+                lo = mid + 1
+        depths[nm] = hi
+        if progress:
+            progress(f"FIFO {nm}: depth {hi}")
+    sized = plan.with_fifo_depths(depths)
+    return sized, replay(sized, images=images)
