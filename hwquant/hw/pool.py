@@ -1,90 +1,177 @@
-"""Pooling reducers: a window stream in (from :class:`~hwquant.hw.window.SlidingWindow`),
-one pixel per window out. One register stage, one window per cycle."""
+"""Pooling reducers over windows in channel order (from the folded sliding window): each
+window is ``window`` consecutive beats of the same ``lanes`` channels, one per kernel offset;
+one output beat per window."""
 
-from amaranth.hdl import Module, Mux
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .arith import adder_tree, rshift_rhu, saturate
+from .. import ir
+from .arith import rshift_rhu, saturate
+from .handshake import register_stage
 from .streams import activation_signature
 
 __all__ = ["MaxReduce", "AvgReduce", "register_stage"]
 
 
-def register_stage(m, i_stream, o_stream):
-    """Handshake of one pipeline register from ``i_stream`` to ``o_stream``: full throughput,
-    backpressure respected. Returns the accept condition; the caller loads
-    ``o_stream.payload`` in ``m.d.sync`` under it."""
-    accept = i_stream.valid & i_stream.ready
-    m.d.comb += i_stream.ready.eq(~o_stream.valid | o_stream.ready)
-    with m.If(accept):
-        m.d.sync += o_stream.valid.eq(1)
-    with m.Elif(o_stream.ready):
-        m.d.sync += o_stream.valid.eq(0)
-    return accept
+def _check_geometry(lanes, window):
+    for what, v in (("lanes", lanes), ("window", window)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"Pooling {what} must be a positive integer, not {v!r}")
+
+
+def _window_reduce(m, i_s, o_s, lanes, window, acc_shape, combine, finish):
+    """Shared datapath and handshake of the reducers: fold ``combine`` over the ``window``
+    beats of a window into per-lane accumulators (the first beat loads them), apply
+    ``finish`` to the last combination and register it as the output beat."""
+    x, y = i_s.payload, o_s.payload
+    if window == 1:
+        with m.If(register_stage(m, i_s, o_s)):
+            m.d.sync += [y[k].eq(finish(x[k])) for k in range(lanes)]
+        return
+    count = Signal(range(window), name="count")
+    acc = [Signal(acc_shape, name=f"acc{k}") for k in range(lanes)]
+    last = count == window - 1
+    m.d.comb += i_s.ready.eq(~last | ~o_s.valid | o_s.ready)
+    accept = i_s.valid & i_s.ready
+    with m.If(accept & last):
+        m.d.sync += [count.eq(0), o_s.valid.eq(1)]
+        m.d.sync += [y[k].eq(finish(combine(acc[k], x[k]))) for k in range(lanes)]
+    with m.Elif(o_s.ready):
+        m.d.sync += o_s.valid.eq(0)
+    with m.If(accept & ~last):
+        m.d.sync += count.eq(count + 1)
+        m.d.sync += [acc[k].eq(Mux(count == 0, x[k], combine(acc[k], x[k])))
+                     for k in range(lanes)]
 
 
 class MaxReduce(wiring.Component):
-    """Per-channel maximum over the ``window`` positions of each beat.
+    """Per-channel maximum over a window of ``window`` beats (``docs/arithmetic.md``,
+    *MaxPool2d*; padding arrives from the sliding window as the format's ``lo``).
+
+    Timing: the first ``window - 1`` beats of a window are accepted whenever they arrive; the
+    last one when the output register is empty or emptied this cycle; its result is offered
+    from the next cycle (latency 1). One input beat per cycle, one output beat per window.
+    ``o_stream.valid`` is a register. :class:`hwquant.schedule.streams.ReduceTiming` is this
+    contract.
+
+    Resources: per lane a running-maximum register, a comparator and a 2:1 mux (one more mux
+    loads the window's first beat); an output register of ``lanes * bits`` bits; a counter of
+    ``window`` states. ``window = 1`` is a pipeline register.
+
+    Parameters
+    ----------
+    lanes : int
+        Channels per beat.
+    window : int
+        Kernel positions per window (``KH * KW``), beats per output beat.
+    fmt : :class:`hwquant.ir.ActFormat`
+        Format of the input and of the output.
 
     Members
     -------
-    i_stream : ``In(activation_signature(fmt, window*channels))`` (window-lane order)
-    o_stream : ``Out(activation_signature(fmt, channels))``
+    i_stream : ``In(activation_signature(fmt, lanes))``
+    o_stream : ``Out(activation_signature(fmt, lanes))``
 
-    Resources: ``channels * (window - 1)`` comparator+mux pairs; latency 1 cycle.
+    Raises
+    ------
+    ValueError
+        If ``lanes`` or ``window`` is not a positive integer.
     """
 
-    def __init__(self, channels, window, fmt):
-        self._channels, self._window = channels, window
+    def __init__(self, lanes, window, fmt):
+        _check_geometry(lanes, window)
+        self._lanes, self._window, self._fmt = lanes, window, fmt
         super().__init__({
-            "i_stream": In(activation_signature(fmt, window * channels)),
-            "o_stream": Out(activation_signature(fmt, channels)),
+            "i_stream": In(activation_signature(fmt, lanes)),
+            "o_stream": Out(activation_signature(fmt, lanes)),
         })
+
+    @property
+    def lanes(self) -> int:
+        return self._lanes
+
+    @property
+    def window(self) -> int:
+        return self._window
 
     def elaborate(self, platform):
         m = Module()
-        x, c = self.i_stream.payload, self._channels
-        out = []
-        for ch in range(c):
-            best = x[ch]
-            for k in range(1, self._window):
-                v = x[k * c + ch]
-                best = Mux(v > best, v, best)
-            out.append(best)
-        payload = self.o_stream.payload
-        with m.If(register_stage(m, self.i_stream, self.o_stream)):
-            m.d.sync += [payload[ch].eq(out[ch]) for ch in range(c)]
+        shape = signed(self._fmt.bits) if self._fmt.signed else unsigned(self._fmt.bits)
+        _window_reduce(m, self.i_stream, self.o_stream, self._lanes, self._window, shape,
+                       lambda a, v: Mux(v > a, v, a), lambda s: s)
         return m
 
 
 class AvgReduce(wiring.Component):
-    """Per-channel window sum, then ``sat(rshift_rhu(sum * multiplier, shift), lo, hi)``.
+    """Per-channel window sum, then ``sat(rshift_rhu(sum * multiplier, shift), lo, hi)``
+    (``docs/arithmetic.md``, *AvgPool2d*; padding arrives as zeros).
+
+    Timing: as :class:`MaxReduce` (:class:`hwquant.schedule.streams.ReduceTiming`); the
+    requantization sits between the last addition and the output register.
+
+    Resources: per lane an accumulator of ``bits + ceil(log2(window))`` bits with its adder, the
+    constant multiply (shift-and-add; none when the multiplier is 1), the rounding adder and
+    the saturation comparators; an output register of ``lanes * out_bits`` bits; a counter of
+    ``window`` states.
+
+    Parameters
+    ----------
+    lanes : int
+        Channels per beat.
+    window : int
+        Kernel positions per window (``KH * KW``), beats per output beat.
+    in_format, out_format : :class:`hwquant.ir.ActFormat`
+    requant : :class:`hwquant.ir.Requant`
+        One multiplier, the shift and the bounds (within ``out_format``).
 
     Members
     -------
-    i_stream : ``In(activation_signature(in_format, window*channels))``
-    o_stream : ``Out(activation_signature(out_format, channels))``
+    i_stream : ``In(activation_signature(in_format, lanes))``
+    o_stream : ``Out(activation_signature(out_format, lanes))``
 
-    Resources: ``channels`` adder trees of ``window`` terms and epilogues; latency 1 cycle.
+    Raises
+    ------
+    ValueError
+        If ``lanes`` or ``window`` is not a positive integer, the requantization has more
+        than one multiplier or its bounds leave ``out_format``.
     """
 
-    def __init__(self, channels, window, in_format, out_format, requant):
-        self._channels, self._window, self._requant = channels, window, requant
+    def __init__(self, lanes, window, in_format, out_format, requant):
+        _check_geometry(lanes, window)
+        if not isinstance(requant, ir.Requant) or requant.multiplier.shape != (1,):
+            raise ValueError(f"Average pooling takes a requantization with one multiplier, "
+                             f"not {requant!r}")
+        if requant.lo < out_format.lo or requant.hi > out_format.hi:
+            raise ValueError(f"Average pooling bounds [{requant.lo}, {requant.hi}] must lie "
+                             f"within the output format's [{out_format.lo}, {out_format.hi}]")
+        self._lanes, self._window = lanes, window
+        self._in_format, self._requant = in_format, requant
         super().__init__({
-            "i_stream": In(activation_signature(in_format, window * channels)),
-            "o_stream": Out(activation_signature(out_format, channels)),
+            "i_stream": In(activation_signature(in_format, lanes)),
+            "o_stream": Out(activation_signature(out_format, lanes)),
         })
+
+    @property
+    def lanes(self) -> int:
+        return self._lanes
+
+    @property
+    def window(self) -> int:
+        return self._window
 
     def elaborate(self, platform):
         m = Module()
-        x, c, rq = self.i_stream.payload, self._channels, self._requant
+        rq, fmt = self._requant, self._in_format
         mult = int(rq.multiplier[0])
-        payload = self.o_stream.payload
-        with m.If(register_stage(m, self.i_stream, self.o_stream)):
-            for ch in range(c):
-                s = adder_tree([x[k * c + ch] for k in range(self._window)])
-                if mult != 1:
-                    s = s * mult
-                m.d.sync += payload[ch].eq(saturate(rshift_rhu(s, rq.shift), rq.lo, rq.hi))
+        bits = fmt.bits + (self._window - 1).bit_length()
+        shape = signed(bits) if fmt.signed else unsigned(bits)
+
+        def finish(s):
+            if mult != 1:
+                s = s * mult
+            return saturate(rshift_rhu(s, rq.shift), rq.lo, rq.hi)
+
+        _window_reduce(m, self.i_stream, self.o_stream, self._lanes, self._window, shape,
+                       lambda a, v: a + v, finish)
         return m
