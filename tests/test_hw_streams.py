@@ -117,7 +117,7 @@ FMT = ir.ActFormat(3, True, 0)
 FIFO_DEPTHS = [1, 2, 3, 4, 5, 16, 33]
 
 
-@pytest.mark.parametrize("stalls", STALLS, ids=STALL_IDS)
+@pytest.mark.parametrize("stalls", TIMING_STALLS, ids=TIMING_IDS)
 @pytest.mark.parametrize("depth", FIFO_DEPTHS)
 def test_stream_fifo_data(depth, stalls):
     beats = random_beats(np.random.default_rng(depth), FMT, 60, 4)
@@ -438,6 +438,27 @@ def test_argmax_data(classes, lanes, stalls):
 def test_argmax_timing(classes, lanes, stalls):
     check_timing(ArgMax(FMT, classes, lanes), ArgMaxTiming(classes // lanes), in_beats=[150],
                  cycles=160, seed=classes, valid_gap=stalls[0], ready_stall=stalls[1])
+
+
+# -- Verilog of the degenerate sizes -----------------------------------------------------------
+
+DEGENERATE = {
+    "width_1to1": lambda: StreamWidth(FMT, 1, 1),
+    "width_1to2": lambda: StreamWidth(FMT, 1, 2),
+    "width_2to1": lambda: StreamWidth(FMT, 2, 1),
+    "fork_1": lambda: Fork(FMT, 1, 1),
+    "max_window_1": lambda: MaxReduce(1, 1, FMT),
+    "max_window_2": lambda: MaxReduce(1, 2, FMT),
+    "avg_window_2": lambda: AvgReduce(1, 2, FMT, FMT, avg_requant(2, False, FMT)),
+    "argmax_1_class": lambda: ArgMax(FMT, 1, 1),
+    "argmax_2_beats": lambda: ArgMax(FMT, 2, 1),
+    "add_1_lane": lambda: AddJoin(add_layer(0, channels=1), 1),
+}
+
+
+@pytest.mark.parametrize("name", DEGENERATE)
+def test_degenerate_sizes_have_no_empty_range(name):
+    assert "[-1:0]" not in verilog.convert(DEGENERATE[name](), name="top")
 
 
 def test_argmax_rejects_lanes_not_dividing_classes():

@@ -5,13 +5,17 @@ add, pooling reducers and argmax (:mod:`hwquant.hw.fifo`, :mod:`~hwquant.hw.widt
 
 Each model reproduces its component's ``valid``/``ready`` cycle for cycle (see
 :class:`~hwquant.schedule.base.TimingModel` for the three-phase protocol). They are stepped
-millions of times by the network replay, so the state is a few plain ints and nothing is
-allocated but the returned tuples.
+millions of times by the network replay, so the state is a few plain ints and the returned
+tuples are shared constants (a fork of more than 12 outputs builds its ``valid`` tuple).
 """
 
 from math import lcm
 
 from .base import TimingModel
+
+# The tuples the models return, built once: stepping a model allocates nothing.
+_T, _F = (True,), (False,)
+_PAIRS = ((False, False), (False, True), (True, False), (True, True))
 
 __all__ = [
     "StreamFifoTiming",
@@ -41,10 +45,10 @@ class StreamFifoTiming(TimingModel):
         self.level = 0
 
     def valid(self):
-        return (self.level > 0,)
+        return _T if self.level else _F
 
     def ready(self, in_valid, out_ready):
-        return (self.level < self.depth or (self.level > 0 and out_ready[0]),)
+        return _T if self.level < self.depth or (self.level and out_ready[0]) else _F
 
     def tick(self, in_valid, in_ready, out_valid, out_ready):
         if in_valid[0] and in_ready[0]:
@@ -72,11 +76,11 @@ class StreamWidthTiming(TimingModel):
         self.left = 0  # output beats of the current word not yet taken
 
     def valid(self):
-        return (self.left > 0,)
+        return _T if self.left else _F
 
     def ready(self, in_valid, out_ready):
-        return (self.gathered < self.k_in - 1 or self.left == 0
-                or (self.left == 1 and out_ready[0]),)
+        return _T if (self.gathered < self.k_in - 1 or self.left == 0
+                      or (self.left == 1 and out_ready[0])) else _F
 
     def tick(self, in_valid, in_ready, out_valid, out_ready):
         if out_valid[0] and out_ready[0]:
@@ -120,18 +124,22 @@ class ForkTiming(TimingModel):
     def __init__(self, n: int):
         self.outputs = _positive(n, "Fork outputs")
         self.pending = 0  # bit k: output k has not taken the current beat
+        self._valid = [tuple(bool(p >> k & 1) for k in range(n)) for p in range(1 << n)] \
+            if n <= 12 else None
 
     def valid(self):
         p = self.pending
+        if self._valid is not None:
+            return self._valid[p]
         return tuple(bool(p >> k & 1) for k in range(self.outputs))
 
     def ready(self, in_valid, out_ready):
         p = self.pending
         for r in out_ready:
             if p & 1 and not r:
-                return (False,)
+                return _F
             p >>= 1
-        return (True,)
+        return _T
 
     def tick(self, in_valid, in_ready, out_valid, out_ready):
         if in_valid[0] and in_ready[0]:
@@ -159,11 +167,12 @@ class AddJoinTiming(TimingModel):
         self.full = False
 
     def valid(self):
-        return (self.full,)
+        return _T if self.full else _F
 
     def ready(self, in_valid, out_ready):
-        free = not self.full or out_ready[0]
-        return (free and in_valid[1], free and in_valid[0])
+        if self.full and not out_ready[0]:
+            return _PAIRS[0]
+        return _PAIRS[2 * bool(in_valid[1]) + bool(in_valid[0])]
 
     def tick(self, in_valid, in_ready, out_valid, out_ready):
         if in_valid[0] and in_ready[0]:
