@@ -1,54 +1,84 @@
-"""Matrix-vector unit: one input vector per beat in, one requantized output vector out."""
+"""Matrix-vector unit: folded input vectors in, folded output vectors out, one kind-generic
+dot engine (:mod:`hwquant.hw.engine`) and one epilogue (:mod:`hwquant.hw.epilogue`)."""
 
 import numpy as np
-from amaranth.hdl import Array, Module, Mux, Signal, signed
+from amaranth.hdl import Const, Module, Mux, Signal, signed
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from .. import ir
-from ..kinds import hw_dot_engine
-from .arith import const_signed, requantize
+from .engine import engine_for
+from .epilogue import epilogue_class, epilogue_of, epilogue_unit
 from .streams import activation_signature
 
-__all__ = ["MatrixVectorUnit", "accumulator_bits"]
+__all__ = ["MatrixVectorUnit", "accumulator_bits", "LATENCY"]
+
+#: Cycles from issuing the last slice of a neuron fold to its output beat's ``valid``.
+LATENCY = 5
 
 
 def accumulator_bits(layer) -> int:
-    """Signed width holding ``ACC`` and ``ACC + B`` for every legal input of ``layer``."""
+    """Signed width holding ``ACC`` and ``ACC + B`` for every legal input of ``layer`` (the
+    plain sum of products of the ``fixed`` and ``pow2`` kinds)."""
     lo, hi = ir.accumulator_range(layer)
     lo_nb, hi_nb = lo - layer.bias, hi - layer.bias
     return ir.signed_bits_for(int(min(lo.min(), lo_nb.min())), int(max(hi.max(), hi_nb.max())))
 
 
+def _range_bits(ranges) -> int:
+    """Signed width holding every ``(lo, hi)`` in ``ranges`` and 0."""
+    ranges = np.asarray(ranges, dtype=np.int64).reshape(-1, 2)
+    return ir.signed_bits_for(int(min(ranges[:, 0].min(), 0)), int(max(ranges[:, 1].max(), 0)))
+
+
 class MatrixVectorUnit(wiring.Component):
-    """``y[oc] = epilogue(sum_i W[oc, i] * x[i] + B[oc])`` with PE/SIMD folding.
+    """``y[c] = epilogue(ACC[c] + B[c])``, ``ACC = W @ x`` (or the kind's combine of its sums),
+    folded: ``PE`` output channels and ``SIMD`` input lanes per cycle.
 
-    ``PE`` output channels and ``SIMD`` input elements are processed per cycle; one input
-    vector takes ``NF * SF`` cycles, ``NF = OC / PE``, ``SF = F / SIMD``. The next vector is
-    accepted in the cycle the last step issues, so back-to-back vectors leave no bubble.
-    Fully unrolled (``NF = SF = 1``) every weight is a constant inside the dot engines;
-    otherwise weights come from a ROM of ``NF*SF`` words of ``PE*SIMD`` weights.
+    An input vector of ``F`` lanes arrives as ``SF = F / SIMD`` beats; its output of ``OC``
+    channels leaves as ``NF = OC / PE`` beats, beat ``n`` holding channels ``n*PE .. n*PE +
+    PE - 1`` (:mod:`hwquant.layout`). The unit computes neuron fold ``n = 0 .. NF-1`` over
+    the ``SF`` slices in turn, one slice per cycle: ``NF * SF`` cycles per vector, back to back
+    when input arrives fast enough and output is taken.
 
-    Pipeline (all stages stall together while the output is held): input buffer and fold
-    counters -> operand register (SIMD slice, ROM word) -> dot register (PE dot engines) ->
-    accumulators -> epilogue into the output register. Latency ``NF*SF + 4`` cycles.
+    Input buffer: with ``NF > 1`` every input beat is written to a memory of ``2 * SF`` words
+    of ``SIMD`` lanes (two banks: the next vector loads while the current one is replayed).
+    Fold 0 consumes each beat in the cycle it arrives (or from the memory if it arrived
+    early); folds ``1 .. NF-1`` replay the bank. ``i_stream.ready`` is high unless both banks
+    hold unfinished vectors (it depends on state only). With ``NF = 1`` there is no buffer:
+    a beat is taken whenever the pipeline advances (``i_stream.ready`` then follows
+    ``o_stream.ready``).
+
+    Pipeline, all stages advancing together whenever the output register is empty or being
+    taken: fold counters and buffer/ROM addresses -> operands (SIMD lanes, ROM word) -> engine
+    sums register -> accumulators -> combine register -> epilogue into the output register.
+    An output beat is valid :data:`LATENCY` (5) cycles after its fold's last slice issued;
+    ``o_stream.valid`` comes from a register. :class:`hwquant.schedule.mvu.MatrixVectorUnitTiming`
+    is the cycle-exact handshake model.
 
     Parameters
     ----------
     layer : :class:`hwquant.ir.Conv2d` or :class:`hwquant.ir.Linear`
-        Supplies fold, bias, requantization, formats and the arithmetic kind.
+        Supplies fold, bias, epilogue, formats and the arithmetic kind.
     weights : array (OC, F)
-        Integer weights in input-lane order (see :mod:`hwquant.layout`).
+        Integer weights in window-lane order (see :mod:`hwquant.layout`).
 
     Members
     -------
-    i_stream : ``In(activation_signature(layer.in_format, F))``
-    o_stream : ``Out(activation_signature(layer.out_format, OC))``
+    i_stream : ``In(activation_signature(layer.in_format, SIMD))``
+    o_stream : ``Out(activation_signature(layer.out_format, PE))``
 
-    Epilogue: ``sat(rshift_rhu((ACC + B) * M, shift), lo, hi)``, or ``ACC + B`` for a logits
-    layer (``requant`` is None). Resources: ``PE`` dot engines of ``SIMD`` products, ``PE``
-    accumulators of :func:`accumulator_bits`, ``PE`` epilogues, ``F`` input-buffer lanes,
-    ``OC`` output lanes, a ``NF*SF x PE*SIMD*weight_bits`` ROM when folded.
+    Raises
+    ------
+    ValueError
+        Weight matrix of the wrong shape; logits that do not fit the output format.
+
+    Resources: one engine (:func:`hwquant.hw.engine.engine_for`: e.g. ``PE`` dot engines of
+    ``SIMD`` products), ``PE * P + S`` accumulators sized from the engine's worst-case ranges,
+    ``PE`` combine registers and epilogues, a ``PE``-lane output register, a ``SIMD``-lane
+    operand register; memories: the ``2*SF x SIMD*x_bits`` input buffer (``NF > 1``) and the
+    ``NF*SF x word_bits`` weight ROM (unless fully unrolled, where the weights are constants).
+    No register is ``F`` or ``OC`` lanes wide.
     """
 
     def __init__(self, layer, weights):
@@ -56,15 +86,15 @@ class MatrixVectorUnit(wiring.Component):
         if weights.shape != (layer.out_channels, layer.fan_in):
             raise ValueError(f"Layer '{layer.name}': weight matrix must be "
                              f"({layer.out_channels}, {layer.fan_in}), not {weights.shape}")
-        self._layer = layer
-        self._weights = weights
-        self._acc_bits = accumulator_bits(layer)
-        if layer.requant is None and layer.out_format.bits < self._acc_bits:
-            raise ValueError(f"Layer '{layer.name}': logits need {self._acc_bits} bits, but the "
-                             f"output format has {layer.out_format.bits}")
+        self._layer, self._weights = layer, weights
+        self._engine_cls = engine_for(layer)
+        self._combine_ranges = self._engine_cls.combine_ranges(layer, weights)
+        self._acc_range = (self._combine_ranges[:, 0], self._combine_ranges[:, 1])
+        epilogue_class(layer).validate(layer, epilogue_of(layer), acc_range=self._acc_range)
+        pe, simd = layer.fold.pe, layer.fold.simd
         super().__init__({
-            "i_stream": In(activation_signature(layer.in_format, layer.fan_in)),
-            "o_stream": Out(activation_signature(layer.out_format, layer.out_channels)),
+            "i_stream": In(activation_signature(layer.in_format, simd)),
+            "o_stream": Out(activation_signature(layer.out_format, pe)),
         })
 
     @property
@@ -72,136 +102,154 @@ class MatrixVectorUnit(wiring.Component):
         return self._layer
 
     @property
+    def nf(self) -> int:
+        """Neuron folds ``OC / PE``: output beats per vector."""
+        return self._layer.out_channels // self._layer.fold.pe
+
+    @property
+    def sf(self) -> int:
+        """Synapse folds ``F / SIMD``: input beats per vector."""
+        return self._layer.fan_in // self._layer.fold.simd
+
+    @property
     def fold_steps(self) -> int:
-        """Cycles per input vector: ``(OC / PE) * (F / SIMD)``."""
-        f = self._layer.fold
-        return (self._layer.out_channels // f.pe) * (self._layer.fan_in // f.simd)
+        """Cycles per input vector: ``NF * SF``."""
+        return self.nf * self.sf
 
     def elaborate(self, platform):
         m = Module()
         layer, w = self._layer, self._weights
         pe, simd = layer.fold.pe, layer.fold.simd
-        oc, fan_in = layer.out_channels, layer.fan_in
-        nf, sf = oc // pe, fan_in // simd
-        xbits = layer.in_format.bits
-        engine_cls = hw_dot_engine(layer)
-        options = engine_cls.options(layer)
-        unrolled = nf * sf == 1
+        nf, sf = self.nf, self.sf
+        cls = self._engine_cls
+        n_parts, n_shared = cls.parts_per_pe(layer), cls.shared_count(layer)
+        i_s, o_s = self.i_stream, self.o_stream
 
         en = Signal()
-        m.d.comb += en.eq(~self.o_stream.valid | self.o_stream.ready)
+        m.d.comb += en.eq(~o_s.valid | o_s.ready)
 
-        # -- stage 0: input buffer and fold counters -------------------------------------
-        busy = Signal()
+        # -- stage 0: fold counters, input buffer, addresses ---------------------------------
         nf_i = Signal(range(max(nf, 2)))
         sf_i = Signal(range(max(sf, 2)))
-        step = Signal(range(max(nf * sf, 2)))
-        x_buf = Signal(fan_in * xbits)
+        last_sf = Signal()
         last_step = Signal()
         issue = Signal()
-        m.d.comb += [
-            last_step.eq(busy & (nf_i == nf - 1) & (sf_i == sf - 1)),
-            issue.eq(en & busy),
-            self.i_stream.ready.eq(en & (~busy | last_step)),
-        ]
+        m.d.comb += [last_sf.eq(sf_i == sf - 1), last_step.eq(last_sf & (nf_i == nf - 1))]
         with m.If(issue):
-            with m.If(last_step):
-                m.d.sync += [busy.eq(0), nf_i.eq(0), sf_i.eq(0), step.eq(0)]
+            with m.If(last_sf):
+                m.d.sync += [sf_i.eq(0), nf_i.eq(Mux(last_step, 0, nf_i + 1))]
             with m.Else():
-                m.d.sync += step.eq(step + 1)
-                with m.If(sf_i == sf - 1):
-                    m.d.sync += [sf_i.eq(0), nf_i.eq(nf_i + 1)]
-                with m.Else():
-                    m.d.sync += sf_i.eq(sf_i + 1)
-        with m.If(self.i_stream.valid & self.i_stream.ready):
-            m.d.sync += [x_buf.eq(self.i_stream.payload.as_value()), busy.eq(1)]
+                m.d.sync += sf_i.eq(sf_i + 1)
 
-        # -- stage 1: operands -------------------------------------------------------------
-        v1, first1, last1 = Signal(), Signal(), Signal()
-        nf1 = Signal.like(nf_i)
-        x1 = Signal(simd * xbits)
-        # The SIMD slice as a mux over the SF slices (``word_select`` with a variable index
-        # multiplies the index by the slice width, a ``$mul`` Yosys may put in a DSP block).
-        x_slice = x_buf if sf == 1 else Array(x_buf.word_select(k, simd * xbits)
-                                                for k in range(sf))[sf_i]
-        with m.If(en):
-            m.d.sync += [v1.eq(issue), first1.eq(sf_i == 0), last1.eq(sf_i == sf - 1),
-                         nf1.eq(nf_i), x1.eq(x_slice)]
-
-        engines = []
-        if unrolled:
-            for p in range(pe):
-                eng = engine_cls(simd=simd, x_format=layer.in_format,
-                                 weight_bits=layer.weight_bits, weights=w[p], **options)
-                m.submodules[f"dot{p}"] = eng
-                m.d.comb += eng.x.eq(x1)
-                engines.append(eng)
+        from_mem = Signal()  # this step's operand comes from the input buffer
+        if nf == 1:
+            m.d.comb += [i_s.ready.eq(en), issue.eq(en & i_s.valid)]
         else:
-            word_bits = engine_cls.word_bits(simd, layer.weight_bits, **options)
-            init = []
-            for s in range(nf * sf):
-                n_idx, s_idx = divmod(s, sf)
-                word = 0
-                for p in range(pe):
-                    row = w[n_idx * pe + p, s_idx * simd:(s_idx + 1) * simd]
-                    code = engine_cls.encode_weights(row, layer.weight_bits, **options)
-                    word |= code << (p * word_bits)
-                init.append(word)
-            rom = memory.Memory(shape=pe * word_bits, depth=nf * sf, init=init)
-            m.submodules.weight_rom = rom
-            rd = rom.read_port()
-            m.d.comb += [rd.addr.eq(step), rd.en.eq(en)]
-            for p in range(pe):
-                eng = engine_cls(simd=simd, x_format=layer.in_format,
-                                 weight_bits=layer.weight_bits, **options)
-                m.submodules[f"dot{p}"] = eng
-                m.d.comb += [eng.x.eq(x1),
-                             eng.w.eq(rd.data[p * word_bits:(p + 1) * word_bits])]
-                engines.append(eng)
+            words = 2 * sf
+            buf = memory.Memory(shape=simd * layer.in_format.bits, depth=words, init=[])
+            m.submodules.input_buffer = buf
+            wr, rd = buf.write_port(), buf.read_port()
+            lead = Signal(range(words + 1))  # beats written since the current vector's start
+            wa = Signal(range(words))  # write address
+            ra = Signal(range(words))  # read address: bank start + sf_i
+            bank = Signal()  # bank of the current vector
+            accept = Signal()
+            m.d.comb += [
+                i_s.ready.eq(lead < words),
+                accept.eq(i_s.valid & i_s.ready),
+                from_mem.eq((nf_i != 0) | (lead > sf_i)),
+                issue.eq(en & (from_mem | i_s.valid)),
+                wr.addr.eq(wa), wr.en.eq(accept), wr.data.eq(i_s.payload.as_value()),
+                rd.addr.eq(ra), rd.en.eq(en),
+            ]
+            with m.If(accept):
+                m.d.sync += wa.eq(Mux(wa == words - 1, 0, wa + 1))
+            m.d.sync += lead.eq(lead + accept - Mux(issue & last_step, sf, 0))
+            with m.If(issue):
+                with m.If(last_step):
+                    m.d.sync += [bank.eq(~bank), ra.eq(Mux(bank, 0, sf))]
+                with m.Elif(last_sf):
+                    m.d.sync += ra.eq(Mux(bank, sf, 0))
+                with m.Else():
+                    m.d.sync += ra.eq(ra + 1)
 
-        # -- stage 2: dot products ---------------------------------------------------------
+        # -- stage 1: operands ---------------------------------------------------------------
+        v1, first1, last1, mem1 = Signal(), Signal(), Signal(), Signal()
+        nf1 = Signal.like(nf_i)
+        x1 = Signal(simd * layer.in_format.bits)
+        with m.If(en):
+            m.d.sync += [v1.eq(issue), first1.eq(sf_i == 0), last1.eq(last_sf), nf1.eq(nf_i),
+                         mem1.eq(from_mem), x1.eq(i_s.payload.as_value())]
+
+        engine = cls(layer, w, pe=pe, simd=simd)
+        m.submodules.engine = engine
+        m.d.comb += engine.x.eq(x1 if nf == 1 else Mux(mem1, rd.data, x1))
+        if "w" in engine.signature.members:
+            init = [cls.encode(layer, w, n, s, pe=pe, simd=simd)
+                    for n in range(nf) for s in range(sf)]
+            rom = memory.Memory(shape=len(engine.w), depth=nf * sf, init=init)
+            m.submodules.weight_rom = rom
+            rom_rd = rom.read_port()
+            step = Signal(range(max(nf * sf, 2)))
+            with m.If(issue):
+                m.d.sync += step.eq(Mux(last_step, 0, step + 1))
+            m.d.comb += [rom_rd.addr.eq(step), rom_rd.en.eq(en), engine.w.eq(rom_rd.data)]
+
+        # -- stage 2: engine sums ------------------------------------------------------------
         v2, first2, last2 = Signal(), Signal(), Signal()
         nf2 = Signal.like(nf_i)
-        dots = [Signal(signed(len(eng.y)), name=f"dot_r{p}") for p, eng in enumerate(engines)]
+        parts2 = Signal.like(engine.parts.as_value(), name="parts_r")
+        sums = {"parts": parts2}
+        if n_shared:
+            sums["shared"] = Signal.like(engine.shared.as_value(), name="shared_r")
         with m.If(en):
             m.d.sync += [v2.eq(v1), first2.eq(first1), last2.eq(last1), nf2.eq(nf1)]
-            m.d.sync += [d.eq(eng.y) for d, eng in zip(dots, engines)]
+            m.d.sync += [reg.eq(getattr(engine, k).as_value()) for k, reg in sums.items()]
 
-        # -- stage 3: accumulators ---------------------------------------------------------
-        v3 = Signal()
+        # -- stage 3: accumulators -----------------------------------------------------------
+        d3 = Signal()
         nf3 = Signal.like(nf_i)
-        accs = [Signal(signed(self._acc_bits), name=f"acc{p}") for p in range(pe)]
-        with m.If(en):
-            m.d.sync += [v3.eq(v2 & last2), nf3.eq(nf2)]
-            with m.If(v2):
-                for acc, d in zip(accs, dots):
-                    if sf == 1:
-                        m.d.sync += acc.eq(d)
-                    else:
-                        m.d.sync += acc.eq(Mux(first2, d, acc + d))
-
-        # -- stage 4: epilogue into the output register ------------------------------------
-        out_lanes = [self.o_stream.payload[c] for c in range(oc)]
-        rq = layer.requant
+        pr = np.asarray(cls.part_ranges(layer, w), dtype=np.int64).reshape(
+            layer.out_channels, n_parts, 2)
+        part_w = len(engine.parts[0])
+        accs = []
         for p in range(pe):
-            chans = [n * pe + p for n in range(nf)]
-            bias = self._select(nf3, [int(layer.bias[c]) for c in chans])
-            if rq is None:
-                y = accs[p] + bias
-            else:
-                mult = [int(rq.multiplier[c]) for c in chans]
-                mult = 1 if all(v == 1 for v in mult) else self._select(nf3, mult)
-                y = requantize(accs[p], bias, mult, rq.shift, rq.lo, rq.hi)
-            for n, c in enumerate(chans):
-                with m.If(en & v3 & (nf3 == n)):
-                    m.d.sync += out_lanes[c].eq(y)
+            row = []
+            for j in range(n_parts):
+                bits = _range_bits(pr[p::pe, j])
+                term = parts2.word_select(p * n_parts + j, part_w).as_signed()
+                row.append((Signal(signed(bits), name=f"acc{p}_{j}"), term))
+            accs.append(row)
+        shared_accs = []
+        if n_shared:
+            sh_w = len(engine.shared[0])
+            for s, rng in enumerate(cls.shared_ranges(layer)):
+                term = sums["shared"].word_select(s, sh_w).as_signed()
+                shared_accs.append((Signal(signed(_range_bits(rng)), name=f"shared{s}"), term))
         with m.If(en):
-            m.d.sync += self.o_stream.valid.eq(v3 & (nf3 == nf - 1))
+            m.d.sync += [d3.eq(v2 & last2), nf3.eq(nf2)]
+            with m.If(v2):
+                for acc, term in [a for row in accs for a in row] + shared_accs:
+                    m.d.sync += acc.eq(term if sf == 1 else Mux(first2, term, acc + term))
+
+        # -- stage 4: combine ----------------------------------------------------------------
+        epi = epilogue_unit(layer, acc_range=self._acc_range)
+        d4 = Signal()
+        nf4 = Signal.like(nf_i)
+        fold = nf3 if nf > 1 else Const(0, 1)
+        combined = engine.combine(m, [[a for a, _ in row] for row in accs],
+                                  [a for a, _ in shared_accs], fold)
+        comb_r = [Signal(signed(epi.acc_bits), name=f"combined{p}") for p in range(pe)]
+        with m.If(en):
+            m.d.sync += [d4.eq(d3), nf4.eq(nf3)]
+            m.d.sync += [r.eq(v) for r, v in zip(comb_r, combined)]
+
+        # -- stage 5: epilogue into the output register --------------------------------------
+        m.submodules.epilogue = epi
+        m.d.comb += [epi.acc[p].eq(r) for p, r in enumerate(comb_r)]
+        m.d.comb += epi.nf.eq(nf4)
+        with m.If(en):
+            m.d.sync += o_s.valid.eq(d4)
+            with m.If(d4):
+                m.d.sync += o_s.payload.eq(epi.y)
         return m
-
-    @staticmethod
-    def _select(index, values):
-        if len(set(values)) == 1:
-            return const_signed(values[0])
-        return Array(const_signed(v) for v in values)[index]
-

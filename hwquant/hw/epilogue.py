@@ -1,0 +1,213 @@
+"""Epilogues of a weight layer: the per-channel step from ``ACC`` to the output lane.
+
+One component per epilogue type of the IR, all with the same members, combinational (the MVU
+registers the result), ``pe`` lanes per beat; the constants of channel ``nf*PE + p`` (bias,
+multiplier, thresholds, scale) are chosen by the output-fold index ``nf`` (a constant per
+lane when ``NF = 1``). Written from ``docs/arithmetic.md``:
+
+* :class:`Requantizer` (``ir.Requant``): ``sat(rshift_rhu((ACC + B) * M[c], shift), lo, hi)``.
+* :class:`MultiThreshold` (``ir.Thresholds``):
+  ``out_format.lo + #{t : dir[c] * (ACC + B) >= dir[c] * thr[c, t]}``.
+* :class:`LogitScaler` (``ir.Logits``): ``(ACC + B) * scale[c]`` (``scale`` None: ``ACC + B``).
+
+:func:`epilogue_unit` picks the component for a layer.
+"""
+
+import numpy as np
+from amaranth.hdl import Array, Module, Mux, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from .. import ir
+from .arith import adder_tree, const_signed, requantize
+from .streams import lane_shape
+
+__all__ = ["Epilogue", "Requantizer", "MultiThreshold", "LogitScaler", "epilogue_of",
+           "epilogue_class", "epilogue_unit", "requant", "thresholds", "logits"]
+
+
+def epilogue_of(layer):
+    """The IR epilogue of ``layer`` (``layer.epilogue``; before the IR had it, ``requant``,
+    None standing for logits without scale)."""
+    return layer.epilogue if hasattr(layer, "epilogue") else layer.requant
+
+
+def _select(index, values):
+    """``values[index]`` over per-channel integer constants (a constant when all agree)."""
+    values = [int(v) for v in values]
+    if len(set(values)) == 1:
+        return const_signed(values[0])
+    return Array(const_signed(v) for v in values)[index]
+
+
+class Epilogue(wiring.Component):
+    """Common shape of the epilogue components.
+
+    Parameters
+    ----------
+    layer : :class:`hwquant.ir.Conv2d` or :class:`hwquant.ir.Linear`
+        Supplies bias, fold (``pe``), output format and name.
+    epilogue : the IR epilogue (``ir.Requant``, ``ir.Thresholds``, ``ir.Logits``, or None)
+    acc_range : (int array (OC,), int array (OC,))
+        Worst-case ``(lo, hi)`` of ``ACC`` per channel (without bias).
+
+    Members
+    -------
+    acc : ``In(data.ArrayLayout(signed(acc_bits), pe))``, ``acc_bits`` holding ``ACC`` and
+        ``ACC + B`` over every channel
+    nf : ``In(unsigned(nf_bits))``, the output-fold index of the beat (``0 .. NF-1``)
+    y : ``Out(data.ArrayLayout(lane_shape(layer.out_format), pe))``
+
+    Latency 0. Resources per lane: one bias adder and the type's own logic (below), plus a
+    multiplexer over the ``NF`` values of each per-channel constant when ``NF > 1``.
+    """
+
+    def __init__(self, layer, epilogue, *, acc_range):
+        self.validate(layer, epilogue, acc_range=acc_range)
+        self._layer, self._epilogue = layer, epilogue
+        pe = layer.fold.pe
+        self._pe, self._nf = pe, layer.out_channels // pe
+        lo, hi = (np.asarray(v, dtype=np.int64) for v in acc_range)
+        self._acc_lo, self._acc_hi = lo, hi
+        bias = np.asarray(layer.bias, dtype=np.int64)
+        self.acc_bits = ir.signed_bits_for(int(min(lo.min(), (lo + bias).min(), 0)),
+                                           int(max(hi.max(), (hi + bias).max(), 0)))
+        super().__init__({
+            "acc": In(data.ArrayLayout(signed(self.acc_bits), pe)),
+            "nf": In(unsigned(max(1, (self._nf - 1).bit_length()))),
+            "y": Out(data.ArrayLayout(lane_shape(layer.out_format), pe)),
+        })
+
+    @classmethod
+    def validate(cls, layer, epilogue, *, acc_range):
+        """Raise ``ValueError`` if the epilogue cannot be built for these ranges."""
+
+    @property
+    def layer(self):
+        return self._layer
+
+    def _channel_values(self, p, values):
+        """``values[nf*PE + p]`` as a value chosen by ``nf``."""
+        return _select(self.nf, [values[n * self._pe + p] for n in range(self._nf)])
+
+    def _biased(self, p):
+        return self.acc[p] + self._channel_values(p, self._layer.bias)
+
+    def elaborate(self, platform):
+        m = Module()
+        for p in range(self._pe):
+            m.d.comb += self.y[p].eq(self._lane(m, p))
+        return m
+
+    def _lane(self, m, p):
+        raise NotImplementedError
+
+
+class Requantizer(Epilogue):
+    """``sat(rshift_rhu((ACC + B[c]) * M[c], shift), lo, hi)``: per lane a bias adder, a
+    multiplier (none when every ``M`` is 1; a constant one when ``NF = 1``), a rounding adder,
+    two comparators and muxes."""
+
+    def _lane(self, m, p):
+        rq = self._epilogue
+        chans = [n * self._pe + p for n in range(self._nf)]
+        bias = self._channel_values(p, self._layer.bias)
+        mult = [int(rq.multiplier[c]) for c in chans]
+        mult = 1 if all(v == 1 for v in mult) else _select(self.nf, mult)
+        return requantize(self.acc[p], bias, mult, rq.shift, rq.lo, rq.hi)
+
+
+class MultiThreshold(Epilogue):
+    """``out_format.lo + #{t : dir[c] * (ACC + B[c]) >= dir[c] * thr[c, t]}``.
+
+    Computed as ``d * ACC >= d * (thr - B)`` (``d = dir[c]``): per lane an optional negation
+    (only when the lane's channels mix directions), ``T`` comparators against per-channel
+    constants (thresholds beyond the accumulator's reach become always/never), and a popcount
+    of the ``T`` results. No multiplier, no bias adder.
+    """
+
+    def _lane(self, m, p):
+        ep, layer = self._epilogue, self._layer
+        thr = np.asarray(ep.thresholds, dtype=np.int64).reshape(layer.out_channels, -1)
+        direction = np.asarray(ep.direction, dtype=np.int64).reshape(-1)
+        bias = np.asarray(layer.bias, dtype=np.int64)
+        chans = [n * self._pe + p for n in range(self._nf)]
+        dirs = [int(direction[c]) for c in chans]
+        acc = self.acc[p]
+        reach = 1 << self.acc_bits  # |d * ACC| < reach
+        if all(d < 0 for d in dirs):
+            s = -acc
+        elif all(d > 0 for d in dirs):
+            s = acc
+        else:
+            neg = Array(int(d < 0) for d in dirs)[self.nf]
+            s = Mux(neg, -acc, acc)
+        passed = []
+        for t in range(thr.shape[1]):
+            k = [int(np.clip(direction[c] * (thr[c, t] - bias[c]), -reach, reach)) for c in chans]
+            passed.append(s >= _select(self.nf, k))
+        count = adder_tree(passed) if passed else 0
+        return count + self._layer.out_format.lo
+
+
+class LogitScaler(Epilogue):
+    """``(ACC + B[c]) * scale[c]`` (``scale`` None: ``ACC + B``), as wide as the output
+    format, which must hold every value (checked here). Per lane a bias adder and, with a
+    scale, a multiplier (constant when ``NF = 1``).
+
+    Raises
+    ------
+    ValueError
+        The output format cannot hold the worst-case logits.
+    """
+
+    @staticmethod
+    def _scale_of(epilogue):
+        scale = None if epilogue is None else getattr(epilogue, "scale", None)
+        return None if scale is None else np.asarray(scale, dtype=np.int64).reshape(-1)
+
+    @classmethod
+    def validate(cls, layer, epilogue, *, acc_range):
+        scale = cls._scale_of(epilogue)
+        lo, hi = (np.asarray(v, dtype=np.int64) + layer.bias for v in acc_range)
+        if scale is not None:
+            lo, hi = np.minimum(lo * scale, hi * scale), np.maximum(lo * scale, hi * scale)
+        lo, hi = int(lo.min()), int(hi.max())
+        fmt = layer.out_format
+        if lo < fmt.lo or hi > fmt.hi:
+            raise ValueError(f"Layer '{layer.name}': logits need {ir.signed_bits_for(lo, hi)} "
+                             f"bits, but the output format has {fmt.bits}")
+
+    def __init__(self, layer, epilogue, *, acc_range):
+        self._scale = self._scale_of(epilogue)
+        super().__init__(layer, epilogue, acc_range=acc_range)
+
+    def _lane(self, m, p):
+        v = self._biased(p)
+        if self._scale is not None:
+            scale = [int(self._scale[n * self._pe + p]) for n in range(self._nf)]
+            if scale != [1] * self._nf:
+                v = v * _select(self.nf, scale)
+        return v
+
+
+def epilogue_class(layer) -> type:
+    """The epilogue component class of ``layer`` (by the type of its IR epilogue)."""
+    ep = epilogue_of(layer)
+    thresholds = getattr(ir, "Thresholds", None)
+    if isinstance(ep, ir.Requant):
+        return Requantizer
+    if thresholds is not None and isinstance(ep, thresholds):
+        return MultiThreshold
+    if ep is None or type(ep).__name__ == "Logits":
+        return LogitScaler
+    raise TypeError(f"Layer '{layer.name}': unknown epilogue {type(ep).__name__}")
+
+
+def epilogue_unit(layer, *, acc_range) -> Epilogue:
+    """The epilogue component of ``layer``; ``acc_range`` as for :class:`Epilogue`."""
+    return epilogue_class(layer)(layer, epilogue_of(layer), acc_range=acc_range)
+
+
+#: The hardware face of each epilogue under its registry name (``hwquant.epilogues``).
+requant, thresholds, logits = Requantizer, MultiThreshold, LogitScaler
