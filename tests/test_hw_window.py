@@ -86,8 +86,9 @@ CASES = [
     ((1, 6, 6), (3, 3), (1, 1), (1, 1), 3, "kernel", 0, 2),
     ((3, 5, 4), (3, 3), (2, 2), (1, 1), 9, "kernel", 0, 2),
     ((1, 5, 5), (2, 2), (1, 1), (0, 0), 4, "kernel", 0, 2),  # one beat per window
-    ((2, 5, 5), (1, 1), (2, 2), (2, 1), 2, "kernel", 0, 2),
-    ((1, 4, 1), (3, 1), (1, 1), (1, 0), 1, "kernel", 5, 2),
+    ((1, 5, 5), (2, 1), (2, 2), (2, 1), 2, "kernel", 0, 2),  # windows of padding alone
+    ((1, 5, 1), (3, 1), (1, 1), (1, 0), 3, "kernel", 5, 2),  # one column: no line memory
+    ((2, 1, 4), (1, 3), (1, 1), (0, 1), 6, "kernel", "lo", 2),  # one row
 ]
 
 
@@ -134,6 +135,7 @@ TIMING_CASES = [
     ((1, 6, 6), (3, 3), (1, 1), (1, 1), 3, "kernel", 3),  # register mode
     ((1, 5, 5), (1, 1), (2, 2), (2, 2), 1, "kernel", 2),
     ((2, 4, 4), (2, 2), (1, 1), (1, 1), 4, "kernel", 2),  # register mode, padded
+    ((1, 5, 5), (2, 1), (2, 2), (2, 1), 2, "kernel", 2),  # register mode, padding alone
 ]
 
 
@@ -176,7 +178,7 @@ def test_timing_model_random_geometries():
             model.tick(iv, ir_, ov, orr)
             n_in -= iv[0] and ir_[0]
             n_out -= ov[0] and orr[0]
-            assert g.least <= model._ahead <= g.rows
+            assert g.least <= model.held <= g.rows
             if n_out == 0 and n_in == 0:
                 break
         assert n_in == 0 and n_out == 0, (c, h, w, kernel, stride, padding)

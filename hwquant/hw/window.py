@@ -68,11 +68,17 @@ class SlidingWindow(wiring.Component):
         Bad geometry, ``order`` or ``simd`` (the message lists the allowed SIMD values), or a
         pad value outside the lane range.
 
-    Timing (memory mode): one output beat per cycle while the consumer is ready and the input
-    rows are there; the first beat of a map appears one cycle after its rows are complete;
-    the input accepts one beat per cycle while the buffer has room (``i_stream.ready`` depends
-    on state only). ``o_stream.valid`` is a register. :class:`hwquant.schedule.window.
-    SlidingWindowTiming` reproduces both handshakes cycle for cycle.
+    Timing (memory mode): the input accepts one beat per cycle while the buffer has room
+    (``i_stream.ready`` depends on state only). The output issues one beat per cycle while the
+    consumer takes them and the current output row's input rows are complete: if the last
+    input beat an output row needs is taken in cycle ``n``, its first beat is valid in cycle
+    ``n + 2``. Never stalled and with the input keeping up, maps follow each other without a
+    gap, :attr:`beats_per_map` cycles each; rows whose windows read more input beats than they
+    emit (a stride wider than the kernel) run at the input's rate instead. Register mode: one
+    padded position per cycle plus ``beats_per_window - 1`` cycles per window; a window is
+    valid the cycle after its last pixel is taken. ``o_stream.valid`` is a register in both
+    modes. :class:`hwquant.schedule.window.SlidingWindowTiming` reproduces both handshakes
+    cycle for cycle.
     Resources (memory mode): ``rows * W * C * bits`` buffer bits, ``simd * bits`` output
     flip-flops (the read port's register), counters (kernel, channel chunk, output position,
     buffer address, rows held). Register mode: ``KH*KW*C*bits`` window flip-flops, a
@@ -163,13 +169,13 @@ class SlidingWindow(wiring.Component):
 
         # Complete rows held, counted from the lowest row the reader still reads. Negative
         # while the writer completes rows that no window reads and the reader has passed.
-        ahead = Signal(range(g.least, rows + 1))
+        held = Signal(range(g.least, rows + 1))
 
         # -- writer: every input beat into the next word of the circular buffer.
         write = Signal()
         row_done = Signal()
         m.d.comb += [
-            i_s.ready.eq(ahead < rows),
+            i_s.ready.eq(held < rows),
             write.eq(i_s.valid & i_s.ready),
             wr.data.eq(i_s.payload.as_value()),
             wr.en.eq(write),
@@ -249,7 +255,7 @@ class SlidingWindow(wiring.Component):
         issue = Signal()
         m.d.comb += [
             advance.eq(~o_s.valid | o_s.ready),
-            can.eq(ahead >= need),
+            can.eq(held >= need),
             issue.eq(advance & can),
             rd.addr.eq(addr),
             rd.en.eq(issue & inside),
@@ -267,7 +273,7 @@ class SlidingWindow(wiring.Component):
                     m.d.sync += cnt.eq(Mux(last[i], 0, cnt + 1))
         released = Signal(range(h + 1))
         m.d.comb += released.eq(Mux(issue & row_end, release, 0))
-        m.d.sync += ahead.eq(ahead + row_done - released)
+        m.d.sync += held.eq(held + row_done - released)
 
         if inside_terms:
             m.d.comb += o_s.payload.eq(Mux(pad_r, self._pad_word(g.simd), rd.data))

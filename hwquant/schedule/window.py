@@ -8,6 +8,7 @@ completed window. :func:`window_geometry` is the single definition of both sched
 hardware is built from it and :class:`SlidingWindowTiming` replays it.
 """
 
+import numbers
 from dataclasses import dataclass
 
 from .base import TimingModel
@@ -138,6 +139,8 @@ def window_geometry(in_shape, kernel, stride, padding, *, simd, order="kernel"):
     allowed = _divisors(c)
     if order == "kernel":
         allowed += [d for d in _divisors(lanes) if d > c and d % c == 0]
+    if isinstance(simd, numbers.Integral) and not isinstance(simd, bool):
+        simd = int(simd)
     if not isinstance(simd, int) or simd not in allowed:
         rule = ("divide the {c} channels" if order == "channel" else
                 "divide the {c} channels or be a multiple of them dividing the {n} window "
@@ -178,11 +181,21 @@ def window_beats(in_shape, kernel, stride, padding, simd) -> int:
 class SlidingWindowTiming(TimingModel):
     """Cycle-exact handshake model of :class:`hwquant.hw.window.SlidingWindow`.
 
-    Memory mode: the input is ready while the buffer has room (fewer than ``rows`` complete
-    rows held, counted from the lowest row the reader still needs); the reader
-    issues one beat per cycle into its output register while the output register is free (or
-    being emptied) and the rows its current output row needs are complete. Register mode: one
-    padded position per cycle, a completed window held for ``beats_per_window`` beats.
+    Memory mode, with ``held`` the complete input rows in the buffer counted from the lowest
+    row the reader still reads (negative while the writer owes rows the reader has passed):
+
+    * ``i_stream.ready = held < rows`` (state only); every ``W * C / simd`` accepted beats
+      complete a row (``held += 1`` at that edge).
+    * The output register advances when it is empty or being emptied; it then takes a beat
+      (``valid`` next cycle) if ``held >= need[oy]``, else becomes empty. After the last beat
+      of output row ``oy`` (``OW * KH*KW*C / simd`` beats), ``held -= release[oy]`` at the
+      same edge and the next output row (the next map's first after ``OH - 1``) begins.
+
+    Register mode: the walk over the padded map steps when the window register is empty or its
+    last beat leaves, and the position needs no pixel or one is offered; a completed window is
+    then valid for ``beats_per_window`` beats.
+
+    ``valid``, ``ready`` and ``tick`` use plain ints and precomputed tuples only.
     """
 
     def __init__(self, in_shape, kernel, stride, padding, *, simd, order="kernel"):
@@ -194,10 +207,11 @@ class SlidingWindowTiming(TimingModel):
             self._need, self._release = g.need, g.release
             self._oh = g.out_size[0]
             self._row_beats = g.out_size[1] * g.beats_per_window
-            self._ahead = 0  # complete rows held, counted from the reader's lowest row
+            self._held = 0
             self._wcol = 0  # words written into the row in progress
             self._oy = 0
             self._k = 0  # beats issued in the current output row
+            self.ready, self.tick = self._ready_memory, self._tick_memory
             return
         _, h, w = g.in_shape
         (kh, kw), (sh, sw), (ph, pw) = g.kernel, g.stride, g.padding
@@ -210,9 +224,10 @@ class SlidingWindowTiming(TimingModel):
             for px in range(wp):
                 inside.append(ph <= py < ph + h and pw <= px < pw + w)
                 emit.append(py in rows_emit and px in cols_emit)
+        # A window of padding alone completing before the first pixel: the walk waits at the
+        # map's first position until a pixel is offered.
         needs = list(inside)
-        first = (ph, pw)
-        if any((oy * sh + kh - 1, ox * sw + kw - 1) < first
+        if any((oy * sh + kh - 1, ox * sw + kw - 1) < (ph, pw)
                for oy in range(oh) for ox in range(ow)):
             needs[0] = True
         self._inside, self._needs, self._emit = tuple(inside), tuple(needs), tuple(emit)
@@ -220,48 +235,51 @@ class SlidingWindowTiming(TimingModel):
         self._last_beat = g.beats_per_window - 1
         self._p = 0
         self._j = 0
+        self.ready, self.tick = self._ready_register, self._tick_register
+
+    @property
+    def held(self) -> int:
+        """Memory mode: complete rows held (see the class description)."""
+        return self._held
 
     def valid(self):
         return (self._ov,)
 
-    def ready(self, in_valid, out_ready):
-        if self.geometry.memory:
-            return (self._ahead < self._rows,)
-        advance = not self._ov or (out_ready[0] and self._j == self._last_beat)
-        return (advance and self._inside[self._p],)
+    def _ready_memory(self, in_valid, out_ready):
+        return (self._held < self._rows,)
 
-    def tick(self, in_valid, in_ready, out_valid, out_ready):
-        if self.geometry.memory:
-            self._tick_memory(in_valid[0] and in_ready[0], out_ready[0])
-        else:
-            self._tick_register(in_valid[0], out_ready[0])
-
-    def _tick_memory(self, wrote, out_ready):
-        if not self._ov or out_ready:
-            issue = self._ahead >= self._need[self._oy]
+    def _tick_memory(self, in_valid, in_ready, out_valid, out_ready):
+        held = self._held
+        if not self._ov or out_ready[0]:
+            issue = held >= self._need[self._oy]
             self._ov = issue
             if issue:
                 self._k += 1
                 if self._k == self._row_beats:
                     self._k = 0
-                    self._ahead -= self._release[self._oy]
+                    held -= self._release[self._oy]
                     self._oy += 1
                     if self._oy == self._oh:
                         self._oy = 0
-        if wrote:
+        if in_valid[0] and in_ready[0]:
             self._wcol += 1
             if self._wcol == self._row_words:
                 self._wcol = 0
-                self._ahead += 1
+                held += 1
+        self._held = held
 
-    def _tick_register(self, in_valid, out_ready):
+    def _ready_register(self, in_valid, out_ready):
+        advance = not self._ov or (out_ready[0] and self._j == self._last_beat)
+        return (advance and self._inside[self._p],)
+
+    def _tick_register(self, in_valid, in_ready, out_valid, out_ready):
         p = self._p
-        advance = not self._ov or (out_ready and self._j == self._last_beat)
-        if advance and (in_valid or not self._needs[p]):
+        advance = not self._ov or (out_ready[0] and self._j == self._last_beat)
+        if advance and (in_valid[0] or not self._needs[p]):
             self._ov = self._emit[p]
             self._j = 0
             self._p = p + 1 if p + 1 < self._positions else 0
-        elif self._ov and out_ready:
+        elif self._ov and out_ready[0]:
             if self._j == self._last_beat:
                 self._ov = False
                 self._j = 0
