@@ -1,13 +1,22 @@
 """The ``.hwq`` file: a versioned, single-file serialisation of a :class:`hwquant.ir.Network`.
 
 Layout: a NumPy ``.npz`` archive (a zip) holding ``header`` (a JSON string: magic, version,
-network description with array references) and one int64 array per weight/bias/multiplier.
-No pickle anywhere. A corrupt, truncated or future-version file raises
+network description with array references) and one int64 array per weight, bias and array
+field. No pickle anywhere. A corrupt, truncated or future-version file raises
 :class:`hwquant.errors.HwqFormatError` with a message that says which.
+
+Typed records inside a layer (its epilogue) are written generically from their dataclass
+fields as ``{"type": class name, "fields": {...}}``: ints, bools, strings and ``None`` as JSON,
+tuples (nested) as lists, int64 arrays as ``{"array": key}`` references into the archive. A new
+record type needs no code here, only an entry in its IR registry.
+
+Versions: 2 (written) stores ``epilogue`` records; 1 (still read) stored ``requant`` (an object,
+or ``null`` for logits) and ``sign_scales`` on weight layers.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -21,10 +30,52 @@ import numpy as np
 from . import ir
 from .errors import HwqFormatError
 
-__all__ = ["save", "load", "dumps", "loads", "FORMAT_VERSION", "MAGIC"]
+__all__ = ["save", "load", "dumps", "loads", "FORMAT_VERSION", "READ_VERSIONS", "MAGIC"]
 
 MAGIC = "hwquant-ir"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Versions :func:`loads` accepts (older ones are converted on reading).
+READ_VERSIONS = (1, 2)
+
+
+def _value_to_json(value, arrays, key):
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, np.ndarray) and value.dtype.kind in "iu":
+        arrays[key] = value
+        return {"array": key}
+    if isinstance(value, tuple):
+        return [_value_to_json(v, arrays, f"{key}.{i}") for i, v in enumerate(value)]
+    raise TypeError(f"Cannot serialise {type(value).__name__} value of {key} in a .hwq file")
+
+
+def _value_from_json(value, arrays):
+    if isinstance(value, list):
+        return tuple(_value_from_json(v, arrays) for v in value)
+    if isinstance(value, dict):
+        if set(value) != {"array"}:
+            raise HwqFormatError(f"Unknown value {value!r} in .hwq file")
+        return arrays[value["array"]]
+    return value
+
+
+def _record_to_json(record, arrays, key):
+    """A frozen dataclass as ``{"type": ..., "fields": ...}``; its arrays stored under ``key``."""
+    return {"type": type(record).__name__,
+            "fields": {f.name: _value_to_json(getattr(record, f.name), arrays, f"{key}.{f.name}")
+                       for f in dataclasses.fields(record)}}
+
+
+def _record_from_json(d, arrays, types, what):
+    known = {t.__name__: t for t in types}
+    if not isinstance(d, dict) or d.get("type") not in known \
+            or not isinstance(d.get("fields"), dict):
+        kind = d.get("type") if isinstance(d, dict) else d
+        raise HwqFormatError(f"Unknown {what} type {kind!r} in .hwq file")
+    fields = {k: _value_from_json(v, arrays) for k, v in d["fields"].items()}
+    return known[d["type"]](**fields)
 
 
 def _requant_to_json(rq, arrays, key):
@@ -50,7 +101,7 @@ def _layer_to_json(layer, arrays):
                  weight=f"{layer.name}.weight", bias=f"{layer.name}.bias",
                  weight_bits=layer.weight_bits, weight_frac=layer.weight_frac,
                  encoding=layer.encoding, fold=[layer.fold.pe, layer.fold.simd],
-                 requant=_requant_to_json(layer.requant, arrays, f"{layer.name}.multiplier"))
+                 epilogue=_record_to_json(layer.epilogue, arrays, f"{layer.name}.epilogue"))
         if layer.sign_scales != (1, 1):
             d["sign_scales"] = list(layer.sign_scales)
         if isinstance(layer, ir.Conv2d):
@@ -73,7 +124,13 @@ def _layer_to_json(layer, arrays):
     return d
 
 
-def _layer_from_json(d, arrays):
+def _epilogue_from_json(d, arrays, version):
+    if version == 1:
+        return ir.Logits() if d["requant"] is None else _requant_from_json(d["requant"], arrays)
+    return _record_from_json(d["epilogue"], arrays, ir.EPILOGUES, "epilogue")
+
+
+def _layer_from_json(d, arrays, version):
     kind = d["type"]
     common = {"name": d["name"], "inputs": tuple(d["inputs"])}
     fmt = ir.ActFormat.from_json
@@ -82,7 +139,7 @@ def _layer_from_json(d, arrays):
                       weight=arrays[d["weight"]], bias=arrays[d["bias"]],
                       weight_bits=int(d["weight_bits"]), weight_frac=int(d["weight_frac"]),
                       encoding=d["encoding"], fold=ir.Fold(*map(int, d["fold"])),
-                      requant=_requant_from_json(d["requant"], arrays),
+                      epilogue=_epilogue_from_json(d, arrays, version),
                       sign_scales=tuple(int(v) for v in d.get("sign_scales", (1, 1))))
         if kind == "Conv2d":
             return ir.Conv2d(in_shape=tuple(d["in_shape"]), stride=tuple(d["stride"]),
@@ -142,11 +199,12 @@ def loads(data: bytes, *, source: str = "<bytes>") -> ir.Network:
     if not isinstance(header, dict) or header.get("magic") != MAGIC:
         raise HwqFormatError(f"{source} is not a hwquant network file")
     version = header.get("version")
-    if version != FORMAT_VERSION:
+    if type(version) is not int or version not in READ_VERSIONS:
         raise HwqFormatError(f"{source} has format version {version!r}, but this hwquant reads "
-                             f"version {FORMAT_VERSION}; upgrade hwquant or re-run quantize")
+                             f"versions {READ_VERSIONS[0]} to {READ_VERSIONS[-1]}; upgrade "
+                             f"hwquant or re-run quantize")
     try:
-        layers = tuple(_layer_from_json(d, arrays) for d in header["layers"])
+        layers = tuple(_layer_from_json(d, arrays, version) for d in header["layers"])
         return ir.Network(name=header["name"], input_shape=tuple(header["input_shape"]),
                           input_format=ir.ActFormat.from_json(header["input_format"]),
                           layers=layers, metadata=header.get("metadata", {}))

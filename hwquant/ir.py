@@ -8,8 +8,9 @@ Integer semantics of every field are defined in ``docs/arithmetic.md`` and execu
 :mod:`hwquant.golden`. In short: an activation tensor holds integers ``X`` with real value
 ``X * 2**-frac`` (:class:`ActFormat`); a weight layer holds integer weights ``W`` with real value
 ``W * 2**-weight_frac`` and an integer bias at accumulator scale; its output is
-``sat(rshift_rhu((ACC + B) * M, shift), lo, hi)`` (:class:`Requant`) or, for the logits layer,
-the raw ``ACC + B``.
+``epilogue``: ``sat(rshift_rhu((ACC + B) * M, shift), lo, hi)`` (:class:`Requant`), a count of
+passed thresholds (:class:`Thresholds`) or, for the last layer, the logits ``ACC + B``
+(:class:`Logits`).
 
 Passes are functions ``Network -> Network`` (use :func:`dataclasses.replace`); call
 :meth:`Network.validate` after each one.
@@ -26,6 +27,10 @@ __all__ = [
     "ActFormat",
     "Fold",
     "Requant",
+    "Thresholds",
+    "Logits",
+    "Epilogue",
+    "EPILOGUES",
     "Conv2d",
     "Linear",
     "MaxPool2d",
@@ -138,7 +143,8 @@ class Requant:
     """``Y = sat(rshift_rhu((ACC + B) * multiplier[c], shift), lo, hi)`` per output channel.
 
     ``multiplier`` is a per-channel signed integer array (all ones for the power-of-two case);
-    ``shift`` may be negative (a left shift). ReLU is ``lo = 0``.
+    ``shift`` may be negative (a left shift). ReLU is ``lo = 0``. Also the epilogue of
+    :class:`AvgPool2d`, with a single multiplier.
     """
 
     multiplier: np.ndarray
@@ -156,6 +162,91 @@ class Requant:
     def is_shift_only(self) -> bool:
         return bool(np.all(self.multiplier == 1))
 
+    def check(self, layer) -> None:
+        """Raise ``ValueError`` naming ``layer`` unless this epilogue fits it."""
+        if self.multiplier.shape != (layer.out_channels,):
+            raise ValueError(f"Layer '{layer.name}': requant multiplier must have one entry per "
+                             f"output channel")
+
+
+@dataclass(frozen=True, eq=False)
+class Thresholds:
+    """Multi-threshold epilogue: ``Y[c] = lo + #{t : d[c]*(ACC + B)[c] >= d[c]*T[c, t]}``.
+
+    ``lo`` is the layer's ``out_format.lo`` and ``d = direction``: ``+1`` compares
+    ``ACC + B >= T`` (BatchNorm with a positive gamma), ``-1`` compares ``ACC + B <= T``
+    (negative gamma). ``thresholds`` is ``(out_channels, T)`` int64, each row non-decreasing,
+    ``1 <= T <= out_format.hi - out_format.lo`` (one threshold for a 1-bit output, ``2**N - 1``
+    for an ``N``-bit one). For a bipolar 1-bit output the count 0/1 is the bit code (``-1``/``+1``).
+    A constant channel (gamma = 0) uses thresholds outside the accumulator range: all below it
+    (with ``d = +1``) count every threshold, all above it count none.
+    """
+
+    thresholds: np.ndarray
+    direction: np.ndarray
+
+    def __post_init__(self):
+        object.__setattr__(self, "thresholds", _frozen_int_array(self.thresholds, "thresholds",
+                                                                 ndim=2))
+        object.__setattr__(self, "direction", _frozen_int_array(self.direction, "direction",
+                                                                ndim=1))
+
+    @property
+    def count(self) -> int:
+        """Thresholds per channel."""
+        return int(self.thresholds.shape[1])
+
+    def check(self, layer) -> None:
+        """Raise ``ValueError`` naming ``layer`` unless this epilogue fits it."""
+        oc, name = layer.out_channels, layer.name
+        if self.thresholds.shape[0] != oc or self.count < 1:
+            raise ValueError(f"Layer '{name}': thresholds must have shape ({oc}, T) with T >= 1, "
+                             f"not {self.thresholds.shape}")
+        if self.direction.shape != (oc,):
+            raise ValueError(f"Layer '{name}': threshold direction must have shape ({oc},), "
+                             f"not {self.direction.shape}")
+        if not np.all(np.abs(self.direction) == 1):
+            raise ValueError(f"Layer '{name}': threshold directions must be +1 or -1, not "
+                             f"{sorted(set(self.direction.tolist()) - {1, -1})}")
+        levels = layer.out_format.hi - layer.out_format.lo
+        if self.count > levels:
+            raise ValueError(f"Layer '{name}': {self.count} thresholds per channel do not fit "
+                             f"output format {layer.out_format} (at most {levels})")
+        if np.any(np.diff(self.thresholds, axis=1) < 0):
+            raise ValueError(f"Layer '{name}': thresholds must be non-decreasing per channel")
+        if self.thresholds.size and np.abs(self.thresholds).max() >= 1 << (MAX_BITS - 1):
+            raise ValueError(f"Layer '{name}': thresholds must be {MAX_BITS}-bit signed integers")
+
+
+@dataclass(frozen=True, eq=False)
+class Logits:
+    """Logits epilogue of the last layer: ``Y[c] = (ACC + B)[c]``, or ``(ACC + B)[c] * scale[c]``
+    with a per-class positive integer ``scale`` (classes whose weights carry different real
+    scales, so that ``argmax`` compares like with like). ``scale=None`` is the identity.
+    """
+
+    scale: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.scale is not None:
+            object.__setattr__(self, "scale", _frozen_int_array(self.scale, "scale", ndim=1))
+
+    def check(self, layer) -> None:
+        """Raise ``ValueError`` naming ``layer`` unless this epilogue fits it."""
+        if self.scale is None:
+            return
+        if self.scale.shape != (layer.out_channels,):
+            raise ValueError(f"Layer '{layer.name}': logits scale must have shape "
+                             f"({layer.out_channels},), not {self.scale.shape}")
+        if np.any(self.scale < 1) or np.any(self.scale >= 1 << 16):
+            raise ValueError(f"Layer '{layer.name}': logits scales must be integers in "
+                             f"1..65535")
+
+
+#: Epilogue types of a weight layer (``hwquant.epilogues`` names each one's faces).
+EPILOGUES = (Requant, Thresholds, Logits)
+Epilogue = Requant | Thresholds | Logits
+
 
 @dataclass(frozen=True, eq=False)
 class _WeightLayerBase:
@@ -168,8 +259,9 @@ class _WeightLayerBase:
     weight_frac: int
     #: Integer bias at accumulator scale 2**-(in_format.frac + weight_frac).
     bias: np.ndarray
-    #: None for a logits layer (raw ACC + B leaves the network).
-    requant: Requant | None
+    #: What turns ``ACC + B`` into the output: :class:`Requant`, :class:`Thresholds` or
+    #: :class:`Logits` (last layer only). ``None`` is accepted as shorthand for ``Logits()``.
+    epilogue: Epilogue
     out_format: ActFormat
     encoding: str = "fixed"
     fold: Fold = field(default_factory=Fold)
@@ -180,6 +272,12 @@ class _WeightLayerBase:
     @property
     def out_channels(self) -> int:
         return int(self.weight.shape[0])
+
+    @property
+    def requant(self) -> Requant | None:
+        """The epilogue if it is a :class:`Requant`, else ``None`` (read-only compatibility
+        view for readers written before :attr:`epilogue`)."""
+        return self.epilogue if isinstance(self.epilogue, Requant) else None
 
     @property
     def fan_in(self) -> int:
@@ -212,9 +310,13 @@ class _WeightLayerBase:
         if self.bias.shape != (self.out_channels,):
             raise ValueError(f"Layer '{self.name}': bias must have shape ({self.out_channels},), "
                              f"not {self.bias.shape}")
-        if self.requant is not None and self.requant.multiplier.shape != (self.out_channels,):
-            raise ValueError(f"Layer '{self.name}': requant multiplier must have one entry per "
-                             f"output channel")
+        if self.epilogue is None:
+            object.__setattr__(self, "epilogue", Logits())
+        if not isinstance(self.epilogue, EPILOGUES):
+            raise TypeError(f"Layer '{self.name}': epilogue must be one of "
+                            f"{', '.join(t.__name__ for t in EPILOGUES)}, not "
+                            f"{type(self.epilogue).__name__}")
+        self.epilogue.check(self)
         if self.out_channels % self.fold.pe or self.fan_in % self.fold.simd:
             raise ValueError(f"Layer '{self.name}': PE={self.fold.pe} must divide "
                              f"{self.out_channels} output channels and SIMD={self.fold.simd} "
@@ -515,10 +617,9 @@ class Network:
                 if formats[0] != layer.in_format:
                     raise ValueError(f"Layer '{layer.name}': input format {layer.in_format} "
                                      f"does not match producer format {formats[0]}")
-            if isinstance(layer, (Conv2d, Linear)) and layer.requant is None \
+            if isinstance(layer, (Conv2d, Linear)) and isinstance(layer.epilogue, Logits) \
                     and layer is not self.layers[-1]:
-                raise ValueError(f"Layer '{layer.name}': only the last layer may omit "
-                                 f"requantization")
+                raise ValueError(f"Layer '{layer.name}': only the last layer may emit logits")
             seen.add(layer.name)
         for layer in self.layers[:-1]:
             if not self.consumers(layer.name):

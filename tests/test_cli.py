@@ -19,12 +19,12 @@ def _tiny_net():
     fin, fo = ir.ActFormat(8, False, 7), ir.ActFormat(8, False, 4)
     conv = ir.Conv2d(name="conv1", inputs=("input",), in_format=fin,
                      weight=rng.integers(-127, 128, (4, 1, 3, 3)), weight_bits=8, weight_frac=7,
-                     bias=rng.integers(-50, 50, 4), requant=ir.Requant(np.ones(4), 10, 0, 255),
+                     bias=rng.integers(-50, 50, 4), epilogue=ir.Requant(np.ones(4), 10, 0, 255),
                      out_format=fo, in_shape=(1, 6, 6), padding=1)
     flat = ir.Flatten("flat", ("conv1",), (4, 6, 6), fo)
     fc = ir.Linear(name="fc", inputs=("flat",), in_format=fo,
                    weight=rng.integers(-127, 128, (3, 144)), weight_bits=8, weight_frac=7,
-                   bias=np.zeros(3), requant=None, out_format=ir.ActFormat(24, True, 11))
+                   bias=np.zeros(3), epilogue=ir.Logits(), out_format=ir.ActFormat(24, True, 11))
     return ir.Network("tiny", (1, 6, 6), fin, (conv, flat, fc))
 
 

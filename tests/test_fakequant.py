@@ -59,9 +59,9 @@ def random_weight_layer(rng, name, src, in_shape, in_fmt, oc, *, conv=None, last
         requant = ir.Requant(mult, shift, 0 if relu else out_fmt.lo, out_fmt.hi)
     if conv:
         _, stride, padding = conv
-        return ir.Conv2d(**common, requant=requant, out_format=out_fmt, in_shape=in_shape,
+        return ir.Conv2d(**common, epilogue=requant, out_format=out_fmt, in_shape=in_shape,
                          stride=stride, padding=padding)
-    return ir.Linear(**common, requant=requant, out_format=out_fmt)
+    return ir.Linear(**common, epilogue=requant, out_format=out_fmt)
 
 
 def pool_geometry(rng, shape, *, pow2=None):

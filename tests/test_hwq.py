@@ -19,7 +19,8 @@ S5 = ir.ActFormat(5, True, -1)
 
 
 def rich_network():
-    """One layer of every IR type, with non-default folds, multipliers, strides and formats."""
+    """One layer of every IR type and epilogue type, with non-default folds, multipliers,
+    strides and formats."""
     rng = np.random.default_rng(7)
 
     def rq(n, shift, fmt, relu=False, mult=None):
@@ -29,8 +30,9 @@ def rich_network():
     c1 = ir.Conv2d("c1", ("input",), S8, rng.integers(-8, 8, (4, 2, 3, 2)), 4, 3,
                    rng.integers(-300, 300, 4), rq(4, 7, U6, True, np.array([1, 3, 2, 5])), U6,
                    fold=ir.Fold(2, 3), in_shape=(2, 7, 6), stride=(1, 2), padding=(1, 0))
+    thresholds = ir.Thresholds(np.sort(rng.integers(-40, 40, (4, 3)), axis=1), [1, -1, 1, 1])
     c2 = ir.Conv2d("c2", ("c1",), U6, rng.integers(-2, 2, (4, 4, 1, 1)), 2, 1,
-                   np.zeros(4), rq(4, -1, S5), S5, in_shape=(4, 7, 3))
+                   np.zeros(4), thresholds, S5, in_shape=(4, 7, 3))
     add = ir.Add("res", ("c1", "c2"), (4, 7, 3), (U6, S5), U6, relu=True)
     mp = ir.MaxPool2d("mp", ("res",), (4, 7, 3), (3, 2), (2, 1), (1, 1), U6)
     ap = ir.AvgPool2d("ap", ("mp",), (4, 4, 4), 3, 1, 1, U6, out_format=U6,
@@ -40,8 +42,9 @@ def rich_network():
                     rng.integers(-1000, 1000, 6), rq(6, 4, S8), S8, fold=ir.Fold(3, 16))
     w2 = rng.integers(-4, 4, (3, 6))
     lo, hi = ir.matrix_range(w2, np.zeros(3, dtype=np.int64), S8)
-    fc2 = ir.Linear("fc2", ("fc1",), S8, w2, 3, 1, np.zeros(3),
-                    None, ir.ActFormat(ir.signed_bits_for(int(lo.min()), int(hi.max())), True, 6))
+    fc2 = ir.Linear("fc2", ("fc1",), S8, w2, 3, 1, np.zeros(3), ir.Logits(np.array([1, 3, 2])),
+                    ir.ActFormat(ir.signed_bits_for(3 * int(lo.min()), 3 * int(hi.max())), True,
+                                 6))
     return ir.Network("rich", (2, 7, 6), S8, (c1, c2, add, mp, ap, flat, fc1, fc2),
                       metadata={"method": "fixed", "accuracy": 0.96875, "classes": ["a", "b", "c"],
                                 "nested": {"wbits": 4, "seed": None}})
@@ -174,14 +177,81 @@ def test_header_not_an_object(data):
         hwq.loads(bad)
 
 
-@pytest.mark.parametrize("version", [2, 0, "1", None])
+@pytest.mark.parametrize("version", [3, 0, "2", None, True])
 def test_other_version(data, version):
     bad = rewrite(data, lambda h: h.update(version=version))
     with pytest.raises(HwqFormatError, match=rf"^<bytes> has format version "
                                              rf"{re.escape(repr(version))}, but this hwquant "
-                                             rf"reads version 1; upgrade hwquant or re-run "
-                                             rf"quantize$"):
+                                             rf"reads versions 1 to 2; upgrade hwquant or "
+                                             rf"re-run quantize$"):
         hwq.loads(bad)
+
+
+def test_writes_the_current_version(data):
+    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+        header = json.loads(str(npz["header"]))
+    assert header["version"] == hwq.FORMAT_VERSION == 2
+    c2 = next(d for d in header["layers"] if d["name"] == "c2")
+    assert c2["epilogue"] == {"type": "Thresholds",
+                              "fields": {"thresholds": {"array": "c2.epilogue.thresholds"},
+                                         "direction": {"array": "c2.epilogue.direction"}}}
+
+
+def as_version_1(data):
+    """The same network as a version-1 file (``requant`` objects, ``null`` for logits),
+    as hwquant wrote it before epilogues were typed."""
+    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    header = json.loads(str(arrays.pop("header")))
+    header["version"] = 1
+    for d in header["layers"]:
+        if "epilogue" not in d:
+            continue
+        ep = d.pop("epilogue")
+        if ep["type"] == "Logits":
+            d["requant"] = None
+            continue
+        assert ep["type"] == "Requant"
+        key = f"{d['name']}.multiplier"
+        arrays[key] = arrays.pop(ep["fields"]["multiplier"]["array"])
+        d["requant"] = {"multiplier": key, **{k: ep["fields"][k] for k in ("shift", "lo", "hi")}}
+    buf = io.BytesIO()
+    np.savez_compressed(buf, header=np.array(json.dumps(header)), **arrays)
+    return buf.getvalue()
+
+
+def v1_network():
+    """The rich network with only the epilogues version 1 could hold."""
+    net = rich_network()
+    net = net.replace_layer("c2", epilogue=ir.Requant(np.ones(4), -1, S5.lo, S5.hi))
+    return net.replace_layer("fc2", epilogue=ir.Logits())
+
+
+def test_reads_version_1():
+    net = v1_network()
+    old = as_version_1(hwq.dumps(net))
+    back = hwq.loads(old)
+    assert_same(back, net)
+    assert isinstance(back.output.epilogue, ir.Logits) and back.output.requant is None
+    assert back.layer("c1").requant is back.layer("c1").epilogue
+    assert_same(hwq.loads(hwq.dumps(back)), net)  # and writes it as version 2
+
+
+def test_unknown_epilogue_type(data):
+    def edit(h):
+        h["layers"][0]["epilogue"]["type"] = "Softmax"
+
+    with pytest.raises(HwqFormatError, match=r"^Unknown epilogue type 'Softmax' in \.hwq file$"):
+        hwq.loads(rewrite(data, edit))
+
+
+def test_unknown_epilogue_field(data):
+    def edit(h):
+        h["layers"][0]["epilogue"]["fields"]["offset"] = 3
+
+    with pytest.raises(HwqFormatError, match=r"^<bytes> describes an invalid network: .*"
+                                             r"unexpected keyword argument 'offset'$"):
+        hwq.loads(rewrite(data, edit))
 
 
 def test_missing_header(data):

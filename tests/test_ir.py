@@ -14,16 +14,16 @@ S8 = ir.ActFormat(8, True, 3)
 
 
 def conv_layer(name="c1", inputs=("input",), *, in_shape=(1, 6, 6), in_format=U8, oc=4,
-               kernel=(3, 3), padding=1, stride=1, weight=None, weight_bits=4, requant="auto",
+               kernel=(3, 3), padding=1, stride=1, weight=None, weight_bits=4, epilogue="auto",
                out_format=U8, fold=None, **extra):
     if weight is None:
         rng = np.random.default_rng(0)
         weight = rng.integers(-8, 8, (oc, in_shape[0], *kernel))
-    if isinstance(requant, str):
-        requant = ir.Requant(np.ones(len(weight), dtype=np.int64), 5, 0, out_format.hi)
+    if isinstance(epilogue, str):
+        epilogue = ir.Requant(np.ones(len(weight), dtype=np.int64), 5, 0, out_format.hi)
     return ir.Conv2d(name=name, inputs=inputs, in_format=in_format, weight=weight,
                      weight_bits=weight_bits, weight_frac=3, bias=np.zeros(len(weight)),
-                     requant=requant, out_format=out_format, fold=fold or ir.Fold(),
+                     epilogue=epilogue, out_format=out_format, fold=fold or ir.Fold(),
                      in_shape=in_shape,
                      stride=stride, padding=padding, **extra)
 
@@ -35,7 +35,7 @@ def logits_layer(name="fc", inputs=("flat",), *, fan_in=36, classes=10, in_forma
     fmt = ir.ActFormat(ir.signed_bits_for(int(lo.min()), int(hi.max())), True,
                        in_format.frac + 2)
     return ir.Linear(name=name, inputs=inputs, in_format=in_format, weight=w, weight_bits=4,
-                     weight_frac=2, bias=b, requant=None, out_format=fmt)
+                     weight_frac=2, bias=b, epilogue=ir.Logits(), out_format=fmt)
 
 
 def small_layers():
@@ -146,11 +146,11 @@ def test_not_a_layer():
         make_net([{"name": "c1"}])
 
 
-def test_requant_none_on_non_last_layer():
+@pytest.mark.parametrize("epilogue", [None, ir.Logits(), ir.Logits(np.ones(4))])
+def test_logits_on_non_last_layer(epilogue):
     layers = small_layers()
-    layers[0] = conv_layer(requant=None)
-    with pytest.raises(ValueError, match=r"^Layer 'c1': only the last layer may omit "
-                                         r"requantization$"):
+    layers[0] = conv_layer(epilogue=epilogue)
+    with pytest.raises(ValueError, match=r"^Layer 'c1': only the last layer may emit logits$"):
         make_net(layers)
 
 
@@ -262,7 +262,7 @@ def test_requant_multiplier_shape():
     rq = ir.Requant(np.ones(3), 5, 0, 255)
     with pytest.raises(ValueError, match=r"^Layer 'c1': requant multiplier must have one entry "
                                          r"per output channel$"):
-        conv_layer(requant=rq)
+        conv_layer(epilogue=rq)
 
 
 def test_requant_empty_bounds():

@@ -10,7 +10,8 @@ import numpy as np
 
 from .. import ir
 from ..kinds import golden_dot
-from .arith import add_requantize, avg_requantize, requantize
+from .arith import add_requantize, avg_requantize
+from .epilogue import apply as apply_epilogue
 
 __all__ = ["run", "run_layer", "predict", "im2col", "check_input"]
 
@@ -28,10 +29,8 @@ def im2col(x, kernel, stride, padding, pad_value=0):
 
 
 def _epilogue(layer, acc, channel_axis):
-    if layer.requant is None:
-        return acc + np.expand_dims(layer.bias, tuple(range(1, acc.ndim - channel_axis)))
-    rq = layer.requant
-    return requantize(acc, layer.bias, rq.multiplier, rq.shift, rq.lo, rq.hi, channel_axis)
+    bias = np.expand_dims(layer.bias, tuple(range(1, acc.ndim - channel_axis)))
+    return apply_epilogue(layer.epilogue, acc + bias, layer.out_format, channel_axis)
 
 
 def _check_acc(layer, acc):

@@ -43,6 +43,11 @@ def _shift_to_format(t, rq, frac):
     return fake_quantize(t, -rq.shift, rq.lo, rq.hi) * math.ldexp(1.0, -rq.shift - frac)
 
 
+def _real_value(code, fmt):
+    """Real value of integer codes ``code`` in format ``fmt``."""
+    return code * math.ldexp(1.0, -fmt.frac)
+
+
 class FakeQuantNetwork(torch.nn.Module):
     """float64 torch forward of ``net`` (same layers, formats and rounding as the IR).
 
@@ -77,6 +82,28 @@ class FakeQuantNetwork(torch.nn.Module):
             values[layer.name] = self._layer(layer, args)
         return values
 
+    @staticmethod
+    def _epilogue(layer, acc):
+        """The layer's epilogue on the real value ``acc`` of ``ACC + B``."""
+        ep, acc_frac = layer.epilogue, layer.acc_frac
+        if isinstance(ep, ir.Requant):
+            return _requant(acc, layer, acc_frac)
+        shape = (1, -1) + (1,) * (acc.dim() - 2)
+        if isinstance(ep, ir.Logits):
+            if ep.scale is None:
+                return acc
+            return acc * torch.tensor(ep.scale, dtype=torch.float64).reshape(shape)
+        if isinstance(ep, ir.Thresholds):  # a step function: no gradient flows through it
+            t = acc * math.ldexp(1.0, acc_frac)  # ACC + B, an integer
+            d = torch.tensor(ep.direction, dtype=torch.float64).reshape(shape)
+            thr = torch.tensor(ep.thresholds, dtype=torch.float64)
+            thr = thr.reshape(thr.shape[0], *shape[2:], thr.shape[1]) if acc.dim() > 2 else thr
+            passed = (d * t).unsqueeze(-1) >= d.unsqueeze(-1) * thr
+            code = layer.out_format.lo + passed.sum(dim=-1).to(torch.float64)
+            return _real_value(code, layer.out_format)
+        raise TypeError(f"Layer '{layer.name}': no fake-quant epilogue for "
+                        f"{type(ep).__name__}")
+
     def _layer(self, layer, args):
         x = args[0]
         if isinstance(layer, (ir.Conv2d, ir.Linear)):
@@ -87,9 +114,7 @@ class FakeQuantNetwork(torch.nn.Module):
                 acc = F.conv2d(x, w, b, stride=layer.stride, padding=layer.padding)
             else:
                 acc = F.linear(x, w, b)
-            if layer.requant is None:
-                return acc
-            return _requant(acc, layer, acc_frac)
+            return self._epilogue(layer, acc)
         if isinstance(layer, ir.MaxPool2d):
             # torch pads with -inf; the IR pads with fmt.lo. Equal: a window always holds at
             # least one real value (padding <= kernel / 2) and every real value is >= lo.

@@ -95,16 +95,16 @@ def weight_layer(node, in_fmt, out_fmt, *, weight, weight_bits, weight_frac, las
         if bits > ir.MAX_BITS:
             raise QuantizationError(f"Layer '{node.name}': logits need {bits} bits, more than "
                                     f"{ir.MAX_BITS}; use fewer weight or activation bits")
-        out_fmt, rq = ir.ActFormat(bits, True, acc_frac), None
+        out_fmt, epilogue = ir.ActFormat(bits, True, acc_frac), ir.Logits()
     else:
         mult, k = ((np.ones(weight.shape[0], dtype=np.int64), 0) if channel_scale is None
                    else _scale_multipliers(scale, node.name))
-        rq = ir.Requant(mult, acc_frac + k - out_fmt.frac, 0 if node.relu else out_fmt.lo,
-                        out_fmt.hi)
+        epilogue = ir.Requant(mult, acc_frac + k - out_fmt.frac, 0 if node.relu else out_fmt.lo,
+                              out_fmt.hi)
     if node.op == "conv2d":
         return ir.Conv2d(in_shape=node.in_shape, stride=node.stride, padding=node.padding,
-                         requant=rq, out_format=out_fmt, **common)
-    return ir.Linear(requant=rq, out_format=out_fmt, **common)
+                         epilogue=epilogue, out_format=out_fmt, **common)
+    return ir.Linear(epilogue=epilogue, out_format=out_fmt, **common)
 
 
 def _avg_requant(window: int, relu: bool, fmt: ir.ActFormat) -> ir.Requant:
