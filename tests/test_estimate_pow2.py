@@ -10,11 +10,11 @@ import pytest
 from amaranth.back import verilog
 
 from hwquant import ir
+from hwquant import plan as P
 from hwquant.estimate import pow2
 from hwquant.estimate.model import estimate_network
 from hwquant.estimate.resources import FAMILIES, Resources
 from hwquant.hw.mvu import MatrixVectorUnit
-from hwquant.hw.network import plan_stages
 
 #: Model LUTs vs Yosys 0.70 on the MVUs of ``CASES`` (measured: ice40 +0.7 to +5.8 %, xilinx
 #: -8.6 to +13.3 %; see the accuracy notes of :mod:`hwquant.estimate.pow2`).
@@ -43,8 +43,7 @@ def layer(name, oc, fan_in, fold, bits, fmt, *, scales=(1, 1), weights=None):
 def mvu_model(lay, family) -> Resources:
     """The model's cost of the MVU of ``lay`` (the network's ``mvu.*`` rows)."""
     net = ir.Network("n", (lay.fan_in,), lay.in_format, (lay,))
-    rows = [r for r in estimate_network(net, family).components
-            if r["component"].startswith("mvu.")]
+    rows = [r for r in estimate_network(net, family).components if r["stage"] == lay.name]
     return sum((Resources(r["lut"], r["ff"], r["dsp"], r["bram"]) for r in rows), Resources())
 
 
@@ -104,7 +103,8 @@ def test_carry_save_counts_full_adders():
 def test_cycles_match_the_hardware_plan():
     lay = layer("fc", 8, 16, (2, 4), 3, U8)
     net = ir.Network("n", (16,), U8, (lay,))
-    assert [st.cycles for st in plan_stages(net)] == [pow2.cycles(lay)] == [16]
+    mvus = [st for st in P.plan_network(net).stages if isinstance(st, P.Mvu)]
+    assert [st.busy for st in mvus] == [pow2.cycles(lay)] == [16]
 
 
 def test_rejects_other_layers():

@@ -30,27 +30,17 @@ blocks absorb on Xilinx, :func:`absorbed_registers`).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from .. import ir
-from .resources import (
-    _LUT_COEFFS,
-    Resources,
-    _dsp_product,
-    adder,
-    const_multiplier,
-    multiplier,
-)
+from .common import macc
+from .resources import Resources, const_multiplier, dsp_product, multiplier
 
 __all__ = ["resources", "absorbed_registers", "cycles", "mvu_cycles", "is_unrolled",
-           "product_bits", "adder_tree", "macc", "const_product"]
+           "product_bits", "adder_tree", "macc", "const_product", "dot_range", "word_bits"]
 
 # Smallest product (Y) width mul2dsp maps to a DSP block (Yosys 0.70 synth scripts:
-# DSP_Y_MINWIDTH); the operand minimums are in resources.dsp_blocks. The private helpers of
-# resources (_dsp_product, _LUT_COEFFS) are used so that DSP splitting and the full-adder cost
-# stay those of the calibrated primitives.
+# DSP_Y_MINWIDTH); the operand minimums are in resources.dsp_blocks.
 _DSP_Y_MIN = {"ice40": 11, "ecp5": 0, "xilinx": 9, "gowin": 0}
 
 # Which adders after a DSP multiply Yosys packs into the block: one post-adder per block, fed
@@ -131,7 +121,7 @@ def const_product(weight, xbits, signed_x, family, *, use_dsp=True):
     if use_dsp:
         a, b, y, signed = _dsp_operands(weight, xbits, signed_x)
         if b >= 1 and y >= _DSP_Y_MIN[family]:
-            on_dsp = _dsp_product(a, b, family, signed)
+            on_dsp = dsp_product(a, b, family, signed)
             if on_dsp is not None:
                 if signed_x:
                     return on_dsp, "full"
@@ -153,34 +143,6 @@ def adder_tree(widths, family, in_dsp=None) -> Resources:
     split the rest into separate sums.
     """
     return _tree(widths, family, in_dsp)[0]
-
-
-def _full_adder_luts(family) -> float:
-    # The slope of the fitted popcount (a carry-save tree of full adders), LUTs per input bit.
-    return _LUT_COEFFS["popcount"][family][0]
-
-
-def macc(widths, family, rows=()) -> Resources:
-    """A ``$macc`` sum: value terms of the given widths plus partial-product rows of constant
-    multiplications Yosys merged into it (``(bits, top bit + 1)`` each); see
-    :func:`adder_tree`.
-
-    Two value terms are a carry-chain adder. Otherwise a carry-save tree reduces the
-    ``sum(bits)`` input bits to two rows of the ``W``-bit result, one full adder per removed
-    bit (plus about one per extra value term, for the sign handling), and a carry-chain adder
-    of ``W`` bits adds the two rows.
-    """
-    widths, rows = list(widths), list(rows)
-    n = len(widths) + len(rows)
-    if n < 2:
-        return Resources()
-    if n == 2 and not rows:
-        return adder(max(widths), family)
-    out_bits = max(widths + [top for _, top in rows]) + math.ceil(math.log2(n))
-    bits = sum(widths) + sum(b for b, _ in rows)
-    full_adders = max(bits - 2 * out_bits, 0) + max(len(widths) - 2, 0)
-    return Resources(lut=round(_full_adder_luts(family) * full_adders)) + adder(out_bits,
-                                                                                family)
 
 
 def _tree(widths, family, in_dsp=None, rows=None):
@@ -370,6 +332,24 @@ def absorbed_registers(layer, family, *, use_dsp=True) -> dict:
         return {"operand": 0, "dot": [False] * layer.fold.pe}
     _, lanes, dots = _engines(layer, family, use_dsp)
     return {"operand": sum(lanes) * layer.in_format.bits, "dot": dots}
+
+
+def dot_range(layer, weights=None, *, simd) -> tuple:
+    """Worst-case ``(lo, hi)`` of one PE's sum of ``simd`` products: exact for constant
+    ``weights``; for ``None`` over any ``weight_bits`` weights, as the hardware sizes its
+    engine output."""
+    xs = (layer.in_format.lo, layer.in_format.hi)
+    if weights is None:
+        b = layer.weight_bits
+        prods = [w * x for w in (-(1 << (b - 1)), (1 << (b - 1)) - 1) for x in xs]
+        return simd * min(prods + [0]), simd * max(prods + [0])
+    return (sum(min(int(w) * x for x in xs) for w in weights),
+            sum(max(int(w) * x for x in xs) for w in weights))
+
+
+def word_bits(layer, simd) -> int:
+    """Bits of the weight-ROM word of one PE and ``simd`` lanes: ``simd * weight_bits``."""
+    return simd * layer.weight_bits
 
 
 def cycles(layer) -> int:

@@ -55,11 +55,17 @@ from __future__ import annotations
 import math
 
 from .. import ir
-from ..hw.arith import csd_digits
-from .fixed import _full_adder_luts, is_unrolled, macc, mvu_cycles
-from .resources import FAMILIES, Resources, adder, mux
+from ..golden.pow2 import exponent_bits
+from .common import carry_save, check_family, csd_digits, macc
+from .fixed import is_unrolled, mvu_cycles
+from .resources import Resources, mux
 
-__all__ = ["resources", "cycles", "carry_save"]
+__all__ = ["resources", "cycles", "carry_save", "sign_scales", "dot_range", "word_bits"]
+
+
+def sign_scales(layer) -> tuple:
+    """``(P, N)`` of a pow2 layer's weights: the one place the cost model reads them."""
+    return tuple(int(v) for v in layer.sign_scales)
 
 
 def _check(layer):
@@ -69,26 +75,6 @@ def _check(layer):
     if layer.encoding != "pow2":
         raise ValueError(f"Layer '{layer.name}': the pow2 cost model cannot estimate weight "
                          f"encoding {layer.encoding!r}")
-
-
-def carry_save(counts, family) -> Resources:
-    """A ``$macc`` as ``maccmap`` maps it, from the number of bits in each result column
-    (least significant first): full adders (3 bits in, sum here, carry to the next column)
-    until every column holds at most two bits, then one carry-chain adder over the columns
-    that still hold two."""
-    counts = list(counts)
-    full_adders = 0
-    for col, bits in enumerate(counts):
-        n = (bits - 1) // 2 if bits > 2 else 0
-        full_adders += n
-        counts[col] = bits - 2 * n
-        if n and col + 1 < len(counts):
-            counts[col + 1] += n
-    pairs = [col for col, bits in enumerate(counts) if bits >= 2]
-    res = Resources(lut=round(_full_adder_luts(family) * full_adders))
-    if pairs:
-        res += adder(pairs[-1] - pairs[0] + 1, family)
-    return res
 
 
 class _Sum:
@@ -119,7 +105,7 @@ def _unrolled_engine(row, layer, family) -> Resources:
     """One PE of constant weights ``row`` (true integer weights)."""
     fmt = layer.in_format
     xbits = fmt.bits
-    p, n = layer.sign_scales
+    p, n = sign_scales(layer)
     lanes = {1: [], -1: []}  # exponents of the positive and the negative weights
     for w in row:
         if w:
@@ -174,9 +160,10 @@ def _lane(xbits, exp_bits, last_bits, split, family) -> Resources:
 def _folded_engine(layer, family) -> Resources:
     """One PE of ``SIMD`` lanes fed with code words."""
     fmt, simd = layer.in_format, layer.fold.simd
-    exp_bits = layer.weight_bits - 2
+    exp_bits = exponent_bits(layer.weight_bits)
     shifted = fmt.bits + (1 << exp_bits) - 1  # width of one shifted lane
-    if tuple(layer.sign_scales) == (1, 1):
+    scales = sign_scales(layer)
+    if scales == (1, 1):
         term = shifted + (0 if fmt.signed else 1)  # ~v of an unsigned v needs a sign bit
         count_bits = max(simd.bit_length(), 1)
         lane = _lane(fmt.bits, exp_bits, term, False, family)
@@ -184,8 +171,8 @@ def _folded_engine(layer, family) -> Resources:
     lane = _lane(fmt.bits, exp_bits, shifted, True, family)
     res = lane * simd + macc([shifted] * simd, family) * 2
     width = shifted + math.ceil(math.log2(simd)) if simd > 1 else shifted
-    final = _Sum(width + max(layer.sign_scales).bit_length() + 1)
-    for sign, scale in ((1, layer.sign_scales[0]), (-1, layer.sign_scales[1])):
+    final = _Sum(width + max(scales).bit_length() + 1)
+    for sign, scale in ((1, scales[0]), (-1, scales[1])):
         for k, d in csd_digits(scale):
             final.add(width, k, subtract=sign * d < 0)
     return res + final.cost(family)
@@ -218,12 +205,30 @@ def resources(layer, family, *, use_dsp=True) -> Resources:
         The layer's encoding is not ``pow2``, or the family is unknown.
     """
     _check(layer)
-    if family not in FAMILIES:
-        raise ValueError(f"Family must be one of {', '.join(FAMILIES)}, not {family!r}")
+    check_family(family)
     if is_unrolled(layer):
         return sum((_unrolled_engine(row.tolist(), layer, family)
                     for row in layer.weight_matrix()), Resources())
     return _folded_engine(layer, family) * layer.fold.pe
+
+
+def dot_range(layer, weights=None, *, simd) -> tuple:
+    """Worst-case ``(lo, hi)`` of one PE's sum over ``simd`` lanes: exact for constant
+    ``weights``; for ``None`` over any code words (magnitudes up to ``max(P, N) * 2**emax``),
+    as the hardware sizes its engine output."""
+    xs = (layer.in_format.lo, layer.in_format.hi)
+    if weights is None:
+        emax = (1 << exponent_bits(layer.weight_bits)) - 1
+        p, n = sign_scales(layer)
+        prods = [w * x for w in (p << emax, -(n << emax), 0) for x in xs]
+        return simd * min(prods), simd * max(prods)
+    return (sum(min(int(w) * x for x in xs) for w in weights),
+            sum(max(int(w) * x for x in xs) for w in weights))
+
+
+def word_bits(layer, simd) -> int:
+    """Bits of the weight-ROM word of one PE and ``simd`` lanes: a code per weight."""
+    return simd * layer.weight_bits
 
 
 def cycles(layer) -> int:

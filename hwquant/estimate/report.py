@@ -2,7 +2,8 @@
 
 :func:`estimate_build` is what ``hwquant estimate BUILD_DIR`` and the demo call. It models the
 network of ``network.hwq`` with :func:`hwquant.estimate.model.estimate_network` (the FIFO
-depths from ``compile.json``) and, with ``synth=True``, synthesizes ``network.v`` with
+depths from ``compile.json``,
+``{fifo stage name: depth}``) and, with ``synth=True``, synthesizes ``network.v`` with
 :func:`hwquant.estimate.synth.synthesize` and reports the relative error of the model.
 
 Yosys 0.70 sometimes stops on an internal assertion while reintegrating the ABC9 result into
@@ -20,6 +21,7 @@ import time
 from pathlib import Path
 
 from ..errors import HwquantError, ToolFailedError
+from ..plan import PlanError
 from .model import estimate_network
 from .resources import FAMILIES
 
@@ -183,15 +185,15 @@ def estimate_build(build_dir, *, family: str = "ice40", synth: bool = False,
     _check_family(family)
     step = progress or (lambda msg: None)
     net, report = load_build(build_dir)
-    depths = report.get("fifo_depths", report.get("fifo_depth"))
-    if not isinstance(depths, (dict, int)) or isinstance(depths, bool):
+    depths = report.get("fifo_depths")
+    if not isinstance(depths, dict):
         raise HwquantError(f"{Path(build_dir) / 'compile.json'} has no FIFO depths "
-                           f"(fifo_depths); recompile the network")
+                           f"(fifo_depths, by FIFO stage); recompile the network")
     step(f"modelling resources for {family}")
     try:
         est = estimate_network(net, family, fifo_depths=depths)
-    except ValueError as e:
-        if isinstance(e, HwquantError):
+    except (ValueError, TypeError) as e:
+        if isinstance(e, HwquantError) and not isinstance(e, PlanError):
             raise
         raise HwquantError(f"{Path(build_dir) / 'compile.json'}: {e}") from None
     model = {**est.total.to_json(), "lutram": est.lutram}

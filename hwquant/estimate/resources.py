@@ -50,6 +50,10 @@ __all__ = [
     "rom",
     "rom_in_bram",
     "popcount",
+    "full_adder_luts",
+    "dsp_product",
+    "bram_layout",
+    "bram_cost",
     "LUT_FEATURES",
 ]
 
@@ -389,7 +393,10 @@ def dsp_blocks(abits, bbits, family, *, signed=False):
     return blocks
 
 
-def _dsp_product(abits, bbits, family, signed):
+def dsp_product(abits, bbits, family, signed):
+    """A multiply of ``abits`` x ``bbits`` in DSP blocks (:func:`dsp_blocks`), with the
+    fabric adders that sum the partial products of a split one; ``None`` when Yosys keeps the
+    product in LUTs."""
     blocks = dsp_blocks(abits, bbits, family, signed=signed)
     if blocks == 0:
         return None
@@ -437,7 +444,7 @@ def const_multiplier(weight, xbits, signed_x, family, *, use_dsp=False):
         return Resources()
     if use_dsp:
         cbits, _ = _constant_bits(weight)
-        on_dsp = _dsp_product(xbits, cbits, family, signed_x or weight < 0)
+        on_dsp = dsp_product(xbits, cbits, family, signed_x or weight < 0)
         if on_dsp is not None:
             return on_dsp
     return _lut(_fitted("const_multiplier", family, features))
@@ -466,7 +473,7 @@ def multiplier(abits, bbits, family, use_dsp, *, signed=False):
     bbits = _count("Multiplier operand width", bbits)
     family = _family(family)
     if use_dsp:
-        on_dsp = _dsp_product(abits, bbits, family, signed)
+        on_dsp = dsp_product(abits, bbits, family, signed)
         if on_dsp is not None:
             return on_dsp
     if min(abits, bbits) == 1:
@@ -490,11 +497,22 @@ _BRAM_COST = {"ice40": 64, "ecp5": 128, "xilinx": 129, "gowin": 128}
 _ROM_LOGIC_BITS_PER_COST = {"ice40": 16, "ecp5": 16, "xilinx": 64, "gowin": 16}
 
 
-def _bram_layout(depth, width, family):
-    """(blocks, depth slices) of the cheapest tiling of ``depth`` x ``width``."""
+def bram_layout(depth, width, family):
+    """``(blocks, depth slices)`` of the cheapest block-RAM tiling of ``depth`` x ``width``."""
     # Fewest blocks; of those, fewest depth slices (no output mux), as memory_libmap picks.
     return min((-(-depth // shape_depth) * -(-width // shape_width), -(-depth // shape_depth))
                for shape_depth, shape_width in _BRAM_SHAPES[family])
+
+
+def bram_cost(family):
+    """``memory_libmap``'s cost of one block RAM of the family (64, 128, 129 or 128)."""
+    return _BRAM_COST[_family(family)]
+
+
+def full_adder_luts(family):
+    """LUTs per full adder of a carry-save tree: the slope of the calibrated
+    :func:`popcount` (a tree of full adders), in LUTs per input bit."""
+    return _LUT_COEFFS["popcount"][_family(family)][0]
 
 
 def rom_in_bram(depth, width, family):
@@ -514,7 +532,7 @@ def rom_in_bram(depth, width, family):
     -------
     bool
     """
-    blocks, _ = _bram_layout(depth, width, family)
+    blocks, _ = bram_layout(depth, width, family)
     logic_cost = (depth * width) // _ROM_LOGIC_BITS_PER_COST[family]
     return blocks * _BRAM_COST[family] < logic_cost
 
@@ -543,7 +561,7 @@ def rom(depth, width, family):
     if depth == 1:
         return Resources()
     if rom_in_bram(depth, width, family):
-        blocks, slices = _bram_layout(depth, width, family)
+        blocks, slices = bram_layout(depth, width, family)
         return Resources(lut=width * (slices - 1), bram=blocks)
     features = _rom_features(family, depth=depth, width=width)
     if features is None:

@@ -1,0 +1,177 @@
+"""Cost face of the epilogues (:data:`hwquant.ir.EPILOGUES`): what the ``PE`` epilogue lanes
+of one MVU cost, from ``ACC`` to the output lane (the MVU's output register is costed by the
+MVU model, :mod:`hwquant.estimate.mvu`).
+
+One function per epilogue type, named as in :data:`hwquant.epilogues.EPILOGUE_KINDS`, each
+``f(epilogue, layer, family, *, acc_bits, use_dsp=True) -> Resources`` for all ``PE`` lanes;
+:func:`resources` picks it through the registry. The per-channel constants of channel
+``nf*PE + p`` are selected by the output-fold index (:func:`~.common.const_select`, free when
+they agree over the folds, e.g. ``NF = 1``):
+
+* :func:`requant`: a bias adder (or a constant folded into the rounding adder), the multiply
+  (a constant one as Yosys maps ``x * const``, or a selected constant into a
+  :func:`~hwquant.estimate.resources.multiplier`), the rounding adder over the bits the shift
+  keeps, the saturation.
+* :func:`thresholds`: per lane an optional negation (channels of both directions), ``T``
+  comparisons of ``ACC`` with per-channel constants (a constant one is a carry chain without
+  LUTs on iCE40, a selected one a full comparator), the popcount of the ``T`` results.
+* :func:`logits`: the bias adder and, with a per-class scale, the constant multiply as
+  shift-and-add over the scale's canonical signed digits (a selected scale: a multiplier).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import ir
+from .common import const_add, const_select, csd_digits, saturation
+from .resources import Resources, adder, comparator, multiplier, mux, popcount
+
+__all__ = ["resources", "requant", "thresholds", "logits", "USE_DSP"]
+
+#: Yosys infers DSP blocks by default (``synthesize(..., allow_dsp=True)``); so does the model.
+USE_DSP = True
+
+
+def _lanes(layer):
+    """``[[channel of fold n for n in range(NF)] for p in range(PE)]``."""
+    pe = layer.fold.pe
+    nf = layer.out_channels // pe
+    return [[n * pe + p for n in range(nf)] for p in range(pe)]
+
+
+def resources(layer, family, *, acc_bits, use_dsp=USE_DSP) -> Resources:
+    """The epilogue lanes of ``layer``'s MVU, by the type of ``layer.epilogue``.
+
+    Raises
+    ------
+    TypeError
+        An epilogue type without a cost face (never a silent zero).
+    """
+    from ..epilogues import epilogue_kind
+
+    ep = layer.epilogue
+    face = globals().get(epilogue_kind(ep).name)
+    if face is None:
+        raise TypeError(f"Layer '{layer.name}': the cost model has no face for epilogue "
+                        f"{type(ep).__name__}")
+    return face(ep, layer, family, acc_bits=acc_bits, use_dsp=use_dsp)
+
+
+def _bias_add(biases, acc_bits, family) -> tuple:
+    """``(cost, bits after, constant left to fold into a later adder)`` of ``ACC + B``."""
+    if len(set(biases)) > 1:
+        return const_select(biases, family) + adder(acc_bits, family), acc_bits + 1, 0
+    return Resources(), acc_bits, biases[0]
+
+
+def requant(epilogue, layer, family, *, acc_bits, use_dsp=USE_DSP) -> Resources:
+    """``sat(rshift_rhu((ACC + B) * M, shift), lo, hi)`` on every lane."""
+    rq = epilogue
+    total = Resources()
+    for chans in _lanes(layer):
+        biases = [int(layer.bias[c]) for c in chans]
+        mults = [int(rq.multiplier[c]) for c in chans]
+        total += _requant_lane(acc_bits, biases, mults, rq.shift, rq.lo, rq.hi,
+                               layer.out_format.bits, family, use_dsp)
+    return total
+
+
+def _requant_lane(acc_bits, biases, mults, shift, lo, hi, out_bits, family, use_dsp):
+    from .fixed import const_product
+
+    res = const_select(biases, family)
+    t_bits = acc_bits
+    varying = len(set(biases)) > 1
+    scaled = any(m != 1 for m in mults)
+    if varying or (scaled and any(biases)):
+        res += adder(acc_bits, family)  # a variable bias, or one the multiplier needs first
+        t_bits += 1
+        biases = [0]
+    if scaled:
+        if len(set(mults)) == 1:
+            res += const_product(mults[0], t_bits, True, family, use_dsp=use_dsp)[0]
+            t_bits += max(2, mults[0].bit_length() + 1)
+        else:
+            res += const_select(mults, family)
+            mbits = ir.signed_bits_for(min(mults), max(mults))
+            res += multiplier(t_bits, mbits, family, use_dsp, signed=True)
+            t_bits += mbits
+    used = max(t_bits - max(shift, 0) + 1, 1)
+    if shift > 0 or any(biases):
+        res += const_add(t_bits, used, family)
+        if any(biases) and family in ("ecp5", "gowin"):
+            res += Resources(lut=round(used / 2))  # bias and rounding constants apart
+    return res + saturation(used, lo, hi, out_bits, family)
+
+
+def thresholds(epilogue, layer, family, *, acc_bits, use_dsp=USE_DSP) -> Resources:
+    """``lo + #{t : d*(ACC + B) >= d*T[c, t]}`` on every lane (no multiplier, no bias
+    adder: the bias is folded into the constants)."""
+    thr = np.asarray(epilogue.thresholds, dtype=np.int64)
+    direction = np.asarray(epilogue.direction, dtype=np.int64)
+    bias = np.asarray(layer.bias, dtype=np.int64)
+    reach = 1 << acc_bits
+    count = thr.shape[1]
+    total = Resources()
+    for chans in _lanes(layer):
+        dirs = [int(direction[c]) for c in chans]
+        bits = acc_bits
+        res = Resources()
+        if len(set(dirs)) > 1:
+            # Mux(neg[nf], -acc, acc): a negation and a 2:1 mux, one bit wider.
+            res += const_select([int(d < 0) for d in dirs], family)
+            res += adder(acc_bits, family) + mux(acc_bits + 1, 2, family)
+            bits += 1
+        elif dirs[0] < 0:
+            res += adder(acc_bits, family)
+            bits += 1
+        for t in range(count):
+            ks = [int(np.clip(direction[c] * (thr[c, t] - bias[c]), -reach, reach))
+                  for c in chans]
+            if all(abs(k) == reach for k in ks) and len(set(ks)) == 1:
+                continue  # always or never passed: a constant
+            if len(set(ks)) == 1:
+                res += const_add(bits, 1, family)  # compare with a constant: the carry out
+            else:
+                kbits = ir.signed_bits_for(min(ks), max(ks))
+                res += const_select(ks, family) + comparator(max(bits, kbits), family)
+        if count > 1:
+            res += popcount(count, family)
+        if layer.out_format.lo:
+            res += adder(max(count.bit_length(), 1), family)
+        total += res
+    return total
+
+
+def logits(epilogue, layer, family, *, acc_bits, use_dsp=USE_DSP) -> Resources:
+    """``(ACC + B) * scale`` (``scale`` None: ``ACC + B``) on every lane."""
+    scale = None if epilogue is None else epilogue.scale
+    total = Resources()
+    for chans in _lanes(layer):
+        biases = [int(layer.bias[c]) for c in chans]
+        res, bits, constant = _bias_add(biases, acc_bits, family)
+        scales = [1] * len(chans) if scale is None else [int(scale[c]) for c in chans]
+        if constant:
+            res += const_add(acc_bits, acc_bits, family)  # a constant bias
+        if any(s != 1 for s in scales):
+            if len(set(scales)) == 1:
+                res += shift_add(scales[0], bits, family)
+            else:
+                sbits = max(s.bit_length() for s in scales) + 1
+                res += const_select(scales, family)
+                res += multiplier(bits, sbits, family, use_dsp, signed=True)
+        total += res
+    return total
+
+
+def shift_add(constant, bits, family) -> Resources:
+    """``v * constant`` (a positive integer) as shift-and-add over its canonical signed
+    digits: one adder per digit but one, each as wide as the partial sum."""
+    digits = csd_digits(constant)
+    res = Resources()
+    width = bits
+    for shift, _ in digits[1:]:
+        width = max(width, bits + shift) + 1
+        res += adder(width - 1, family)
+    return res

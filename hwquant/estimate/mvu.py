@@ -1,0 +1,116 @@
+"""Cost of one :class:`hwquant.plan.Mvu` stage: what :class:`hwquant.hw.mvu.MatrixVectorUnit`
+builds, part by part, from the IR alone (no hardware module is imported).
+
+Parts, as the component has them: the fold counters and, with ``NF > 1``, the input buffer
+(a memory of ``2*SF`` words of ``SIMD`` lanes, its write/read addresses and fill level) and
+the operand mux in front of the engine; the ``SIMD``-lane operand register; the weight ROM
+(``NF*SF`` words of the ``PE`` engines' words; none when fully unrolled); the ``PE`` dot
+engines (the arithmetic kind's cost face, :func:`hwquant.kinds.cost_model`); the engine-sum
+register; ``PE`` accumulators sized from each PE's channels' whole-vector range; the combine
+register; the epilogue (:mod:`hwquant.estimate.epilogue`); the ``PE``-lane output register.
+Nothing scales with ``F`` or ``OC`` but the memories.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import ir
+from ..kinds import cost_model
+from . import epilogue as epilogue_face
+from .common import accumulator_bits, counter, luts, ram, range_bits, weight_rom
+from .resources import Resources, adder, comparator, mux, register
+
+__all__ = ["mvu", "USE_DSP"]
+
+#: Yosys infers DSP blocks by default (``synthesize(..., allow_dsp=True)``); so does the model.
+USE_DSP = True
+
+
+def _range_bits(lo, hi) -> int:
+    return ir.signed_bits_for(int(min(lo, 0)), int(max(hi, 0)))
+
+
+def mvu(rows, layer, weights, family):
+    """Add the parts of the MVU of ``layer`` (weights ``(OC, F)`` in stream order) to
+    ``rows`` (a collector with ``add(part, resources, lutram=0)``)."""
+    pe, simd = layer.fold.pe, layer.fold.simd
+    oc, fan_in = layer.out_channels, layer.fan_in
+    nf, sf = oc // pe, fan_in // simd
+    xbits = layer.in_format.bits
+    unrolled = nf * sf == 1
+    kind = cost_model(layer)
+    weights = np.asarray(weights, dtype=np.int64)
+    nf_bits = range_bits(max(nf, 2))
+
+    # Stage 0: fold counters; the input buffer when the vector is replayed.
+    control = register(5) + luts(6)  # v1, v2, d3, d4, out valid; enables and handshake
+    if sf > 1:
+        control += counter(sf, family) + register(4)  # first/last of stages 1-2
+    if nf > 1:
+        control += counter(nf, family) + register(4 * nf_bits + 1)  # fold index pipeline
+    rows.add("control", control)
+    if nf > 1:
+        words = 2 * sf
+        width = simd * xbits
+        res, cells, _ = ram(words, width, family, transparent=False)
+        abits = max(range_bits(words), 1)
+        lbits = max(range_bits(words + 1), 1)
+        # Write address (wrapping counter), read address (bank start or +1: an incrementer
+        # and a mux), fill level (+1 on a write, -SF at a vector's end), the bank flag, the
+        # "from memory" and ready comparisons.
+        res += counter(words, family)
+        res += register(abits) + adder(abits, family) + mux(abits, 3, family)
+        res += register(lbits) + adder(lbits, family) * 2 + comparator(lbits, family) * 2
+        res += register(1) + luts(2)
+        rows.add("input_buffer", res, cells)
+
+    # Stage 1: operand register, the buffer/stream mux, the weight ROM.
+    absorb = getattr(kind, "absorbed_registers", None)
+    absorbed = (absorb(layer, family, use_dsp=USE_DSP) if absorb is not None
+                else {"operand": 0, "dot": [False] * pe})
+    operand_absorbed = absorbed["operand"] if nf == 1 else 0
+    rows.add("operand_register", register(simd * xbits - operand_absorbed))
+    if nf > 1:
+        rows.add("operand_mux", mux(simd * xbits, 2, family))
+    if not unrolled:
+        width = pe * kind.word_bits(layer, simd)
+        rom = weight_rom(nf * sf, width, family)
+        rom += counter(nf * sf, family)  # the ROM address
+        rows.add("weight_rom", rom)
+    rows.add("dot_engines", kind.resources(layer, family, use_dsp=USE_DSP))
+
+    # Stage 2: engine sums, one per PE, as wide as the engine's worst-case sum (the lanes of
+    # the register share one width, but sign-extension copies of a flip-flop merge).
+    dot_bits = []
+    for p in range(pe):
+        ws = weights[p] if unrolled else None
+        lo, hi = kind.dot_range(layer, ws, simd=simd)
+        dot_bits.append(_range_bits(lo, hi))
+    rows.add("dot_registers",
+             register(sum(b for b, gone in zip(dot_bits, absorbed["dot"], strict=True)
+                          if not gone)))
+
+    # Stage 3: accumulators, each sized from its channels' whole-vector range, loaded on the
+    # first slice and accumulating on the others. Unfolded over SIMD an accumulator is a copy
+    # of the dot register (equal flip-flops merge).
+    acc = Resources()
+    acc_widths = []
+    for p in range(pe):
+        ranges = [kind.dot_range(layer, weights[c], simd=fan_in) for c in range(p, oc, pe)]
+        bits = _range_bits(min(r[0] for r in ranges), max(r[1] for r in ranges))
+        acc_widths.append(bits)
+        if sf > 1:
+            acc += register(bits) + adder(bits, family) + mux(bits, 2, family)
+        else:
+            acc += register(min(bits, dot_bits[p]))
+    rows.add("accumulators", acc)
+
+    # Stage 4: the combine register (identity combine: the sign-extended accumulators).
+    epi_bits = accumulator_bits(layer)
+    rows.add("combine_register", register(sum(min(b, epi_bits) for b in acc_widths)))
+
+    # Stage 5: the epilogue into the PE-lane output register.
+    rows.add("epilogue", epilogue_face.resources(layer, family, acc_bits=epi_bits,
+                                                 use_dsp=USE_DSP))
+    rows.add("output_register", register(pe * layer.out_format.bits))
