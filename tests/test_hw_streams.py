@@ -464,3 +464,7 @@ def test_degenerate_sizes_have_no_empty_range(name):
 def test_argmax_rejects_lanes_not_dividing_classes():
     with pytest.raises(ValueError, match=r"^Argmax lanes must divide the 10 classes, not 3$"):
         ArgMax(FMT, 10, 3)
+
+
+def test_argmax_defaults_to_one_beat():
+    assert ArgMax(FMT, 7).lanes == 7

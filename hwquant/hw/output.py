@@ -44,8 +44,8 @@ class ArgMax(wiring.Component):
         Format of the logits.
     classes : int
         Number of logits.
-    lanes : int
-        Logits per input beat; must divide ``classes``.
+    lanes : int, optional
+        Logits per input beat; must divide ``classes``. Default: all of them (one beat).
 
     Members
     -------
@@ -58,9 +58,10 @@ class ArgMax(wiring.Component):
         If ``classes`` is not a positive integer or ``lanes`` does not divide it.
     """
 
-    def __init__(self, fmt, classes, lanes):
+    def __init__(self, fmt, classes, lanes=None):
         if not isinstance(classes, int) or isinstance(classes, bool) or classes < 1:
             raise ValueError(f"Class count must be a positive integer, not {classes!r}")
+        lanes = classes if lanes is None else lanes
         if not isinstance(lanes, int) or isinstance(lanes, bool) or lanes < 1 \
                 or classes % lanes:
             raise ValueError(f"Argmax lanes must divide the {classes} classes, not {lanes!r}")
