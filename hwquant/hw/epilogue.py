@@ -27,9 +27,8 @@ __all__ = ["Epilogue", "Requantizer", "MultiThreshold", "LogitScaler", "epilogue
 
 
 def epilogue_of(layer):
-    """The IR epilogue of ``layer`` (``layer.epilogue``; before the IR had it, ``requant``,
-    None standing for logits without scale)."""
-    return layer.epilogue if hasattr(layer, "epilogue") else layer.requant
+    """The IR epilogue of ``layer`` (:attr:`hwquant.ir.Conv2d.epilogue`)."""
+    return layer.epilogue
 
 
 def _select(index, values):
@@ -47,7 +46,7 @@ class Epilogue(wiring.Component):
     ----------
     layer : :class:`hwquant.ir.Conv2d` or :class:`hwquant.ir.Linear`
         Supplies bias, fold (``pe``), output format and name.
-    epilogue : the IR epilogue (``ir.Requant``, ``ir.Thresholds``, ``ir.Logits``, or None)
+    epilogue : :class:`hwquant.ir.Requant`, :class:`hwquant.ir.Thresholds` or :class:`hwquant.ir.Logits`
     acc_range : (int array (OC,), int array (OC,))
         Worst-case ``(lo, hi)`` of ``ACC`` per channel (without bias).
 
@@ -163,7 +162,7 @@ class LogitScaler(Epilogue):
 
     @staticmethod
     def _scale_of(epilogue):
-        scale = None if epilogue is None else getattr(epilogue, "scale", None)
+        scale = epilogue.scale
         return None if scale is None else np.asarray(scale, dtype=np.int64).reshape(-1)
 
     @classmethod
@@ -192,16 +191,18 @@ class LogitScaler(Epilogue):
 
 
 def epilogue_class(layer) -> type:
-    """The epilogue component class of ``layer`` (by the type of its IR epilogue)."""
+    """The epilogue component class of ``layer``: the hardware face its registry row
+    (:data:`hwquant.epilogues.EPILOGUE_KINDS`) names in this module.
+
+    Raises
+    ------
+    TypeError
+        The epilogue is not one of :data:`hwquant.ir.EPILOGUES`.
+    """
+    from ..epilogues import epilogue_kind, hw_epilogue_module
+
     ep = epilogue_of(layer)
-    thresholds = getattr(ir, "Thresholds", None)
-    if isinstance(ep, ir.Requant):
-        return Requantizer
-    if thresholds is not None and isinstance(ep, thresholds):
-        return MultiThreshold
-    if ep is None or type(ep).__name__ == "Logits":
-        return LogitScaler
-    raise TypeError(f"Layer '{layer.name}': unknown epilogue {type(ep).__name__}")
+    return getattr(hw_epilogue_module(ep), epilogue_kind(ep).name)
 
 
 def epilogue_unit(layer, *, acc_range) -> Epilogue:
