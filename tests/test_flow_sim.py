@@ -118,10 +118,10 @@ def test_unseen_model_through_the_cli(tmp_path):
     assert net.input_format.signed  # the data is signed
     assert any(isinstance(layer, ir.AvgPool2d) for layer in net.layers)
     c = tmp_path / "c.json"
-    assert main(["compile", str(tmp_path / "u.hwq"), "--fold", "stem=4:5", "-o",
+    assert main(["compile", str(tmp_path / "u.hwq"), "--fold", "stem=4:15", "-o",
                  str(tmp_path / "build"), "--json", str(c)]) == 0
     rows = {r["name"]: r for r in json.loads(c.read_text())["layers"]}
-    assert (rows["stem"]["pe"], rows["stem"]["simd"]) == (4, 5)
+    assert (rows["stem"]["pe"], rows["stem"]["simd"]) == (4, 15)
     s = tmp_path / "s.json"
     assert main(["sim", str(tmp_path / "build"), "--vectors", "8", "--seed", "3",
                  "--json", str(s)]) == 0
