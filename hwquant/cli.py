@@ -127,8 +127,8 @@ def cmd_compile(args) -> dict:
          f"busiest stage {report['bottleneck_cycles']})")
     fifos = report["fifos"]
     if fifos:
-        _say(f"  FIFOs: {', '.join(f'{k}={v['depth']}' for k, v in fifos.items())} "
-             f"({report['fifo_memory_bits']} bits)")
+        depths = ", ".join(f"{name}={row['depth']}" for name, row in fifos.items())
+        _say(f"  FIFOs: {depths} ({report['fifo_memory_bits']} bits)")
     return report
 
 
