@@ -57,13 +57,13 @@ def small_net(seed=0):
     fin, fo = ir.ActFormat(8, False, 7), ir.ActFormat(8, False, 4)
     conv = ir.Conv2d(name="conv1", inputs=("input",), in_format=fin,
                      weight=rng.integers(-127, 128, (8, 1, 3, 3)), weight_bits=8, weight_frac=7,
-                     bias=rng.integers(-100, 100, 8), requant=_requant(8, 10, 255),
+                     bias=rng.integers(-100, 100, 8), epilogue=_requant(8, 10, 255),
                      out_format=fo, in_shape=(1, 8, 8), padding=1)
     pool = ir.MaxPool2d("pool1", ("conv1",), (8, 8, 8), 2, 2, 0, fo)
     flat = ir.Flatten("flat", ("pool1",), (8, 4, 4), fo)
     fc = ir.Linear(name="fc", inputs=("flat",), in_format=fo,
                    weight=rng.integers(-127, 128, (10, 128)), weight_bits=8, weight_frac=7,
-                   bias=np.zeros(10), requant=None, out_format=ir.ActFormat(24, True, 11))
+                   bias=np.zeros(10), epilogue=None, out_format=ir.ActFormat(24, True, 11))
     return ir.Network("small", (1, 8, 8), fin, (conv, pool, flat, fc))
 
 
@@ -73,13 +73,13 @@ def tiny_net(seed=1):
     fin, fo = ir.ActFormat(4, False, 3), ir.ActFormat(4, False, 2)
     conv = ir.Conv2d(name="conv1", inputs=("input",), in_format=fin,
                      weight=rng.integers(-7, 8, (4, 1, 3, 3)), weight_bits=4, weight_frac=3,
-                     bias=rng.integers(-20, 20, 4), requant=_requant(4, 4, 15), out_format=fo,
+                     bias=rng.integers(-20, 20, 4), epilogue=_requant(4, 4, 15), out_format=fo,
                      in_shape=(1, 6, 6))
     pool = ir.MaxPool2d("pool1", ("conv1",), (4, 4, 4), 2, 2, 0, fo)
     flat = ir.Flatten("flat", ("pool1",), (4, 2, 2), fo)
     fc = ir.Linear(name="fc", inputs=("flat",), in_format=fo,
                    weight=rng.integers(-7, 8, (4, 16)), weight_bits=4, weight_frac=3,
-                   bias=rng.integers(-50, 50, 4), requant=None,
+                   bias=rng.integers(-50, 50, 4), epilogue=None,
                    out_format=ir.ActFormat(16, True, 5))
     return ir.Network("tiny", (1, 6, 6), fin, (conv, pool, flat, fc))
 
@@ -90,18 +90,18 @@ def deep_net(seed=2):
     fin, f1 = ir.ActFormat(8, True, 7), ir.ActFormat(6, False, 3)
     c1 = ir.Conv2d(name="c1", inputs=("input",), in_format=fin,
                    weight=rng.integers(-31, 32, (6, 2, 3, 3)), weight_bits=6, weight_frac=5,
-                   bias=rng.integers(-300, 300, 6), requant=_requant(6, 9, 63, rng, True),
+                   bias=rng.integers(-300, 300, 6), epilogue=_requant(6, 9, 63, rng, True),
                    out_format=f1, in_shape=(2, 10, 10))
     ap = ir.AvgPool2d("ap", ("c1",), (6, 8, 8), 2, 2, 0, f1, out_format=f1,
                       requant=ir.Requant(np.array([1]), 2, 0, 63))
     c2 = ir.Conv2d(name="c2", inputs=("ap",), in_format=f1,
                    weight=rng.integers(-31, 32, (8, 6, 3, 3)), weight_bits=6, weight_frac=5,
-                   bias=rng.integers(-300, 300, 8), requant=_requant(8, 8, 63), out_format=f1,
+                   bias=rng.integers(-300, 300, 8), epilogue=_requant(8, 8, 63), out_format=f1,
                    in_shape=(6, 4, 4), padding=1)
     flat = ir.Flatten("flat", ("c2",), (8, 4, 4), f1)
     fc = ir.Linear(name="fc", inputs=("flat",), in_format=f1,
                    weight=rng.integers(-31, 32, (4, 128)), weight_bits=6, weight_frac=5,
-                   bias=np.zeros(4), requant=None, out_format=ir.ActFormat(20, True, 8))
+                   bias=np.zeros(4), epilogue=None, out_format=ir.ActFormat(20, True, 8))
     return ir.Network("deep", (2, 10, 10), fin, (c1, ap, c2, flat, fc))
 
 
@@ -111,7 +111,7 @@ def mvu_net(seed=3):
     fin = ir.ActFormat(8, False, 7)
     fc = ir.Linear(name="fc", inputs=("input",), in_format=fin,
                    weight=rng.integers(-31, 32, (10, 64)), weight_bits=6, weight_frac=5,
-                   bias=rng.integers(-1000, 1000, 10), requant=None,
+                   bias=rng.integers(-1000, 1000, 10), epilogue=None,
                    out_format=ir.ActFormat(22, True, 12))
     return ir.Network("mvu", (64,), fin, (fc,))
 
@@ -122,17 +122,17 @@ def lenet_net(seed=4):
     fin, f1 = ir.ActFormat(8, False, 7), ir.ActFormat(8, False, 4)
     c1 = ir.Conv2d(name="c1", inputs=("input",), in_format=fin,
                    weight=rng.integers(-127, 128, (6, 1, 5, 5)), weight_bits=8, weight_frac=7,
-                   bias=rng.integers(-500, 500, 6), requant=_requant(6, 11, 255), out_format=f1,
+                   bias=rng.integers(-500, 500, 6), epilogue=_requant(6, 11, 255), out_format=f1,
                    in_shape=(1, 12, 12))
     p1 = ir.MaxPool2d("p1", ("c1",), (6, 8, 8), 2, 2, 0, f1)
     c2 = ir.Conv2d(name="c2", inputs=("p1",), in_format=f1,
                    weight=rng.integers(-127, 128, (8, 6, 3, 3)), weight_bits=8, weight_frac=7,
-                   bias=rng.integers(-500, 500, 8), requant=_requant(8, 12, 255), out_format=f1,
+                   bias=rng.integers(-500, 500, 8), epilogue=_requant(8, 12, 255), out_format=f1,
                    in_shape=(6, 4, 4), padding=1)
     flat = ir.Flatten("flat", ("c2",), (8, 4, 4), f1)
     fc = ir.Linear(name="fc", inputs=("flat",), in_format=f1,
                    weight=rng.integers(-127, 128, (10, 128)), weight_bits=8, weight_frac=7,
-                   bias=rng.integers(-500, 500, 10), requant=None,
+                   bias=rng.integers(-500, 500, 10), epilogue=None,
                    out_format=ir.ActFormat(24, True, 11))
     return ir.Network("lenet", (1, 12, 12), fin, (c1, p1, c2, flat, fc))
 

@@ -227,8 +227,9 @@ def ram(depth, width, family, *, transparent):
         else:
             # A read that must not see a write to the same address in the same cycle: Yosys
             # registers the write data, the address and a match flag, and the read data, and
-            # muxes (measured on every family: 2 * width + abits + 1 flip-flops).
-            res += register(2 * width + abits + 1) + luts(width + 4 * abits)
+            # muxes (measured on every family: 2 * width + abits + 1 flip-flops; the LUTs on
+            # the window buffers and FIFOs of the folded dataflow, iCE40).
+            res += register(2 * width + abits + 1) + luts(width + abits)
         return res, 0, "bram"
     # The read register: the address for a transparent port, the data for an enabled one.
     read_reg = register(abits if transparent else width)

@@ -78,9 +78,10 @@ def _window_memory(rows, st, geo, family):
     # Reader: one counter per loop level, the address (plus the step of the innermost level
     # that moves, a constant chosen by the levels' last flags, and the wrap modulo depth).
     for size in levels:
-        control += counter(size, family)
+        # A two-state level is a toggle flip-flop.
+        control += counter(size, family) if size > 2 else register(1) + luts(1)
     control += register(abits) + adder(abits + 1, family)
-    control += luts(abits * max(len(levels), 1) / 2)
+    control += luts(abits * max(len(levels), 1) / 4)
     if geo.depth & (geo.depth - 1):
         control += comparator(abits + 1, family) + adder(abits + 1, family) + mux(abits, 2,
                                                                                   family)
@@ -88,7 +89,7 @@ def _window_memory(rows, st, geo, family):
     # the rows the next output row needs and with the buffer size.
     least = getattr(geo, "least", -getattr(geo, "tail", 0))  # lowest count (may be < 0)
     hbits = max(range_bits(geo.rows - least + 1), 1) + (1 if least < 0 else 0)
-    control += register(hbits) + adder(hbits, family) * 2 + comparator(hbits, family) * 2
+    control += register(hbits) + adder(hbits, family) + comparator(hbits, family) + luts(1)
     oh = geo.out_size[0]
     if oh > 1:
         control += const_select(geo.need, family) + const_select(geo.release, family)
@@ -101,8 +102,8 @@ def _window_memory(rows, st, geo, family):
         for pad_on, size in ((ph, h + 2 * ph), (pw, w + 2 * pw)):
             if pad_on:
                 bits = range_bits(size) + 1
-                pad += register(bits) + adder(bits, family) + luts(bits * len(levels) / 2)
-                pad += comparator(bits, family) + luts(1)
+                pad += register(bits) + adder(bits, family) + luts(bits * len(levels) / 4)
+                pad += const_add(bits, 1, family)  # y < H; y >= 0 is the sign bit
         pad += luts(width)
         rows.add("padding", pad)
 
@@ -191,7 +192,8 @@ def _avg_reduce(rows, st, plan, family):
 def _width(rows, st, plan, family):
     """:class:`hwquant.hw.width.StreamWidth`: a gather register of ``k_in - 1`` input beats
     (shifted in: enables only), a word register of ``lcm`` lanes (loaded, or shifted by one
-    output beat: a 2:1 mux per bit when ``k_out > 1``), two beat counters."""
+    output beat: a LUT per bit of the word when ``k_out > 1``, load or shift), two beat
+    counters."""
     bits = st.fmt.bits
     total = math.lcm(st.in_lanes, st.lanes)
     k_in, k_out = total // st.in_lanes, total // st.lanes
@@ -200,7 +202,7 @@ def _width(rows, st, plan, family):
         regs += register((k_in - 1) * st.in_lanes * bits)
     rows.add("registers", regs)
     if k_out > 1:
-        rows.add("shift_mux", luts((total - st.lanes) * bits))
+        rows.add("shift_mux", luts(total * bits))
     rows.add("control", counter(k_in, family) + counter(k_out, family) + luts(3))
 
 
@@ -240,7 +242,7 @@ def _fifo(rows, st, plan, family):
     if depth <= FIFO_REGISTER_DEPTH:
         # A shift register: every slot but the last loads the input or its successor (a 2:1
         # mux per bit), a full flag per slot.
-        res = register(depth * (width + 1)) + luts((depth - 1) * width + 2 * depth)
+        res = register(depth * (width + 1)) + luts((depth - 1) * width + 4 * depth)
         rows.add("registers", res)
         return
     res, cells, _ = ram(depth, width, family, transparent=False)
