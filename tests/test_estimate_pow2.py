@@ -19,8 +19,9 @@ from hwquant.hw.mvu import MatrixVectorUnit
 #: Model LUTs vs Yosys 0.70 on the MVUs of ``CASES`` (measured: ice40 +0.7 to +5.8 %, xilinx
 #: -8.6 to +13.3 %; see the accuracy notes of :mod:`hwquant.estimate.pow2`).
 LUT_TOLERANCE = {"ice40": 0.10, "xilinx": 0.20}
-#: Flip-flops are the MVU's registers, modelled exactly up to a few bits Yosys merges.
-FF_TOLERANCE = 0.03
+#: Flip-flops are the MVU's registers, modelled exactly up to a few control bits Yosys merges
+#: (folded MVU with its input buffer: measured within 4.1 %).
+FF_TOLERANCE = 0.05
 
 
 def pow2_weights(rng, shape, bits, scales=(1, 1), zeros=0.25):
@@ -37,7 +38,7 @@ def layer(name, oc, fan_in, fold, bits, fmt, *, scales=(1, 1), weights=None):
     lo, hi = ir.matrix_range(w, np.zeros(oc, dtype=np.int64), fmt)
     out = ir.ActFormat(ir.signed_bits_for(int(lo.min()), int(hi.max())), True, 0)
     return ir.Linear(name, ("input",), fmt, w, bits, 0, np.zeros(oc), None, out,
-                     encoding="pow2", sign_scales=scales, fold=ir.Fold(*fold))
+                     encoding="pow2", kind_data=ir.Pow2Data(scales), fold=ir.Fold(*fold))
 
 
 def mvu_model(lay, family) -> Resources:
