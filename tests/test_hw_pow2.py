@@ -46,7 +46,7 @@ def linear(w, bits, in_fmt, *, scales=(1, 1), fold=None, requant=None, out_fmt=N
         lo, hi = ir.matrix_range(w, np.zeros(len(w), dtype=np.int64), in_fmt)
         out_fmt = ir.ActFormat(ir.signed_bits_for(int(lo.min()), int(hi.max())), True, 0)
     return ir.Linear("fc", ("input",), in_fmt, w, bits, 0, np.zeros(len(w), dtype=np.int64),
-                     requant, out_fmt, encoding="pow2", sign_scales=scales,
+                     requant, out_fmt, encoding="pow2", kind_data=ir.Pow2Data(scales),
                      fold=fold or ir.Fold(len(w), w.shape[1]))
 
 
@@ -210,14 +210,16 @@ def check_mvu(layer, n, *, seed, stalls):
     x = rng.integers(fmt.lo, fmt.hi + 1, (n, layer.fan_in))
     x[0], x[-1] = fmt.lo, fmt.hi
     expected = golden.run_layer(layer, [x])
-    words = [pack_lanes(beat, fmt.bits) for beat in x]
-    out, _ = simulate_stream(MatrixVectorUnit(layer, layer.weight_matrix()), words, n,
+    pe, simd = layer.fold.pe, layer.fold.simd
+    # Folded streams: SIMD inputs per beat in, PE outputs per beat out.
+    words = [pack_lanes(beat, fmt.bits) for beat in x.reshape(-1, simd)]
+    n_out = n * layer.out_channels // pe
+    out, _ = simulate_stream(MatrixVectorUnit(layer, layer.weight_matrix()), words, n_out,
                              seed=seed, valid_gap=stalls, ready_stall=stalls)
     assert None not in out, "extra output beat"
     out_fmt = layer.out_format
-    got = np.array([unpack_lanes(w, out_fmt.bits, layer.out_channels, out_fmt.signed)
-                    for w in out])
-    np.testing.assert_array_equal(got, expected)
+    got = np.array([unpack_lanes(w, out_fmt.bits, pe, out_fmt.signed) for w in out])
+    np.testing.assert_array_equal(got.reshape(n, -1), expected)
 
 
 @pytest.mark.parametrize("seed", range(len(CONFIGS)))
@@ -247,7 +249,7 @@ def test_network_of_pow2_layers(mode):
     lo, hi = ir.matrix_range(w2, np.zeros(3, dtype=np.int64), mid)
     fc2 = ir.Linear("fc2", ("fc1",), mid, w2, 2, 0, np.zeros(3), None,
                     ir.ActFormat(ir.signed_bits_for(int(lo.min()), int(hi.max())), True, 0),
-                    encoding="pow2", sign_scales=(3, 5))
+                    encoding="pow2", kind_data=ir.Pow2Data((3, 5)))
     net = apply_folding(ir.Network("p2", (8,), in_fmt, (fc1, fc2)), mode)
     x = rng.integers(in_fmt.lo, in_fmt.hi + 1, (4, 8))
     expected = expected_words(net, golden.run(net, x))["o_stream"]
