@@ -21,23 +21,26 @@ with the costs of the Yosys memory libraries. Distributed-RAM cells are counted 
 
 Accuracy
 --------
-Re-measured only partly after the move to the folded dataflow (the ten-network benchmark,
-``benchmarks/model_vs_yosys.py``, has not been re-run on the new hardware). Against Yosys 0.70
+Re-measured only partly after the move to the folded dataflow: the ten-network benchmark
+(``benchmarks/model_vs_yosys.py``) has not been re-run on the new hardware. Against Yosys 0.70
 on the test network of ``tests/test_estimate.py`` (conv 3x3 on 8x8, max pool, linear;
-``--fold auto``, 4-deep FIFOs) the whole network is +11.7 % LUT / +4.4 % FF on ice40 and
-+13.7 % / +5.4 % on xilinx, DSP blocks and block RAMs exact, distributed-RAM cells 29 vs 31
-(before the last control-logic corrections; the tests hold the model to 20 % LUT and 10 % FF).
-Stage by stage (each component synthesized alone, ice40 unless noted): MVUs -2 % to -10 %,
-register-mode window -3 % (xilinx +4 %), arg-max -7 % (one lane) and -22 % (two lanes), FIFOs -20 to +9 % (xilinx shift-register FIFO -26 %),
-width converters about -30 % (a few LUTs: 6 vs 9, 13 vs 24 before the load/shift mux was
-counted per word bit), memory-mode windows about +20 % on ice40 after the corrections (+38 % to +60 %
-before) but still about +60 % on xilinx (+82 % before). The primitives keep the accuracy stated in :mod:`hwquant.estimate.resources`, the
-pow2 engines that of :mod:`hwquant.estimate.pow2`.
+``--fold auto``, 4-deep FIFOs), before the last control-logic corrections, the whole network
+was +11.7 % LUT / +4.4 % FF on ice40 and +13.7 % / +5.4 % on xilinx, DSP blocks and block
+RAMs exact, distributed-RAM cells 29 vs 31; after them it passes the tests' bounds (20 % LUT,
+10 % FF, DSP and BRAM exact, distributed RAM within 3 cells) on both families.
 
-Weakest: the control logic of memory-mode sliding windows (nested counters, address steps,
-row hand-over: tens of LUTs, 20 % off on ice40, 60 % high on xilinx), small FIFOs and width converters on Xilinx,
-and the epilogue faces for thresholds and scaled logits, which have not been checked against
-Yosys at all.
+Stage by stage, after the corrections (each component synthesized alone; ice40 / xilinx):
+MVUs -10 % to +19 % / +1 % to +23 % (four MVUs; the worst a small linear layer with a
+128-word input buffer), register-mode window -3 % / +4 %, memory-mode window of the max pool
++8 % / +50 % (a padded conv window +19 % on ice40), max-pool reducer -34 % / +10 %, FIFOs
+-20 % to -2 % / -16 %, arg-max -7 % (one lane) and -22 % (two lanes) on ice40, width
+converters a few LUTs low (6 vs 9 on ice40). The primitives keep the accuracy stated in
+:mod:`hwquant.estimate.resources`, the pow2 engines that of :mod:`hwquant.estimate.pow2`.
+
+Weakest: the control logic of memory-mode sliding windows on xilinx (nested counters, address
+steps, row hand-over: tens of LUTs, up to 50-60 % high), the max-pool reducer on ice40, small
+FIFOs and width converters, and the epilogue faces for thresholds and scaled logits, which
+have not been checked against Yosys at all.
 """
 
 from __future__ import annotations
