@@ -5,13 +5,13 @@ network description with array references) and one int64 array per weight, bias 
 field. No pickle anywhere. A corrupt, truncated or future-version file raises
 :class:`hwquant.errors.HwqFormatError` with a message that says which.
 
-Typed records inside a layer (its epilogue) are written generically from their dataclass
+Typed records inside a layer (its epilogue and its kind data) are written generically from their dataclass
 fields as ``{"type": class name, "fields": {...}}``: ints, bools, strings and ``None`` as JSON,
 tuples (nested) as lists, int64 arrays as ``{"array": key}`` references into the archive. A new
 record type needs no code here, only an entry in its IR registry.
 
-Versions: 2 (written) stores ``epilogue`` records; 1 (still read) stored ``requant`` (an object,
-or ``null`` for logits) and ``sign_scales`` on weight layers.
+Versions: 2 (written) stores ``epilogue`` and ``kind_data`` records; 1 (still read) stored
+``requant`` (an object, or ``null`` for logits) and, for TTQ layers, ``sign_scales``.
 """
 
 from __future__ import annotations
@@ -102,8 +102,7 @@ def _layer_to_json(layer, arrays):
                  weight_bits=layer.weight_bits, weight_frac=layer.weight_frac,
                  encoding=layer.encoding, fold=[layer.fold.pe, layer.fold.simd],
                  epilogue=_record_to_json(layer.epilogue, arrays, f"{layer.name}.epilogue"))
-        if layer.sign_scales != (1, 1):
-            d["sign_scales"] = list(layer.sign_scales)
+        d["kind_data"] = _record_to_json(layer.kind_data, arrays, f"{layer.name}.kind_data")
         if isinstance(layer, ir.Conv2d):
             d.update(in_shape=list(layer.in_shape), stride=list(layer.stride),
                      padding=list(layer.padding))
@@ -130,6 +129,15 @@ def _epilogue_from_json(d, arrays, version):
     return _record_from_json(d["epilogue"], arrays, ir.EPILOGUES, "epilogue")
 
 
+def _kind_data_from_json(d, arrays, version):
+    if version == 1:
+        scales = d.get("sign_scales")
+        return None if scales is None else ir.Pow2Data(tuple(int(v) for v in scales))
+    if d.get("kind_data") is None:
+        return None
+    return _record_from_json(d["kind_data"], arrays, tuple(ir.KIND_DATA.values()), "kind data")
+
+
 def _layer_from_json(d, arrays, version):
     kind = d["type"]
     common = {"name": d["name"], "inputs": tuple(d["inputs"])}
@@ -140,7 +148,7 @@ def _layer_from_json(d, arrays, version):
                       weight_bits=int(d["weight_bits"]), weight_frac=int(d["weight_frac"]),
                       encoding=d["encoding"], fold=ir.Fold(*map(int, d["fold"])),
                       epilogue=_epilogue_from_json(d, arrays, version),
-                      sign_scales=tuple(int(v) for v in d.get("sign_scales", (1, 1))))
+                      kind_data=_kind_data_from_json(d, arrays, version))
         if kind == "Conv2d":
             return ir.Conv2d(in_shape=tuple(d["in_shape"]), stride=tuple(d["stride"]),
                              padding=tuple(d["padding"]), **common)

@@ -41,6 +41,9 @@ __all__ = [
     "WeightLayer",
     "Network",
     "ENCODINGS",
+    "KIND_DATA",
+    "FixedData",
+    "Pow2Data",
     "POW2_BITS",
     "INPUT",
     "accumulator_range",
@@ -56,10 +59,7 @@ MAX_BITS = 48
 #: Name of the network input in ``Layer.inputs``.
 INPUT = "input"
 
-#: Weight encodings the IR knows (one arithmetic kind each; see ``hwquant.kinds``).
-ENCODINGS = ("fixed", "pow2")
-
-#: Exponent codes of a ``pow2`` weight: ``e`` in ``0 .. 2**(bits-2) - 1`` (INQ, ALGORITHMS §1.5).
+#: Code widths of a ``pow2`` weight; exponents ``e`` in ``0 .. 2**(bits-2) - 1`` (INQ).
 POW2_BITS = (2, 8)
 
 
@@ -248,6 +248,72 @@ EPILOGUES = (Requant, Thresholds, Logits)
 Epilogue = Requant | Thresholds | Logits
 
 
+# -- per-kind weight data -------------------------------------------------------------------
+#
+# Each weight encoding has one frozen dataclass holding what its arithmetic needs beyond the
+# integer weights (``kind_data`` of a weight layer). Its ``check(layer)`` validates the layer's
+# weights for the kind. Fields are ints, bools, strings, None, (nested) tuples of those, or
+# int64 arrays: ``hwquant.hwq`` serialises them generically, so a new kind adds its class to
+# :data:`KIND_DATA` and a row to ``hwquant.kinds``, and nothing else.
+
+
+@dataclass(frozen=True)
+class FixedData:
+    """``fixed`` weights: signed ``weight_bits``-bit integers, no further data."""
+
+    def check(self, layer) -> None:
+        wlo, whi = -(1 << (layer.weight_bits - 1)), (1 << (layer.weight_bits - 1)) - 1
+        if layer.weight.size and (layer.weight.min() < wlo or layer.weight.max() > whi):
+            raise ValueError(f"Layer '{layer.name}': weights exceed {layer.weight_bits}-bit "
+                             f"range")
+
+
+@dataclass(frozen=True)
+class Pow2Data:
+    """``pow2`` weights: zero, ``+P * 2**e`` or ``-N * 2**e``, ``sign_scales = (P, N)``.
+
+    ``(1, 1)`` for INQ and TWN; two integers for asymmetric ternary (TTQ) layers.
+    """
+
+    sign_scales: tuple = (1, 1)
+
+    def __post_init__(self):
+        scales = tuple(self.sign_scales)
+        if len(scales) != 2 or not all(isinstance(v, (int, np.integer))
+                                       and not isinstance(v, bool) for v in scales):
+            raise TypeError(f"Sign scales must be two integers, not {self.sign_scales!r}")
+        object.__setattr__(self, "sign_scales", tuple(int(v) for v in scales))
+
+    def check(self, layer) -> None:
+        lo_b, hi_b = POW2_BITS
+        name, bits = layer.name, layer.weight_bits
+        if not lo_b <= bits <= hi_b:
+            raise ValueError(f"Layer '{name}': pow2 weights need {lo_b}..{hi_b} code bits, "
+                             f"not {bits}")
+        p, n = self.sign_scales
+        if not (1 <= p < 1 << 16 and 1 <= n < 1 << 16):
+            raise ValueError(f"Layer '{name}': sign_scales must be two integers in "
+                             f"1..65535, not {self.sign_scales}")
+        w = layer.weight
+        mag = np.where(w > 0, w // p, np.where(w < 0, -w // n, 0))
+        exact = np.where(w > 0, w % p == 0, np.where(w < 0, (-w) % n == 0, True))
+        emax = (1 << (bits - 2)) - 1
+        # Exponents beyond MAX_BITS can never fit an accumulator (8-bit codes allow 63).
+        ok = exact & ((mag == 0) | ((mag & (mag - 1)) == 0)) & (mag <= 1 << min(emax, MAX_BITS))
+        if not ok.all():
+            bad = int(w.flat[int(np.argmin(ok.ravel()))])
+            raise ValueError(f"Layer '{name}': weight {bad} is not 0, +{p}*2^e or -{n}*2^e "
+                             f"with e in 0..{emax} ({bits}-bit pow2 code)")
+
+
+#: The kind-data class of every weight encoding the IR knows (one arithmetic kind each;
+#: ``hwquant.kinds`` names its faces).
+KIND_DATA = {"fixed": FixedData, "pow2": Pow2Data}
+
+#: Weight encodings the IR knows.
+ENCODINGS = tuple(KIND_DATA)
+
+
 @dataclass(frozen=True, eq=False)
 class _WeightLayerBase:
     name: str
@@ -265,9 +331,9 @@ class _WeightLayerBase:
     out_format: ActFormat
     encoding: str = "fixed"
     fold: Fold = field(default_factory=Fold)
-    #: ``pow2`` only: ``(P, N)``; a positive weight is ``P * 2**e``, a negative one
-    #: ``-N * 2**e`` (asymmetric ternary, TTQ). ``(1, 1)`` for every other weight set.
-    sign_scales: tuple = (1, 1)
+    #: What the encoding needs beyond the integers: an instance of ``KIND_DATA[encoding]``
+    #: (e.g. :class:`Pow2Data`); ``None`` is that class's default.
+    kind_data: object = None
 
     @property
     def out_channels(self) -> int:
@@ -290,23 +356,20 @@ class _WeightLayerBase:
     def _check_weights(self):
         object.__setattr__(self, "weight", _frozen_int_array(self.weight, f"{self.name}.weight"))
         object.__setattr__(self, "bias", _frozen_int_array(self.bias, f"{self.name}.bias", ndim=1))
-        if self.encoding not in ENCODINGS:
+        if self.encoding not in KIND_DATA:
             raise ValueError(f"Layer '{self.name}': weight encoding must be one of "
-                             f"{', '.join(ENCODINGS)}, not {self.encoding!r}")
+                             f"{', '.join(KIND_DATA)}, not {self.encoding!r}")
         if not 1 <= self.weight_bits <= 32:
             raise ValueError(f"Layer '{self.name}': weight width must be in 1..32, "
                              f"not {self.weight_bits}")
-        scales = tuple(int(v) for v in self.sign_scales)
-        object.__setattr__(self, "sign_scales", scales)
-        if self.encoding == "pow2":
-            self._check_pow2_weights()
-        else:
-            if scales != (1, 1):
-                raise ValueError(f"Layer '{self.name}': sign_scales apply to pow2 weights only")
-            wlo, whi = -(1 << (self.weight_bits - 1)), (1 << (self.weight_bits - 1)) - 1
-            if self.weight.size and (self.weight.min() < wlo or self.weight.max() > whi):
-                raise ValueError(f"Layer '{self.name}': weights exceed {self.weight_bits}-bit "
-                                 f"range")
+        data_cls = KIND_DATA[self.encoding]
+        if self.kind_data is None:
+            object.__setattr__(self, "kind_data", data_cls())
+        if type(self.kind_data) is not data_cls:
+            raise TypeError(f"Layer '{self.name}': {self.encoding} weights take "
+                            f"{data_cls.__name__} kind data, not "
+                            f"{type(self.kind_data).__name__}")
+        self.kind_data.check(self)
         if self.bias.shape != (self.out_channels,):
             raise ValueError(f"Layer '{self.name}': bias must have shape ({self.out_channels},), "
                              f"not {self.bias.shape}")
@@ -321,26 +384,6 @@ class _WeightLayerBase:
             raise ValueError(f"Layer '{self.name}': PE={self.fold.pe} must divide "
                              f"{self.out_channels} output channels and SIMD={self.fold.simd} "
                              f"must divide fan-in {self.fan_in}")
-
-    def _check_pow2_weights(self):
-        lo_b, hi_b = POW2_BITS
-        if not lo_b <= self.weight_bits <= hi_b:
-            raise ValueError(f"Layer '{self.name}': pow2 weights need {lo_b}..{hi_b} code bits, "
-                             f"not {self.weight_bits}")
-        p, n = self.sign_scales
-        if len(self.sign_scales) != 2 or not (1 <= p < 1 << 16 and 1 <= n < 1 << 16):
-            raise ValueError(f"Layer '{self.name}': sign_scales must be two integers in "
-                             f"1..65535, not {self.sign_scales}")
-        w = self.weight
-        mag = np.where(w > 0, w // p, np.where(w < 0, -w // n, 0))
-        exact = np.where(w > 0, w % p == 0, np.where(w < 0, (-w) % n == 0, True))
-        emax = (1 << (self.weight_bits - 2)) - 1
-        # Exponents beyond MAX_BITS can never fit an accumulator (8-bit codes allow 63).
-        ok = exact & ((mag == 0) | ((mag & (mag - 1)) == 0)) & (mag <= 1 << min(emax, MAX_BITS))
-        if not ok.all():
-            bad = int(w.flat[int(np.argmin(ok.ravel()))])
-            raise ValueError(f"Layer '{self.name}': weight {bad} is not 0, +{p}*2^e or -{n}*2^e "
-                             f"with e in 0..{emax} ({self.weight_bits}-bit pow2 code)")
 
     @property
     def acc_frac(self) -> int:

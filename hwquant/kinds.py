@@ -1,9 +1,11 @@
 """The registry of arithmetic kinds: one row per weight encoding, naming each of its faces.
 
 Every encoding in :data:`hwquant.ir.ENCODINGS` has a golden inner product
-(``golden/<kind>.py``), a hardware dot engine (``hw/<kind>.py``) and a cost model
-(``estimate/<kind>.py``). Faces are imported lazily, so the golden model never imports
-Amaranth. ``tests/test_kinds.py`` checks the table is complete.
+(``golden/<kind>.py``), a hardware dot engine (``hw/<kind>.py``), a cost model
+(``estimate/<kind>.py``) and a kind-data class (:data:`hwquant.ir.KIND_DATA`, the layer's
+``kind_data``: validated by the IR, serialised generically by ``hwquant.hwq``). Faces are
+imported lazily, so the golden model never imports Amaranth. ``tests/test_kinds.py`` checks the
+table is complete.
 """
 
 import importlib
@@ -21,6 +23,11 @@ class Kind:
     hw: str  # module with the dot-engine component ``DotEngine``
     estimate: str  # module with ``resources(...)``
     description: str
+
+    @property
+    def data(self) -> type:
+        """The kind-data class of this encoding (``layer.kind_data`` is an instance)."""
+        return ir.KIND_DATA[self.encoding]
 
 
 KINDS = {
@@ -49,6 +56,3 @@ def hw_dot_engine(layer):
 
 def cost_model(layer):
     return importlib.import_module(kind_of(layer).estimate)
-
-
-assert set(KINDS) == set(ir.ENCODINGS)

@@ -58,7 +58,7 @@ def test_default_cnn_ttq_asymmetric_bit_exact(trained_default_pt2, tmp_path):
     _, net = _quantize_compile_sim(
         trained_default_pt2, tmp_path,
         ["--method", "ternary", "--ternary", "ttq", "--retrain-epochs", "2"], "conv1=16:9")
-    assert all(layer.sign_scales != (1, 1) for layer in net.weight_layers)
+    assert all(layer.kind_data.sign_scales != (1, 1) for layer in net.weight_layers)
 
 
 @pytest.mark.slow

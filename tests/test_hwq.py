@@ -199,7 +199,8 @@ def test_writes_the_current_version(data):
 
 def as_version_1(data):
     """The same network as a version-1 file (``requant`` objects, ``null`` for logits),
-    as hwquant wrote it before epilogues were typed."""
+    and ``sign_scales`` only for TTQ layers, as hwquant wrote it before epilogues and kind data
+    were typed."""
     with np.load(io.BytesIO(data), allow_pickle=False) as npz:
         arrays = {k: npz[k] for k in npz.files}
     header = json.loads(str(arrays.pop("header")))
@@ -207,6 +208,9 @@ def as_version_1(data):
     for d in header["layers"]:
         if "epilogue" not in d:
             continue
+        data = d.pop("kind_data")
+        if data["type"] == "Pow2Data" and data["fields"]["sign_scales"] != [1, 1]:
+            d["sign_scales"] = data["fields"]["sign_scales"]
         ep = d.pop("epilogue")
         if ep["type"] == "Logits":
             d["requant"] = None
@@ -355,7 +359,61 @@ def test_round_trip_pow2_sign_scales(net):
     w = np.where(np.arange(fc.weight.size).reshape(fc.weight.shape) % 3 == 0, 3,
                  np.where(np.arange(fc.weight.size).reshape(fc.weight.shape) % 3 == 1, -10, 0))
     pow2 = net.replace_layer(fc.name, weight=w, weight_bits=3, encoding="pow2",
-                             sign_scales=(3, 5))
+                             kind_data=ir.Pow2Data((3, 5)))
     back = hwq.loads(hwq.dumps(pow2))
     assert_same(pow2, back)
-    assert back.layers[-1].sign_scales == (3, 5) and back.layers[-1].encoding == "pow2"
+    assert back.layers[-1].kind_data == ir.Pow2Data((3, 5)) and back.layers[-1].encoding == "pow2"
+    # Version 1 stored TTQ scales as a plain ``sign_scales`` entry.
+    old = as_version_1(hwq.dumps(v1_network().replace_layer(
+        fc.name, weight=w, weight_bits=3, encoding="pow2", kind_data=ir.Pow2Data((3, 5)))))
+    back = hwq.loads(old)
+    assert back.layers[-1].kind_data == ir.Pow2Data((3, 5))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class DemoData:
+    """Kind data of a made-up encoding: every field shape the generic serialiser handles."""
+
+    coefficients: np.ndarray
+    planes: tuple = ((1, 2), (3,))
+    masks: tuple = ()
+    label: str = "demo"
+    exact: bool = True
+    offset: object = None
+
+    def check(self, layer):
+        if self.coefficients.shape != (layer.out_channels,):
+            raise ValueError(f"Layer '{layer.name}': one coefficient per channel")
+
+
+def test_new_kind_data_needs_nothing_in_hwq(net, monkeypatch):
+    """A kind registered in ``ir.KIND_DATA`` round-trips with no code in ``hwq``: ints, strings,
+    bools, None, nested tuples and arrays (also inside tuples)."""
+    monkeypatch.setitem(ir.KIND_DATA, "demo", DemoData)
+    data = DemoData(np.array([3, -1, 2], dtype=np.int64),
+                    masks=(np.array([[1, 0], [0, 1]], dtype=np.int64), (np.arange(3), 7)))
+    demo = net.replace_layer("fc2", encoding="demo", kind_data=data)
+    blob = hwq.dumps(demo)
+    back = hwq.loads(blob)
+    assert_same(back, demo)
+    with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
+        assert {"fc2.kind_data.coefficients", "fc2.kind_data.masks.0",
+                "fc2.kind_data.masks.1.0"} <= set(npz.files)
+
+
+def test_unknown_kind_data_type(data):
+    def edit(h):
+        h["layers"][0]["kind_data"]["type"] = "MaskData"
+
+    with pytest.raises(HwqFormatError, match=r"^Unknown kind data type 'MaskData' in \.hwq "
+                                             r"file$"):
+        hwq.loads(rewrite(data, edit))
+
+
+def test_unserialisable_kind_data(net, monkeypatch):
+    monkeypatch.setitem(ir.KIND_DATA, "demo", DemoData)
+    bad = net.replace_layer("fc2", encoding="demo",
+                            kind_data=DemoData(np.zeros(3, dtype=np.int64), offset=0.5))
+    with pytest.raises(TypeError, match=r"^Cannot serialise float value of "
+                                        r"fc2\.kind_data\.offset in a \.hwq file$"):
+        hwq.dumps(bad)

@@ -239,17 +239,34 @@ def test_bad_encoding():
 def test_pow2_weights_are_checked(weights, bits, scales, message):
     def make():
         return conv_layer(weight=np.array(weights * 9).reshape(4, 1, 3, 3), weight_bits=bits,
-                          encoding="pow2", sign_scales=scales)
+                          encoding="pow2", kind_data=ir.Pow2Data(scales))
     if message is None:
-        assert make().sign_scales == scales
+        assert make().kind_data == ir.Pow2Data(scales)
     else:
         with pytest.raises(ValueError, match=rf"^Layer 'c1': {message}"):
             make()
 
 
-def test_sign_scales_only_for_pow2():
-    with pytest.raises(ValueError, match=r"sign_scales apply to pow2 weights only"):
-        dataclasses.replace(conv_layer(), sign_scales=(2, 1))
+def test_kind_data_matches_the_encoding():
+    with pytest.raises(TypeError, match=r"^Layer 'c1': fixed weights take FixedData kind data, "
+                                        r"not Pow2Data$"):
+        dataclasses.replace(conv_layer(), kind_data=ir.Pow2Data((2, 1)))
+    with pytest.raises(TypeError, match=r"^Layer 'c1': pow2 weights take Pow2Data kind data, "
+                                        r"not FixedData$"):
+        conv_layer(weight=np.ones((4, 1, 3, 3)), encoding="pow2", kind_data=ir.FixedData())
+
+
+def test_kind_data_defaults_per_encoding():
+    assert conv_layer().kind_data == ir.FixedData()
+    layer = conv_layer(weight=np.ones((4, 1, 3, 3)), encoding="pow2")
+    assert layer.kind_data == ir.Pow2Data((1, 1))
+    assert set(ir.KIND_DATA) == set(ir.ENCODINGS)
+
+
+@pytest.mark.parametrize("scales", [(1,), (1, 2, 3), (1.5, 2), (True, 1)], ids=str)
+def test_sign_scales_are_two_integers(scales):
+    with pytest.raises(TypeError, match=r"^Sign scales must be two integers, not "):
+        ir.Pow2Data(scales)
 
 
 def test_bias_shape():

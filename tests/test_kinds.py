@@ -3,6 +3,7 @@
 the golden model stays free of Amaranth and torch (directly and through its imports)."""
 
 import ast
+import dataclasses
 import importlib
 import inspect
 import subprocess
@@ -29,6 +30,20 @@ def test_every_encoding_has_a_kind():
         assert kind.hw == f"hwquant.hw.{encoding}"
         assert kind.estimate == f"hwquant.estimate.{encoding}"
         assert kind.description
+        assert kind.data is ir.KIND_DATA[encoding]
+
+
+@pytest.mark.parametrize("encoding", ir.ENCODINGS)
+def test_kind_data_face(encoding):
+    """Every kind has a frozen, default-constructible kind-data class that validates layers;
+    its fields are what ``hwquant.hwq`` serialises generically."""
+    cls = kinds.KINDS[encoding].data
+    assert dataclasses.is_dataclass(cls) and cls.__dataclass_params__.frozen
+    assert list(inspect.signature(cls.check).parameters) == ["self", "layer"]
+    default = cls()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        object.__new__(cls).__setattr__("x", 1)
+    assert default == cls()
 
 
 @pytest.mark.parametrize("encoding", ir.ENCODINGS)

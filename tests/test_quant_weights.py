@@ -134,7 +134,7 @@ def test_ttq_scales_train_and_lower_to_sign_scales():
     # scaled straight-through gradient to the latent weights
     assert w.grad.tolist() == pytest.approx([wp, wp, wn, wn, 1.0, 1.0])
     low = q.lower(q.quantize(w, st).detach().numpy(), st)
-    p, n = low.sign_scales
+    p, n = low.kind_data.sign_scales
     assert max(p, n) <= 255 and low.encoding == "pow2"
     assert p * 2.0 ** -low.weight_frac == pytest.approx(wp, rel=1 / 128)
     assert n * 2.0 ** -low.weight_frac == pytest.approx(wn, rel=1 / 64)

@@ -65,7 +65,7 @@ __all__ = ["resources", "cycles", "carry_save", "sign_scales", "dot_range", "wor
 
 def sign_scales(layer) -> tuple:
     """``(P, N)`` of a pow2 layer's weights: the one place the cost model reads them."""
-    return tuple(int(v) for v in layer.sign_scales)
+    return tuple(int(v) for v in layer.kind_data.sign_scales)
 
 
 def _check(layer):

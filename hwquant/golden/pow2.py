@@ -2,7 +2,7 @@
 
 A ``pow2`` weight of ``b`` code bits (``b`` in 2..8) is zero or ``+P * 2**e`` / ``-N * 2**e``
 with ``e`` in ``0 .. 2**(b-2) - 1`` (INQ, ALGORITHMS.md §1.5; ``b = 2`` is ternary). ``P`` and
-``N`` are the layer's ``sign_scales``: ``(1, 1)`` for INQ and TWN, two integers for the
+``N`` are the ``sign_scales`` of the layer's kind data (:class:`hwquant.ir.Pow2Data`): ``(1, 1)`` for INQ and TWN, two integers for the
 asymmetric ternary (TTQ) layers. The code word of one weight, ``b`` bits::
 
     [ z | s | e ]     z = bit b-1: zero flag, s = bit b-2: sign (1 = negative),
@@ -62,7 +62,8 @@ def dot(layer, cols):
     per sign, exactly as the shift engine does, then scaled by ``P`` and ``N``.
     """
     bits = layer.weight_bits
-    codes = encode(layer.weight_matrix(), bits, layer.sign_scales)
+    scales = layer.kind_data.sign_scales
+    codes = encode(layer.weight_matrix(), bits, scales)
     x = np.asarray(cols, dtype=np.int64)
     z = (codes >> (bits - 1)) & 1
     s = (codes >> (bits - 2)) & 1
@@ -75,5 +76,5 @@ def dot(layer, cols):
             continue
         pos += (x << k) @ (sel & (s == 0)).T.astype(np.int64)
         neg += (x << k) @ (sel & (s == 1)).T.astype(np.int64)
-    p, n = layer.sign_scales
+    p, n = scales
     return p * pos - n * neg

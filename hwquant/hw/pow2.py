@@ -149,8 +149,9 @@ class DotEngine(wiring.Component):
 
     @staticmethod
     def options(layer) -> dict:
-        """Extra keyword arguments the engine of ``layer`` needs: its ``sign_scales``."""
-        return {"sign_scales": tuple(layer.sign_scales)}
+        """Extra keyword arguments the engine of ``layer`` needs: the ``sign_scales`` of its
+        kind data (:class:`hwquant.ir.Pow2Data`)."""
+        return {"sign_scales": tuple(layer.kind_data.sign_scales)}
 
     @staticmethod
     def value_range(weights, *, simd, x_format, weight_bits, sign_scales=(1, 1)):

@@ -70,7 +70,7 @@ def _scale_multipliers(scale, name):
 
 
 def weight_layer(node, in_fmt, out_fmt, *, weight, weight_bits, weight_frac, last,
-                 encoding="fixed", sign_scales=(1, 1), channel_scale=None):
+                 encoding="fixed", kind_data=None, channel_scale=None):
     """IR conv/linear layer for a float ``node`` whose weights are already integers.
 
     ``channel_scale`` (per output channel, real, e.g. ternary α) multiplies the integer
@@ -88,7 +88,7 @@ def weight_layer(node, in_fmt, out_fmt, *, weight, weight_bits, weight_frac, las
     b_int = quantize_to_grid(bias / scale, acc_frac, -(1 << 40), 1 << 40)
     common = {"name": node.name, "inputs": tuple(node.inputs), "in_format": in_fmt,
               "weight": weight, "weight_bits": weight_bits, "weight_frac": weight_frac,
-              "bias": b_int, "encoding": encoding, "sign_scales": tuple(sign_scales)}
+              "bias": b_int, "encoding": encoding, "kind_data": kind_data}
     if last:
         lo, hi = ir.matrix_range(weight.reshape(weight.shape[0], -1), b_int, in_fmt)
         bits = ir.signed_bits_for(int(lo.min()), int(hi.max()))
@@ -122,7 +122,7 @@ def build_network(graph, x_cal, *, abits, weight_quantizer, name="network", meta
     ``weight_quantizer(node) -> (int_weights, weight_bits, weight_frac, encoding)`` supplies the
     method-specific weights (fixed point here; other kinds reuse this walk). It may instead
     return a dict of :func:`weight_layer` keyword arguments (``weight``, ``weight_bits``,
-    ``weight_frac``, ``encoding``, ``sign_scales``, ``channel_scale``).
+    ``weight_frac``, ``encoding``, ``kind_data``, ``channel_scale``).
     """
     _check_bits("Activation width", abits)
     acts = graph.run(np.asarray(x_cal, dtype=np.float64))

@@ -76,7 +76,7 @@ def quantize_graph(graph, dataset, x_cal, opts: QuantOptions, *, name="network",
             raise QuantizationError(f"Layer '{node.name}': {exc}; use more weight bits") from None
         return {"weight": low.weight, "weight_bits": low.weight_bits,
                 "weight_frac": low.weight_frac, "encoding": low.encoding,
-                "sign_scales": low.sign_scales, "channel_scale": low.channel_scale}
+                "kind_data": low.kind_data, "channel_scale": low.channel_scale}
 
     net = build_network(qgraph, x_cal, abits=opts.abits, weight_quantizer=lowered, name=name,
                         metadata=meta)

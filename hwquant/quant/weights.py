@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .. import ir
 from .grid import frac_for_range, quantize_to_grid
 
 __all__ = ["LoweredWeights", "FixedWeights", "InqWeights", "TernaryWeights", "make_quantizer",
@@ -55,7 +56,8 @@ class LoweredWeights:
     weight_bits: int
     weight_frac: int
     encoding: str
-    sign_scales: tuple = (1, 1)
+    #: The layer's ``kind_data`` (``None``: the encoding's default, e.g. ``Pow2Data((1, 1))``).
+    kind_data: object = None
     #: Per-output-channel real factor (ternary α), None when 1.
     channel_scale: np.ndarray | None = None
 
@@ -246,7 +248,7 @@ class TernaryWeights:
             g = min(frac_for_range(max(wp, wn), 255, MAX_FRAC), MAX_FRAC)
             p, n = (max(1, math.floor(math.ldexp(v, g) + 0.5)) for v in (wp, wn))
             w = np.where(codes > 0, p, np.where(codes < 0, -n, 0))
-            return LoweredWeights(w, 2, g, "pow2", sign_scales=(p, n))
+            return LoweredWeights(w, 2, g, "pow2", kind_data=ir.Pow2Data((p, n)))
         mags = np.abs(wq).reshape(len(wq), -1)
         alpha = mags.max(axis=1)  # every nonzero entry of a channel is that channel's α
         if not alpha.any():
