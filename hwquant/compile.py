@@ -85,6 +85,19 @@ def _layer_rows(net, cycles):
     return rows
 
 
+def _check_board(plan, board_name, step):
+    """Model the plan for the board's family; raise naming the largest consumer when it does
+    not fit. Returns the utilization for the report."""
+    from .boards import load_board
+    from .estimate.fit import check_fit
+    from .estimate.model import estimate_network
+
+    board = load_board(board_name)
+    step(f"checking the design against {board.id}")
+    fit = check_fit(estimate_network(plan, board.family), board)
+    return {"id": board.id, "family": board.family, "utilization": fit.utilization()}
+
+
 def _fifo_rows(plan):
     rows = {}
     for st in plan.stages:
@@ -107,9 +120,7 @@ def compile_network(net: ir.Network, out_dir, *, fold: str = "auto",
     plan, sched = plan_build(net, fifo_depth, progress=step)
     fit = None
     if board is not None:
-        from .estimate.fit import check_fit
-
-        fit = check_fit(plan, board)
+        fit = _check_board(plan, board, step)
     cycles = plan.layer_cycles()
     with atomic_directory(out_dir, marker="compile.json", what="build") as tmp:
         step("emitting Verilog")
