@@ -127,10 +127,21 @@ def replay(plan, *, images: int = 3, fifo_depths: dict | None = None,
     peak = {i: 0 for i in fifo_idx}
     busiest = max([1] + [st.nf * st.sf for st in stages if isinstance(st, P.Mvu)]
                   + [st.window for st in stages if isinstance(st, (P.MaxReduce, P.AvgReduce))])
-    idle_limit = 4 * busiest + 256
+    # The longest any stage works between transfers on the watched streams: an MVU's vector,
+    # a window's row of windows (a few of its input rows, at one beat per cycle).
+    rows = max([1] + [st.beats for st in stages if isinstance(st, P.Window)])
+    idle_limit = 4 * busiest + 2 * rows + 256
     if max_cycles is None:
         max_cycles = (images + 2) * 4 * plan.bottleneck_cycles() + 100_000
 
+    valid_fns = [m.valid for m in models]
+    ready_fns = [m.ready for m in models]
+    tick_fns = [m.tick for m in models]
+    # Each stage's inputs as one (producer, port) pair when it has one input (the common
+    # case), and each output's reader; the arg-max's output goes to an always-ready sink.
+    single_src = [s[0] if len(s) == 1 else None for s in srcs]
+    single_dst = [d[0] if len(d) == 1 and d[0] is not None else None for d in dsts]
+    watched = [(i, True) for i in fifo_idx] + [(0, False), (out_stage, False)]
     V = [()] * n
     R = [()] * n
     IV = [()] * n
@@ -141,37 +152,41 @@ def replay(plan, *, images: int = 3, fifo_depths: dict | None = None,
     cycle, idle = 0, 0
     while len(completions) < images:
         for i in range(n):
-            V[i] = models[i].valid()
+            V[i] = valid_fns[i]()
         for i in rev:
-            d = dsts[i]
-            if i == out_stage:
+            d = single_dst[i]
+            if d is not None:
+                o = (R[d[0]][d[1]],)
+            elif i == out_stage:
                 o = sink_ready
-            elif len(d) == 1:
-                ci, ck = d[0]
-                o = (R[ci][ck],)
             else:
-                o = tuple(R[ci][ck] for ci, ck in d)
-            s = srcs[i]
-            if len(s) == 1:
-                j, p = s[0]
-                iv = (V[j][p],)
+                o = tuple(R[ci][ck] for ci, ck in dsts[i])
+            s = single_src[i]
+            if s is not None:
+                iv = (V[s[0]][s[1]],)
             else:
-                iv = tuple(V[j][p] for j, p in s)
-            OR[i], IV[i] = o, iv
-            R[i] = models[i].ready(iv, o)
-        moved = False
+                iv = tuple(V[j][p] for j, p in srcs[i])
+            OR[i] = o
+            IV[i] = iv
+            R[i] = ready_fns[i](iv, o)
         for i in range(n):
-            models[i].tick(IV[i], R[i], V[i], OR[i])
-            if not moved and (any(a and b for a, b in zip(IV[i], R[i]))
-                              or any(a and b for a, b in zip(V[i], OR[i]))):
+            tick_fns[i](IV[i], R[i], V[i], OR[i])
+        # Progress is watched where it must show: the FIFOs, the input and the output (a
+        # stage between two of them moves within its own busy time).
+        moved = False
+        for i, is_fifo in watched:
+            iv, r, v, o = IV[i], R[i], V[i], OR[i]
+            fin = bool(iv) and iv[0] and r[0]
+            fout = v[0] and o[0]
+            if is_fifo:
+                if fin:
+                    level[i] += 1
+                    if level[i] > peak[i]:
+                        peak[i] = level[i]
+                if fout:
+                    level[i] -= 1
+            if fin or fout:
                 moved = True
-        for i in fifo_idx:
-            if IV[i][0] and R[i][0]:
-                level[i] += 1
-                if level[i] > peak[i]:
-                    peak[i] = level[i]
-            if V[i][0] and OR[i][0]:
-                level[i] -= 1
         if V[out_stage][0]:
             completions.append(cycle)
         cycle += 1
@@ -190,32 +205,56 @@ def replay(plan, *, images: int = 3, fifo_depths: dict | None = None,
 def size_fifos(plan, *, images: int = 3, progress=None) -> tuple:
     """Least FIFO depths that keep the unbounded schedule's period.
 
-    Returns ``(plan with the depths, ReplayResult of the final replay)``.
+    1. Replay with unbounded FIFOs: the best period ``T*`` and each FIFO's peak occupancy
+       (a depth that never blocks, so it keeps ``T*`` by construction).
+    2. Try every FIFO at ``min(peak, 2)`` and then at 1 together: the line buffers of the
+       sliding windows absorb most bursts, so small FIFOs usually keep ``T*``.
+    3. Otherwise bisect each FIFO whose peak exceeds 2, the largest memory first, between 1
+       and its peak, the others at their current depths.
+
+    Every accepted configuration was replayed and completes an inference every ``T*``
+    cycles without deadlock. Returns ``(plan with the depths, ReplayResult of it)``.
     """
+    say = progress or (lambda msg: None)
     names = list(plan.fifos)
     if not names:
         return plan, replay(plan, images=images)
     free = replay(plan, images=images, fifo_depths={nm: UNBOUNDED for nm in names})
     target = free.period
-    depths = {nm: max(1, free.max_occupancy[nm]) for nm in names}
+    peak = {nm: max(1, free.max_occupancy[nm]) for nm in names}
 
-    def ok(trial):
+    def run(trial):
         try:
-            return replay(plan, images=images, fifo_depths=trial).period <= target
+            res = replay(plan, images=images, fifo_depths=trial)
         except Deadlock:
-            return False
+            return None
+        return res if res.period <= target else None
 
-    width = {st.name: st.lanes * st.fmt.bits for st in plan.stages if isinstance(st, P.Fifo)}
-    for nm in sorted(names, key=lambda k: -depths[k] * width[k]):
-        lo, hi = 1, depths[nm]  # hi is known to work
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if ok({**depths, nm: mid}):
-                hi = mid
-            else:
-                lo = mid + 1
-        depths[nm] = hi
-        if progress:
-            progress(f"FIFO {nm}: depth {hi}")
+    depths = dict(peak)
+    small = {nm: min(peak[nm], 2) for nm in names}
+    best = run(small)
+    if best is not None:
+        depths = small
+        ones = {nm: 1 for nm in names}
+        res = run(ones)
+        if res is not None:
+            depths, best = ones, res
+        say(f"FIFOs: depth {max(depths.values())} keeps {target} cycles per inference")
+    else:
+        width = {st.name: st.lanes * st.fmt.bits for st in plan.stages
+                 if isinstance(st, P.Fifo)}
+        depths = dict(peak)
+        for nm in sorted(names, key=lambda k: -peak[k] * width[k]):
+            if peak[nm] <= 2:
+                continue
+            lo, hi = 1, peak[nm]  # hi is known to keep the period
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if run({**depths, nm: mid}) is not None:
+                    hi = mid
+                else:
+                    lo = mid + 1
+            depths[nm] = hi
+            say(f"FIFO {nm}: depth {hi} (peak {peak[nm]} unbounded)")
     sized = plan.with_fifo_depths(depths)
     return sized, replay(sized, images=images)
