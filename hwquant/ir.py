@@ -6,8 +6,10 @@ input). Tensors are ``(C, H, W)`` feature maps or ``(N,)`` vectors, without the 
 
 Integer semantics of every field are defined in ``docs/arithmetic.md`` and executed by
 :mod:`hwquant.golden`. In short: an activation tensor holds integers ``X`` with real value
-``X * 2**-frac`` (:class:`ActFormat`); a weight layer holds integer weights ``W`` with real value
-``W * 2**-weight_frac`` and an integer bias at accumulator scale; its output is
+``X * 2**-frac`` (:class:`ActFormat`; a bipolar 1-bit tensor holds codes with values
+``2X - 1``); a weight layer holds integer weights ``W`` with real value ``W * 2**-weight_frac``,
+per-kind data (``kind_data``, :data:`KIND_DATA`) and an integer bias at accumulator scale; its
+output is
 ``epilogue``: ``sat(rshift_rhu((ACC + B) * M, shift), lo, hi)`` (:class:`Requant`), a count of
 passed thresholds (:class:`Thresholds`) or, for the last layer, the logits ``ACC + B``
 (:class:`Logits`).
@@ -25,6 +27,7 @@ import numpy as np
 
 __all__ = [
     "ActFormat",
+    "BIPOLAR",
     "Fold",
     "Requant",
     "Thresholds",
@@ -95,11 +98,18 @@ def unsigned_bits_for(hi: int) -> int:
 
 @dataclass(frozen=True)
 class ActFormat:
-    """Integer activation format: ``bits`` wide, signed or not, real value ``X * 2**-frac``."""
+    """Integer activation format: ``bits`` wide, signed or not, real value ``X * 2**-frac``.
+
+    ``bipolar`` (only with ``bits=1, signed=False, frac=0``; see :data:`BIPOLAR`): the code bit
+    stands for ``+1`` (code 1) or ``-1`` (code 0), ``value(code) = 2*code - 1``. ``lo``/``hi``
+    are always codes (0/1 for bipolar); the arithmetic of a consumer sees :meth:`value`.
+    Padding inserts code 0 in every format: value 0, or ``-1`` for bipolar.
+    """
 
     bits: int
     signed: bool
     frac: int
+    bipolar: bool = False
 
     def __post_init__(self):
         if not isinstance(self.bits, int) or not 1 <= self.bits <= MAX_BITS:
@@ -107,6 +117,25 @@ class ActFormat:
                              f"not {self.bits!r}")
         if not isinstance(self.frac, int):
             raise TypeError(f"Activation fraction bits must be an integer, not {self.frac!r}")
+        if not isinstance(self.bipolar, bool):
+            raise TypeError(f"Activation bipolar flag must be a bool, not {self.bipolar!r}")
+        if self.bipolar and (self.bits, self.signed, self.frac) != (1, False, 0):
+            raise ValueError(f"A bipolar activation format has bits=1, signed=False, frac=0, "
+                             f"not bits={self.bits}, signed={self.signed}, frac={self.frac}")
+
+    def value(self, code):
+        """The integers a consumer's arithmetic sees for ``code`` (int64): ``2*code - 1`` for
+        bipolar, the code itself otherwise."""
+        code = np.asarray(code, dtype=np.int64)
+        return 2 * code - 1 if self.bipolar else code
+
+    @property
+    def value_lo(self) -> int:
+        return -1 if self.bipolar else self.lo
+
+    @property
+    def value_hi(self) -> int:
+        return 1 if self.bipolar else self.hi
 
     @property
     def lo(self) -> int:
@@ -117,11 +146,19 @@ class ActFormat:
         return (1 << (self.bits - 1)) - 1 if self.signed else (1 << self.bits) - 1
 
     def to_json(self):
-        return {"bits": self.bits, "signed": self.signed, "frac": self.frac}
+        d = {"bits": self.bits, "signed": self.signed, "frac": self.frac}
+        if self.bipolar:
+            d["bipolar"] = True
+        return d
 
     @classmethod
     def from_json(cls, d):
-        return cls(bits=int(d["bits"]), signed=bool(d["signed"]), frac=int(d["frac"]))
+        return cls(bits=int(d["bits"]), signed=bool(d["signed"]), frac=int(d["frac"]),
+                   bipolar=bool(d.get("bipolar", False)))
+
+
+#: The bipolar 1-bit format (BNN activations): code 1 = +1, code 0 = -1.
+BIPOLAR = ActFormat(1, False, 0, bipolar=True)
 
 
 @dataclass(frozen=True)
@@ -380,6 +417,9 @@ class _WeightLayerBase:
                             f"{', '.join(t.__name__ for t in EPILOGUES)}, not "
                             f"{type(self.epilogue).__name__}")
         self.epilogue.check(self)
+        if self.out_format.bipolar and not isinstance(self.epilogue, Thresholds):
+            raise ValueError(f"Layer '{self.name}': a bipolar output needs a Thresholds "
+                             f"epilogue, not {type(self.epilogue).__name__}")
         if self.out_channels % self.fold.pe or self.fan_in % self.fold.simd:
             raise ValueError(f"Layer '{self.name}': PE={self.fold.pe} must divide "
                              f"{self.out_channels} output channels and SIMD={self.fold.simd} "
@@ -501,6 +541,9 @@ class AvgPool2d(_PoolBase):
             raise ValueError(f"Layer '{self.name}': average pooling needs out_format and requant")
         if self.requant.multiplier.shape != (1,):
             raise ValueError(f"Layer '{self.name}': average pooling takes one multiplier")
+        if self.in_format.bipolar or self.out_format.bipolar:
+            raise ValueError(f"Layer '{self.name}': average pooling of bipolar activations is "
+                             f"not defined")
 
 
 @dataclass(frozen=True)
@@ -540,6 +583,9 @@ class Add:
         object.__setattr__(self, "in_shape", tuple(int(v) for v in self.in_shape))
         if len(self.inputs) != 2 or len(self.in_formats) != 2:
             raise ValueError(f"Layer '{self.name}': add takes exactly two inputs")
+        if any(f.bipolar for f in (*self.in_formats, self.out_format)):
+            raise ValueError(f"Layer '{self.name}': residual add of bipolar activations is not "
+                             f"defined")
 
     @property
     def out_shape(self) -> tuple:
@@ -569,12 +615,14 @@ def accumulator_range(layer: WeightLayer) -> tuple:
 
 
 def matrix_range(weight_matrix, bias, in_format: ActFormat) -> tuple:
-    """Per-row ``(lo, hi)`` of ``W @ x + bias`` over every ``x`` in ``in_format``."""
+    """Per-row ``(lo, hi)`` of ``W @ x + bias`` over every ``x`` in ``in_format`` (its
+    values: ``-1``/``+1`` for a bipolar format)."""
     w = np.asarray(weight_matrix, dtype=np.int64)
-    xlo, xhi = in_format.lo, in_format.hi
+    xlo, xhi = in_format.value_lo, in_format.value_hi
     lo = np.minimum(w * xlo, w * xhi).sum(axis=1) + bias
     hi = np.maximum(w * xlo, w * xhi).sum(axis=1) + bias
-    # Padding inserts zeros; zero lies inside [xlo, xhi] for every format we produce.
+    # Padding inserts code 0: value 0 (inside [xlo, xhi] for every format we produce) or, for
+    # a bipolar input, -1 = xlo.
     return lo, hi
 
 

@@ -89,12 +89,14 @@ def logits_layer(w, wbits, fmt, fold, bias):
 
 
 def simulate(layer, x, seed):
-    fmt = layer.out_format
-    out, _ = simulate_stream(MatrixVectorUnit(layer, layer.weight_matrix()),
-                             [pack_lanes(v, layer.in_format.bits) for v in x], len(x),
-                             seed=seed, valid_gap=0.3, ready_stall=0.3)
+    """The MVU on folded streams: ``SIMD``-lane beats in, ``PE``-lane beats out."""
+    fmt, pe, simd = layer.out_format, layer.fold.pe, layer.fold.simd
+    words = [pack_lanes(beat, layer.in_format.bits) for v in x for beat in np.reshape(v, (-1, simd))]
+    out, _ = simulate_stream(MatrixVectorUnit(layer, layer.weight_matrix()), words,
+                             len(x) * OC // pe, seed=seed, valid_gap=0.3, ready_stall=0.3)
     assert None not in out
-    return np.array([unpack_lanes(word, fmt.bits, OC, fmt.signed) for word in out])
+    beats = [unpack_lanes(word, fmt.bits, pe, fmt.signed) for word in out]
+    return np.array(beats).reshape(len(x), OC)
 
 
 @pytest.mark.parametrize("pattern, fmt, wbits, fold, bias", CASES,

@@ -17,7 +17,9 @@ __all__ = ["run", "run_layer", "predict", "im2col", "check_input"]
 
 
 def im2col(x, kernel, stride, padding, pad_value=0):
-    """Sliding windows of ``x`` (N, C, H, W) as ``(N, OH, OW, C, KH, KW)``."""
+    """Sliding windows of ``x`` (N, C, H, W) as ``(N, OH, OW, C, KH, KW)``; padded positions
+    hold ``pad_value`` (a code: weight layers pad with code 0, which is ``-1`` for a bipolar
+    format, see :meth:`hwquant.ir.ActFormat.value`)."""
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     h, w = x.shape[2:]
     xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=pad_value)
@@ -44,14 +46,15 @@ def run_layer(layer, args):
     """Apply one IR layer to its integer operand(s) (a list of arrays with batch axis)."""
     x = args[0]
     if isinstance(layer, ir.Conv2d):
-        cols = im2col(x, layer.kernel, layer.stride, layer.padding)
+        # Padding inserts code 0 (value 0, or -1 for a bipolar input), then codes -> values.
+        cols = layer.in_format.value(im2col(x, layer.kernel, layer.stride, layer.padding, 0))
         n, oh, ow = cols.shape[:3]
         acc = golden_dot(layer)(layer, cols.reshape(n * oh * ow, -1))
         _check_acc(layer, acc)
         acc = acc.reshape(n, oh, ow, -1).transpose(0, 3, 1, 2)
         return _epilogue(layer, acc, 1)
     if isinstance(layer, ir.Linear):
-        acc = golden_dot(layer)(layer, x)
+        acc = golden_dot(layer)(layer, layer.in_format.value(x))
         _check_acc(layer, acc)
         return _epilogue(layer, acc, 1)
     if isinstance(layer, ir.MaxPool2d):

@@ -44,7 +44,9 @@ def _shift_to_format(t, rq, frac):
 
 
 def _real_value(code, fmt):
-    """Real value of integer codes ``code`` in format ``fmt``."""
+    """Real value of integer codes ``code`` in format ``fmt`` (``2*code - 1`` if bipolar)."""
+    if fmt.bipolar:
+        return 2.0 * code - 1.0
     return code * math.ldexp(1.0, -fmt.frac)
 
 
@@ -76,7 +78,12 @@ class FakeQuantNetwork(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> dict:
         """Real-valued outputs of every layer (and ``"input"``) for a real input batch."""
         fmt = self.net.input_format
-        values = {ir.INPUT: fake_quantize(x.to(torch.float64), fmt.frac, fmt.lo, fmt.hi)}
+        x = x.to(torch.float64)
+        if fmt.bipolar:  # Sign with Sign(0) = +1, straight-through gradient
+            first = x + (torch.where(x >= 0, 1.0, -1.0).to(x) - x).detach()
+        else:
+            first = fake_quantize(x, fmt.frac, fmt.lo, fmt.hi)
+        values = {ir.INPUT: first}
         for layer in self.net.layers:
             args = [values[s] for s in layer.inputs]
             values[layer.name] = self._layer(layer, args)
@@ -111,7 +118,11 @@ class FakeQuantNetwork(torch.nn.Module):
             b = torch.tensor(layer.bias, dtype=torch.float64) * math.ldexp(1.0, -acc_frac)
             w = self._weight(layer)
             if isinstance(layer, ir.Conv2d):
-                acc = F.conv2d(x, w, b, stride=layer.stride, padding=layer.padding)
+                pad = layer.padding
+                if layer.in_format.bipolar:  # padded positions hold code 0 = -1
+                    (ph, pw), pad = pad, (0, 0)
+                    x = F.pad(x, (pw, pw, ph, ph), value=-1.0)
+                acc = F.conv2d(x, w, b, stride=layer.stride, padding=pad)
             else:
                 acc = F.linear(x, w, b)
             return self._epilogue(layer, acc)
@@ -136,10 +147,11 @@ class FakeQuantNetwork(torch.nn.Module):
     def integer_outputs(self, x_int) -> dict:
         """Every layer's output as integers (``value * 2**frac``) for an integer input batch,
         for comparison with :func:`hwquant.golden.run`."""
-        fmt = self.net.input_format
-        x = torch.as_tensor(np.asarray(x_int), dtype=torch.float64) * math.ldexp(1.0, -fmt.frac)
+        x = _real_value(torch.as_tensor(np.asarray(x_int), dtype=torch.float64),
+                        self.net.input_format)
         out = {}
         for name, v in self.forward(x).items():
-            frac = self.net.format_of(name).frac
-            out[name] = (v * math.ldexp(1.0, frac)).numpy().astype(np.int64)
+            fmt = self.net.format_of(name)
+            code = (v + 1.0) / 2.0 if fmt.bipolar else v * math.ldexp(1.0, fmt.frac)
+            out[name] = code.numpy().astype(np.int64)
         return out
