@@ -88,7 +88,7 @@ def test_estimate_face_is_never_silently_zero(encoding, fold):
     name = kinds.KINDS[encoding].estimate
     module = pytest.importorskip(name, reason=f"{name} (the cost model) is not written yet")
     from hwquant.estimate.resources import FAMILIES
-    from hwquant.hw.network import plan_stages
+    from hwquant.plan import plan_network
 
     fmt = ir.ActFormat(4, False, 0)
     w = np.array([COSTLY_WEIGHTS[encoding]] * 3)
@@ -98,7 +98,7 @@ def test_estimate_face_is_never_silently_zero(encoding, fold):
         cost = module.resources(fc, family)
         assert cost.lut + cost.dsp > 0, family
     net = ir.Network("n", (12,), fmt, (fc,))
-    assert [st.cycles for st in plan_stages(net)] == [module.cycles(fc)]
+    assert plan_network(net).layer_cycles() == {"fc": module.cycles(fc)}
 
 
 def test_lookups_by_layer():
