@@ -85,7 +85,7 @@ def _layer_rows(net, cycles):
     return rows
 
 
-def _check_board(plan, board_name, step):
+def _check_board(plan, board_name):
     """Model the plan for the board's family; raise naming the largest consumer when it does
     not fit. Returns the utilization for the report."""
     from .boards import load_board
@@ -93,7 +93,6 @@ def _check_board(plan, board_name, step):
     from .estimate.model import estimate_network
 
     board = load_board(board_name)
-    step(f"checking the design against {board.id}")
     fit = check_fit(estimate_network(plan, board.family), board)
     return {"id": board.id, "family": board.family, "utilization": fit.utilization()}
 
@@ -116,11 +115,14 @@ def compile_network(net: ir.Network, out_dir, *, fold: str = "auto",
     step = progress or (lambda msg: None)
     out_dir = Path(out_dir)
     net = apply_folding(net, fold, target_cycles=target_cycles)
+    if board is not None:  # fail fast, before the FIFO sizing; checked again once sized
+        _check_board(P.plan_network(net), board)
     step("planning the dataflow and sizing FIFOs")
     plan, sched = plan_build(net, fifo_depth, progress=step)
     fit = None
     if board is not None:
-        fit = _check_board(plan, board, step)
+        step(f"checking the design against board {board}")
+        fit = _check_board(plan, board)
     cycles = plan.layer_cycles()
     with atomic_directory(out_dir, marker="compile.json", what="build") as tmp:
         step("emitting Verilog")

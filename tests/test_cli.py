@@ -43,7 +43,12 @@ def test_compile_report_keys(tiny_hwq, tmp_path):
     assert report["verilog"] == str(out / "network.v") and (out / "network.v").is_file()
     assert [(r["name"], r["pe"], r["simd"]) for r in report["layers"]] == \
         [("conv1", 1, 1), ("fc", 1, 1)]
-    assert report["cycles_per_inference"] == max(r["cycles"] for r in report["layers"])
+    assert report["bottleneck_cycles"] == max(r["cycles"] for r in report["layers"])
+    # The replayed schedule: at least the busiest stage, within 5 % of it here.
+    assert report["bottleneck_cycles"] <= report["cycles_per_inference"] \
+        <= 1.05 * report["bottleneck_cycles"]
+    assert set(report["fifo_depths"]) == set(report["fifos"]) == {"conv1_fifo"}
+    assert report["fifo_memory_bits"] == sum(f["memory_bits"] for f in report["fifos"].values())
     assert "module hwquant_top" in (out / "network.v").read_text()
     # A second compile replaces the build directory.
     assert main(["compile", str(tiny_hwq), "--fold", "max", "-o", str(out)]) == 0
@@ -54,6 +59,13 @@ def test_compile_report_keys(tiny_hwq, tmp_path):
     (["compile", "{hwq}", "--fold", "conv1=3:1", "-o", "{out}"], r"PE must divide"),
     (["compile", "{hwq}", "--fold", "nope=1:1", "-o", "{out}"], r"not a weight layer"),
     (["compile", "{hwq}", "--fold", "conv1:1:1", "-o", "{out}"], r"Fold must be"),
+    (["compile", "{hwq}", "--fold", "conv1=1:2", "-o", "{out}"],
+     r"^error: Layer 'conv1': SIMD must be one of \[1, 3, 9\] \(what its input stream can "
+     r"supply\), not 2$"),
+    (["compile", "{hwq}", "--fold", "max", "--board", "icebreaker", "-o", "{out}"],
+     r"^error: The network does not fit board 'icebreaker' .*DSP blocks: \d+ needed, 8 "
+     r"available; the largest consumer is layer 'conv1'"),
+    (["compile", "{hwq}", "--board", "nosuchboard", "-o", "{out}"], r"nosuchboard"),
     (["compile", "{bad}", "-o", "{out}"], r"not a readable \.hwq file"),
     (["compile", "{missing}", "-o", "{out}"], r"No such \.hwq file"),
     (["sim", "{out}"], r"not a hwquant build directory"),

@@ -30,9 +30,16 @@ class StreamWidth(wiring.Component):
     one-beat pipeline register. :class:`hwquant.schedule.streams.StreamWidthTiming` is this
     contract.
 
+    A pure gather (``out_lanes`` a multiple of ``in_lanes``, ``k_out = 1``) keeps one register
+    of ``out_lanes`` elements instead: input beats shift into it, the word is offered once
+    ``k_in`` beats are in, and the first beat of the next word is accepted only when the
+    register is not full or the word leaves in the same cycle (still one input beat per
+    cycle when the consumer keeps up).
+
     Resources: a gather shift register of ``(k_in - 1) * in_lanes`` elements (none when
-    ``out_lanes`` divides ``in_lanes``), an output shift register of ``L`` elements, counters of
-    ``k_in`` and ``k_out`` states, no adders on the data path.
+    ``out_lanes`` divides ``in_lanes``, none beyond the output register for a pure gather), an
+    output shift register of ``L`` elements, counters of ``k_in`` and ``k_out`` states, no
+    adders on the data path.
 
     Parameters
     ----------
@@ -80,6 +87,8 @@ class StreamWidth(wiring.Component):
         x = i_s.payload.as_value()
         w_in, w_out = len(x), len(o_s.payload.as_value())
 
+        if k_in > 1 and k_out == 1:
+            return self._elaborate_gather(m, x, w_in)
         word = Signal(w_out * k_out, name="word")
         valid = Signal(name="o_valid")
         m.d.comb += [o_s.valid.eq(valid), o_s.payload.eq(word[:w_out])]
@@ -126,4 +135,23 @@ class StreamWidth(wiring.Component):
                     m.d.sync += [sent.eq(sent + 1), word.eq(word[w_out:])]
             else:
                 m.d.sync += valid.eq(0)
+        return m
+
+    def _elaborate_gather(self, m, x, w_in):
+        """Pure gather: one register, beats shifted in at the top (after ``k_in`` beats the
+        word's first beat is in the LSBs)."""
+        i_s, o_s, k_in = self.i_stream, self.o_stream, self._k_in
+        word = Signal(w_in * k_in, name="word")
+        held = Signal(range(k_in + 1), name="held")  # beats of the word in the register
+        full = Signal()
+        m.d.comb += [full.eq(held == k_in), o_s.valid.eq(full), o_s.payload.eq(word)]
+        take = full & o_s.ready
+        m.d.comb += i_s.ready.eq(~full | o_s.ready)
+        accept = i_s.valid & i_s.ready
+        with m.If(accept):
+            m.d.sync += word.eq(Cat(word[w_in:], x))
+        with m.If(take):
+            m.d.sync += held.eq(accept)
+        with m.Elif(accept):
+            m.d.sync += held.eq(held + 1)
         return m

@@ -207,8 +207,8 @@ def size_fifos(plan, *, images: int = 3, progress=None) -> tuple:
 
     1. Replay with unbounded FIFOs: the best period ``T*`` and each FIFO's peak occupancy
        (a depth that never blocks, so it keeps ``T*`` by construction).
-    2. Try every FIFO at ``min(peak, 2)`` and then at 1 together: the line buffers of the
-       sliding windows absorb most bursts, so small FIFOs usually keep ``T*``.
+    2. Try every FIFO at depth 1, then at ``min(peak, 2)``, together: the line buffers of
+       the sliding windows absorb most bursts, so small FIFOs usually keep ``T*``.
     3. Otherwise bisect each FIFO whose peak exceeds 2, the largest memory first, between 1
        and its peak, the others at their current depths.
 
@@ -230,31 +230,24 @@ def size_fifos(plan, *, images: int = 3, progress=None) -> tuple:
             return None
         return res if res.period <= target else None
 
+    for trial in ({nm: 1 for nm in names}, {nm: min(peak[nm], 2) for nm in names}):
+        best = run(trial)
+        if best is not None:
+            say(f"FIFOs: depth {max(trial.values())} keeps {target} cycles per inference")
+            return plan.with_fifo_depths(trial), best
+    width = {st.name: st.lanes * st.fmt.bits for st in plan.stages if isinstance(st, P.Fifo)}
     depths = dict(peak)
-    small = {nm: min(peak[nm], 2) for nm in names}
-    best = run(small)
-    if best is not None:
-        depths = small
-        ones = {nm: 1 for nm in names}
-        res = run(ones)
-        if res is not None:
-            depths, best = ones, res
-        say(f"FIFOs: depth {max(depths.values())} keeps {target} cycles per inference")
-    else:
-        width = {st.name: st.lanes * st.fmt.bits for st in plan.stages
-                 if isinstance(st, P.Fifo)}
-        depths = dict(peak)
-        for nm in sorted(names, key=lambda k: -peak[k] * width[k]):
-            if peak[nm] <= 2:
-                continue
-            lo, hi = 1, peak[nm]  # hi is known to keep the period
-            while lo < hi:
-                mid = (lo + hi) // 2
-                if run({**depths, nm: mid}) is not None:
-                    hi = mid
-                else:
-                    lo = mid + 1
-            depths[nm] = hi
-            say(f"FIFO {nm}: depth {hi} (peak {peak[nm]} unbounded)")
+    for nm in sorted(names, key=lambda k: -peak[k] * width[k]):
+        if peak[nm] <= 2:
+            continue
+        lo, hi = 1, peak[nm]  # hi is known to keep the period
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if run({**depths, nm: mid}) is not None:
+                hi = mid
+            else:
+                lo = mid + 1
+        depths[nm] = hi
+        say(f"FIFO {nm}: depth {hi} (peak {peak[nm]} unbounded)")
     sized = plan.with_fifo_depths(depths)
     return sized, replay(sized, images=images)

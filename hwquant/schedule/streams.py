@@ -20,6 +20,7 @@ _PAIRS = ((False, False), (False, True), (True, False), (True, True))
 __all__ = [
     "StreamFifoTiming",
     "StreamWidthTiming",
+    "GatherTiming",
     "ForkTiming",
     "AddJoinTiming",
     "ReduceTiming",
@@ -64,8 +65,19 @@ class StreamWidthTiming(TimingModel):
     ``k_out = L / out_lanes`` output beats. The first ``k_in - 1`` beats of a word are always
     accepted (they go to the gather register); the last one only when the output register is
     empty or hands out its last beat this cycle. ``valid`` while output beats of the current
-    word remain. Equal widths are a one-beat pipeline register (``k_in = k_out = 1``).
+    word remain. Equal widths are a one-beat pipeline register (``k_in = k_out = 1``). A pure
+    gather (``k_out = 1 < k_in``) holds one register: ``valid`` once ``k_in`` beats are in,
+    ``ready`` while it is not full or the word leaves this cycle (:class:`GatherTiming`).
     """
+
+    def __new__(cls, *args):
+        if cls is StreamWidthTiming:
+            in_lanes, out_lanes = args
+            _positive(in_lanes, "Input lanes")
+            _positive(out_lanes, "Output lanes")
+            if out_lanes % in_lanes == 0 and out_lanes > in_lanes:
+                return GatherTiming(out_lanes // in_lanes)
+        return super().__new__(cls)
 
     def __init__(self, in_lanes: int, out_lanes: int):
         _positive(in_lanes, "Input lanes")
@@ -91,6 +103,27 @@ class StreamWidthTiming(TimingModel):
                 self.left = self.k_out
             else:
                 self.gathered += 1
+
+
+class GatherTiming(TimingModel):
+    """The pure gather of :class:`hwquant.hw.width.StreamWidth` (``k`` input beats per output
+    beat, one register): ``valid`` when ``k`` beats are held; ``ready`` while fewer are held
+    or the word leaves this cycle."""
+
+    def __init__(self, k: int):
+        self.k = _positive(k, "Gathered beats")
+        self.held = 0
+
+    def valid(self):
+        return _T if self.held == self.k else _F
+
+    def ready(self, in_valid, out_ready):
+        return _T if self.held < self.k or out_ready[0] else _F
+
+    def tick(self, in_valid, in_ready, out_valid, out_ready):
+        take = out_valid[0] and out_ready[0]
+        acc = 1 if in_valid[0] and in_ready[0] else 0
+        self.held = acc if take else self.held + acc
 
 
 class ReduceTiming(StreamWidthTiming):
