@@ -32,23 +32,38 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _cli(args, *, pythonpath=None, cwd=None):
-    """Run ``hwquant`` CLI ``args`` in a child Python; returns wall seconds."""
+def _env(pythonpath):
     env = dict(os.environ)
     if pythonpath:
         env["PYTHONPATH"] = str(pythonpath)
+    return env
+
+
+def _cli(args, *, pythonpath=None):
+    """Run ``hwquant`` CLI ``args`` in a child Python (in the imported tree's directory, so
+    ``sys.path[0]`` is that tree); returns wall seconds."""
     code = "import sys; from hwquant.cli import main; sys.exit(main(sys.argv[1:]))"
     t = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code, *map(str, args)], env=env, cwd=cwd,
-                   check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([sys.executable, "-c", code, *map(str, args)], env=_env(pythonpath),
+                   cwd=pythonpath or ROOT, check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - t
 
 
 def _which_hwquant(pythonpath):
-    env = dict(os.environ, PYTHONPATH=str(pythonpath)) if pythonpath else dict(os.environ)
-    out = subprocess.run([sys.executable, "-c", "import hwquant; print(hwquant.__file__)"],
-                         env=env, capture_output=True, text=True, check=True)
-    return out.stdout.strip()
+    code = "import hwquant.sim; print(hwquant.__file__, hwquant.sim.__file__)"
+    out = subprocess.run([sys.executable, "-c", code], env=_env(pythonpath),
+                         cwd=pythonpath or ROOT, capture_output=True, text=True, check=True)
+    return out.stdout.split()
+
+
+def _baseline_tree(path, rev):
+    """The baseline revision as an importable tree: the package directories that the
+    installed package maps into ``hwquant`` are linked into it."""
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), rev],
+                   check=True, stdout=subprocess.DEVNULL)
+    for pkg, src in (("sim", "sim"), ("board_files", "boards"),
+                     ("rtl_templates", "rtl_templates")):
+        (path / "hwquant" / pkg).symlink_to(path / src, target_is_directory=True)
 
 
 def _digits(work, model, pythonpath, *, sim):
@@ -152,10 +167,10 @@ def main():
     work.mkdir(parents=True, exist_ok=True)
     base_tree = work / "baseline_tree"
     if not base_tree.exists():
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(base_tree),
-                        args.baseline], check=True, stdout=subprocess.DEVNULL)
+        _baseline_tree(base_tree, args.baseline)
     try:
-        assert _which_hwquant(base_tree).startswith(str(base_tree)), "baseline not imported"
+        where = _which_hwquant(base_tree)
+        assert all(w.startswith(str(base_tree)) for w in where), f"baseline not imported: {where}"
         model = work / "digits.pt2"
         _cli(["train", "--seed", "0", "-o", model])
         before = _digits(work / "digits_before", model, base_tree, sim=args.sim)

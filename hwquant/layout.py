@@ -63,7 +63,7 @@ def tensor_to_beats(x, lanes: int | None = None) -> np.ndarray:
     one beat per pixel or a single beat for a vector): ``(beats, lanes)``."""
     x = np.asarray(x)
     if x.ndim == 3:
-        c, h, w = x.shape
+        c = x.shape[0]
         return x.transpose(1, 2, 0).reshape(-1, _check_lanes(c, lanes))
     if x.ndim == 1:
         return x.reshape(-1, _check_lanes(x.shape[0], lanes))

@@ -60,11 +60,11 @@ def test_compile_report_keys(tiny_hwq, tmp_path):
     (["compile", "{hwq}", "--fold", "nope=1:1", "-o", "{out}"], r"not a weight layer"),
     (["compile", "{hwq}", "--fold", "conv1:1:1", "-o", "{out}"], r"Fold must be"),
     (["compile", "{hwq}", "--fold", "conv1=1:2", "-o", "{out}"],
-     r"^error: Layer 'conv1': SIMD must be one of \[1, 3, 9\] \(what its input stream can "
-     r"supply\), not 2$"),
+     (r"^error: Layer 'conv1': SIMD must be one of \[1, 3, 9\] \(what its input stream can "
+      r"supply\), not 2$")),
     (["compile", "{hwq}", "--fold", "max", "--board", "icebreaker", "-o", "{out}"],
-     r"^error: The network does not fit board 'icebreaker' .*DSP blocks: \d+ needed, 8 "
-     r"available; the largest consumer is layer 'conv1'"),
+     (r"^error: The network does not fit board 'icebreaker' .*DSP blocks: \d+ needed, 8 "
+      r"available; the largest consumer is layer 'fc'")),
     (["compile", "{hwq}", "--board", "nosuchboard", "-o", "{out}"], r"nosuchboard"),
     (["compile", "{bad}", "-o", "{out}"], r"not a readable \.hwq file"),
     (["compile", "{missing}", "-o", "{out}"], r"No such \.hwq file"),

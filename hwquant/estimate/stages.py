@@ -193,10 +193,14 @@ def _width(rows, st, plan, family):
     """:class:`hwquant.hw.width.StreamWidth`: a gather register of ``k_in - 1`` input beats
     (shifted in: enables only), a word register of ``lcm`` lanes (loaded, or shifted by one
     output beat: a LUT per bit of the word when ``k_out > 1``, load or shift), two beat
-    counters."""
+    counters. A pure gather (``k_out = 1``) is the word register alone, shifted into."""
     bits = st.fmt.bits
     total = math.lcm(st.in_lanes, st.lanes)
     k_in, k_out = total // st.in_lanes, total // st.lanes
+    if k_out == 1 and k_in > 1:
+        rows.add("registers", register(total * bits))
+        rows.add("control", counter(k_in + 1, family) + luts(3))
+        return
     regs = register(total * bits + 1)
     if k_in > 1:
         regs += register((k_in - 1) * st.in_lanes * bits)

@@ -181,8 +181,7 @@ def replay(plan, *, images: int = 3, fifo_depths: dict | None = None,
             if is_fifo:
                 if fin:
                     level[i] += 1
-                    if level[i] > peak[i]:
-                        peak[i] = level[i]
+                    peak[i] = max(peak[i], level[i])
                 if fout:
                     level[i] -= 1
             if fin or fout:
