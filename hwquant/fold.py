@@ -6,7 +6,7 @@ import re
 
 from . import ir
 from .errors import HwquantError
-from .plan import layer_simd_choices, needs_window
+from .plan import layer_simd_choices, mvu_cycles, needs_window
 
 __all__ = ["FoldError", "parse_fold_spec", "apply_folding", "divisors", "default_target"]
 
@@ -37,10 +37,6 @@ def parse_fold_spec(spec: str) -> tuple:
             raise FoldError(f"Fold names layer {m.group(1)!r} twice")
         overrides[m.group(1)] = (int(m.group(2)), int(m.group(3)))
     return "auto", overrides
-
-
-def _vectors(layer) -> int:
-    return layer.out_shape[1] * layer.out_shape[2] if isinstance(layer, ir.Conv2d) else 1
 
 
 def _positions(layer) -> int:
@@ -79,11 +75,10 @@ def _auto_fold(layer, target: int) -> ir.Fold:
     """Fewest multipliers (PE*SIMD) whose cycles ``vectors * NF * SF`` meet ``target``; ties
     prefer fewer PEs (fewer accumulators and epilogues). SIMD is one the streams support
     (:func:`hwquant.plan.layer_simd_choices`)."""
-    vec = _vectors(layer)
     best = None
     for pe in divisors(layer.out_channels):
         for simd in _auto_simd_choices(layer):
-            cycles = vec * (layer.out_channels // pe) * (layer.fan_in // simd)
+            cycles = mvu_cycles(layer, ir.Fold(pe, simd))
             key = (pe * simd, pe)
             if cycles <= target and (best is None or key < best[0]):
                 best = (key, pe, simd)

@@ -1,7 +1,9 @@
 """The registry of arithmetic kinds: one row per weight encoding, naming each of its faces.
 
 Every encoding in :data:`hwquant.ir.ENCODINGS` has a golden inner product
-(``golden/<kind>.py``), a hardware dot engine (``hw/<kind>.py``), a cost model
+(``golden/<kind>.py``), hardware (``hw/<kind>.py``, and the MVU-level engine class that
+:class:`hwquant.hw.mvu.MatrixVectorUnit` instantiates: :class:`hwquant.hw.engine.LaneEngine`
+over the per-lane ``DotEngine`` for kinds that are one sum of products), a cost model
 (``estimate/<kind>.py``) and a kind-data class (:data:`hwquant.ir.KIND_DATA`, the layer's
 ``kind_data``: validated by the IR, serialised generically by ``hwquant.hwq``). Faces are
 imported lazily, so the golden model never imports Amaranth. ``tests/test_kinds.py`` checks the
@@ -13,7 +15,11 @@ from dataclasses import dataclass
 
 from . import ir
 
-__all__ = ["Kind", "KINDS", "kind_of", "golden_dot", "hw_dot_engine", "cost_model"]
+__all__ = ["Kind", "KINDS", "kind_of", "golden_dot", "hw_dot_engine", "hw_engine",
+           "cost_model"]
+
+#: The MVU engine of kinds whose arithmetic is one plain sum of products per channel.
+LANE_ENGINE = "hwquant.hw.engine:LaneEngine"
 
 
 @dataclass(frozen=True)
@@ -23,6 +29,8 @@ class Kind:
     hw: str  # module with the dot-engine component ``DotEngine``
     estimate: str  # module with ``resources(...)``
     description: str
+    #: ``module:Class`` of the MVU-level engine (:class:`hwquant.hw.engine.Engine` subclass).
+    engine: str = LANE_ENGINE
 
     @property
     def data(self) -> type:
@@ -52,6 +60,12 @@ def golden_dot(layer):
 
 def hw_dot_engine(layer):
     return importlib.import_module(kind_of(layer).hw).DotEngine
+
+
+def hw_engine(layer):
+    """The MVU-level engine class of ``layer``'s kind (imports Amaranth)."""
+    module, cls = kind_of(layer).engine.split(":")
+    return getattr(importlib.import_module(module), cls)
 
 
 def cost_model(layer):

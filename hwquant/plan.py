@@ -55,6 +55,7 @@ __all__ = [
     "layer_simd_choices",
     "needs_window",
     "mvu_weights",
+    "mvu_cycles",
 ]
 
 
@@ -128,7 +129,7 @@ class Window(Stage):
 @dataclass(frozen=True)
 class Mvu(Stage):
     """Matrix-vector unit of a conv2d or linear layer (:class:`hwquant.hw.mvu.MatrixVectorUnit`);
-    ``vectors`` input vectors per inference, each ``nf * sf`` cycles."""
+    ``vectors`` input vectors per inference, each ``nf * sf`` cycles (:func:`mvu_cycles`)."""
 
     vectors: int = 1
     nf: int = 1
@@ -289,6 +290,17 @@ def layer_simd_choices(layer) -> list:
             return window_simd_choices(c, layer.kernel)
         return [d for d in range(1, c + 1) if c % d == 0]
     return [d for d in range(1, layer.fan_in + 1) if layer.fan_in % d == 0]
+
+
+def mvu_cycles(layer, fold=None) -> int:
+    """Cycles per inference of a weight layer's MVU when never stalled, whatever its kind:
+    ``vectors * NF * SF`` (``vectors``: output pixels of a conv, 1 for a linear layer) for
+    the layer's fold or ``fold``. The one definition the folding pass, the plan's
+    :attr:`Mvu.busy` and the cost models use; the replay (:mod:`hwquant.schedule.replay`)
+    shows the hardware meets it."""
+    fold = layer.fold if fold is None else fold
+    vectors = _pixels(layer.out_shape) if isinstance(layer, ir.Conv2d) else 1
+    return vectors * (layer.out_channels // fold.pe) * (layer.fan_in // fold.simd)
 
 
 def _window_in_lanes(channels: int, simd: int) -> int:

@@ -62,6 +62,19 @@ def test_hw_face(encoding):
 
 
 @pytest.mark.parametrize("encoding", ir.ENCODINGS)
+def test_engine_face(encoding):
+    """Every kind names an MVU-level engine implementing the engine contract."""
+    from hwquant.hw.engine import Engine
+
+    module, cls = kinds.KINDS[encoding].engine.split(":")
+    engine = getattr(importlib.import_module(module), cls)
+    assert issubclass(engine, Engine)
+    for name in ("parts_per_pe", "shared_count", "word_bits", "encode", "part_ranges",
+                 "shared_ranges", "combine_ranges", "combine"):
+        assert callable(getattr(engine, name)), name
+
+
+@pytest.mark.parametrize("encoding", ir.ENCODINGS)
 def test_estimate_face(encoding):
     name = kinds.KINDS[encoding].estimate
     module = pytest.importorskip(name, reason=f"{name} (the cost model) is not written yet")

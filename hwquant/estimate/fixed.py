@@ -33,10 +33,11 @@ from __future__ import annotations
 import numpy as np
 
 from .. import ir
+from ..plan import mvu_cycles
 from .common import macc
 from .resources import Resources, const_multiplier, dsp_product, multiplier
 
-__all__ = ["resources", "absorbed_registers", "cycles", "mvu_cycles", "is_unrolled",
+__all__ = ["resources", "absorbed_registers", "cycles", "is_unrolled",
            "product_bits", "adder_tree", "macc", "const_product", "dot_range", "word_bits"]
 
 # Smallest product (Y) width mul2dsp maps to a DSP block (Yosys 0.70 synth scripts:
@@ -353,19 +354,8 @@ def word_bits(layer, simd) -> int:
 
 
 def cycles(layer) -> int:
-    """Cycles per inference of the MVU when never stalled: :func:`mvu_cycles`."""
+    """Cycles per inference of the MVU when never stalled: :func:`hwquant.plan.mvu_cycles`."""
     _check(layer)
     return mvu_cycles(layer)
 
 
-def mvu_cycles(layer) -> int:
-    """Cycles per inference of the MVU of any weight layer when never stalled:
-    ``vectors * NF * SF``, whatever its arithmetic kind.
-
-    ``vectors`` is the number of output pixels of a convolution (one window each) and 1 for a
-    linear layer.
-    """
-    vectors = layer.out_shape[1] * layer.out_shape[2] if isinstance(layer, ir.Conv2d) else 1
-    nf = layer.out_channels // layer.fold.pe
-    sf = layer.fan_in // layer.fold.simd
-    return vectors * nf * sf

@@ -56,8 +56,9 @@ import math
 
 from .. import ir
 from ..golden.pow2 import exponent_bits
+from ..plan import mvu_cycles
 from .common import carry_save, check_family, csd_digits, macc
-from .fixed import is_unrolled, mvu_cycles
+from .fixed import is_unrolled
 from .resources import Resources, mux
 
 __all__ = ["resources", "cycles", "carry_save", "sign_scales", "dot_range", "word_bits"]
@@ -233,6 +234,6 @@ def word_bits(layer, simd) -> int:
 
 def cycles(layer) -> int:
     """Cycles per inference of the MVU when never stalled: ``vectors * NF * SF`` (as for
-    every kind, :func:`hwquant.estimate.fixed.mvu_cycles`)."""
+    every kind, :func:`hwquant.plan.mvu_cycles`)."""
     _check(layer)
     return mvu_cycles(layer)
