@@ -1,4 +1,4 @@
-"""Weight quantizers (INQ, ternary TWN/TTQ, fixed) against ALGORITHMS.md §1.2 and §2, and
+"""Weight quantizers (INQ, ternary TWN/TTQ, fixed) against the INQ, TWN and TTQ formulas, and
 their lowering into IR integers that the golden model reads back as the same real weights."""
 
 import itertools
@@ -129,7 +129,7 @@ def test_ttq_scales_train_and_lower_to_sign_scales():
     st["scales"].requires_grad_(True)
     out = q.project(w, st)
     out.sum().backward()
-    # d/dW^p = #positive, d/dW^n = -#negative (autodiff sign, ALGORITHMS §2.3)
+    # d/dW^p = #positive, d/dW^n = -#negative (autodiff sign, TTQ §3)
     assert st["scales"].grad.tolist() == [2.0, -2.0]
     # scaled straight-through gradient to the latent weights
     assert w.grad.tolist() == pytest.approx([wp, wp, wn, wn, 1.0, 1.0])

@@ -44,7 +44,8 @@ def test_select_portion_magnitude_and_random_are_exact_and_nested():
 
 
 def test_frozen_weights_survive_weight_decay_and_momentum(graph, digits):
-    """ALGORITHMS §1.7 P2: restoring after every optimizer step keeps frozen entries exact."""
+    """Restoring after every optimizer step keeps frozen entries exact (masking gradients alone
+    would not: momentum and weight decay move them)."""
     model = S.TrainableGraph(graph)
     names = model.layer_names
     qs = {n: InqWeights(4) for n in names}

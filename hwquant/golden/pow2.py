@@ -1,7 +1,7 @@
 """Golden inner product of the ``pow2`` arithmetic kind: power-of-two weights, shifts only.
 
 A ``pow2`` weight of ``b`` code bits (``b`` in 2..8) is zero or ``+P * 2**e`` / ``-N * 2**e``
-with ``e`` in ``0 .. 2**(b-2) - 1`` (INQ, ALGORITHMS.md §1.5; ``b = 2`` is ternary). ``P`` and
+with ``e`` in ``0 .. 2**(b-2) - 1`` (INQ: Zhou et al., "Incremental Network Quantization", 2017, §2.1; ``b = 2`` is ternary). ``P`` and
 ``N`` are the ``sign_scales`` of the layer's kind data (:class:`hwquant.ir.Pow2Data`): ``(1, 1)`` for INQ and TWN, two integers for the
 asymmetric ternary (TTQ) layers. The code word of one weight, ``b`` bits::
 

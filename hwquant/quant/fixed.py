@@ -3,7 +3,7 @@
 Weights: signed ``wbits`` integers with one power-of-two scale per layer,
 ``W = sat(RHU(w * 2**f_w))``, ``f_w = floor(log2((2**(wbits-1) - 1) / max|w|))``.
 Activations: ``abits`` integers with one power-of-two scale per tensor, chosen by calibration
-(``docs/arithmetic.md``, ALGORITHMS.md §8.1): ``f = floor(log2(hi / a_max))``, unsigned after a
+(``docs/arithmetic.md``, section Quantization): ``f = floor(log2(hi / a_max))``, unsigned after a
 ReLU, signed otherwise. Bias at accumulator scale. The last layer leaves raw ``ACC + B`` logits.
 """
 
@@ -56,7 +56,7 @@ def _quantize_weights(node, wbits):
 
 
 #: Requantization multipliers (a real channel scale folded into the epilogue) get this many
-#: bits of magnitude: signed 16-bit ``M`` (ALGORITHMS.md §8.1).
+#: bits of magnitude: signed 16-bit ``M`` (``docs/arithmetic.md``).
 MULT_BITS = 15
 
 

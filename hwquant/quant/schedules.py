@@ -4,18 +4,18 @@ All three work with any weight quantizer of :mod:`hwquant.quant.weights` on a tr
 float copy of a :class:`hwquant.frontend.FloatGraph` (:class:`TrainableGraph`; BatchNorm is
 already folded, activations stay float while retraining):
 
-``simple`` (S0 §3.2, ALGORITHMS §7.1)
+``simple`` (simple quantization of the weight-quantization study, §3.2)
     Quantize every weight; train the float shadow weights with the straight-through estimator
     (the forward pass sees the quantized weights); the result is the quantized shadow weights.
-``incremental`` (INQ, ALGORITHMS §1.3)
+``incremental`` (INQ, Zhou et al. 2017, §2)
     Per layer, quantize an accumulated portion ``σ_1 < … < σ_N = 1`` of the weights (largest
     magnitude first, or a seeded random order), freeze them, retrain the rest; repeat.
-``layerwise`` (S0 §4, ALGORITHMS §7.2)
+``layerwise`` (the layer-wise sequential quantization of the weight-quantization study, §4)
     Quantize whole layers from the input side to the output side, freezing each and retraining
     the later layers.
 
 Frozen weights are restored after every optimizer step, so neither weight decay nor momentum
-can move them (ALGORITHMS §1.7 P2: masking the gradient alone is not enough). The per-layer
+can move them (masking the gradient alone is not enough: momentum and weight decay move them). The per-layer
 quantizer constants are fitted once, on the weights as they are when the layer's first
 weights are quantized (INQ's ``P_l`` never changes, §1.7 P3); TWN in the ``simple`` schedule
 refits them on every pass (its reference code does), TTQ trains its two scales.

@@ -17,7 +17,7 @@ One quantizer object per method and bit width. Each has three faces, used by the
     The integer form the IR stores (``docs/arithmetic.md``, "Weight kinds") for projected
     values ``wq``.
 
-Formulas follow ALGORITHMS.md: INQ §1.2 (exact integer ``n1``, Eq. (4) intervals with ties to
+Formulas follow the papers (see ``docs/arithmetic.md``, References): INQ §2.1 (exact integer ``n1``, Eq. (4) intervals with ties to
 the larger magnitude, saturation at ``2**n1``), TWN §2.2 (``Δ = 0.7·E|W|`` with strict ``>``,
 ``α`` the mean magnitude above ``Δ``), TTQ §2.3 (``Δ = t·max|w|``, ``t = 0.05``, trained
 positive and negative scales).
@@ -120,7 +120,7 @@ def inq_project(w: torch.Tensor, n1: int, n2: int, tie: str = "paper") -> torch.
     ``tie="paper"``: ``|w|`` in ``[3·2**(n-2), 3·2**(n-1))`` -> ``2**n``; below ``2**(n2-1)``
     -> 0 (ties to the larger magnitude). ``tie="caffe"``: the same intervals closed on the
     other side (ties to the smaller magnitude, as the official code). Above the top interval
-    the value saturates at ``2**n1`` (ALGORITHMS §1.2 (4), normative).
+    the value saturates at ``2**n1`` (INQ Eq. (4), normative).
     """
     w = w.detach()
     a = w.abs().to(torch.float64)
@@ -144,7 +144,7 @@ class InqWeights:
     """INQ power-of-two weights of ``bits`` bits (``2**(bits-2)`` exponents, zero, sign).
 
     ``fit`` fixes ``n1, n2`` from the weights it is given; the schedules call it once on the
-    pre-trained weights so the set never changes (ALGORITHMS §1.7 P3).
+    pre-trained weights so the set never changes (as INQ fixes n1 and n2 before training).
     """
 
     method, trainable_scales = "inq", False
@@ -231,7 +231,7 @@ class TernaryWeights:
     def project(self, w, state):
         q = self.quantize(w, state)
         if self.asymmetric:
-            # Scaled STE of TTQ; the scale gradients come from autodiff (ALGORITHMS §2.3).
+            # Scaled STE of TTQ; the scale gradients come from autodiff (TTQ §3).
             codes = self._codes(w.detach(), state["delta"])
             wp, wn = torch.clamp(state["scales"], min=1e-6).detach().unbind()
             gain = torch.where(codes > 0, wp, torch.where(codes < 0, wn, torch.ones_like(wp)))
