@@ -1,10 +1,12 @@
-"""A ResNet-style model the other tests have not seen (identity and projection skips,
-BatchNorm, ReLU after each add, a stride-2 block) through quantize -> compile -> sim on the
-emitted Verilog: every output word and every layer probe, with random stalls; cycles as the
-replayed schedule predicts."""
+"""Models the other network tests have not seen, through quantize -> compile -> sim on the
+emitted Verilog with default options: a ResNet-style model (identity and projection skips,
+BatchNorm, ReLU after each add, a stride-2 block) and an MLP on vector data (hidden linear
+layers whose outputs are one vector per inference). Every output word and every layer probe,
+with random stalls; cycles as the replayed schedule predicts."""
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -69,3 +71,33 @@ def test_resnet_quantize_compile_sim_bit_exact(resnet_pt2, tmp_path):
     for name, st in res["streams"].items():
         assert st["received"] == st["expected"] > 0 and st["mismatches"] == 0, name
     assert abs(res["cycle_error"]) <= 0.05, res
+
+
+def test_mlp_on_vector_data_with_default_options(tmp_path):
+    """Linear(13, 24) + BatchNorm1d + ReLU, Linear(24, 12) + ReLU, Linear(12, 3) on vectors:
+    a layer producing one vector per inference gets a FIFO that Verilator accepts."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(200, 13)).astype(np.float32)
+    y = (x[:, :4].sum(1) > 0).astype(np.int64) + (x[:, 4:8].sum(1) > 1).astype(np.int64)
+    data = tmp_path / "vec.npz"
+    np.savez(data, x_train=x[:160], y_train=y[:160], x_test=x[160:], y_test=y[160:])
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(13, 24), nn.BatchNorm1d(24), nn.ReLU(), nn.Linear(24, 12),
+                          nn.ReLU(), nn.Linear(12, 3))
+    opt = torch.optim.Adam(model.parameters(), 1e-2)
+    for _ in range(60):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(torch.tensor(x[:160])),
+                                    torch.tensor(y[:160])).backward()
+        opt.step()
+    model.eval()
+    torch.export.save(torch.export.export(model, (torch.tensor(x[:2]),)), tmp_path / "m.pt2")
+    assert main(["quantize", str(tmp_path / "m.pt2"), "--data", str(data), "-o",
+                 str(tmp_path / "m.hwq")]) == 0
+    assert main(["compile", str(tmp_path / "m.hwq"), "-o", str(tmp_path / "build")]) == 0
+    s = tmp_path / "s.json"
+    assert main(["sim", str(tmp_path / "build"), "--vectors", "8", "--json", str(s)]) == 0
+    res = json.loads(s.read_text())
+    assert res["passed"] and res["mismatches"] == 0, res
+    probes = [k for k in res["streams"] if k.startswith("probe_")]
+    assert len(probes) == 3, res["streams"]
