@@ -101,3 +101,42 @@ def test_mlp_on_vector_data_with_default_options(tmp_path):
     assert res["passed"] and res["mismatches"] == 0, res
     probes = [k for k in res["streams"] if k.startswith("probe_")]
     assert len(probes) == 3, res["streams"]
+
+
+def _cnv(tmp_path):
+    """BNN-PYNQ's CIFAR-10 "CNV" topology with random weights and random 3x32x32 data."""
+    torch.manual_seed(0)
+    layers, c = [], 3
+    for spec in (64, 64, "M", 128, 128, "M", 256, 256):
+        if spec == "M":
+            layers.append(nn.MaxPool2d(2))
+        else:
+            layers += [nn.Conv2d(c, spec, 3), nn.BatchNorm2d(spec), nn.ReLU()]
+            c = spec
+    layers += [nn.Flatten(), nn.Linear(256, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(),
+               nn.Linear(512, 10)]
+    model = nn.Sequential(*layers).eval()
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, size=(40, 3, 32, 32)).astype(np.float32)
+    y = rng.integers(0, 10, size=40)
+    data = tmp_path / "cnv.npz"
+    np.savez(data, x_train=x[:32], y_train=y[:32], x_test=x[32:], y_test=y[32:],
+             num_classes=10)
+    torch.export.save(torch.export.export(model, (torch.tensor(x[:2]),)), tmp_path / "cnv.pt2")
+    return tmp_path / "cnv.pt2", data
+
+
+@pytest.mark.slow
+def test_cnv_ternary_a4_two_images_bit_exact(tmp_path):
+    """The CNV network at a 100k-cycle target: two random images through the Verilog."""
+    model, data = _cnv(tmp_path)
+    assert main(["quantize", str(model), "--data", str(data), "--method", "ternary",
+                 "--abits", "4", "--schedule", "none", "-o", str(tmp_path / "q.hwq")]) == 0
+    assert main(["compile", str(tmp_path / "q.hwq"), "--target-cycles", "100000", "-o",
+                 str(tmp_path / "build")]) == 0
+    s = tmp_path / "s.json"
+    assert main(["sim", str(tmp_path / "build"), "--vectors", "2", "--stall", "0.1",
+                 "--json", str(s)]) == 0
+    res = json.loads(s.read_text())
+    assert res["passed"] and res["mismatches"] == 0, res
+    assert abs(res["cycle_error"]) <= 0.05, res
