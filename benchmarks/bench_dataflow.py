@@ -97,21 +97,12 @@ def _digits(work, model, pythonpath, *, sim):
 def _cnv_model(path, data_path):
     import numpy as np
     import torch
-    from torch import nn
 
+    from hwquant.topologies import cnv
     from hwquant.train import export_model
 
     torch.manual_seed(0)
-    layers, c = [], 3
-    for spec in (64, 64, "M", 128, 128, "M", 256, 256):
-        if spec == "M":
-            layers.append(nn.MaxPool2d(2))
-        else:
-            layers += [nn.Conv2d(c, spec, 3), nn.BatchNorm2d(spec), nn.ReLU()]
-            c = spec
-    layers += [nn.Flatten(), nn.Linear(256, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(),
-               nn.Linear(512, 10)]
-    model = nn.Sequential(*layers).eval()
+    model = cnv()
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 1, size=(96, 3, 32, 32)).astype(np.float32)
     y = rng.integers(0, 10, size=96)

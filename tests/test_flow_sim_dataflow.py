@@ -105,17 +105,10 @@ def test_mlp_on_vector_data_with_default_options(tmp_path):
 
 def _cnv(tmp_path):
     """BNN-PYNQ's CIFAR-10 "CNV" topology with random weights and random 3x32x32 data."""
+    from hwquant.topologies import cnv
+
     torch.manual_seed(0)
-    layers, c = [], 3
-    for spec in (64, 64, "M", 128, 128, "M", 256, 256):
-        if spec == "M":
-            layers.append(nn.MaxPool2d(2))
-        else:
-            layers += [nn.Conv2d(c, spec, 3), nn.BatchNorm2d(spec), nn.ReLU()]
-            c = spec
-    layers += [nn.Flatten(), nn.Linear(256, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(),
-               nn.Linear(512, 10)]
-    model = nn.Sequential(*layers).eval()
+    model = cnv()
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 1, size=(40, 3, 32, 32)).astype(np.float32)
     y = rng.integers(0, 10, size=40)

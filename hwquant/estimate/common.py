@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 from .. import ir
+from ..intmath import csd_digits
 from .resources import (
     FAMILIES,
     Resources,
@@ -80,24 +81,6 @@ def const_select(values, family) -> Resources:
         return Resources()
     width = max(ir.signed_bits_for(min(values), max(values)), 1)
     return rom(len(values), width, family)
-
-
-def csd_digits(value: int) -> list:
-    """Canonical signed digits of a positive integer, ``[(shift, +-1), ...]`` lowest first:
-    what a constant multiply written as shift-and-add costs (one adder per digit but one).
-    Re-derived here from the definition so that the cost models need no hardware module."""
-    value = int(value)
-    if value < 1:
-        raise ValueError(f"Signed-digit constant must be a positive integer, not {value!r}")
-    digits, shift = [], 0
-    while value:
-        if value & 1:
-            digit = 1 if value & 3 == 1 else -1
-            digits.append((shift, digit))
-            value -= digit
-        value >>= 1
-        shift += 1
-    return digits
 
 
 # -- Multi-operand sums -----------------------------------------------------------------------

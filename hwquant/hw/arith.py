@@ -3,31 +3,14 @@ model's code): adder trees, round-half-up shifts, saturation, requantization."""
 
 from amaranth.hdl import Const, Mux, Value, signed
 
+from ..intmath import csd_digits
+
 __all__ = ["adder_tree", "rshift_rhu", "saturate", "requantize", "const_signed", "csd_digits"]
 
 
 def const_signed(value: int) -> Const:
     """A signed constant just wide enough for ``value``."""
     return Const(int(value), signed(max(2, int(value).bit_length() + 1)))
-
-
-def csd_digits(value: int) -> list:
-    """Canonical signed-digit form of a positive integer: ``[(shift, digit), ...]``, digits
-    ``+1``/``-1``, lowest shift first, ``value == sum(digit << shift)``. No two digits are
-    adjacent, so it has the fewest nonzero digits of any signed-binary form (``7 = 8 - 1``):
-    a constant multiply as shift-and-add costs one adder less than its digit count."""
-    value = int(value)
-    if value < 1:
-        raise ValueError(f"Signed-digit constant must be a positive integer, not {value!r}")
-    digits, shift = [], 0
-    while value:
-        if value & 1:
-            digit = 1 if value & 3 == 1 else -1
-            digits.append((shift, digit))
-            value -= digit
-        value >>= 1
-        shift += 1
-    return digits
 
 
 def adder_tree(terms):
