@@ -105,3 +105,31 @@ def test_python_api_live_module(digits):
         ref = model(torch.tensor(digits.x_test[:32])).numpy()
     # 8-bit quantization of an untrained model: close to float, not equal.
     assert np.abs(logits - ref).max() < 0.1 * np.abs(ref).max() + 0.05
+
+
+class _BroadcastAdd(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(1, 4, 3), nn.Conv2d(1, 1, 3)
+        self.fc = nn.Linear(64, 3)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.a(x) + self.b(x), 1))
+
+
+def test_residual_add_of_different_shapes_exits_2(tmp_path, capsys):
+    """A residual add whose operands differ in shape: one line naming the layer, exit 2,
+    nothing written."""
+    x = torch.zeros(2, 1, 6, 6)
+    torch.export.save(torch.export.export(_BroadcastAdd().eval(), (x,)), tmp_path / "m.pt2")
+    rng = np.random.default_rng(0)
+    data = tmp_path / "d.npz"
+    np.savez(data, x_train=rng.random((8, 1, 6, 6)), y_train=rng.integers(0, 3, 8),
+             x_test=rng.random((4, 1, 6, 6)), y_test=rng.integers(0, 3, 4))
+    out = tmp_path / "q.hwq"
+    assert main(["quantize", str(tmp_path / "m.pt2"), "--data", str(data), "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and re.match(r"^error: .*Layer 'add0' \(aten\.add\.Tensor\): operands "
+                                      r"must have the same shape, not \(4, 4, 4\) and "
+                                      r"\(1, 4, 4\)", err[0]), err
+    assert not out.exists()
