@@ -1,6 +1,6 @@
 """Quantization schedules (simple, incremental, layerwise) and the method pipeline: frozen
 weights never move, portions are nested and exact, every result lies on the quantizer's set,
-and the INQ accuracy targets of issue 3 hold on the digits default."""
+and the INQ accuracy targets hold on the digits default."""
 
 import math
 
