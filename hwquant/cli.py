@@ -1,7 +1,9 @@
 """``hwquant`` command line: train, quantize, compare, compile, sim, estimate, demo.
 
 Every command prints a human summary and, with ``--json PATH``, writes a machine-readable
-report. Exit status: 0 ok, 1 verification mismatch or tool failure, 2 bad input.
+report. Exit status: 0 ok, 1 verification mismatch or tool failure, 2 bad input (one
+``error:`` line, nothing written), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM); an
+interrupted command removes its temporary outputs.
 """
 
 from __future__ import annotations
@@ -9,8 +11,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 import time
+import warnings
 from pathlib import Path
 
 from .errors import HwquantError, ToolFailedError, ToolNotFoundError, VerificationFailed
@@ -18,6 +23,8 @@ from .errors import HwquantError, ToolFailedError, ToolNotFoundError, Verificati
 __all__ = ["main", "build_parser"]
 
 EXIT_OK, EXIT_FAIL, EXIT_BAD_INPUT = 0, 1, 2
+#: Exit status after SIGINT (Ctrl-C) and SIGTERM: 128 + the signal number, as shells report.
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
 
 
 def _say(msg: str) -> None:
@@ -31,8 +38,9 @@ def _progress(prefix):
 
 def _write_json(path, payload) -> None:
     if path:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(payload, indent=2, default=str))
+        from .paths import write_text
+
+        write_text(path, json.dumps(payload, indent=2, default=str), what="JSON report")
 
 
 def _dataset(args):
@@ -44,17 +52,48 @@ def _dataset_info(args) -> dict:
     return {"path": os.path.abspath(args.data)} if args.data else {"name": args.dataset}
 
 
+def _note(msg: str) -> None:
+    """One line about an option hwquant had to adjust (never silently)."""
+    _say(f"note: {msg}")
+
+
+#: Training images used for calibration when ``--calib`` is not given (or all, if fewer).
+DEFAULT_CALIB = 256
+
+
+def _note_calibration(args, ds) -> int:
+    """The calibration size; a ``--calib`` above the training set's size is said so."""
+    n = len(ds.x_train)
+    if args.calib is None:
+        return DEFAULT_CALIB
+    if args.calib > n:
+        _note(f"--calib {args.calib} is more than the {n} training images; calibrating on "
+              f"all {n}")
+    return args.calib
+
+
+def _note_vectors(args, report) -> None:
+    """``--vectors`` above the test-set size: the simulation ran them all; say so."""
+    ran = report.get("vectors") if args.command == "sim" else \
+        (report.get("sim") or {}).get("vectors") if args.command == "demo" else None
+    asked = getattr(args, "vectors", None)
+    if isinstance(asked, int) and isinstance(ran, int) and ran < asked:
+        _note(f"--vectors {asked} is more than the {ran} test images; simulated all {ran}")
+
+
 # -- commands ------------------------------------------------------------------------------
 def cmd_train(args) -> dict:
     import torch
 
+    from .paths import atomic_file
     from .train import default_model, export_model, train
 
     ds = _dataset(args)
     model = default_model(ds.x_train.shape[1:], ds.num_classes, seed=args.seed)
     t0 = time.monotonic()
     acc = train(model, ds, epochs=args.epochs, seed=args.seed, progress=not args.quiet)
-    export_model(model, torch.tensor(ds.x_test[:2]), args.output)
+    with atomic_file(args.output, what="model file") as tmp:
+        export_model(model, torch.tensor(ds.x_test[:2]), tmp)
     report = {"model": os.path.abspath(args.output), "dataset": _dataset_info(args),
               "epochs": args.epochs, "accuracy": {"float": acc},
               "seconds": round(time.monotonic() - t0, 2)}
@@ -82,8 +121,9 @@ def cmd_quantize(args) -> dict:
 
     opts = _quant_options(args, wbits=args.wbits, schedule=args.schedule)
     ds = _dataset(args)
+    calib = _note_calibration(args, ds)
     net, report = quantize_model(args.model, ds, _dataset_info(args), options=opts,
-                                 calib=args.calib, seed=args.seed,
+                                 calib=calib, seed=args.seed,
                                  log=None if args.quiet else _progress("quantize"))
     hwq.save(net, args.output)
     report["network"] = os.path.abspath(args.output)
@@ -98,9 +138,10 @@ def cmd_compare(args) -> dict:
 
     base = _quant_options(args, method="fixed", wbits=8)
     ds = _dataset(args)
+    calib = _note_calibration(args, ds)
     report = run_compare(args.model, ds, _dataset_info(args), args.output,
                          methods=args.methods, bits=args.bits, schedules=args.schedules,
-                         base=base, calib=args.calib, seed=args.seed,
+                         base=base, calib=calib, seed=args.seed,
                          log=_progress("compare"))
     out = Path(args.output).resolve()
     _say((out / "compare.md").read_text())
@@ -249,16 +290,24 @@ def _add_quant_args(p):
     g.add_argument("--retrain-epochs", type=lambda t: _integer(t, 0), default=8,
                    help="epochs per retraining phase (default 8; 0 = none)")
     g.add_argument("--lr", type=float, default=1e-2, help="retraining learning rate (Adam)")
-    g.add_argument("--calib", type=_positive, default=256,
-                   help="training images used to calibrate activation ranges")
+    g.add_argument("--calib", type=_positive, default=None, metavar="N",
+                   help=f"training images used to calibrate activation ranges (default "
+                        f"{DEFAULT_CALIB}, or all if fewer)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one ``error:`` line naming ``--help``, exit 2."""
+
+    def error(self, message):
+        self.exit(EXIT_BAD_INPUT, f"error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     from .quant.options import METHODS, SCHEDULES
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="hwquant", description="Quantized CNNs to bit-exact FPGA hardware.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -339,21 +388,113 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Each command's output (``-o``): (kind, what it is, the marker file of its directory).
+_OUTPUTS = {
+    "train": ("file", "model file", None),
+    "quantize": ("file", "network file", None),
+    "compare": ("dir", "compare", "compare.json"),
+    "compile": ("dir", "build", "compile.json"),
+    "demo": ("dir", "demo", "report.json"),
+}
+#: Arguments that name what a command reads.
+_INPUTS = ("model", "network", "data", "build_dir")
+
+
+def _check_paths(args) -> None:
+    """Refuse unusable output paths before any work starts (:mod:`hwquant.paths`)."""
+    from .paths import BUILD_FILES, check_output_dir, check_output_file
+
+    inputs = [getattr(args, key) for key in _INPUTS if getattr(args, key, None)]
+    outputs = []
+    if args.command in _OUTPUTS:
+        kind, what, marker = _OUTPUTS[args.command]
+        if kind == "file":
+            check_output_file(args.output, what=what, inputs=inputs)
+        else:
+            # compile reads its network in full first: recompiling BUILD/network.hwq into
+            # BUILD is fine.
+            check_output_dir(args.output, what=what, marker=marker, inputs=inputs,
+                             inputs_inside_ok=args.command == "compile")
+        outputs.append(args.output)
+        if args.command == "compile":  # the build's own files, before the build exists
+            outputs += [Path(args.output) / name for name in BUILD_FILES]
+    if args.json:
+        check_output_file(args.json, what="JSON report", inputs=inputs, outputs=outputs)
+
+
+def _one_line(exc) -> str:
+    return " ".join(line.strip() for line in str(exc).splitlines() if line.strip()) \
+        or type(exc).__name__
+
+
+def _forget(exc) -> None:
+    """Drop the frames of ``exc`` (and of the exceptions chained to it) and collect them with
+    Amaranth's warnings about components that were never elaborated silenced: after an error,
+    the half-built hardware is of no interest to anyone."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        exc.__traceback__ = None
+        exc = exc.__cause__ or exc.__context__
+    if "amaranth" in sys.modules:
+        import gc
+
+        from amaranth.hdl import UnusedElaboratable
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UnusedElaboratable)
+            gc.collect()
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an interrupt so that every temporary output is removed."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main_thread else None
+    debug = bool(os.environ.get("HWQUANT_DEBUG"))
     try:
+        _check_paths(args)
         report = args.func(args)
+        _note_vectors(args, report)
+        _write_json(args.json, report)
+        return EXIT_OK
+    except KeyboardInterrupt as e:
+        _forget(e)
+        _say("interrupted")
+        return EXIT_TERMINATED if isinstance(e, _Terminated) else EXIT_INTERRUPTED
     except (ToolNotFoundError, ToolFailedError, VerificationFailed) as e:
         _say(f"error: {e}")
+        _forget(e)
         return EXIT_FAIL
-    except (HwquantError, ValueError, FileNotFoundError) as e:
-        if os.environ.get("HWQUANT_DEBUG"):
+    except (HwquantError, ValueError, OSError) as e:
+        if debug:
             raise
-        _say(f"error: {e}")
+        if isinstance(e, OSError) and not isinstance(e, FileNotFoundError) and e.strerror:
+            # Permissions, a full disk, a path that is not what it should be.
+            where = f": {e.filename}" if e.filename else ""
+            _say(f"error: {e.strerror}{where}")
+        else:
+            _say(f"error: {_one_line(e)}")
+        _forget(e)
         return EXIT_BAD_INPUT
-    _write_json(args.json, report)
-    return EXIT_OK
+    except Exception as e:
+        if debug:
+            raise
+        _say(f"error: internal error ({type(e).__name__}: {_one_line(e)}); run with "
+             f"HWQUANT_DEBUG=1 for the traceback")
+        _forget(e)
+        return EXIT_FAIL
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -24,9 +24,10 @@ from . import plan as P
 from .errors import HwquantError
 from .fold import apply_folding
 from .outdir import atomic_directory
+from .paths import check_output_dir
 
-__all__ = ["TOP_NAME", "CompileResult", "compile_network", "emit_verilog", "load_build",
-           "plan_build"]
+__all__ = ["TOP_NAME", "CompileResult", "compile_network", "check_hardware", "emit_verilog",
+           "load_build", "plan_build"]
 
 TOP_NAME = "hwquant_top"
 
@@ -61,6 +62,35 @@ def plan_build(net: ir.Network, fifo_depth="auto", *, progress=None):
     else:
         plan = plan.with_fifo_depths({name: fifo_depth for name in plan.fifos})
     return plan, replay(plan)
+
+
+def check_hardware(plan) -> None:
+    """Run the checks the hardware components make on their IR nodes (accumulator ranges,
+    epilogue fit, pooling bounds) without constructing any component, so that an invalid
+    network fails with one message and no half-built hardware.
+
+    Raises
+    ------
+    ValueError
+        Naming the layer, as the component's constructor would.
+    """
+    from .hw.engine import engine_for
+    from .hw.epilogue import epilogue_class, epilogue_of
+
+    net = plan.network
+    for st in plan.stages:
+        if isinstance(st, P.Mvu):
+            layer = net.layer(st.layer)
+            ranges = engine_for(layer).combine_ranges(layer, P.mvu_weights(net, layer))
+            epilogue_class(layer).validate(layer, epilogue_of(layer),
+                                           acc_range=(ranges[:, 0], ranges[:, 1]))
+        elif isinstance(st, P.AvgReduce):
+            layer = net.layer(st.layer)
+            rq, fmt = layer.requant, layer.out_format
+            if rq.lo < fmt.lo or rq.hi > fmt.hi:
+                raise ValueError(f"Layer '{layer.name}': average pooling bounds "
+                                 f"[{rq.lo}, {rq.hi}] must lie within the output format's "
+                                 f"[{fmt.lo}, {fmt.hi}]")
 
 
 def emit_verilog(plan, *, probes: bool = False) -> str:
@@ -113,7 +143,7 @@ def compile_network(net: ir.Network, out_dir, *, fold: str = "auto",
     and write the build directory. With ``board`` (a board name), check the design fits the
     board by the cost model first. Nothing is written when any step fails."""
     step = progress or (lambda msg: None)
-    out_dir = Path(out_dir)
+    out_dir = check_output_dir(out_dir, what="build", marker="compile.json")
     net = apply_folding(net, fold, target_cycles=target_cycles)
     if board is not None:  # fail fast, before the FIFO sizing; checked again once sized
         _check_board(P.plan_network(net), board)
@@ -123,6 +153,7 @@ def compile_network(net: ir.Network, out_dir, *, fold: str = "auto",
     if board is not None:
         step(f"checking the design against board {board}")
         fit = _check_board(plan, board)
+    check_hardware(plan)
     cycles = plan.layer_cycles()
     with atomic_directory(out_dir, marker="compile.json", what="build") as tmp:
         step("emitting Verilog")

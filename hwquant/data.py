@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -177,28 +178,43 @@ def load_npz(path) -> Dataset:
         labels out of range).
     """
     path = os.fspath(path)
-    if not os.path.isfile(path):
+    if not os.path.exists(path):
         raise DatasetError(f"Dataset file '{path}' does not exist")
+    if not os.path.isfile(path):
+        raise DatasetError(f"Dataset file '{path}' is not a file")
     try:
-        archive = np.load(path, allow_pickle=False)
-        if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise DatasetError(f"Dataset file '{path}' is a single array, not a .npz "
-                               f"archive with {', '.join(NPZ_REQUIRED_KEYS)}")
-        with archive:
-            keys = set(archive.files)
-            for key in NPZ_REQUIRED_KEYS:
-                if key not in keys:
-                    raise DatasetError(f"Dataset file '{path}' has no array '{key}'; required "
-                                       f"arrays are {', '.join(NPZ_REQUIRED_KEYS)}")
-            unknown = sorted(keys - set(NPZ_REQUIRED_KEYS) - set(NPZ_OPTIONAL_KEYS))
-            if unknown:
-                raise DatasetError(f"Dataset file '{path}' has unknown array '{unknown[0]}'; "
-                                   f"allowed arrays are "
-                                   f"{', '.join(NPZ_REQUIRED_KEYS + NPZ_OPTIONAL_KEYS)}")
-            arrays = {key: archive[key] for key in keys}
+        with open(path, "rb") as f:
+            magic = f.read(6)
+    except OSError as exc:
+        raise DatasetError(f"Dataset file '{path}' cannot be read: {exc.strerror}") from None
+    if magic[:4] not in (b"PK\x03\x04", b"PK\x05\x06") and magic != b"\x93NUMPY":
+        kind = "it is empty" if not magic else "it is not a zip archive"
+        raise DatasetError(f"Dataset file '{path}' is not a .npz archive ({kind}); save one "
+                           f"with numpy.savez holding {', '.join(NPZ_REQUIRED_KEYS)}")
+    try:
+        # Opened here, so that the file is closed whatever NumPy makes of its contents.
+        with open(path, "rb") as fileobj:
+            archive = np.load(fileobj, allow_pickle=False)
+            if not isinstance(archive, np.lib.npyio.NpzFile):
+                raise DatasetError(f"Dataset file '{path}' is a single array, not a .npz "
+                                   f"archive with {', '.join(NPZ_REQUIRED_KEYS)}")
+            with archive:
+                keys = set(archive.files)
+                for key in NPZ_REQUIRED_KEYS:
+                    if key not in keys:
+                        raise DatasetError(f"Dataset file '{path}' has no array '{key}'; "
+                                           f"required arrays are "
+                                           f"{', '.join(NPZ_REQUIRED_KEYS)}")
+                unknown = sorted(keys - set(NPZ_REQUIRED_KEYS) - set(NPZ_OPTIONAL_KEYS))
+                if unknown:
+                    raise DatasetError(f"Dataset file '{path}' has unknown array "
+                                       f"'{unknown[0]}'; allowed arrays are "
+                                       f"{', '.join(NPZ_REQUIRED_KEYS + NPZ_OPTIONAL_KEYS)}")
+                arrays = {key: archive[key] for key in keys}
     except DatasetError:
         raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+    except (OSError, ValueError, EOFError, KeyError, RuntimeError, NotImplementedError,
+            zipfile.BadZipFile, zlib.error) as exc:
         raise DatasetError(f"Dataset file '{path}' is not a readable .npz archive: "
                            f"{exc}") from None
 

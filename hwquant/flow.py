@@ -11,7 +11,7 @@ import numpy as np
 from .errors import HwquantError
 from .quant.options import METHODS  # re-exported
 
-__all__ = ["quantize_model", "float_accuracy", "golden_accuracy", "METHODS"]
+__all__ = ["quantize_model", "check_logits", "float_accuracy", "golden_accuracy", "METHODS"]
 
 
 def quantize_model(model_path, ds, dataset_info, *, method="fixed", wbits=8, abits=8, calib,
@@ -33,6 +33,7 @@ def quantize_model(model_path, ds, dataset_info, *, method="fixed", wbits=8, abi
     if tuple(graph.input_shape) != tuple(ds.x_test.shape[1:]):
         raise HwquantError(f"Model input shape {tuple(graph.input_shape)} does not match the "
                            f"dataset's {tuple(ds.x_test.shape[1:])}")
+    check_logits(graph, ds)
     x_cal = calibration_split(ds, n=calib, seed=seed)
     float_acc = float_accuracy(graph, ds)
     net, history = quantize_graph(graph, ds, x_cal, opts,
@@ -49,6 +50,21 @@ def quantize_model(model_path, ds, dataset_info, *, method="fixed", wbits=8, abi
                           "encoding": getattr(layer, "encoding", None),
                           "out_format": layer.out_format.to_json()} for layer in net.layers]}
     return net, report
+
+
+def check_logits(graph, ds) -> None:
+    """Raise :class:`~hwquant.errors.HwquantError` unless the model's output (its logits)
+    has one value per class of the dataset; an accuracy measured otherwise means nothing.
+    A model without weight layers is left to the quantizer, which names that problem."""
+    if not any(node.op in ("conv2d", "linear") for node in graph.nodes):
+        return
+    out = tuple(graph.nodes[-1].out_shape)
+    width = int(np.prod(out))
+    if width != ds.num_classes:
+        shape = f"{width} logits" if len(out) == 1 else f"an output of shape {out}"
+        raise HwquantError(f"Model produces {shape}, but the dataset has {ds.num_classes} "
+                           f"classes (labels 0..{ds.num_classes - 1}); its last layer must "
+                           f"have one output per class")
 
 
 def float_accuracy(graph, ds) -> float:

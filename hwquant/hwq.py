@@ -20,7 +20,6 @@ import dataclasses
 import io
 import json
 import os
-import tempfile
 import tokenize
 import zipfile
 import zlib
@@ -36,6 +35,10 @@ MAGIC = "hwquant-ir"
 FORMAT_VERSION = 2
 #: Versions :func:`loads` accepts (older ones are converted on reading).
 READ_VERSIONS = (1, 2)
+#: Timestamp of every archive member (the zip format's earliest), for reproducible files.
+_EPOCH = (1980, 1, 1, 0, 0, 0)
+#: How a zip archive (a ``.hwq`` file is one) begins: a member, or the end of an empty one.
+_ZIP_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06")
 
 
 def _value_to_json(value, arrays, key):
@@ -51,14 +54,80 @@ def _value_to_json(value, arrays, key):
     raise TypeError(f"Cannot serialise {type(value).__name__} value of {key} in a .hwq file")
 
 
+class _Invalid(Exception):
+    """A field of the header has the wrong type or refers to a missing array."""
+
+
+def _array(arrays, key):
+    """The archive array ``key``: it must exist and hold integers (the file stores int64)."""
+    if not isinstance(key, str):
+        raise _Invalid(f"array reference must be a string, not {key!r}")
+    if key not in arrays:
+        raise _Invalid(f"array {key!r} is missing")
+    arr = arrays[key]
+    if arr.dtype.kind not in "iu":
+        raise _Invalid(f"array {key!r} must hold integers, not {arr.dtype}")
+    if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
+        raise _Invalid(f"array {key!r} holds values beyond 64-bit signed integers")
+    return arr
+
+
 def _value_from_json(value, arrays):
     if isinstance(value, list):
         return tuple(_value_from_json(v, arrays) for v in value)
     if isinstance(value, dict):
         if set(value) != {"array"}:
-            raise HwqFormatError(f"Unknown value {value!r} in .hwq file")
-        return arrays[value["array"]]
+            raise _Invalid(f"unknown value {value!r}")
+        return _array(arrays, value["array"])
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    raise _Invalid(f"value {value!r} is not an integer, bool, string, list or array")
+
+
+def _obj(d, what):
+    if not isinstance(d, dict):
+        raise _Invalid(f"{what} must be an object, not {d!r}")
+    return d
+
+
+def _int(value, what):
+    if type(value) is not int:
+        raise _Invalid(f"{what} must be an integer, not {value!r}")
     return value
+
+
+def _ints(value, what, n=None):
+    if not isinstance(value, list) or any(type(v) is not int for v in value) \
+            or (n is not None and len(value) != n):
+        count = f"{n} " if n is not None else ""
+        raise _Invalid(f"{what} must be a list of {count}integers, not {value!r}")
+    return tuple(value)
+
+
+def _str(value, what):
+    if not isinstance(value, str):
+        raise _Invalid(f"{what} must be a string, not {value!r}")
+    return value
+
+
+def _bool(value, what):
+    if not isinstance(value, bool):
+        raise _Invalid(f"{what} must be true or false, not {value!r}")
+    return value
+
+
+def _fmt(d, what):
+    d = _obj(d, what)
+    unknown = sorted(set(d) - {"bits", "signed", "frac", "bipolar"})
+    if unknown:
+        raise _Invalid(f"{what} has unknown field {unknown[0]!r}")
+    for key in ("bits", "signed", "frac"):
+        if key not in d:
+            raise _Invalid(f"{what} has no field {key!r}")
+    return ir.ActFormat(bits=_int(d["bits"], f"{what} bits"),
+                        signed=_bool(d["signed"], f"{what} signed"),
+                        frac=_int(d["frac"], f"{what} frac"),
+                        bipolar=_bool(d.get("bipolar", False), f"{what} bipolar"))
 
 
 def _record_to_json(record, arrays, key):
@@ -73,8 +142,15 @@ def _record_from_json(d, arrays, types, what):
     if not isinstance(d, dict) or d.get("type") not in known \
             or not isinstance(d.get("fields"), dict):
         kind = d.get("type") if isinstance(d, dict) else d
-        raise HwqFormatError(f"Unknown {what} type {kind!r} in .hwq file")
+        raise _Invalid(f"unknown {what} type {kind!r}")
+    unknown = set(d) - {"type", "fields"}
+    if unknown:
+        raise _Invalid(f"{what} record has unknown entry {min(unknown)!r}")
     fields = {k: _value_from_json(v, arrays) for k, v in d["fields"].items()}
+    names = {f.name for f in dataclasses.fields(known[d["type"]])}
+    extra = sorted(set(fields) - names)
+    if extra:
+        raise _Invalid(f"{d['type']} has no field {extra[0]!r}")
     return known[d["type"]](**fields)
 
 
@@ -88,8 +164,17 @@ def _requant_to_json(rq, arrays, key):
 def _requant_from_json(d, arrays):
     if d is None:
         return None
-    return ir.Requant(multiplier=arrays[d["multiplier"]], shift=int(d["shift"]), lo=int(d["lo"]),
-                      hi=int(d["hi"]))
+    d = _need(_obj(d, "requant"), ("multiplier", "shift", "lo", "hi"), "requant")
+    return ir.Requant(multiplier=_array(arrays, d["multiplier"]),
+                      shift=_int(d["shift"], "requant shift"), lo=_int(d["lo"], "requant lo"),
+                      hi=_int(d["hi"], "requant hi"))
+
+
+def _need(d, keys, what):
+    for key in keys:
+        if key not in d:
+            raise _Invalid(f"{what} has no field {key!r}")
+    return d
 
 
 def _layer_to_json(layer, arrays):
@@ -125,49 +210,104 @@ def _layer_to_json(layer, arrays):
 
 def _epilogue_from_json(d, arrays, version):
     if version == 1:
+        _need(d, ("requant",), "layer")
         return ir.Logits() if d["requant"] is None else _requant_from_json(d["requant"], arrays)
+    _need(d, ("epilogue",), "layer")
     return _record_from_json(d["epilogue"], arrays, ir.EPILOGUES, "epilogue")
 
 
 def _kind_data_from_json(d, arrays, version):
     if version == 1:
         scales = d.get("sign_scales")
-        return None if scales is None else ir.Pow2Data(tuple(int(v) for v in scales))
+        return None if scales is None else ir.Pow2Data(_ints(scales, "sign_scales", 2))
     if d.get("kind_data") is None:
         return None
     return _record_from_json(d["kind_data"], arrays, tuple(ir.KIND_DATA.values()), "kind data")
 
 
+#: Fields of each layer type in the header (besides ``type``, ``name``, ``inputs``).
+_WEIGHT_KEYS = {"in_format", "out_format", "weight", "bias", "weight_bits", "weight_frac",
+                "encoding", "fold"}
+_LAYER_KEYS = {
+    "Conv2d": _WEIGHT_KEYS | {"in_shape", "stride", "padding"},
+    "Linear": _WEIGHT_KEYS,
+    "MaxPool2d": {"in_shape", "kernel", "stride", "padding", "in_format"},
+    "AvgPool2d": {"in_shape", "kernel", "stride", "padding", "in_format", "out_format",
+                  "requant"},
+    "Flatten": {"in_shape", "in_format"},
+    "Add": {"in_shape", "out_format", "in_formats", "relu"},
+}
+#: Fields that only a version (of a weight layer) has.
+_VERSION_KEYS = {1: ({"requant"}, {"sign_scales"}), 2: ({"epilogue"}, {"kind_data"})}
+
+
 def _layer_from_json(d, arrays, version):
-    kind = d["type"]
-    common = {"name": d["name"], "inputs": tuple(d["inputs"])}
-    fmt = ir.ActFormat.from_json
+    d = _obj(d, "layer")
+    kind = d.get("type")
+    if kind not in _LAYER_KEYS:
+        raise _Invalid(f"unknown layer type {kind!r}")
+    name = _str(d.get("name"), "layer name")
+    required = _LAYER_KEYS[kind] | {"type", "name", "inputs"}
+    optional = set()
     if kind in ("Conv2d", "Linear"):
-        common.update(in_format=fmt(d["in_format"]), out_format=fmt(d["out_format"]),
-                      weight=arrays[d["weight"]], bias=arrays[d["bias"]],
-                      weight_bits=int(d["weight_bits"]), weight_frac=int(d["weight_frac"]),
-                      encoding=d["encoding"], fold=ir.Fold(*map(int, d["fold"])),
+        needed, maybe = _VERSION_KEYS[version]
+        required, optional = required | needed, maybe
+    try:
+        unknown = sorted(set(d) - required - optional)
+        if unknown:
+            raise _Invalid(f"unknown field {unknown[0]!r}")
+        missing = sorted(required - set(d))
+        if missing:
+            raise _Invalid(f"no field {missing[0]!r}")
+        return _build_layer(kind, name, d, arrays, version)
+    except (_Invalid, TypeError, ValueError) as e:
+        msg = str(e)
+        raise _Invalid(msg if msg.startswith(f"Layer '{name}'") else
+                       f"Layer '{name}': {msg}") from None
+
+
+def _build_layer(kind, name, d, arrays, version):
+    inputs = d["inputs"]
+    if not isinstance(inputs, list) or not all(isinstance(v, str) for v in inputs):
+        raise _Invalid(f"inputs must be a list of layer names, not {inputs!r}")
+    common = {"name": name, "inputs": tuple(inputs)}
+    if kind in ("Conv2d", "Linear"):
+        common.update(in_format=_fmt(d["in_format"], "in_format"),
+                      out_format=_fmt(d["out_format"], "out_format"),
+                      weight=_array(arrays, d["weight"]), bias=_array(arrays, d["bias"]),
+                      weight_bits=_int(d["weight_bits"], "weight_bits"),
+                      weight_frac=_int(d["weight_frac"], "weight_frac"),
+                      encoding=_str(d["encoding"], "encoding"),
+                      fold=ir.Fold(*_ints(d["fold"], "fold", 2)),
                       epilogue=_epilogue_from_json(d, arrays, version),
                       kind_data=_kind_data_from_json(d, arrays, version))
         if kind == "Conv2d":
-            return ir.Conv2d(in_shape=tuple(d["in_shape"]), stride=tuple(d["stride"]),
-                             padding=tuple(d["padding"]), **common)
+            return ir.Conv2d(in_shape=_ints(d["in_shape"], "in_shape", 3),
+                             stride=_ints(d["stride"], "stride", 2),
+                             padding=_ints(d["padding"], "padding", 2), **common)
         return ir.Linear(**common)
     if kind in ("MaxPool2d", "AvgPool2d"):
-        common.update(in_shape=tuple(d["in_shape"]), kernel=tuple(d["kernel"]),
-                      stride=tuple(d["stride"]), padding=tuple(d["padding"]),
-                      in_format=fmt(d["in_format"]))
+        common.update(in_shape=_ints(d["in_shape"], "in_shape", 3),
+                      kernel=_ints(d["kernel"], "kernel", 2),
+                      stride=_ints(d["stride"], "stride", 2),
+                      padding=_ints(d["padding"], "padding", 2),
+                      in_format=_fmt(d["in_format"], "in_format"))
         if kind == "AvgPool2d":
-            return ir.AvgPool2d(out_format=fmt(d["out_format"]),
+            if d["requant"] is None:
+                raise _Invalid("average pooling needs a requant")
+            return ir.AvgPool2d(out_format=_fmt(d["out_format"], "out_format"),
                                 requant=_requant_from_json(d["requant"], arrays), **common)
         return ir.MaxPool2d(**common)
     if kind == "Flatten":
-        return ir.Flatten(in_shape=tuple(d["in_shape"]), in_format=fmt(d["in_format"]), **common)
-    if kind == "Add":
-        return ir.Add(in_shape=tuple(d["in_shape"]), out_format=fmt(d["out_format"]),
-                      in_formats=tuple(fmt(f) for f in d["in_formats"]), relu=bool(d["relu"]),
-                      **common)
-    raise HwqFormatError(f"Unknown layer type {kind!r} in .hwq file")
+        return ir.Flatten(in_shape=_ints(d["in_shape"], "in_shape"),
+                          in_format=_fmt(d["in_format"], "in_format"), **common)
+    formats = d["in_formats"]
+    if not isinstance(formats, list):
+        raise _Invalid(f"in_formats must be a list, not {formats!r}")
+    return ir.Add(in_shape=_ints(d["in_shape"], "in_shape"),
+                  out_format=_fmt(d["out_format"], "out_format"),
+                  in_formats=tuple(_fmt(f, "in_formats") for f in formats),
+                  relu=_bool(d["relu"], "relu"), **common)
 
 
 def dumps(net: ir.Network) -> bytes:
@@ -182,14 +322,27 @@ def dumps(net: ir.Network) -> bytes:
         "layers": [_layer_to_json(layer, arrays) for layer in net.layers],
         "metadata": net.metadata,
     }
+    members = {"header": np.array(json.dumps(header, sort_keys=True))}
+    members.update((k, np.asarray(v, dtype=np.int64)) for k, v in sorted(arrays.items()))
+    # The archive np.savez_compressed writes, but with fixed member timestamps: the same
+    # network always gives the same bytes.
     buf = io.BytesIO()
-    np.savez_compressed(buf, header=np.array(json.dumps(header, sort_keys=True)),
-                        **{k: np.asarray(v, dtype=np.int64) for k, v in arrays.items()})
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for key, arr in members.items():
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=_EPOCH)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            with zf.open(info, "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, arr, allow_pickle=False)
     return buf.getvalue()
 
 
 def loads(data: bytes, *, source: str = "<bytes>") -> ir.Network:
     """Parse the bytes of a ``.hwq`` file; raise :class:`HwqFormatError` if they are not one."""
+    if not bytes(data[:4]) in _ZIP_SIGNATURES:
+        what = "empty" if not data else "not a zip archive"
+        raise HwqFormatError(f"{source} is not a readable .hwq file (corrupt or truncated: "
+                             f"{what})")
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
@@ -212,30 +365,29 @@ def loads(data: bytes, *, source: str = "<bytes>") -> ir.Network:
                              f"versions {READ_VERSIONS[0]} to {READ_VERSIONS[-1]}; upgrade "
                              f"hwquant or re-run quantize")
     try:
+        _need(header, ("name", "input_shape", "input_format", "layers"), "the header")
+        if not isinstance(header["layers"], list):
+            raise _Invalid(f"layers must be a list, not {header['layers']!r}")
+        metadata = header.get("metadata", {})
+        if not isinstance(metadata, dict):
+            raise _Invalid(f"metadata must be an object, not {metadata!r}")
         layers = tuple(_layer_from_json(d, arrays, version) for d in header["layers"])
-        return ir.Network(name=header["name"], input_shape=tuple(header["input_shape"]),
-                          input_format=ir.ActFormat.from_json(header["input_format"]),
-                          layers=layers, metadata=header.get("metadata", {}))
+        return ir.Network(name=_str(header["name"], "network name"),
+                          input_shape=_ints(header["input_shape"], "input_shape"),
+                          input_format=_fmt(header["input_format"], "input_format"),
+                          layers=layers, metadata=metadata)
     except HwqFormatError:
         raise
-    except (KeyError, TypeError, ValueError) as e:
+    except (_Invalid, KeyError, TypeError, ValueError) as e:
         raise HwqFormatError(f"{source} describes an invalid network: {e}") from None
 
 
 def save(net: ir.Network, path) -> None:
-    """Write ``net`` to ``path`` atomically (no half-written file on failure)."""
-    path = os.fspath(path)
-    data = dumps(net)
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".hwq-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    """Write ``net`` to ``path`` atomically (no half-written file on failure), with the mode
+    the user's umask gives."""
+    from .paths import write_bytes
+
+    write_bytes(path, dumps(net), what="network file")
 
 
 def load(path) -> ir.Network:

@@ -66,8 +66,44 @@ INPUT = "input"
 POW2_BITS = (2, 8)
 
 
+def _integer(value, what):
+    """``value`` as an int; ``TypeError`` unless it is an integer (a bool is not)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{what} must be an integer, not {value!r}")
+    return int(value)
+
+
+def _integers(value, what):
+    """``value`` as a tuple of ints; ``TypeError`` unless it is a sequence of integers."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise TypeError(f"{what} must be a tuple of integers, not {value!r}")
+    value = tuple(value)
+    if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in value):
+        raise TypeError(f"{what} must be a tuple of integers, not {value!r}")
+    return tuple(int(v) for v in value)
+
+
+def _check_type(value, types, what):
+    if not isinstance(value, types):
+        names = " or ".join(t.__name__ for t in (types if isinstance(types, tuple) else (types,)))
+        raise TypeError(f"{what} must be {names}, not {type(value).__name__}")
+
+
 def _frozen_int_array(value, name, *, ndim=None):
-    arr = np.array(value, dtype=np.int64, copy=True)
+    try:
+        src = np.asarray(value)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"{name} must be an integer array, not {value!r}: {e}") from None
+    if src.dtype.kind not in "biuf" and src.size:
+        raise TypeError(f"{name} must be an integer array, not {src.dtype}")
+    if src.dtype.kind == "f" and src.size and not (np.all(np.isfinite(src))
+                                                   and np.array_equal(src, np.round(src))):
+        bad = src.flat[int(np.argmax(~np.isfinite(src) | (src != np.round(src))))]
+        raise ValueError(f"{name} must hold integers, not {float(bad)!r}")
+    if src.size and src.dtype.kind in "uf" and (src.max() > np.iinfo(np.int64).max
+                                                or src.min() < np.iinfo(np.int64).min):
+        raise ValueError(f"{name} must hold 64-bit signed integers")
+    arr = np.array(src, dtype=np.int64, copy=True)
     if ndim is not None and arr.ndim != ndim:
         raise ValueError(f"{name} must have {ndim} dimensions, not shape {arr.shape}")
     arr.setflags(write=False)
@@ -112,11 +148,14 @@ class ActFormat:
     bipolar: bool = False
 
     def __post_init__(self):
-        if not isinstance(self.bits, int) or not 1 <= self.bits <= MAX_BITS:
+        if isinstance(self.bits, bool) or not isinstance(self.bits, int) \
+                or not 1 <= self.bits <= MAX_BITS:
             raise ValueError(f"Activation width must be an integer in 1..{MAX_BITS}, "
                              f"not {self.bits!r}")
-        if not isinstance(self.frac, int):
+        if isinstance(self.frac, bool) or not isinstance(self.frac, int):
             raise TypeError(f"Activation fraction bits must be an integer, not {self.frac!r}")
+        if not isinstance(self.signed, bool):
+            raise TypeError(f"Activation signed flag must be a bool, not {self.signed!r}")
         if not isinstance(self.bipolar, bool):
             raise TypeError(f"Activation bipolar flag must be a bool, not {self.bipolar!r}")
         if self.bipolar and (self.bits, self.signed, self.frac) != (1, False, 0):
@@ -192,6 +231,9 @@ class Requant:
     def __post_init__(self):
         object.__setattr__(self, "multiplier", _frozen_int_array(self.multiplier, "multiplier",
                                                                  ndim=1))
+        for what in ("shift", "lo", "hi"):
+            object.__setattr__(self, what, _integer(getattr(self, what),
+                                                    f"Requantization {what}"))
         if self.lo > self.hi:
             raise ValueError(f"Requantization bounds are empty: lo={self.lo} > hi={self.hi}")
 
@@ -391,6 +433,13 @@ class _WeightLayerBase:
         return self.weight.reshape(self.out_channels, -1)
 
     def _check_weights(self):
+        where = f"Layer '{self.name}'"
+        _check_type(self.in_format, ActFormat, f"{where}: input format")
+        _check_type(self.out_format, ActFormat, f"{where}: output format")
+        _check_type(self.fold, Fold, f"{where}: fold")
+        _check_type(self.encoding, str, f"{where}: weight encoding")
+        for what in ("weight_bits", "weight_frac"):
+            object.__setattr__(self, what, _integer(getattr(self, what), f"{where}: {what}"))
         object.__setattr__(self, "weight", _frozen_int_array(self.weight, f"{self.name}.weight"))
         object.__setattr__(self, "bias", _frozen_int_array(self.bias, f"{self.name}.bias", ndim=1))
         if self.encoding not in KIND_DATA:
@@ -441,7 +490,8 @@ class Conv2d(_WeightLayerBase):
     def __post_init__(self):
         object.__setattr__(self, "stride", _pair(self.stride, f"Layer '{self.name}': stride"))
         object.__setattr__(self, "padding", _pair(self.padding, f"Layer '{self.name}': padding"))
-        object.__setattr__(self, "in_shape", tuple(int(v) for v in self.in_shape))
+        object.__setattr__(self, "in_shape", _integers(self.in_shape,
+                                                       f"Layer '{self.name}': input shape"))
         self._check_weights()
         if self.weight.ndim != 4:
             raise ValueError(f"Layer '{self.name}': conv weight must be 4-D (OC, IC, KH, KW)")
@@ -498,7 +548,12 @@ class _PoolBase:
         for what in ("kernel", "stride", "padding"):
             object.__setattr__(self, what, _pair(getattr(self, what),
                                                  f"Layer '{self.name}': {what}"))
-        object.__setattr__(self, "in_shape", tuple(int(v) for v in self.in_shape))
+        object.__setattr__(self, "in_shape", _integers(self.in_shape,
+                                                       f"Layer '{self.name}': input shape"))
+        _check_type(self.in_format, ActFormat, f"Layer '{self.name}': input format")
+        if len(self.in_shape) != 3:
+            raise ValueError(f"Layer '{self.name}': input shape must be (C, H, W), not "
+                             f"{self.in_shape}")
         if min(self.kernel) < 1 or min(self.stride) < 1 or min(self.padding) < 0:
             raise ValueError(f"Layer '{self.name}': kernel and stride must be >= 1, padding >= 0")
         if self.padding[0] * 2 > self.kernel[0] or self.padding[1] * 2 > self.kernel[1]:
@@ -539,6 +594,8 @@ class AvgPool2d(_PoolBase):
         self._check_geometry()
         if self.out_format is None or self.requant is None:
             raise ValueError(f"Layer '{self.name}': average pooling needs out_format and requant")
+        _check_type(self.out_format, ActFormat, f"Layer '{self.name}': output format")
+        _check_type(self.requant, Requant, f"Layer '{self.name}': requant")
         if self.requant.multiplier.shape != (1,):
             raise ValueError(f"Layer '{self.name}': average pooling takes one multiplier")
         if self.in_format.bipolar or self.out_format.bipolar:
@@ -556,11 +613,13 @@ class Flatten:
     in_format: ActFormat
 
     def __post_init__(self):
-        object.__setattr__(self, "in_shape", tuple(int(v) for v in self.in_shape))
+        object.__setattr__(self, "in_shape", _integers(self.in_shape,
+                                                       f"Layer '{self.name}': input shape"))
+        _check_type(self.in_format, ActFormat, f"Layer '{self.name}': input format")
 
     @property
     def out_shape(self) -> tuple:
-        return (int(np.prod(self.in_shape)),)
+        return (int(np.prod(self.in_shape, dtype=object)),)
 
     @property
     def out_format(self) -> ActFormat:
@@ -580,7 +639,13 @@ class Add:
     relu: bool = False
 
     def __post_init__(self):
-        object.__setattr__(self, "in_shape", tuple(int(v) for v in self.in_shape))
+        object.__setattr__(self, "in_shape", _integers(self.in_shape,
+                                                       f"Layer '{self.name}': input shape"))
+        object.__setattr__(self, "in_formats", tuple(self.in_formats))
+        for fmt in (*self.in_formats, self.out_format):
+            _check_type(fmt, ActFormat, f"Layer '{self.name}': format")
+        if not isinstance(self.relu, bool):
+            raise TypeError(f"Layer '{self.name}': relu must be a bool, not {self.relu!r}")
         if len(self.inputs) != 2 or len(self.in_formats) != 2:
             raise ValueError(f"Layer '{self.name}': add takes exactly two inputs")
         if any(f.bipolar for f in (*self.in_formats, self.out_format)):
@@ -638,8 +703,13 @@ class Network:
     metadata: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self):
-        object.__setattr__(self, "input_shape", tuple(int(v) for v in self.input_shape))
+        _check_type(self.name, str, "Network name")
+        object.__setattr__(self, "input_shape", _integers(self.input_shape,
+                                                          "Network input shape"))
+        _check_type(self.input_format, ActFormat, "Network input format")
+        _check_type(self.layers, (tuple, list), "Network layers")
         object.__setattr__(self, "layers", tuple(self.layers))
+        _check_type(self.metadata, dict, "Network metadata")
         self.validate()
 
     # -- queries ---------------------------------------------------------------------------
@@ -685,6 +755,10 @@ class Network:
                 raise TypeError(f"Network layers must be IR layers, not {type(layer).__name__}")
             if not isinstance(layer.name, str) or not layer.name.isidentifier():
                 raise ValueError(f"Layer name must be an identifier, not {layer.name!r}")
+            if not isinstance(layer.inputs, tuple) \
+                    or not all(isinstance(src, str) for src in layer.inputs):
+                raise TypeError(f"Layer '{layer.name}': inputs must be a tuple of layer names, "
+                                f"not {layer.inputs!r}")
             if layer.name in seen:
                 raise ValueError(f"Layer name {layer.name!r} is used twice (or is reserved)")
             for src in layer.inputs:

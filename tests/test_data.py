@@ -110,12 +110,29 @@ class TestNpz:
         with pytest.raises(DatasetError, match=r"^Dataset file '.*nope\.npz' does not exist$"):
             load_npz(tmp_path / "nope.npz")
 
-    def test_not_an_archive(self, tmp_path):
+    @pytest.mark.parametrize("content, why", [(b"this is not a zip file", "not a zip archive"),
+                                              (b"", "empty"),
+                                              (b"x_train = [1, 2]\n", "not a zip archive")])
+    def test_not_an_archive(self, tmp_path, content, why):
+        """A text file is named for what it is (not "pickled data", NumPy's guess)."""
         path = tmp_path / "junk.npz"
-        path.write_bytes(b"this is not a zip file")
-        with pytest.raises(DatasetError, match=r"^Dataset file '.*junk\.npz' is not a readable "
-                                               r"\.npz archive: "):
+        path.write_bytes(content)
+        with pytest.raises(DatasetError, match=rf"^Dataset file '.*junk\.npz' is not a \.npz "
+                                               rf"archive \(it is {why}\); save one with "
+                                               rf"numpy\.savez holding x_train, y_train, "
+                                               rf"x_test, y_test$"):
             load_npz(path)
+
+    def test_truncated_archive(self, tmp_path):
+        path = _save(tmp_path, **_arrays())
+        path.write_bytes(path.read_bytes()[:100])
+        with pytest.raises(DatasetError, match=r"^Dataset file '.*' is not a readable \.npz "
+                                               r"archive: "):
+            load_npz(path)
+
+    def test_directory(self, tmp_path):
+        with pytest.raises(DatasetError, match=r"^Dataset file '.*' is not a file$"):
+            load_npz(tmp_path)
 
     def test_single_array(self, tmp_path):
         path = tmp_path / "one.npy"

@@ -245,7 +245,8 @@ def test_unknown_epilogue_type(data):
     def edit(h):
         h["layers"][0]["epilogue"]["type"] = "Softmax"
 
-    with pytest.raises(HwqFormatError, match=r"^Unknown epilogue type 'Softmax' in \.hwq file$"):
+    with pytest.raises(HwqFormatError, match=r"^<bytes> describes an invalid network: "
+                                             r"Layer 'c1': unknown epilogue type 'Softmax'$"):
         hwq.loads(rewrite(data, edit))
 
 
@@ -254,7 +255,7 @@ def test_unknown_epilogue_field(data):
         h["layers"][0]["epilogue"]["fields"]["offset"] = 3
 
     with pytest.raises(HwqFormatError, match=r"^<bytes> describes an invalid network: .*"
-                                             r"unexpected keyword argument 'offset'$"):
+                                             r"Layer 'c1': Requant has no field 'offset'$"):
         hwq.loads(rewrite(data, edit))
 
 
@@ -280,7 +281,7 @@ def test_pickled_array_is_refused(data):
 def test_missing_array(data):
     bad = rewrite(data, drop=("c1.weight",))
     with pytest.raises(HwqFormatError, match=r"^<bytes> describes an invalid network: "
-                                             r"'c1\.weight'$"):
+                                             r"Layer 'c1': array 'c1\.weight' is missing$"):
         hwq.loads(bad)
 
 
@@ -297,7 +298,8 @@ def test_unknown_layer_type(data):
     def edit(h):
         h["layers"][1]["type"] = "Conv3d"
 
-    with pytest.raises(HwqFormatError, match=r"^Unknown layer type 'Conv3d' in \.hwq file$"):
+    with pytest.raises(HwqFormatError, match=r"^<bytes> describes an invalid network: "
+                                             r"unknown layer type 'Conv3d'$"):
         hwq.loads(rewrite(data, edit))
 
 
@@ -405,8 +407,8 @@ def test_unknown_kind_data_type(data):
     def edit(h):
         h["layers"][0]["kind_data"]["type"] = "MaskData"
 
-    with pytest.raises(HwqFormatError, match=r"^Unknown kind data type 'MaskData' in \.hwq "
-                                             r"file$"):
+    with pytest.raises(HwqFormatError, match=r"^<bytes> describes an invalid network: "
+                                             r"Layer 'c1': unknown kind data type 'MaskData'$"):
         hwq.loads(rewrite(data, edit))
 
 
