@@ -441,6 +441,9 @@ class _WeightLayerBase:
         for what in ("weight_bits", "weight_frac"):
             object.__setattr__(self, what, _integer(getattr(self, what), f"{where}: {what}"))
         object.__setattr__(self, "weight", _frozen_int_array(self.weight, f"{self.name}.weight"))
+        if self.weight.ndim < 2 or 0 in self.weight.shape:
+            raise ValueError(f"{where}: weights must be a non-empty (OUT, IN) or (OC, IC, KH, "
+                             f"KW) array, not shape {self.weight.shape}")
         object.__setattr__(self, "bias", _frozen_int_array(self.bias, f"{self.name}.bias", ndim=1))
         if self.encoding not in KIND_DATA:
             raise ValueError(f"Layer '{self.name}': weight encoding must be one of "
