@@ -8,5 +8,32 @@ to predict cycles per inference and to size FIFOs.
 """
 
 from .base import TimingModel
+from .mvu import MatrixVectorUnitTiming
+from .replay import Deadlock, ReplayResult, replay, size_fifos
+from .streams import (
+    AddJoinTiming,
+    ArgMaxTiming,
+    ForkTiming,
+    GatherTiming,
+    ReduceTiming,
+    StreamFifoTiming,
+    StreamWidthTiming,
+)
+from .window import SlidingWindowTiming
 
-__all__ = ["TimingModel"]
+__all__ = [
+    "TimingModel",
+    "SlidingWindowTiming",
+    "MatrixVectorUnitTiming",
+    "StreamFifoTiming",
+    "StreamWidthTiming",
+    "GatherTiming",
+    "ForkTiming",
+    "AddJoinTiming",
+    "ReduceTiming",
+    "ArgMaxTiming",
+    "ReplayResult",
+    "Deadlock",
+    "replay",
+    "size_fifos",
+]
