@@ -20,11 +20,16 @@ $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 demo: venv
 	$(BIN)/hwquant demo -o demo_out
 
+# Tests run in parallel (pytest-xdist), a test module per worker so module fixtures (one
+# Verilator build per design) are built once; WORKERS=0 runs them in this process.
+WORKERS ?= auto
+XDIST = $(if $(filter 0,$(WORKERS)),,-n $(WORKERS) --dist loadfile)
+
 test: venv
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(XDIST)
 
 test-all: venv
-	$(BIN)/python -m pytest -q -m ''
+	$(BIN)/python -m pytest -q $(XDIST) -m ''
 
 lint: venv
 	$(BIN)/ruff check .

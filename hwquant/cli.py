@@ -176,12 +176,17 @@ def cmd_compile(args) -> dict:
 def cmd_sim(args) -> dict:
     from .simulate import simulate_build
 
-    res = simulate_build(args.build_dir, vectors=args.vectors, seed=args.seed, stall=args.stall,
-                         verbose=args.verbose, progress=_progress("sim"))
+    vectors = args.vectors if args.vectors == "all" else int(args.vectors)
+    res = simulate_build(args.build_dir, vectors=vectors, seed=args.seed, stall=args.stall,
+                         mode=args.driver, verbose=args.verbose, progress=_progress("sim"))
     verdict = "bit-exact" if res["passed"] else "MISMATCH"
     _say(f"{verdict}: {res['vectors']} images, {res['mismatches']} mismatching output words; "
          f"cycles per inference measured {res['cycles_per_inference']} vs predicted "
-         f"{res['predicted_cycles']}")
+         f"{res['predicted_cycles']}; {res['vectors'] / res['sim_seconds']:,.1f} images/s "
+         f"({res['mode']})")
+    if res["accuracy"] is not None:
+        _say(f"  accuracy: RTL {res['accuracy']:.2%}, golden {res['golden_accuracy']:.2%} "
+             f"({res['dataset']} test images)")
     if res["first_mismatch_layer"]:
         _say(f"  first layer that disagrees with the golden model: "
              f"'{res['first_mismatch_layer']}'")
@@ -368,10 +373,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("sim", cmd_sim, "prove the Verilog bit-exact against the golden model")
     p.add_argument("build_dir", metavar="BUILD_DIR")
-    p.add_argument("--vectors", type=_positive, default=16, help="test images (default 16)")
+    p.add_argument("--vectors", type=lambda t: _integer(t, 1, also="all"), default=16,
+                   help="test images, or 'all' for the whole test split (default 16)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--stall", type=float, default=0.3,
                    help="probability of a valid gap / ready stall per cycle")
+    p.add_argument("--driver", choices=["bulk", "python"], default="bulk",
+                   help="bulk: stimulus and captures inside the simulator (default); "
+                        "python: cocotb drivers on every clock edge")
     p.add_argument("--verbose", action="store_true", help="print simulator logs")
 
     p = command("estimate", cmd_estimate, "LUT/FF/DSP/BRAM: analytical model and Yosys")

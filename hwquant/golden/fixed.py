@@ -4,7 +4,7 @@
 the epilogue live in :mod:`hwquant.golden.network`.
 """
 
-import numpy as np
+from .exact import matmul
 
 __all__ = ["dot"]
 
@@ -14,6 +14,5 @@ def dot(layer, cols):
 
     ``cols`` is ``(N, fan_in)`` in the layer's natural (torch) weight order.
     """
-    w = layer.weight_matrix().astype(np.int64)
-    # matmul on int64 is exact (integer matmul does not go through float BLAS).
-    return np.asarray(cols, dtype=np.int64) @ w.T
+    # Exact: float BLAS only where the bound proves it, int64 otherwise (see golden.exact).
+    return matmul(cols, layer.weight_matrix())

@@ -1,7 +1,8 @@
 """Integer-exact NumPy inference of a :class:`hwquant.ir.Network`: the definition of correct.
 
 Tensors carry a leading batch axis: feature maps are ``(N, C, H, W)``, vectors ``(N, F)``.
-Everything is int64; no floating point is used on the inference path.
+Every value is int64. Weight products may run on float BLAS, but only where
+:mod:`hwquant.golden.exact` proves the float result equal to the int64 one.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from .. import ir
 from ..kinds import golden_dot
 from .arith import add_requantize, avg_requantize
 from .epilogue import apply as apply_epilogue
+from .exact import single_threaded_blas
 
 __all__ = ["run", "run_layer", "predict", "im2col", "check_input"]
 
@@ -51,13 +53,20 @@ def run_layer(layer, args):
         n, oh, ow = cols.shape[:3]
         acc = golden_dot(layer)(layer, cols.reshape(n * oh * ow, -1))
         _check_acc(layer, acc)
-        acc = acc.reshape(n, oh, ow, -1).transpose(0, 3, 1, 2)
-        return _epilogue(layer, acc, 1)
+        # The epilogue is per channel and elementwise: apply it on the contiguous
+        # (pixels, channels) accumulators, then lay the result out as (N, C, H, W).
+        out = _epilogue(layer, acc, 1)
+        return out.reshape(n, oh, ow, -1).transpose(0, 3, 1, 2)
     if isinstance(layer, ir.Linear):
         acc = golden_dot(layer)(layer, layer.in_format.value(x))
         _check_acc(layer, acc)
         return _epilogue(layer, acc, 1)
     if isinstance(layer, ir.MaxPool2d):
+        (kh, kw), (sh, sw), (ph, pw) = layer.kernel, layer.stride, layer.padding
+        n, c, h, w = x.shape
+        if (kh, kw) == (sh, sw) and ph == pw == 0 and h % kh == 0 and w % kw == 0:
+            # Non-overlapping windows that tile the map: the same maxima, without im2col.
+            return x.reshape(n, c, h // kh, kh, w // kw, kw).max(axis=(3, 5))
         cols = im2col(x, layer.kernel, layer.stride, layer.padding, layer.in_format.lo)
         return cols.max(axis=(4, 5)).transpose(0, 3, 1, 2)
     if isinstance(layer, ir.AvgPool2d):
@@ -88,12 +97,17 @@ def check_input(net, x):
     return x.astype(np.int64)
 
 
-def run(net, x, *, batch_size: int = 256) -> dict:
+def run(net, x, *, batch_size: int = 1024) -> dict:
     """Run ``net`` on the integer batch ``x``; return every layer's integer output by name.
 
     The dict also holds ``"input"``. Processed in batches to bound memory.
     """
     x = check_input(net, x)
+    with single_threaded_blas():
+        return _run(net, x, batch_size)
+
+
+def _run(net, x, batch_size):
     parts = []
     for start in range(0, max(len(x), 1), batch_size):
         values = {ir.INPUT: x[start:start + batch_size]}
@@ -107,7 +121,7 @@ def run(net, x, *, batch_size: int = 256) -> dict:
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
-def predict(net, x, *, batch_size: int = 256):
+def predict(net, x, *, batch_size: int = 1024):
     """Class index per image: argmax of the logits, ties to the lowest index."""
     logits = run(net, x, batch_size=batch_size)[net.output.name]
     return np.argmax(logits.reshape(len(logits), -1), axis=1)

@@ -17,6 +17,8 @@ which equals ``sum_i W_i * X_i`` for the integer weights the IR stores (tests pr
 
 import numpy as np
 
+from .exact import fast_enabled, matmul
+
 __all__ = ["dot", "encode", "decode", "exponent_bits"]
 
 
@@ -57,9 +59,11 @@ def decode(codes, bits: int, sign_scales=(1, 1)) -> np.ndarray:
 def dot(layer, cols):
     """``ACC[n, oc]`` from the weight codes of ``layer``, with shifts and adds only.
 
-    ``cols`` is ``(N, fan_in)`` in the layer's natural (torch) weight order. One pass per
-    exponent: the activations that meet weight exponent ``e`` are shifted by ``e`` and summed
-    per sign, exactly as the shift engine does, then scaled by ``P`` and ``N``.
+    ``cols`` is ``(N, fan_in)`` in the layer's natural (torch) weight order. The activations
+    that meet weight exponent ``e`` are shifted by ``e`` and summed per sign, exactly as the
+    shift engine does, then scaled by ``P`` and ``N``. Both per-sign sums over all exponents
+    are one product with the matrix of the shifts ``2**e`` (zero where the weight is zero or
+    has the other sign), computed exactly by :func:`hwquant.golden.exact.matmul`.
     """
     bits = layer.weight_bits
     scales = layer.kind_data.sign_scales
@@ -68,13 +72,20 @@ def dot(layer, cols):
     z = (codes >> (bits - 1)) & 1
     s = (codes >> (bits - 2)) & 1
     e = codes & ((1 << exponent_bits(bits)) - 1)
-    pos = np.zeros((x.shape[0], codes.shape[0]), dtype=np.int64)
-    neg = np.zeros_like(pos)
-    for k in range(1 << exponent_bits(bits)):
-        sel = (z == 0) & (e == k)
-        if not sel.any():
-            continue
-        pos += (x << k) @ (sel & (s == 0)).T.astype(np.int64)
-        neg += (x << k) @ (sel & (s == 1)).T.astype(np.int64)
+    if not fast_enabled():
+        # Reference: one pass per exponent, in int64.
+        pos = np.zeros((x.shape[0], codes.shape[0]), dtype=np.int64)
+        neg = np.zeros_like(pos)
+        for k in range(1 << exponent_bits(bits)):
+            sel = (z == 0) & (e == k)
+            if not sel.any():
+                continue
+            pos += (x << k) @ (sel & (s == 0)).T.astype(np.int64)
+            neg += (x << k) @ (sel & (s == 1)).T.astype(np.int64)
+        p, n = scales
+        return p * pos - n * neg
+    shifts = np.left_shift(np.int64(1), e)
+    pos = matmul(x, np.where((z == 0) & (s == 0), shifts, 0))
+    neg = matmul(x, np.where((z == 0) & (s == 1), shifts, 0))
     p, n = scales
     return p * pos - n * neg

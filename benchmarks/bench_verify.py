@@ -1,0 +1,121 @@
+"""Verification speed on the default digits CNN, every number measured in one run, side by side.
+
+Prints golden-model images/s on the whole test split (the int64 reference path, batches of
+256, and the default path: float BLAS where a bound proves it exact), RTL images/s through
+cocotb + Verilator with the Python-driven bench and with the bulk bench (both with random
+valid gaps and ready stalls, every word and every probe compared, Verilator builds reused),
+and the ratio golden / RTL. RTL rates are end to end (vectors, simulator start, compare).
+
+    .venv/bin/python benchmarks/bench_verify.py [--build DIR] [--python-vectors 16]
+        [--stall 0.3] [--out DIR]
+
+``--build`` reuses a compiled build of the default CNN; otherwise it trains, quantizes
+(fixed w8/a8) and compiles one (fold auto) first.
+"""
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from hwquant import golden
+from hwquant.compile import load_build
+from hwquant.data import load_dataset
+from hwquant.golden import exact
+from hwquant.simulate import quantize_input, simulate_build
+
+
+def _best(fn, repeat):
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def _default_build(work):
+    import torch
+
+    from hwquant.compile import compile_network
+    from hwquant.data import calibration_split
+    from hwquant.frontend import load_model
+    from hwquant.quant.fixed import quantize_fixed
+    from hwquant.train import default_model, export_model, train
+
+    ds = load_dataset("digits")
+    model = default_model(ds.x_train.shape[1:], ds.num_classes, seed=0)
+    train(model, ds, seed=0, progress=False)
+    export_model(model, torch.tensor(ds.x_test[:2]), work / "model.pt2")
+    net = quantize_fixed(load_model(work / "model.pt2"), calibration_split(ds), wbits=8,
+                         abits=8, metadata={"dataset": {"name": "digits"}})
+    compile_network(net, work / "build", fold="auto")
+    return work / "build"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--build", default=None, help="an existing build of the default CNN")
+    ap.add_argument("--python-vectors", type=int, default=16)
+    ap.add_argument("--stall", type=float, default=0.3)
+    ap.add_argument("--repeat", type=int, default=15, help="golden timing: best of N")
+    ap.add_argument("--out", default=None, help="work directory (default: temporary)")
+    args = ap.parse_args()
+    work = Path(args.out or tempfile.mkdtemp(prefix="hwquant-bench-verify-"))
+    work.mkdir(parents=True, exist_ok=True)
+    build = Path(args.build) if args.build else _default_build(work)
+    net, _ = load_build(build)
+    ds = load_dataset("digits")
+    x = quantize_input(net, ds.x_test)
+
+    golden.predict(net, x[:8])
+    with exact.int64_only():
+        t_old = _best(lambda: golden.predict(net, x, batch_size=256), args.repeat)
+    t_new = _best(lambda: golden.predict(net, x), args.repeat)
+    g_old, g_new = len(x) / t_old, len(x) / t_new
+
+    common = {"stall": args.stall, "dataset": ds, "seed": 1}
+    # Warm-ups build each bench's Verilator model once; the timed runs reuse them.
+    t = time.perf_counter()
+    simulate_build(build, vectors=2, mode="python", **common)
+    t_build_py = time.perf_counter() - t
+    t = time.perf_counter()
+    simulate_build(build, vectors=2, mode="bulk", **common)
+    t_build_bulk = time.perf_counter() - t
+    t = time.perf_counter()
+    py = simulate_build(build, vectors=args.python_vectors, mode="python", **common)
+    t_py = time.perf_counter() - t
+    t = time.perf_counter()
+    bulk = simulate_build(build, vectors="all", mode="bulk", **common)
+    t_bulk = time.perf_counter() - t
+    r_py, r_bulk = py["vectors"] / t_py, bulk["vectors"] / t_bulk
+
+    rows = [
+        ("golden, int64 path (batches of 256)", f"{g_old:,.0f} images/s"),
+        ("golden, default path (exact float BLAS)", f"{g_new:,.0f} images/s"),
+        ("golden speed-up", f"{g_new / g_old:.2f}x"),
+        ("RTL, Python-driven bench",
+         (f"{r_py:,.1f} images/s ({py['vectors']} images, {t_py:.1f} s, "
+          f"bit-exact {py['passed']})")),
+        ("RTL, bulk bench",
+         (f"{r_bulk:,.1f} images/s ({bulk['vectors']} images, {t_bulk:.1f} s, "
+          f"bit-exact {bulk['passed']})")),
+        ("RTL bulk / Python-driven", f"{r_bulk / r_py:.1f}x"),
+        ("golden (default) / RTL bulk", f"{g_new / r_bulk:.1f}x"),
+        ("golden (default) / RTL Python-driven", f"{g_new / r_py:.0f}x"),
+        ("bulk: simulated cycles (stalls)", f"{bulk['stalled_cycles']:,}"),
+        ("accuracy: RTL / golden",
+         f"{bulk['accuracy']:.2%} / {bulk['golden_accuracy']:.2%}"),
+        ("first run incl. Verilator build: Python / bulk",
+         f"{t_build_py:.1f} s / {t_build_bulk:.1f} s"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    print(f"hwquant verification benchmark  (stall {args.stall}, build {build})")
+    for key, value in rows:
+        print(f"  {key:<{width}}  {value}")
+    (work / "bench_verify.json").write_text(json.dumps(dict(rows), indent=2))
+
+
+if __name__ == "__main__":
+    main()
