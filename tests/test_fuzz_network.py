@@ -21,7 +21,7 @@ from hwquant.errors import HwquantError
 from hwquant.fold import apply_folding
 
 sys.path.insert(0, os.path.dirname(__file__))
-from netbuilders import avg_requant, weight_layer
+from netbuilders import add_layer, avg_requant, weight_layer
 from test_network_hw import check
 
 FAST = settings(max_examples=60, deadline=None, derandomize=True, print_blob=True,
@@ -59,6 +59,12 @@ def networks(draw):
             conv = _pow2(conv, rng)
         layers.append(conv)
         src, fmt, cur = "c1", conv.out_format, conv.out_shape
+        if draw(st.integers(0, 2)) == 0:  # a residual block: fork, 3x3 conv, join
+            branch = weight_layer(rng, "c1b", "c1", cur, fmt, cur[0],
+                                  conv=((3, 3), (1, 1), (1, 1)))
+            add = add_layer("res", conv, branch, relu=draw(st.booleans()))
+            layers += [branch, add]
+            src, fmt = "res", add.out_format
         pool = draw(st.sampled_from(["avg", "max", "none"]))
         if pool != "none" and min(cur[1:]) >= 2:
             pk = draw(st.integers(1, min(2, *cur[1:])))
