@@ -59,6 +59,11 @@ __all__ = [
 #: Widest integer anywhere in the IR (accumulators, logits); keeps int64 golden math exact.
 MAX_BITS = 48
 
+#: Largest requantization shift either way: a 48-bit accumulator times a 16-bit multiplier
+#: has at most 64 bits, so a longer right shift only ever gives 0 or -1, a longer left shift
+#: overflows every output format.
+REQUANT_MAX_SHIFT = 64
+
 #: Name of the network input in ``Layer.inputs``.
 INPUT = "input"
 
@@ -236,6 +241,12 @@ class Requant:
                                                     f"Requantization {what}"))
         if self.lo > self.hi:
             raise ValueError(f"Requantization bounds are empty: lo={self.lo} > hi={self.hi}")
+        if abs(self.shift) > REQUANT_MAX_SHIFT:
+            raise ValueError(f"Requantization shift must be within +-{REQUANT_MAX_SHIFT}, "
+                             f"not {self.shift}")
+        if max(abs(self.lo), abs(self.hi)) >= 1 << MAX_BITS:
+            raise ValueError(f"Requantization bounds must fit {MAX_BITS} bits, not "
+                             f"[{self.lo}, {self.hi}]")
 
     @property
     def is_shift_only(self) -> bool:

@@ -453,3 +453,15 @@ def test_accumulator_range_is_attained():
         x = rng.integers(fmt.lo, fmt.hi + 1, (200, 7))
         acc = x @ w.T + b
         assert np.all(acc >= lo) and np.all(acc <= hi)
+
+
+@pytest.mark.parametrize("shift", [65, -65, 10 ** 100])
+def test_requant_shift_is_bounded(shift):
+    with pytest.raises(ValueError, match=rf"^Requantization shift must be within \+-64, "
+                                         rf"not {shift}$"):
+        ir.Requant(np.ones(2), shift, 0, 15)
+
+
+def test_requant_bounds_fit_the_widest_integer():
+    with pytest.raises(ValueError, match=r"^Requantization bounds must fit 48 bits"):
+        ir.Requant(np.ones(2), 4, 0, 1 << 48)
