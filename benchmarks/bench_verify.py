@@ -4,7 +4,9 @@ Prints golden-model images/s on the whole test split (the int64 reference path, 
 256, and the default path: float BLAS where a bound proves it exact), RTL images/s through
 cocotb + Verilator with the Python-driven bench and with the bulk bench (both with random
 valid gaps and ready stalls, every word and every probe compared, Verilator builds reused),
-and the ratio golden / RTL. RTL rates are end to end (vectors, simulator start, compare).
+and the ratio golden / RTL. RTL rates are end to end (vectors, simulator start, compare); the
+bulk run's seconds per step (golden model, vectors, simulation split into preparing, writing,
+simulator start-up, the simulated phases, exit and the compare) close the table.
 
     .venv/bin/python benchmarks/bench_verify.py [--build DIR] [--python-vectors 16]
         [--stall 0.3] [--out DIR]
@@ -110,6 +112,12 @@ def main():
         ("first run incl. Verilator build: Python / bulk",
          f"{t_build_py:.1f} s / {t_build_bulk:.1f} s"),
     ]
+    steps = dict(bulk["timings"])
+    inner = steps.pop("simulation_steps") or {}
+    rows.append(("bulk run, seconds per step", ", ".join(
+        f"{k} {v:.3f}" for k, v in steps.items())))
+    rows.append(("  simulation split", ", ".join(
+        f"{k} {v:.3f}" for k, v in inner.items() if v is not None)))
     width = max(len(k) for k, _ in rows)
     print(f"hwquant verification benchmark  (stall {args.stall}, build {build})")
     for key, value in rows:

@@ -22,7 +22,11 @@ import numpy as np
 
 __all__ = [
     "pack_lanes",
+    "pack_lanes_array",
+    "pack_fields_array",
+    "packed_to_ints",
     "unpack_lanes",
+    "batch_to_beats",
     "tensor_to_beats",
     "beats_to_tensor",
     "conv_weight_matrix",
@@ -37,6 +41,71 @@ def pack_lanes(values, bits: int) -> int:
     for i, v in enumerate(np.asarray(values, dtype=np.int64).ravel().tolist()):
         word |= (v & mask) << (i * bits)
     return word
+
+
+def pack_fields_array(fields, widths) -> np.ndarray:
+    """Vectorised packing of fields laid out from the LSBs up: field 0 in the lowest
+    ``widths[0]`` bits, field 1 above it, and so on, each two's complement in its width.
+
+    ``fields`` are integer arrays of one shape ``S`` (broadcast against each other); the
+    result is ``S + (nbytes,)`` uint8, byte ``k`` holding bits ``8k .. 8k+7`` of the packed
+    word (little-endian), ``nbytes = max(1, ceil(sum(widths) / 8))``. With equal widths this
+    is :func:`pack_lanes` of every row (:func:`pack_lanes_array`).
+    """
+    widths = [int(w) for w in widths]
+    if len(widths) != len(fields) or any(w < 0 for w in widths):
+        raise ValueError("Fields need one non-negative width each")
+    arrays = np.broadcast_arrays(*[np.asarray(f, dtype=np.int64) for f in fields]) \
+        if fields else []
+    lead = arrays[0].shape if arrays else ()
+    total = sum(widths)
+    limbs = np.zeros(lead + (max(1, -(-total // 64)),), dtype=np.uint64)
+    offset = 0
+    for values, width in zip(arrays, widths):
+        low = values.astype(np.uint64)  # two's complement, modulo 2**64
+        # Bits 64 and up of a wide field are the sign extension of the int64 value.
+        sign = np.where(values < 0, np.uint64(0xFFFFFFFFFFFFFFFF), np.uint64(0))
+        for chunk in range(0, width, 64):
+            v = low if chunk == 0 else sign
+            bits = min(64, width - chunk)
+            if bits < 64:
+                v = v & np.uint64((1 << bits) - 1)
+            limb, shift = divmod(offset + chunk, 64)
+            limbs[..., limb] |= v << np.uint64(shift)
+            if shift and shift + bits > 64:
+                limbs[..., limb + 1] |= v >> np.uint64(64 - shift)
+        offset += width
+    nbytes = max(1, -(-total // 8))
+    return limbs.astype("<u8").view(np.uint8)[..., :nbytes]
+
+
+def pack_lanes_array(values, bits: int) -> np.ndarray:
+    """:func:`pack_lanes` of every row of ``values`` (lanes on the last axis), vectorised.
+
+    Returns ``values.shape[:-1] + (nbytes,)`` uint8: the little-endian bytes of each packed
+    word (see :func:`pack_fields_array`); :func:`packed_to_ints` turns them into ints.
+    """
+    values = np.asarray(values, dtype=np.int64)
+    bits = int(bits)
+    lanes = values.shape[-1]
+    if bits in (8, 16, 32, 64) and lanes:
+        # Byte-aligned lanes: the little-endian bytes of every lane, in lane order.
+        raw = values.astype(f"<u{bits // 8}")
+        return np.ascontiguousarray(raw).view(np.uint8).reshape(values.shape[:-1] + (-1,))
+    return pack_fields_array([values[..., i] for i in range(lanes)], [bits] * lanes) \
+        if lanes else np.zeros(values.shape[:-1] + (1,), dtype=np.uint8)
+
+
+def packed_to_ints(packed) -> list:
+    """Python ints of little-endian packed words (rows of :func:`pack_lanes_array`)."""
+    packed = np.asarray(packed, dtype=np.uint8)
+    packed = packed.reshape(-1, packed.shape[-1])
+    nbytes = packed.shape[1]
+    if nbytes <= 8:
+        padded = np.zeros((len(packed), 8), dtype=np.uint8)
+        padded[:, :nbytes] = packed
+        return padded.view("<u8")[:, 0].tolist()
+    return [int.from_bytes(row, "little") for row in map(bytes, packed)]
 
 
 def unpack_lanes(word: int, bits: int, lanes: int, signed: bool) -> np.ndarray:
@@ -68,6 +137,17 @@ def tensor_to_beats(x, lanes: int | None = None) -> np.ndarray:
     if x.ndim == 1:
         return x.reshape(-1, _check_lanes(x.shape[0], lanes))
     raise ValueError(f"Tensors must be (C, H, W) or (N,), not shape {x.shape}")
+
+
+def batch_to_beats(x, lanes: int | None = None) -> np.ndarray:
+    """:func:`tensor_to_beats` of every tensor of a batch ``(N, C, H, W)`` or ``(N, F)``,
+    concatenated in batch order: ``(N * beats, lanes)``."""
+    x = np.asarray(x)
+    if x.ndim == 4:
+        return x.transpose(0, 2, 3, 1).reshape(-1, _check_lanes(x.shape[1], lanes))
+    if x.ndim == 2:
+        return x.reshape(-1, _check_lanes(x.shape[1], lanes))
+    raise ValueError(f"Batches must be (N, C, H, W) or (N, F), not shape {x.shape}")
 
 
 def beats_to_tensor(beats, shape) -> np.ndarray:

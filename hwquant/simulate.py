@@ -12,8 +12,9 @@ import numpy as np
 
 from . import golden
 from .compile import load_build
+from .layout import packed_to_ints
 from .quant.grid import quantize_to_grid
-from .vectors import expected_words, input_words
+from .vectors import expected_packed, input_packed
 
 __all__ = ["quantize_input", "test_images", "simulate_build"]
 
@@ -69,9 +70,11 @@ def simulate_build(build_dir, *, vectors: int | str = 16, seed: int = 0, stall: 
     ``first_mismatch_layer`` (the first layer, in stream order, whose probe disagrees),
     ``cycles_per_inference`` (measured, stall-free steady state), ``predicted_cycles``,
     ``accuracy`` (of the simulated class outputs) and ``golden_accuracy`` when the images
-    have labels, ``streams`` (per-stream counts), ``mode`` and ``sim_seconds``.
+    have labels, ``streams`` (per-stream counts), ``mode``, ``sim_seconds`` and ``timings``
+    (seconds per step: golden model, vectors, simulation, accuracy; ``simulation_steps``
+    splits a bulk run, see :func:`hwquant.sim.bulk.run_bulk`).
     """
-    from .sim.bulk import read_capture, run_bulk
+    from .sim.bulk import hex_low_bits, read_capture_arrays, run_bulk
     from .sim.runner import run
 
     step = progress or (lambda msg: None)
@@ -84,11 +87,17 @@ def simulate_build(build_dir, *, vectors: int | str = 16, seed: int = 0, stall: 
     build_dir = Path(build_dir)
     net, report = load_build(build_dir)
     x, labels = _test_set(net, vectors, seed, dataset)
+    timings = {}
+    clock = time.perf_counter()
     step(f"golden model on {len(x)} images")
     g = golden.run(net, x)
+    timings["golden"] = time.perf_counter() - clock
+    clock = time.perf_counter()
     probes = report["probes"]
-    expected = expected_words(net, g, probes)
-    inputs = input_words(net, x)
+    # Packed arrays (whole-array NumPy); the Python-driven bench takes lists of ints.
+    words = (lambda a: a) if mode == "bulk" else packed_to_ints
+    expected = {k: words(v) for k, v in expected_packed(net, g, probes).items()}
+    inputs = words(input_packed(net, x))
     beats_in = report["ports"]["i_stream"]["beats_per_inference"]
     predicted = report["cycles_per_inference"]
     items = max(3, throughput_items)
@@ -100,9 +109,10 @@ def simulate_build(build_dir, *, vectors: int | str = 16, seed: int = 0, stall: 
         "observe_only": [f"probe_{p}" for p in probes],
         "stall": {"valid_gap": stall, "ready_stall": stall},
         "timeout_cycles": int((len(x) + items) * max(predicted, beats_in) * 6 + 20_000),
-        "throughput": {"inputs": {"i_stream": input_words(net, x_tp)}, "output": "o_stream",
-                       "items": items, "beats_per_item": 1},
+        "throughput": {"inputs": {"i_stream": words(input_packed(net, x_tp))},
+                       "output": "o_stream", "items": items, "beats_per_item": 1},
     }
+    timings["vectors"] = time.perf_counter() - clock
     where = "in-simulator harness" if mode == "bulk" else "Python drivers"
     step(f"cocotb + Verilator ({where}): {len(x)} images with stalls, {items} back to back")
     simulate = run_bulk if mode == "bulk" else run
@@ -110,6 +120,8 @@ def simulate_build(build_dir, *, vectors: int | str = 16, seed: int = 0, stall: 
     result = simulate(build_dir / report["verilog_probes"], report["top"], spec=spec,
                       build_root=build_dir / "sim_build", verbose=verbose)
     seconds = time.perf_counter() - started
+    timings["simulation"] = seconds
+    clock = time.perf_counter()
     streams = result["streams"]
     out = streams["o_stream"]
     mismatches = out["mismatches"] + abs(out["expected"] - out["received"])
@@ -126,10 +138,10 @@ def simulate_build(build_dir, *, vectors: int | str = 16, seed: int = 0, stall: 
         golden_accuracy = float(np.mean(golden_cls == labels))
         if mode == "bulk":
             cls_bits = report["ports"]["o_stream"]["cls_bits"]
-            got = [word & ((1 << cls_bits) - 1)
-                   for _, word in read_capture(result["captures"]["o_stream"])][:len(labels)]
+            _, digits = read_capture_arrays(result["captures"]["o_stream"])
+            got = hex_low_bits(digits, cls_bits)[:len(labels)]
             # A missing output counts as wrong.
-            accuracy = float(np.sum(np.asarray(got) == labels[:len(got)]) / len(labels))
+            accuracy = float(np.sum(got == labels[:len(got)]) / len(labels))
         elif result["passed"]:
             accuracy = golden_accuracy  # every output word equals the golden one
     return {
@@ -153,4 +165,7 @@ def simulate_build(build_dir, *, vectors: int | str = 16, seed: int = 0, stall: 
                     for k, v in streams.items()},
         "dataset": info.get("name") or info.get("path"),
         "run_dir": result.get("run_dir"),
+        "timings": {**{k: round(v, 4) for k, v in timings.items()},
+                    "accuracy": round(time.perf_counter() - clock, 4),
+                    "simulation_steps": result.get("timings")},
     }

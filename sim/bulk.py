@@ -5,9 +5,12 @@ the same shape, but the stimulus and the checks move into the simulator's clock 
 harness (``rtl_templates/bulk_harness.v.j2``, rendered for the design's stream ports) reads the
 input beats from files, draws valid gaps and ready stalls from seeded xorshift registers with
 the spec's probabilities, and writes every handshake on every output and probe stream to
-capture files with cycle stamps. The cocotb test (:mod:`hwquant.sim.tb_bulk`) only resets,
-configures and starts each phase, waits for ``done`` and compares every captured word with the
-expected ones; the simulator runs freely in between (the clock is cocotb's C-level clock).
+capture files with cycle stamps. The cocotb test (:mod:`hwquant.sim.tb_bulk`, the only
+Python the simulator imports) only resets, configures and starts each phase and waits for
+``done``; the simulator runs freely in between (the clock runs inside the harness). When the
+simulator has exited, :func:`run_bulk` compares every captured word with the expected ones
+and measures the throughput from the cycle stamps, here, with whole-array NumPy operations
+(captures have fixed-length hex lines, so a file is read as one array).
 
 The harness and the design form one Verilog file; its build is content-addressed like every
 other (:func:`hwquant.sim.runner.build`), so one Verilator build serves every bulk run of a
@@ -15,11 +18,22 @@ design, whatever the number of vectors, the seed or the stall probabilities.
 
 Differences from the Python-driven bench: the random sequences differ (same probabilities,
 another generator), and cycle stamps count from the start of each phase.
+
+Beats may also be given as packed arrays: a 2-D uint8 array whose rows are the little-endian
+bytes of the words (:func:`hwquant.layout.pack_lanes_array`, :mod:`hwquant.vectors`'s
+``*_packed``). Those are checked against the port widths, written as hex and compared with
+whole-array NumPy operations; nothing in the run loops over words in Python. The result holds
+``timings``: seconds spent preparing (spec checks, harness), on the build lookup, writing
+the files, in the simulator process (split into start-up, phase 0, compare and the rest) and
+reading the result.
 """
 
+import functools
 import json
+import os
 import re
 import shutil
+import sys
 import tempfile
 import time
 import zlib
@@ -29,14 +43,20 @@ import jinja2
 
 from ..errors import ToolFailedError
 from .runner import _check_toplevel, _echo, _make_runner, _tail, _tool_environment, build
-from .tb_bulk import BULK_SPEC_ENV, read_capture
-from .tb_stream import parse_spec
+from .tb_bulk import BULK_SPEC_ENV
+from .tb_bulk import MODULE as TB_MODULE
+from .tb_stream import MAX_REPORTED_MISMATCHES, parse_spec, throughput_stats
 
 __all__ = [
     "BULK_BUILD_ARGS",
     "HARNESS",
+    "TB_MODULE",
+    "compare_hex",
+    "hex_low_bits",
     "parse_ports",
     "read_capture",
+    "read_capture_arrays",
+    "read_hex_words",
     "render_harness",
     "run_bulk",
     "stall_threshold",
@@ -158,15 +178,113 @@ def stall_threshold(probability):
     return min(round(probability * 65536), 65535)
 
 
-def _write_words(path, words):
-    Path(path).write_text("".join(f"{w:x}\n" for w in words))
+class _LazyNumpy:
+    """NumPy, imported on first use: the Python-driven testbench imports this package inside
+    the simulator and needs no NumPy there."""
+
+    def __getattr__(self, name):
+        import numpy
+
+        return getattr(numpy, name)
+
+
+np = _LazyNumpy()
+
+
+@functools.cache
+def _hex_digits():
+    """Nibble value -> ASCII hex digit."""
+    return np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+
+
+@functools.cache
+def _hex_value():
+    """ASCII code -> hex digit value; 255 for anything that is not a hex digit."""
+    table = np.full(256, 255, dtype=np.uint8)
+    table[_hex_digits()] = np.arange(16)
+    table[np.frombuffer(b"ABCDEF", dtype=np.uint8)] = np.arange(10, 16)
+    return table
+
+
+def _is_packed(beats):
+    return ("numpy" in sys.modules and isinstance(beats, np.ndarray)
+            and beats.dtype == np.uint8 and beats.ndim == 2)
+
+
+def _digits(width):
+    """Hex digits of a ``width``-bit payload (what Verilog's ``%h`` prints)."""
+    return max(1, -(-width // 4))
+
+
+def _packed_hex(packed, digits):
+    """Packed little-endian words as ``(N, digits)`` nibble values, most significant first
+    (the word must fit ``4 * digits`` bits: :func:`_check_fits` runs first)."""
+    big = packed[:, ::-1]
+    nibbles = np.empty((len(packed), 2 * packed.shape[1]), dtype=np.uint8)
+    nibbles[:, 0::2] = big >> 4
+    nibbles[:, 1::2] = big & 15
+    if nibbles.shape[1] < digits:
+        return np.pad(nibbles, ((0, 0), (digits - nibbles.shape[1], 0)))
+    return nibbles[:, nibbles.shape[1] - digits:]
+
+
+def _write_words(path, words, width):
+    """Hex words, one a line, each with the ``%h`` digits of a ``width``-bit port."""
+    digits = _digits(width)
+    if _is_packed(words):
+        lines = np.empty((len(words), digits + 1), dtype=np.uint8)
+        lines[:, :digits] = _hex_digits()[_packed_hex(words, digits)]
+        lines[:, digits] = ord("\n")
+        Path(path).write_bytes(lines.tobytes())
+    else:
+        Path(path).write_text("".join(f"{w:0{digits}x}\n" for w in words))
 
 
 def _check_fits(name, beats, width, role):
+    if _is_packed(beats):
+        full, part = divmod(width, 8)
+        over = np.zeros(len(beats), dtype=bool)
+        if beats.shape[1] > full:
+            over |= (beats[:, full] >> part) != 0
+            if beats.shape[1] > full + 1:
+                over |= np.any(beats[:, full + 1:] != 0, axis=1)
+        bad = np.flatnonzero(over)
+        if not len(bad):
+            return
+        index = int(bad[0])
+        beat = int.from_bytes(beats[index].tobytes(), "little")
+        raise ValueError(f"Stream '{name}': {role} beat {index} ({beat:#x}) is wider than "
+                         f"the {width}-bit payload port")
     for index, beat in enumerate(beats):
         if beat >> width:
             raise ValueError(f"Stream '{name}': {role} beat {index} ({beat:#x}) is wider than "
                              f"the {width}-bit payload port")
+
+
+def _split_packed(spec):
+    """``spec`` with every packed beat array replaced by ``[]`` (for :func:`parse_spec`), and
+    the arrays as ``{(section, stream): array}``; other arrays become lists."""
+    if not isinstance(spec, dict):
+        return spec, {}
+    spec = dict(spec)
+    packed = {}
+    sections = [("inputs", spec, "inputs"), ("outputs", spec, "outputs")]
+    if isinstance(spec.get("throughput"), dict):
+        spec["throughput"] = dict(spec["throughput"])
+        sections.append(("throughput", spec["throughput"], "inputs"))
+    for section, holder, key in sections:
+        streams = holder.get(key)
+        if not isinstance(streams, dict):
+            continue
+        streams = dict(streams)
+        for name, beats in streams.items():
+            if _is_packed(beats):
+                packed[(section, name)] = beats
+                streams[name] = []
+            elif "numpy" in sys.modules and isinstance(beats, np.ndarray):
+                streams[name] = beats.tolist()
+        holder[key] = streams
+    return spec, packed
 
 
 def _phases(spec):
@@ -207,11 +325,19 @@ def _phases(spec):
 def run_bulk(verilog_path, toplevel, *, spec, build_root, timeout_s=600.0, verbose=False):
     """Simulate a design against a stream spec with the bulk harness.
 
-    Same parameters, result and errors as :func:`hwquant.sim.runner.run`; the result also
-    holds ``"mode": "bulk"`` and ``"captures"``: ``{stream: path}`` of the phase-1 capture
-    files (read them with :func:`read_capture`).
+    Same parameters, result and errors as :func:`hwquant.sim.runner.run` (beats may also be
+    packed arrays, see the module docstring); the result also holds ``"mode": "bulk"``,
+    ``"captures"``: ``{stream: path}`` of the checked phase's capture files (read them with
+    :func:`read_capture` or :func:`read_capture_arrays`), and ``"timings"`` (seconds per
+    step, see the module docstring).
     """
+    timings = {}
+    clock = time.perf_counter()
+    spec, packed = _split_packed(spec)
     parsed = parse_spec(spec)
+    for (section, name), beats in packed.items():
+        holder = parsed["throughput"]["inputs"] if section == "throughput" else parsed[section]
+        holder[name] = beats
     if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or timeout_s <= 0:
         raise ValueError(f"Timeout must be a positive number of seconds, not {timeout_s!r}")
     _check_toplevel(toplevel)
@@ -232,6 +358,9 @@ def run_bulk(verilog_path, toplevel, *, spec, build_root, timeout_s=600.0, verbo
     except ValueError as error:
         raise ValueError(f"Simulation of '{toplevel}': {error}") from None
 
+    widths = {n: ports[f"{n}__payload"][1] for n in (*parsed["inputs"], *parsed["outputs"])}
+    timings["prepare"] = time.perf_counter() - clock
+    clock = time.perf_counter()
     build_root = Path(build_root).resolve()
     sources = build_root / "bulk_sources"
     sources.mkdir(parents=True, exist_ok=True)
@@ -245,52 +374,65 @@ def run_bulk(verilog_path, toplevel, *, spec, build_root, timeout_s=600.0, verbo
     build_dir = build(source, HARNESS, build_root=build_root, extra_args=BULK_BUILD_ARGS,
                       verbose=verbose)
 
+    timings["build_lookup"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+
     runs = build_root / "runs"
     runs.mkdir(parents=True, exist_ok=True)
     run_dir = Path(tempfile.mkdtemp(prefix=f"{toplevel}-bulk-", dir=runs))
     for name, beats in parsed["inputs"].items():
-        _write_words(run_dir / f"phase0.{name}.in", beats)
+        _write_words(run_dir / f"phase0.{name}.in", beats, widths[name])
     expected = {}
     for name, beats in parsed["outputs"].items():
         expected[name] = str(run_dir / f"phase0.{name}.expected")
-        _write_words(expected[name], beats)
+        _write_words(expected[name], beats, widths[name])
     tp = parsed["throughput"]
     if tp is not None:
         for name in parsed["inputs"]:
-            _write_words(run_dir / f"phase1.{name}.in", tp["inputs"].get(name, []))
+            _write_words(run_dir / f"phase1.{name}.in", tp["inputs"].get(name, []),
+                         widths[name])
     result_path = run_dir / "result.json"
     bulk_spec = {
         "clock_period_ns": parsed["clock_period_ns"],
         "reset_cycles": parsed["reset_cycles"],
-        "inputs": list(parsed["inputs"]),
-        "outputs": list(parsed["outputs"]),
-        "expected": expected,
         "phases": phases,
-        "throughput": (None if tp is None else
-                       {"output": tp["output"], "items": tp["items"],
-                        "beats_per_item": tp["beats_per_item"]}),
         "result_path": str(result_path),
     }
     spec_path = run_dir / "spec.json"
     spec_path.write_text(json.dumps(bulk_spec, indent=1))
     log = run_dir / "sim.log"
+    module_dir = _install_testbench(build_root)
+    timings["write"] = time.perf_counter() - clock
 
-    extra = {BULK_SPEC_ENV: str(spec_path)}
+    # No assertion rewriting: it loads pytest's plugins, and the test asserts nothing.
+    extra = {BULK_SPEC_ENV: str(spec_path), "COCOTB_REWRITE_ASSERTION_FILES": ""}
     timeout = shutil.which("timeout")
     if timeout is not None:
         extra["SIM_CMD_PREFIX"] = f"{timeout} -s KILL {float(timeout_s):g}"
     runner = _make_runner(verbose)
+    set_env_test = runner._set_env_test
+
+    def _set_env_test():
+        set_env_test()
+        runner.env["PYTHONPATH"] = os.pathsep.join(
+            [str(module_dir)] + [p for p in runner.env.get("PYTHONPATH", "").split(os.pathsep)
+                                 if p])
+
+    runner._set_env_test = _set_env_test
     failure = None
+    launched = time.time()
     started = time.monotonic()
     try:
         with _tool_environment(extra):
-            runner.test(test_module="hwquant.sim.tb_bulk", hdl_toplevel=HARNESS,
+            runner.test(test_module=TB_MODULE, hdl_toplevel=HARNESS,
                         hdl_toplevel_lang="verilog", build_dir=build_dir, test_dir=run_dir,
                         results_xml=str(run_dir / "results.xml"), extra_env=extra,
                         log_file=log)
     except (RuntimeError, SystemExit, OSError) as error:
         failure = error
     elapsed = time.monotonic() - started
+    ended = time.time()
+    clock = time.perf_counter()
     if verbose:
         _echo(log)
     if not result_path.is_file():
@@ -303,13 +445,181 @@ def run_bulk(verilog_path, toplevel, *, spec, build_root, timeout_s=600.0, verbo
         raise ToolFailedError(f"Bulk simulation of '{toplevel}' {reason}; log {log}:\n"
                               f"{_tail(log)}")
     try:
-        result = json.loads(result_path.read_text())
-    except ValueError:
+        raw = json.loads(result_path.read_text())
+        ran = raw["phases"]
+        ran[0]["cycles"]
+    except (ValueError, KeyError, IndexError, TypeError):
         raise ToolFailedError(f"Bulk simulation of '{toplevel}' wrote an unreadable result "
                               f"{result_path}; log {log}:\n{_tail(log)}") from None
-    if result.get("error"):
-        raise ValueError(f"Simulation of '{toplevel}': {result['error']}")
+    timings["simulator_process"] = elapsed
+    # Wall clocks of this process and the simulator's: start-up (simulator binary, embedded
+    # Python, cocotb) until the test module is imported, then until the test runs; exit
+    # plus the runner's bookkeeping after it.
+    timings["simulator_startup"] = max(0.0, raw["imported"] - launched)
+    timings["cocotb_to_test"] = max(0.0, raw["test_started"] - raw["imported"])
+    timings["phase0"] = ran[0]["seconds"]
+    timings["phase1"] = ran[1]["seconds"] if len(ran) > 1 else None
+    timings["simulator_exit"] = max(0.0, ended - raw["test_finished"])
+
+    result = _compare(parsed, run_dir, widths, ran)
+    timings["compare"] = time.perf_counter() - clock
     result["run_dir"] = str(run_dir)
     result["mode"] = "bulk"
     result["seconds"] = round(elapsed, 3)
+    result["timings"] = {k: (None if v is None else round(v, 4)) for k, v in timings.items()}
     return result
+
+
+def _install_testbench(build_root):
+    """The directory holding the testbench module (a copy of :mod:`hwquant.sim.tb_bulk`
+    named :data:`TB_MODULE`), the one Python module the simulator imports."""
+    text = (Path(__file__).resolve().parent / "tb_bulk.py").read_text()
+    directory = build_root / "bulk_testbench" / f"{zlib.crc32(text.encode()):08x}"
+    target = directory / f"{TB_MODULE}.py"
+    if not target.is_file() or target.read_text() != text:
+        directory.mkdir(parents=True, exist_ok=True)
+        partial = Path(tempfile.mkstemp(dir=directory, suffix=".partial")[1])
+        partial.write_text(text)
+        partial.replace(target)
+    return directory
+
+
+def _compare(parsed, run_dir, widths, ran):
+    """The result of a finished run: every captured word of phase 0 compared with the
+    expected ones, the throughput from phase 1's cycle stamps (shape of
+    :mod:`hwquant.sim.tb_stream`'s result)."""
+    timed_out = any(p["timed_out"] for p in ran)
+    streams = {}
+    captures = {}
+    for name, beats in parsed["outputs"].items():
+        captures[name] = str(run_dir / f"phase0.{name}.out")
+        digits = _digits(widths[name])
+        cycles, got = read_capture_arrays(captures[name], digits)
+        want = (_hex_digits()[_packed_hex(beats, digits)] if _is_packed(beats)
+                else _words_as_digits(beats, digits))
+        streams[name] = compare_hex(want, got, cycles)
+    passed = not timed_out and all(
+        s["mismatches"] == 0 and s["expected"] == s["received"] for s in streams.values())
+    throughput = None
+    tp = parsed["throughput"]
+    if tp is not None and len(ran) > 1:
+        needed = tp["items"] * tp["beats_per_item"]
+        stamps, _ = read_capture_arrays(run_dir / f"phase1.{tp['output']}.out",
+                                        _digits(widths[tp["output"]]))
+        bpi = tp["beats_per_item"]
+        stamps = stamps[:needed][bpi - 1::bpi]
+        throughput = throughput_stats(stamps.tolist(), ran[1]["first_input_cycle"])
+    return {"passed": passed, "streams": streams, "cycles": ran[0]["cycles"],
+            "throughput": throughput, "timed_out": timed_out, "error": None,
+            "captures": captures}
+
+
+# -- hex files as arrays ----------------------------------------------------------------------
+
+_CYCLE_DIGITS = 8
+_NEWLINE, _SPACE = ord("\n"), ord(" ")
+
+
+def _fixed_lines(data, columns):
+    """``data`` as an ``(N, columns)`` ASCII array when it is ``N`` lines of ``columns``
+    characters and a newline each; ``None`` otherwise."""
+    raw = np.frombuffer(data, dtype=np.uint8)
+    if not len(raw):
+        return np.zeros((0, columns), dtype=np.uint8)
+    if columns < 1 or len(raw) % (columns + 1):
+        return None
+    lines = raw.reshape(-1, columns + 1)
+    if np.any(lines[:, columns] != _NEWLINE):
+        return None
+    return lines[:, :columns]
+
+
+def _words_as_digits(words, digits):
+    """Ints as an ``(N, D)`` array of lowercase hex digits (ASCII), ``D`` = ``digits`` or
+    the widest word."""
+    digits = max([max(1, digits)] + [len(f"{w:x}") for w in words])
+    return np.frombuffer("".join(f"{w:0{digits}x}" for w in words).encode(),
+                         dtype=np.uint8).reshape(len(words), digits)
+
+
+def _check_hex(path, digits):
+    bad = _hex_value()[digits] == 255
+    if bad.any():
+        row = int(np.flatnonzero(bad.any(axis=1))[0])
+        raise ValueError(f"{path}: line {row + 1} is not hexadecimal: "
+                         f"{digits[row].tobytes().decode(errors='replace')!r}")
+    return digits
+
+
+def read_hex_words(path, digits=0):
+    """Hex words, one a line, as an ``(N, D)`` ASCII array of their digits (most significant
+    first). A file of lines of exactly ``digits`` digits is read as one array; any other is
+    parsed line by line (then ``D`` is ``digits`` or the widest word)."""
+    data = Path(path).read_bytes()
+    lines = _fixed_lines(data, digits) if digits else None
+    if lines is None:
+        lines = _words_as_digits([int(word, 16) for word in data.split()], digits)
+    return _check_hex(path, lines)
+
+
+def read_capture_arrays(path, digits=0):
+    """A harness capture file as ``(cycles, payloads)``: an int64 array of the cycle stamps
+    and an ``(N, D)`` ASCII array of the payloads' hex digits (as :func:`read_hex_words`).
+    Lines are ``"<cycle> <payload>"``, both in hex (8 digits for the cycle)."""
+    data = Path(path).read_bytes()
+    lines = _fixed_lines(data, _CYCLE_DIGITS + 1 + digits) if digits else None
+    if lines is not None and np.all(lines[:, _CYCLE_DIGITS] == _SPACE):
+        stamps = _check_hex(path, lines[:, :_CYCLE_DIGITS])
+        weights = np.int64(16) ** np.arange(_CYCLE_DIGITS - 1, -1, -1, dtype=np.int64)
+        return _hex_value()[stamps].astype(np.int64) @ weights, \
+            _check_hex(path, lines[:, _CYCLE_DIGITS + 1:])
+    tokens = data.split()
+    if len(tokens) % 2:
+        raise ValueError(f"{path}: every capture line must be '<cycle> <payload>'")
+    try:
+        cycles = np.array([int(t, 16) for t in tokens[0::2]], dtype=np.int64)
+        payloads = [int(t, 16) for t in tokens[1::2]]
+    except ValueError:
+        raise ValueError(f"{path}: capture lines must hold hexadecimal numbers") from None
+    return cycles, _words_as_digits(payloads, digits)
+
+
+def read_capture(path):
+    """``[(cycle, payload), ...]`` from a harness capture file."""
+    cycles, payloads = read_capture_arrays(path)
+    return [(c, int(p.tobytes(), 16)) for c, p in zip(cycles.tolist(), payloads)]
+
+
+def hex_low_bits(digits, bits):
+    """The low ``bits`` bits (at most 60) of each row of an ASCII hex array, as int64."""
+    if not 0 <= bits <= 60:
+        raise ValueError(f"hex_low_bits takes up to 60 bits, not {bits}")
+    count = min(-(-bits // 4), digits.shape[1])
+    if not count or not len(digits):
+        return np.zeros(len(digits), dtype=np.int64)
+    values = _hex_value()[digits[:, digits.shape[1] - count:]].astype(np.int64)
+    weights = np.int64(16) ** np.arange(count - 1, -1, -1, dtype=np.int64)
+    return (values @ weights) & ((1 << bits) - 1)
+
+
+def compare_hex(expected, got, cycles):
+    """:func:`hwquant.sim.tb_stream.compare_stream` on ASCII hex arrays, vectorised.
+
+    ``expected`` and ``got`` are ``(N, D)`` arrays of hex digits (:func:`read_hex_words`,
+    :func:`read_capture_arrays`), ``cycles`` the cycle stamps of ``got``. Words are compared
+    by value (case and leading zeros do not matter); the result is the same as
+    ``compare_stream``'s on the words as ints.
+    """
+    width = max(expected.shape[1], got.shape[1])
+
+    def values(d):
+        v = _hex_value()[d]
+        return v if d.shape[1] == width else np.pad(v, ((0, 0), (width - d.shape[1], 0)))
+
+    count = min(len(expected), len(got))
+    bad = np.flatnonzero(np.any(values(expected[:count]) != values(got[:count]), axis=1))
+    first = [{"index": int(i), "expected": hex(int(expected[i].tobytes(), 16)),
+              "got": hex(int(got[i].tobytes(), 16)), "cycle": int(cycles[i])}
+             for i in bad[:MAX_REPORTED_MISMATCHES]]
+    return {"expected": len(expected), "received": len(got), "mismatches": len(bad),
+            "first_mismatches": first}

@@ -127,3 +127,104 @@ def test_pow2_dot_with_sign_scales_equals_reference():
         reference = gpow2.dot(layer, xs)
     np.testing.assert_array_equal(fast, reference)
     np.testing.assert_array_equal(reference, xs @ w.T)
+
+
+# -- the fast path's pieces, each equal to its reference ------------------------------------
+
+
+@pytest.mark.parametrize(("c", "kernel", "stride", "padding", "pad"), [
+    (1, (3, 3), (1, 1), (1, 1), 0),     # few channels: one copy per kernel offset
+    (3, (2, 3), (2, 1), (0, 1), -1),    # bipolar padding value
+    (8, (3, 3), (1, 1), (1, 1), 0),     # sliding-window view
+    (16, (3, 2), (2, 2), (1, 0), 5),
+])
+def test_windows_are_im2col_in_window_lane_order(c, kernel, stride, padding, pad):
+    from hwquant.golden.network import _windows
+
+    rng = np.random.default_rng(c)
+    x = rng.integers(-100, 100, (3, c, 7, 6))
+    reference = golden.im2col(x, kernel, stride, padding, pad)  # (N, OH, OW, C, KH, KW)
+    lanes = reference.transpose(0, 1, 2, 4, 5, 3).reshape(-1, c * kernel[0] * kernel[1])
+    for dtype in (np.float32, np.float64):
+        got = _windows(x, dtype, kernel, stride, padding, pad)
+        assert got.dtype == dtype
+        np.testing.assert_array_equal(got, lanes)
+    # Channels-last input seen as (N, C, H, W): the same windows.
+    nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    np.testing.assert_array_equal(_windows(nhwc, np.float32, kernel, stride, padding, pad),
+                                  lanes)
+
+
+def _requant_layer(rng, shift, oc=5, scale=None, epilogue="requant"):
+    w = rng.integers(-8, 8, (oc, 6))
+    fmt = ir.ActFormat(8, True, 0)
+    if epilogue == "requant":
+        ep = ir.Requant(rng.integers(1, 300, oc), shift, -100, 90)
+        out = ir.ActFormat(8, True, 0)
+    else:
+        ep = ir.Logits(scale)
+        out = ir.ActFormat(40, True, 0)
+    return ir.Linear(name="fc", inputs=(ir.INPUT,), in_format=fmt, out_format=out, weight=w,
+                     weight_bits=4, weight_frac=0, bias=rng.integers(-1000, 1000, oc),
+                     epilogue=ep)
+
+
+@pytest.mark.parametrize("shift", [9, 1, 0, -3])
+def test_fused_requant_equals_reference(shift):
+    from hwquant.golden.network import _epilogue, _fast_epilogue
+
+    rng = np.random.default_rng(shift + 10)
+    layer = _requant_layer(rng, shift)
+    acc = rng.integers(-(1 << 40), 1 << 40, (400, 5))
+    acc[:8] = [[-(1 << 40)] * 5, [(1 << 40) - 1] * 5] * 4
+    acc[8:40] = rng.integers(-600, 600, (32, 5))  # near the rounding and clamp edges
+    np.testing.assert_array_equal(_fast_epilogue(layer, acc.copy()), _epilogue(layer, acc, 1))
+
+
+@pytest.mark.parametrize("scale", [None, (3, 1, 2, 7, 5)])
+def test_fused_logits_equal_reference(scale):
+    from hwquant.golden.network import _epilogue, _fast_epilogue
+
+    rng = np.random.default_rng(5)
+    layer = _requant_layer(rng, 0, scale=None if scale is None else np.array(scale),
+                           epilogue="logits")
+    acc = rng.integers(-(1 << 30), 1 << 30, (50, 5))
+    np.testing.assert_array_equal(_fast_epilogue(layer, acc.copy()), _epilogue(layer, acc, 1))
+
+
+def test_matmul_on_float_windows_with_a_bound():
+    rng = np.random.default_rng(2)
+    x = rng.integers(-255, 256, (40, 30))
+    w = rng.integers(-128, 128, (7, 30))
+    for dtype in (np.float32, np.float64):
+        got = exact.matmul(x.astype(dtype), w, x_abs_max=255)
+        assert got.dtype == np.int64
+        np.testing.assert_array_equal(got, x @ w.T)
+    assert exact.exact_float(w, 255) is np.float32
+    assert exact.exact_float(w, 1 << 20) is np.float64
+    assert exact.exact_float(w, 1 << 50) is None
+    with exact.int64_only():
+        assert exact.exact_float(w, 1) is None
+        np.testing.assert_array_equal(exact.matmul(x.astype(np.float64), w), x @ w.T)
+    with pytest.raises(TypeError, match="^Operands must be integer"):
+        exact.matmul(x.astype(bool), w)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_one_batch_equals_int64_and_arrays_are_independent(seed):
+    net = random_chain(seed)
+    rng = np.random.default_rng(seed)
+    f = net.input_format
+    x = _extreme(rng, (70,) + net.input_shape, f.lo, f.hi)
+    fast = golden.run(net, x)  # one batch: arrays returned without concatenation
+    with exact.int64_only():
+        reference = golden.run(net, x)
+    many = golden.run(net, x, batch_size=16)
+    arrays = list(fast.values())
+    for name in reference:
+        assert fast[name].dtype == np.int64
+        np.testing.assert_array_equal(fast[name], reference[name], err_msg=name)
+        np.testing.assert_array_equal(many[name], reference[name], err_msg=name)
+    for i, a in enumerate(arrays):
+        for b in arrays[i + 1:]:
+            assert not np.shares_memory(a, b)

@@ -10,10 +10,14 @@ from amaranth.lib import data
 
 from hwquant import golden
 from hwquant.layout import (
+    batch_to_beats,
     beats_to_tensor,
     conv_weight_matrix,
     flatten_weight_matrix,
+    pack_fields_array,
     pack_lanes,
+    pack_lanes_array,
+    packed_to_ints,
     tensor_to_beats,
     unpack_lanes,
 )
@@ -149,3 +153,50 @@ def test_flatten_weight_matrix_matches_torch_flatten(shape):
     # The same window is the raster beat sequence concatenated.
     for n in range(3):
         np.testing.assert_array_equal(lanes[n], tensor_to_beats(x[n]).ravel())
+
+
+# -- vectorised packing: the same words as pack_lanes, from whole arrays ---------------------
+
+
+@pytest.mark.parametrize("bits, is_signed, lanes", CASES + [(64, True, 3),
+                                                            (70, True, 3), (5, True, 40)])
+def test_pack_lanes_array_equals_pack_lanes(bits, is_signed, lanes):
+    rng = np.random.default_rng(bits * 7 + lanes + is_signed)
+    rows = np.stack([random_lanes(rng, bits, is_signed, lanes)
+                     for _ in range(30)]) if bits <= 64 else \
+        rng.integers(-(1 << 62), 1 << 62, (30, lanes))
+    packed = pack_lanes_array(rows, bits)
+    assert packed.dtype == np.uint8 and packed.shape == (30, max(1, -(-bits * lanes // 8)))
+    assert packed_to_ints(packed) == [pack_lanes(row, bits) for row in rows]
+    # The leading axes are kept: a batch of beats packs like its flattened rows.
+    np.testing.assert_array_equal(pack_lanes_array(rows.reshape(5, 6, lanes), bits),
+                                  packed.reshape(5, 6, -1))
+
+
+def test_pack_fields_array_mixed_widths():
+    rng = np.random.default_rng(3)
+    cls = rng.integers(0, 10, 50)
+    logits = rng.integers(-(1 << 19), 1 << 19, (50, 10))
+    packed = pack_fields_array([cls] + [logits[:, i] for i in range(10)], [4] + [20] * 10)
+    assert packed_to_ints(packed) == [int(c) | (pack_lanes(row, 20) << 4)
+                                      for c, row in zip(cls, logits)]
+    assert packed_to_ints(pack_fields_array([], [])) == [0]
+    with pytest.raises(ValueError, match="^Fields need one non-negative width each$"):
+        pack_fields_array([cls], [4, 5])
+
+
+def test_packed_to_ints_little_endian():
+    assert packed_to_ints(np.array([[0x01, 0x02], [0xFF, 0x00]], dtype=np.uint8)) == \
+        [0x0201, 0xFF]
+    wide = np.arange(1, 11, dtype=np.uint8)[None, :]
+    assert packed_to_ints(wide) == [int.from_bytes(bytes(range(1, 11)), "little")]
+
+
+@pytest.mark.parametrize("shape, lanes", [((3, 4, 2, 5), None), ((3, 4, 2, 5), 2),
+                                          ((2, 6), None), ((2, 6), 3)])
+def test_batch_to_beats_concatenates_tensor_to_beats(shape, lanes):
+    x = np.random.default_rng(1).integers(-9, 9, shape)
+    np.testing.assert_array_equal(batch_to_beats(x, lanes),
+                                  np.concatenate([tensor_to_beats(t, lanes) for t in x]))
+    with pytest.raises(ValueError, match=r"^Batches must be \(N, C, H, W\) or \(N, F\)"):
+        batch_to_beats(np.zeros((2, 3, 4)))

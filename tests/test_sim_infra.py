@@ -371,3 +371,79 @@ def test_bulk_spec_errors(toy_sum, build_root):
                                          r"input beat 0 \(0x100000000\) is wider than the "
                                          r"32-bit payload port$"):
         hwquant.sim.run_bulk(toy_sum, "toy_sum", spec=spec, build_root=build_root)
+
+
+def test_bulk_packed_arrays_are_the_same_spec(toy_sum, toy_vectors, build_root):
+    """Beats as packed uint8 arrays (hwquant.layout) run and compare like lists of ints."""
+    import numpy as np
+
+    from hwquant.layout import pack_lanes_array
+
+    inputs, outputs = toy_vectors
+    lanes = np.array([[(w >> (8 * i)) & 0xFF for i in range(4)] for w in inputs])
+    packed_in = pack_lanes_array(lanes, 8)
+    packed_out = pack_lanes_array(np.array(outputs)[:, None], 16)
+    spec = toy_spec([], [], throughput={"inputs": {"i_stream": packed_in[:64]},
+                                        "output": "o_stream", "items": 64})
+    spec["inputs"]["i_stream"], spec["outputs"]["o_stream"] = packed_in, packed_out
+    result = hwquant.sim.run_bulk(toy_sum, "toy_sum", spec=spec, build_root=build_root)
+    listed = hwquant.sim.run_bulk(toy_sum, "toy_sum", spec=toy_spec(
+        inputs, outputs, throughput={"inputs": {"i_stream": inputs[:64]}, "output": "o_stream",
+                                     "items": 64}), build_root=build_root)
+    assert result["passed"] is True
+    for key in ("streams", "cycles", "throughput", "timed_out"):
+        assert result[key] == listed[key], key
+    assert set(result["timings"]) >= {"prepare", "write", "simulator_startup", "phase0",
+                                      "compare"}
+    corrupted = packed_out.copy()
+    corrupted[37, 0] ^= 0x55
+    spec["outputs"]["o_stream"] = corrupted
+    bad = hwquant.sim.run_bulk(toy_sum, "toy_sum", spec=spec, build_root=build_root)
+    [mismatch] = bad["streams"]["o_stream"]["first_mismatches"]
+    assert mismatch["index"] == 37 and mismatch["got"] == hex(outputs[37])
+    assert mismatch["expected"] == hex(outputs[37] ^ 0x55)
+    wide = pack_lanes_array(np.array([[1 << 10]]), 16)
+    spec["outputs"]["o_stream"] = wide
+    with pytest.raises(ValueError, match=r"^Simulation of 'toy_sum': Stream 'o_stream': "
+                                         r"expected beat 0 \(0x400\) is wider than the "
+                                         r"10-bit payload port$"):
+        hwquant.sim.run_bulk(toy_sum, "toy_sum", spec=spec, build_root=build_root)
+
+
+def test_hex_compare_equals_compare_stream(tmp_path):
+    """The vectorised compare and capture reader against the per-word definitions."""
+    import numpy as np
+    from hwquant.sim import bulk
+    from hwquant.sim.tb_stream import compare_stream
+
+    rng = random.Random(9)
+    want = [rng.randrange(1 << 70) for _ in range(300)]
+    got = list(want[:280])
+    for index in (0, 17, 279):
+        got[index] ^= 1 << rng.randrange(70)
+    cycles = sorted(rng.sample(range(1, 10_000), len(got)))
+    capture = tmp_path / "phase0.o.out"
+    capture.write_text("".join(f"{c:08x} {w:018x}\n" for c, w in zip(cycles, got)))
+    stamps, digits = bulk.read_capture_arrays(capture, 18)
+    assert stamps.tolist() == cycles
+    reference = compare_stream(want, list(zip(cycles, got)))
+    expected = bulk._words_as_digits(want, 18)
+    assert bulk.compare_hex(expected, digits, stamps) == reference
+    assert reference["mismatches"] == 3 and reference["received"] == 280
+    assert bulk.read_capture(capture) == list(zip(cycles, got))
+    # Any other line layout is parsed word by word, with the same result.
+    loose = tmp_path / "loose.out"
+    loose.write_text("".join(f"{c:x} {w:X}\n" for c, w in zip(cycles, got)))
+    stamps2, digits2 = bulk.read_capture_arrays(loose, 18)
+    assert stamps2.tolist() == cycles
+    assert bulk.compare_hex(expected, digits2, stamps2) == reference
+    words = tmp_path / "words"
+    words.write_text("".join(f"{w:x}\n" for w in want))
+    assert bulk.compare_hex(bulk.read_hex_words(words, 18), digits, stamps) == reference
+    assert bulk.hex_low_bits(digits, 12).tolist() == [w & 0xFFF for w in got]
+    (tmp_path / "bad").write_text("00000001 zz\n")
+    with pytest.raises(ValueError, match="bad: line 1 is not hexadecimal: .zz.$"):
+        bulk.read_capture_arrays(tmp_path / "bad", 2)
+    packed = np.frombuffer(b"".join(w.to_bytes(9, "little") for w in want),
+                           dtype=np.uint8).reshape(-1, 9)
+    np.testing.assert_array_equal(bulk._hex_digits()[bulk._packed_hex(packed, 18)], expected)

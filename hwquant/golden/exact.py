@@ -22,8 +22,8 @@ from contextlib import contextmanager
 
 import numpy as np
 
-__all__ = ["FLOAT32_EXACT", "FLOAT64_EXACT", "fast_enabled", "int64_only", "matmul",
-           "product_bound", "single_threaded_blas"]
+__all__ = ["FLOAT32_EXACT", "FLOAT64_EXACT", "abs_max", "exact_float", "fast_enabled", "int64_only",
+           "matmul", "product_bound", "row_bound", "single_threaded_blas"]
 
 #: Largest bound for which float32 products and sums are exact.
 FLOAT32_EXACT = 1 << 24
@@ -70,21 +70,57 @@ def product_bound(x, w) -> int:
     """``max_o sum_i |w[o, i]| * max |x|`` as a Python int (no overflow)."""
     if x.size == 0 or w.size == 0:
         return 0
-    row = int(np.abs(w).sum(axis=1, dtype=np.uint64).max()) if w.ndim == 2 else 0
-    return row * int(max(abs(int(x.min())), abs(int(x.max()))))
+    return row_bound(w) * abs_max(x)
 
 
-def matmul(x, w) -> np.ndarray:
+def abs_max(x) -> int:
+    """``max |x|`` of an integer(-valued) array as a Python int (0 when empty)."""
+    return max(abs(int(x.min())), abs(int(x.max()))) if x.size else 0
+
+
+def row_bound(w) -> int:
+    """``max_o sum_i |w[o, i]|`` of an integer matrix, as a Python int."""
+    w = np.asarray(w)
+    if w.size == 0 or w.ndim != 2:
+        return 0
+    return int(np.abs(w.astype(np.int64)).sum(axis=1, dtype=np.uint64).max())
+
+
+def _float_for(bound: int, x_abs_max: int):
+    for limit, dtype in ((FLOAT32_EXACT, np.float32), (FLOAT64_EXACT, np.float64)):
+        if bound < limit and x_abs_max < limit:
+            return dtype
+    return None
+
+
+def exact_float(w, x_abs_max: int):
+    """The float type in which ``x @ w.T`` is exact for every ``x`` with ``|x| <= x_abs_max``
+    (``numpy.float32``, ``numpy.float64``), or ``None`` (int64 needed, or inside
+    :func:`int64_only`). The bound is :func:`product_bound`'s; ``x`` itself must fit too."""
+    if not _fast[-1]:
+        return None
+    return _float_for(row_bound(w) * int(x_abs_max), int(x_abs_max))
+
+
+def matmul(x, w, *, x_abs_max=None) -> np.ndarray:
     """``x @ w.T`` exactly, as int64: ``x`` is ``(N, K)``, ``w`` is ``(M, K)``, both integer.
 
     Computed in float32 or float64 when :func:`product_bound` proves it exact, else in int64.
+    ``x`` may also be a float array whose values are integers it holds exactly (windows a
+    caller built in the type :func:`exact_float` chose); ``x_abs_max`` is then a proven bound
+    on ``|x|`` that spares the pass over ``x`` (default: computed from ``x``).
     """
-    x = np.asarray(x, dtype=np.int64)
     w = np.asarray(w, dtype=np.int64)
+    x = np.asarray(x)
+    if x.dtype.kind not in "fiu":
+        raise TypeError(f"Operands must be integer (or integer-valued float), not {x.dtype}")
     if _fast[-1]:
-        bound = product_bound(x, w)
-        for limit, dtype in ((FLOAT32_EXACT, np.float32), (FLOAT64_EXACT, np.float64)):
-            if bound < limit:
-                out = x.astype(dtype) @ w.T.astype(dtype)
-                return out.astype(np.int64)
-    return x @ w.T
+        if x_abs_max is None:
+            bound, x_abs_max = product_bound(x, w), abs_max(x)
+        else:
+            bound = row_bound(w) * int(x_abs_max)
+        dtype = _float_for(bound, int(x_abs_max))
+        if dtype is not None:
+            xf = x if x.dtype == dtype else x.astype(dtype)
+            return (xf @ w.T.astype(dtype)).astype(np.int64)
+    return x.astype(np.int64, copy=False) @ w.T

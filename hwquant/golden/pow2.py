@@ -17,6 +17,7 @@ which equals ``sum_i W_i * X_i`` for the integer weights the IR stores (tests pr
 
 import numpy as np
 
+from ..layout import conv_weight_matrix
 from .exact import fast_enabled, matmul
 
 __all__ = ["dot", "encode", "decode", "exponent_bits"]
@@ -57,23 +58,33 @@ def decode(codes, bits: int, sign_scales=(1, 1)) -> np.ndarray:
 
 
 def dot(layer, cols):
+    """``ACC[n, oc]`` from the weight codes of ``layer``, with shifts and adds only
+    (:func:`dot_windows` with integer ``cols`` in torch order)."""
+    return dot_windows(layer, cols)
+
+
+def dot_windows(layer, cols, x_abs_max=None, window_order=False):
     """``ACC[n, oc]`` from the weight codes of ``layer``, with shifts and adds only.
 
     ``cols`` is ``(N, fan_in)`` in the layer's natural (torch) weight order. The activations
     that meet weight exponent ``e`` are shifted by ``e`` and summed per sign, exactly as the
     shift engine does, then scaled by ``P`` and ``N``. Both per-sign sums over all exponents
     are one product with the matrix of the shifts ``2**e`` (zero where the weight is zero or
-    has the other sign), computed exactly by :func:`hwquant.golden.exact.matmul`.
+    has the other sign), computed exactly by :func:`hwquant.golden.exact.matmul`. ``cols``
+    may be integer-valued floats with a proven bound ``x_abs_max`` on their magnitude, and
+    with ``window_order`` in window-lane order (:func:`hwquant.layout.conv_weight_matrix`).
     """
     bits = layer.weight_bits
     scales = layer.kind_data.sign_scales
-    codes = encode(layer.weight_matrix(), bits, scales)
-    x = np.asarray(cols, dtype=np.int64)
+    w = conv_weight_matrix(layer.weight) if window_order else layer.weight_matrix()
+    codes = encode(w, bits, scales)
+    x = np.asarray(cols)
     z = (codes >> (bits - 1)) & 1
     s = (codes >> (bits - 2)) & 1
     e = codes & ((1 << exponent_bits(bits)) - 1)
     if not fast_enabled():
         # Reference: one pass per exponent, in int64.
+        x = x.astype(np.int64)
         pos = np.zeros((x.shape[0], codes.shape[0]), dtype=np.int64)
         neg = np.zeros_like(pos)
         for k in range(1 << exponent_bits(bits)):
@@ -85,7 +96,11 @@ def dot(layer, cols):
         p, n = scales
         return p * pos - n * neg
     shifts = np.left_shift(np.int64(1), e)
-    pos = matmul(x, np.where((z == 0) & (s == 0), shifts, 0))
-    neg = matmul(x, np.where((z == 0) & (s == 1), shifts, 0))
+    pos = matmul(x, np.where((z == 0) & (s == 0), shifts, 0), x_abs_max=x_abs_max)
+    neg = matmul(x, np.where((z == 0) & (s == 1), shifts, 0), x_abs_max=x_abs_max)
     p, n = scales
     return p * pos - n * neg
+
+
+#: The fast path's entry (golden.network looks for it on the kind's dot).
+dot.windows = dot_windows
