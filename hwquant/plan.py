@@ -352,8 +352,9 @@ class _Builder:
 
     def publish(self, tensor, ref, fmt, lanes, beats, *, fifo=True):
         """Make a layer's output stream available to its readers: a fork when several layers
-        read it, and a FIFO per branch (or after a single reader's stream) unless it is the
-        network output."""
+        read it, and a FIFO on every fork branch (the skip path of a residual block needs one,
+        even from the network input) and after a single reader's stream unless ``fifo`` is
+        false (the network input read once)."""
         readers = self.readers(tensor)
         n = len(readers)
         if n > 1:
@@ -364,7 +365,7 @@ class _Builder:
             refs = [ref] * n
         entries = []
         for k, (r, reader) in enumerate(zip(refs, readers)):
-            if fifo:
+            if fifo or n > 1:
                 base = f"{tensor}_fifo" if n == 1 else f"{tensor}_to_{reader}_fifo"
                 r = self.add(Fifo(self.unique(base), tensor, (r,), fmt, lanes, beats, depth=2))
             entries.append((r, fmt, lanes, beats))

@@ -10,7 +10,8 @@ import numpy as np
 from hwquant import ir
 
 __all__ = ["weight_layer", "avg_requant", "random_chain", "vector_chain",
-           "pointwise_padded_chain", "residual_net", "truncated", "add_layer"]
+           "pointwise_padded_chain", "residual_net", "input_residual_net", "truncated",
+           "add_layer"]
 
 
 def _int(rng, lo, hi):
@@ -130,6 +131,20 @@ def residual_net(seed, *, channels=(4, 6), shape=(2, 6, 6)):
     fc = weight_layer(rng, "fc", "flat", flat.out_shape, flat.out_format, 3, last=True)
     return ir.Network(f"resnet{seed}", shape, in_fmt,
                       (stem, a1, b1, add1, a2, b2, proj, add2, gap, flat, fc))
+
+
+def input_residual_net(seed, shape=(2, 5, 5)):
+    """A residual block straight on the network input (the input is forked): input + conv 3x3
+    (same channels) -> ReLU -> flatten -> linear (logits)."""
+    rng = np.random.default_rng(seed)
+    in_fmt = ir.ActFormat(4, bool(seed % 2), 1)
+    c1 = weight_layer(rng, "c1", "input", shape, in_fmt, shape[0],
+                      conv=((3, 3), (1, 1), (1, 1)))
+    out = ir.ActFormat(5, False, min(in_fmt.frac, c1.out_format.frac))
+    res = ir.Add("res", ("input", "c1"), shape, (in_fmt, c1.out_format), out, relu=True)
+    flat = ir.Flatten("flat", ("res",), shape, out)
+    fc = weight_layer(rng, "fc", "flat", flat.out_shape, out, 3, last=True)
+    return ir.Network(f"inres{seed}", shape, in_fmt, (c1, res, flat, fc))
 
 
 def truncated(net, last):

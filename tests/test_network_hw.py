@@ -22,6 +22,7 @@ from hwquant.vectors import expected_words, input_words
 
 sys.path.insert(0, os.path.dirname(__file__))
 from netbuilders import (
+    input_residual_net,
     pointwise_padded_chain,
     random_chain,
     residual_net,
@@ -115,6 +116,14 @@ def test_residual_network(seed, mode):
     net = fold(residual_net(seed), mode) if mode != "auto_fast" else apply_folding(
         residual_net(seed), "auto", target_cycles=default_target(residual_net(seed)) // 4)
     check(net, n=2, seed=seed, stalls=0.4 if seed % 2 else 0.25)
+
+
+@pytest.mark.parametrize("seed, mode", [(0, "auto"), (1, "min")])
+def test_residual_block_on_the_network_input(seed, mode):
+    """The input itself is forked: its skip branch gets a FIFO like any other."""
+    net = apply_folding(input_residual_net(seed), mode)
+    assert "input_to_res_fifo" in plan_network(net).fifos
+    check(net, n=2, seed=seed, stalls=0.3)
 
 
 def test_residual_plan_has_forks_joins_and_skip_fifos():
