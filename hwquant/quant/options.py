@@ -27,7 +27,9 @@ METHOD_BITS = {"fixed": (2, 16), "inq": (2, 8), "ternary": (2, 2)}
 class RetrainConfig:
     """Retraining hyper-parameters (per retraining phase): Adam, cosine decay over the phase.
 
-    Defaults measured on the digits CNN (INQ 3..5 bit, ternary; see the issue-3 note)."""
+    Defaults measured on the digits default CNN (train seed 0, float 99.11 %): with them INQ
+    keeps 5/4/3-bit weights within 0.2/0.2/0.9 points of float and TWN within 0.5
+    (``tests/test_schedules.py`` asserts the INQ targets)."""
 
     epochs: int = 8
     lr: float = 1e-2
