@@ -30,7 +30,6 @@ reading the result.
 
 import functools
 import json
-import os
 import re
 import shutil
 import sys
@@ -42,7 +41,15 @@ from pathlib import Path
 import jinja2
 
 from ..errors import ToolFailedError
-from .runner import _check_toplevel, _echo, _make_runner, _tail, _tool_environment, build
+from .runner import (
+    build,
+    check_toplevel,
+    echo_log,
+    log_tail,
+    make_runner,
+    missing_result_error,
+    tool_environment,
+)
 from .tb_bulk import BULK_SPEC_ENV
 from .tb_bulk import MODULE as TB_MODULE
 from .tb_stream import MAX_REPORTED_MISMATCHES, parse_spec, throughput_stats
@@ -107,7 +114,7 @@ def parse_ports(text, toplevel):
     ValueError
         If the module is not in ``text``.
     """
-    _check_toplevel(toplevel)
+    check_toplevel(toplevel)
     match = re.search(rf"^module\s+{re.escape(toplevel)}\s*\(", text, re.MULTILINE)
     if match is None:
         raise ValueError(f"Verilog has no module '{toplevel}'")
@@ -340,7 +347,7 @@ def run_bulk(verilog_path, toplevel, *, spec, build_root, timeout_s=600.0, verbo
         holder[name] = beats
     if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or timeout_s <= 0:
         raise ValueError(f"Timeout must be a positive number of seconds, not {timeout_s!r}")
-    _check_toplevel(toplevel)
+    check_toplevel(toplevel)
     text = Path(verilog_path).read_text()
     try:
         ports = parse_ports(text, toplevel)
@@ -409,21 +416,12 @@ def run_bulk(verilog_path, toplevel, *, spec, build_root, timeout_s=600.0, verbo
     timeout = shutil.which("timeout")
     if timeout is not None:
         extra["SIM_CMD_PREFIX"] = f"{timeout} -s KILL {float(timeout_s):g}"
-    runner = _make_runner(verbose)
-    set_env_test = runner._set_env_test
-
-    def _set_env_test():
-        set_env_test()
-        runner.env["PYTHONPATH"] = os.pathsep.join(
-            [str(module_dir)] + [p for p in runner.env.get("PYTHONPATH", "").split(os.pathsep)
-                                 if p])
-
-    runner._set_env_test = _set_env_test
+    runner = make_runner(verbose, python_paths=(module_dir,))
     failure = None
     launched = time.time()
     started = time.monotonic()
     try:
-        with _tool_environment(extra):
+        with tool_environment(extra):
             runner.test(test_module=TB_MODULE, hdl_toplevel=HARNESS,
                         hdl_toplevel_lang="verilog", build_dir=build_dir, test_dir=run_dir,
                         results_xml=str(run_dir / "results.xml"), extra_env=extra,
@@ -434,23 +432,17 @@ def run_bulk(verilog_path, toplevel, *, spec, build_root, timeout_s=600.0, verbo
     ended = time.time()
     clock = time.perf_counter()
     if verbose:
-        _echo(log)
+        echo_log(log)
     if not result_path.is_file():
-        if failure is not None and elapsed >= timeout_s:
-            reason = f"exceeded the {timeout_s:g} s timeout"
-        elif failure is not None:
-            reason = f"failed ({failure})"
-        else:
-            reason = "wrote no result file"
-        raise ToolFailedError(f"Bulk simulation of '{toplevel}' {reason}; log {log}:\n"
-                              f"{_tail(log)}")
+        raise missing_result_error(f"Bulk simulation of '{toplevel}'", failure, elapsed,
+                                   timeout_s, log)
     try:
         raw = json.loads(result_path.read_text())
         ran = raw["phases"]
         ran[0]["cycles"]
     except (ValueError, KeyError, IndexError, TypeError):
         raise ToolFailedError(f"Bulk simulation of '{toplevel}' wrote an unreadable result "
-                              f"{result_path}; log {log}:\n{_tail(log)}") from None
+                              f"{result_path}; log {log}:\n{log_tail(log)}") from None
     timings["simulator_process"] = elapsed
     # Wall clocks of this process and the simulator's: start-up (simulator binary, embedded
     # Python, cocotb) until the test module is imported, then until the test runs; exit

@@ -35,7 +35,8 @@ from ..errors import ToolFailedError
 from .tb_stream import SPEC_ENV, parse_spec
 from .verilator import find_verilator, verilator_env, verilator_version
 
-__all__ = ["BUILD_ARGS", "build", "run"]
+__all__ = ["BUILD_ARGS", "build", "run", "tool_environment", "make_runner", "log_tail",
+           "echo_log", "check_toplevel", "missing_result_error"]
 
 #: Verilator flags. Yosys-written Verilog (Amaranth's back end) pads and truncates operands
 #: implicitly (WIDTHEXPAND, WIDTHTRUNC) and writes ``case`` statements without ``default``
@@ -55,7 +56,7 @@ _environ_lock = threading.Lock()
 
 
 @contextmanager
-def _tool_environment(extra=None):
+def tool_environment(extra=None):
     """Patch ``os.environ`` for the cocotb runner, restore it afterwards.
 
     The runner reads ``os.environ`` itself (``shutil.which("verilator")``, ``SIM_CMD_PREFIX``)
@@ -78,7 +79,9 @@ def _tool_environment(extra=None):
             os.environ.update(saved)
 
 
-def _make_runner(verbose):
+def make_runner(verbose, *, python_paths=()):
+    """cocotb's Verilator runner, with the simulator's ``PYTHONPATH`` made of
+    ``python_paths`` first, then this process's ``sys.path`` (entries made absolute)."""
     runner = get_runner("verilator")
     runner.log.setLevel(logging.INFO if verbose else logging.WARNING)
     set_env_test = runner._set_env_test
@@ -87,14 +90,15 @@ def _make_runner(verbose):
         set_env_test()
         # The runner passes sys.path as PYTHONPATH, but the simulator runs in another working
         # directory: make the "current directory" entries absolute.
-        paths = [os.path.abspath(p) if p else os.getcwd() for p in sys.path]
+        paths = [str(p) for p in python_paths]
+        paths += [os.path.abspath(p) if p else os.getcwd() for p in sys.path]
         runner.env["PYTHONPATH"] = os.pathsep.join(paths)
 
     runner._set_env_test = _set_env_test
     return runner
 
 
-def _tail(path, lines=_LOG_TAIL_LINES):
+def log_tail(path, lines=_LOG_TAIL_LINES):
     try:
         text = Path(path).read_text(errors="replace")
     except OSError:
@@ -102,7 +106,7 @@ def _tail(path, lines=_LOG_TAIL_LINES):
     return "\n".join(text.splitlines()[-lines:])
 
 
-def _echo(path):
+def echo_log(path):
     try:
         sys.stdout.write(Path(path).read_text(errors="replace"))
     except OSError:
@@ -110,7 +114,19 @@ def _echo(path):
     sys.stdout.flush()
 
 
-def _check_toplevel(toplevel):
+def missing_result_error(what, failure, elapsed, timeout_s, log) -> ToolFailedError:
+    """The error for a simulation run that wrote no result file: why (time-out, runner
+    failure, or nothing), with the end of its log."""
+    if failure is not None and elapsed >= timeout_s:
+        reason = f"exceeded the {timeout_s:g} s timeout"
+    elif failure is not None:
+        reason = f"failed ({failure})"
+    else:
+        reason = "wrote no result file"
+    return ToolFailedError(f"{what} {reason}; log {log}:\n{log_tail(log)}")
+
+
+def check_toplevel(toplevel):
     if not isinstance(toplevel, str) or not _TOPLEVEL.match(toplevel):
         raise ValueError(f"Top-level name must be a Verilog identifier, not {toplevel!r}")
 
@@ -249,7 +265,7 @@ def _refresh_runtime(seeded, build_dir, env, log):
         )
     if remake.returncode != 0:
         raise ToolFailedError(
-            f"Recompiling the Verilator run-time in {build_dir} failed; log {log}:\n{_tail(log)}"
+            f"Recompiling the Verilator run-time in {build_dir} failed; log {log}:\n{log_tail(log)}"
         )
 
 
@@ -284,7 +300,7 @@ def build(verilog_path, toplevel, *, build_root, extra_args=(), verbose=False):
     ToolFailedError
         If Verilator or the C++ build fails; the message carries the log tail.
     """
-    _check_toplevel(toplevel)
+    check_toplevel(toplevel)
     text = Path(verilog_path).read_text()
     build_root = Path(build_root).resolve()
     flags = (*BUILD_ARGS, *extra_args)
@@ -300,10 +316,10 @@ def build(verilog_path, toplevel, *, build_root, extra_args=(), verbose=False):
     log = partial / "build.log"
     cache = _runtime_cache_dir(build_root, flags)
     seeded = _seed_runtime(cache, partial)
-    runner = _make_runner(verbose)
+    runner = make_runner(verbose)
     started = time.monotonic()
     try:
-        with _tool_environment():
+        with tool_environment():
             runner.build(
                 sources=[source],
                 hdl_toplevel=toplevel,
@@ -314,20 +330,20 @@ def build(verilog_path, toplevel, *, build_root, extra_args=(), verbose=False):
             )
     except (RuntimeError, SystemExit, OSError) as error:
         if verbose:
-            _echo(log)
+            echo_log(log)
         raise ToolFailedError(
             f"Verilator build of '{toplevel}' from {verilog_path} failed ({error}); "
-            f"log {log}:\n{_tail(log)}"
+            f"log {log}:\n{log_tail(log)}"
         ) from None
     if seeded:
         _refresh_runtime(seeded, partial, runner.env, log)
     else:
         _store_runtime(cache, partial, runner.env)
     if verbose:
-        _echo(log)
+        echo_log(log)
     if not (partial / toplevel).is_file():
         raise ToolFailedError(
-            f"Verilator build of '{toplevel}' produced no executable; log {log}:\n{_tail(log)}"
+            f"Verilator build of '{toplevel}' produced no executable; log {log}:\n{log_tail(log)}"
         )
     stamp = {
         "toplevel": toplevel,
@@ -431,11 +447,11 @@ def run(
     timeout = shutil.which("timeout")
     if timeout is not None:
         extra["SIM_CMD_PREFIX"] = f"{timeout} -s KILL {float(timeout_s):g}"
-    runner = _make_runner(verbose)
+    runner = make_runner(verbose)
     failure = None
     started = time.monotonic()
     try:
-        with _tool_environment(extra):
+        with tool_environment(extra):
             runner.test(
                 test_module=test_module,
                 hdl_toplevel=toplevel,
@@ -450,22 +466,16 @@ def run(
         failure = error
     elapsed = time.monotonic() - started
     if verbose:
-        _echo(log)
+        echo_log(log)
 
     if not result_path.is_file():
-        if failure is not None and elapsed >= timeout_s:
-            reason = f"exceeded the {timeout_s:g} s timeout"
-        elif failure is not None:
-            reason = f"failed ({failure})"
-        else:
-            reason = "wrote no result file"
-        raise ToolFailedError(f"Simulation of '{toplevel}' {reason}; log {log}:\n{_tail(log)}")
+        raise missing_result_error(f"Simulation of '{toplevel}'", failure, elapsed, timeout_s, log)
     try:
         result = json.loads(result_path.read_text())
     except ValueError:
         raise ToolFailedError(
             f"Simulation of '{toplevel}' wrote an unreadable result {result_path}; "
-            f"log {log}:\n{_tail(log)}"
+            f"log {log}:\n{log_tail(log)}"
         ) from None
     if result.get("error"):
         raise ValueError(f"Simulation of '{toplevel}': {result['error']}")
