@@ -45,7 +45,28 @@ def _window_reduce(m, i_s, o_s, lanes, window, acc_shape, combine, finish):
                      for k in range(lanes)]
 
 
-class MaxReduce(wiring.Component):
+class _Reducer(wiring.Component):
+    """Streams and geometry shared by the reducers (``lanes`` channels per beat, ``window``
+    beats per output beat)."""
+
+    def __init__(self, lanes, window, in_format, out_format):
+        _check_geometry(lanes, window)
+        self._lanes, self._window = lanes, window
+        super().__init__({
+            "i_stream": In(activation_signature(in_format, lanes)),
+            "o_stream": Out(activation_signature(out_format, lanes)),
+        })
+
+    @property
+    def lanes(self) -> int:
+        return self._lanes
+
+    @property
+    def window(self) -> int:
+        return self._window
+
+
+class MaxReduce(_Reducer):
     """Per-channel maximum over a window of ``window`` beats (``docs/arithmetic.md``,
     *MaxPool2d*; padding arrives from the sliding window as the format's ``lo``).
 
@@ -80,20 +101,8 @@ class MaxReduce(wiring.Component):
     """
 
     def __init__(self, lanes, window, fmt):
-        _check_geometry(lanes, window)
-        self._lanes, self._window, self._fmt = lanes, window, fmt
-        super().__init__({
-            "i_stream": In(activation_signature(fmt, lanes)),
-            "o_stream": Out(activation_signature(fmt, lanes)),
-        })
-
-    @property
-    def lanes(self) -> int:
-        return self._lanes
-
-    @property
-    def window(self) -> int:
-        return self._window
+        self._fmt = fmt
+        super().__init__(lanes, window, fmt, fmt)
 
     def elaborate(self, platform):
         m = Module()
@@ -103,7 +112,7 @@ class MaxReduce(wiring.Component):
         return m
 
 
-class AvgReduce(wiring.Component):
+class AvgReduce(_Reducer):
     """Per-channel window sum, then ``sat(rshift_rhu(sum * multiplier, shift), lo, hi)``
     (``docs/arithmetic.md``, *AvgPool2d*; padding arrives as zeros).
 
@@ -138,27 +147,14 @@ class AvgReduce(wiring.Component):
     """
 
     def __init__(self, lanes, window, in_format, out_format, requant):
-        _check_geometry(lanes, window)
         if not isinstance(requant, ir.Requant) or requant.multiplier.shape != (1,):
             raise ValueError(f"Average pooling takes a requantization with one multiplier, "
                              f"not {requant!r}")
         if requant.lo < out_format.lo or requant.hi > out_format.hi:
             raise ValueError(f"Average pooling bounds [{requant.lo}, {requant.hi}] must lie "
                              f"within the output format's [{out_format.lo}, {out_format.hi}]")
-        self._lanes, self._window = lanes, window
         self._in_format, self._requant = in_format, requant
-        super().__init__({
-            "i_stream": In(activation_signature(in_format, lanes)),
-            "o_stream": Out(activation_signature(out_format, lanes)),
-        })
-
-    @property
-    def lanes(self) -> int:
-        return self._lanes
-
-    @property
-    def window(self) -> int:
-        return self._window
+        super().__init__(lanes, window, in_format, out_format)
 
     def elaborate(self, platform):
         m = Module()
