@@ -35,7 +35,7 @@ from amaranth.back import verilog
 
 from hwquant import ir
 from hwquant.estimate.synth import synthesize
-from hwquant.hw.mvu import MatrixVectorUnit, accumulator_bits
+from hwquant.hw.mvu import MatrixVectorUnit
 
 __all__ = ["DESIGNS", "inq_weights", "mvu_layer", "main"]
 
@@ -109,7 +109,7 @@ def main(argv=None):
         zeros = float(np.mean(lay.weight == 0))
         print(f"{d:8s} {enc:5s}: {lay.out_channels} x {lay.fan_in}, PE={lay.fold.pe} "
               f"SIMD={lay.fold.simd}, {lay.weight_bits}-bit weights ({zeros:.0%} zero), "
-              f"accumulator {accumulator_bits(lay)} bits")
+              f"accumulator {ir.accumulator_bits(lay)} bits")
         _write_verilog(lay, workdir)
     jobs = [(d, label, enc, nodsp, fam) for d in DESIGNS for label, enc, nodsp in variants
             for fam in families]

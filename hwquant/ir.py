@@ -50,6 +50,7 @@ __all__ = [
     "POW2_BITS",
     "INPUT",
     "accumulator_range",
+    "accumulator_bits",
     "matrix_range",
     "MAX_BITS",
     "signed_bits_for",
@@ -691,6 +692,15 @@ def accumulator_range(layer: WeightLayer) -> tuple:
     overflow. Returns two int64 arrays of shape ``(out_channels,)``.
     """
     return matrix_range(layer.weight_matrix(), layer.bias, layer.in_format)
+
+
+def accumulator_bits(layer: WeightLayer) -> int:
+    """Signed width holding ``ACC`` and ``ACC + B`` of every channel for every legal input of
+    ``layer`` (the plain sum of products; the MVU's accumulators and epilogue input, and what
+    the cost model counts)."""
+    lo, hi = accumulator_range(layer)
+    lo_nb, hi_nb = lo - layer.bias, hi - layer.bias
+    return signed_bits_for(int(min(lo.min(), lo_nb.min())), int(max(hi.max(), hi_nb.max())))
 
 
 def matrix_range(weight_matrix, bias, in_format: ActFormat) -> tuple:

@@ -2,7 +2,7 @@
 """No accumulator overflow by construction (``docs/arithmetic.md``, "Accumulator width").
 
 MVUs whose weights sit at the extremes of their width, driven with inputs at the extremes of
-their format, produce exactly the golden result; and :func:`hwquant.hw.mvu.accumulator_bits` is
+their format, produce exactly the golden result; and :func:`hwquant.ir.accumulator_bits` is
 minimal: the extreme results driven here need exactly that many bits.
 """
 
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from hwquant import golden, ir
-from hwquant.hw.mvu import MatrixVectorUnit, accumulator_bits
+from hwquant.hw.mvu import MatrixVectorUnit
 from hwquant.layout import pack_lanes, unpack_lanes
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -85,7 +85,7 @@ def logits_layer(w, wbits, fmt, fold, bias):
                       fold=ir.Fold(*FOLDS[fold]))
     # The tightest output format: exactly the accumulator width.
     return ir.Linear("fc", ("input",), fmt, w, wbits, 0, bias, None,
-                     ir.ActFormat(accumulator_bits(layer), True, 0), fold=layer.fold)
+                     ir.ActFormat(ir.accumulator_bits(layer), True, 0), fold=layer.fold)
 
 
 def simulate(layer, x, seed):
@@ -113,7 +113,7 @@ def test_extreme_logits_are_exact_and_width_is_minimal(pattern, fmt, wbits, fold
     # accumulator_bits, i.e. the worst case of ir.accumulator_range is attained.
     acc = x @ w.T
     values = np.concatenate([acc.ravel(), (acc + layer.bias).ravel()])
-    assert ir.signed_bits_for(int(values.min()), int(values.max())) == accumulator_bits(layer)
+    assert ir.signed_bits_for(int(values.min()), int(values.max())) == ir.accumulator_bits(layer)
 
 
 @pytest.mark.parametrize("fold", FOLDS)
@@ -140,7 +140,7 @@ def test_accumulator_bits_examples():
         w = np.asarray(w)
         bias = np.zeros(len(w), dtype=np.int64) if bias is None else np.asarray(bias)
         layer = ir.Linear("fc", ("input",), fmt, w, 8, 0, bias, None, ir.ActFormat(48, True, 0))
-        return accumulator_bits(layer)
+        return ir.accumulator_bits(layer)
 
     u8 = FORMATS["u8"]
     assert bits([[127] * 6], u8) == 19  # 6 * 127 * 255 = 194310 < 2**18

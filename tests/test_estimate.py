@@ -211,10 +211,9 @@ def _epilogue_layer(ep, oc=8, pe=2, out=None):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_epilogue_faces(family):
-    from hwquant.estimate.common import accumulator_bits
 
     rq = _epilogue_layer(ir.Requant(np.ones(8), 4, 0, 15))
-    bits = accumulator_bits(rq)
+    bits = ir.accumulator_bits(rq)
     assert epilogue.resources(rq, family, acc_bits=bits).lut > 0
     # Thresholds: T comparators per PE, more thresholds cost more.
     costs = []

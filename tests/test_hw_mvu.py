@@ -294,7 +294,7 @@ def test_registers_scale_with_pe_simd(fold):
     layer = fixed_linear(rng, fold, oc=oc, fan_in=fan_in)
     pe, simd = fold
     ffs, mems = register_widths(MatrixVectorUnit(layer, layer.weight_matrix()))
-    acc = mvu_module.accumulator_bits(layer)
+    acc = ir.accumulator_bits(layer)
     xb, ob = layer.in_format.bits, layer.out_format.bits
     assert max(ffs) <= max(simd * xb, pe * max(acc + 8, ob), 2 * pe * 16)
     if pe < oc:

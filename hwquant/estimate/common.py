@@ -40,7 +40,6 @@ __all__ = [
     "ram",
     "weight_rom",
     "accumulator_range",
-    "accumulator_bits",
     "const_add",
     "saturation",
     "select_step",
@@ -233,15 +232,6 @@ def accumulator_range(layer) -> tuple:
     lo, hi = ir.accumulator_range(layer)
     bias = np.asarray(layer.bias, dtype=np.int64)
     return lo - bias, hi - bias
-
-
-def accumulator_bits(layer) -> int:
-    """Signed width holding ``ACC`` and ``ACC + B`` of every channel (the MVU's accumulators
-    and the epilogue input), as the hardware sizes them."""
-    lo, hi = accumulator_range(layer)
-    bias = np.asarray(layer.bias, dtype=np.int64)
-    return ir.signed_bits_for(int(min(lo.min(), (lo + bias).min(), 0)),
-                              int(max(hi.max(), (hi + bias).max(), 0)))
 
 
 # -- Requantization pieces --------------------------------------------------------------------

@@ -18,7 +18,7 @@ import numpy as np
 from .. import ir
 from ..kinds import cost_model
 from . import epilogue as epilogue_face
-from .common import accumulator_bits, counter, luts, ram, range_bits, weight_rom
+from .common import counter, luts, ram, range_bits, weight_rom
 from .resources import Resources, adder, comparator, mux, register
 
 __all__ = ["mvu", "USE_DSP"]
@@ -107,7 +107,7 @@ def mvu(rows, layer, weights, family):
     rows.add("accumulators", acc)
 
     # Stage 4: the combine register (identity combine: the sign-extended accumulators).
-    epi_bits = accumulator_bits(layer)
+    epi_bits = ir.accumulator_bits(layer)
     rows.add("combine_register", register(sum(min(b, epi_bits) for b in acc_widths)))
 
     # Stage 5: the epilogue into the PE-lane output register.

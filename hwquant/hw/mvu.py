@@ -11,18 +11,10 @@ from .engine import engine_for
 from .epilogue import epilogue_class, epilogue_of, epilogue_unit
 from .streams import activation_signature
 
-__all__ = ["MatrixVectorUnit", "accumulator_bits", "LATENCY"]
+__all__ = ["MatrixVectorUnit", "LATENCY"]
 
 #: Cycles from issuing the last slice of a neuron fold to its output beat's ``valid``.
 LATENCY = 5
-
-
-def accumulator_bits(layer) -> int:
-    """Signed width holding ``ACC`` and ``ACC + B`` for every legal input of ``layer`` (the
-    plain sum of products of the ``fixed`` and ``pow2`` kinds)."""
-    lo, hi = ir.accumulator_range(layer)
-    lo_nb, hi_nb = lo - layer.bias, hi - layer.bias
-    return ir.signed_bits_for(int(min(lo.min(), lo_nb.min())), int(max(hi.max(), hi_nb.max())))
 
 
 def _range_bits(ranges) -> int:
