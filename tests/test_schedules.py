@@ -142,3 +142,28 @@ def test_pow2_networks_fake_quant_equals_golden(graph, digits, opts):
     for layer in net.layers:
         np.testing.assert_array_equal(fq[layer.name], gold[layer.name], err_msg=layer.name)
     assert {layer.encoding for layer in net.weight_layers} == {"pow2"}
+
+
+def test_activation_hook_replaces_node_outputs_and_the_input(graph, digits):
+    """``TrainableGraph.act_quant``: a callable per node name (and ``"input"``) replaces that
+    value after its ReLU; empty means float activations."""
+    model = S.TrainableGraph(graph)
+    x = torch.tensor(digits.x_test[:8])
+    plain = model(x)
+    seen = []
+    first = _layers(graph)[0]
+
+    def spy(name):
+        def f(v):
+            seen.append((name, float(v.detach().min())))
+            return v * 0.0 if name == "input" else v
+        return f
+
+    model.act_quant = {first: spy(first)}
+    assert torch.equal(model(x), plain)
+    assert seen == [(first, seen[0][1])] and seen[0][1] >= 0  # after the ReLU
+    model.act_quant = {"input": spy("input")}
+    zeroed = model(x)
+    model.act_quant = {}
+    assert torch.equal(zeroed, model(torch.zeros_like(x)))
+    assert not torch.equal(zeroed, plain)

@@ -45,6 +45,11 @@ class TrainableGraph(nn.Module):
 
     ``weights`` and ``biases`` are parameter dicts keyed by node name; :meth:`forward` takes
     optional replacement weights (the quantized view) per node.
+
+    ``act_quant`` maps a node name (or ``"input"`` for the network input) to an activation
+    fake-quantizer: a callable applied to that node's output after its ReLU (straight-through
+    or clipped gradient), so retraining sees the activations the integer model computes.
+    Empty by default (float activations).
     """
 
     def __init__(self, graph):
@@ -57,6 +62,7 @@ class TrainableGraph(nn.Module):
                 self.weights[node.name] = nn.Parameter(
                     torch.tensor(node.weight, dtype=torch.float32))
                 self.biases[node.name] = nn.Parameter(torch.tensor(node.bias, dtype=torch.float32))
+        self.act_quant = {}
 
     @property
     def layer_names(self) -> list:
@@ -64,7 +70,8 @@ class TrainableGraph(nn.Module):
 
     def forward(self, x, weights=None):
         weights = weights or {}
-        values = {"input": x}
+        aq = self.act_quant
+        values = {"input": aq["input"](x) if "input" in aq else x}
         for node in self.graph.nodes:
             a = [values[s] for s in node.inputs]
             if node.op in ("conv2d", "linear"):
@@ -81,7 +88,8 @@ class TrainableGraph(nn.Module):
                 y = torch.flatten(a[0], 1)
             else:
                 y = a[0] + a[1]
-            values[node.name] = F.relu(y) if node.relu else y
+            y = F.relu(y) if node.relu else y
+            values[node.name] = aq[node.name](y) if node.name in aq else y
         return values[self.graph.nodes[-1].name].reshape(len(x), -1)
 
     def export_graph(self, weights: dict):
