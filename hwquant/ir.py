@@ -47,6 +47,7 @@ __all__ = [
     "KIND_DATA",
     "FixedData",
     "Pow2Data",
+    "BinaryData",
     "POW2_BITS",
     "INPUT",
     "accumulator_range",
@@ -397,9 +398,26 @@ class Pow2Data:
                              f"with e in 0..{emax} ({bits}-bit pow2 code)")
 
 
+@dataclass(frozen=True)
+class BinaryData:
+    """``binary`` weights: every weight is ``-1`` or ``+1`` (BNN, XNOR-Net), stored with
+    ``weight_bits = 1`` (one code bit per weight, ``1`` for ``+1``). No further data: a
+    per-channel scale (XNOR-Net's alpha) folds into the epilogue."""
+
+    def check(self, layer) -> None:
+        if layer.weight_bits != 1:
+            raise ValueError(f"Layer '{layer.name}': binary weights take weight_bits=1 (one "
+                             f"code bit per weight), not {layer.weight_bits}")
+        w = layer.weight
+        ok = (w == 1) | (w == -1)
+        if not ok.all():
+            bad = int(w.flat[int(np.argmin(ok.ravel()))])
+            raise ValueError(f"Layer '{layer.name}': binary weights must be -1 or +1, not {bad}")
+
+
 #: The kind-data class of every weight encoding the IR knows (one arithmetic kind each;
 #: ``hwquant.kinds`` names its faces).
-KIND_DATA = {"fixed": FixedData, "pow2": Pow2Data}
+KIND_DATA = {"fixed": FixedData, "pow2": Pow2Data, "binary": BinaryData}
 
 #: Weight encodings the IR knows.
 ENCODINGS = tuple(KIND_DATA)

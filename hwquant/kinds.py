@@ -43,6 +43,10 @@ KINDS = {
                   "signed b-bit integer weights; multiplier per product, adder tree"),
     "pow2": Kind("pow2", "hwquant.golden.pow2", "hwquant.hw.pow2", "hwquant.estimate.pow2",
                  "zero or +-2^e weights (INQ, ternary TWN/TTQ); shifts and an adder tree"),
+    "binary": Kind("binary", "hwquant.golden.binary", "hwquant.hw.binary",
+                   "hwquant.estimate.binary",
+                   "-1/+1 weights (BNN, XNOR-Net); XNOR-popcount for bipolar inputs, an "
+                   "add/subtract tree for multi-bit ones", engine="hwquant.hw.binary:BinaryEngine"),
 }
 
 

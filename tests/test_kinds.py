@@ -86,6 +86,7 @@ def test_estimate_face(encoding):
 COSTLY_WEIGHTS = {
     "fixed": [3, -5, 7, -3, 5, 6, -7, 3, 5, -6, 7, 3],
     "pow2": [1, -2, 4, -8, 2, -1, 8, -4, 1, 2, -8, 4],
+    "binary": [1, -1, -1, 1, 1, -1, 1, 1, -1, -1, 1, -1],
 }
 
 
@@ -105,7 +106,9 @@ def test_estimate_face_is_never_silently_zero(encoding, fold):
 
     fmt = ir.ActFormat(4, False, 0)
     w = np.array([COSTLY_WEIGHTS[encoding]] * 3)
-    fc = ir.Linear("fc", ("input",), fmt, w, 4, 0, np.zeros(3), None, ir.ActFormat(16, True, 0),
+    wbits = 1 if encoding == "binary" else 4
+    fc = ir.Linear("fc", ("input",), fmt, w, wbits, 0, np.zeros(3), None,
+                   ir.ActFormat(16, True, 0),
                    encoding=encoding, fold=ir.Fold(*fold))
     for family in FAMILIES:
         cost = module.resources(fc, family)
@@ -121,7 +124,7 @@ def test_lookups_by_layer():
     assert kinds.hw_dot_engine(layer) is importlib.import_module("hwquant.hw.fixed").DotEngine
     unknown = types.SimpleNamespace(name="fc", encoding="ternary")
     with pytest.raises(ValueError, match=r"^Layer 'fc': no arithmetic kind for encoding "
-                                         r"'ternary'; known: fixed, pow2$"):
+                                         r"'ternary'; known: fixed, pow2, binary$"):
         kinds.kind_of(unknown)
 
 
