@@ -1,0 +1,384 @@
+"""Constant matrix-vector multiplication as one shared adder graph (pure Python + NumPy).
+
+``y = W @ x`` for a constant integer matrix ``W`` (``n_out x n_in``) and integer inputs with
+known ranges, built from additions and subtractions of shifted signals only:
+
+1. **Recoding.** Every weight becomes its canonical signed digits (:func:`hwquant.intmath.csd_digits`):
+   row ``j`` is the set of terms ``±(x_i << s)``, the fewest nonzero digits of any signed-binary
+   form.
+2. **Common-subexpression elimination across the whole matrix.** The most frequent pair of
+   terms ``±x_a << s, ±x_b << (s + d)`` (same relative shift ``d`` and sign product, over
+   all rows and within a row) becomes a new signal ``x_a ± (x_b << d)``, built once; every
+   non-overlapping occurrence is replaced by one shifted term of it. Repeated while a pair
+   occurs at least twice, so new signals pair with inputs and with each other: shared terms of
+   one column (the digits of one weight also used elsewhere), of several columns (the same
+   input combination in several rows) and partial sums all come out of the same rule. Ties go
+   to the narrower adder.
+3. **Adder trees.** What is left of each row is summed as a tree that always adds the two
+   shallowest terms first (Huffman by depth), so the depth stays near ``log2`` of the row's
+   terms on top of the shared signals; a row whose sum ends negative costs one negation.
+
+Every signal carries its exact coefficient vector over the inputs, so its range (and so the
+adder's width) is the exact interval of that linear form over the input box — the same rule
+that sizes the accumulators. :meth:`AdderGraph.evaluate` is the integer reference of the graph
+(tests compare it with ``W @ x``, exhaustively on small shapes).
+
+Cost: ``O(T^2)`` per row for the first pair count (``T`` terms in the row) and ``O(T)`` per
+replacement after it; a 32x144 8-bit matrix takes about a second.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+
+import numpy as np
+
+from .intmath import csd_digits
+
+__all__ = ["AdderNode", "AdderGraph", "build_adder_graph", "signed_digit_terms"]
+
+#: Largest relative shift a shared pair may have (keeps the key packing simple).
+_MAX_SHIFT = 64
+
+
+@dataclass(frozen=True)
+class AdderNode:
+    """``value = (-1)**neg_a * (a << shift_a) + (-1)**neg_b * (b << shift_b)``.
+
+    ``a``/``b`` are signal indices (inputs first, then nodes in order); ``lo``/``hi`` the exact
+    range of the value over the input box; ``depth`` adders on the longest path from an
+    input; ``shared`` whether common-subexpression elimination made it (it then feeds several
+    terms), as opposed to a row's own adder tree.
+    """
+
+    a: int
+    shift_a: int
+    neg_a: bool
+    b: int
+    shift_b: int
+    neg_b: bool
+    lo: int
+    hi: int
+    depth: int
+    shared: bool
+    #: Low result bits that are wires (below the shifted operand's shift, the unshifted one
+    #: added, not subtracted); the hardware emits them as such.
+    free_bits: int = 0
+
+    @property
+    def bits(self) -> int:
+        """Two's-complement width of the result (unsigned width when ``lo >= 0``)."""
+        return _width(self.lo, self.hi)
+
+    @property
+    def cost_bits(self) -> int:
+        """Result bits that need adder logic (one LUT and one carry bit each)."""
+        return self.bits - self.free_bits
+
+
+@dataclass(frozen=True)
+class AdderGraph:
+    """The adder graph of one constant matrix.
+
+    ``input_ranges[i] = (lo, hi)`` of input ``i``; ``nodes`` in topological order (signal
+    ``n_inputs + k`` is node ``k``); ``outputs[j] = (signal, shift, negate)`` with
+    ``y_j = (-1)**negate * (signal << shift)``, or ``(-1, 0, False)`` for an all-zero row;
+    ``output_ranges[j]`` the exact range of ``y_j``.
+    """
+
+    n_inputs: int
+    input_ranges: tuple
+    nodes: tuple
+    outputs: tuple
+    output_ranges: tuple
+
+    @property
+    def n_outputs(self) -> int:
+        return len(self.outputs)
+
+    @property
+    def adders(self) -> int:
+        """Two-input adders/subtractors, including the negations of negative rows."""
+        return len(self.nodes) + sum(1 for s, _, neg in self.outputs if neg and s >= 0)
+
+    @property
+    def adder_bits(self) -> int:
+        """Adder result bits that need logic (the LUT/carry cost of the graph): each adder's
+        width less its pass-through low bits, plus the negations."""
+        neg = sum(_width(*self.output_ranges[j]) for j, (s, _, n) in enumerate(self.outputs)
+                  if n and s >= 0)
+        return sum(n.cost_bits for n in self.nodes) + neg
+
+    @property
+    def depth(self) -> int:
+        """Adders on the longest input-to-output path."""
+        depths = self.signal_depths()
+        return max([depths[s] + (1 if neg else 0) for s, _, neg in self.outputs if s >= 0]
+                   + [0])
+
+    def signal_depths(self) -> list:
+        return [0] * self.n_inputs + [n.depth for n in self.nodes]
+
+    def signal_range(self, signal: int) -> tuple:
+        if signal < self.n_inputs:
+            return self.input_ranges[signal]
+        node = self.nodes[signal - self.n_inputs]
+        return node.lo, node.hi
+
+    def evaluate(self, x) -> np.ndarray:
+        """``y`` for a batch ``x`` of shape ``(N, n_inputs)``: the graph's integer semantics,
+        exact (Python integers where int64 could overflow)."""
+        x = np.asarray(x)
+        big = max([abs(v) for r in self.output_ranges for v in r]
+                  + [abs(v) for n in self.nodes for v in (n.lo, n.hi)] + [1])
+        dtype = np.int64 if big < 1 << 60 else object
+        sig = [x[:, i].astype(dtype) for i in range(self.n_inputs)]
+        for n in self.nodes:
+            va = sig[n.a] * (1 << n.shift_a)
+            vb = sig[n.b] * (1 << n.shift_b)
+            sig.append((-va if n.neg_a else va) + (-vb if n.neg_b else vb))
+        zero = np.zeros(len(x), dtype=dtype)
+        cols = []
+        for s, shift, neg in self.outputs:
+            v = zero if s < 0 else sig[s] * (1 << shift)
+            cols.append(-v if neg else v)
+        return np.stack(cols, axis=1) if cols else np.zeros((len(x), 0), dtype=dtype)
+
+
+def _width(lo: int, hi: int) -> int:
+    if lo >= 0:
+        return max(1, int(hi).bit_length())
+    bits = 1
+    while not (-(1 << (bits - 1)) <= lo and hi <= (1 << (bits - 1)) - 1):
+        bits += 1
+    return bits
+
+
+def signed_digit_terms(weights) -> list:
+    """Per row, the canonical-signed-digit terms ``{(input, shift): sign}`` of the row."""
+    w = np.asarray(weights, dtype=np.int64)
+    rows = []
+    for row in w:
+        terms = {}
+        for i, value in enumerate(row.tolist()):
+            if value:
+                sign = 1 if value > 0 else -1
+                for shift, digit in csd_digits(abs(value)):
+                    terms[(i, shift)] = sign * digit
+        rows.append(terms)
+    return rows
+
+
+class _Builder:
+    """Signals with exact coefficient vectors and ranges; nodes appended as they are made."""
+
+    def __init__(self, input_ranges):
+        self.n_inputs = len(input_ranges)
+        self.lo_in = np.array([r[0] for r in input_ranges], dtype=object)
+        self.hi_in = np.array([r[1] for r in input_ranges], dtype=object)
+        self.coef = [{i: 1} for i in range(self.n_inputs)]
+        self.ranges = [tuple(r) for r in input_ranges]
+        self.depth = [0] * self.n_inputs
+        self.nodes = []
+
+    def _range_of(self, coef):
+        lo = hi = 0
+        for i, c in coef.items():
+            a, b = c * self.lo_in[i], c * self.hi_in[i]
+            lo += min(a, b)
+            hi += max(a, b)
+        return int(lo), int(hi)
+
+    def width(self, s) -> int:
+        return _width(*self.ranges[s])
+
+    def add(self, a, sa, na, b, sb, nb, shared):
+        coef = {}
+        for s, sh, neg in ((a, sa, na), (b, sb, nb)):
+            k = -(1 << sh) if neg else 1 << sh
+            for i, c in self.coef[s].items():
+                coef[i] = coef.get(i, 0) + c * k
+        coef = {i: c for i, c in coef.items() if c}
+        lo, hi = self._range_of(coef)
+        depth = max(self.depth[a], self.depth[b]) + 1
+        free = 0
+        if sa == 0 and not na and sb > 0:
+            free = min(sb, self.width(a))
+        self.nodes.append(AdderNode(a, sa, na, b, sb, nb, lo, hi, depth, shared, free))
+        self.coef.append(coef)
+        self.ranges.append((lo, hi))
+        self.depth.append(depth)
+        return len(self.ranges) - 1
+
+
+#: Signals per graph (key packing); far beyond any unrolled layer.
+_SIGNALS = 1 << 24
+
+
+def _key(t1, t2):
+    """The packed key of a pair of terms ``(signal, shift, sign)``: it names the shared
+    signal ``lo + sigma * (hi << d)`` (``lo`` the less-shifted term, by signal on a tie), as
+    ``((lo * _SIGNALS + hi) * _MAX_SHIFT + d) * 2 + (sigma < 0)``; ``None`` when ``d`` is too
+    large to share."""
+    g1, s1, v1 = t1
+    g2, s2, v2 = t2
+    if (s1, g1) > (s2, g2):
+        g1, s1, g2, s2 = g2, s2, g1, s1
+    d = s2 - s1
+    if d >= _MAX_SHIFT:
+        return None
+    return ((g1 * _SIGNALS + g2) * _MAX_SHIFT + d) * 2 + (v1 != v2)
+
+
+def _unpack(key):
+    key, negative = divmod(key, 2)
+    key, d = divmod(key, _MAX_SHIFT)
+    g1, g2 = divmod(key, _SIGNALS)
+    return g1, g2, d, -1 if negative else 1
+
+
+def build_adder_graph(weights, input_ranges, *, cse: bool = True) -> AdderGraph:
+    """The shared adder graph of ``y = weights @ x`` (see the module docstring).
+
+    ``weights`` is an integer matrix ``(n_out, n_in)``; ``input_ranges`` one ``(lo, hi)`` per
+    input. ``cse=False`` skips the sharing (plain signed-digit adder trees per row), for
+    comparison.
+    """
+    w = np.asarray(weights, dtype=np.int64)
+    if w.ndim != 2:
+        raise ValueError(f"Constant matrix must be 2-D (outputs x inputs), not shape {w.shape}")
+    if len(input_ranges) != w.shape[1]:
+        raise ValueError(f"{len(input_ranges)} input ranges for a matrix of {w.shape[1]} columns")
+    b = _Builder(input_ranges)
+    rows = [{(i, s): v for (i, s), v in r.items()} for r in signed_digit_terms(w)]
+    if cse:
+        _eliminate_common_pairs(b, rows)
+    outputs, out_ranges = [], []
+    for j, terms in enumerate(rows):
+        outputs.append(_sum_tree(b, [(g, s, v) for (g, s), v in terms.items()]))
+        coef = {}
+        for i, c in enumerate(w[j].tolist()):
+            if c:
+                coef[i] = c
+        out_ranges.append(b._range_of(coef))
+    return AdderGraph(b.n_inputs, tuple(tuple(r) for r in input_ranges), tuple(b.nodes),
+                      tuple(outputs), tuple(out_ranges))
+
+
+def _eliminate_common_pairs(b: _Builder, rows: list) -> None:
+    # rows[r]: {(signal, shift): sign}; by_signal[r]: {signal: set of shifts} (for matching).
+    by_signal = []
+    for terms in rows:
+        index = {}
+        for g, s in terms:
+            index.setdefault(g, set()).add(s)
+        by_signal.append(index)
+    counts = {}
+    holders = {}  # key -> rows that may hold it (a superset)
+
+    def bump(key, delta, r):
+        c = counts.get(key, 0) + delta
+        if c > 0:
+            counts[key] = c
+            if delta > 0:
+                holders.setdefault(key, set()).add(r)
+        else:
+            counts.pop(key, None)
+            holders.pop(key, None)
+        return c
+
+    for r, terms in enumerate(rows):
+        items = [(g, s, v) for (g, s), v in terms.items()]
+        for i in range(len(items)):
+            for j in range(i + 1, len(items)):
+                key = _key(items[i], items[j])
+                if key is not None:
+                    bump(key, 1, r)
+
+    def priority(key, count):
+        # Most occurrences first; then the cheaper adder (its low d bits are free); then the
+        # shallower one.
+        g1, g2, d, _ = _unpack(key)
+        cost = max(b.width(g1), b.width(g2) + d) + 1 - d
+        return (-count, cost, max(b.depth[g1], b.depth[g2]), key)
+
+    heap = [priority(k, c) for k, c in counts.items() if c >= 2]
+    heapq.heapify(heap)
+    while heap:
+        neg_count, _, _, key = heapq.heappop(heap)
+        current = counts.get(key, 0)
+        if current < 2:
+            continue
+        if current != -neg_count:
+            heapq.heappush(heap, priority(key, current))
+            continue
+        g1, g2, d, sigma = _unpack(key)
+        new = None
+        touched = set()
+        for r in sorted(holders.get(key, ())):
+            terms, index = rows[r], by_signal[r]
+            matches = []
+            used = set()
+            for s in sorted(index.get(g1, ())):
+                partner = (g2, s + d)
+                pv = terms.get(partner)
+                if pv is None or (g1, s) in used or partner in used \
+                        or terms[(g1, s)] * pv != sigma:
+                    continue
+                used.update({(g1, s), partner})
+                matches.append((s, terms[(g1, s)], pv))
+            if not matches:
+                continue
+            if new is None:
+                new = b.add(g1, 0, False, g2, d, sigma < 0, shared=True)
+            for s, v, pv in matches:
+                # Remove both terms and their pairs with the rest of the row.
+                for gone in ((g1, s, v), (g2, s + d, pv)):
+                    del terms[(gone[0], gone[1])]
+                    index[gone[0]].discard(gone[1])
+                    for (g, sh), vv in terms.items():
+                        k = _key(gone, (g, sh, vv))
+                        if k is not None:
+                            bump(k, -1, r)
+                bump(key, -1, r)
+                term = (new, s, v)
+                for (g, sh), vv in terms.items():
+                    k = _key(term, (g, sh, vv))
+                    if k is not None and bump(k, 1, r) >= 2:
+                        touched.add(k)
+                terms[(new, s)] = v
+                index.setdefault(new, set()).add(s)
+        for k in touched:
+            c = counts.get(k, 0)
+            if c >= 2:
+                heapq.heappush(heap, priority(k, c))
+
+
+def _sum_tree(b: _Builder, terms: list) -> tuple:
+    """Sum ``terms`` (``(signal, shift, sign)``), the two shallowest (then narrowest) first;
+    ``(signal, shift, negate)`` of the result.
+
+    Each adder keeps its less-shifted operand positive, so the low bits below the other
+    operand's shift pass through without logic; the root instead subtracts when that would
+    leave the row's sum negative (no separate negation)."""
+    if not terms:
+        return (-1, 0, False)
+    heap = [(b.depth[g], b.width(g) + s, n, (g, s, v)) for n, (g, s, v) in enumerate(terms)]
+    heapq.heapify(heap)
+    serial = len(heap)
+    while len(heap) > 1:
+        _, _, _, t1 = heapq.heappop(heap)
+        _, _, _, t2 = heapq.heappop(heap)
+        (gu, su, vu), (go, so, vo) = (t1, t2) if t1[1] <= t2[1] else (t2, t1)
+        d = so - su
+        if not heap and vu < 0 < vo:  # the root: (o << d) - u, no negation after it
+            node = b.add(go, d, False, gu, 0, True, shared=False)
+            sign = 1
+        else:
+            node = b.add(gu, 0, False, go, d, vo != vu, shared=False)
+            sign = vu
+        heapq.heappush(heap, (b.depth[node], b.width(node) + su, serial, (node, su, sign)))
+        serial += 1
+    g, s, v = heap[0][3]
+    return (g, s, v < 0)

@@ -1,0 +1,104 @@
+"""The constant-matrix engine: the adder graph equals ``W @ x`` (its own integer semantics and
+its Amaranth hardware), exhaustively on small shapes and on random vectors at large ones; and
+it is smaller than one adder tree of signed digits per row."""
+
+import itertools
+
+import numpy as np
+import pytest
+from amaranth.hdl import signed, unsigned
+from amaranth.sim import Simulator
+
+from hwquant.cmvm import build_adder_graph, signed_digit_terms
+from hwquant.hw.cmvm import ConstantMatrix
+
+
+def _sim(graph, x_shape, y_bits, xs):
+    dut = ConstantMatrix(graph, x_shape, y_bits)
+    got = []
+
+    async def bench(ctx):
+        for x in xs:
+            for i, v in enumerate(x):
+                ctx.set(dut.x[i], int(v))
+            got.append([ctx.get(dut.y[j]) for j in range(graph.n_outputs)])
+
+    sim = Simulator(dut)
+    sim.add_testbench(bench)
+    sim.run()
+    return np.array(got, dtype=np.int64)
+
+
+def test_signed_digits_are_the_weights():
+    w = np.array([[7, -3, 0, 8], [-128, 127, 5, -1]])
+    rows = signed_digit_terms(w)
+    for j, terms in enumerate(rows):
+        back = np.zeros(w.shape[1], dtype=np.int64)
+        for (i, s), v in terms.items():
+            back[i] += v << s
+        assert back.tolist() == w[j].tolist()
+    assert len(rows[0]) == 2 + 2 + 1  # 7 = 8 - 1, 3 = 4 - 1, 8
+
+
+@pytest.mark.parametrize("signed_x", [False, True])
+def test_exhaustive_small_matrix_graph_and_hardware(signed_x):
+    rng = np.random.default_rng(3)
+    w = rng.integers(-7, 8, size=(3, 3))
+    w[1] = w[0]  # a repeated row: everything shared
+    w[2, 1] = 0
+    lo, hi = (-4, 3) if signed_x else (0, 7)
+    graph = build_adder_graph(w, [(lo, hi)] * 3)
+    xs = np.array(list(itertools.product(range(lo, hi + 1), repeat=3)))
+    assert np.array_equal(graph.evaluate(xs), xs @ w.T)
+    shape = signed(3) if signed_x else unsigned(3)
+    assert np.array_equal(_sim(graph, shape, 10, xs), xs @ w.T)
+
+
+@pytest.mark.parametrize("kind", ["int4", "pow2", "int8"])
+def test_random_matrices_against_matmul(kind):
+    rng = np.random.default_rng(11)
+    shape = (12, 40)
+    if kind == "int4":
+        w = rng.integers(-8, 8, size=shape)
+    elif kind == "int8":
+        w = rng.integers(-128, 128, size=shape)
+    else:
+        e = rng.integers(0, 4, size=shape)
+        w = np.where(rng.random(shape) < 0.25, 0, rng.choice([-1, 1], size=shape) << e)
+    graph = build_adder_graph(w, [(0, 255)] * shape[1])
+    xs = rng.integers(0, 256, size=(64, shape[1]))
+    xs[0], xs[1] = 0, 255  # the corners of the range
+    want = xs @ w.T
+    assert np.array_equal(graph.evaluate(xs), want)
+    assert np.array_equal(_sim(graph, unsigned(8), 24, xs[:24]), want[:24])
+    for j, (lo, hi) in enumerate(graph.output_ranges):
+        assert lo == np.minimum(w[j], 0).sum() * 255 and hi == np.maximum(w[j], 0).sum() * 255
+
+
+def test_sharing_beats_plain_signed_digit_trees():
+    rng = np.random.default_rng(0)
+    w = rng.integers(-8, 8, size=(16, 64))
+    plain = build_adder_graph(w, [(0, 255)] * 64, cse=False)
+    shared = build_adder_graph(w, [(0, 255)] * 64)
+    assert shared.adders < 0.6 * plain.adders
+    assert shared.adder_bits < 0.7 * plain.adder_bits
+    assert shared.depth <= plain.depth + 3
+
+
+def test_zero_rows_columns_and_single_terms():
+    w = np.array([[0, 0, 0], [0, 4, 0], [0, -1, 0], [3, 0, 0]])
+    graph = build_adder_graph(w, [(-5, 9), (0, 3), (-2, 2)])
+    xs = np.array(list(itertools.product(range(-5, 10), range(0, 4), range(-2, 3))))
+    assert np.array_equal(graph.evaluate(xs), xs @ w.T)
+    assert graph.outputs[0] == (-1, 0, False)
+    assert np.array_equal(_sim(graph, signed(5), 8, xs[::7]), xs[::7] @ w.T)
+
+
+def test_bad_shapes_are_value_errors():
+    with pytest.raises(ValueError, match="2-D"):
+        build_adder_graph(np.ones(3, dtype=int), [(0, 1)] * 3)
+    with pytest.raises(ValueError, match="input ranges"):
+        build_adder_graph(np.ones((2, 3), dtype=int), [(0, 1)] * 2)
+    graph = build_adder_graph(np.full((1, 2), 100), [(0, 255)] * 2)
+    with pytest.raises(ValueError, match="bits"):
+        ConstantMatrix(graph, unsigned(8), 8)
