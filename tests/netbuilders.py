@@ -11,7 +11,7 @@ from hwquant import ir
 
 __all__ = ["weight_layer", "avg_requant", "random_chain", "vector_chain",
            "pointwise_padded_chain", "residual_net", "input_residual_net", "truncated",
-           "add_layer"]
+           "add_layer", "binary_thresholds", "binary_linear", "binary_chain", "binary_mlp"]
 
 
 def _int(rng, lo, hi):
@@ -157,3 +157,83 @@ def truncated(net, last):
         fmt = ir.ActFormat(ir.signed_bits_for(int(lo.min()), int(hi.max())), True, 0)
         layers = (*layers[:-1], dataclasses.replace(tail, epilogue=ir.Logits(), out_format=fmt))
     return ir.Network("truncated", net.input_shape, net.input_format, layers)
+
+
+# -- binary (BNN) networks ----------------------------------------------------------------------
+
+def binary_thresholds(rng, acc_lo, acc_hi, count, oc):
+    """Random :class:`ir.Thresholds` inside ``[acc_lo, acc_hi]`` (non-decreasing rows), mixed
+    directions, and channel 0 constant (every threshold below the range: all passed)."""
+    t = np.sort(rng.integers(acc_lo, acc_hi + 1, (oc, count)), axis=1)
+    t[0] = acc_lo - 1
+    direction = rng.choice([-1, 1], oc)
+    direction[0] = 1
+    return ir.Thresholds(t, direction)
+
+
+def binary_linear(rng, oc, fan_in, in_fmt, epilogue, *, fold=None, name="fc", src="input"):
+    """A binary linear layer (weights -1/+1) on ``in_fmt`` with epilogue ``"thresholds"``
+    (bipolar output), ``"multi"`` (3 thresholds, 2-bit output), ``"requant"`` or ``"logits"``."""
+    w = rng.choice([-1, 1], (oc, fan_in))
+    bias = rng.integers(-3, 4, oc)
+    lo, hi = ir.matrix_range(w, bias, in_fmt)
+    lo, hi = int(lo.min()), int(hi.max())
+    if epilogue == "thresholds":
+        ep, out = binary_thresholds(rng, lo, hi, 1, oc), ir.BIPOLAR
+    elif epilogue == "multi":
+        ep, out = binary_thresholds(rng, lo, hi, 3, oc), ir.ActFormat(2, False, 0)
+    elif epilogue == "requant":
+        out = ir.ActFormat(4, True, 0)
+        ep = ir.Requant(rng.integers(1, 4, oc), max(1, (hi - lo).bit_length() - 3), out.lo,
+                        out.hi)
+    else:
+        ep, out = ir.Logits(), ir.ActFormat(ir.signed_bits_for(lo, hi), True, 0)
+    return ir.Linear(name, (src,), in_fmt, w, 1, 0, bias, ep, out, encoding="binary",
+                     fold=ir.Fold(*fold) if fold else ir.Fold())
+
+
+def _binary_conv(rng, name, src, in_shape, in_fmt, oc, kernel, padding, count=1):
+    w = rng.choice([-1, 1], (oc, in_shape[0], kernel, kernel))
+    bias = rng.integers(-2, 3, oc)
+    lo, hi = ir.matrix_range(w.reshape(oc, -1), bias, in_fmt)
+    ep = binary_thresholds(rng, int(lo.min()) // 2, int(hi.max()) // 2, count, oc)
+    out = ir.BIPOLAR if count == 1 else ir.ActFormat(count.bit_length(), False, 0)
+    return ir.Conv2d(name, (src,), in_fmt, w, 1, 0, bias, ep, out, encoding="binary",
+                     in_shape=in_shape, padding=padding)
+
+
+def binary_chain(seed, *, fold="auto"):
+    """A small BNN: multi-bit input -> binary conv 3x3 pad 1 (thresholds, bipolar out; the
+    first layer's add/subtract tree) -> max pool 2 -> binary conv 3x3 pad 1 on bipolar maps
+    (padding is -1) -> flatten -> binary linear (logits). Odd channel counts; folded by
+    ``fold`` (:func:`hwquant.fold.apply_folding`)."""
+    from hwquant.fold import apply_folding
+
+    rng = np.random.default_rng(seed)
+    in_fmt = ir.ActFormat(4, bool(seed % 2), 0)
+    shape = (1 + seed % 2, 6, 6)
+    c1 = _binary_conv(rng, "c1", "input", shape, in_fmt, 3 + seed % 2, 3, 1)
+    mp = ir.MaxPool2d("mp", ("c1",), c1.out_shape, 2, 2, 0, c1.out_format)
+    c2 = _binary_conv(rng, "c2", "mp", mp.out_shape, mp.out_format, 5, 3, 1)
+    flat = ir.Flatten("flat", ("c2",), c2.out_shape, c2.out_format)
+    fc = binary_linear(rng, 3, flat.out_shape[0], flat.out_format, "logits", name="fc",
+                       src="flat")
+    net = ir.Network(f"bnn{seed}", shape, in_fmt, (c1, mp, c2, flat, fc))
+    return apply_folding(net, fold)
+
+
+def binary_mlp(seed, *, fold="auto", sizes=(12, 10, 6, 4)):
+    """A BNN MLP on a vector input (linear only): multi-bit input -> binary linear (1
+    threshold: bipolar) -> binary linear (3 thresholds: 2-bit) -> binary linear on the 2-bit
+    codes (add/subtract; 1 threshold) -> binary linear (logits)."""
+    from hwquant.fold import apply_folding
+
+    rng = np.random.default_rng(seed)
+    in_fmt = ir.ActFormat(3, True, 0)
+    n0, n1, n2, n3 = sizes
+    fc1 = binary_linear(rng, n1, n0, in_fmt, "thresholds", name="fc1")
+    fc2 = binary_linear(rng, n2, n1, fc1.out_format, "multi", name="fc2", src="fc1")
+    fc3 = binary_linear(rng, n3, n2, fc2.out_format, "thresholds", name="fc3", src="fc2")
+    fc4 = binary_linear(rng, 3, n3, fc3.out_format, "logits", name="fc4", src="fc3")
+    net = ir.Network(f"bmlp{seed}", (n0,), in_fmt, (fc1, fc2, fc3, fc4))
+    return apply_folding(net, fold)

@@ -17,6 +17,8 @@ accumulators are ``log2 F + 1`` bits) and forms ``2 * P - F`` once per output in
 step; for multi-bit inputs its partial sum is the signed sum and combine is the identity.
 """
 
+from contextlib import contextmanager
+
 import numpy as np
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
@@ -27,10 +29,26 @@ from ..ir import signed_bits_for
 from ..layout import pack_lanes
 from .arith import adder_tree
 from .engine import Engine
-from .popcount import DEFAULT_LUT_INPUTS, Popcount
+from .popcount import DEFAULT_LUT_INPUTS, LUT_INPUTS, Popcount, lut_inputs_of
 from .streams import lane_shape
 
-__all__ = ["DotEngine", "BinaryEngine", "xnor_bits", "signed_sum"]
+__all__ = ["DotEngine", "BinaryEngine", "xnor_bits", "signed_sum", "popcount_for"]
+
+
+@contextmanager
+def popcount_for(family_or_lut):
+    """Within this context binary MVUs elaborate their popcounts for a family (``"xilinx"``:
+    the LUT6 structure) or a LUT size (4 or 6); the cost model's ``lut_inputs`` is the same
+    choice."""
+    lut = family_or_lut if isinstance(family_or_lut, int) else lut_inputs_of(family_or_lut)
+    if lut not in LUT_INPUTS:
+        raise ValueError(f"Popcount LUT size must be one of {LUT_INPUTS}, not {lut!r}")
+    old = BinaryEngine.LUT_INPUTS
+    BinaryEngine.LUT_INPUTS = lut
+    try:
+        yield lut
+    finally:
+        BinaryEngine.LUT_INPUTS = old
 
 
 def _check_weights(weights, simd):
@@ -177,15 +195,18 @@ class BinaryEngine(Engine):
     ROM word (folded): ``PE`` fields of ``SIMD`` weight bits, PE 0 in the LSBs, lane 0 the LSB of
     its field. Constant weights (unrolled): no ROM; an XNOR is wiring or an inverter.
 
-    Class attribute :attr:`LUT_INPUTS` picks the popcount's compressor
-    (:class:`hwquant.hw.popcount.Popcount`); the emitted Verilog does not know its family.
+    Class attribute :attr:`LUT_INPUTS` picks the popcount's structure
+    (:class:`hwquant.hw.popcount.Popcount`): the emitted Verilog does not know its family, so
+    it is the LUT4 tree unless a build for a LUT6 family asks otherwise
+    (:func:`popcount_for`).
 
-    Resources: bipolar, ``PE`` popcounts of ``SIMD`` bits (about one LUT6 or 1.5 LUT4 per bit),
+    Resources: bipolar, ``PE`` popcounts of ``SIMD`` bits (about 1.0 LUT4 per bit on iCE40 with
+    the LUT4 tree, 1.1 LUT6 per bit on Xilinx with the LUT6 structure), ``PE`` combine adders,
     ``PE`` accumulators of ``log2(F) + 1`` bits; multi-bit, ``PE * (SIMD - 1)`` adders.
     Latency 0 (the MVU registers the sums).
     """
 
-    #: LUT size of the popcount compressor.
+    #: LUT size the popcounts are built for (:func:`popcount_for` changes it for a build).
     LUT_INPUTS = DEFAULT_LUT_INPUTS
 
     @classmethod
