@@ -104,15 +104,17 @@ def cmd_train(args) -> dict:
 
 def _quant_options(args, method=None, wbits=None, schedule=None):
     """QuantOptions from the shared quantization flags."""
-    from .quant.options import DEFAULT_BITS, QuantOptions, RetrainConfig
+    from .quant.options import DEFAULT_BITS, QuantOptions, retrain_config
 
     method = method or args.method
-    cfg = RetrainConfig(epochs=args.retrain_epochs, lr=args.lr, seed=args.seed,
-                        progress=not args.quiet)
+    cfg = retrain_config(method, epochs=args.retrain_epochs, lr=args.lr, seed=args.seed,
+                         progress=not args.quiet)
+    binary = method == "binary"
     return QuantOptions(method=method, wbits=wbits or DEFAULT_BITS[method], abits=args.abits,
                         schedule=schedule, portions=args.portions, partition=args.partition,
                         ternary=args.ternary, granularity=args.scale, tie=args.tie,
-                        retrain=cfg)
+                        alpha=args.alpha if binary else "none",
+                        input_bits=args.input_bits if binary else None, retrain=cfg)
 
 
 def cmd_quantize(args) -> dict:
@@ -127,6 +129,11 @@ def cmd_quantize(args) -> dict:
                                  log=None if args.quiet else _progress("quantize"))
     hwq.save(net, args.output)
     report["network"] = os.path.abspath(args.output)
+    if "binary" in net.metadata:  # the layer configuration: weights, input, output per layer
+        report["binary"] = net.metadata["binary"]
+        for row in report["binary"]["layers"]:
+            _say(f"  {row['name']:<12} {row['weights']} weights, {row['input']} input -> "
+                 f"{row['output']}")
     acc = report["accuracy"]
     _say(f"{opts.method} w{opts.wbits}/a{opts.abits} ({report['schedule']}): float "
          f"{acc['float']:.2%}, quantized (golden model) {acc['quantized']:.2%} -> {args.output}")
@@ -137,12 +144,14 @@ def cmd_compare(args) -> dict:
     from .compare import run_compare
 
     base = _quant_options(args, method="fixed", wbits=8)
+    binary = _quant_options(args, method="binary") if "binary" in args.methods else None
     ds = _dataset(args)
     calib = _note_calibration(args, ds)
     report = run_compare(args.model, ds, _dataset_info(args), args.output,
                          methods=args.methods, bits=args.bits, schedules=args.schedules,
                          base=base, calib=calib, seed=args.seed,
-                         log=_progress("compare"))
+                         log=_progress("compare"), binary=binary,
+                         binary_abits=args.binary_abits)
     out = Path(args.output).resolve()
     _say((out / "compare.md").read_text())
     _say(f"-> {out / 'compare.json'}, {out / 'compare.md'}, {out / 'compare.png'}")
@@ -280,7 +289,8 @@ def _add_quant_args(p):
     from .quant.options import DEFAULT_PORTIONS, PARTITIONS
 
     g = p.add_argument_group("quantization")
-    g.add_argument("--abits", type=_bits, default=8, help="activation bits, 2..16 (default 8)")
+    g.add_argument("--abits", type=lambda t: _integer(t, 1, 16), default=8,
+                   help="activation bits, 2..16 (default 8); binary: 1..8, 1 = bipolar (BNN)")
     g.add_argument("--portions", type=_portions, default=DEFAULT_PORTIONS,
                    help="INQ accumulated portions, increasing to 1.0 "
                         "(default 0.5,0.75,0.875,1.0)")
@@ -292,9 +302,16 @@ def _add_quant_args(p):
                    help="TWN scale α per layer or per output channel (default layer)")
     g.add_argument("--tie", choices=["paper", "caffe"], default="paper",
                    help="INQ tie rule (default paper: ties to the larger magnitude)")
-    g.add_argument("--retrain-epochs", type=lambda t: _integer(t, 0), default=8,
-                   help="epochs per retraining phase (default 8; 0 = none)")
-    g.add_argument("--lr", type=float, default=1e-2, help="retraining learning rate (Adam)")
+    g.add_argument("--alpha", choices=["none", "channel"], default="none",
+                   help="binary: XNOR-Net per-output-channel weight scale mean|w| (channel) or "
+                        "none (BNN, default); folded into the thresholds")
+    g.add_argument("--input-bits", type=lambda t: _integer(t, 1, 16), default=None,
+                   metavar="N", help="binary: bits of the network input, 2..16 (default 8; the "
+                                     "first layer reads multi-bit pixels)")
+    g.add_argument("--retrain-epochs", type=lambda t: _integer(t, 0), default=None,
+                   help="epochs per retraining phase (default 8; binary: 100; 0 = none)")
+    g.add_argument("--lr", type=float, default=None,
+                   help="retraining learning rate (Adam; default 0.01, binary 0.03)")
     g.add_argument("--calib", type=_positive, default=None, metavar="N",
                    help=f"training images used to calibrate activation ranges (default "
                         f"{DEFAULT_CALIB}, or all if fewer)")
@@ -333,10 +350,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", metavar="MODEL.pt2")
     p.add_argument("--method", default="fixed", choices=list(METHODS),
                    help="fixed (post-training fixed point), inq (power-of-two weights), "
-                        "ternary (TWN / TTQ)")
-    p.add_argument("--bits", "--wbits", dest="wbits", type=_bits, default=None, metavar="B",
+                        "ternary (TWN / TTQ), binary (BNN / XNOR-Net: weights -1/+1, "
+                        "BatchNorm folded into thresholds)")
+    p.add_argument("--bits", "--wbits", dest="wbits", type=lambda t: _integer(t, 1, 16),
+                   default=None, metavar="B",
                    help="weight bits: fixed 2..16 (default 8), inq 2..8 (default 5), "
-                        "ternary 2")
+                        "ternary 2, binary 1")
     p.add_argument("--schedule", choices=[*SCHEDULES, "none"], default=None,
                    help="when weights are quantized and what is retrained (default: none for "
                         "fixed, incremental for inq, simple for ternary)")
@@ -347,8 +366,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("compare", cmd_compare,
                 "accuracy per method x bits x schedule on one split (JSON, Markdown, PNG)")
     p.add_argument("model", metavar="MODEL.pt2")
-    p.add_argument("--methods", type=_choices(METHODS), default=list(METHODS),
-                   help="comma-separated (default: fixed,inq,ternary)")
+    p.add_argument("--methods", type=_choices(METHODS),
+                   default=[m for m in METHODS if m != "binary"],
+                   help="comma-separated, of fixed,inq,ternary,binary (default: "
+                        "fixed,inq,ternary)")
+    p.add_argument("--binary-abits", type=lambda t: [_integer(v.strip(), 1, 8)
+                                                     for v in t.split(",")],
+                   default=[1, 2, 4], metavar="A,...",
+                   help="activation widths of the binary rows (default 1,2,4: W1A1, W1A2, "
+                        "W1A4)")
     p.add_argument("--bits", type=_int_list, default=[2, 3, 4, 5],
                    help="comma-separated weight widths (default 2,3,4,5; ternary is 2-bit)")
     p.add_argument("--schedules", type=_choices((*SCHEDULES, "none")),

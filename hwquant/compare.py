@@ -16,74 +16,123 @@ from pathlib import Path
 __all__ = ["plan_runs", "run_compare", "render_markdown", "plot_compare"]
 
 
-def plan_runs(methods, bits, schedules) -> list:
-    """``(method, wbits, schedule)`` combinations. Ternary weights have 2 bits whatever
-    ``bits`` says, so ternary runs once per schedule."""
+#: Activation widths of the binary rows (W1A1, W1A2, W1A4) unless given.
+BINARY_ABITS = (1, 2, 4)
+
+
+def plan_runs(methods, bits, schedules, binary_abits=BINARY_ABITS) -> list:
+    """``(method, wbits, schedule, abits)`` combinations (``abits`` None: the shared
+    activation width). Ternary weights have 2 bits whatever ``bits`` says, so ternary runs
+    once per schedule; binary weights have 1 bit and run once per activation width in
+    ``binary_abits`` and per schedule it trains with (simple, none; simple if neither is
+    asked for)."""
+    from .quant.options import BINARY_SCHEDULES
+
     runs = []
     for method in methods:
+        if method == "binary":
+            own = [s for s in schedules if s in BINARY_SCHEDULES] or ["simple"]
+            runs += [("binary", 1, s, a) for a in binary_abits for s in own]
+            continue
         widths = [2] if method == "ternary" else list(bits)
         for b in widths:
             for schedule in schedules:
-                runs.append((method, b, schedule))
+                runs.append((method, b, schedule, None))
     return runs
 
 
-def _check(methods, bits, schedules, base):
+def _options(base, binary, method, wbits, schedule, abits):
+    """The options of one run: ``binary`` (binary rows, its own retraining defaults) or
+    ``base`` with the run's method, width and schedule."""
+    if method == "binary":
+        return dataclasses.replace(binary or dataclasses.replace(base, alpha="none"),
+                                   method=method, wbits=wbits, schedule=schedule, abits=abits)
+    return dataclasses.replace(base, method=method, wbits=wbits, schedule=schedule)
+
+
+def _check(methods, bits, schedules, base, binary=None, binary_abits=BINARY_ABITS):
     """Validate every combination before the first (slow) one runs."""
     from .quant.options import check_options
 
-    if not methods or not schedules or not bits:
+    if not methods or not schedules or not bits or not binary_abits:
         from .errors import HwquantError
         raise HwquantError("compare needs at least one method, one bit width and one schedule")
-    for method, b, schedule in plan_runs(methods, bits, schedules):
-        check_options(dataclasses.replace(base, method=method, wbits=b, schedule=schedule))
+    for run in plan_runs(methods, bits, schedules, binary_abits):
+        check_options(_options(base, binary, *run))
 
 
 def run_compare(model_path, ds, dataset_info, out_dir, *, methods, bits, schedules, base,
-                calib=256, seed=0, log=None):
+                calib=256, seed=0, log=None, binary=None, binary_abits=BINARY_ABITS):
     """Run every combination; write the report files; return the report dict.
 
     ``base`` (:class:`~hwquant.quant.methods.QuantOptions`) carries the settings shared by all
-    runs (activation bits, portions, partition, ternary variant, retraining).
+    runs (activation bits, portions, partition, ternary variant, retraining); ``binary`` those
+    of the binary rows (XNOR-Net alpha, input bits, binary retraining), run once per width of
+    ``binary_abits``.
     """
     from .flow import quantize_model
     from .outdir import atomic_directory
 
     say = log or (lambda msg: None)
-    _check(methods, bits, schedules, base)
+    _check(methods, bits, schedules, base, binary, binary_abits)
     rows = []
     float_acc = None
-    runs = plan_runs(methods, bits, schedules)
+    runs = plan_runs(methods, bits, schedules, binary_abits)
     with atomic_directory(out_dir, marker="compare.json", what="compare") as tmp:
-        for i, (method, b, schedule) in enumerate(runs):
-            opts = dataclasses.replace(base, method=method, wbits=b, schedule=schedule)
+        for i, (method, b, schedule, abits) in enumerate(runs):
+            opts = _options(base, binary, method, b, schedule, abits)
             t0 = time.monotonic()
-            _, rep = quantize_model(model_path, ds, dataset_info, options=opts, calib=calib,
-                                    seed=seed)
+            net, rep = quantize_model(model_path, ds, dataset_info, options=opts, calib=calib,
+                                      seed=seed)
             float_acc = rep["accuracy"]["float"]
             acc = rep["accuracy"]["quantized"]
             rows.append({"method": method, "wbits": b, "schedule": schedule, "accuracy": acc,
                          "delta": acc - float_acc, "seconds": round(time.monotonic() - t0, 2),
-                         "history": rep["history"], "options": opts.to_json()})
-            say(f"[{i + 1}/{len(runs)}] {method} {b}-bit {schedule}: {acc:.2%} "
-                f"({(acc - float_acc) * 100:+.2f} pt)")
+                         "history": rep["history"], "options": opts.to_json(),
+                         "abits": opts.abits, "label": _label(method, b, opts.abits, abits),
+                         "layers": (net.metadata.get("binary") or {}).get("layers")})
+            say(f"[{i + 1}/{len(runs)}] {_label(method, b, opts.abits, abits)} {schedule}: "
+                f"{acc:.2%} ({(acc - float_acc) * 100:+.2f} pt)")
         report = {"model": str(Path(model_path).resolve()), "dataset": dataset_info,
                   "test_images": len(ds.y_test), "seed": seed, "calibration_images": calib,
                   "float_accuracy": float_acc, "abits": base.abits,
                   "retrain": dataclasses.asdict(base.retrain) | {"optimizer": "adam"},
                   "portions": list(base.portions), "partition": base.partition,
                   "ternary": base.ternary, "rows": rows}
+        if any(row["method"] == "binary" for row in rows):
+            b = binary or base
+            report["binary"] = {"retrain": dataclasses.asdict(b.retrain) | {"optimizer": "adam"},
+                                "alpha": b.alpha, "input_bits": b.resolved_input_bits()}
         (tmp / "compare.json").write_text(json.dumps(report, indent=2))
         (tmp / "compare.md").write_text(render_markdown(report))
         plot_compare(report, tmp / "compare.png")
     return report
 
 
+def _label(method, wbits, abits, own_abits):
+    """Row label: ``binary W1A1`` for binary rows (own activation width), else the method."""
+    return f"{method} W{wbits}A{abits}" if own_abits is not None else method
+
+
+def _binary_note(report) -> list:
+    """The binary rows' own settings (a paragraph), if there are any."""
+    b = report.get("binary")
+    if not b:
+        return []
+    r = b["retrain"]
+    return [(f"Binary rows (`binary W1A<n>`): weights -1/+1 in every layer, hidden activations "
+             f"of <n> bits (1 = bipolar), the first layer reads {b['input_bits']}-bit input, "
+             f"the last produces logits; XNOR-Net alpha {b['alpha']}; retraining "
+             f"{r['epochs']} epochs, Adam lr {r['lr']}, batch {r['batch_size']}, seed "
+             f"{r['seed']}."), ""]
+
+
 def render_markdown(report) -> str:
     """Accuracy table: one row per method and bit width, one column per schedule."""
     schedules = list(dict.fromkeys(r["schedule"] for r in report["rows"]))
-    keys = list(dict.fromkeys((r["method"], r["wbits"]) for r in report["rows"]))
-    cell = {(r["method"], r["wbits"], r["schedule"]): r for r in report["rows"]}
+    keys = list(dict.fromkeys((r.get("label", r["method"]), r["wbits"])
+                              for r in report["rows"]))
+    cell = {(r.get("label", r["method"]), r["wbits"], r["schedule"]): r for r in report["rows"]}
     fa = report["float_accuracy"]
     r = report["retrain"]
     lines = ["# Quantization comparison", "",
@@ -94,6 +143,7 @@ def render_markdown(report) -> str:
               f"{r['batch_size']}, weight decay {r['weight_decay']}, seed {r['seed']}; INQ "
               f"portions {', '.join(map(str, report['portions']))} ({report['partition']} "
               f"partition); ternary {report['ternary']}."), "",
+             *_binary_note(report),
              "| method | bits | " + " | ".join(schedules) + " |",
              "|---|---:|" + "---:|" * len(schedules)]
     for method, b in keys:
@@ -117,7 +167,8 @@ def plot_compare(report, path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     series = {}
     for r in report["rows"]:
-        series.setdefault((r["method"], r["schedule"]), []).append((r["wbits"], r["accuracy"]))
+        series.setdefault((r.get("label", r["method"]), r["schedule"]), []).append(
+            (r["wbits"], r["accuracy"]))
     methods = list(dict.fromkeys(m for m, _ in series))
     schedules = list(dict.fromkeys(s for _, s in series))
     styles, markers = ["-", "--", ":", "-."], ["o", "s", "^", "D"]

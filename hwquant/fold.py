@@ -71,15 +71,29 @@ def _auto_simd_choices(layer) -> list:
     return choices
 
 
+def _fold_cost(layer):
+    """``fold -> cost`` of the layer's kind when its cost face ranks folds itself
+    (``fold_cost``: the binary kind, whose lanes are popcount bits, far cheaper than its PEs'
+    accumulators and comparators); ``None`` for kinds ranked by their multipliers."""
+    from .kinds import cost_model
+
+    face = getattr(cost_model(layer), "fold_cost", None)
+    return None if face is None else (lambda fold: face(layer, fold))
+
+
 def _auto_fold(layer, target: int) -> ir.Fold:
     """Fewest multipliers (PE*SIMD) whose cycles ``vectors * NF * SF`` meet ``target``; ties
-    prefer fewer PEs (fewer accumulators and epilogues). SIMD is one the streams support
+    prefer fewer PEs (fewer accumulators and epilogues). A kind whose cost face ranks folds
+    (``fold_cost``) is ranked by that cost instead. SIMD is one the streams support
     (:func:`hwquant.plan.layer_simd_choices`)."""
     best = None
+    cost = _fold_cost(layer)
     for pe in divisors(layer.out_channels):
         for simd in _auto_simd_choices(layer):
             cycles = mvu_cycles(layer, ir.Fold(pe, simd))
-            key = (pe * simd, pe)
+            if cycles > target:
+                continue
+            key = (pe * simd, pe) if cost is None else (cost(ir.Fold(pe, simd)), pe * simd, pe)
             if cycles <= target and (best is None or key < best[0]):
                 best = (key, pe, simd)
     if best is None:  # even the widest folding is slower than the target

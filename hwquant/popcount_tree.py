@@ -9,7 +9,7 @@ terms.
 """
 
 __all__ = ["LUT_INPUTS", "DEFAULT_LUT_INPUTS", "lut_inputs_of", "popcount_bits", "leaves",
-           "counters", "tree_levels", "stages", "node_widths"]
+           "counters", "tree_levels", "stages", "node_widths", "tree_nodes"]
 
 #: LUT sizes a popcount can be built for.
 LUT_INPUTS = (4, 6)
@@ -92,3 +92,39 @@ def node_widths(n: int, lut: int) -> list:
                 nxt.append(nums[-1])
         nums = [min(w, popcount_bits(n)) for w in nxt]
     return widths
+
+
+def tree_nodes(n: int, lut: int) -> list:
+    """Every logic node of the popcount of ``n`` bits as ``(kind, width, support)``: ``kind``
+    ``"counter"`` (a (6:3) counter, ``width`` 6) or ``"adder"`` (a carry-in adder node of
+    ``width``-bit operands), ``support`` the input bit indices it depends on. The build order
+    and the bits are those of :class:`hwquant.hw.popcount.Popcount`."""
+    if n <= 1:
+        return []
+    nodes = []
+    c = counters(n, lut)
+    if c:
+        nums = [(3, tuple(range(6 * g, 6 * g + 6))) for g in range(c)]
+        nodes += [("counter", 6, sup) for _, sup in nums]
+        spares = list(range(6 * c, n))
+    else:
+        k = leaves(n, lut)
+        nums, spares = [(1, (b,)) for b in range(k)], list(range(k, n))
+    top = popcount_bits(n)
+    while len(nums) > 1 or spares:
+        nxt = []
+        for a in range(0, len(nums) - 1, 2):
+            (wa, sa), (wb, sb) = nums[a], nums[a + 1]
+            sup = sa + sb + ((spares.pop(),) if spares else ())
+            w = max(wa, wb)
+            nodes.append(("adder", w, sup))
+            nxt.append((min(w + 1, top), sup))
+        if len(nums) % 2:
+            w, sup = nums[-1]
+            if spares:
+                sup = sup + (spares.pop(),)
+                nodes.append(("adder", w, sup))
+                w = min(w + 1, top)
+            nxt.append((w, sup))
+        nums = nxt
+    return nodes

@@ -44,6 +44,10 @@ def quantize_graph(graph, dataset, x_cal, opts: QuantOptions, *, name="network",
     check_options(opts)
     names = _check_graph(graph)
     meta = {**(metadata or {}), "quantization": opts.to_json()}
+    if opts.method == "binary":  # its own network: BatchNorm on the binary accumulators
+        from .binary import quantize_binary
+
+        return quantize_binary(graph, dataset, x_cal, opts, name=name, metadata=meta, log=log)
     schedule = opts.resolved_schedule()
     if opts.method == "fixed" and schedule is None:
         net = quantize_fixed(graph, x_cal, wbits=opts.wbits, abits=opts.abits, name=name,

@@ -20,7 +20,7 @@ PARTITIONS = ("magnitude", "random")
 DEFAULT_PORTIONS = (0.5, 0.75, 0.875, 1.0)
 
 #: Allowed weight widths per method.
-METHOD_BITS = {"fixed": (2, 16), "inq": (2, 8), "ternary": (2, 2)}
+METHOD_BITS = {"fixed": (2, 16), "inq": (2, 8), "ternary": (2, 2), "binary": (1, 1)}
 
 
 @dataclasses.dataclass
@@ -39,9 +39,16 @@ class RetrainConfig:
     progress: bool = True
 
 
-METHODS = ("fixed", "inq", "ternary")
-DEFAULT_SCHEDULE = {"fixed": None, "inq": "incremental", "ternary": "simple"}
-DEFAULT_BITS = {"fixed": 8, "inq": 5, "ternary": 2}
+METHODS = ("fixed", "inq", "ternary", "binary")
+DEFAULT_SCHEDULE = {"fixed": None, "inq": "incremental", "ternary": "simple",
+                    "binary": "simple"}
+DEFAULT_BITS = {"fixed": 8, "inq": 5, "ternary": 2, "binary": 1}
+#: ``--method binary``: activation widths (1 = bipolar), XNOR-Net scale choices, schedules,
+#: and the default width of the network input (the first layer reads multi-bit pixels).
+BINARY_ABITS = (1, 8)
+BINARY_ALPHAS = ("none", "channel")
+BINARY_SCHEDULES = ("simple", "none")
+BINARY_INPUT_BITS = 8
 
 
 @dataclass
@@ -59,6 +66,11 @@ class QuantOptions:
     ternary: str = "twn"  # twn | ttq
     granularity: str = "layer"  # layer | channel (TWN α)
     tie: str = "paper"
+    #: ``binary``: XNOR-Net per-output-channel weight scale, "none" or "channel".
+    alpha: str = "none"
+    #: ``binary``: width of the network input (None: :data:`BINARY_INPUT_BITS`); the other
+    #: methods give the input ``abits`` bits.
+    input_bits: int | None = None
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
 
     def __post_init__(self):
@@ -69,6 +81,9 @@ class QuantOptions:
         s = DEFAULT_SCHEDULE[self.method] if self.schedule is None else self.schedule
         return None if s == "none" else s
 
+    def resolved_input_bits(self) -> int:
+        return BINARY_INPUT_BITS if self.input_bits is None else self.input_bits
+
     def to_json(self) -> dict:
         d = {"method": self.method, "wbits": self.wbits, "abits": self.abits,
              "schedule": self.resolved_schedule() or "none"}
@@ -78,6 +93,9 @@ class QuantOptions:
             d.update(ternary=self.ternary, granularity=self.granularity)
         if self.method == "inq":
             d["tie"] = self.tie
+        if self.method == "binary":
+            d.update(alpha=self.alpha, input_bits=self.resolved_input_bits(),
+                     configuration=f"W1A{self.abits}")
         if d["schedule"] != "none":
             r = self.retrain
             d["retrain"] = {"epochs": r.epochs, "lr": r.lr, "batch_size": r.batch_size,
@@ -97,6 +115,46 @@ def check_portions(portions) -> tuple:
     return p
 
 
+#: Retraining settings that differ per method (unless given): binary networks train long, in
+#: small batches, with a larger step (measured on the digits default; README, "Binary
+#: networks"). Binary training does not stop early.
+METHOD_RETRAIN = {"binary": {"epochs": 100, "lr": 3e-2, "batch_size": 32}}
+
+
+def retrain_config(method: str, *, epochs=None, lr=None, **fields) -> RetrainConfig:
+    """The :class:`RetrainConfig` of ``method``: :data:`METHOD_RETRAIN` over the common
+    defaults, ``epochs``/``lr`` (when not None) and ``fields`` over both."""
+    values = {**METHOD_RETRAIN.get(method, {}), **fields}
+    if epochs is not None:
+        values["epochs"] = epochs
+    if lr is not None:
+        values["lr"] = lr
+    return RetrainConfig(**values)
+
+
+def _check_binary(opts) -> None:
+    """``--method binary``: 1..8-bit activations, a known alpha, a multi-bit input."""
+    lo, hi = BINARY_ABITS
+    if isinstance(opts.abits, bool) or not isinstance(opts.abits, int) \
+            or not lo <= opts.abits <= hi:
+        raise QuantizationError(f"Activation width for binary must be an integer in {lo}..{hi} "
+                                f"(1 = bipolar, BNN), not {opts.abits!r}")
+    if opts.alpha not in BINARY_ALPHAS:
+        raise QuantizationError(f"Binary weight scale --alpha must be one of "
+                                f"{', '.join(BINARY_ALPHAS)}, not {opts.alpha!r}")
+    bits = opts.input_bits
+    if bits is not None and (isinstance(bits, bool) or not isinstance(bits, int)
+                             or not 2 <= bits <= 16):
+        raise QuantizationError(f"Input width --input-bits must be an integer in 2..16, not "
+                                f"{bits!r}: the first layer of a binary network reads multi-bit "
+                                f"input pixels (a binary input is not supported)")
+    schedule = opts.resolved_schedule() or "none"
+    if schedule not in BINARY_SCHEDULES:
+        raise QuantizationError(f"Binary networks retrain with the simple schedule (all layers "
+                                f"binarized, straight-through estimator) or none, not "
+                                f"{schedule!r}")
+
+
 def check_options(opts: QuantOptions) -> None:
     """Reject bad options before any work is done (clear message, which option)."""
     if opts.method not in METHODS:
@@ -106,8 +164,17 @@ def check_options(opts: QuantOptions) -> None:
     if opts.method == "ternary" and opts.wbits != 2:
         raise QuantizationError(f"Ternary weights have 2 bits (sign and zero); --bits "
                                 f"{opts.wbits} is not allowed (use --method inq for more)")
+    if opts.method == "binary" and opts.wbits != 1:
+        raise QuantizationError(f"Binary weights have 1 bit (-1 or +1); --bits {opts.wbits} is "
+                                f"not allowed (use --method ternary or inq for more)")
     _check_bits(f"Weight width for {opts.method}", opts.wbits, lo, hi)
-    _check_bits("Activation width", opts.abits)
+    if opts.method == "binary":
+        _check_binary(opts)
+    else:
+        _check_bits("Activation width", opts.abits)
+        if opts.alpha != "none" or opts.input_bits is not None:
+            raise QuantizationError(f"--alpha and --input-bits apply to --method binary, not "
+                                    f"{opts.method} (its input has --abits bits)")
     schedule = opts.resolved_schedule()
     if schedule is not None and schedule not in SCHEDULES:
         raise QuantizationError(f"Schedule must be one of {', '.join(SCHEDULES)} or none, "
