@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from . import ir
 
-__all__ = ["Kind", "KINDS", "kind_of", "golden_dot", "hw_dot_engine", "hw_engine",
-           "cost_model"]
+__all__ = ["Kind", "KINDS", "kind_of", "uses_constant_matrix", "golden_dot", "hw_dot_engine",
+           "hw_engine", "cost_model"]
 
 #: The MVU engine of kinds whose arithmetic is one plain sum of products per channel.
 LANE_ENGINE = "hwquant.hw.engine:LaneEngine"
@@ -31,6 +31,10 @@ class Kind:
     description: str
     #: ``module:Class`` of the MVU-level engine (:class:`hwquant.hw.engine.Engine` subclass).
     engine: str = LANE_ENGINE
+    #: Fully unrolled layers of this kind build the constant-matrix adder graph
+    #: (:mod:`hwquant.cmvm`) from the IR's integer weights instead of one product per weight
+    #: (for multi-bit, non-bipolar inputs; :func:`uses_constant_matrix`).
+    constant_matrix: bool = False
 
     @property
     def data(self) -> type:
@@ -40,14 +44,25 @@ class Kind:
 
 KINDS = {
     "fixed": Kind("fixed", "hwquant.golden.fixed", "hwquant.hw.fixed", "hwquant.estimate.fixed",
-                  "signed b-bit integer weights; multiplier per product, adder tree"),
+                  "signed b-bit integer weights; multiplier per product, adder tree",
+                  constant_matrix=True),
     "pow2": Kind("pow2", "hwquant.golden.pow2", "hwquant.hw.pow2", "hwquant.estimate.pow2",
-                 "zero or +-2^e weights (INQ, ternary TWN/TTQ); shifts and an adder tree"),
+                 "zero or +-2^e weights (INQ, ternary TWN/TTQ); shifts and an adder tree",
+                 constant_matrix=True),
     "binary": Kind("binary", "hwquant.golden.binary", "hwquant.hw.binary",
                    "hwquant.estimate.binary",
                    "-1/+1 weights (BNN, XNOR-Net); XNOR-popcount for bipolar inputs, an "
                    "add/subtract tree for multi-bit ones", engine="hwquant.hw.binary:BinaryEngine"),
 }
+
+
+def uses_constant_matrix(layer) -> bool:
+    """Whether ``layer``'s MVU builds the constant-matrix adder graph: fully unrolled
+    (``PE = OC``, ``SIMD = F``), a kind that allows it, and inputs whose codes are their values
+    (not bipolar)."""
+    fold = layer.fold
+    return (kind_of(layer).constant_matrix and not layer.in_format.bipolar
+            and fold.pe == layer.out_channels and fold.simd == layer.fan_in)
 
 
 def kind_of(layer) -> Kind:

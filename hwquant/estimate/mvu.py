@@ -5,7 +5,9 @@ Parts, as the component has them: the fold counters and, with ``NF > 1``, the in
 (a memory of ``2*SF`` words of ``SIMD`` lanes, its write/read addresses and fill level) and
 the operand mux in front of the engine; the ``SIMD``-lane operand register; the weight ROM
 (``NF*SF`` words of the ``PE`` engines' words; none when fully unrolled); the ``PE`` dot
-engines (the arithmetic kind's cost face, :func:`hwquant.kinds.cost_model`); the engine-sum
+engines (the arithmetic kind's cost face, :func:`hwquant.kinds.cost_model`; a fully unrolled
+layer of a constant-matrix kind costs its shared adder graph, :mod:`hwquant.estimate.cmvm`); the
+engine-sum
 register; ``PE`` accumulators sized from each PE's channels' whole-vector range; the combine
 register; the epilogue (:mod:`hwquant.estimate.epilogue`); the ``PE``-lane output register.
 Nothing scales with ``F`` or ``OC`` but the memories.
@@ -16,7 +18,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import ir
-from ..kinds import cost_model
+from ..kinds import cost_model, uses_constant_matrix
+from . import cmvm as constant_matrix
 from . import epilogue as epilogue_face
 from .common import counter, luts, ram, range_bits, weight_rom
 from .resources import Resources, adder, comparator, mux, register
@@ -67,7 +70,8 @@ def mvu(rows, layer, weights, family):
 
     # Stage 1: operand register, the buffer/stream mux, the weight ROM.
     absorb = getattr(kind, "absorbed_registers", None)
-    absorbed = (absorb(layer, family, use_dsp=USE_DSP) if absorb is not None
+    adder_graph = uses_constant_matrix(layer)
+    absorbed = (absorb(layer, family, use_dsp=USE_DSP) if absorb is not None and not adder_graph
                 else {"operand": 0, "dot": [False] * pe})
     operand_absorbed = absorbed["operand"] if nf == 1 else 0
     rows.add("operand_register", register(simd * xbits - operand_absorbed))
@@ -78,7 +82,8 @@ def mvu(rows, layer, weights, family):
         rom = weight_rom(nf * sf, width, family)
         rom += counter(nf * sf, family)  # the ROM address
         rows.add("weight_rom", rom)
-    rows.add("dot_engines", kind.resources(layer, family, use_dsp=USE_DSP))
+    rows.add("dot_engines", constant_matrix.resources(layer, weights, family) if adder_graph
+             else kind.resources(layer, family, use_dsp=USE_DSP))
 
     # Stage 2: engine sums, one per PE, as wide as the engine's worst-case sum (the lanes of
     # the register share one width, but sign-extension copies of a flip-flop merge).

@@ -162,7 +162,9 @@ class LaneEngine(Engine):
     through its static interface (``options``, ``value_range``, ``encode_weights``,
     ``word_bits``): the ROM word of a beat is the ``PE`` per-lane words, PE 0 in the LSBs;
     ``ACC`` is the plain sum (combine is the identity). Resources: those of ``PE`` per-lane
-    engines of ``SIMD`` products.
+    engines of ``SIMD`` products; a fully unrolled layer of a kind with the ``constant_matrix``
+    flag (:func:`hwquant.kinds.uses_constant_matrix`) instead builds the whole constant matrix
+    as one shared adder graph (:mod:`hwquant.hw.cmvm`).
     """
 
     @staticmethod
@@ -215,6 +217,10 @@ class LaneEngine(Engine):
         super().__init__(layer, weights, pe=pe, simd=simd, part_bits=bits)
 
     def elaborate(self, platform):
+        from ..kinds import uses_constant_matrix
+
+        if self.constant and uses_constant_matrix(self._layer):
+            return self._constant_matrix()
         m = Module()
         layer, lane = self._layer, self._lane
         if not self.constant:
@@ -230,4 +236,20 @@ class LaneEngine(Engine):
                 m.d.comb += eng.w.eq(self.w[p * bits:(p + 1) * bits])
             m.submodules[f"pe{p}"] = eng
             m.d.comb += [eng.x.eq(self.x), self.parts[p].eq(eng.y)]
+        return m
+
+    def _constant_matrix(self):
+        """Fully unrolled: the whole ``PE x SIMD`` constant matrix as one shared adder graph
+        (:class:`hwquant.hw.cmvm.ConstantMatrix`) instead of ``PE`` engines of products."""
+        from ..cmvm import layer_adder_graph
+        from .cmvm import ConstantMatrix
+
+        m = Module()
+        graph = layer_adder_graph(self._layer, self._weights)
+        part = self.parts.shape().elem_shape.width
+        m.submodules.matrix = matrix = ConstantMatrix(graph, lane_shape(self._layer.in_format),
+                                                      part)
+        m.d.comb += matrix.x.eq(self.x)
+        for p in range(self._pe):
+            m.d.comb += self.parts[p].eq(matrix.y[p])
         return m
