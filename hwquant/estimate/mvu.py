@@ -6,10 +6,10 @@ Parts, as the component has them: the fold counters and, with ``NF > 1``, the in
 the operand mux in front of the engine; the ``SIMD``-lane operand register; the weight ROM
 (``NF*SF`` words of the ``PE`` engines' words; none when fully unrolled); the ``PE`` dot
 engines (the arithmetic kind's cost face, :func:`hwquant.kinds.cost_model`; a fully unrolled
-layer of a constant-matrix kind costs its shared adder graph, :mod:`hwquant.estimate.cmvm`); the
-engine-sum
-register; ``PE`` accumulators sized from each PE's channels' whole-vector range; the combine
-register; the epilogue (:mod:`hwquant.estimate.epilogue`); the ``PE``-lane output register.
+layer of a constant-matrix kind costs its shared adder graph, :mod:`hwquant.estimate.cmvm`);
+the engine-sum register; ``PE`` accumulators sized from each PE's channels' whole-vector range;
+the combine register; the epilogue (:mod:`hwquant.estimate.epilogue`); the ``PE``-lane output
+register.
 Nothing scales with ``F`` or ``OC`` but the memories.
 """
 
