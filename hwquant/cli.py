@@ -113,6 +113,7 @@ def _quant_options(args, method=None, wbits=None, schedule=None):
     return QuantOptions(method=method, wbits=wbits or DEFAULT_BITS[method], abits=args.abits,
                         schedule=schedule, portions=args.portions, partition=args.partition,
                         ternary=args.ternary, granularity=args.scale, tie=args.tie,
+                        edge_layers=args.edge_layers,
                         alpha=args.alpha if binary else "none",
                         input_bits=args.input_bits if binary else None, retrain=cfg)
 
@@ -120,6 +121,7 @@ def _quant_options(args, method=None, wbits=None, schedule=None):
 def cmd_quantize(args) -> dict:
     from . import hwq
     from .flow import quantize_model
+    from .quant.options import accuracy_hint
 
     opts = _quant_options(args, wbits=args.wbits, schedule=args.schedule)
     ds = _dataset(args)
@@ -135,8 +137,14 @@ def cmd_quantize(args) -> dict:
             _say(f"  {row['name']:<12} {row['weights']} weights, {row['input']} input -> "
                  f"{row['output']}")
     acc = report["accuracy"]
+    drop = (acc["float"] - acc["quantized"]) * 100
     _say(f"{opts.method} w{opts.wbits}/a{opts.abits} ({report['schedule']}): float "
-         f"{acc['float']:.2%}, quantized (golden model) {acc['quantized']:.2%} -> {args.output}")
+         f"{acc['float']:.2%}, quantized (golden model) {acc['quantized']:.2%} "
+         f"({-drop:+.2f} points) -> {args.output}")
+    hint = accuracy_hint(opts, acc["float"], acc["quantized"])
+    if hint:
+        _say(f"hint: {hint}")
+    report["hint"] = hint
     return report
 
 
@@ -286,20 +294,26 @@ def _choices(allowed):
 
 
 def _add_quant_args(p):
-    from .quant.options import DEFAULT_PORTIONS, PARTITIONS
+    from .quant.options import PARTITIONS, SCHEDULE_RETRAIN
 
     g = p.add_argument_group("quantization")
     g.add_argument("--abits", type=lambda t: _integer(t, 1, 16), default=8,
                    help="activation bits, 2..16 (default 8); binary: 1..8, 1 = bipolar (BNN)")
-    g.add_argument("--portions", type=_portions, default=DEFAULT_PORTIONS,
-                   help="INQ accumulated portions, increasing to 1.0 "
-                        "(default 0.5,0.75,0.875,1.0)")
+    g.add_argument("--portions", type=_portions, default=None,
+                   help="INQ accumulated portions, increasing to 1.0 (default per width: "
+                        "5+ bits 0.5,0.75,0.875,1.0; 4 bits 0.3,0.5,0.8,0.9,0.95,1.0; "
+                        "3 bits 0.2,0.4,0.6,0.7,0.8,0.9,0.95,1.0)")
     g.add_argument("--partition", choices=list(PARTITIONS), default="magnitude",
                    help="which weights INQ quantizes first (default magnitude)")
     g.add_argument("--ternary", choices=["twn", "ttq"], default="twn",
                    help="twn: one scale (Δ = 0.7·E|W|); ttq: trained positive/negative scales")
-    g.add_argument("--scale", choices=["layer", "channel"], default="layer",
-                   help="TWN scale α per layer or per output channel (default layer)")
+    g.add_argument("--scale", choices=["layer", "channel"], default=None,
+                   help="TWN α / INQ exponent range per layer or per output channel "
+                        "(default: channel for TWN, layer otherwise)")
+    g.add_argument("--edge-layers", choices=["same", "fixed8"], default=None,
+                   help="weights of the first and last conv/linear layer: same (the method's) "
+                        "or fixed8 (8-bit fixed point, as TWN/TTQ keep them at full "
+                        "precision); default per method (README, Quantization defaults)")
     g.add_argument("--tie", choices=["paper", "caffe"], default="paper",
                    help="INQ tie rule (default paper: ties to the larger magnitude)")
     g.add_argument("--alpha", choices=["none", "channel"], default="none",
@@ -308,10 +322,17 @@ def _add_quant_args(p):
     g.add_argument("--input-bits", type=lambda t: _integer(t, 1, 16), default=None,
                    metavar="N", help="binary: bits of the network input, 2..16 (default 8; the "
                                      "first layer reads multi-bit pixels)")
-    g.add_argument("--retrain-epochs", type=lambda t: _integer(t, 0), default=None,
-                   help="epochs per retraining phase (default 8; binary: 100; 0 = none)")
+    g.add_argument("--retrain-epochs", type=lambda t: _integer(t, 0),
+                   default=None,
+                   help=f"most epochs per retraining phase, stopped early on a validation "
+                        f"split of the training images (default "
+                        f"{SCHEDULE_RETRAIN['simple']['epochs']} for simple, "
+                        f"{SCHEDULE_RETRAIN['incremental']['epochs']} per incremental or "
+                        f"layerwise phase; binary: 100, no early stop; 0 = none)")
     g.add_argument("--lr", type=float, default=None,
-                   help="retraining learning rate (Adam; default 0.01, binary 0.03)")
+                   help=f"retraining learning rate (Adam; default "
+                        f"{SCHEDULE_RETRAIN['simple']['lr']:g} for simple, "
+                        f"{SCHEDULE_RETRAIN['incremental']['lr']:g} otherwise, binary 0.03)")
     g.add_argument("--calib", type=_positive, default=None, metavar="N",
                    help=f"training images used to calibrate activation ranges (default "
                         f"{DEFAULT_CALIB}, or all if fewer)")
@@ -358,7 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "ternary 2, binary 1")
     p.add_argument("--schedule", choices=[*SCHEDULES, "none"], default=None,
                    help="when weights are quantized and what is retrained (default: none for "
-                        "fixed, incremental for inq, simple for ternary)")
+                        "fixed above 4 bits, simple at 4 and fewer; incremental for inq, "
+                        "simple for ternary)")
     _add_quant_args(p)
     _add_data_args(p)
     p.add_argument("-o", "--output", required=True, metavar="NET.hwq")

@@ -96,8 +96,12 @@ def run_compare(model_path, ds, dataset_info, out_dir, *, methods, bits, schedul
         report = {"model": str(Path(model_path).resolve()), "dataset": dataset_info,
                   "test_images": len(ds.y_test), "seed": seed, "calibration_images": calib,
                   "float_accuracy": float_acc, "abits": base.abits,
-                  "retrain": dataclasses.asdict(base.retrain) | {"optimizer": "adam"},
-                  "portions": list(base.portions), "partition": base.partition,
+                  "retrain": {k: "per schedule" if v is None else v
+                              for k, v in dataclasses.asdict(base.retrain).items()}
+                  | {"optimizer": "adam"},
+                  "portions": (list(base.portions) if base.portions is not None
+                               else "INQ's list for each width"),
+                  "partition": base.partition,
                   "ternary": base.ternary, "rows": rows}
         if any(row["method"] == "binary" for row in rows):
             b = binary or base
@@ -107,6 +111,10 @@ def run_compare(model_path, ds, dataset_info, out_dir, *, methods, bits, schedul
         (tmp / "compare.md").write_text(render_markdown(report))
         plot_compare(report, tmp / "compare.png")
     return report
+
+
+def _portions_text(portions) -> str:
+    return portions if isinstance(portions, str) else ", ".join(map(str, portions))
 
 
 def _label(method, wbits, abits, own_abits):
@@ -141,7 +149,7 @@ def render_markdown(report) -> str:
               f"(activations {report['abits']} bits), points versus float in brackets."), "",
              (f"Retraining per phase: {r['epochs']} epochs, Adam lr {r['lr']}, batch "
               f"{r['batch_size']}, weight decay {r['weight_decay']}, seed {r['seed']}; INQ "
-              f"portions {', '.join(map(str, report['portions']))} ({report['partition']} "
+              f"portions {_portions_text(report['portions'])} ({report['partition']} "
               f"partition); ternary {report['ternary']}."), "",
              *_binary_note(report),
              "| method | bits | " + " | ".join(schedules) + " |",

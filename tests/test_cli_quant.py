@@ -70,8 +70,8 @@ def test_quantize_bad_input_exits_2_and_writes_nothing(extra, message, trained_d
 
 @pytest.mark.parametrize("method, bits, extra", [
     ("inq", 4, ["--partition", "random", "--portions", "0.5,1.0"]),
-    ("ternary", 2, ["--scale", "channel"]),
-    ("ternary", 2, ["--ternary", "ttq", "--schedule", "layerwise"]),
+    ("ternary", 2, ["--scale", "channel", "--edge-layers", "same"]),
+    ("ternary", 2, ["--ternary", "ttq", "--schedule", "layerwise", "--edge-layers", "same"]),
 ])
 def test_quantize_pow2_methods(method, bits, extra, trained_default_pt2, tmp_path, capsys):
     out, rep = tmp_path / "net.hwq", tmp_path / "r.json"

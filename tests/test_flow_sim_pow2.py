@@ -57,7 +57,8 @@ def test_default_cnn_ttq_asymmetric_bit_exact(trained_default_pt2, tmp_path):
     """Asymmetric ternary (two scales P, N per layer, applied after the per-sign sums)."""
     _, net = _quantize_compile_sim(
         trained_default_pt2, tmp_path,
-        ["--method", "ternary", "--ternary", "ttq", "--retrain-epochs", "2"], "conv1=16:9")
+        ["--method", "ternary", "--ternary", "ttq", "--retrain-epochs", "2", "--edge-layers",
+         "same"], "conv1=16:9")
     assert all(layer.kind_data.sign_scales != (1, 1) for layer in net.weight_layers)
 
 
@@ -66,5 +67,6 @@ def test_default_cnn_twn_per_channel_bit_exact(trained_default_pt2, tmp_path):
     """TWN with one α per output channel: ternary codes, α in the requant multipliers."""
     _, net = _quantize_compile_sim(
         trained_default_pt2, tmp_path,
-        ["--method", "ternary", "--scale", "channel", "--retrain-epochs", "2"], "max")
+        ["--method", "ternary", "--scale", "channel", "--retrain-epochs", "2", "--edge-layers",
+         "same"], "max")
     assert not net.layer("conv1").requant.is_shift_only

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from .. import ir
 
-__all__ = ["FakeQuantNetwork", "fake_quantize"]
+__all__ = ["FakeQuantNetwork", "fake_quantize", "fake_quantize_clipped"]
 
 
 def fake_quantize(x: torch.Tensor, frac: int, lo: int, hi: int) -> torch.Tensor:
@@ -26,6 +26,19 @@ def fake_quantize(x: torch.Tensor, frac: int, lo: int, hi: int) -> torch.Tensor:
     scale = math.ldexp(1.0, frac)
     q = torch.clamp(torch.floor(x * scale + 0.5), lo, hi) / scale
     return x + (q - x).detach()
+
+
+def fake_quantize_clipped(x: torch.Tensor, frac: int, lo: int, hi: int) -> torch.Tensor:
+    """The values of :func:`fake_quantize`, with a clipped straight-through gradient: 1 where
+    ``x`` lies inside the representable range ``[lo, hi] * 2**-frac``, 0 where it saturates.
+
+    The activation quantizer of quantization-aware retraining: a saturated activation gets no
+    gradient, as in the hardware it no longer depends on its input.
+    """
+    scale = math.ldexp(1.0, frac)
+    q = torch.clamp(torch.floor(x * scale + 0.5), lo, hi) / scale
+    inside = ((x >= lo / scale) & (x <= hi / scale)).to(x.dtype)
+    return q.detach() + (x - x.detach()) * inside
 
 
 def _requant(acc_real, layer, acc_frac):

@@ -5,9 +5,11 @@ conv/linear layer with the method's quantizer (:mod:`hwquant.quant.weights`) und
 (:mod:`hwquant.quant.schedules`), then calibrates the activations and lowers everything into
 the IR (:func:`hwquant.quant.fixed.build_network`).
 
-Defaults per method: ``fixed`` is post-training (no schedule); ``inq`` uses the
-``incremental`` schedule with the INQ portions; ``ternary`` uses ``simple`` (TWN trains with
-the straight-through estimator).
+Defaults per method and width (:mod:`hwquant.quant.options`): ``fixed`` is post-training
+above 4 bits and retrained with ``simple`` at 4 bits and below; ``inq`` uses the
+``incremental`` schedule with INQ's portions for the width; ``ternary`` uses ``simple`` (TWN
+trains with the straight-through estimator; α per output channel). Retraining is
+quantization-aware and re-fits the per-channel scale and bias after each quantization step.
 """
 
 from __future__ import annotations
@@ -42,6 +44,9 @@ def quantize_graph(graph, dataset, x_cal, opts: QuantOptions, *, name="network",
     post-training quantization. Raises :class:`QuantizationError` for bad options or models.
     """
     check_options(opts)
+    # Unset retraining fields take the schedule's defaults (options.SCHEDULE_RETRAIN).
+    opts = dataclasses.replace(
+        opts, retrain=opts.retrain.resolved(opts.resolved_schedule() or "simple"))
     names = _check_graph(graph)
     meta = {**(metadata or {}), "quantization": opts.to_json()}
     if opts.method == "binary":  # its own network: BatchNorm on the binary accumulators
@@ -55,12 +60,14 @@ def quantize_graph(graph, dataset, x_cal, opts: QuantOptions, *, name="network",
         return net, []
 
     last = names[-1]
+    edge = {names[0], last} if opts.resolved_edge_layers() == "fixed8" else set()
     quantizers = {}
     for n in names:
         # The logits layer has no requantizer to absorb per-channel scales: one α there.
-        gran = "layer" if n == last else opts.granularity
-        quantizers[n] = make_quantizer(opts.method, opts.wbits, variant=opts.ternary,
-                                       granularity=gran, tie=opts.tie)
+        gran = "layer" if n == last else opts.resolved_granularity()
+        quantizers[n] = (make_quantizer("fixed", 8) if n in edge else
+                         make_quantizer(opts.method, opts.wbits, variant=opts.ternary,
+                                        granularity=gran, tie=opts.tie))
     if schedule is None:  # one shot: quantize all, no retraining
         schedule_cfg = dataclasses.replace(opts.retrain, epochs=0)
         schedule = "simple"
@@ -68,19 +75,25 @@ def quantize_graph(graph, dataset, x_cal, opts: QuantOptions, *, name="network",
         schedule_cfg = opts.retrain
     try:
         qgraph, states, history = run_schedule(graph, dataset, quantizers, schedule=schedule,
-                                               cfg=schedule_cfg, portions=opts.portions,
-                                               partition=opts.partition, log=log)
+                                               cfg=schedule_cfg,
+                                               portions=opts.resolved_portions(),
+                                               partition=opts.partition, log=log,
+                                               x_cal=x_cal, abits=opts.abits)
     except WeightQuantError as exc:
         raise QuantizationError(f"{opts.method} quantization failed: {exc}") from None
 
     def lowered(node):
+        state = states[node.name]
         try:
-            low = quantizers[node.name].lower(node.weight, states[node.name])
+            low = quantizers[node.name].lower(state.get("quantized", node.weight), state)
         except WeightQuantError as exc:
             raise QuantizationError(f"Layer '{node.name}': {exc}; use more weight bits") from None
+        scale = low.channel_scale
+        if "gain" in state:  # the re-fitted per-channel scale (folded BatchNorm re-estimated)
+            scale = state["gain"] * (1.0 if scale is None else scale)
         return {"weight": low.weight, "weight_bits": low.weight_bits,
                 "weight_frac": low.weight_frac, "encoding": low.encoding,
-                "kind_data": low.kind_data, "channel_scale": low.channel_scale}
+                "kind_data": low.kind_data, "channel_scale": scale}
 
     net = build_network(qgraph, x_cal, abits=opts.abits, weight_quantizer=lowered, name=name,
                         metadata=meta)

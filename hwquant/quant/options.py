@@ -13,11 +13,28 @@ from .fixed import QuantizationError, _check_bits
 
 __all__ = ["QuantOptions", "RetrainConfig", "check_options", "check_portions", "METHODS",
            "METHOD_BITS", "DEFAULT_SCHEDULE", "DEFAULT_BITS", "SCHEDULES", "PARTITIONS",
-           "DEFAULT_PORTIONS"]
+           "DEFAULT_PORTIONS", "INQ_PORTIONS", "default_portions", "default_schedule",
+           "FIXED_RETRAIN_BITS", "DEFAULT_GRANULARITY", "SCHEDULE_RETRAIN", "EDGE_LAYERS",
+           "DEFAULT_EDGE_LAYERS", "HINT_DROP_POINTS", "accuracy_hint"]
 
 SCHEDULES = ("simple", "incremental", "layerwise")
 PARTITIONS = ("magnitude", "random")
 DEFAULT_PORTIONS = (0.5, 0.75, 0.875, 1.0)
+
+#: INQ's accumulated portions per weight width (INQ §3.1 and §3.3, ResNet-18 at 5/4/3/2
+#: bits): fewer bits, more and smaller steps.
+INQ_PORTIONS = {
+    5: DEFAULT_PORTIONS,
+    4: (0.3, 0.5, 0.8, 0.9, 0.95, 1.0),
+    3: (0.2, 0.4, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0),
+    2: (0.2, 0.4, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.975, 1.0),
+}
+
+
+def default_portions(bits: int) -> tuple:
+    """INQ portions for ``bits``-bit weights (:data:`INQ_PORTIONS`; 5 and more: the 5-bit list)."""
+    return INQ_PORTIONS[min(max(int(bits), 2), 5)]
+
 
 #: Allowed weight widths per method.
 METHOD_BITS = {"fixed": (2, 16), "inq": (2, 8), "ternary": (2, 2), "binary": (1, 1)}
@@ -27,16 +44,47 @@ METHOD_BITS = {"fixed": (2, 16), "inq": (2, 8), "ternary": (2, 2), "binary": (1,
 class RetrainConfig:
     """Retraining hyper-parameters (per retraining phase): Adam, cosine decay over the phase.
 
-    Defaults measured on the digits default CNN (train seed 0, float 99.11 %): with them INQ
-    keeps 5/4/3-bit weights within 0.2/0.2/0.9 points of float and TWN within 0.5
-    (``tests/test_schedules.py`` asserts the INQ targets)."""
+    ``epochs`` is the most a phase trains; after every epoch the golden-model-like forward
+    (quantized weights and, with ``qat``, quantized activations) is scored by its loss on a
+    validation split of ``val_fraction`` of the *training* images (never the test split); a
+    phase stops
+    after ``patience`` epochs without improvement and keeps its best epoch (or the state it
+    started from, if no epoch beat it). ``qat``: activations pass through the golden model's
+    fake-quantization while retraining. ``refit_channels``: after every quantization step each
+    hidden layer's per-channel scale and bias are re-fitted on the calibration images so its
+    pre-activations have the float model's per-channel mean and standard deviation (what
+    re-estimating folded BatchNorm statistics means; ``docs/arithmetic.md``), then trained.
 
-    epochs: int = 8
-    lr: float = 1e-2
+    ``epochs``, ``lr`` and ``patience`` left at None take the schedule's measured default
+    (:data:`SCHEDULE_RETRAIN`; README, "Quantization defaults"): :meth:`resolved`."""
+
+    epochs: int | None = None
+    lr: float | None = None
     batch_size: int = 64
     weight_decay: float = 1e-4
     seed: int = 0
     progress: bool = True
+    patience: int | None = None
+    val_fraction: float = 0.15
+    qat: bool = True
+    refit_channels: bool = True
+
+    def resolved(self, schedule) -> RetrainConfig:
+        """This config with the unset fields taken from ``schedule``'s defaults."""
+        base = SCHEDULE_RETRAIN.get(schedule, SCHEDULE_RETRAIN["incremental"])
+        return dataclasses.replace(self, **{k: v for k, v in base.items()
+                                            if getattr(self, k) is None})
+
+
+#: Retraining defaults per schedule. The one phase of ``simple`` starts from every weight
+#: quantized, far from the float optimum: a small step, longer, more patience. The phases of
+#: ``incremental``/``layerwise`` retrain the float rest after a small step: a larger step,
+#: shorter.
+SCHEDULE_RETRAIN = {
+    "simple": {"epochs": 30, "lr": 1e-3, "patience": 5},
+    "incremental": {"epochs": 15, "lr": 1e-2, "patience": 3},
+    "layerwise": {"epochs": 15, "lr": 1e-2, "patience": 3},
+}
 
 
 METHODS = ("fixed", "inq", "ternary", "binary")
@@ -49,6 +97,16 @@ BINARY_ABITS = (1, 8)
 BINARY_ALPHAS = ("none", "channel")
 BINARY_SCHEDULES = ("simple", "none")
 BINARY_INPUT_BITS = 8
+#: Fixed-point weights of this width or fewer are retrained (``simple``) by default; wider
+#: ones are post-training.
+FIXED_RETRAIN_BITS = 4
+
+
+def default_schedule(method: str, bits: int):
+    """The schedule a method uses at ``bits`` when none is given (None: post-training)."""
+    if method == "fixed":
+        return "simple" if bits <= FIXED_RETRAIN_BITS else None
+    return DEFAULT_SCHEDULE[method]
 
 
 @dataclass
@@ -59,13 +117,21 @@ class QuantOptions:
     #: None: the method's default (:data:`DEFAULT_BITS`).
     wbits: int | None = None
     abits: int = 8
-    #: None: the method's default (:data:`DEFAULT_SCHEDULE`); "none": post-training only.
+    #: None: the method's default at this width (:func:`default_schedule`); "none":
+    #: post-training only.
     schedule: str | None = None
-    portions: tuple = DEFAULT_PORTIONS
+    #: None: INQ's portions for the weight width (:func:`default_portions`).
+    portions: tuple | None = None
     partition: str = "magnitude"
     ternary: str = "twn"  # twn | ttq
-    granularity: str = "layer"  # layer | channel (TWN α)
+    #: TWN α / INQ exponent range per layer or per output channel; None: the method's default
+    #: (:data:`DEFAULT_GRANULARITY`). The logits layer always has one per layer.
+    granularity: str | None = None
     tie: str = "paper"
+    #: "same": every conv/linear layer with ``method``; "fixed8": the first and the last
+    #: with 8-bit fixed-point weights (as TWN and TTQ keep them at full precision); None:
+    #: the method's default (:data:`DEFAULT_EDGE_LAYERS`).
+    edge_layers: str | None = None
     #: ``binary``: XNOR-Net per-output-channel weight scale, "none" or "channel".
     alpha: str = "none"
     #: ``binary``: width of the network input (None: :data:`BINARY_INPUT_BITS`); the other
@@ -78,33 +144,62 @@ class QuantOptions:
             self.wbits = DEFAULT_BITS[self.method]
 
     def resolved_schedule(self):
-        s = DEFAULT_SCHEDULE[self.method] if self.schedule is None else self.schedule
-        return None if s == "none" else s
+        if self.schedule is None:
+            return default_schedule(self.method, self.wbits) if self.method in METHODS else None
+        return None if self.schedule == "none" else self.schedule
+
+    def resolved_portions(self) -> tuple:
+        return default_portions(self.wbits) if self.portions is None else tuple(self.portions)
+
+    def resolved_granularity(self) -> str:
+        if self.granularity is not None:
+            return self.granularity
+        return DEFAULT_GRANULARITY.get((self.method, self.ternary), "layer")
 
     def resolved_input_bits(self) -> int:
         return BINARY_INPUT_BITS if self.input_bits is None else self.input_bits
+
+    def resolved_edge_layers(self) -> str:
+        if self.edge_layers is not None:
+            return self.edge_layers
+        return DEFAULT_EDGE_LAYERS.get(self.method, "same")
 
     def to_json(self) -> dict:
         d = {"method": self.method, "wbits": self.wbits, "abits": self.abits,
              "schedule": self.resolved_schedule() or "none"}
         if d["schedule"] == "incremental":
-            d.update(portions=list(self.portions), partition=self.partition)
+            d.update(portions=list(self.resolved_portions()), partition=self.partition)
         if self.method == "ternary":
-            d.update(ternary=self.ternary, granularity=self.granularity)
+            d.update(ternary=self.ternary, granularity=self.resolved_granularity())
         if self.method == "inq":
-            d["tie"] = self.tie
+            d.update(tie=self.tie, granularity=self.resolved_granularity())
         if self.method == "binary":
             d.update(alpha=self.alpha, input_bits=self.resolved_input_bits(),
                      configuration=f"W1A{self.abits}")
+        if self.resolved_edge_layers() != "same":
+            d["edge_layers"] = self.resolved_edge_layers()
         if d["schedule"] != "none":
-            r = self.retrain
+            r = self.retrain.resolved(d["schedule"])
             d["retrain"] = {"epochs": r.epochs, "lr": r.lr, "batch_size": r.batch_size,
-                            "weight_decay": r.weight_decay, "seed": r.seed, "optimizer": "adam"}
+                            "weight_decay": r.weight_decay, "seed": r.seed, "optimizer": "adam",
+                            "patience": r.patience, "val_fraction": r.val_fraction,
+                            "qat": r.qat, "refit_channels": r.refit_channels}
         return d
 
 
-def check_portions(portions) -> tuple:
-    """Accumulated portions must increase strictly and end at 1.0 (INQ σ_1 < … < σ_N = 1)."""
+#: Weights of the first and last conv/linear layer per method when none is given.
+DEFAULT_EDGE_LAYERS = {"ternary": "fixed8"}
+EDGE_LAYERS = ("same", "fixed8")
+
+#: Scale granularity per (method, ternary variant) when none is given.
+DEFAULT_GRANULARITY = {("ternary", "twn"): "channel"}
+
+
+def check_portions(portions) -> tuple | None:
+    """Accumulated portions must increase strictly and end at 1.0 (INQ σ_1 < … < σ_N = 1).
+    None (the width's default) passes."""
+    if portions is None:
+        return None
     try:
         p = tuple(float(v) for v in portions)
     except (TypeError, ValueError):
@@ -148,6 +243,10 @@ def _check_binary(opts) -> None:
         raise QuantizationError(f"Input width --input-bits must be an integer in 2..16, not "
                                 f"{bits!r}: the first layer of a binary network reads multi-bit "
                                 f"input pixels (a binary input is not supported)")
+    if getattr(opts, "edge_layers", None) not in (None, "same"):
+        raise QuantizationError("--edge-layers applies to the multi-bit methods; --method binary "
+                                "binarizes every layer's weights (the first reads multi-bit "
+                                "input, the last produces logits)")
     schedule = opts.resolved_schedule() or "none"
     if schedule not in BINARY_SCHEDULES:
         raise QuantizationError(f"Binary networks retrain with the simple schedule (all layers "
@@ -185,13 +284,61 @@ def check_options(opts: QuantOptions) -> None:
                                 f"{opts.partition!r}")
     if opts.ternary not in ("twn", "ttq"):
         raise QuantizationError(f"Ternary variant must be twn or ttq, not {opts.ternary!r}")
-    if opts.granularity not in ("layer", "channel"):
-        raise QuantizationError(f"Ternary scale granularity must be layer or channel, not "
+    if opts.granularity not in (None, "layer", "channel"):
+        raise QuantizationError(f"Scale granularity must be layer or channel, not "
                                 f"{opts.granularity!r}")
+    if opts.edge_layers not in (None, *EDGE_LAYERS):
+        raise QuantizationError(f"Edge layers must be one of {', '.join(EDGE_LAYERS)}, not "
+                                f"{opts.edge_layers!r}")
     if opts.tie not in ("paper", "caffe"):
         raise QuantizationError(f"INQ tie rule must be paper or caffe, not {opts.tie!r}")
-    r = opts.retrain
+    r = opts.retrain.resolved(schedule or "simple")
     if not isinstance(r.epochs, int) or r.epochs < 0:
         raise QuantizationError(f"Retraining epochs must be an integer >= 0, not {r.epochs!r}")
+    if not isinstance(r.patience, int) or r.patience < 1:
+        raise QuantizationError(f"Early-stopping patience must be an integer >= 1, not "
+                                f"{r.patience!r}")
+    if not 0.0 <= r.val_fraction < 1.0:
+        raise QuantizationError(f"Validation fraction must be in [0, 1), not "
+                                f"{r.val_fraction!r}")
 
 
+
+
+#: ``quantize`` names what usually helps when the golden model loses more than this many
+#: points of test accuracy against float (the suite's targets are 0.5 to 2 points).
+HINT_DROP_POINTS = 2.0
+
+
+def accuracy_hint(opts: QuantOptions, float_acc: float, quantized_acc: float) -> str | None:
+    """One line on what usually helps when ``quantized_acc`` is more than
+    :data:`HINT_DROP_POINTS` below ``float_acc``; None otherwise."""
+    drop = (float_acc - quantized_acc) * 100
+    if drop <= HINT_DROP_POINTS:
+        return None
+    schedule = opts.resolved_schedule()
+    epochs = opts.retrain.resolved(schedule or "simple").epochs
+    tips = []
+    if schedule is None or epochs == 0:
+        tips.append("retraining (--schedule simple, or incremental for inq)")
+    if opts.abits < 6:
+        tips.append(f"more activation bits (--abits {opts.abits + 2})")
+    if opts.method == "fixed":
+        tips.append(f"more weight bits (--bits {opts.wbits + 1})")
+    elif opts.method == "inq":
+        if opts.wbits < METHOD_BITS["inq"][1]:
+            tips.append(f"more weight bits (--bits {opts.wbits + 1})")
+        if opts.resolved_granularity() == "layer":
+            tips.append("one exponent range per channel (--scale channel)")
+        if schedule == "incremental":
+            tips.append("smaller INQ steps (--portions with more values)")
+    elif opts.method == "ternary":
+        if opts.resolved_granularity() == "layer" and opts.ternary == "twn":
+            tips.append("one scale per channel (--scale channel)")
+        tips.append("the other ternary variant (--ternary "
+                    f"{'ttq' if opts.ternary == 'twn' else 'twn'})")
+        tips.append("power-of-two weights with more bits (--method inq --bits 3)")
+    if schedule is not None and epochs:
+        tips.append(f"more retraining (--retrain-epochs {2 * epochs})")
+    return (f"accuracy drops {drop:.1f} points (more than {HINT_DROP_POINTS:g}); what usually "
+            f"helps: {'; '.join(tips[:3])}")
