@@ -10,7 +10,9 @@ Two parts, each printed side by side:
 * ``lfc``: BNN-PYNQ's LFC-W1A1 topology (Umuroglu et al., "FINN: A Framework for Fast,
   Scalable Binarized Neural Network Inference", FPGA 2017): 784-1024-1024-1024-10, binary
   weights and bipolar activations everywhere, the published folding PE x SIMD = 32 x 64,
-  64 x 32, 32 x 64, 16 x 8, random weights and thresholds. As in the published design the
+  64 x 32, 32 x 64, 16 x 8, random weights and thresholds (mixed directions, as negative
+  BatchNorm gammas give; ``--flip`` folds them into the weights first, as FINN does:
+  :func:`hwquant.golden.binary.flip_negative_directions`). As in the published design the
   input is padded to 832 bits (13 x 64) and the 10 classes to 16 (PE = 16): 6,272 XNOR lanes.
   Whole network top (:func:`hwquant.compile.emit_verilog`) through ``synth_xilinx``: LUT per
   XNOR lane (all LUTs / sum of PE * SIMD; the published Vivado design: 28,360 LUT for 6,272
@@ -44,6 +46,7 @@ from hwquant import ir
 from hwquant.compile import TOP_NAME, emit_verilog
 from hwquant.errors import HwquantError
 from hwquant.estimate.synth import place_and_route, synthesize
+from hwquant.golden.binary import flip_negative_directions
 from hwquant.hw.binary import popcount_for
 from hwquant.hw.mvu import MatrixVectorUnit
 from hwquant.plan import plan_network
@@ -129,14 +132,17 @@ def run_mvu(workdir):
             for enc, (r, s) in rows.items()}
 
 
-def run_lfc(workdir, pnr, seeds):
+def run_lfc(workdir, pnr, seeds, flip=False):
     net = lfc_network()
+    if flip:
+        net = flip_negative_directions(net)
     plan = plan_network(net)
     lanes = sum(layer.fold.pe * layer.fold.simd for layer in net.weight_layers)
     bound = max((layer.out_channels // layer.fold.pe) * (layer.fan_in // layer.fold.simd)
                 for layer in net.weight_layers)
     predicted = plan.bottleneck_cycles()
-    print(f"LFC-W1A1: {lanes} XNOR lanes; cycles per image predicted {predicted}, "
+    print(f"LFC-W1A1{' (directions flipped into the weights)' if flip else ''}: {lanes} XNOR "
+          f"lanes; cycles per image predicted {predicted}, "
           f"bottleneck bound max(NF*SF) = {bound}", flush=True)
     path = workdir / "lfc_xilinx.v"
     t0 = time.monotonic()
@@ -183,6 +189,8 @@ def main(argv=None):
     ap.add_argument("--parts", default="mvu,lfc")
     ap.add_argument("--pnr", action="store_true", help="also ECP5 synthesis and nextpnr (LFC)")
     ap.add_argument("--seeds", default="1,2,3")
+    ap.add_argument("--flip", action="store_true",
+                    help="LFC: fold negative threshold directions into the weights first")
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None, help="write the numbers here")
     args = ap.parse_args(argv)
@@ -193,7 +201,8 @@ def main(argv=None):
     if "mvu" in parts:
         result["mvu"] = run_mvu(workdir)
     if "lfc" in parts:
-        result["lfc"] = run_lfc(workdir, args.pnr, [int(s) for s in args.seeds.split(",")])
+        result["lfc"] = run_lfc(workdir, args.pnr, [int(s) for s in args.seeds.split(",")],
+                                flip=args.flip)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
 

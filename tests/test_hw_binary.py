@@ -173,6 +173,19 @@ def test_mvu_equals_golden(fold_kind, fmt, epilogue):
     check_mvu(layer, 5, seed=seed, stalls=0.4 if seed % 2 else 0.2)
 
 
+@pytest.mark.parametrize("fold_kind", ["serial", "both", "simd"])
+@pytest.mark.parametrize("fan_in", [6, 7, 13])
+def test_mvu_with_lut6_popcounts_equals_golden(fold_kind, fan_in):
+    """The LUT6 structure (``popcount_for("xilinx")``): (6:3) counters, and with ROM weights
+    the XNORs inside (3:2) counters, any lane count modulo 3."""
+    from hwquant.hw.binary import popcount_for
+
+    layer = binary_linear(np.random.default_rng(fan_in), 4, fan_in, B, "thresholds",
+                          fold=FOLDS[fold_kind](4, fan_in) if fold_kind != "both" else (2, 1))
+    with popcount_for("xilinx"):
+        check_mvu(layer, 4, seed=fan_in, stalls=0.3)
+
+
 def test_mvu_bipolar_accumulators_hold_the_popcount():
     """The bipolar MVU accumulates popcounts (0..F): ``log2(F) + 1`` signed bits, not the
     range of ``2P - F``; the combine range is ``[-F, F]``."""
@@ -233,3 +246,22 @@ def test_compile_and_verilator_sim_bit_exact(builder, fold, tmp_path):
     for name, st in res["streams"].items():
         assert st["received"] == st["expected"] > 0 and st["mismatches"] == 0, name
     assert abs(res["cycle_error"]) <= 0.05, res
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_flipping_negative_directions_keeps_every_layer_output(seed):
+    """Negative threshold directions folded into the weights (FINN's weight flip): the same
+    integers on every layer, only positive directions left; the flipped network's hardware is
+    bit-exact too."""
+    net = binary_chain(seed)
+    flipped = gbin.flip_negative_directions(net)
+    assert all(np.all(layer.epilogue.direction == 1) for layer in flipped.weight_layers
+               if isinstance(layer.epilogue, ir.Thresholds))
+    fmt = net.input_format
+    x = np.random.default_rng(seed).integers(fmt.lo, fmt.hi + 1, (20, *net.input_shape))
+    a, b = golden.run(net, x), golden.run(flipped, x)
+    for layer in net.layers:
+        if not isinstance(layer.epilogue if hasattr(layer, "epilogue") else None, ir.Logits):
+            np.testing.assert_array_equal(a[layer.name], b[layer.name])
+    np.testing.assert_array_equal(a[net.output.name], b[net.output.name])
+    check_network(flipped, n=2, seed=seed, stalls=0.2)

@@ -160,3 +160,28 @@ def test_popcount_beats_the_adder_loop(family, tmp_path):
     loop = synth_luts(Registered(AdderLoop(n)), family, tmp_path, "loop")
     assert ours < loop
     assert ours / n <= 1.2
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 9, 64])
+def test_xnor_popcount_counts_agreements(n):
+    from hwquant.hw.popcount import XnorPopcount
+
+    rng = np.random.default_rng(n)
+    if n <= 4:
+        pairs = [(x, w) for x in range(1 << n) for w in range(1 << n)]
+    else:
+        pairs = [tuple(int(v) for v in rng.integers(0, 1 << min(n, 62), 2)) for _ in range(200)]
+    dut = XnorPopcount(n)
+    got = []
+
+    async def tb(ctx):
+        for x, w in pairs:
+            ctx.set(dut.x, x)
+            ctx.set(dut.w, w)
+            got.append(ctx.get(dut.o))
+
+    sim = Simulator(dut)
+    sim.add_testbench(tb)
+    sim.run()
+    mask = (1 << n) - 1
+    assert got == [(~(x ^ w) & mask).bit_count() for x, w in pairs]

@@ -9,9 +9,10 @@ What :class:`hwquant.hw.binary.BinaryEngine` builds, per processing element:
   (``benchmarks/bench_popcount.py``). With constant weights (unrolled) the XNORs are inverters
   folded into the tree's first LUTs, and the PEs share every node whose input bits carry the
   same weight signs (Yosys merges the identical logic);
-  with ROM weights each XNOR of an input with a weight bit is one more LUT (measured: the
-  popcount's first level cannot absorb it, its LUTs feed a carry chain or hold six inputs
-  already). Then ``2P - F`` once per PE: one adder of ``log2 F + 2`` bits (the MVU's combine
+  with ROM weights each XNOR of an input with a weight bit is one more LUT for the LUT4 tree
+  (its first LUTs feed a carry chain), and for the LUT6 structure the XNORs sit inside (3:2)
+  counters of three lanes (:class:`hwquant.hw.popcount.XnorPopcount`; modelled 95 LUT6 for 64
+  lanes, measured 120). Then ``2P - F`` once per PE: one adder of ``log2 F + 2`` bits (the MVU's combine
   step, counted here with the engines).
 * **multi-bit inputs** (the first layer): the add/subtract tree. Unrolled, Yosys merges the
   ``+1`` and ``-1`` lanes into one multi-operand sum (a carry-save tree,
@@ -118,6 +119,15 @@ def _bipolar_engines(layer, family, lut_inputs, unrolled) -> Resources:
     combine = adder(max(layer.fan_in.bit_length(), 1) + 1, family) * pe  # 2P - F
     if unrolled:
         return popcount_luts(simd, family, lut_inputs, rows=layer.weight_matrix()) + combine
+    if lut_inputs == 6:
+        # XnorPopcount: (3:2) counters of three XNORs (two LUT6 each), the leftover lanes'
+        # XNORs, two popcounts (ones and twos) and their adder.
+        groups, rest = divmod(simd, 3)
+        engine = Resources(lut=2 * groups + rest)
+        engine += popcount_luts(groups + rest, family, 6) + popcount_luts(groups, family, 6)
+        if groups:
+            engine += adder(max(simd.bit_length(), 1), family)
+        return engine * pe + combine
     # The XNORs with the ROM's weight bits: one LUT each.
     return (popcount_luts(simd, family, lut_inputs) + Resources(lut=simd)) * pe + combine
 

@@ -18,7 +18,7 @@ import numpy as np
 from ..layout import conv_weight_matrix
 from .exact import fast_enabled, matmul
 
-__all__ = ["dot", "weight_bits_of", "xnor_popcount"]
+__all__ = ["dot", "weight_bits_of", "xnor_popcount", "flip_negative_directions"]
 
 
 def weight_bits_of(weight) -> np.ndarray:
@@ -58,3 +58,35 @@ def dot_windows(layer, cols, x_abs_max=None, window_order=False):
 
 #: The fast path's entry (golden.network looks for it on the kind's dot).
 dot.windows = dot_windows
+
+
+def flip_negative_directions(net):
+    """``net`` with every binary layer's negative-direction threshold channels folded into
+    its weights (as FINN does for a negative BatchNorm gamma): for a channel with direction
+    ``-1`` the weights, the bias and the thresholds are negated and the direction becomes
+    ``+1`` (``ACC + B <= T`` is ``-(ACC + B) >= -T``; the thresholds of the row are re-sorted,
+    the count of passed ones does not depend on their order). Every layer's output is
+    unchanged, so the golden model and the hardware agree on the flipped network exactly;
+    the hardware saves the per-channel negation in the thresholds epilogue. Other layers are
+    returned as they are."""
+    import dataclasses
+
+    from .. import ir
+
+    layers = []
+    for layer in net.layers:
+        ep = getattr(layer, "epilogue", None)
+        if getattr(layer, "encoding", None) != "binary" or not isinstance(ep, ir.Thresholds) \
+                or not np.any(ep.direction < 0):
+            layers.append(layer)
+            continue
+        neg = ep.direction < 0
+        sign = np.where(neg, -1, 1)
+        weight = layer.weight * sign.reshape((-1,) + (1,) * (layer.weight.ndim - 1))
+        thresholds = np.where(neg[:, None], -ep.thresholds[:, ::-1], ep.thresholds)
+        layers.append(dataclasses.replace(
+            layer, weight=weight, bias=layer.bias * sign,
+            epilogue=ir.Thresholds(thresholds, np.ones_like(ep.direction))))
+    out = dataclasses.replace(net, layers=tuple(layers))
+    out.validate()
+    return out

@@ -29,7 +29,7 @@ from ..ir import signed_bits_for
 from ..layout import pack_lanes
 from .arith import adder_tree
 from .engine import Engine
-from .popcount import DEFAULT_LUT_INPUTS, LUT_INPUTS, Popcount, lut_inputs_of
+from .popcount import DEFAULT_LUT_INPUTS, LUT_INPUTS, Popcount, XnorPopcount, lut_inputs_of
 from .streams import lane_shape
 
 __all__ = ["DotEngine", "BinaryEngine", "xnor_bits", "signed_sum", "popcount_for"]
@@ -193,7 +193,9 @@ class BinaryEngine(Engine):
     Multi-bit input: the partial sum is the signed beat sum, combine is the identity.
 
     ROM word (folded): ``PE`` fields of ``SIMD`` weight bits, PE 0 in the LSBs, lane 0 the LSB of
-    its field. Constant weights (unrolled): no ROM; an XNOR is wiring or an inverter.
+    its field; for LUT6 the XNORs with the ROM bits sit inside (3:2) counters
+    (:class:`hwquant.hw.popcount.XnorPopcount`). Constant weights (unrolled): no ROM; an XNOR is
+    wiring or an inverter.
 
     Class attribute :attr:`LUT_INPUTS` picks the popcount's structure
     (:class:`hwquant.hw.popcount.Popcount`): the emitted Verilog does not know its family, so
@@ -263,7 +265,12 @@ class BinaryEngine(Engine):
         for p in range(pe):
             weights = self._weights[p].tolist() if self.constant else None
             w = None if self.constant else self.w[p * simd:(p + 1) * simd]
-            if layer.in_format.bipolar:
+            if layer.in_format.bipolar and w is not None and self.LUT_INPUTS == 6:
+                # ROM weights on LUT6: the XNORs inside (3:2) counters.
+                pc = XnorPopcount(simd)
+                m.submodules[f"popcount{p}"] = pc
+                m.d.comb += [pc.x.eq(self.x.as_value()), pc.w.eq(w), self.parts[p].eq(pc.o)]
+            elif layer.in_format.bipolar:
                 pc = Popcount(simd, lut_inputs=self.LUT_INPUTS)
                 m.submodules[f"popcount{p}"] = pc
                 m.d.comb += [pc.i.eq(Cat(*xnor_bits(x, weights, w))), self.parts[p].eq(pc.o)]

@@ -48,7 +48,7 @@ from ..popcount_tree import (
 )
 
 __all__ = ["Popcount", "DEFAULT_LUT_INPUTS", "LUT_INPUTS", "lut_inputs_of", "popcount_bits",
-           "counter", "carry_in_add"]
+           "counter", "carry_in_add", "xnor_pair_counter", "XnorPopcount"]
 
 
 def counter(bits) -> list:
@@ -172,4 +172,64 @@ class Popcount(wiring.Component):
                                    last=len(nxt) == 1 and not spares)
             nums, spares = both[:len(nxt)], both[len(nxt):]
         m.d.comb += self.o.eq(nums[0])
+        return m
+
+
+def xnor_pair_counter(xs, ws) -> list:
+    """A (3:2) counter over the XNORs of three input bits with three weight bits: its two
+    output bits (weights 1 and 2), each one 6-input truth table (one LUT6): the XNORs cost
+    nothing of their own."""
+    idx = Cat(*[b for pair in zip(xs, ws, strict=True) for b in pair])
+    outs = []
+    for k in range(2):
+        table = 0
+        for v in range(64):
+            agree = sum(((v >> (2 * i)) & 1) == ((v >> (2 * i + 1)) & 1) for i in range(3))
+            if (agree >> k) & 1:
+                table |= 1 << v
+        outs.append(Const(table, 64).bit_select(idx, 1))
+    return outs
+
+
+class XnorPopcount(wiring.Component):
+    """``o = popcount(XNOR(x, w))`` of two ``n``-bit vectors for LUT6 families, combinational.
+
+    Each group of three lanes is one (3:2) counter of the three XNORs (two LUT6, the XNORs
+    inside them), giving ``n / 3`` bits of weight 1 and ``n / 3`` of weight 2; the lanes left
+    over are plain XNORs of weight 1. Two LUT6 popcounts (:class:`Popcount`) count the two
+    columns and one adder forms ``ones + 2 * twos``: about ``0.67 + 0.73 = 1.4`` LUT6 per lane,
+    against ``1 + 1.1`` for XNORs in front of a popcount.
+
+    Members
+    -------
+    x, w : ``In(n)``
+    o : ``Out(unsigned(popcount_bits(n)))``
+    """
+
+    def __init__(self, n):
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"XNOR popcount needs at least one lane, not {n!r}")
+        self._n = n
+        super().__init__({"x": In(n), "w": In(n), "o": Out(unsigned(popcount_bits(n)))})
+
+    def elaborate(self, platform):
+        m = Module()
+        n, groups = self._n, self._n // 3
+        ones, twos = [], []
+        for g in range(groups):
+            lo, hi = xnor_pair_counter([self.x[3 * g + i] for i in range(3)],
+                                       [self.w[3 * g + i] for i in range(3)])
+            ones.append(lo)
+            twos.append(hi)
+        ones += [~(self.x[i] ^ self.w[i]) for i in range(3 * groups, n)]
+        total = None
+        for name, bits, shift in (("ones", ones, 0), ("twos", twos, 1)):
+            if not bits:
+                continue
+            pc = Popcount(len(bits), lut_inputs=6)
+            m.submodules[name] = pc
+            m.d.comb += pc.i.eq(Cat(*bits))
+            term = pc.o << shift
+            total = term if total is None else total + term
+        m.d.comb += self.o.eq(total)
         return m
