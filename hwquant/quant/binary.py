@@ -34,6 +34,7 @@ in ``docs/arithmetic.md`` (section Binary layers).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -45,7 +46,7 @@ from torch import nn
 from .. import ir
 from .fixed import QuantizationError, activation_format, input_format
 from .grid import frac_for_range
-from .options import BINARY_ABITS, BINARY_ALPHAS, BINARY_SCHEDULES
+from .options import BINARY_ABITS, BINARY_ALPHAS, BINARY_SCHEDULES, METHOD_RETRAIN
 
 __all__ = ["BinaryNet", "quantize_binary", "fold_thresholds", "fold_requant", "fold_logits",
            "sign", "BINARY_ABITS", "THRESHOLD_MAX_BITS", "BINARY_ALPHAS", "BINARY_SCHEDULES",
@@ -517,12 +518,19 @@ def _train(model, dataset, cfg, say):
         bar.set_postfix(loss=f"{loss.item():.3f}")
 
 
+def _resolved_retrain(cfg):
+    """``cfg`` with fields left at None (a config not built by
+    :func:`hwquant.quant.options.retrain_config`) taken from the binary defaults."""
+    unset = {k: v for k, v in METHOD_RETRAIN["binary"].items() if getattr(cfg, k, None) is None}
+    return dataclasses.replace(cfg, **unset) if unset else cfg
+
+
 def train_binary_network(graph, dataset, x_cal, opts, *, log=None):
     """A trained :class:`BinaryNet` for ``graph`` as ``opts`` (``method="binary"``) says, in
     float64 and eval mode with its BatchNorm statistics re-estimated; returns ``(model,
     history)``, ``history`` the test accuracy of the torch forward before and after
     retraining."""
-    cfg = opts.retrain
+    cfg = _resolved_retrain(opts.retrain)
     say = log or (lambda msg: None)
     plan = binary_plan(graph, x_cal, abits=opts.abits, alpha=opts.alpha,
                        input_bits=opts.resolved_input_bits())
