@@ -369,6 +369,13 @@ def test_bad_binary_options(kwargs, message):
         check_options(QuantOptions(method="binary", **kwargs))
 
 
+def test_edge_layers_are_refused_for_binary():
+    with pytest.raises(QuantizationError, match=r"^--edge-layers applies to the multi-bit "
+                                                r"methods; --method binary binarizes every "):
+        check_options(QuantOptions(method="binary", edge_layers="fixed8"))
+    check_options(QuantOptions(method="binary", edge_layers="same"))
+
+
 def test_binary_flags_on_other_methods_are_refused():
     with pytest.raises(QuantizationError, match=r"^--alpha and --input-bits apply to --method "
                                                 r"binary, not fixed"):
