@@ -29,7 +29,8 @@ training set with the final binary weights, layer by layer, and folded:
 The first layer reads the multi-bit input pixels (``input_bits``, default 8) with binary
 weights; max pooling runs after the threshold (correct for any sign of ``gamma``). Bipolar
 feature maps are padded with ``-1`` in training as in the integer model. The exact rules are
-in ``docs/arithmetic.md`` (section Binary layers).
+in ``docs/arithmetic.md`` (section "Binary networks: BatchNorm and activation as integer
+thresholds").
 """
 
 from __future__ import annotations
@@ -413,9 +414,7 @@ def fold_logits(weight, g, h, in_fmt):
     if np.all(mag == mag[0]):
         scale = None
     wm = weight.reshape(len(weight), -1)
-    reach = float(np.abs(ir.matrix_range(wm, np.zeros(len(wm), dtype=np.int64), in_fmt)).max())
-    bias = np.clip(bias, -(1 << 40), 1 << 40)
-    bias = np.where(np.abs(bias) > reach + (1 << 40), 0, bias).astype(np.int64)
+    bias = np.clip(bias, -(1 << 40), 1 << 40).astype(np.int64)
     lo, hi = ir.matrix_range(wm, bias, in_fmt)
     if scale is not None:
         lo, hi = np.minimum(lo * scale, hi * scale), np.maximum(lo * scale, hi * scale)
@@ -469,18 +468,23 @@ def lower(model: BinaryNet, *, name="network", metadata=None) -> ir.Network:
                       metadata=dict(metadata or {}))
 
 
+def _format_name(fmt: ir.ActFormat) -> str:
+    return "bipolar" if fmt.bipolar else f"{fmt.bits}-bit{' signed' if fmt.signed else ''}"
+
+
 def layer_configuration(net: ir.Network) -> list:
     """One row per weight layer: weights, input and output as the hardware sees them."""
     rows = []
     for layer in net.weight_layers:
-        def fmt(f):
-            return "bipolar" if f.bipolar else f"{f.bits}-bit{' signed' if f.signed else ''}"
-        ep = layer.epilogue
-        out = ("logits" if isinstance(ep, ir.Logits) else
-               f"{fmt(layer.out_format)} ({ep.count} threshold{'s' if ep.count > 1 else ''})"
-               if isinstance(ep, ir.Thresholds) else f"{fmt(layer.out_format)} (requant)")
-        rows.append({"name": layer.name, "weights": "binary", "input": fmt(layer.in_format),
-                     "output": out})
+        ep, out = layer.epilogue, _format_name(layer.out_format)
+        if isinstance(ep, ir.Logits):
+            out = "logits"
+        elif isinstance(ep, ir.Thresholds):
+            out = f"{out} ({ep.count} threshold{'s' if ep.count > 1 else ''})"
+        else:
+            out = f"{out} (requant)"
+        rows.append({"name": layer.name, "weights": "binary",
+                     "input": _format_name(layer.in_format), "output": out})
     return rows
 
 
@@ -490,7 +494,7 @@ def _accuracy(model, x, y) -> float:
         return float((model(x).argmax(1) == y).float().mean())
 
 
-def _train(model, dataset, cfg, say):
+def _train(model, dataset, cfg):
     """Adam over latent weights and BatchNorm parameters, cosine decay, latent clipping."""
     from tqdm.auto import tqdm
 
@@ -554,7 +558,7 @@ def train_binary_network(graph, dataset, x_cal, opts, *, log=None):
 
             note("binarize all")
             if schedule is not None and cfg.epochs > 0:
-                _train(model, dataset, cfg, say)
+                _train(model, dataset, cfg)
             model.double()
             note("final")
     finally:
