@@ -8,7 +8,9 @@ the IR (:func:`hwquant.quant.fixed.build_network`).
 Defaults per method and width (:mod:`hwquant.quant.options`): ``fixed`` is post-training
 above 4 bits and retrained with ``simple`` at 4 bits and below; ``inq`` uses the
 ``incremental`` schedule with INQ's portions for the width; ``ternary`` uses ``simple`` (TWN
-trains with the straight-through estimator; α per output channel). Retraining is
+trains with the straight-through estimator; α per output channel). ``binary`` trains its own
+network (a BatchNorm on every binary accumulator, :mod:`hwquant.quant.binary`) and lowers it
+with its BatchNorm folded into integer thresholds. Retraining is
 quantization-aware and re-fits the per-channel scale and bias after each quantization step.
 """
 
