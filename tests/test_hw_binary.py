@@ -265,3 +265,20 @@ def test_flipping_negative_directions_keeps_every_layer_output(seed):
             np.testing.assert_array_equal(a[layer.name], b[layer.name])
     np.testing.assert_array_equal(a[net.output.name], b[net.output.name])
     check_network(flipped, n=2, seed=seed, stalls=0.2)
+
+
+@pytest.mark.synth
+@pytest.mark.parametrize("fmt", [B, ir.ActFormat(4, False, 0)], ids=["bipolar", "u4"])
+def test_mvu_has_no_multiplier_and_no_dsp(fmt, tmp_path):
+    """DSP inference on (``-dsp`` on ice40): no ``$mul`` before technology mapping, no DSP
+    block after, for the XNOR-popcount and the add/subtract engines."""
+    from amaranth.back import verilog
+
+    from hwquant.estimate.synth import synthesize
+
+    layer = binary_linear(np.random.default_rng(8), 8, 16, fmt, "thresholds", fold=(4, 4))
+    path = tmp_path / "mvu.v"
+    path.write_text(verilog.convert(MatrixVectorUnit(layer, layer.weight_matrix()), name="top"))
+    res = synthesize(path, "top", "ice40", workdir=tmp_path / "ice40", splitnets=True,
+                     nodsp=False)
+    assert res.multipliers == 0 and res.dsp == 0 and res.lut > 0
