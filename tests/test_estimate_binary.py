@@ -124,8 +124,13 @@ def test_rejects_other_layers():
 
 # -- against Yosys -----------------------------------------------------------------------------
 
+#: Cases run only with the slow tests (the default suite keeps the folded ones).
+SLOW = {"bip_unrolled_4pe"}
+
+
 def _cases():
-    return [(name, fam) for name, (_, fams) in CASES.items() for fam in fams]
+    return [pytest.param(name, fam, marks=[pytest.mark.slow] if name in SLOW else [])
+            for name, (_, fams) in CASES.items() for fam in fams]
 
 
 @pytest.mark.synth
