@@ -14,9 +14,10 @@ known ranges, built from additions and subtractions of shifted signals only:
    one column (the digits of one weight also used elsewhere), of several columns (the same
    input combination in several rows) and partial sums all come out of the same rule. Ties go
    to the wider adder.
-3. **Adder trees.** What is left of each row is summed as a tree that always adds the two
-   shallowest terms first (Huffman by depth), so the depth stays near ``log2`` of the row's
-   terms on top of the shared signals; a row whose sum ends negative costs one negation.
+3. **Adder trees.** What is left of each row is summed as two trees, of the added and of the
+   subtracted terms, each adding the two shallowest terms first (Huffman by depth), and one
+   subtraction at the root; the depth stays near ``log2`` of the row's terms on top of the
+   shared signals. A row with subtracted terms only costs one negation.
 
 Every signal carries its exact coefficient vector over the inputs, so its range (and so the
 adder's width) is the exact interval of that linear form over the input box — the same rule
@@ -219,6 +220,12 @@ class _Builder:
         return len(self.ranges) - 1
 
 
+#: Whether a shared signal may be a difference ``x_a - (x_b << d)`` (else sums only).
+MIXED_SIGN_PAIRS = True
+
+#: Occurrences a shared difference needs beyond those of a shared sum (see ``worth``).
+SUBTRACTION_PENALTY = 1
+
 #: Signals per graph (key packing); far beyond any unrolled layer.
 _SIGNALS = 1 << 24
 
@@ -233,7 +240,7 @@ def _key(t1, t2):
     if (s1, g1) > (s2, g2):
         g1, s1, g2, s2 = g2, s2, g1, s1
     d = s2 - s1
-    if d >= _MAX_SHIFT:
+    if d >= _MAX_SHIFT or (v1 != v2 and not MIXED_SIGN_PAIRS):
         return None
     return ((g1 * _SIGNALS + g2) * _MAX_SHIFT + d) * 2 + (v1 != v2)
 
@@ -314,21 +321,27 @@ def _eliminate_common_pairs(b: _Builder, rows: list) -> None:
                 if key is not None:
                     bump(key, 1, r)
 
+    def worth(key, count):
+        # A difference costs about twice a sum (the subtrahend's bits are inverted): it is
+        # shared when it saves one more row adder than a sum would need to.
+        return count - (SUBTRACTION_PENALTY if key & 1 else 0)
+
     def priority(key, count):
-        # Most occurrences first; then the wider shared adder (each occurrence saves a row
-        # adder at least as wide; measured 1 % fewer adder bits than narrowest-first).
+        # Most (effective) occurrences first; then the wider shared adder (each occurrence
+        # saves a row adder at least as wide; measured 1 % fewer adder bits than narrowest
+        # first).
         g1, g2, d, _ = _unpack(key)
         cost = max(b.width(g1), b.width(g2) + d) + 1 - d
-        return (-count, -cost, 0, key)
+        return (-worth(key, count), -cost, 0, key)
 
-    heap = [priority(k, c) for k, c in counts.items() if c >= 2]
+    heap = [priority(k, c) for k, c in counts.items() if worth(k, c) >= 2]
     heapq.heapify(heap)
     while heap:
-        neg_count, _, _, key = heapq.heappop(heap)
+        neg_worth, _, _, key = heapq.heappop(heap)
         current = counts.get(key, 0)
-        if current < 2:
+        if worth(key, current) < 2:
             continue
-        if current != -neg_count:
+        if worth(key, current) != -neg_worth:
             heapq.heappush(heap, priority(key, current))
             continue
         g1, g2, d, sigma = _unpack(key)
@@ -369,37 +382,47 @@ def _eliminate_common_pairs(b: _Builder, rows: list) -> None:
                 index.setdefault(new, set()).add(s)
         for k in touched:
             c = counts.get(k, 0)
-            if c >= 2:
+            if worth(k, c) >= 2:
                 heapq.heappush(heap, priority(k, c))
 
 
 def _sum_tree(b: _Builder, terms: list) -> tuple:
-    """Sum ``terms`` (``(signal, shift, sign)``), the two shallowest (then narrowest) first;
-    ``(signal, shift, negate)`` of the result.
+    """Sum ``terms`` (``(signal, shift, sign)``); ``(signal, shift, negate)`` of the result.
 
-    Each adder keeps its less-shifted operand positive, so the low bits below the other
-    operand's shift pass through without logic; the root instead subtracts when that would
-    leave the row's sum negative (no separate negation)."""
+    The added terms and the subtracted ones are summed apart, each the two shallowest (then
+    narrowest) first, and the row subtracts once at the root: an adder is cheaper than a
+    subtractor (the subtrahend's bits outside the overlap need inverting). Each adder keeps its
+    less-shifted operand unshifted, so the bits below the other operand's shift are wires."""
     if not terms:
         return (-1, 0, False)
-    heap = [(b.depth[g], b.width(g) + s, n, (g, s, v)) for n, (g, s, v) in enumerate(terms)]
+    pos = _huffman(b, [(g, s) for g, s, v in terms if v > 0])
+    neg = _huffman(b, [(g, s) for g, s, v in terms if v < 0])
+    if neg is None:
+        return (pos[0], pos[1], False)
+    if pos is None:
+        return (neg[0], neg[1], True)
+    (gp, sp), (gn, sn) = pos, neg
+    if sp <= sn:  # P - (N << d): P's low bits pass through
+        return (b.add(gp, 0, False, gn, sn - sp, True, shared=False), sp, False)
+    return (b.add(gp, sp - sn, False, gn, 0, True, shared=False), sn, False)
+
+
+def _huffman(b: _Builder, terms: list):
+    """Sum of ``terms`` (``(signal, shift)``, all added) as ``(signal, shift)``; ``None`` if
+    there are none."""
+    if not terms:
+        return None
+    heap = [(b.depth[g], b.width(g) + s, n, (g, s)) for n, (g, s) in enumerate(terms)]
     heapq.heapify(heap)
     serial = len(heap)
     while len(heap) > 1:
         _, _, _, t1 = heapq.heappop(heap)
         _, _, _, t2 = heapq.heappop(heap)
-        (gu, su, vu), (go, so, vo) = (t1, t2) if t1[1] <= t2[1] else (t2, t1)
-        d = so - su
-        if not heap and vu < 0 < vo:  # the root: (o << d) - u, no negation after it
-            node = b.add(go, d, False, gu, 0, True, shared=False)
-            sign = 1
-        else:
-            node = b.add(gu, 0, False, go, d, vo != vu, shared=False)
-            sign = vu
-        heapq.heappush(heap, (b.depth[node], b.width(node) + su, serial, (node, su, sign)))
+        (gu, su), (go, so) = (t1, t2) if t1[1] <= t2[1] else (t2, t1)
+        node = b.add(gu, 0, False, go, so - su, False, shared=False)
+        heapq.heappush(heap, (b.depth[node], b.width(node) + su, serial, (node, su)))
         serial += 1
-    g, s, v = heap[0][3]
-    return (g, s, v < 0)
+    return heap[0][3]
 
 
 @functools.lru_cache(maxsize=64)

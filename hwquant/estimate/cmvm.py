@@ -1,13 +1,20 @@
 """Cost of the constant-matrix engine (:class:`hwquant.hw.cmvm.ConstantMatrix`) from its adder
-graph (:mod:`hwquant.cmvm`, pure Python): one adder per graph node, as wide as the node's
-result bits that need logic (its pass-through low bits cost nothing), one negation per row
-whose sum ends negative; no multipliers, no DSP blocks, no registers (the engine is
-combinational; the MVU's registers are costed by :mod:`hwquant.estimate.mvu`).
+graph (:mod:`hwquant.cmvm`, pure Python): one adder per graph node, no multipliers, no DSP
+blocks, no registers (the engine is combinational; the MVU's registers are costed by
+:mod:`hwquant.estimate.mvu`).
 
-Calibration (Yosys 0.70, ``-nodsp``, two 8x16 matrices of INQ 4-bit and random 4-bit weights,
-unsigned 8-bit inputs): xilinx needs 1.3 LUT per adder beyond its logic bits, ice40 4.3 (the
-carry chains' ends and the operand bits ABC does not fold into the chain); within 4 % on both.
-ecp5 and gowin take the ice40 overhead on top of their own adder cost (not measured).
+Per node, as Yosys 0.70 maps it (measured on single adders and on whole graphs):
+
+* xilinx: one LUT per bit where both operands have bits (above the overlap the ``CARRY4``
+  passes the one operand through), plus, when it subtracts, an inverter per subtrahend bit
+  outside the overlap;
+* ice40 (and the other LUT4 families, through :func:`hwquant.estimate.resources.adder`): one
+  LUT per result bit that needs logic (the pass-through low bits cost nothing, the carry-out
+  none), plus one LUT per subtrahend bit (Yosys inverts it beside the carry chain);
+* plus :data:`NODE_OVERHEAD` LUTs per node.
+
+Calibration: two 8x16 matrices (INQ 4-bit, random 4-bit weights; unsigned 8-bit inputs),
+``-nodsp``: within 2 % on xilinx and ice40. ecp5 and gowin are not measured.
 """
 
 from __future__ import annotations
@@ -15,11 +22,27 @@ from __future__ import annotations
 from ..cmvm import layer_adder_graph
 from .resources import Resources, adder
 
-__all__ = ["NODE_OVERHEAD", "graph_resources", "resources"]
+__all__ = ["NODE_OVERHEAD", "graph_resources", "node_logic_bits", "resources"]
+
+#: LUTs per adder beyond :func:`node_logic_bits` (see the module docstring).
+NODE_OVERHEAD = 0.4
 
 
-#: LUTs per adder beyond its logic bits (see the module docstring).
-NODE_OVERHEAD = {"xilinx": 1.3, "ice40": 4.3, "ecp5": 4.3, "gowin": 4.3}
+def _width(lo, hi) -> int:
+    return max(1, int(hi).bit_length()) if lo >= 0 else max(
+        int(-lo - 1).bit_length(), int(hi).bit_length()) + 1
+
+
+def node_logic_bits(graph, node, family) -> int:
+    """Adder bits of ``node`` that need a LUT on ``family`` (see the module docstring)."""
+    wa = _width(*graph.signal_range(node.a))
+    wb = _width(*graph.signal_range(node.b))
+    low = max(node.shift_a, node.shift_b)
+    overlap = max(0, min(node.shift_a + wa, node.shift_b + wb) - low)
+    subtrahend = wb if node.neg_b else wa if node.neg_a else 0
+    if family == "xilinx":
+        return overlap + max(0, subtrahend - overlap)
+    return max(node.cost_bits - 1, 1) + subtrahend
 
 
 def graph_resources(graph, family) -> Resources:
@@ -27,15 +50,14 @@ def graph_resources(graph, family) -> Resources:
     total = Resources()
     count = 0
     for node in graph.nodes:
-        bits = max(node.cost_bits - 1, 1)  # adder(b) is a b-bit operand, b + 1-bit sum
-        total += adder(bits, family)
+        total += adder(max(node_logic_bits(graph, node, family), 1), family)
         count += 1
     for j, (signal, _, negate) in enumerate(graph.outputs):
-        if negate and signal >= 0:
-            lo, hi = graph.output_ranges[j]
-            total += adder(max(abs(lo), abs(hi)).bit_length(), family)
+        if negate and signal >= 0:  # 0 - y: a subtractor as wide as the output
+            bits = _width(*graph.output_ranges[j])
+            total += adder(bits if family == "xilinx" else 2 * bits, family)
             count += 1
-    return total + Resources(lut=round(NODE_OVERHEAD.get(family, 4.3) * count))
+    return total + Resources(lut=round(NODE_OVERHEAD * count))
 
 
 def resources(layer, weights, family) -> Resources:

