@@ -260,9 +260,10 @@ def main():
     designs = args.designs.split(",")
     families = args.families.split(",")
     da4ml = _da4ml_python(Path(args.da4ml_venv)) if "da4ml" in designs else None
-    rng = np.random.default_rng(0)
     results = []
     for case in args.cases.split(","):
+        # One seed per case: the matrices do not depend on which cases a run includes.
+        rng = np.random.default_rng(list(CASES).index(case))
         w = np.asarray(CASES[case](rng), dtype=np.int64)
         n_out, n_in = w.shape
         hi = (1 << X_BITS) - 1
