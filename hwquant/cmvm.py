@@ -39,7 +39,8 @@ import numpy as np
 
 from .intmath import csd_digits
 
-__all__ = ["AdderNode", "AdderGraph", "build_adder_graph", "layer_adder_graph",
+__all__ = ["CSE_MAX_WEIGHTS", "PAIR_BUDGET", "AdderNode", "AdderGraph", "build_adder_graph",
+           "layer_adder_graph",
            "signed_digit_terms"]
 
 #: Largest relative shift a shared pair may have (keeps the key packing simple).
@@ -271,10 +272,14 @@ def build_adder_graph(weights, input_ranges, *, cse: bool = True) -> AdderGraph:
         # blocks (whose results the row trees then add).
         pairs = sum(len(r) * (len(r) - 1) // 2 for r in rows)
         blocks = max(1, -(-pairs // PAIR_BUDGET))
-        edges = np.linspace(0, w.shape[1], min(blocks, w.shape[1]) + 1).round().astype(int)
+        blocks = min(blocks, w.shape[1])
+        block_of = (np.arange(w.shape[1]) * blocks) // w.shape[1]
+        parts = [[{} for _ in rows] for _ in range(blocks)]
+        for j, r in enumerate(rows):
+            for k, v in r.items():
+                parts[block_of[k[0]]][j][k] = v
         merged = [{} for _ in rows]
-        for lo, hi in zip(edges[:-1], edges[1:], strict=True):
-            part = [{k: v for k, v in r.items() if lo <= k[0] < hi} for r in rows]
+        for part in parts:
             _eliminate_common_pairs(b, part)
             for m, r in zip(merged, part, strict=True):
                 m.update(r)
@@ -426,9 +431,14 @@ def _huffman(b: _Builder, terms: list):
 
 
 @functools.lru_cache(maxsize=64)
-def _cached_graph(weights_bytes, shape, lo, hi):
+def _cached_graph(weights_bytes, shape, lo, hi, cse):
     w = np.frombuffer(weights_bytes, dtype=np.int64).reshape(shape)
-    return build_adder_graph(w, [(lo, hi)] * shape[1])
+    return build_adder_graph(w, [(lo, hi)] * shape[1], cse=cse)
+
+
+#: Largest matrix (weights) whose adder graph shares subexpressions; larger ones (far beyond
+#: what a board holds unrolled) get plain signed-digit trees, built in linear time.
+CSE_MAX_WEIGHTS = 20_000
 
 
 def layer_adder_graph(layer, weights) -> AdderGraph:
@@ -437,4 +447,5 @@ def layer_adder_graph(layer, weights) -> AdderGraph:
     and the probed top) and the cost model share one construction."""
     w = np.ascontiguousarray(np.asarray(weights, dtype=np.int64))
     fmt = layer.in_format
-    return _cached_graph(w.tobytes(), w.shape, int(fmt.lo), int(fmt.hi))
+    return _cached_graph(w.tobytes(), w.shape, int(fmt.lo), int(fmt.hi),
+                         w.size <= CSE_MAX_WEIGHTS)

@@ -102,3 +102,16 @@ def test_bad_shapes_are_value_errors():
     graph = build_adder_graph(np.full((1, 2), 100), [(0, 255)] * 2)
     with pytest.raises(ValueError, match="bits"):
         ConstantMatrix(graph, unsigned(8), 8)
+
+
+def test_column_blocks_beyond_the_pair_budget_stay_exact(monkeypatch):
+    import hwquant.cmvm as cmvm
+
+    rng = np.random.default_rng(8)
+    w = rng.integers(-8, 8, size=(6, 30))
+    whole = build_adder_graph(w, [(0, 15)] * 30)
+    monkeypatch.setattr(cmvm, "PAIR_BUDGET", 500)  # several column blocks
+    blocked = build_adder_graph(w, [(0, 15)] * 30)
+    xs = rng.integers(0, 16, size=(100, 30))
+    assert np.array_equal(blocked.evaluate(xs), xs @ w.T)
+    assert blocked.adders >= whole.adders
