@@ -40,8 +40,7 @@ import numpy as np
 from .intmath import csd_digits
 
 __all__ = ["CSE_MAX_WEIGHTS", "PAIR_BUDGET", "AdderNode", "AdderGraph", "build_adder_graph",
-           "layer_adder_graph",
-           "signed_digit_terms"]
+           "layer_adder_graph", "signed_digit_terms"]
 
 #: Largest relative shift a shared pair may have (keeps the key packing simple).
 _MAX_SHIFT = 64
