@@ -11,6 +11,9 @@ wrong type is rejected with the file and the key named::
     family = "ice40"                      # ice40 | ecp5 | xilinx | gowin
     device = "iCE40UP5K"
     package = "SG48"
+    speed = ""                            # speed grade: "" (ice40 has none), ecp5 "6"|"7"|"8",
+                                          # xilinx "1"|"2"|"3"|"1L"|"2L", gowin "C6/I5"
+    clock_pin = "35"
     clock_mhz = 12.0
     amaranth_board = "amaranth_boards.icebreaker:ICEBreakerPlatform"   # or "" if none
     uart = "from platform"                # or a table: [uart] rx = "6", tx = "9"
@@ -30,19 +33,25 @@ wrong type is rejected with the file and the key named::
     [capacity.source]                     # one string per capacity number
     lut = "..."
 
+A user adds a board by writing such a file, named ``<id>.toml``, into a directory and passing
+that directory as ``boards_dir`` (``--boards-dir`` on the command line): its boards are listed
+and loaded beside the bundled ones.
+
 The bundled files are read through :func:`importlib.resources.files` from
 ``hwquant.board_files`` (the repository's ``boards/`` directory, packaged under that name);
 from a source tree that is not installed, the ``boards/`` directory next to the package is used.
 """
 
+import difflib
 import importlib
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
-__all__ = ["FAMILIES", "NEXTPNR_TOOLS", "Board", "Capacity", "NextpnrTarget", "UartPins",
-           "load_board", "list_boards"]
+__all__ = ["BoardTypeError", "FAMILIES", "NEXTPNR_TOOLS", "Board", "Capacity", "NextpnrTarget", "UartPins",
+           "load_board", "list_boards", "board_path", "boards_table"]
 
 #: FPGA families a board may name.
 FAMILIES = ("ice40", "ecp5", "xilinx", "gowin")
@@ -51,6 +60,15 @@ FAMILIES = ("ice40", "ecp5", "xilinx", "gowin")
 NEXTPNR_TOOLS = ("nextpnr-ice40", "nextpnr-ecp5", "nextpnr-himbaechel")
 
 _FROM_PLATFORM = "from platform"
+
+#: Speed grades each family allows, as a regular expression over the whole value, and how a
+#: file is told what is allowed.
+SPEED_GRADES = {
+    "ice40": ("", '"" (iCE40 parts have no speed grade)'),
+    "ecp5": ("[678]", '"6", "7" or "8"'),
+    "xilinx": ("[1-3]L?", '"1", "2", "3" or with an "L" suffix ("1L", low power)'),
+    "gowin": ("[CIA][0-9](/[CIA][0-9])?", 'a Gowin grade such as "C6/I5" or "C6"'),
+}
 
 
 @dataclass(frozen=True)
@@ -126,6 +144,11 @@ class Board:
     ----------
     id, name, family, device, package : str
         Identity of the board and its FPGA; ``family`` is one of :data:`FAMILIES`.
+    speed : str
+        Speed grade of the part, as the vendor's part number spells it (see
+        :data:`SPEED_GRADES`); ``""`` for iCE40.
+    clock_pin : str
+        Package pin of the board clock.
     clock_mhz : float
         Frequency of the board clock the design runs from.
     amaranth_board : str or None
@@ -144,6 +167,8 @@ class Board:
     family: str
     device: str
     package: str
+    speed: str
+    clock_pin: str
     clock_mhz: float
     amaranth_board: str | None
     uart: UartPins | None
@@ -174,6 +199,11 @@ class Board:
 
 # -- Strict parsing ----------------------------------------------------------------------------
 
+class BoardTypeError(TypeError, ValueError):
+    """A key of a board file has a value of the wrong type: bad input, like every other schema
+    error (hence also a :class:`ValueError`)."""
+
+
 class _Reader:
     """Checks one TOML table: every key known, required keys present, types right."""
 
@@ -198,7 +228,7 @@ class _Reader:
         if isinstance(value, bool) or not isinstance(value, types):
             names = " or ".join(t.__name__ for t in (types if isinstance(types, tuple)
                                                      else (types,)))
-            raise TypeError(f"Board file {self.path}: key '{self._name(key)}' must be "
+            raise BoardTypeError(f"Board file {self.path}: key '{self._name(key)}' must be "
                             f"{names}, not {value!r}")
         return value
 
@@ -207,8 +237,8 @@ class _Reader:
         return None if table is None else _Reader(self.path, table, self._name(key))
 
 
-_TOP_KEYS = ("id", "name", "family", "device", "package", "clock_mhz", "amaranth_board",
-             "uart", "nextpnr", "capacity")
+_TOP_KEYS = ("id", "name", "family", "device", "package", "speed", "clock_pin", "clock_mhz",
+             "amaranth_board", "uart", "nextpnr", "capacity")
 _CAPACITY_KEYS = ("lut", "ff", "dsp", "bram")
 
 
@@ -225,6 +255,14 @@ def _parse(path, text):
     if family not in FAMILIES:
         raise ValueError(f"Board file {path}: family must be one of {', '.join(FAMILIES)}, "
                          f"not {family!r}")
+    speed = top.get("speed", str)
+    pattern, allowed = SPEED_GRADES[family]
+    if not re.fullmatch(pattern, speed):
+        raise ValueError(f"Board file {path}: speed for family {family} must be {allowed}, "
+                         f"not {speed!r}")
+    clock_pin = top.get("clock_pin", str)
+    if not clock_pin:
+        raise ValueError(f"Board file {path}: clock_pin must name a package pin, not ''")
     clock_mhz = float(top.get("clock_mhz", (int, float)))
     if not clock_mhz > 0:
         raise ValueError(f"Board file {path}: clock_mhz must be positive, not {clock_mhz!r}")
@@ -259,6 +297,10 @@ def _parse(path, text):
         if not all(isinstance(arg, str) for arg in extra):
             raise ValueError(f"Board file {path}: nextpnr.extra_args must be a list of "
                              f"strings, not {extra!r}")
+        if "--speed" in extra and (extra.index("--speed") + 1 == len(extra)
+                                   or extra[extra.index("--speed") + 1] != speed):
+            raise ValueError(f"Board file {path}: nextpnr.extra_args pass --speed, which "
+                             f"must be followed by the board's speed {speed!r}")
         nextpnr = NextpnrTarget(tool=tool, device=reader.get("device", str),
                                 package=reader.get("package", str, required=False),
                                 extra_args=tuple(extra))
@@ -278,7 +320,7 @@ def _parse(path, text):
 
     return Board(
         id=board_id, name=top.get("name", str), family=family, device=top.get("device", str),
-        package=top.get("package", str), clock_mhz=clock_mhz, amaranth_board=amaranth_board,
+        package=top.get("package", str), speed=speed, clock_pin=clock_pin, clock_mhz=clock_mhz, amaranth_board=amaranth_board,
         uart=uart, nextpnr=nextpnr,
         capacity=Capacity(**numbers, source=MappingProxyType(source)), path=str(path))
 
@@ -298,24 +340,71 @@ def _board_dir():
     return Path(__file__).resolve().parent.parent / "boards"
 
 
-def list_boards():
-    """Identifiers of the bundled boards, sorted.
+def _user_files(boards_dir):
+    """``{id: path}`` of the ``*.toml`` files of a user's board directory."""
+    directory = Path(boards_dir)
+    if not directory.is_dir():
+        raise ValueError(f"Boards directory {directory} does not exist or is not a directory")
+    return {path.name.removesuffix(".toml"): path for path in sorted(directory.glob("*.toml"))}
+
+
+def list_boards(boards_dir=None):
+    """Identifiers of the bundled boards (and those of ``boards_dir``), sorted.
+
+    Parameters
+    ----------
+    boards_dir : path-like, optional
+        A directory of user board files (``<id>.toml``).
 
     Returns
     -------
     list of str
+
+    Raises
+    ------
+    ValueError
+        ``boards_dir`` is not a directory, or one of its files has a bundled board's name.
     """
-    return sorted(entry.name.removesuffix(".toml") for entry in _board_dir().iterdir()
-                  if entry.name.endswith(".toml"))
+    bundled = [entry.name.removesuffix(".toml") for entry in _board_dir().iterdir()
+               if entry.name.endswith(".toml")]
+    user = _user_files(boards_dir) if boards_dir is not None else {}
+    clash = sorted(set(user) & set(bundled))
+    if clash:
+        raise ValueError(f"Board file {user[clash[0]]}: '{clash[0]}' is a bundled board; "
+                         f"give the board another id and file name")
+    return sorted([*bundled, *user])
 
 
-def load_board(id_or_path):
-    """Read a board by identifier (a bundled board) or by the path of a TOML file.
+def board_path(board_id, boards_dir=None):
+    """Where board ``board_id`` is read from: a path (user boards) or ``None`` (bundled).
+
+    Raises
+    ------
+    ValueError
+        No such board; the message suggests the closest names.
+    """
+    known = list_boards(boards_dir)
+    if board_id not in known:
+        close = difflib.get_close_matches(board_id, known, n=3, cutoff=0.5)
+        hint = f" (did you mean {' or '.join(repr(name) for name in close)}?)" if close else ""
+        where = f" (bundled and in {boards_dir})" if boards_dir is not None else ""
+        raise ValueError(f"Unknown board {board_id!r}{hint}; known boards{where}: "
+                         f"{', '.join(known)}")
+    if boards_dir is not None:
+        return _user_files(boards_dir).get(board_id)
+    return None
+
+
+def load_board(id_or_path, boards_dir=None):
+    """Read a board by identifier (bundled, or a file of ``boards_dir``) or by the path of a
+    TOML file.
 
     Parameters
     ----------
     id_or_path : str or path-like
         ``"icebreaker"``, or a path ending in ``.toml``.
+    boards_dir : path-like, optional
+        A directory of user board files, searched beside the bundled ones.
 
     Returns
     -------
@@ -324,10 +413,12 @@ def load_board(id_or_path):
     Raises
     ------
     ValueError
-        No such bundled board, or the file breaks the schema (unknown key, missing key,
-        unknown family, bad value); the message names the file and the key.
-    TypeError
-        A key of the file has a value of the wrong type.
+        No such board (the closest names are suggested), or the file breaks the schema
+        (unknown key, missing key, unknown family, bad value); the message names the file and
+        the key.
+    BoardTypeError
+        A key of the file has a value of the wrong type (a ``TypeError`` and a
+        ``ValueError``).
     FileNotFoundError
         The path does not exist.
     """
@@ -337,12 +428,40 @@ def load_board(id_or_path):
     if isinstance(id_or_path, Path) or text_id.endswith(".toml") or "/" in text_id:
         path = Path(id_or_path)
         return _parse(path, path.read_text(encoding="utf-8"))
-    known = list_boards()
-    if text_id not in known:
-        raise ValueError(f"Unknown board {text_id!r}; bundled boards: {', '.join(known)}")
-    entry = _board_dir() / f"{text_id}.toml"
-    board = _parse(f"{text_id}.toml", entry.read_text(encoding="utf-8"))
+    path = board_path(text_id, boards_dir)
+    if path is None:
+        name = f"{text_id}.toml"
+        board = _parse(name, (_board_dir() / name).read_text(encoding="utf-8"))
+    else:
+        name = str(path)
+        board = _parse(path, path.read_text(encoding="utf-8"))
     if board.id != text_id:
-        raise ValueError(f"Board file {text_id}.toml: id must match the file name, not "
+        raise ValueError(f"Board file {name}: id must match the file name ({text_id!r}), not "
                          f"{board.id!r}")
     return board
+
+
+def boards_table(boards_dir=None):
+    """Every board (bundled and of ``boards_dir``), loaded and validated, as report rows.
+
+    Returns
+    -------
+    list of dict
+        One row per board: identity, part, clock, UART pins, place-and-route tool, capacity
+        and the capacity sources.
+    """
+    rows = []
+    for board_id in list_boards(boards_dir):
+        board = load_board(board_id, boards_dir)
+        cap = board.capacity
+        rows.append({
+            "id": board.id, "name": board.name, "family": board.family,
+            "device": board.device, "package": board.package, "speed": board.speed,
+            "clock_pin": board.clock_pin, "clock_mhz": board.clock_mhz,
+            "uart": None if board.uart is None else {"rx": board.uart.rx, "tx": board.uart.tx},
+            "amaranth_board": board.amaranth_board,
+            "nextpnr": None if board.nextpnr is None else board.nextpnr.tool,
+            "capacity": {key: getattr(cap, key) for key in _CAPACITY_KEYS},
+            "capacity_source": dict(cap.source), "path": board.path,
+        })
+    return rows

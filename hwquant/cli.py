@@ -1,4 +1,4 @@
-"""``hwquant`` command line: train, quantize, compare, compile, sim, estimate, demo.
+"""``hwquant`` command line: train, quantize, compare, compile, sim, estimate, demo, boards.
 
 Every command prints a human summary and, with ``--json PATH``, writes a machine-readable
 report. Exit status: 0 ok, 1 verification mismatch or tool failure, 2 bad input (one
@@ -166,13 +166,26 @@ def cmd_compare(args) -> dict:
     return report
 
 
+def _board_arg(args):
+    """``--board`` as ``compile_network`` takes it: a bundled id, or the file of a user board
+    of ``--boards-dir``; an unknown name fails here, before any work."""
+    from .boards import board_path, load_board
+
+    if args.board is None:
+        return None
+    load_board(args.board, args.boards_dir)
+    path = board_path(args.board, args.boards_dir)
+    return args.board if path is None else str(path)
+
+
 def cmd_compile(args) -> dict:
     from . import hwq
     from .compile import compile_network
 
+    board = _board_arg(args)
     net = hwq.load(args.network)
     res = compile_network(net, args.output, fold=args.fold, target_cycles=args.target_cycles,
-                          fifo_depth=args.fifo_depth, board=args.board,
+                          fifo_depth=args.fifo_depth, board=board,
                           progress=_progress("compile"))
     report = dict(res.report)
     for key in ("verilog", "verilog_probes", "network"):
@@ -233,6 +246,21 @@ def cmd_demo(args) -> dict:
 
     return run_demo(args.output, epochs=args.epochs, vectors=args.vectors,
                     family=args.family, synth=not args.no_synth, progress=_progress("demo"))
+
+
+def cmd_boards(args) -> dict:
+    from .boards import boards_table
+
+    rows = boards_table(args.boards_dir)
+    _say(f"{'board':<16} {'family':<7} {'device':<22} {'package':<10} {'speed':<6} "
+         f"{'clock':>9} {'LUT':>7} {'FF':>7} {'DSP':>4} {'BRAM':>5}  place & route")
+    for row in rows:
+        cap = row["capacity"]
+        _say(f"{row['id']:<16} {row['family']:<7} {row['device']:<22} {row['package']:<10} "
+             f"{row['speed'] or '-':<6} {row['clock_mhz']:>5g} MHz {cap['lut']:>7} "
+             f"{cap['ff']:>7} {cap['dsp']:>4} {cap['bram']:>5}  "
+             f"{row['nextpnr'] or 'none (Yosys counts only)'}")
+    return {"boards": rows}
 
 
 # -- parser --------------------------------------------------------------------------------
@@ -417,7 +445,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "from the replayed schedule) or a depth for all")
     p.add_argument("--board", default=None, metavar="NAME",
                    help="check the design fits this board (see boards/)")
+    p.add_argument("--boards-dir", default=None, metavar="DIR",
+                   help="a directory of your own board files (<id>.toml), beside the bundled")
     p.add_argument("-o", "--output", required=True, metavar="BUILD_DIR")
+
+    p = command("boards", cmd_boards, "list the boards, their FPGAs and capacities")
+    p.add_argument("--boards-dir", default=None, metavar="DIR",
+                   help="a directory of your own board files (<id>.toml), listed and checked "
+                        "beside the bundled ones")
 
     p = command("sim", cmd_sim, "prove the Verilog bit-exact against the golden model")
     p.add_argument("build_dir", metavar="BUILD_DIR")
