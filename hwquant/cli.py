@@ -329,8 +329,8 @@ def _add_quant_args(p):
                    help="activation bits, 2..16 (default 8); binary: 1..8, 1 = bipolar (BNN)")
     g.add_argument("--portions", type=_portions, default=None,
                    help="INQ accumulated portions, increasing to 1.0 (default per width: "
-                        "5+ bits 0.5,0.75,0.875,1.0; 4 bits 0.3,0.5,0.8,0.9,0.95,1.0; "
-                        "3 bits 0.2,0.4,0.6,0.7,0.8,0.9,0.95,1.0)")
+                        "5+ bits 0.5,0.75,0.875,1.0; 3 and 4 bits "
+                        "0.2,0.4,0.6,0.7,0.8,0.9,0.95,1.0; 2 bits ten steps)")
     g.add_argument("--partition", choices=list(PARTITIONS), default="magnitude",
                    help="which weights INQ quantizes first (default magnitude)")
     g.add_argument("--ternary", choices=["twn", "ttq"], default="twn",
