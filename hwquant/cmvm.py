@@ -31,6 +31,8 @@ construction grows linearly with the number of blocks.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import heapq
 from dataclasses import dataclass
@@ -39,8 +41,8 @@ import numpy as np
 
 from .intmath import csd_digits
 
-__all__ = ["CSE_MAX_WEIGHTS", "PAIR_BUDGET", "AdderNode", "AdderGraph", "build_adder_graph",
-           "layer_adder_graph", "signed_digit_terms"]
+__all__ = ["CSE_MAX_WEIGHTS", "PAIR_BUDGET", "SUBTRACTION_PENALTY", "AdderNode", "AdderGraph",
+           "build_adder_graph", "layer_adder_graph", "signed_digit_terms", "target_family"]
 
 #: Largest relative shift a shared pair may have (keeps the key packing simple).
 _MAX_SHIFT = 64
@@ -223,8 +225,24 @@ class _Builder:
 #: Whether a shared signal may be a difference ``x_a - (x_b << d)`` (else sums only).
 MIXED_SIGN_PAIRS = True
 
-#: Occurrences a shared difference needs beyond those of a shared sum (see ``worth``).
-SUBTRACTION_PENALTY = 1
+#: Occurrences a shared difference needs beyond those of a shared sum (see ``worth``), per
+#: target family: on xilinx a subtractor costs an adder plus inverters for the subtrahend bits
+#: outside the operands' overlap; on the LUT4 families Yosys inverts every subtrahend bit
+#: beside the carry chain (twice an adder). Measured on 16x64 matrices with the cost face:
+#: xilinx 4 % fewer LUTs with 0 than with 1, ice40 1 % fewer with 2. ``None``: no target known.
+SUBTRACTION_PENALTY = {"xilinx": 0, "ice40": 2, "ecp5": 2, "gowin": 2, None: 1}
+
+_TARGET_FAMILY = contextvars.ContextVar("hwquant_cmvm_target_family", default=None)
+
+
+@contextlib.contextmanager
+def target_family(family):
+    """Build the adder graphs of the enclosed elaboration for ``family`` (``None``: any)."""
+    token = _TARGET_FAMILY.set(family)
+    try:
+        yield
+    finally:
+        _TARGET_FAMILY.reset(token)
 
 #: Signals per graph (key packing); far beyond any unrolled layer.
 _SIGNALS = 1 << 24
@@ -252,12 +270,13 @@ def _unpack(key):
     return g1, g2, d, -1 if negative else 1
 
 
-def build_adder_graph(weights, input_ranges, *, cse: bool = True) -> AdderGraph:
+def build_adder_graph(weights, input_ranges, *, cse: bool = True,
+                      subtraction_penalty: int = SUBTRACTION_PENALTY[None]) -> AdderGraph:
     """The shared adder graph of ``y = weights @ x`` (see the module docstring).
 
     ``weights`` is an integer matrix ``(n_out, n_in)``; ``input_ranges`` one ``(lo, hi)`` per
     input. ``cse=False`` skips the sharing (plain signed-digit adder trees per row), for
-    comparison.
+    comparison; ``subtraction_penalty`` is the target's entry of :data:`SUBTRACTION_PENALTY`.
     """
     w = np.asarray(weights, dtype=np.int64)
     if w.ndim != 2:
@@ -279,7 +298,7 @@ def build_adder_graph(weights, input_ranges, *, cse: bool = True) -> AdderGraph:
                 parts[block_of[k[0]]][j][k] = v
         merged = [{} for _ in rows]
         for part in parts:
-            _eliminate_common_pairs(b, part)
+            _eliminate_common_pairs(b, part, subtraction_penalty)
             for m, r in zip(merged, part, strict=True):
                 m.update(r)
         rows = merged
@@ -295,7 +314,7 @@ def build_adder_graph(weights, input_ranges, *, cse: bool = True) -> AdderGraph:
                       tuple(outputs), tuple(out_ranges))
 
 
-def _eliminate_common_pairs(b: _Builder, rows: list) -> None:
+def _eliminate_common_pairs(b: _Builder, rows: list, penalty: int) -> None:
     # rows[r]: {(signal, shift): sign}; by_signal[r]: {signal: set of shifts} (for matching).
     by_signal = []
     for terms in rows:
@@ -328,7 +347,7 @@ def _eliminate_common_pairs(b: _Builder, rows: list) -> None:
     def worth(key, count):
         # A difference costs about twice a sum (the subtrahend's bits are inverted): it is
         # shared when it saves one more row adder than a sum would need to.
-        return count - (SUBTRACTION_PENALTY if key & 1 else 0)
+        return count - (penalty if key & 1 else 0)
 
     def priority(key, count):
         # Most (effective) occurrences first; then the wider shared adder (each occurrence
@@ -430,9 +449,9 @@ def _huffman(b: _Builder, terms: list):
 
 
 @functools.lru_cache(maxsize=64)
-def _cached_graph(weights_bytes, shape, lo, hi, cse):
+def _cached_graph(weights_bytes, shape, lo, hi, cse, penalty):
     w = np.frombuffer(weights_bytes, dtype=np.int64).reshape(shape)
-    return build_adder_graph(w, [(lo, hi)] * shape[1], cse=cse)
+    return build_adder_graph(w, [(lo, hi)] * shape[1], cse=cse, subtraction_penalty=penalty)
 
 
 #: Largest matrix (weights) whose adder graph shares subexpressions; larger ones (far beyond
@@ -440,11 +459,20 @@ def _cached_graph(weights_bytes, shape, lo, hi, cse):
 CSE_MAX_WEIGHTS = 20_000
 
 
-def layer_adder_graph(layer, weights) -> AdderGraph:
+_CONTEXT = object()
+
+
+def layer_adder_graph(layer, weights, family=_CONTEXT) -> AdderGraph:
     """The adder graph of a fully unrolled layer: ``weights`` ``(OC, F)`` in window-lane order,
-    every input in the layer's input code range. Cached: the hardware (elaborated for the plain
-    and the probed top) and the cost model share one construction."""
+    every input in the layer's input code range, built for ``family`` (default: the enclosing
+    :func:`target_family`, else any). Cached: the hardware (elaborated for the plain and the
+    probed top) and the cost model share one construction."""
+    if family is _CONTEXT:
+        family = _TARGET_FAMILY.get()
+    if family not in SUBTRACTION_PENALTY:
+        raise ValueError(f"Unknown FPGA family {family!r}; known: "
+                         f"{', '.join(f for f in SUBTRACTION_PENALTY if f)}")
     w = np.ascontiguousarray(np.asarray(weights, dtype=np.int64))
     fmt = layer.in_format
     return _cached_graph(w.tobytes(), w.shape, int(fmt.lo), int(fmt.hi),
-                         w.size <= CSE_MAX_WEIGHTS)
+                         w.size <= CSE_MAX_WEIGHTS, SUBTRACTION_PENALTY[family])

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
-from . import hwq, ir
+from . import cmvm, hwq, ir
 from . import plan as P
 from .errors import HwquantError
 from .fold import apply_folding
@@ -155,7 +155,10 @@ def compile_network(net: ir.Network, out_dir, *, fold: str = "auto",
         fit = _check_board(plan, board)
     check_hardware(plan)
     cycles = plan.layer_cycles()
-    with atomic_directory(out_dir, marker="compile.json", what="build") as tmp:
+    # Fully unrolled layers' adder graphs are built for the board's family (any without one).
+    family = fit["family"] if fit is not None else None
+    with atomic_directory(out_dir, marker="compile.json", what="build") as tmp, \
+            cmvm.target_family(family):
         step("emitting Verilog")
         (tmp / "network.v").write_text(emit_verilog(plan))
         step("emitting Verilog with probes")
@@ -186,6 +189,7 @@ def compile_network(net: ir.Network, out_dir, *, fold: str = "auto",
             "stages": [{"name": st.name, "kind": type(st).__name__, "layer": st.layer,
                         "lanes": st.lanes, "busy_cycles": st.busy} for st in plan.stages],
             "probes": probes,
+            "adder_graphs_for": family or "any",
             "ports": {
                 "i_stream": {"lanes": net.input_shape[0], "bits": net.input_format.bits,
                              "signed": net.input_format.signed,
