@@ -43,8 +43,8 @@ def odd_models(digits, tmp_path_factory):
 
 @pytest.mark.parametrize("extra, message", [
     (["--method", "inq", "--bits", "9"], r"Weight width for inq must be an integer in 2\.\.8"),
-    (["--method", "inq", "--bits", "1"], r"Weight width for inq must be an integer in 2\.\.8, "
-                                         r"not 1"),
+    (["--method", "inq", "--bits", "1"], (r"Weight width for inq must be an integer in 2\.\.8, "
+                                          r"not 1")),
     (["--method", "fixed", "--bits", "0"], r"--bits/--wbits: must be in 1\.\.16"),
     (["--method", "ternary", "--bits", "4"], r"Ternary weights have 2 bits"),
     (["--method", "inq", "--portions", "0.5,0.4,1.0"], r"Portions must increase strictly"),
