@@ -1,0 +1,233 @@
+# amaranth: UnusedElaboratable=no
+"""The UART board top (:class:`hwquant.hw.board_top.BoardTop`) in Verilator through cocotb:
+images sent bit by bit on the ``rx`` pin, replies read bit by bit off ``tx``, classes and
+logits against the golden model; the host-link byte format; the baud divisor.
+
+The cocotb testbench (:func:`board_link`) lives in this module too: the simulator imports it
+by name and reads its job from ``HWQUANT_BOARD_TB``.
+"""
+
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cocotb
+import numpy as np
+import pytest
+from amaranth.back import verilog
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, FallingEdge, First, Timer
+
+from hwquant import golden
+from hwquant.compile import plan_build
+from hwquant.host import LinkFormat
+from hwquant.hw.board_top import BoardTop
+from hwquant.hw.uart import baud_divisor
+from hwquant.vectors import input_words
+
+TESTS = Path(__file__).resolve().parent
+sys.path.insert(0, str(TESTS))
+from netbuilders import random_chain, vector_chain
+
+JOB_ENV = "HWQUANT_BOARD_TB"
+CLOCK_PS = 10_000
+
+
+# -- the cocotb testbench (runs inside the simulator) ------------------------------------------
+
+async def _send_byte(dut, byte, bit_ps):
+    for level in (0, *((byte >> i) & 1 for i in range(8)), 1):
+        dut.rx.value = level
+        await Timer(bit_ps, unit="ps")
+
+
+async def _receive_byte(dut, divisor):
+    """One 8N1 frame off ``tx``, sampled at the middle of each bit; ``None`` on a bad frame."""
+    await FallingEdge(dut.tx)
+    await ClockCycles(dut.clk, divisor // 2)
+    if int(dut.tx.value) != 0:
+        return None
+    byte = 0
+    for i in range(8):
+        await ClockCycles(dut.clk, divisor)
+        byte |= int(dut.tx.value) << i
+    await ClockCycles(dut.clk, divisor)
+    return byte if int(dut.tx.value) == 1 else None
+
+
+async def _receive(dut, divisor, count, timeout_cycles):
+    got = []
+    for _ in range(count):
+        timeout = ClockCycles(dut.clk, timeout_cycles)
+        task = cocotb.start_soon(_receive_byte(dut, divisor))
+        done = await First(task, timeout)
+        if done is timeout:
+            task.cancel()
+            return got, True
+        got.append(task.result())
+    return got, False
+
+
+@cocotb.test()
+async def board_link(dut):
+    """Reset, then per image: send its bytes on rx (stop-and-wait), read the reply off tx."""
+    job = json.loads(Path(os.environ[JOB_ENV]).read_text())
+    divisor, reply_bytes = job["divisor"], job["reply_bytes"]
+    dut.rx.value = 1
+    dut.rst.value = 1
+    cocotb.start_soon(Clock(dut.clk, CLOCK_PS, unit="ps").start())
+    await ClockCycles(dut.clk, 3)
+    dut.rst.value = 0
+    await ClockCycles(dut.clk, 5)
+    replies, timed_out, start = [], False, cocotb.utils.get_sim_time("ps")
+    for image in job["images"]:
+        receiver = cocotb.start_soon(_receive(dut, divisor, reply_bytes, job["timeout_cycles"]))
+        for byte in bytes.fromhex(image):
+            await _send_byte(dut, byte, job["bit_ps"])
+        got, timed_out = await receiver
+        replies.append(bytes(b if b is not None else 0 for b in got).hex())
+        if timed_out or None in got:
+            break
+    cycles = (cocotb.utils.get_sim_time("ps") - start) // CLOCK_PS
+    Path(job["result_path"]).write_text(json.dumps(
+        {"replies": replies, "timed_out": timed_out, "cycles": cycles}))
+
+
+# -- the pytest side ---------------------------------------------------------------------------
+
+TOP = "board_top"
+
+
+def simulate_link(top, images, build_root, *, bit_ps=None, timeout_cycles=20_000):
+    """Build ``top`` with Verilator and run :func:`board_link` on the ``images``; returns the
+    testbench's result with the replies as ``bytes``."""
+    from hwquant.sim import runner as sim_runner
+
+    build_root = Path(build_root)
+    build_root.mkdir(parents=True, exist_ok=True)
+    path = build_root / f"{TOP}_{os.getpid()}_{time.monotonic_ns()}.v"
+    path.write_text(verilog.convert(top, name=TOP, emit_src=False))
+    build_dir = sim_runner.build(path, TOP, build_root=build_root)
+    run_dir = Path(tempfile.mkdtemp(prefix="board-", dir=build_root))
+    job = {"divisor": top.divisor, "reply_bytes": top.link.reply_bytes,
+           "bit_ps": bit_ps or top.divisor * CLOCK_PS, "timeout_cycles": timeout_cycles,
+           "images": [top.link.encode_image(x).hex() for x in images],
+           "result_path": str(run_dir / "result.json")}
+    (run_dir / "job.json").write_text(json.dumps(job))
+    extra = {JOB_ENV: str(run_dir / "job.json")}
+    runner = sim_runner.make_runner(False, python_paths=[TESTS])
+    with sim_runner.tool_environment(extra):
+        runner.test(test_module="test_board_top", hdl_toplevel=TOP, hdl_toplevel_lang="verilog",
+                    build_dir=build_dir, test_dir=run_dir, results_xml=str(run_dir / "r.xml"),
+                    extra_env=extra, log_file=run_dir / "sim.log")
+    result = json.loads(Path(job["result_path"]).read_text())
+    result["replies"] = [bytes.fromhex(r) for r in result["replies"]]
+    return result
+
+
+def _images(net, n, seed):
+    fmt = net.input_format
+    rng = np.random.default_rng(seed)
+    return rng.integers(fmt.lo, fmt.hi, (n, *net.input_shape), endpoint=True)
+
+
+@pytest.fixture(scope="module")
+def build_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("board_sim")
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("make_net, seed, divisor, logits", [
+    (vector_chain, 1, 5, True),      # vector input, 9-bit logits: two bytes each
+    (random_chain, 5, 6, False),     # conv chain, 2-lane signed pixels, class only
+])
+def test_board_top_classifies_over_uart(build_root, make_net, seed, divisor, logits):
+    net = make_net(seed)
+    plan, _ = plan_build(net, "auto")
+    top = BoardTop(plan, divisor=divisor, logits=logits)
+    x = _images(net, 5, seed)
+    assert len(set(golden.predict(net, x))) > 1  # the classes tell the images apart
+    result = simulate_link(top, x, build_root)
+    assert not result["timed_out"], result
+    assert len(result["replies"]) == len(x)
+    link = top.link
+    decoded = [link.decode_reply(r) for r in result["replies"]]
+    np.testing.assert_array_equal([cls for cls, _ in decoded], golden.predict(net, x))
+    if logits:
+        gold = golden.run(net, x)[net.output.name].reshape(len(x), -1)
+        np.testing.assert_array_equal([lg for _, lg in decoded], gold)
+    # Stop-and-wait over the link: about ten bits of divisor cycles per byte sent and received.
+    per_image = (link.image_bytes + link.reply_bytes) * 10 * divisor
+    assert per_image * len(x) <= result["cycles"] < 2 * per_image * len(x) + 2000
+
+
+@pytest.mark.sim
+def test_board_top_tolerates_a_host_two_percent_off(build_root):
+    """The host's bit time 2 % long and 2 % short: the receiver samples mid-bit, still right;
+    10 % short breaks the frames (the test sees it)."""
+    net = vector_chain(2)
+    x = _images(net, 4, 2)
+    expected = golden.predict(net, x)
+    assert len(set(expected)) > 1
+    for factor in (0.98, 1.02, 0.9):
+        top = BoardTop(plan_build(net, "auto")[0], divisor=8)
+        result = simulate_link(top, x, build_root, bit_ps=round(8 * CLOCK_PS * factor),
+                               timeout_cycles=3000)
+        got = [top.link.decode_reply(r)[0] for r in result["replies"]
+               if len(r) == top.link.reply_bytes]
+        ok = not result["timed_out"] and got == list(expected)
+        assert ok == (factor != 0.9), (factor, result, expected)
+
+
+@pytest.mark.parametrize("make_net, seed", [(vector_chain, 1), (random_chain, 3),
+                                            (random_chain, 4)])
+def test_link_image_bytes_are_the_input_stream(make_net, seed):
+    """One byte per lane code (for <= 8 bits), beat after beat: the same order as the input
+    stream words of the network top."""
+    net = make_net(seed)
+    link = LinkFormat.of(net)
+    x = _images(net, 2, seed)
+    words = input_words(net, x)
+    mask = (1 << link.in_bits) - 1
+    for i in range(2):
+        data = link.encode_image(x[i])
+        assert len(data) == link.image_bytes
+        codes = [b & mask for b in data]
+        beats = words[i * link.beats:(i + 1) * link.beats]
+        expect = [(w >> (lane * link.in_bits)) & mask for w in beats for lane in range(link.lanes)]
+        assert codes == expect
+
+
+def test_link_wide_values_take_several_bytes():
+    net = vector_chain(1)
+    link = LinkFormat.of(net, logits=True)
+    assert (link.logit_bits, link.logit_bytes, link.reply_bytes) == (9, 2, 1 + 4 * 2)
+    reply = link.encode_reply(3, [-200, 255, 0, -1])
+    assert reply == bytes([3, 0x38, 0xFF, 0xFF, 0x00, 0, 0, 0xFF, 0xFF])
+    assert link.decode_reply(reply) == (3, [-200, 255, 0, -1])
+    with pytest.raises(ValueError, match=r"^A reply has 9 bytes, not 2$"):
+        link.decode_reply(b"\x00\x01")
+    with pytest.raises(ValueError, match=r"does not match the network input"):
+        link.encode_image(np.zeros((7,), dtype=int))
+
+
+def test_baud_divisor():
+    assert baud_divisor(12e6, 115200) == 104
+    assert baud_divisor(25e6, 115200) == 217
+    assert baud_divisor(48e6, 1_000_000) == 48
+    with pytest.raises(ValueError, match=r"too fast for a 12 MHz clock: at least 4 clock "
+                                         r"cycles per bit"):
+        baud_divisor(12e6, 4_000_000)
+    with pytest.raises(ValueError, match=r"is 4\.2% off \(divisor 12\)"):
+        baud_divisor(12e6, 960_000)
+
+
+def test_board_top_rejects_a_short_divisor():
+    with pytest.raises(ValueError, match=r"^UART divisor must be an integer >= 4"):
+        BoardTop(vector_chain(1), divisor=3)
+    top = BoardTop.for_clock(vector_chain(1), 12e6, 115200)
+    assert top.divisor == 104
+    assert "uart_rx" in verilog.convert(top, name=TOP, emit_src=False)
