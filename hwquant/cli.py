@@ -1,4 +1,5 @@
-"""``hwquant`` command line: train, quantize, compare, compile, sim, estimate, demo, boards.
+"""``hwquant`` command line: train, quantize, compare, compile, sim, estimate, demo, boards,
+run.
 
 Every command prints a human summary and, with ``--json PATH``, writes a machine-readable
 report. Exit status: 0 ok, 1 verification mismatch or tool failure, 2 bad input (one
@@ -258,6 +259,23 @@ def cmd_boards(args) -> dict:
         cap = row["capacity"]
         _say(f"{row['id']:<16} {row['family']:<7} {row['device']:<22} {row['package']:<10} "
              f"{row['speed'] or '-':<6} {row['clock_mhz']:>5g} MHz {cap['lut']:>7} "
+def cmd_run(args) -> dict:
+    from .host import run_board
+
+    try:
+        res = run_board(args.build_dir, args.port, images=args.images, seed=args.seed,
+                        baud=args.baud, logits=args.logits, timeout=args.timeout,
+                        progress=_progress("run"))
+    except VerificationFailed as e:
+        _write_json(args.json, getattr(e, "report", None))
+        raise
+    acc = (f"; accuracy {res['accuracy']:.2%} (golden model {res['golden_accuracy']:.2%})"
+           if res["accuracy"] is not None else "")
+    _say(f"board agrees with the golden model on {res['images']} images{acc}; "
+         f"{res['images_per_s']:,.1f} images/s over {args.port} at {args.baud} baud")
+    return res
+
+
              f"{cap['ff']:>7} {cap['dsp']:>4} {cap['bram']:>5}  "
              f"{row['nextpnr'] or 'none (Yosys counts only)'}")
     return {"boards": rows}
@@ -469,6 +487,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("estimate", cmd_estimate, "LUT/FF/DSP/BRAM: analytical model and Yosys")
     p.add_argument("build_dir", metavar="BUILD_DIR")
     p.add_argument("--family", default="ice40", choices=["ice40", "ecp5", "xilinx", "gowin"])
+    p = command("run", cmd_run, "classify test images on a board over its UART")
+    p.add_argument("build_dir", metavar="BUILD_DIR")
+    p.add_argument("--port", required=True, metavar="DEV",
+                   help="serial port of the board (/dev/ttyUSB1, COM3, or a pyserial URL)")
+    p.add_argument("--images", type=_positive, default=100,
+                   help="test images to send (default 100)")
+    p.add_argument("--baud", type=_positive, default=115200, help="default 115200")
+    p.add_argument("--logits", action="store_true",
+                   help="the board sends the logits after the class (checked too)")
+    p.add_argument("--timeout", type=float, default=5.0,
+                   help="seconds to wait for each reply (default 5)")
+    p.add_argument("--seed", type=int, default=0, help="which test images")
+
     p.add_argument("--synth", action="store_true", help="also synthesize with Yosys")
 
     p = command("demo", cmd_demo, "train -> quantize -> compile -> sim -> estimate, report")

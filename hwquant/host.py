@@ -12,15 +12,23 @@ was built with logits, every logit in ``ceil(bits / 8)`` bytes, little-endian tw
 
 The host sends an image and waits for its reply before sending the next (stop-and-wait): the
 board buffers one whole image, so no byte is ever dropped.
+
+:func:`run_board` is the host side (``hwquant run``): it sends test images over a serial port
+(pyserial) and checks the replies against the golden model and the labels.
 """
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from . import ir
+from .errors import HwquantError, ToolFailedError, VerificationFailed
 
-__all__ = ["LinkFormat"]
+__all__ = ["DEFAULT_BAUD", "LinkFormat", "run_board"]
+
+#: Baud rate of the host link unless told otherwise.
+DEFAULT_BAUD = 115200
 
 
 def _nbytes(bits: int) -> int:
@@ -101,6 +109,18 @@ class LinkFormat:
             out += int(value).to_bytes(self.lane_bytes, "little", signed=True)
         return bytes(out)
 
+    def decode_image(self, data: bytes) -> np.ndarray:
+        """The integer image of a request (what the board's receive path reconstructs): shape
+        ``(lanes, beats)``, each code the low ``in_bits`` bits read in the input format."""
+        if len(data) != self.image_bytes:
+            raise ValueError(f"A request has {self.image_bytes} bytes, not {len(data)}")
+        step, mask = self.lane_bytes, (1 << self.in_bits) - 1
+        codes = np.array([int.from_bytes(data[i:i + step], "little") & mask
+                          for i in range(0, len(data), step)], dtype=np.int64)
+        if self.in_signed:
+            codes = np.where(codes >> (self.in_bits - 1), codes - (1 << self.in_bits), codes)
+        return codes.reshape(self.beats, self.lanes).T
+
     def encode_reply(self, cls_index: int, logits=None) -> bytes:
         """A reply as the board sends it (for a simulated device)."""
         out = bytearray(int(cls_index).to_bytes(self.cls_bytes, "little"))
@@ -120,3 +140,106 @@ class LinkFormat:
         logits = [int.from_bytes(data[self.cls_bytes + i * step:self.cls_bytes + (i + 1) * step],
                                  "little", signed=True) for i in range(self.classes)]
         return cls_index, logits
+
+
+def _test_images(net, n, seed):
+    """``(x, labels)``: ``n`` integer held-out images of the dataset the network was quantized
+    on (labels ``None`` and random legal inputs when none is recorded)."""
+    from .data import load_dataset
+    from .simulate import quantize_input
+
+    info = net.metadata.get("dataset") or {}
+    rng = np.random.default_rng(seed)
+    if not info:
+        fmt = net.input_format
+        return rng.integers(fmt.lo, fmt.hi, (n, *net.input_shape), endpoint=True), None
+    ds = load_dataset(info.get("name"), path=info.get("path"))
+    idx = np.sort(rng.choice(len(ds.x_test), size=min(n, len(ds.x_test)), replace=False))
+    return quantize_input(net, ds.x_test[idx]), np.asarray(ds.y_test)[idx]
+
+
+def _open_port(port, baud, timeout):
+    import serial
+
+    try:
+        return serial.serial_for_url(port, baudrate=baud, bytesize=8, parity="N", stopbits=1,
+                                     timeout=timeout, write_timeout=timeout)
+    except (serial.SerialException, ValueError) as error:
+        raise HwquantError(f"Cannot open serial port {port!r} at {baud} baud: {error}") from None
+
+
+def _read_exactly(link, count, deadline):
+    data = bytearray()
+    while len(data) < count and time.monotonic() < deadline:
+        data += link.read(count - len(data))
+    return bytes(data)
+
+
+def run_board(build_dir, port, *, images: int = 100, seed: int = 0, baud: int = DEFAULT_BAUD,
+              logits: bool = False, timeout: float = 5.0, progress=None) -> dict:
+    """Classify ``images`` test images on a board running ``build_dir``'s design over the UART
+    at ``port``, one image at a time (stop-and-wait), and compare with the golden model.
+
+    Returns a report: ``images``, ``accuracy`` (board classes against the labels) and
+    ``golden_accuracy`` when the images have labels, ``mismatches`` (images whose class or
+    logits differ from the golden model's), ``images_per_s`` and ``seconds`` (wall clock,
+    the link included), ``bytes_per_image`` (request and reply), ``port``, ``baud``.
+
+    Raises
+    ------
+    HwquantError
+        Not a build directory, a bad argument, or the port cannot be opened.
+    ToolFailedError
+        The board did not answer within ``timeout`` seconds.
+    VerificationFailed
+        A reply differs from the golden model (the report is attached as ``.report``).
+    """
+    from . import golden
+    from .compile import load_build
+
+    step = progress or (lambda msg: None)
+    if isinstance(images, bool) or not isinstance(images, int) or images < 1:
+        raise HwquantError(f"Number of images must be a positive integer, not {images!r}")
+    if not timeout > 0:
+        raise HwquantError(f"Timeout must be a positive number of seconds, not {timeout!r}")
+    net, _ = load_build(build_dir)
+    link = LinkFormat.of(net, logits=logits)
+    x, labels = _test_images(net, images, seed)
+    want_cls = golden.predict(net, x)
+    want_logits = golden.run(net, x)[net.output.name].reshape(len(x), -1)
+    got_cls, mismatches = [], 0
+    step(f"sending {len(x)} images to {port} at {baud} baud ({link.image_bytes} bytes each, "
+         f"{link.reply_bytes} back)")
+    with _open_port(port, baud, min(timeout, 0.5)) as serial_link:
+        serial_link.reset_input_buffer()
+        started = time.monotonic()
+        for i, image in enumerate(x):
+            serial_link.write(link.encode_image(image))
+            serial_link.flush()
+            reply = _read_exactly(serial_link, link.reply_bytes, time.monotonic() + timeout)
+            if len(reply) < link.reply_bytes:
+                raise ToolFailedError(
+                    f"The board on {port} did not answer image {i} within {timeout:g} s (got "
+                    f"{len(reply)} of {link.reply_bytes} bytes); check the port, the baud "
+                    f"rate ({baud}) and that the board runs the design of {build_dir}")
+            cls_index, board_logits = link.decode_reply(reply)
+            got_cls.append(cls_index)
+            if cls_index != want_cls[i] or (logits and list(board_logits) != list(
+                    want_logits[i])):
+                mismatches += 1
+        seconds = time.monotonic() - started
+    got = np.array(got_cls)
+    report = {"build_dir": str(build_dir), "port": port, "baud": baud, "logits": logits,
+              "images": len(x), "mismatches": mismatches, "seconds": round(seconds, 4),
+              "images_per_s": len(x) / seconds if seconds > 0 else None,
+              "bytes_per_image": {"request": link.image_bytes, "reply": link.reply_bytes},
+              "accuracy": None, "golden_accuracy": None}
+    if labels is not None:
+        report["accuracy"] = float(np.mean(got == labels))
+        report["golden_accuracy"] = float(np.mean(want_cls == labels))
+    if mismatches:
+        error = VerificationFailed(f"{mismatches} of {len(x)} board replies differ from the "
+                                   f"golden model")
+        error.report = report
+        raise error
+    return report
