@@ -11,7 +11,9 @@ import json
 import os
 import sys
 import tempfile
+import threading
 import time
+import tty
 from pathlib import Path
 
 import cocotb
@@ -96,14 +98,55 @@ async def board_link(dut):
         {"replies": replies, "timed_out": timed_out, "cycles": cycles}))
 
 
+@cocotb.test()
+async def board_pty(dut):
+    """The board top behind a pseudo-terminal: bytes the host writes to the slave side are sent
+    bit by bit on rx, bytes read off tx are written back; until the host says it is done."""
+    job = json.loads(Path(os.environ[JOB_ENV]).read_text())
+    divisor, wanted = job["divisor"], job["reply_bytes"] * job["images"]
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    os.set_blocking(master, False)
+    Path(job["port_path"]).write_text(os.ttyname(slave))
+    dut.rx.value = 1
+    dut.rst.value = 1
+    cocotb.start_soon(Clock(dut.clk, CLOCK_PS, unit="ps").start())
+    await ClockCycles(dut.clk, 3)
+    dut.rst.value = 0
+    forwarded = []
+
+    async def forward_tx():
+        while len(forwarded) < wanted:
+            byte = await _receive_byte(dut, divisor)
+            forwarded.append(byte)
+            os.write(master, bytes([0 if byte is None else byte]))
+
+    cocotb.start_soon(forward_tx())
+    deadline = time.monotonic() + job["wall_timeout_s"]
+    done = Path(job["done_path"])
+    while not done.exists() and time.monotonic() < deadline:
+        try:
+            data = os.read(master, 256)
+        except (BlockingIOError, OSError):
+            data = b""
+        for byte in data:
+            await _send_byte(dut, byte, divisor * CLOCK_PS)
+        if not data:
+            await ClockCycles(dut.clk, 10 * divisor)
+    os.close(slave)
+    os.close(master)
+    Path(job["result_path"]).write_text(json.dumps({"forwarded": len(forwarded),
+                                                    "bad_frames": forwarded.count(None)}))
+
+
 # -- the pytest side ---------------------------------------------------------------------------
 
 TOP = "board_top"
 
 
-def simulate_link(top, images, build_root, *, bit_ps=None, timeout_cycles=20_000):
-    """Build ``top`` with Verilator and run :func:`board_link` on the ``images``; returns the
-    testbench's result with the replies as ``bytes``."""
+def _run_testbench(top, build_root, testcase, job):
+    """Build ``top`` with Verilator (content-addressed: once per design) and run the cocotb
+    test ``testcase`` of this module on ``job``; returns its result JSON."""
     from hwquant.sim import runner as sim_runner
 
     build_root = Path(build_root)
@@ -112,18 +155,25 @@ def simulate_link(top, images, build_root, *, bit_ps=None, timeout_cycles=20_000
     path.write_text(verilog.convert(top, name=TOP, emit_src=False))
     build_dir = sim_runner.build(path, TOP, build_root=build_root)
     run_dir = Path(tempfile.mkdtemp(prefix="board-", dir=build_root))
-    job = {"divisor": top.divisor, "reply_bytes": top.link.reply_bytes,
-           "bit_ps": bit_ps or top.divisor * CLOCK_PS, "timeout_cycles": timeout_cycles,
-           "images": [top.link.encode_image(x).hex() for x in images],
-           "result_path": str(run_dir / "result.json")}
+    job = dict(job, divisor=top.divisor, reply_bytes=top.link.reply_bytes,
+               result_path=str(run_dir / "result.json"))
     (run_dir / "job.json").write_text(json.dumps(job))
     extra = {JOB_ENV: str(run_dir / "job.json")}
     runner = sim_runner.make_runner(False, python_paths=[TESTS])
     with sim_runner.tool_environment(extra):
-        runner.test(test_module="test_board_top", hdl_toplevel=TOP, hdl_toplevel_lang="verilog",
-                    build_dir=build_dir, test_dir=run_dir, results_xml=str(run_dir / "r.xml"),
-                    extra_env=extra, log_file=run_dir / "sim.log")
-    result = json.loads(Path(job["result_path"]).read_text())
+        runner.test(test_module="test_board_top", testcase=testcase, hdl_toplevel=TOP,
+                    hdl_toplevel_lang="verilog", build_dir=build_dir, test_dir=run_dir,
+                    results_xml=str(run_dir / "r.xml"), extra_env=extra,
+                    log_file=run_dir / "sim.log")
+    return json.loads(Path(job["result_path"]).read_text())
+
+
+def simulate_link(top, images, build_root, *, bit_ps=None, timeout_cycles=20_000):
+    """Run :func:`board_link` on ``top`` with the ``images``; returns the testbench's result
+    with the replies as ``bytes``."""
+    result = _run_testbench(top, build_root, "board_link", {
+        "bit_ps": bit_ps or top.divisor * CLOCK_PS, "timeout_cycles": timeout_cycles,
+        "images": [top.link.encode_image(x).hex() for x in images]})
     result["replies"] = [bytes.fromhex(r) for r in result["replies"]]
     return result
 
@@ -231,3 +281,39 @@ def test_board_top_rejects_a_short_divisor():
     top = BoardTop.for_clock(vector_chain(1), 12e6, 115200)
     assert top.divisor == 104
     assert "uart_rx" in verilog.convert(top, name=TOP, emit_src=False)
+
+
+@pytest.mark.sim
+def test_hwquant_run_against_the_verilated_board(build_root, tmp_path, capsys):
+    """``hwquant run`` on a pseudo-terminal whose other side is the board top in Verilator."""
+    from hwquant.cli import main
+    from hwquant.compile import compile_network, load_build
+
+    build = tmp_path / "build"
+    compile_network(vector_chain(1), build)
+    net, _ = load_build(build)
+    top = BoardTop(plan_build(net, "auto")[0], divisor=5, logits=True)
+    port_path, done_path = tmp_path / "port", tmp_path / "done"
+    images, outcome = 6, {}
+
+    def host():
+        deadline = time.monotonic() + 120
+        while not port_path.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        try:
+            outcome["rc"] = main(["run", str(build), "--port", port_path.read_text(),
+                                  "--images", str(images), "--logits", "--timeout", "30",
+                                  "--json", str(tmp_path / "run.json")])
+        finally:
+            done_path.write_text("done")
+
+    thread = threading.Thread(target=host)
+    thread.start()
+    result = _run_testbench(top, build_root, "board_pty", {
+        "images": images, "port_path": str(port_path), "done_path": str(done_path),
+        "wall_timeout_s": 180})
+    thread.join()
+    assert outcome.get("rc") == 0, capsys.readouterr().err
+    report = json.loads((tmp_path / "run.json").read_text())
+    assert (report["images"], report["mismatches"]) == (images, 0)
+    assert result == {"forwarded": images * top.link.reply_bytes, "bad_frames": 0}
