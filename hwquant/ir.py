@@ -47,6 +47,7 @@ __all__ = [
     "KIND_DATA",
     "FixedData",
     "Pow2Data",
+    "BitmaskData",
     "BinaryData",
     "POW2_BITS",
     "INPUT",
@@ -415,9 +416,55 @@ class BinaryData:
             raise ValueError(f"Layer '{layer.name}': binary weights must be -1 or +1, not {bad}")
 
 
+@dataclass(frozen=True)
+class BitmaskData:
+    """``bitmask`` weights: ``weight_bits``-bit sign-magnitude fixed point under a per-layer
+    bit mask (:mod:`hwquant.bitmask`): every weight is ``±(sum of 2**k over active positions
+    k it sets)``. ``pattern`` is the mask in pattern notation (``X0.0XX``; a paper code such
+    as ``5_2_0_1_0`` is accepted and stored as its pattern); its span must be
+    ``weight_bits`` and its fraction bits ``weight_frac``. ``None``: every magnitude bit
+    active (plain sign-magnitude)."""
+
+    pattern: str | None = None
+
+    def __post_init__(self):
+        if self.pattern is not None:
+            from .bitmask import parse
+
+            object.__setattr__(self, "pattern", parse(self.pattern).pattern)
+
+    def mask(self, layer):
+        """The layer's :class:`hwquant.bitmask.Mask`."""
+        from .bitmask import full_mask, parse
+
+        if self.pattern is None:
+            return full_mask(layer.weight_bits, min(max(layer.weight_frac, 0),
+                                                    layer.weight_bits - 1))
+        return parse(self.pattern)
+
+    def check(self, layer) -> None:
+        name = layer.name
+        if not 2 <= layer.weight_bits <= 16:
+            raise ValueError(f"Layer '{name}': bitmask weights span 2..16 bits, not "
+                             f"{layer.weight_bits}")
+        mask = self.mask(layer)
+        if self.pattern is not None and (mask.span != layer.weight_bits
+                                         or mask.frac != layer.weight_frac):
+            raise ValueError(f"Layer '{name}': bit mask {mask.pattern} is a {mask.span}-bit "
+                             f"format with {mask.frac} fraction bits; the layer has "
+                             f"weight_bits={layer.weight_bits}, weight_frac={layer.weight_frac}")
+        ok = mask.representable(layer.weight) & (np.abs(layer.weight) <= mask.max_magnitude)
+        if not ok.all():
+            bad = int(layer.weight.flat[int(np.argmin(ok.ravel()))])
+            raise ValueError(f"Layer '{name}': weight {bad} is not representable under the bit "
+                             f"mask {mask.pattern} (integer magnitudes from bits "
+                             f"{', '.join(f'2^{k}' for k in reversed(mask.active))})")
+
+
 #: The kind-data class of every weight encoding the IR knows (one arithmetic kind each;
 #: ``hwquant.kinds`` names its faces).
-KIND_DATA = {"fixed": FixedData, "pow2": Pow2Data, "binary": BinaryData}
+KIND_DATA = {"fixed": FixedData, "pow2": Pow2Data, "binary": BinaryData,
+             "bitmask": BitmaskData}
 
 #: Weight encodings the IR knows.
 ENCODINGS = tuple(KIND_DATA)

@@ -53,6 +53,11 @@ KINDS = {
                    "hwquant.estimate.binary",
                    "-1/+1 weights (BNN, XNOR-Net); XNOR-popcount for bipolar inputs, an "
                    "add/subtract tree for multi-bit ones", engine="hwquant.hw.binary:BinaryEngine"),
+    "bitmask": Kind("bitmask", "hwquant.golden.bitmask", "hwquant.hw.bitmask",
+                    "hwquant.estimate.bitmask",
+                    "sign-magnitude fixed point under a per-layer bit mask (m active of n "
+                    "bits); m-1 fixed-shift partial products per weight, an adder tree",
+                    constant_matrix=True),
 }
 
 

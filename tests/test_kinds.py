@@ -87,6 +87,7 @@ COSTLY_WEIGHTS = {
     "fixed": [3, -5, 7, -3, 5, 6, -7, 3, 5, -6, 7, 3],
     "pow2": [1, -2, 4, -8, 2, -1, 8, -4, 1, 2, -8, 4],
     "binary": [1, -1, -1, 1, 1, -1, 1, 1, -1, -1, 1, -1],
+    "bitmask": [3, -5, 7, -3, 5, 6, -7, 3, 5, -6, 7, 3],
 }
 
 
@@ -124,7 +125,7 @@ def test_lookups_by_layer():
     assert kinds.hw_dot_engine(layer) is importlib.import_module("hwquant.hw.fixed").DotEngine
     unknown = types.SimpleNamespace(name="fc", encoding="ternary")
     with pytest.raises(ValueError, match=r"^Layer 'fc': no arithmetic kind for encoding "
-                                         r"'ternary'; known: fixed, pow2, binary$"):
+                                         r"'ternary'; known: fixed, pow2, binary, bitmask$"):
         kinds.kind_of(unknown)
 
 
