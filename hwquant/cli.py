@@ -116,7 +116,8 @@ def _quant_options(args, method=None, wbits=None, schedule=None):
                         ternary=args.ternary, granularity=args.scale, tie=args.tie,
                         edge_layers=args.edge_layers,
                         alpha=args.alpha if binary else "none",
-                        input_bits=args.input_bits if binary else None, retrain=cfg)
+                        input_bits=args.input_bits if binary else None,
+                        calib_percentile=args.calib_percentile, retrain=cfg)
 
 
 def cmd_quantize(args) -> dict:
@@ -146,6 +147,11 @@ def cmd_quantize(args) -> dict:
     if hint:
         _say(f"hint: {hint}")
     report["hint"] = hint
+    from .quant.report import unusual
+
+    report["layer_notes"] = unusual(report["layer_report"])
+    for line in report["layer_notes"]:
+        _note(line)
     return report
 
 
@@ -224,6 +230,10 @@ def cmd_sim(args) -> dict:
     if not res["passed"]:
         _write_json(args.json, res)
         raise VerificationFailed(f"simulation of {args.build_dir} is not bit-exact")
+    if res.get("saturated_inputs"):
+        _note(f"{res['saturated_inputs']:.2%} of the test images' input values lie outside "
+              f"the network's input format and saturated (the golden model and the hardware "
+              f"see the same saturated codes)")
     return res
 
 
@@ -249,16 +259,6 @@ def cmd_demo(args) -> dict:
                     family=args.family, synth=not args.no_synth, progress=_progress("demo"))
 
 
-def cmd_boards(args) -> dict:
-    from .boards import boards_table
-
-    rows = boards_table(args.boards_dir)
-    _say(f"{'board':<16} {'family':<7} {'device':<22} {'package':<10} {'speed':<6} "
-         f"{'clock':>9} {'LUT':>7} {'FF':>7} {'DSP':>4} {'BRAM':>5}  place & route")
-    for row in rows:
-        cap = row["capacity"]
-        _say(f"{row['id']:<16} {row['family']:<7} {row['device']:<22} {row['package']:<10} "
-             f"{row['speed'] or '-':<6} {row['clock_mhz']:>5g} MHz {cap['lut']:>7} "
 def cmd_run(args) -> dict:
     from .host import run_board
 
@@ -276,6 +276,16 @@ def cmd_run(args) -> dict:
     return res
 
 
+def cmd_boards(args) -> dict:
+    from .boards import boards_table
+
+    rows = boards_table(args.boards_dir)
+    _say(f"{'board':<16} {'family':<7} {'device':<22} {'package':<10} {'speed':<6} "
+         f"{'clock':>9} {'LUT':>7} {'FF':>7} {'DSP':>4} {'BRAM':>5}  place & route")
+    for row in rows:
+        cap = row["capacity"]
+        _say(f"{row['id']:<16} {row['family']:<7} {row['device']:<22} {row['package']:<10} "
+             f"{row['speed'] or '-':<6} {row['clock_mhz']:>5g} MHz {cap['lut']:>7} "
              f"{cap['ff']:>7} {cap['dsp']:>4} {cap['bram']:>5}  "
              f"{row['nextpnr'] or 'none (Yosys counts only)'}")
     return {"boards": rows}
@@ -311,6 +321,16 @@ def _bits(text):
 
 def _positive(text):
     return _integer(text, 1)
+
+
+def _percentile(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in 50..100, not {text!r}") from None
+    if not 50 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"must be in 50..100, not {text}")
+    return value
 
 
 def _fifo_depth(text):
@@ -354,8 +374,9 @@ def _add_quant_args(p):
     g.add_argument("--ternary", choices=["twn", "ttq"], default="twn",
                    help="twn: one scale (Δ = 0.7·E|W|); ttq: trained positive/negative scales")
     g.add_argument("--scale", choices=["layer", "channel"], default=None,
-                   help="TWN α / INQ exponent range per layer or per output channel "
-                        "(default: channel for TWN, layer otherwise)")
+                   help="fixed-point scale / TWN α / INQ exponent range per layer or per "
+                        "output channel (default: channel for TWN, layer otherwise; the "
+                        "logits layer always has one)")
     g.add_argument("--edge-layers", choices=["same", "fixed8"], default=None,
                    help="weights of the first and last conv/linear layer: same (the method's) "
                         "or fixed8 (8-bit fixed point, as TWN/TTQ keep them at full "
@@ -382,6 +403,10 @@ def _add_quant_args(p):
     g.add_argument("--calib", type=_positive, default=None, metavar="N",
                    help=f"training images used to calibrate activation ranges (default "
                         f"{DEFAULT_CALIB}, or all if fewer)")
+    g.add_argument("--calib-percentile", type=_percentile, default=None, metavar="P",
+                   help="calibrate activation ranges at the P-th percentile of the "
+                        "magnitudes (50..100) instead of the maximum: outliers saturate, "
+                        "the rest keeps more resolution")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -472,6 +497,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a directory of your own board files (<id>.toml), listed and checked "
                         "beside the bundled ones")
 
+    p = command("run", cmd_run, "classify test images on a board over its UART")
+    p.add_argument("build_dir", metavar="BUILD_DIR")
+    p.add_argument("--port", required=True, metavar="DEV",
+                   help="serial port of the board (/dev/ttyUSB1, COM3, or a pyserial URL)")
+    p.add_argument("--images", type=_positive, default=100,
+                   help="test images to send (default 100)")
+    p.add_argument("--baud", type=_positive, default=115200, help="default 115200")
+    p.add_argument("--logits", action="store_true",
+                   help="the board sends the logits after the class (checked too)")
+    p.add_argument("--timeout", type=float, default=5.0,
+                   help="seconds to wait for each reply (default 5)")
+    p.add_argument("--seed", type=int, default=0, help="which test images")
+
     p = command("sim", cmd_sim, "prove the Verilog bit-exact against the golden model")
     p.add_argument("build_dir", metavar="BUILD_DIR")
     p.add_argument("--vectors", type=lambda t: _integer(t, 1, also="all"), default=16,
@@ -487,19 +525,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("estimate", cmd_estimate, "LUT/FF/DSP/BRAM: analytical model and Yosys")
     p.add_argument("build_dir", metavar="BUILD_DIR")
     p.add_argument("--family", default="ice40", choices=["ice40", "ecp5", "xilinx", "gowin"])
-    p = command("run", cmd_run, "classify test images on a board over its UART")
-    p.add_argument("build_dir", metavar="BUILD_DIR")
-    p.add_argument("--port", required=True, metavar="DEV",
-                   help="serial port of the board (/dev/ttyUSB1, COM3, or a pyserial URL)")
-    p.add_argument("--images", type=_positive, default=100,
-                   help="test images to send (default 100)")
-    p.add_argument("--baud", type=_positive, default=115200, help="default 115200")
-    p.add_argument("--logits", action="store_true",
-                   help="the board sends the logits after the class (checked too)")
-    p.add_argument("--timeout", type=float, default=5.0,
-                   help="seconds to wait for each reply (default 5)")
-    p.add_argument("--seed", type=int, default=0, help="which test images")
-
     p.add_argument("--synth", action="store_true", help="also synthesize with Yosys")
 
     p = command("demo", cmd_demo, "train -> quantize -> compile -> sim -> estimate, report")

@@ -44,8 +44,10 @@ def quantize_model(model_path, ds, dataset_info, *, method="fixed", wbits=8, abi
     q_acc = golden_accuracy(net, ds)
     meta = dict(net.metadata, accuracy={"float": float_acc, "quantized": q_acc})
     net = dataclasses.replace(net, metadata=meta)
+    from .quant.report import layer_report
+
     report = {**opts.to_json(), "accuracy": {"float": float_acc, "quantized": q_acc},
-              "history": history,
+              "history": history, "layer_report": layer_report(graph, net, x_cal),
               "layers": [{"name": layer.name, "kind": type(layer).__name__.lower(),
                           "encoding": getattr(layer, "encoding", None),
                           "out_format": layer.out_format.to_json()} for layer in net.layers]}

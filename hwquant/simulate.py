@@ -14,6 +14,7 @@ from . import golden
 from .compile import load_build
 from .layout import packed_to_ints
 from .quant.grid import quantize_to_grid
+from .quant.report import input_saturation
 from .vectors import expected_packed, input_packed
 
 __all__ = ["quantize_input", "test_images", "simulate_build"]
@@ -26,8 +27,9 @@ def quantize_input(net, x) -> np.ndarray:
 
 
 def _test_set(net, n, seed: int, dataset=None):
-    """``(x, labels)``: ``n`` integer test inputs (``"all"``: the whole held-out split, in
-    order) and their labels (``None`` for random inputs)."""
+    """``(x, labels, saturated)``: ``n`` integer test inputs (``"all"``: the whole held-out
+    split, in order), their labels (``None`` for random inputs) and the fraction of their
+    real values the input format saturated."""
     from .data import load_dataset
 
     rng = np.random.default_rng(seed)
@@ -39,13 +41,15 @@ def _test_set(net, n, seed: int, dataset=None):
             raise ValueError("Vectors 'all' needs the network's dataset (recorded when it was "
                              "quantized) or a dataset argument; this network has none")
         f = net.input_format
-        return rng.integers(f.lo, f.hi + 1, size=(n,) + net.input_shape), None
+        # Random legal inputs: nothing saturates.
+        return rng.integers(f.lo, f.hi + 1, size=(n,) + net.input_shape), None, 0.0
     if n == "all":
         idx = np.arange(len(dataset.x_test))
     else:
         idx = np.sort(rng.choice(len(dataset.x_test), size=min(n, len(dataset.x_test)),
                                  replace=False))
-    return quantize_input(net, dataset.x_test[idx]), np.asarray(dataset.y_test)[idx]
+    return (quantize_input(net, dataset.x_test[idx]), np.asarray(dataset.y_test)[idx],
+            input_saturation(dataset.x_test[idx], net.input_format))
 
 
 def test_images(net, n: int, seed: int, dataset=None) -> np.ndarray:
@@ -86,7 +90,7 @@ def simulate_build(build_dir, *, vectors: int | str = 16, seed: int = 0, stall: 
         raise ValueError(f"Simulation mode must be 'bulk' or 'python', not {mode!r}")
     build_dir = Path(build_dir)
     net, report = load_build(build_dir)
-    x, labels = _test_set(net, vectors, seed, dataset)
+    x, labels, saturated = _test_set(net, vectors, seed, dataset)
     timings = {}
     clock = time.perf_counter()
     step(f"golden model on {len(x)} images")
@@ -147,6 +151,8 @@ def simulate_build(build_dir, *, vectors: int | str = 16, seed: int = 0, stall: 
     return {
         "vectors": len(x),
         "mode": mode,
+        # Fraction of the test images' pixel values outside the input format (saturated).
+        "saturated_inputs": round(saturated, 6),
         "mismatches": int(mismatches),
         "passed": bool(result["passed"]) and mismatches == 0,
         "first_mismatch_layer": first_bad,

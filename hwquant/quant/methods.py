@@ -58,7 +58,8 @@ def quantize_graph(graph, dataset, x_cal, opts: QuantOptions, *, name="network",
     schedule = opts.resolved_schedule()
     if opts.method == "fixed" and schedule is None:
         net = quantize_fixed(graph, x_cal, wbits=opts.wbits, abits=opts.abits, name=name,
-                             metadata=meta)
+                             metadata=meta, granularity=opts.resolved_granularity(),
+                             calib_percentile=opts.calib_percentile)
         return net, []
 
     last = names[-1]
@@ -80,7 +81,8 @@ def quantize_graph(graph, dataset, x_cal, opts: QuantOptions, *, name="network",
                                                cfg=schedule_cfg,
                                                portions=opts.resolved_portions(),
                                                partition=opts.partition, log=log,
-                                               x_cal=x_cal, abits=opts.abits)
+                                               x_cal=x_cal, abits=opts.abits,
+                                               calib_percentile=opts.calib_percentile)
     except WeightQuantError as exc:
         raise QuantizationError(f"{opts.method} quantization failed: {exc}") from None
 
@@ -98,5 +100,5 @@ def quantize_graph(graph, dataset, x_cal, opts: QuantOptions, *, name="network",
                 "kind_data": low.kind_data, "channel_scale": scale}
 
     net = build_network(qgraph, x_cal, abits=opts.abits, weight_quantizer=lowered, name=name,
-                        metadata=meta)
+                        metadata=meta, calib_percentile=opts.calib_percentile)
     return net, history

@@ -141,6 +141,9 @@ class QuantOptions:
     #: ``binary``: width of the network input (None: :data:`BINARY_INPUT_BITS`); the other
     #: methods give the input ``abits`` bits.
     input_bits: int | None = None
+    #: Calibrate activation ranges at this percentile of the magnitudes (in [50, 100]) instead
+    #: of the maximum: outliers saturate, the rest keeps more resolution. None: the maximum.
+    calib_percentile: float | None = None
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
 
     def __post_init__(self):
@@ -177,6 +180,10 @@ class QuantOptions:
             d.update(ternary=self.ternary, granularity=self.resolved_granularity())
         if self.method == "inq":
             d.update(tie=self.tie, granularity=self.resolved_granularity())
+        if self.method == "fixed" and self.resolved_granularity() != "layer":
+            d["granularity"] = self.resolved_granularity()
+        if self.calib_percentile is not None:
+            d["calib_percentile"] = self.calib_percentile
         if self.method == "binary":
             d.update(alpha=self.alpha, input_bits=self.resolved_input_bits(),
                      configuration=f"W1A{self.abits}")
@@ -291,6 +298,10 @@ def check_options(opts: QuantOptions) -> None:
     if opts.granularity not in (None, "layer", "channel"):
         raise QuantizationError(f"Scale granularity must be layer or channel, not "
                                 f"{opts.granularity!r}")
+    p = opts.calib_percentile
+    if p is not None and (isinstance(p, bool) or not isinstance(p, (int, float))
+                          or not 50 <= p <= 100):
+        raise QuantizationError(f"--calib-percentile must be a number in 50..100, not {p!r}")
     if opts.edge_layers not in (None, *EDGE_LAYERS):
         raise QuantizationError(f"Edge layers must be one of {', '.join(EDGE_LAYERS)}, not "
                                 f"{opts.edge_layers!r}")

@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .fakequant import fake_quantize_clipped
-from .fixed import activation_format, input_format
+from .fixed import activation_format, calibrated_range, input_format
 from .options import DEFAULT_PORTIONS, SCHEDULES, RetrainConfig
 
 __all__ = ["TrainableGraph", "run_schedule", "activation_quantizers"]
@@ -150,7 +150,7 @@ def _act_quantizer(frac, lo, hi):
     return lambda v: fake_quantize_clipped(v, frac, lo, hi)
 
 
-def activation_quantizers(model, x_cal, abits, weights=None) -> dict:
+def activation_quantizers(model, x_cal, abits, weights=None, percentile=None) -> dict:
     """Activation fake-quantizers for ``model.act_quant``: the formats
     :func:`~hwquant.quant.fixed.build_network` would calibrate on ``x_cal`` for the model's
     current weights (``weights``: the quantized view), float activations while calibrating.
@@ -168,7 +168,7 @@ def activation_quantizers(model, x_cal, abits, weights=None) -> dict:
     finally:
         model.act_quant = saved
     x = np.asarray(x_cal, dtype=np.float64)
-    fmt_in = input_format(x, abits)
+    fmt_in = input_format(x, abits, percentile)
     quant = {"input": _act_quantizer(fmt_in.frac, fmt_in.lo, fmt_in.hi)}
     fmts = {"input": fmt_in}
     last = model.graph.nodes[-1].name
@@ -176,7 +176,7 @@ def activation_quantizers(model, x_cal, abits, weights=None) -> dict:
         out = values[node.name]
         if node.op in ("conv2d", "linear", "add"):
             signed = not node.relu and bool((out < 0).any())
-            fmt = activation_format(float(out.abs().max()), abits, signed)
+            fmt = activation_format(calibrated_range(out.numpy(), percentile), abits, signed)
             if node.name != last:
                 quant[node.name] = _act_quantizer(fmt.frac, 0 if node.relu else fmt.lo, fmt.hi)
         elif node.op == "avgpool2d":
@@ -218,7 +218,7 @@ class _Retrainer:
     early stopping on a validation split of the training images."""
 
     def __init__(self, model, quantizers, states, dataset, cfg: RetrainConfig, x_cal=None,
-                 abits=None):
+                 abits=None, percentile=None):
         cfg = cfg.resolved("incremental")  # run_schedule has resolved it for its schedule
         self.model, self.quantizers, self.states, self.cfg = model, quantizers, states, cfg
         x = torch.tensor(np.asarray(dataset.x_train), dtype=torch.float32)
@@ -231,7 +231,7 @@ class _Retrainer:
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.frozen = {}  # layer -> (mask of frozen entries, their quantized values)
         self.refit = False
-        self.x_cal, self.abits = x_cal, abits
+        self.x_cal, self.abits, self.percentile = x_cal, abits, percentile
         self.qat = bool(cfg.qat and x_cal is not None and abits is not None)
         self.epochs_run = []
 
@@ -253,7 +253,7 @@ class _Retrainer:
             with torch.no_grad():
                 view = self.quantized_view(quantized_layers)
             self.model.act_quant = activation_quantizers(self.model, self.x_cal, self.abits,
-                                                         view)
+                                                         view, self.percentile)
 
     def refit_channels(self, reference, quantized_layers):
         """Re-fit every hidden layer's per-channel gain and bias so that its ``W * x`` on the
@@ -394,12 +394,13 @@ def _select_portion(w, frozen_mask, k_total, partition, rank):
 
 def run_schedule(graph, dataset, quantizers: dict, *, schedule: str, cfg: RetrainConfig,
                  portions=DEFAULT_PORTIONS, partition="magnitude", log=None, x_cal=None,
-                 abits=None):
+                 abits=None, calib_percentile=None):
     """Quantize ``graph``'s weights with ``quantizers`` (layer name -> quantizer) by
     ``schedule``; returns ``(float_graph_with_quantized_weights, states, history)``.
 
     ``x_cal``/``abits`` (calibration images, activation width) enable quantization-aware
-    retraining and the per-channel re-fit as ``cfg`` asks. Each layer's state then carries
+    retraining and the per-channel re-fit as ``cfg`` asks, with activation ranges calibrated
+    as the lowering does (``calib_percentile``). Each layer's state then carries
     ``"quantized"`` (its quantized weights, numpy) and, if re-fitted, ``"gain"`` (per channel;
     the exported graph's weights are ``gain * quantized``).
 
@@ -413,16 +414,17 @@ def run_schedule(graph, dataset, quantizers: dict, *, schedule: str, cfg: Retrai
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             return _run_schedule(graph, dataset, quantizers, schedule, cfg, portions,
-                                 partition, log, x_cal, abits)
+                                 partition, log, x_cal, abits, calib_percentile)
     finally:
         torch.set_num_threads(threads)
 
 
 def _run_schedule(graph, dataset, quantizers, schedule, cfg, portions, partition, log, x_cal,
-                  abits):
+                  abits, percentile):
     model = TrainableGraph(graph)
     names = model.layer_names
-    r = _Retrainer(model, quantizers, {}, dataset, cfg, x_cal=x_cal, abits=abits)
+    r = _Retrainer(model, quantizers, {}, dataset, cfg, x_cal=x_cal, abits=abits,
+                   percentile=percentile)
     xt = torch.tensor(np.asarray(dataset.x_test), dtype=torch.float32)
     yt = torch.tensor(np.asarray(dataset.y_test), dtype=torch.int64)
     history = []

@@ -76,28 +76,47 @@ def _abs_max(w) -> float:
 
 # -- fixed point ---------------------------------------------------------------------------
 class FixedWeights:
-    """Signed ``bits``-bit fixed point, one power-of-two scale per layer (``docs/arithmetic.md``)."""
+    """Signed ``bits``-bit fixed point, one power-of-two scale per layer (``docs/arithmetic.md``)
+    or, with ``per_channel``, one per output channel (folded into the requantization
+    multiplier as :func:`hwquant.quant.fixed.channel_fixed_weights` does)."""
 
     method, trainable_scales = "fixed", False
 
-    def __init__(self, bits: int):
-        self.bits = bits
+    def __init__(self, bits: int, per_channel: bool = False):
+        self.bits, self.per_channel = bits, per_channel
         self.hi = (1 << (bits - 1)) - 1
 
     def fit(self, w):
-        return {"frac": frac_for_range(_abs_max(w), self.hi, MAX_FRAC)}
+        layer = frac_for_range(_abs_max(w), self.hi, MAX_FRAC)
+        if not self.per_channel:
+            return {"frac": layer}
+        rows = torch.as_tensor(w).detach().abs().reshape(len(w), -1).amax(dim=1).tolist()
+        return {"frac": np.array([frac_for_range(r, self.hi, MAX_FRAC) if r > 0 else layer
+                                  for r in rows])}
+
+    def _scales(self, w, state):
+        frac = np.asarray(state["frac"], dtype=np.float64)
+        shape = (-1,) + (1,) * (w.dim() - 1) if frac.ndim else ()
+        return torch.tensor(np.exp2(frac), dtype=w.dtype).reshape(shape)
 
     def quantize(self, w, state):
-        scale = math.ldexp(1.0, state["frac"])
+        scale = self._scales(w, state)
         return torch.clamp(torch.floor(w.detach() * scale + 0.5), -self.hi - 1, self.hi) / scale
 
     def project(self, w, state):
         return _ste(w, self.quantize(w, state))
 
     def lower(self, wq, state):
-        w = quantize_to_grid(np.asarray(wq, dtype=np.float64), state["frac"], -self.hi - 1,
-                             self.hi)
-        return LoweredWeights(w, self.bits, state["frac"], "fixed")
+        wq = np.asarray(wq, dtype=np.float64)
+        frac = np.asarray(state["frac"])
+        if frac.ndim == 0:
+            w = quantize_to_grid(wq, int(frac), -self.hi - 1, self.hi)
+            return LoweredWeights(w, self.bits, int(frac), "fixed")
+        shape = (-1,) + (1,) * (wq.ndim - 1)
+        w = np.clip(np.floor(wq * np.exp2(frac).reshape(shape) + 0.5), -self.hi - 1, self.hi)
+        base = int(frac.min())
+        return LoweredWeights(w.astype(np.int64), self.bits, base, "fixed",
+                              channel_scale=np.exp2(base - frac))
 
 
 # -- INQ -----------------------------------------------------------------------------------
@@ -296,11 +315,11 @@ TTQ_THRESHOLD = 0.15
 def make_quantizer(method: str, bits: int, *, variant: str = "twn", granularity="layer",
                    tie="paper"):
     """The quantizer for ``method`` (fixed | inq | ternary) at ``bits`` weight bits."""
-    if method == "fixed":
-        return FixedWeights(bits)
     if granularity not in ("layer", "channel"):
         raise ValueError(f"Scale granularity must be 'layer' or 'channel', not "
                          f"{granularity!r}")
+    if method == "fixed":
+        return FixedWeights(bits, per_channel=granularity == "channel")
     if method == "inq":
         return InqWeights(bits, tie=tie, per_channel=granularity == "channel")
     if method == "ternary":
