@@ -22,7 +22,7 @@ from hwquant.quant.report import input_saturation, unusual
 from hwquant.train import default_model, export_model, train
 
 sys.path.insert(0, os.path.dirname(__file__))
-from test_network_hw import check  # noqa: E402
+from test_network_hw import check
 
 
 class _TinyConv(nn.Module):
