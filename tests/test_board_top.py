@@ -23,7 +23,7 @@ from amaranth.back import verilog
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, First, Timer
 
-from hwquant import golden
+from hwquant import golden, ir
 from hwquant.compile import plan_build
 from hwquant.host import LinkFormat
 from hwquant.hw.board_top import BoardTop
@@ -32,7 +32,7 @@ from hwquant.vectors import input_words
 
 TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS))
-from netbuilders import random_chain, vector_chain
+from netbuilders import random_chain, vector_chain, weight_layer
 
 JOB_ENV = "HWQUANT_BOARD_TB"
 CLOCK_PS = 10_000
@@ -214,21 +214,34 @@ def test_board_top_classifies_over_uart(build_root, make_net, seed, divisor, log
     assert per_image * len(x) <= result["cycles"] < 2 * per_image * len(x) + 2000
 
 
+def _wide_input_net(seed=0):
+    """linear -> linear on a vector of 10-bit signed codes: two bytes per lane on the link,
+    7-bit logits (sign-extended to a byte)."""
+    rng = np.random.default_rng(seed)
+    fmt = ir.ActFormat(10, True, 1)
+    fc1 = weight_layer(rng, "fc1", "input", (6,), fmt, 5)
+    fc2 = weight_layer(rng, "fc2", "fc1", fc1.out_shape, fc1.out_format, 4, last=True)
+    return ir.Network("wide_input", (6,), fmt, (fc1, fc2))
+
+
 @pytest.mark.sim
 def test_board_top_tolerates_a_host_two_percent_off(build_root):
-    """The host's bit time 2 % long and 2 % short: the receiver samples mid-bit, still right;
-    10 % short breaks the frames (the test sees it)."""
-    net = vector_chain(2)
-    x = _images(net, 4, 2)
+    """Two-byte input lanes, with the host's bit time 2 % long and 2 % short: the receiver
+    samples mid-bit, still right; 10 % short breaks the frames (the test sees it)."""
+    net = _wide_input_net()
+    x = _images(net, 4, 1)
     expected = golden.predict(net, x)
+    gold = golden.run(net, x)[net.output.name].reshape(len(x), -1)
     assert len(set(expected)) > 1
     for factor in (0.98, 1.02, 0.9):
-        top = BoardTop(plan_build(net, "auto")[0], divisor=8)
+        top = BoardTop(plan_build(net, "auto")[0], divisor=8, logits=True)
+        assert (top.link.lane_bytes, top.link.logit_bytes) == (2, 1)
         result = simulate_link(top, x, build_root, bit_ps=round(8 * CLOCK_PS * factor),
                                timeout_cycles=3000)
-        got = [top.link.decode_reply(r)[0] for r in result["replies"]
+        got = [top.link.decode_reply(r) for r in result["replies"]
                if len(r) == top.link.reply_bytes]
-        ok = not result["timed_out"] and got == list(expected)
+        ok = (not result["timed_out"] and [c for c, _ in got] == list(expected)
+              and [lg for _, lg in got] == gold.tolist())
         assert ok == (factor != 0.9), (factor, result, expected)
 
 
