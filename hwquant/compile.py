@@ -13,6 +13,7 @@ half-written directory.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,10 +156,14 @@ def compile_network(net: ir.Network, out_dir, *, fold: str = "auto",
         fit = _check_board(plan, board)
     check_hardware(plan)
     cycles = plan.layer_cycles()
-    # Fully unrolled layers' adder graphs are built for the board's family (any without one).
+    # Fully unrolled layers' adder graphs and binary popcounts are built for the board's
+    # family (for any family without a board), as the board's cost model counts them.
     family = fit["family"] if fit is not None else None
+    from .hw.binary import popcount_for
+
     with atomic_directory(out_dir, marker="compile.json", what="build") as tmp, \
-            cmvm.target_family(family):
+            cmvm.target_family(family), \
+            (popcount_for(family) if family is not None else contextlib.nullcontext()):
         step("emitting Verilog")
         (tmp / "network.v").write_text(emit_verilog(plan))
         step("emitting Verilog with probes")
