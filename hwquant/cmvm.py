@@ -31,8 +31,6 @@ construction grows linearly with the number of blocks.
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import functools
 import heapq
 from dataclasses import dataclass
@@ -42,7 +40,7 @@ import numpy as np
 from .intmath import csd_digits
 
 __all__ = ["CSE_MAX_WEIGHTS", "PAIR_BUDGET", "SUBTRACTION_PENALTY", "AdderNode", "AdderGraph",
-           "build_adder_graph", "layer_adder_graph", "signed_digit_terms", "target_family"]
+           "build_adder_graph", "layer_adder_graph", "signed_digit_terms"]
 
 #: Largest relative shift a shared pair may have (keeps the key packing simple).
 _MAX_SHIFT = 64
@@ -225,24 +223,11 @@ class _Builder:
 #: Whether a shared signal may be a difference ``x_a - (x_b << d)`` (else sums only).
 MIXED_SIGN_PAIRS = True
 
-#: Occurrences a shared difference needs beyond those of a shared sum (see ``worth``), per
-#: target family: on xilinx a subtractor costs an adder plus inverters for the subtrahend bits
-#: outside the operands' overlap; on the LUT4 families Yosys inverts every subtrahend bit
-#: beside the carry chain (twice an adder). Measured on 16x64 matrices with the cost face:
-#: xilinx 4 % fewer LUTs with 0 than with 1, ice40 1 % fewer with 2. ``None``: no target known.
-SUBTRACTION_PENALTY = {"xilinx": 0, "ice40": 2, "ecp5": 2, "gowin": 2, None: 1}
-
-_TARGET_FAMILY = contextvars.ContextVar("hwquant_cmvm_target_family", default=None)
-
-
-@contextlib.contextmanager
-def target_family(family):
-    """Build the adder graphs of the enclosed elaboration for ``family`` (``None``: any)."""
-    token = _TARGET_FAMILY.set(family)
-    try:
-        yield
-    finally:
-        _TARGET_FAMILY.reset(token)
+#: Occurrences a shared difference needs beyond those of a shared sum (see ``worth``): Yosys
+#: inverts a subtrahend's bits (all of them beside the LUT4 families' carry chains, those
+#: outside the operands' overlap on xilinx). Measured with Yosys on a 16x64 4-bit matrix: 1 is
+#: the best of 0, 1 and 2 on both xilinx (8,574 LUT; 0: 8,654) and ice40 (10,994; 2: 11,120).
+SUBTRACTION_PENALTY = 1
 
 #: Signals per graph (key packing); far beyond any unrolled layer.
 _SIGNALS = 1 << 24
@@ -271,12 +256,12 @@ def _unpack(key):
 
 
 def build_adder_graph(weights, input_ranges, *, cse: bool = True,
-                      subtraction_penalty: int = SUBTRACTION_PENALTY[None]) -> AdderGraph:
+                      subtraction_penalty: int = SUBTRACTION_PENALTY) -> AdderGraph:
     """The shared adder graph of ``y = weights @ x`` (see the module docstring).
 
     ``weights`` is an integer matrix ``(n_out, n_in)``; ``input_ranges`` one ``(lo, hi)`` per
     input. ``cse=False`` skips the sharing (plain signed-digit adder trees per row), for
-    comparison; ``subtraction_penalty`` is the target's entry of :data:`SUBTRACTION_PENALTY`.
+    comparison; ``subtraction_penalty`` overrides :data:`SUBTRACTION_PENALTY`.
     """
     w = np.asarray(weights, dtype=np.int64)
     if w.ndim != 2:
@@ -459,20 +444,11 @@ def _cached_graph(weights_bytes, shape, lo, hi, cse, penalty):
 CSE_MAX_WEIGHTS = 20_000
 
 
-_CONTEXT = object()
-
-
-def layer_adder_graph(layer, weights, family=_CONTEXT) -> AdderGraph:
+def layer_adder_graph(layer, weights) -> AdderGraph:
     """The adder graph of a fully unrolled layer: ``weights`` ``(OC, F)`` in window-lane order,
-    every input in the layer's input code range, built for ``family`` (default: the enclosing
-    :func:`target_family`, else any). Cached: the hardware (elaborated for the plain and the
-    probed top) and the cost model share one construction."""
-    if family is _CONTEXT:
-        family = _TARGET_FAMILY.get()
-    if family not in SUBTRACTION_PENALTY:
-        raise ValueError(f"Unknown FPGA family {family!r}; known: "
-                         f"{', '.join(f for f in SUBTRACTION_PENALTY if f)}")
+    every input in the layer's input code range. Cached: the hardware (elaborated for the plain
+    and the probed top) and the cost model share one construction."""
     w = np.ascontiguousarray(np.asarray(weights, dtype=np.int64))
     fmt = layer.in_format
     return _cached_graph(w.tobytes(), w.shape, int(fmt.lo), int(fmt.hi),
-                         w.size <= CSE_MAX_WEIGHTS, SUBTRACTION_PENALTY[family])
+                         w.size <= CSE_MAX_WEIGHTS, SUBTRACTION_PENALTY)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
-from . import cmvm, hwq, ir
+from . import hwq, ir
 from . import plan as P
 from .errors import HwquantError
 from .fold import apply_folding
@@ -156,13 +156,12 @@ def compile_network(net: ir.Network, out_dir, *, fold: str = "auto",
         fit = _check_board(plan, board)
     check_hardware(plan)
     cycles = plan.layer_cycles()
-    # Fully unrolled layers' adder graphs and binary popcounts are built for the board's
-    # family (for any family without a board), as the board's cost model counts them.
+    # Binary popcounts are built for the board's family (LUT4 trees without a board), as the
+    # board's cost model counts them.
     family = fit["family"] if fit is not None else None
     from .hw.binary import popcount_for
 
     with atomic_directory(out_dir, marker="compile.json", what="build") as tmp, \
-            cmvm.target_family(family), \
             (popcount_for(family) if family is not None else contextlib.nullcontext()):
         step("emitting Verilog")
         (tmp / "network.v").write_text(emit_verilog(plan))
@@ -194,7 +193,7 @@ def compile_network(net: ir.Network, out_dir, *, fold: str = "auto",
             "stages": [{"name": st.name, "kind": type(st).__name__, "layer": st.layer,
                         "lanes": st.lanes, "busy_cycles": st.busy} for st in plan.stages],
             "probes": probes,
-            "adder_graphs_for": family or "any",
+            "built_for_family": family or "any",
             "ports": {
                 "i_stream": {"lanes": net.input_shape[0], "bits": net.input_format.bits,
                              "signed": net.input_format.signed,

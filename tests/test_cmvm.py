@@ -115,30 +115,3 @@ def test_column_blocks_beyond_the_pair_budget_stay_exact(monkeypatch):
     xs = rng.integers(0, 16, size=(100, 30))
     assert np.array_equal(blocked.evaluate(xs), xs @ w.T)
     assert blocked.adders >= whole.adders
-
-
-def test_graphs_per_target_family_are_exact_and_differ_in_subtractions():
-    from hwquant import ir
-    from hwquant.cmvm import layer_adder_graph, target_family
-    from hwquant.estimate.cmvm import graph_resources
-
-    rng = np.random.default_rng(0)
-    w = rng.integers(-8, 8, size=(16, 64))
-    layer = ir.Linear("fc", ("input",), ir.ActFormat(8, False, 0), w, 4, 0,
-                      np.zeros(16, dtype=np.int64), None, ir.ActFormat(16, True, 0))
-    graphs = {f: layer_adder_graph(layer, w, f) for f in ("xilinx", "ice40", None)}
-    xs = rng.integers(0, 256, size=(64, 64))
-    for graph in graphs.values():
-        assert np.array_equal(graph.evaluate(xs), xs @ w.T)
-    subs = {f: sum(n.neg_a or n.neg_b for n in g.nodes) for f, g in graphs.items()}
-    assert subs["xilinx"] > subs[None] > subs["ice40"]
-    # Each family's graph is the cheaper one on that family (by the cost face).
-    assert graph_resources(graphs["xilinx"], "xilinx").lut < graph_resources(graphs["ice40"],
-                                                                             "xilinx").lut
-    assert graph_resources(graphs["ice40"], "ice40").lut < graph_resources(graphs["xilinx"],
-                                                                           "ice40").lut
-    with target_family("xilinx"):
-        assert layer_adder_graph(layer, w) is graphs["xilinx"]
-    assert layer_adder_graph(layer, w) is graphs[None]
-    with pytest.raises(ValueError, match="Unknown FPGA family 'vhdl'"):
-        layer_adder_graph(layer, w, "vhdl")

@@ -62,5 +62,5 @@ def graph_resources(graph, family) -> Resources:
 
 def resources(layer, weights, family) -> Resources:
     """Resources of the constant-matrix engine of the fully unrolled ``layer`` (``weights``
-    ``(OC, F)`` in window-lane order), built for ``family`` as ``compile --board`` builds it."""
-    return graph_resources(layer_adder_graph(layer, weights, family), family)
+    ``(OC, F)`` in window-lane order)."""
+    return graph_resources(layer_adder_graph(layer, weights), family)
