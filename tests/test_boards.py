@@ -281,3 +281,26 @@ def test_bad_toml(tmp_path):
     path = _write(tmp_path, "id = \n")
     with pytest.raises(ValueError, match=rf"^Board file {re.escape(str(path))}: "):
         load_board(path)
+
+
+def test_compile_on_a_user_board(tmp_path, capsys):
+    import sys
+
+    from hwquant import hwq
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from netbuilders import vector_chain
+
+    hwq.save(vector_chain(1), tmp_path / "net.hwq")
+    _user_board(tmp_path / "mine", "roomy", lut=5280)
+    _user_board(tmp_path / "mine", "tiny", lut=10)
+    out = tmp_path / "build"
+    argv = ["compile", str(tmp_path / "net.hwq"), "--boards-dir", str(tmp_path / "mine"),
+            "-o", str(out)]
+    assert main([*argv, "--board", "tiny"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: The network does not fit board 'tiny' (iCE40UP5K): "
+                              "LUTs: ")
+    assert not out.exists()
+    assert main([*argv, "--board", "roomy"]) == 0
+    assert json.loads((out / "compile.json").read_text())["board"]["id"] == "roomy"
