@@ -24,6 +24,7 @@ from . import hwq, ir
 from . import plan as P
 from .errors import HwquantError
 from .fold import apply_folding
+from .golden.binary import flip_negative_directions
 from .outdir import atomic_directory
 from .paths import check_output_dir
 
@@ -146,6 +147,9 @@ def compile_network(net: ir.Network, out_dir, *, fold: str = "auto",
     step = progress or (lambda msg: None)
     out_dir = check_output_dir(out_dir, what="build", marker="compile.json")
     net = apply_folding(net, fold, target_cycles=target_cycles)
+    # Negative threshold directions of binary layers go into their weights (every layer's
+    # output is unchanged; the thresholds epilogue then needs no per-channel negation).
+    net = flip_negative_directions(net)
     if board is not None:  # fail fast, before the FIFO sizing; checked again once sized
         _check_board(P.plan_network(net), board)
     step("planning the dataflow and sizing FIFOs")
