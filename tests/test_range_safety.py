@@ -163,3 +163,37 @@ def test_input_saturation_is_counted():
     fmt = ir.ActFormat(4, False, 2)  # 0 .. 3.75
     assert input_saturation(np.array([0.0, 1.0, 3.75, 4.0, -1.0]), fmt) == pytest.approx(0.4)
     assert unusual({"saturated_inputs": 0.4, "layers": []})[0].startswith("input: 40.0%")
+
+
+class _TinyBn(nn.Module):
+    """conv 1 -> 4 (3x3) -> BatchNorm with one channel's variance 1e-10 and one negative and
+    one zero gamma -> ReLU -> linear."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(1)
+        self.c, self.bn, self.f = nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), \
+            nn.Linear(256, 10)
+        with torch.no_grad():
+            self.bn.running_var.copy_(torch.tensor([1e-10, 1.0, 0.5, 2.0]))
+            self.bn.running_mean.copy_(torch.tensor([0.1, -0.2, 0.0, 0.3]))
+            self.bn.weight.copy_(torch.tensor([1.0, -0.7, 0.0, 1.3]))
+        self.eval()
+
+    def forward(self, x):
+        return self.f(torch.flatten(torch.relu(self.bn(self.c(x))), 1))
+
+
+@pytest.mark.parametrize("args", [["--bits", "8"], ["--bits", "8", "--scale", "channel"],
+                                  ["--bits", "16", "--abits", "16"]])
+def test_extreme_batchnorm_is_bit_exact_or_refused(tmp_path, args, capsys):
+    """Variance 1e-10 (weights x 1e5 after folding), gamma < 0 and gamma = 0: quantized and
+    simulated bit-exactly, or refused with one line, never silently clipped."""
+    model = _export(tmp_path, _TinyBn())
+    rc, out, _ = _quantize(tmp_path, model, *args)
+    if rc == 2:
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: Layer ") and not out.exists()
+        return
+    assert rc == 0
+    check(hwq.load(out), n=2, seed=3, stalls=0.3)
