@@ -250,9 +250,12 @@ def test_signal_during_training(sig, status, files):
                              str(files / "big.npz"), "--epochs", "10000", "-o",
                              str(files / "m.pt2")], stderr=subprocess.PIPE, cwd=files)
     try:
-        proc.stderr.read(1)  # the progress bar: training has started
+        seen = b""
+        while b"%|" not in seen and len(seen) < 4096:  # the progress bar: training runs
+            seen += proc.stderr.read(1)
         proc.send_signal(sig)
-        _, err = proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=180)  # generous: the suite loads both cores
+        err = seen + err
     finally:
         proc.kill()
     assert proc.returncode == status
