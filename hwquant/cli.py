@@ -111,13 +111,28 @@ def _quant_options(args, method=None, wbits=None, schedule=None):
     cfg = retrain_config(method, epochs=args.retrain_epochs, lr=args.lr, seed=args.seed,
                          progress=not args.quiet)
     binary = method == "binary"
-    return QuantOptions(method=method, wbits=wbits or DEFAULT_BITS[method], abits=args.abits,
+    return QuantOptions(method=method, wbits=DEFAULT_BITS[method] if wbits is None else wbits,
+                        abits=args.abits,
                         schedule=schedule, portions=args.portions, partition=args.partition,
                         ternary=args.ternary, granularity=args.scale, tie=args.tie,
                         edge_layers=args.edge_layers,
                         alpha=args.alpha if binary else "none",
                         input_bits=args.input_bits if binary else None,
-                        calib_percentile=args.calib_percentile, retrain=cfg)
+                        calib_percentile=args.calib_percentile, retrain=cfg,
+                        **_bitmask_options(args, method))
+
+
+def _bitmask_options(args, method) -> dict:
+    """The ``--method bitmask`` flags of ``quantize`` (other commands: none)."""
+    if method != "bitmask":
+        return {}
+    from .quant.options import BITMASK_BUDGET
+
+    return {"span": getattr(args, "span", None),
+            "rounding": getattr(args, "rounding", "projection"),
+            "patterns": getattr(args, "pattern", None),
+            "same_pattern": getattr(args, "same_pattern", False),
+            "search_budget": getattr(args, "search_budget", None) or BITMASK_BUDGET}
 
 
 def cmd_quantize(args) -> dict:
@@ -143,6 +158,14 @@ def cmd_quantize(args) -> dict:
     _say(f"{opts.method} w{opts.wbits}/a{opts.abits} ({report['schedule']}): float "
          f"{acc['float']:.2%}, quantized (golden model) {acc['quantized']:.2%} "
          f"({-drop:+.2f} points) -> {args.output}")
+    if "bitmask" in net.metadata:
+        record = net.metadata["bitmask"]
+        report["bitmask"] = record
+        pats = ", ".join(f"{k}={v}" for k, v in record["patterns"].items())
+        others = ", ".join(f"{k} {v}" for k, v in record["other_layers"].items())
+        _say(f"  masks ({record['strategy']}, {record['evaluations']} evaluations on "
+             f"{record['calib_images']} training images): {pats}"
+             + (f"; {others}" if others else ""))
     hint = accuracy_hint(opts, acc["float"], acc["quantized"])
     if hint:
         _say(f"hint: {hint}")
@@ -443,7 +466,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="fixed", choices=list(METHODS),
                    help="fixed (post-training fixed point), inq (power-of-two weights), "
                         "ternary (TWN / TTQ), binary (BNN / XNOR-Net: weights -1/+1, "
-                        "BatchNorm folded into thresholds)")
+                        "BatchNorm folded into thresholds), bitmask (bit-masked sign-magnitude "
+                        "fixed point, post-training, --active/--span)")
     p.add_argument("--bits", "--wbits", dest="wbits", type=lambda t: _integer(t, 1, 16),
                    default=None, metavar="B",
                    help="weight bits: fixed 2..16 (default 8), inq 2..8 (default 5), "
@@ -452,6 +476,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="when weights are quantized and what is retrained (default: none for "
                         "fixed above 4 bits, simple at 4 and fewer; incremental for inq, "
                         "simple for ternary)")
+    g = p.add_argument_group("bitmask (post-training, masks searched per conv layer)")
+    g.add_argument("--active", dest="wbits", type=lambda t: _integer(t, -(1 << 30)),
+                   metavar="M", help="bitmask: bits a mask keeps, sign included (default 3)")
+    g.add_argument("--span", type=lambda t: _integer(t, -(1 << 30)), default=None,
+                   metavar="N", help="bitmask: bits of the masked sign-magnitude format, sign "
+                                     "included, 2..16 (default 8)")
+    g.add_argument("--rounding", choices=["projection", "literal"], default="projection",
+                   help="bitmask: nearest value under the mask (projection, ties to the larger "
+                        "magnitude; default) or round to N bits then clear the masked bits "
+                        "(literal)")
+    g.add_argument("--pattern", default=None, metavar="L=PAT,...",
+                   help="bitmask: fix conv layers' masks by hand, e.g. conv1=X0.0XX,"
+                        "conv2=5_2_0_1_0 (X active, 0 masked, . the binary point; or the "
+                        "T_K_p.._0 codes of the bit-masking paper)")
+    g.add_argument("--same-pattern", action="store_true",
+                   help="bitmask: one mask (and binary point) for every conv layer")
+    g.add_argument("--search-budget", type=lambda t: _integer(t, 1), default=None,
+                   metavar="E", help="bitmask: most mask evaluations beyond the same-pattern "
+                                     "pass (default 500); exhaustive below it, coordinate "
+                                     "descent above")
     _add_quant_args(p)
     _add_data_args(p)
     p.add_argument("-o", "--output", required=True, metavar="NET.hwq")

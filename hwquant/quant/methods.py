@@ -38,6 +38,35 @@ def _check_graph(graph):
     return [n.name for n in layers]
 
 
+def _bitmask_quantizers(graph, dataset, opts, log):
+    """``--method bitmask``: the mask of every conv layer (searched, or given by
+    ``--pattern``) and 8-bit fixed point for the other weight layers; with the search record
+    for the network's metadata."""
+    from .bitmask import BitmaskWeights, parse_patterns, search_masks
+
+    fixed = parse_patterns(opts.patterns)
+    convs = [n.name for n in graph.nodes if n.op == "conv2d"]
+    layers = [n.name for n in graph.nodes if n.op in ("conv2d", "linear")]
+    unknown = sorted(set(fixed) - set(convs))
+    if unknown:
+        raise QuantizationError(f"--pattern names {', '.join(unknown)}, not a conv layer of "
+                                f"the model (conv layers: {', '.join(convs) or 'none'})")
+    try:
+        result = search_masks(graph, dataset, active=opts.wbits, span=opts.resolved_span(),
+                              rounding=opts.rounding, fixed=fixed,
+                              same_pattern=opts.same_pattern, budget=opts.search_budget,
+                              seed=opts.retrain.seed, log=log)
+    except WeightQuantError as exc:
+        raise QuantizationError(f"bitmask quantization failed: {exc}") from None
+    quantizers = {n: BitmaskWeights(mask, opts.rounding) for n, mask in result.masks.items()}
+    for n in layers:
+        if n not in quantizers:
+            quantizers[n] = make_quantizer("fixed", 8)
+    record = result.to_json()
+    record["other_layers"] = {n: "fixed 8-bit" for n in layers if n not in result.masks}
+    return quantizers, record
+
+
 def quantize_graph(graph, dataset, x_cal, opts: QuantOptions, *, name="network",
                    metadata=None, log=None):
     """Quantize ``graph`` as ``opts`` says; returns ``(network, history)``.
@@ -65,7 +94,11 @@ def quantize_graph(graph, dataset, x_cal, opts: QuantOptions, *, name="network",
     last = names[-1]
     edge = {names[0], last} if opts.resolved_edge_layers() == "fixed8" else set()
     quantizers = {}
+    if opts.method == "bitmask":  # post-training, masks searched per conv layer
+        quantizers, meta["bitmask"] = _bitmask_quantizers(graph, dataset, opts, log)
     for n in names:
+        if n in quantizers:
+            continue
         # The logits layer has no requantizer to absorb per-channel scales: one α there.
         gran = "layer" if n == last else opts.resolved_granularity()
         quantizers[n] = (make_quantizer("fixed", 8) if n in edge else

@@ -41,7 +41,8 @@ def default_portions(bits: int) -> tuple:
 
 
 #: Allowed weight widths per method.
-METHOD_BITS = {"fixed": (2, 16), "inq": (2, 8), "ternary": (2, 2), "binary": (1, 1)}
+METHOD_BITS = {"fixed": (2, 16), "inq": (2, 8), "ternary": (2, 2), "binary": (1, 1),
+               "bitmask": (1, 16)}
 
 
 @dataclasses.dataclass
@@ -91,10 +92,15 @@ SCHEDULE_RETRAIN = {
 }
 
 
-METHODS = ("fixed", "inq", "ternary", "binary")
+METHODS = ("fixed", "inq", "ternary", "binary", "bitmask")
 DEFAULT_SCHEDULE = {"fixed": None, "inq": "incremental", "ternary": "simple",
-                    "binary": "simple"}
-DEFAULT_BITS = {"fixed": 8, "inq": 5, "ternary": 2, "binary": 1}
+                    "binary": "simple", "bitmask": None}
+DEFAULT_BITS = {"fixed": 8, "inq": 5, "ternary": 2, "binary": 1, "bitmask": 3}
+#: ``--method bitmask``: default span ``n`` (sign included), roundings, and the search budget
+#: (evaluations beyond the same-pattern pass; :mod:`hwquant.quant.bitmask`).
+BITMASK_SPAN = 8
+BITMASK_ROUNDINGS = ("projection", "literal")
+BITMASK_BUDGET = 500
 #: ``--method binary``: activation widths (1 = bipolar), XNOR-Net scale choices, schedules,
 #: and the default width of the network input (the first layer reads multi-bit pixels).
 BINARY_ABITS = (1, 8)
@@ -144,6 +150,14 @@ class QuantOptions:
     #: Calibrate activation ranges at this percentile of the magnitudes (in [50, 100]) instead
     #: of the maximum: outliers saturate, the rest keeps more resolution. None: the maximum.
     calib_percentile: float | None = None
+    #: ``bitmask``: the span ``n`` (``wbits`` is the active bits ``m``, sign included), the
+    #: rounding, masks fixed by hand (``conv1=X0.0XX,...``), one mask for all conv layers,
+    #: and the search budget.
+    span: int | None = None
+    rounding: str = "projection"
+    patterns: str | None = None
+    same_pattern: bool = False
+    search_budget: int = BITMASK_BUDGET
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
 
     def __post_init__(self):
@@ -162,6 +176,9 @@ class QuantOptions:
         if self.granularity is not None:
             return self.granularity
         return DEFAULT_GRANULARITY.get((self.method, self.ternary), "layer")
+
+    def resolved_span(self) -> int:
+        return BITMASK_SPAN if self.span is None else self.span
 
     def resolved_input_bits(self) -> int:
         return BINARY_INPUT_BITS if self.input_bits is None else self.input_bits
@@ -184,6 +201,11 @@ class QuantOptions:
             d["granularity"] = self.resolved_granularity()
         if self.calib_percentile is not None:
             d["calib_percentile"] = self.calib_percentile
+        if self.method == "bitmask":
+            d.update(active=self.wbits, span=self.resolved_span(), rounding=self.rounding,
+                     same_pattern=self.same_pattern, search_budget=self.search_budget)
+            if self.patterns:
+                d["patterns"] = self.patterns
         if self.method == "binary":
             d.update(alpha=self.alpha, input_bits=self.resolved_input_bits(),
                      configuration=f"W1A{self.abits}")
@@ -265,6 +287,47 @@ def _check_binary(opts) -> None:
                                 f"{schedule!r}")
 
 
+def _check_bitmask(opts) -> None:
+    """``--method bitmask``: ``2 <= M <= N <= 16``, a known rounding, parsable patterns,
+    post-training only."""
+    from ..bitmask import SPAN_RANGE, parse
+
+    m, n = opts.wbits, opts.resolved_span()
+    if isinstance(n, bool) or not isinstance(n, int) or not SPAN_RANGE[0] <= n <= SPAN_RANGE[1]:
+        raise QuantizationError(f"--span (bits of the masked format, sign included) must be an "
+                                f"integer in {SPAN_RANGE[0]}..{SPAN_RANGE[1]}, not {n!r}")
+    if isinstance(m, bool) or not isinstance(m, int):
+        raise QuantizationError(f"--active must be an integer, not {m!r}")
+    if m < 2:
+        raise QuantizationError(f"--active (bits kept by the mask, sign included) must be at "
+                                f"least 2 (the sign and one magnitude bit), not {m}")
+    if m > n:
+        raise QuantizationError(f"--active {m} is more than --span {n}: a mask keeps at most "
+                                f"the {n} bits of the format")
+    if opts.rounding not in BITMASK_ROUNDINGS:
+        raise QuantizationError(f"--rounding must be one of {', '.join(BITMASK_ROUNDINGS)}, "
+                                f"not {opts.rounding!r}")
+    if opts.patterns:
+        for item in str(opts.patterns).split(","):
+            name, sep, pat = item.partition("=")
+            if not sep or not name.strip():
+                raise QuantizationError(f"--pattern entries are LAYER=PATTERN (e.g. "
+                                        f"conv1=X0.0XX), not {item!r}")
+            try:
+                parse(pat.strip())
+            except (TypeError, ValueError) as exc:
+                raise QuantizationError(f"--pattern for layer '{name.strip()}': {exc}") from None
+        if opts.same_pattern:
+            raise QuantizationError("--same-pattern searches one mask for every conv layer; "
+                                    "it cannot be combined with --pattern")
+    b = opts.search_budget
+    if isinstance(b, bool) or not isinstance(b, int) or b < 1:
+        raise QuantizationError(f"--search-budget must be an integer >= 1, not {b!r}")
+    if opts.resolved_schedule() is not None:
+        raise QuantizationError("--method bitmask is post-training (no retraining); use "
+                                "--schedule none or leave it unset")
+
+
 def check_options(opts: QuantOptions) -> None:
     """Reject bad options before any work is done (clear message, which option)."""
     if opts.method not in METHODS:
@@ -277,7 +340,10 @@ def check_options(opts: QuantOptions) -> None:
     if opts.method == "binary" and opts.wbits != 1:
         raise QuantizationError(f"Binary weights have 1 bit (-1 or +1); --bits {opts.wbits} is "
                                 f"not allowed (use --method ternary or inq for more)")
-    _check_bits(f"Weight width for {opts.method}", opts.wbits, lo, hi)
+    if opts.method == "bitmask":
+        _check_bitmask(opts)
+    else:
+        _check_bits(f"Weight width for {opts.method}", opts.wbits, lo, hi)
     if opts.method == "binary":
         _check_binary(opts)
     else:
