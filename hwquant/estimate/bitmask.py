@@ -4,9 +4,10 @@ What :class:`hwquant.hw.bitmask.DotEngine` builds, per processing element:
 
 * **Folded** (``m``-bit codes from the ROM): per lane ``m - 1`` rows of ``x_bits`` bits,
   each gated by one code bit and shifted by its fixed position (an AND gate per bit, one
-  LUT; the shifts are wiring), the rows' sum (a :func:`~hwquant.estimate.common.macc` of
+  LUT on the LUT4 families, absorbed into the adder's LUT6 on xilinx; the shifts are
+  wiring), the rows' sum (a :func:`~hwquant.estimate.common.macc` of
   ``m - 1`` terms: nothing for ``m = 2``), the conditional inversion (one LUT per bit of the
-  lane), then one carry-save sum over the ``SIMD`` lanes and the count of negative lanes.
+  lane on xilinx; folded into the lane sum on the LUT4 families), then one carry-save sum over the ``SIMD`` lanes and the count of negative lanes.
   Everything scales with ``m``; the span ``n`` only widens the rows' sum by the gaps between
   active positions. No multiplication, so no DSP block on any family.
 * **Unrolled** (constant weights): a layer whose MVU builds the constant-matrix adder graph
@@ -62,7 +63,11 @@ def _folded_engine(layer, family) -> Resources:
     fmt, simd = layer.in_format, layer.fold.simd
     mask = layer_mask(layer)
     xbits, act = fmt.bits, mask.active
-    gates = Resources(lut=xbits * len(act))
+    # Calibrated against Yosys 0.70 (tests/test_bitmask_estimate.py): a LUT6 takes the AND
+    # gate into the adder bit it feeds; a LUT4 does not, but there the conditional inversion
+    # folds into the lane sum's last LUT level.
+    lut6 = family == "xilinx"
+    gates = Resources(lut=0 if lut6 else xbits * len(act))
     if len(act) > 1:
         rows = [xbits + k - act[0] for k in act]  # the lowest row's shift is wiring
         lane_sum = macc(rows, family)
@@ -70,7 +75,7 @@ def _folded_engine(layer, family) -> Resources:
     else:
         lane_sum, mag_bits = Resources(), xbits + act[-1]
     term = mag_bits + (0 if fmt.signed else 1)
-    invert = Resources(lut=term)
+    invert = Resources(lut=term if lut6 else 0)
     lane = gates + lane_sum + invert
     count_bits = max(simd.bit_length(), 1)
     return lane * simd + macc([term] * simd + [count_bits], family)
