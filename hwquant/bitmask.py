@@ -14,7 +14,7 @@ Pattern notation (parsed and printed): ``X`` for the sign, then one character pe
 bit from the most significant down, ``X`` active and ``0`` masked, and ``.`` at the binary
 point: ``X0.0XX`` is ``n = 5``, ``frac = 3``, magnitudes ``{0, 1, 2, 3} / 8``. Without a
 ``.`` the point follows the last bit (integer weights). The codes of the bit-masking paper
-(Doi et al.) are accepted as input: ``T_K_p1_..._pK_0`` is a ``T``-bit format with the point
+(Doi) are accepted as input: ``T_K_p1_..._pK_0`` is a ``T``-bit format with the point
 after the first magnitude bit (``frac = T - 2``) and the ``K`` magnitude positions ``p_j``
 (counted from the most significant magnitude bit, 0-based) masked; the trailing field is
 reserved and must be 0. ``5_2_0_1_0`` is ``X0.0XX``.

@@ -1,7 +1,8 @@
 """Post-training bit-masked quantization (``--method bitmask``): the weight quantizer and the
 per-layer mask search.
 
-The bit-masking paper (Doi et al., bit masks over fixed-point CNN weights) quantizes the
+The bit-masking paper (Doi, bit masks over fixed-point CNN weights; docs/arithmetic.md,
+References) quantizes the
 *conv* layers after training to an ``n``-bit sign-magnitude fixed-point format and masks all
 but ``m`` of its bits (sign included), choosing the mask per layer, with no retraining.
 
