@@ -246,9 +246,15 @@ def test_signal_during_training(sig, status, files):
              y_train=np.arange(4000) % 10, x_test=rng.random((10, 1, 8, 8)),
              y_test=np.arange(10) % 10)
     before = snapshot(files)
-    proc = subprocess.Popen([sys.executable, "-m", "hwquant.cli", "train", "--data",
-                             str(files / "big.npz"), "--epochs", "10000", "-o",
-                             str(files / "m.pt2")], stderr=subprocess.PIPE, cwd=files)
+    # A test worker may ignore SIGINT, and a child inherits an ignored signal: not ignored
+    # while the child starts, as when a shell runs a command.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "hwquant.cli", "train", "--data",
+                                 str(files / "big.npz"), "--epochs", "10000", "-o",
+                                 str(files / "m.pt2")], stderr=subprocess.PIPE, cwd=files)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     try:
         seen = b""
         while b"%|" not in seen and len(seen) < 4096:  # the progress bar: training runs
