@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 from amaranth.back import verilog
-from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.hdl import Module, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
@@ -54,6 +54,7 @@ from hwquant import ir
 from hwquant.cmvm import build_adder_graph
 from hwquant.estimate.synth import synthesize
 from hwquant.hw.cmvm import ConstantMatrix
+from hwquant.hw.registered import Registered
 
 __all__ = ["CASES", "main"]
 
@@ -106,22 +107,6 @@ CASES = {
     "int8": lambda rng: rng.integers(-128, 128, size=(32, 144)),
     "conv1": lambda rng: _conv1(),
 }
-
-
-class _Registered(wiring.Component):
-    """``core`` between an input and an output register (flat ports, as da4ml's top)."""
-
-    def __init__(self, core, n_in, n_out, y_bits):
-        self._core, self._n_in, self._n_out, self._y_bits = core, n_in, n_out, y_bits
-        super().__init__({"i": In(unsigned(n_in * X_BITS)), "o": Out(unsigned(n_out * y_bits))})
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.core = core = self._core
-        x = Signal(self.i.shape())
-        m.d.sync += [x.eq(self.i), self.o.eq(core.y.as_value())]
-        m.d.comb += core.x.eq(x)
-        return m
 
 
 class _RowProducts(wiring.Component):
@@ -290,15 +275,14 @@ def main():
                 ok &= np.array_equal(_simulate(ConstantMatrix(graph, unsigned(X_BITS), y_bits),
                                                xs[:50], n_out), want[:50])
                 row["graph"]["equal"] &= bool(ok)
-                top = _Registered(ConstantMatrix(graph, unsigned(X_BITS), y_bits), n_in, n_out,
-                                  y_bits)
+                top = Registered(ConstantMatrix(graph, unsigned(X_BITS), y_bits))
                 path = case_dir / f"graph_{fam}.v"
                 path.write_text(verilog.convert(top, name="cmvm_graph"))
                 row["graph"][fam] = _synth([path], "cmvm_graph", fam, case_dir / f"graph_{fam}")
                 print(case, "graph", fam, row["graph"][fam], flush=True)
         if "mul" in designs:
             ok = np.array_equal(_simulate(_RowProducts(w, y_bits), xs[:50], n_out), want[:50])
-            top = _Registered(_RowProducts(w, y_bits), n_in, n_out, y_bits)
+            top = Registered(_RowProducts(w, y_bits))
             path = case_dir / "mul.v"
             path.write_text(verilog.convert(top, name="cmvm_mul"))
             row["mul"] = {"equal": bool(ok)}

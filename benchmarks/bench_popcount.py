@@ -39,8 +39,9 @@ from amaranth.lib.wiring import In, Out
 
 from hwquant.estimate.synth import place_and_route, synthesize
 from hwquant.hw.popcount import Popcount, lut_inputs_of, popcount_bits
+from hwquant.hw.registered import Registered
 
-__all__ = ["AdderLoop", "Registered", "measure", "main"]
+__all__ = ["AdderLoop", "measure", "main"]
 
 
 class AdderLoop(wiring.Component):
@@ -60,22 +61,6 @@ class AdderLoop(wiring.Component):
                 m.d.comb += part.eq(total)
                 total = part
         m.d.comb += self.o.eq(total)
-        return m
-
-
-class Registered(wiring.Component):
-    """An ``i -> o`` component between an input and an output register."""
-
-    def __init__(self, inner):
-        self._inner = inner
-        super().__init__({"i": In(len(inner.i)), "o": Out(len(inner.o))})
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.inner = inner = self._inner
-        x = Signal(len(inner.i))
-        m.d.sync += [x.eq(self.i), self.o.eq(inner.o)]
-        m.d.comb += inner.i.eq(x)
         return m
 
 

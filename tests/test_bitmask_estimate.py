@@ -11,38 +11,17 @@ sums into LUT6s than it counts). The unrolled form is the constant-matrix graph,
 import numpy as np
 import pytest
 from amaranth.back import verilog
-from amaranth.hdl import Module, Signal
-from amaranth.lib import wiring
-from amaranth.lib.wiring import In, Out
 
 from hwquant import ir
 from hwquant.bitmask import parse
 from hwquant.estimate import bitmask as cost
 from hwquant.hw.bitmask import DotEngine
+from hwquant.hw.registered import Registered
 
 TOLERANCE = 0.25
 SHAPES = [("X0.0XX000", ir.ActFormat(8, False, 0), 8),
           ("X0X0.00X0", ir.ActFormat(6, True, 0), 8),
           ("XX0XX.000", ir.ActFormat(8, False, 0), 4)]
-
-
-class RegisteredPort(wiring.Component):
-    """A folded dot engine with registered ``x``, ``w`` and ``y``."""
-
-    def __init__(self, make):
-        self._make = make
-        probe = make()
-        self._xb, self._wb, self._yb = (len(probe.x.as_value()), len(probe.w.as_value()),
-                                        len(probe.y))
-        super().__init__({"x": In(self._xb), "w": In(self._wb), "y": Out(self._yb)})
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.engine = engine = self._make()
-        x, w = Signal(self._xb, reset_less=True), Signal(self._wb, reset_less=True)
-        m.d.sync += [x.eq(self.x), w.eq(self.w), self.y.eq(engine.y)]
-        m.d.comb += [engine.x.as_value().eq(x), engine.w.as_value().eq(w)]
-        return m
 
 
 def folded_layer(pattern, fmt, simd):
@@ -71,8 +50,8 @@ def test_folded_engine_cost_matches_yosys(shape, family, tmp_path):
 
     pattern, fmt, simd = shape
     mask = parse(pattern)
-    top = RegisteredPort(lambda: DotEngine(simd=simd, x_format=fmt, weight_bits=mask.span,
-                                           pattern=pattern))
+    top = Registered(DotEngine(simd=simd, x_format=fmt, weight_bits=mask.span,
+                                pattern=pattern))
     path = tmp_path / "e.v"
     path.write_text(verilog.convert(top, name="top"))
     res = synthesize(path, "top", family, workdir=tmp_path / family, splitnets=True)

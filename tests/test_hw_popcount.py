@@ -6,12 +6,13 @@ Yosys: LUTs per input bit below Yosys's own adder loop."""
 
 import numpy as np
 import pytest
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
 from hwquant.hw.popcount import Popcount, lut_inputs_of, popcount_bits
+from hwquant.hw.registered import Registered
 
 
 def _vectors(n, rng, count=64):
@@ -120,22 +121,6 @@ class AdderLoop(wiring.Component):
         for k in range(1, self._n):
             total = total + self.i[k]
         m.d.comb += self.o.eq(total)
-        return m
-
-
-class Registered(wiring.Component):
-    """A combinational ``i -> o`` component between registers, for counting its logic."""
-
-    def __init__(self, inner):
-        self._inner = inner
-        super().__init__({"i": In(len(inner.i)), "o": Out(len(inner.o))})
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.inner = inner = self._inner
-        x = Signal(len(inner.i))
-        m.d.sync += [x.eq(self.i), self.o.eq(inner.o)]
-        m.d.comb += inner.i.eq(x)
         return m
 
 

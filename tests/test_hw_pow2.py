@@ -10,9 +10,6 @@ import sys
 import numpy as np
 import pytest
 from amaranth.back import verilog
-from amaranth.hdl import Module, Signal
-from amaranth.lib import wiring
-from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
 from hwquant import golden, ir
@@ -21,6 +18,7 @@ from hwquant.golden import pow2 as gpow2
 from hwquant.hw.mvu import MatrixVectorUnit
 from hwquant.hw.network import NetworkTop
 from hwquant.hw.pow2 import DotEngine
+from hwquant.hw.registered import Registered
 from hwquant.layout import pack_lanes, unpack_lanes
 from hwquant.vectors import expected_words, input_words
 
@@ -260,24 +258,6 @@ def test_network_of_pow2_layers(mode):
 
 # -- Yosys: no multiplier, no DSP, zero weights free ----------------------------------------
 
-class Registered(wiring.Component):
-    """A dot engine between registers (its inputs and output), for counting its logic."""
-
-    def __init__(self, make):
-        self._make = make
-        probe = make()
-        self._x_bits, self._y_bits = len(probe.x.as_value()), len(probe.y)
-        super().__init__({"x": In(self._x_bits), "y": Out(self._y_bits)})
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.engine = engine = self._make()
-        x = Signal(self._x_bits, reset_less=True)
-        m.d.sync += [x.eq(self.x), self.y.eq(engine.y)]
-        m.d.comb += engine.x.as_value().eq(x)
-        return m
-
-
 def synth(component, family, tmp_path, name, **kwargs):
     from hwquant.estimate.synth import synthesize
 
@@ -320,8 +300,7 @@ def test_zero_weights_build_no_logic(tmp_path):
     single = np.abs(dense) * (np.arange(16) == 5)
     luts = {}
     for name, w in (("dense", dense), ("sparse", sparse), ("single", single)):
-        res = synth(Registered(lambda w=w: DotEngine(simd=16, x_format=fmt, weight_bits=4,
-                                                     weights=w)), "ice40", tmp_path, name)
+        res = synth(Registered(DotEngine(simd=16, x_format=fmt, weight_bits=4, weights=w)), "ice40", tmp_path, name)
         adders = res.pre_techmap_cells.get("$add", 0) + res.pre_techmap_cells.get("$sub", 0)
         assert adders == max(np.count_nonzero(w) - 1, 0), name
         luts[name] = res.lut
