@@ -9,7 +9,6 @@ import sys
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from hwquant import golden, ir
 from hwquant.bitmask import parse
@@ -19,6 +18,7 @@ from hwquant.hw.mvu import MatrixVectorUnit
 from hwquant.layout import pack_lanes, unpack_lanes
 
 sys.path.insert(0, os.path.dirname(__file__))
+from enginesim import all_inputs, simulate_engine
 from streamsim import simulate_stream
 
 FORMATS = [ir.ActFormat(3, True, 0), ir.ActFormat(3, False, 0)]
@@ -40,25 +40,6 @@ def linear(w, pattern, in_fmt, *, fold=None, requant=None, out_fmt=None):
                      kind_data=ir.BitmaskData(pattern), fold=fold or ir.Fold(len(w), w.shape[1]))
 
 
-def simulate_engine(dut, xs, codes=None):
-    got = []
-
-    async def testbench(ctx):
-        for row in ([None] if codes is None else codes):
-            if row is not None:
-                for i, c in enumerate(row):
-                    ctx.set(dut.w[i], int(c))
-            for x in xs:
-                for i, v in enumerate(x):
-                    ctx.set(dut.x[i], int(v))
-                got.append(ctx.get(dut.y))
-
-    sim = Simulator(dut)
-    sim.add_testbench(testbench)
-    sim.run()
-    return np.array(got)
-
-
 @pytest.mark.parametrize("fmt", FORMATS, ids=["signed", "unsigned"])
 @pytest.mark.parametrize("pattern", PATTERNS)
 def test_port_engine_equals_golden(pattern, fmt):
@@ -73,8 +54,7 @@ def test_port_engine_equals_golden(pattern, fmt):
     codes = [[encode_weight(w, mask) for w in row] for row in weights]
     codes.append([1 << (mask.bits - 1)] * simd)  # "-0": sign set, no magnitude bit
     weights = np.vstack([weights, np.zeros((1, simd), dtype=np.int64)])
-    xs = np.array(np.meshgrid(*[np.arange(fmt.lo, fmt.hi + 1)] * simd, indexing="ij"))
-    xs = xs.reshape(simd, -1).T
+    xs = all_inputs(fmt, simd)
     dut = DotEngine(simd=simd, x_format=fmt, weight_bits=mask.span, pattern=pattern)
     assert len(dut.w.as_value()) == simd * mask.bits  # m bits per weight, not n
     got = simulate_engine(dut, xs, codes).reshape(len(codes), len(xs))

@@ -11,7 +11,6 @@ import sys
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from hwquant import golden, ir
 from hwquant.golden import binary as gbin
@@ -24,6 +23,7 @@ from hwquant.plan import plan_network
 from hwquant.vectors import expected_words, input_words
 
 sys.path.insert(0, os.path.dirname(__file__))
+from enginesim import simulate_engine
 from netbuilders import binary_chain, binary_linear, binary_mlp
 from streamsim import simulate_stream
 
@@ -33,24 +33,6 @@ FORMATS = [B, ir.ActFormat(4, False, 0), ir.ActFormat(3, True, 0)]
 
 def signs(rng, shape):
     return rng.choice([-1, 1], shape)
-
-
-def simulate_engine(dut, xs, wrows=None):
-    got = []
-
-    async def testbench(ctx):
-        for row in ([None] if wrows is None else wrows):
-            if row is not None:
-                ctx.set(dut.w, DotEngine.encode_weights(row))
-            for x in xs:
-                for i, v in enumerate(x):
-                    ctx.set(dut.x[i], int(v))
-                got.append(ctx.get(dut.y))
-
-    sim = Simulator(dut)
-    sim.add_testbench(testbench)
-    sim.run()
-    return np.array(got)
 
 
 def _layer(w, fmt):
@@ -115,7 +97,8 @@ def test_dot_engine_equals_golden(fmt, constant):
                                                         weights=r.tolist()), xs)
                               for r in rows])
     else:
-        got = simulate_engine(DotEngine(simd=simd, x_format=fmt), xs, rows)
+        got = simulate_engine(DotEngine(simd=simd, x_format=fmt), xs,
+                              [DotEngine.encode_weights(r) for r in rows])
     want = np.concatenate([fmt.value(xs) @ r for r in rows])
     np.testing.assert_array_equal(got, want)
 

@@ -10,7 +10,6 @@ import sys
 import numpy as np
 import pytest
 from amaranth.back import verilog
-from amaranth.sim import Simulator
 
 from hwquant import golden, ir
 from hwquant.fold import apply_folding
@@ -23,6 +22,7 @@ from hwquant.layout import pack_lanes, unpack_lanes
 from hwquant.vectors import expected_words, input_words
 
 sys.path.insert(0, os.path.dirname(__file__))
+from enginesim import all_inputs, simulate_engine
 from streamsim import simulate_stream
 
 FORMATS = [ir.ActFormat(3, True, 0), ir.ActFormat(3, False, 0)]
@@ -46,31 +46,6 @@ def linear(w, bits, in_fmt, *, scales=(1, 1), fold=None, requant=None, out_fmt=N
     return ir.Linear("fc", ("input",), in_fmt, w, bits, 0, np.zeros(len(w), dtype=np.int64),
                      requant, out_fmt, encoding="pow2", kind_data=ir.Pow2Data(scales),
                      fold=fold or ir.Fold(len(w), w.shape[1]))
-
-
-def all_inputs(fmt, lanes):
-    xs = np.meshgrid(*[np.arange(fmt.lo, fmt.hi + 1)] * lanes, indexing="ij")
-    return np.array(xs).reshape(lanes, -1).T
-
-
-def simulate_engine(dut, xs, codes=None):
-    """``y`` for every input row of ``xs`` (and every code row of ``codes``, outer loop)."""
-    got = []
-
-    async def testbench(ctx):
-        for row in ([None] if codes is None else codes):
-            if row is not None:
-                for i, c in enumerate(row):
-                    ctx.set(dut.w[i], int(c))
-            for x in xs:
-                for i, v in enumerate(x):
-                    ctx.set(dut.x[i], int(v))
-                got.append(ctx.get(dut.y))
-
-    sim = Simulator(dut)
-    sim.add_testbench(testbench)
-    sim.run()
-    return np.array(got)
 
 
 # -- the dot engine ----------------------------------------------------------------------------

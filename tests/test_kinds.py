@@ -14,9 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from amaranth.lib import wiring
-from amaranth.sim import Simulator
 
 from hwquant import ir, kinds
+
+sys.path.insert(0, str(Path(__file__).parent))
+from enginesim import all_inputs, simulate_engine
 
 HWQUANT = Path(__file__).resolve().parent.parent / "hwquant"
 FORBIDDEN = ("amaranth", "torch")
@@ -145,22 +147,8 @@ def test_hw_dot_engine_equals_golden_dot(fmt, constant):
     layer = _linear([weights], fmt)
     engine_cls = kinds.hw_dot_engine(layer)
     dut = engine_cls(simd=3, x_format=fmt, weight_bits=4, weights=weights if constant else None)
-    xs = np.array(np.meshgrid(*[np.arange(fmt.lo, fmt.hi + 1)] * 3, indexing="ij"))
-    xs = xs.reshape(3, -1).T
-    got = []
-
-    async def testbench(ctx):
-        if not constant:
-            for i, w in enumerate(weights):
-                ctx.set(dut.w[i], w)
-        for x in xs:
-            for i, v in enumerate(x):
-                ctx.set(dut.x[i], int(v))
-            got.append(ctx.get(dut.y))
-
-    sim = Simulator(dut)
-    sim.add_testbench(testbench)
-    sim.run()
+    xs = all_inputs(fmt, 3)
+    got = simulate_engine(dut, xs, None if constant else [weights])
     np.testing.assert_array_equal(got, kinds.golden_dot(layer)(layer, xs)[:, 0])
     lo, hi = engine_cls.value_range(weights if constant else None, simd=3, x_format=fmt,
                                     weight_bits=4)
