@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .intmath import csd_digits
+from .ir import range_bits
 
 __all__ = ["CSE_MAX_WEIGHTS", "PAIR_BUDGET", "SUBTRACTION_PENALTY", "AdderNode", "AdderGraph",
            "build_adder_graph", "layer_adder_graph", "signed_digit_terms"]
@@ -77,7 +78,7 @@ class AdderNode:
     @property
     def bits(self) -> int:
         """Two's-complement width of the result (unsigned width when ``lo >= 0``)."""
-        return _width(self.lo, self.hi)
+        return range_bits(self.lo, self.hi)
 
     @property
     def cost_bits(self) -> int:
@@ -114,7 +115,7 @@ class AdderGraph:
     def adder_bits(self) -> int:
         """Adder result bits that need logic (the LUT/carry cost of the graph): each adder's
         width less its pass-through low bits, plus the negations."""
-        neg = sum(_width(*self.output_ranges[j]) for j, (s, _, n) in enumerate(self.outputs)
+        neg = sum(range_bits(*self.output_ranges[j]) for j, (s, _, n) in enumerate(self.outputs)
                   if n and s >= 0)
         return sum(n.cost_bits for n in self.nodes) + neg
 
@@ -154,15 +155,6 @@ class AdderGraph:
         return np.stack(cols, axis=1) if cols else np.zeros((len(x), 0), dtype=dtype)
 
 
-def _width(lo: int, hi: int) -> int:
-    if lo >= 0:
-        return max(1, int(hi).bit_length())
-    bits = 1
-    while not (-(1 << (bits - 1)) <= lo and hi <= (1 << (bits - 1)) - 1):
-        bits += 1
-    return bits
-
-
 def signed_digit_terms(weights) -> list:
     """Per row, the canonical-signed-digit terms ``{(input, shift): sign}`` of the row."""
     w = np.asarray(weights, dtype=np.int64)
@@ -199,7 +191,7 @@ class _Builder:
         return int(lo), int(hi)
 
     def width(self, s) -> int:
-        return _width(*self.ranges[s])
+        return range_bits(*self.ranges[s])
 
     def add(self, a, sa, na, b, sb, nb, shared):
         coef = {}

@@ -129,15 +129,18 @@ def _pair(value, what):
 
 def signed_bits_for(lo: int, hi: int) -> int:
     """Smallest two's-complement width holding every integer in ``[lo, hi]``."""
-    bits = 1
-    while not (-(1 << (bits - 1)) <= lo and hi <= (1 << (bits - 1)) - 1):
-        bits += 1
-    return bits
+    lo, hi = int(lo), int(hi)
+    return max((-lo - 1).bit_length() if lo < 0 else 0, hi.bit_length() if hi > 0 else 0) + 1
 
 
 def unsigned_bits_for(hi: int) -> int:
     """Smallest unsigned width holding ``0..hi`` (at least 1)."""
     return max(1, int(hi).bit_length())
+
+
+def range_bits(lo: int, hi: int) -> int:
+    """Width of a signal holding ``[lo, hi]``: unsigned when ``lo >= 0``, else signed."""
+    return unsigned_bits_for(hi) if lo >= 0 else signed_bits_for(lo, hi)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ Calibration: two 8x16 matrices (INQ 4-bit, random 4-bit weights; unsigned 8-bit 
 from __future__ import annotations
 
 from ..cmvm import layer_adder_graph
+from ..ir import range_bits
 from .resources import Resources, adder
 
 __all__ = ["NODE_OVERHEAD", "graph_resources", "node_logic_bits", "resources"]
@@ -28,15 +29,10 @@ __all__ = ["NODE_OVERHEAD", "graph_resources", "node_logic_bits", "resources"]
 NODE_OVERHEAD = 0.4
 
 
-def _width(lo, hi) -> int:
-    return max(1, int(hi).bit_length()) if lo >= 0 else max(
-        int(-lo - 1).bit_length(), int(hi).bit_length()) + 1
-
-
 def node_logic_bits(graph, node, family) -> int:
     """Adder bits of ``node`` that need a LUT on ``family`` (see the module docstring)."""
-    wa = _width(*graph.signal_range(node.a))
-    wb = _width(*graph.signal_range(node.b))
+    wa = range_bits(*graph.signal_range(node.a))
+    wb = range_bits(*graph.signal_range(node.b))
     low = max(node.shift_a, node.shift_b)
     overlap = max(0, min(node.shift_a + wa, node.shift_b + wb) - low)
     subtrahend = wb if node.neg_b else wa if node.neg_a else 0
@@ -54,7 +50,7 @@ def graph_resources(graph, family) -> Resources:
         count += 1
     for j, (signal, _, negate) in enumerate(graph.outputs):
         if negate and signal >= 0:  # 0 - y: a subtractor as wide as the output
-            bits = _width(*graph.output_ranges[j])
+            bits = range_bits(*graph.output_ranges[j])
             total += adder(bits if family == "xilinx" else 2 * bits, family)
             count += 1
     return total + Resources(lut=round(NODE_OVERHEAD * count))
