@@ -142,22 +142,6 @@ class LinkFormat:
         return cls_index, logits
 
 
-def _test_images(net, n, seed):
-    """``(x, labels)``: ``n`` integer held-out images of the dataset the network was quantized
-    on (labels ``None`` and random legal inputs when none is recorded)."""
-    from .data import load_dataset
-    from .simulate import quantize_input
-
-    info = net.metadata.get("dataset") or {}
-    rng = np.random.default_rng(seed)
-    if not info:
-        fmt = net.input_format
-        return rng.integers(fmt.lo, fmt.hi, (n, *net.input_shape), endpoint=True), None
-    ds = load_dataset(info.get("name"), path=info.get("path"))
-    idx = np.sort(rng.choice(len(ds.x_test), size=min(n, len(ds.x_test)), replace=False))
-    return quantize_input(net, ds.x_test[idx]), np.asarray(ds.y_test)[idx]
-
-
 def _open_port(port, baud, timeout):
     import serial
 
@@ -196,6 +180,7 @@ def run_board(build_dir, port, *, images: int = 100, seed: int = 0, baud: int = 
     """
     from . import golden
     from .compile import load_build
+    from .simulate import held_out_set
 
     step = progress or (lambda msg: None)
     if isinstance(images, bool) or not isinstance(images, int) or images < 1:
@@ -204,7 +189,7 @@ def run_board(build_dir, port, *, images: int = 100, seed: int = 0, baud: int = 
         raise HwquantError(f"Timeout must be a positive number of seconds, not {timeout!r}")
     net, _ = load_build(build_dir)
     link = LinkFormat.of(net, logits=logits)
-    x, labels = _test_images(net, images, seed)
+    x, labels, _ = held_out_set(net, images, seed)
     want_cls = golden.predict(net, x)
     want_logits = golden.run(net, x)[net.output.name].reshape(len(x), -1)
     got_cls, mismatches = [], 0

@@ -17,7 +17,7 @@ from .quant.grid import quantize_to_grid
 from .quant.report import input_saturation
 from .vectors import expected_packed, input_packed
 
-__all__ = ["quantize_input", "test_images", "simulate_build"]
+__all__ = ["quantize_input", "held_out_set", "test_images", "simulate_build"]
 
 
 def quantize_input(net, x) -> np.ndarray:
@@ -26,7 +26,7 @@ def quantize_input(net, x) -> np.ndarray:
     return quantize_to_grid(x, f.frac, f.lo, f.hi)
 
 
-def _test_set(net, n, seed: int, dataset=None):
+def held_out_set(net, n, seed: int, dataset=None):
     """``(x, labels, saturated)``: ``n`` integer test inputs (``"all"``: the whole held-out
     split, in order), their labels (``None`` for random inputs) and the fraction of their
     real values the input format saturated."""
@@ -56,7 +56,7 @@ def test_images(net, n: int, seed: int, dataset=None) -> np.ndarray:
     """``n`` integer test inputs: from the held-out split of the dataset the network was
     quantized on (recorded in its metadata) or ``dataset``; random legal inputs otherwise.
     ``n = "all"`` takes the whole held-out split, in order."""
-    return _test_set(net, n, seed, dataset)[0]
+    return held_out_set(net, n, seed, dataset)[0]
 
 
 def simulate_build(build_dir, *, vectors: int | str = 16, seed: int = 0, stall: float = 0.3,
@@ -90,7 +90,7 @@ def simulate_build(build_dir, *, vectors: int | str = 16, seed: int = 0, stall: 
         raise ValueError(f"Simulation mode must be 'bulk' or 'python', not {mode!r}")
     build_dir = Path(build_dir)
     net, report = load_build(build_dir)
-    x, labels, saturated = _test_set(net, vectors, seed, dataset)
+    x, labels, saturated = held_out_set(net, vectors, seed, dataset)
     timings = {}
     clock = time.perf_counter()
     step(f"golden model on {len(x)} images")
