@@ -265,3 +265,25 @@ def test_mvu_has_no_multiplier_and_no_dsp(fmt, tmp_path):
     res = synthesize(path, "top", "ice40", workdir=tmp_path / "ice40", splitnets=True,
                      nodsp=False)
     assert res.multipliers == 0 and res.dsp == 0 and res.lut > 0
+
+
+def test_popcount_for_is_local_to_its_context_and_thread():
+    """``popcount_for`` sets the LUT size for engines constructed inside it, in this thread
+    only, and restores the default after."""
+    import threading
+
+    from hwquant.hw.binary import popcount_for
+
+    w = signs(np.random.default_rng(1), (2, 12))
+    layer = _layer(w, B)
+
+    def make():
+        return BinaryEngine(layer, w, pe=2, simd=12)
+
+    seen = []
+    with popcount_for("xilinx"):
+        inside = make()
+        other = threading.Thread(target=lambda: seen.append(make().lut_inputs))
+        other.start()
+        other.join()
+    assert (inside.lut_inputs, seen, make().lut_inputs) == (6, [4], 4)

@@ -18,6 +18,7 @@ step; for multi-bit inputs its partial sum is the signed sum and combine is the 
 """
 
 from contextlib import contextmanager
+from contextvars import ContextVar
 
 import numpy as np
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
@@ -35,20 +36,24 @@ from .streams import lane_shape
 __all__ = ["DotEngine", "BinaryEngine", "xnor_bits", "signed_sum", "popcount_for"]
 
 
+#: LUT size binary MVUs built in this context elaborate their popcounts for.
+_POPCOUNT_LUT = ContextVar("popcount_lut_inputs", default=DEFAULT_LUT_INPUTS)
+
+
 @contextmanager
 def popcount_for(family_or_lut):
     """Within this context binary MVUs elaborate their popcounts for a family (``"xilinx"``:
     the LUT6 structure) or a LUT size (4 or 6); the cost model's ``lut_inputs`` is the same
-    choice."""
+    choice. An engine takes the size in force when it is constructed; the setting is local to
+    the thread (a context variable), so concurrent builds for other families do not see it."""
     lut = family_or_lut if isinstance(family_or_lut, int) else lut_inputs_of(family_or_lut)
     if lut not in LUT_INPUTS:
         raise ValueError(f"Popcount LUT size must be one of {LUT_INPUTS}, not {lut!r}")
-    old = BinaryEngine.LUT_INPUTS
-    BinaryEngine.LUT_INPUTS = lut
+    token = _POPCOUNT_LUT.set(lut)
     try:
         yield lut
     finally:
-        BinaryEngine.LUT_INPUTS = old
+        _POPCOUNT_LUT.reset(token)
 
 
 def _check_weights(weights, simd):
@@ -197,19 +202,16 @@ class BinaryEngine(Engine):
     (:class:`hwquant.hw.popcount.XnorPopcount`). Constant weights (unrolled): no ROM; an XNOR is
     wiring or an inverter.
 
-    Class attribute :attr:`LUT_INPUTS` picks the popcount's structure
+    Attribute :attr:`lut_inputs` is the popcount's structure
     (:class:`hwquant.hw.popcount.Popcount`): the emitted Verilog does not know its family, so
     it is the LUT4 tree unless a build for a LUT6 family asks otherwise
-    (:func:`popcount_for`).
+    (:func:`popcount_for`, in force when the engine is constructed).
 
     Resources: bipolar, ``PE`` popcounts of ``SIMD`` bits (about 1.0 LUT4 per bit on iCE40 with
     the LUT4 tree, 1.1 LUT6 per bit on Xilinx with the LUT6 structure), ``PE`` combine adders,
     ``PE`` accumulators of ``log2(F) + 1`` bits; multi-bit, ``PE * (SIMD - 1)`` adders.
     Latency 0 (the MVU registers the sums).
     """
-
-    #: LUT size the popcounts are built for (:func:`popcount_for` changes it for a build).
-    LUT_INPUTS = DEFAULT_LUT_INPUTS
 
     @classmethod
     def word_bits(cls, layer, *, pe, simd) -> int:
@@ -251,6 +253,8 @@ class BinaryEngine(Engine):
             ranges = [_multibit_range(r, layer.in_format, simd) for r in rows]
             bits = max(signed_bits_for(min(lo, 0), max(hi, 0)) for lo, hi in ranges)
         super().__init__(layer, weights, pe=pe, simd=simd, part_bits=bits)
+        #: LUT size the popcounts are built for (:func:`popcount_for`).
+        self.lut_inputs = _POPCOUNT_LUT.get()
 
     def combine(self, m, parts, shared, nf):
         if not self._layer.in_format.bipolar:
@@ -265,13 +269,13 @@ class BinaryEngine(Engine):
         for p in range(pe):
             weights = self._weights[p].tolist() if self.constant else None
             w = None if self.constant else self.w[p * simd:(p + 1) * simd]
-            if layer.in_format.bipolar and w is not None and self.LUT_INPUTS == 6:
+            if layer.in_format.bipolar and w is not None and self.lut_inputs == 6:
                 # ROM weights on LUT6: the XNORs inside (3:2) counters.
                 pc = XnorPopcount(simd)
                 m.submodules[f"popcount{p}"] = pc
                 m.d.comb += [pc.x.eq(self.x.as_value()), pc.w.eq(w), self.parts[p].eq(pc.o)]
             elif layer.in_format.bipolar:
-                pc = Popcount(simd, lut_inputs=self.LUT_INPUTS)
+                pc = Popcount(simd, lut_inputs=self.lut_inputs)
                 m.submodules[f"popcount{p}"] = pc
                 m.d.comb += [pc.i.eq(Cat(*xnor_bits(x, weights, w))), self.parts[p].eq(pc.o)]
             else:
