@@ -25,7 +25,10 @@ def plan_runs(methods, bits, schedules, binary_abits=BINARY_ABITS) -> list:
     activation width). Ternary weights have 2 bits whatever ``bits`` says, so ternary runs
     once per schedule; binary weights have 1 bit and run once per activation width in
     ``binary_abits`` and per schedule it trains with (simple, none; simple if neither is
-    asked for)."""
+    asked for). Bit masks are post-training: per active width (``bits``) three rows, whose
+    "schedule" is the variant (plain, same-pattern, per-layer;
+    :mod:`hwquant.quant.bitmask_report`)."""
+    from .quant.bitmask_report import VARIANTS
     from .quant.options import BINARY_SCHEDULES
 
     runs = []
@@ -34,6 +37,9 @@ def plan_runs(methods, bits, schedules, binary_abits=BINARY_ABITS) -> list:
             own = [s for s in schedules if s in BINARY_SCHEDULES] or ["simple"]
             runs += [("binary", 1, s, a) for a in binary_abits for s in own]
             continue
+        if method == "bitmask":
+            runs += [("bitmask", b, v, None) for b in bits for v in VARIANTS]
+            continue
         widths = [2] if method == "ternary" else list(bits)
         for b in widths:
             for schedule in schedules:
@@ -41,9 +47,14 @@ def plan_runs(methods, bits, schedules, binary_abits=BINARY_ABITS) -> list:
     return runs
 
 
-def _options(base, binary, method, wbits, schedule, abits):
-    """The options of one run: ``binary`` (binary rows, its own retraining defaults) or
-    ``base`` with the run's method, width and schedule."""
+def _options(base, binary, method, wbits, schedule, abits, conv_weights=None):
+    """The options of one run: ``binary`` (binary rows, its own retraining defaults), a
+    bit-mask variant (``conv_weights`` place the plain rows' binary points) or ``base`` with
+    the run's method, width and schedule."""
+    if method == "bitmask":
+        from .quant.bitmask_report import variant_options
+
+        return variant_options(base, schedule, wbits, conv_weights or {})
     if method == "binary":
         return dataclasses.replace(binary or dataclasses.replace(base, alpha="none"),
                                    method=method, wbits=wbits, schedule=schedule, abits=abits)
@@ -78,9 +89,14 @@ def run_compare(model_path, ds, dataset_info, out_dir, *, methods, bits, schedul
     rows = []
     float_acc = None
     runs = plan_runs(methods, bits, schedules, binary_abits)
+    weights = None
+    if any(run[0] == "bitmask" for run in runs):
+        from .quant import bitmask_report
+
+        weights = bitmask_report.conv_weights(model_path)
     with atomic_directory(out_dir, marker="compare.json", what="compare") as tmp:
         for i, (method, b, schedule, abits) in enumerate(runs):
-            opts = _options(base, binary, method, b, schedule, abits)
+            opts = _options(base, binary, method, b, schedule, abits, weights)
             t0 = time.monotonic()
             net, rep = quantize_model(model_path, ds, dataset_info, options=opts, calib=calib,
                                       seed=seed)
@@ -90,7 +106,11 @@ def run_compare(model_path, ds, dataset_info, out_dir, *, methods, bits, schedul
                          "delta": acc - float_acc, "seconds": round(time.monotonic() - t0, 2),
                          "history": rep["history"], "options": opts.to_json(),
                          "abits": opts.abits, "label": _label(method, b, opts.abits, abits),
-                         "layers": (net.metadata.get("binary") or {}).get("layers")})
+                         "layers": (net.metadata.get("binary") or {}).get("layers"),
+                         "patterns": (net.metadata.get("bitmask") or {}).get("patterns"),
+                         # Bit masks: the search's score on its training-image split.
+                         "calibration_accuracy": (net.metadata.get("bitmask") or {}).get(
+                             "accuracy")})
             say(f"[{i + 1}/{len(runs)}] {_label(method, b, opts.abits, abits)} {schedule}: "
                 f"{acc:.2%} ({(acc - float_acc) * 100:+.2f} pt)")
         report = {"model": str(Path(model_path).resolve()), "dataset": dataset_info,
@@ -107,6 +127,10 @@ def run_compare(model_path, ds, dataset_info, out_dir, *, methods, bits, schedul
             b = binary or base
             report["binary"] = {"retrain": dataclasses.asdict(b.retrain) | {"optimizer": "adam"},
                                 "alpha": b.alpha, "input_bits": b.resolved_input_bits()}
+        if weights is not None:
+            report["bitmask"] = {"span": base.resolved_span(), "rounding": base.rounding,
+                                 "histograms": bitmask_report.plot_mask_histograms(
+                                     rows, weights, tmp)}
         (tmp / "compare.json").write_text(json.dumps(report, indent=2))
         (tmp / "compare.md").write_text(render_markdown(report))
         plot_compare(report, tmp / "compare.png")
@@ -136,24 +160,29 @@ def _binary_note(report) -> list:
 
 
 def render_markdown(report) -> str:
-    """Accuracy table: one row per method and bit width, one column per schedule."""
-    schedules = list(dict.fromkeys(r["schedule"] for r in report["rows"]))
-    keys = list(dict.fromkeys((r.get("label", r["method"]), r["wbits"])
-                              for r in report["rows"]))
-    cell = {(r.get("label", r["method"]), r["wbits"], r["schedule"]): r for r in report["rows"]}
+    """Accuracy table: one row per method and bit width, one column per schedule; the
+    bit-mask rows in a table of their own."""
+    from .quant.bitmask_report import render_masks_markdown
+
+    main = [r for r in report["rows"] if r["method"] != "bitmask"]
+    schedules = list(dict.fromkeys(r["schedule"] for r in main))
+    keys = list(dict.fromkeys((r.get("label", r["method"]), r["wbits"]) for r in main))
+    cell = {(r.get("label", r["method"]), r["wbits"], r["schedule"]): r for r in main}
     fa = report["float_accuracy"]
     r = report["retrain"]
     lines = ["# Quantization comparison", "",
              (f"Model `{report['model']}`, float accuracy **{fa:.2%}** on "
               f"{report['test_images']} test images. Accuracy of the integer golden model "
               f"(activations {report['abits']} bits), points versus float in brackets."), "",
-             (f"Retraining per phase: {r['epochs']} epochs, Adam lr {r['lr']}, batch "
-              f"{r['batch_size']}, weight decay {r['weight_decay']}, seed {r['seed']}; INQ "
-              f"portions {_portions_text(report['portions'])} ({report['partition']} "
-              f"partition); ternary {report['ternary']}."), "",
+             *([(f"Retraining per phase: {r['epochs']} epochs, Adam lr {r['lr']}, batch "
+                 f"{r['batch_size']}, weight decay {r['weight_decay']}, seed {r['seed']}; INQ "
+                 f"portions {_portions_text(report['portions'])} ({report['partition']} "
+                 f"partition); ternary {report['ternary']}."), ""] if main else []),
              *_binary_note(report),
              "| method | bits | " + " | ".join(schedules) + " |",
              "|---|---:|" + "---:|" * len(schedules)]
+    if not main:
+        lines = lines[:-2]
     for method, b in keys:
         cells = []
         for s in schedules:
@@ -161,7 +190,9 @@ def render_markdown(report) -> str:
             cells.append("—" if row is None else
                          f"{row['accuracy']:.2%} ({row['delta'] * 100:+.2f})")
         lines.append(f"| {method} | {b} | " + " | ".join(cells) + " |")
-    lines += ["", "![accuracy per bit width](compare.png)", ""]
+    lines += ["", *render_masks_markdown(report["rows"], fa,
+                                         (report.get("bitmask") or {}).get("span")),
+              "![accuracy per bit width](compare.png)", ""]
     return "\n".join(lines)
 
 

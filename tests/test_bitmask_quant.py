@@ -115,3 +115,21 @@ def test_bad_input_one_error_line_exit_2_nothing_written(trained_default_pt2, tm
     assert code == 2
     assert len(err) == 1 and err[0].startswith(message), err
     assert not out.exists() and not rep.exists()
+
+
+@pytest.mark.parametrize("active,span", [(2, 8), (3, 8), (4, 6), (5, 5)])
+def test_plain_reference_is_the_lowest_contiguous_run_covering_the_layer(active, span):
+    """The plain m-bit reference: m - 1 contiguous magnitude bits, covering the largest
+    weight (unless the span's top run cannot), and one position lower would not."""
+    from hwquant.quant.bitmask import plain_reference
+
+    for a_max in np.geomspace(1e-3, 300, 97):
+        mask = plain_reference(float(a_max), active, span)
+        act = mask.active
+        assert mask.bits == active and act == tuple(range(act[0], act[-1] + 1))
+        top = float(mask.values().max())
+        if act[-1] < span - 2:
+            assert top >= a_max
+        if act[0] > 0:
+            lower = (2.0 ** act[-1] - 2.0 ** (act[0] - 1)) * 2.0 ** -mask.frac
+            assert lower < a_max

@@ -115,3 +115,42 @@ def test_compare_rejects_bad_combination_before_running(trained_default_pt2, tmp
                  "-o", str(out)]) == 2
     assert "Weight width for inq must be an integer in 2..8, not 9" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def small_conv_pt2(digits, tmp_path_factory):
+    """An untrained two-conv model (the report's structure, not its accuracy)."""
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Conv2d(4, 6, 3), nn.ReLU(), nn.Flatten(), nn.Linear(24, 10))
+    return _export(model, digits, tmp_path_factory.mktemp("small_conv") / "small.pt2")
+
+
+def test_compare_bitmask_rows_patterns_and_histograms(small_conv_pt2, tmp_path, capsys):
+    """``compare --methods bitmask``: plain / same-pattern / per-layer per active width, the
+    patterns each used (plain: contiguous), the search's ordering on its own split, one
+    histogram per conv layer, and a table of its own in the Markdown."""
+    from hwquant.bitmask import parse
+
+    out = tmp_path / "masks"
+    assert main(["compare", str(small_conv_pt2), "--methods", "bitmask", "--bits", "2",
+                 "-o", str(out)]) == 0
+    report = json.loads((out / "compare.json").read_text())
+    rows = {r["schedule"]: r for r in report["rows"]}
+    assert list(rows) == ["plain", "same-pattern", "per-layer"]
+    for row in rows.values():
+        assert set(row["patterns"]) == {"conv2d_0", "conv2d_3"}  # the conv layers
+        assert all(parse(p).bits == 2 for p in row["patterns"].values())
+    for p in rows["plain"]["patterns"].values():  # contiguous active bits
+        active = parse(p).active
+        assert active == tuple(range(active[0], active[-1] + 1)), p
+    assert len(set(rows["same-pattern"]["patterns"].values())) == 1
+    # The per-layer search starts from the best single mask: never worse on its split.
+    assert rows["per-layer"]["calibration_accuracy"] >= rows["same-pattern"][
+        "calibration_accuracy"]
+    assert sorted(report["bitmask"]["histograms"]) == ["bitmask_m2_conv2d_0.png",
+                                                         "bitmask_m2_conv2d_3.png"]
+    for name in report["bitmask"]["histograms"]:
+        assert (out / name).read_bytes()[:4] == b"\x89PNG"
+    md = (out / "compare.md").read_text()
+    assert "| m | plain | same-pattern | per-layer |" in md and "Retraining per phase" not in md

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from .. import ir
-from ..bitmask import Mask, candidates, full_mask, parse
+from ..bitmask import Mask, candidates, parse
 from .grid import frac_for_range
 from .weights import LoweredWeights, WeightQuantError, _abs_max
 
@@ -273,6 +273,16 @@ def parse_patterns(text) -> dict:
     return out
 
 
-def plain_mask(active: int, frac: int) -> Mask:
-    """The plain ``active``-bit reference (every bit of an ``active``-bit span)."""
-    return full_mask(active, frac)
+def plain_reference(a_max: float, active: int, span: int) -> Mask:
+    """The plain ``active``-bit reference for a layer whose largest weight is ``a_max``: the
+    ``active - 1`` contiguous magnitude bits of the ``span``-bit format (binary point from
+    :func:`point_for`) that start at the layer's most significant bit, the lowest run that
+    still covers ``a_max`` (an ``active``-bit fixed-point format with its point fitted to the
+    layer, inside the span)."""
+    frac = point_for(a_max, span)
+    target = a_max * 2.0 ** frac
+    run = active - 1
+    for top in range(run - 1, span - 1):
+        if (1 << (top + 1)) - (1 << (top - run + 1)) >= target:
+            break
+    return Mask(span, frac, tuple(range(top - run + 1, top + 1)))
