@@ -2,13 +2,14 @@
 
 Prints golden-model images/s on the whole test split (the int64 reference path, batches of
 256, and the default path: float BLAS where a bound proves it exact), RTL images/s through
-cocotb + Verilator with the Python-driven bench and with the bulk bench (both with random
-valid gaps and ready stalls, every word and every probe compared, Verilator builds reused),
+cocotb + Verilator with the Python-driven bench and with the bulk bench (one simulator
+process, and the images sharded over ``--jobs`` processes; all with random valid gaps and
+ready stalls, every word and every probe compared, Verilator builds reused),
 and the ratio golden / RTL. RTL rates are end to end (vectors, simulator start, compare); the
 bulk run's seconds per step (golden model, vectors, simulation split into preparing, writing,
 simulator start-up, the simulated phases, exit and the compare) close the table.
 
-    .venv/bin/python benchmarks/bench_verify.py [--build DIR] [--python-vectors 16]
+    .venv/bin/python benchmarks/bench_verify.py [--build DIR] [--python-vectors 16] [--jobs auto]
         [--stall 0.3] [--out DIR]
 
 ``--build`` reuses a compiled build of the default CNN; otherwise it trains, quantizes
@@ -61,6 +62,8 @@ def main():
     ap.add_argument("--build", default=None, help="an existing build of the default CNN")
     ap.add_argument("--python-vectors", type=int, default=16)
     ap.add_argument("--stall", type=float, default=0.3)
+    ap.add_argument("--jobs", type=lambda s: s if s == "auto" else int(s), default="auto",
+                    help="simulator processes of the sharded bulk run (default auto)")
     ap.add_argument("--repeat", type=int, default=15, help="golden timing: best of N")
     ap.add_argument("--out", default=None, help="work directory (default: temporary)")
     args = ap.parse_args()
@@ -91,7 +94,11 @@ def main():
     t = time.perf_counter()
     bulk = simulate_build(build, vectors="all", mode="bulk", **common)
     t_bulk = time.perf_counter() - t
+    t = time.perf_counter()
+    sharded = simulate_build(build, vectors="all", mode="bulk", jobs=args.jobs, **common)
+    t_sharded = time.perf_counter() - t
     r_py, r_bulk = py["vectors"] / t_py, bulk["vectors"] / t_bulk
+    r_sharded = sharded["vectors"] / t_sharded
 
     rows = [
         ("golden, int64 path (batches of 256)", f"{g_old:,.0f} images/s"),
@@ -103,8 +110,16 @@ def main():
         ("RTL, bulk bench",
          (f"{r_bulk:,.1f} images/s ({bulk['vectors']} images, {t_bulk:.1f} s, "
           f"bit-exact {bulk['passed']})")),
+        (f"RTL, bulk bench, {sharded['jobs']} simulator processes",
+         (f"{r_sharded:,.1f} images/s ({sharded['vectors']} images, {t_sharded:.1f} s, "
+          f"bit-exact {sharded['passed']})")),
         ("RTL bulk / Python-driven", f"{r_bulk / r_py:.1f}x"),
         ("golden (default) / RTL bulk", f"{g_new / r_bulk:.1f}x"),
+        ("golden (int64) / RTL bulk", f"{g_old / r_bulk:.1f}x"),
+        (f"golden (default) / RTL bulk, {sharded['jobs']} processes",
+         f"{g_new / r_sharded:.1f}x"),
+        (f"golden (int64) / RTL bulk, {sharded['jobs']} processes",
+         f"{g_old / r_sharded:.1f}x"),
         ("golden (default) / RTL Python-driven", f"{g_new / r_py:.0f}x"),
         ("bulk: simulated cycles (stalls)", f"{bulk['stalled_cycles']:,}"),
         ("accuracy: RTL / golden",

@@ -238,12 +238,14 @@ def cmd_sim(args) -> dict:
 
     vectors = args.vectors if args.vectors == "all" else int(args.vectors)
     res = simulate_build(args.build_dir, vectors=vectors, seed=args.seed, stall=args.stall,
-                         mode=args.driver, verbose=args.verbose, progress=_progress("sim"))
+                         mode=args.driver, jobs=args.jobs, verbose=args.verbose,
+                         progress=_progress("sim"))
     verdict = "bit-exact" if res["passed"] else "MISMATCH"
     _say(f"{verdict}: {res['vectors']} images, {res['mismatches']} mismatching output words; "
          f"cycles per inference measured {res['cycles_per_inference']} vs predicted "
          f"{res['predicted_cycles']}; {res['vectors'] / res['sim_seconds']:,.1f} images/s "
-         f"({res['mode']})")
+         f"({res['mode']}" + (f", {res['jobs']} simulator processes" if res["jobs"] > 1
+                               else "") + ")")
     if res["accuracy"] is not None:
         _say(f"  accuracy: RTL {res['accuracy']:.2%}, golden {res['golden_accuracy']:.2%} "
              f"({res['dataset']} test images)")
@@ -564,6 +566,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--driver", choices=["bulk", "python"], default="bulk",
                    help="bulk: stimulus and captures inside the simulator (default); "
                         "python: cocotb drivers on every clock edge")
+    p.add_argument("--jobs", type=lambda t: _integer(t, 1, 256, also="auto"), default="auto",
+                   help="bulk: simulator processes, each a contiguous share of the images "
+                        "(default auto: one per core, at least 64 images each)")
     p.add_argument("--verbose", action="store_true", help="print simulator logs")
 
     p = command("estimate", cmd_estimate, "LUT/FF/DSP/BRAM: analytical model and Yosys")

@@ -5,6 +5,7 @@ the in-simulator harness (whole test sets in seconds); the Python-driven one sta
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -59,16 +60,38 @@ def test_images(net, n: int, seed: int, dataset=None) -> np.ndarray:
     return held_out_set(net, n, seed, dataset)[0]
 
 
+#: ``jobs="auto"``: at least this many images per simulator process.
+IMAGES_PER_JOB = 64
+
+
+def simulator_jobs(jobs, images: int) -> int:
+    """Simulator processes for ``images`` images: ``jobs`` (a positive int) or ``"auto"``
+    (one per usable core, at most one per :data:`IMAGES_PER_JOB` images), never more than
+    the images."""
+    if jobs == "auto":
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except AttributeError:  # not Linux
+            cores = os.cpu_count() or 1
+        jobs = max(1, min(cores, images // IMAGES_PER_JOB))
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"Number of simulator jobs must be a positive integer or 'auto', "
+                         f"not {jobs!r}")
+    return max(1, min(jobs, images))
+
+
 def simulate_build(build_dir, *, vectors: int | str = 16, seed: int = 0, stall: float = 0.3,
                    throughput_items: int = 6, dataset=None, mode: str = "bulk",
-                   verbose: bool = False, progress=None) -> dict:
+                   jobs: int | str = 1, verbose: bool = False, progress=None) -> dict:
     """Simulate ``build_dir``'s probed Verilog against the golden model.
 
     ``vectors`` is a number of test images or ``"all"`` (the whole held-out split). ``mode``
     picks the bench: ``"bulk"`` (default: the in-simulator harness of
     :func:`hwquant.sim.bulk.run_bulk`, no Python per cycle) or ``"python"`` (the cocotb
     drivers of :func:`hwquant.sim.run`, Python on every clock edge). Both compare every word
-    under the same valid-gap and ready-stall probabilities.
+    under the same valid-gap and ready-stall probabilities. ``jobs`` (bulk mode) splits the
+    images into that many contiguous shards, each simulated in its own process with its own
+    stall seed (``"auto"``: :func:`simulator_jobs`); the reports add up.
 
     Returns a report: ``vectors``, ``mismatches`` (output words that differ or are missing),
     ``first_mismatch_layer`` (the first layer, in stream order, whose probe disagrees),
@@ -78,7 +101,7 @@ def simulate_build(build_dir, *, vectors: int | str = 16, seed: int = 0, stall: 
     (seconds per step: golden model, vectors, simulation, accuracy; ``simulation_steps``
     splits a bulk run, see :func:`hwquant.sim.bulk.run_bulk`).
     """
-    from .sim.bulk import hex_low_bits, read_capture_arrays, run_bulk
+    from .sim.bulk import bulk_build, hex_low_bits, read_capture_arrays, run_bulk
     from .sim.runner import run
 
     step = progress or (lambda msg: None)
@@ -98,31 +121,28 @@ def simulate_build(build_dir, *, vectors: int | str = 16, seed: int = 0, stall: 
     timings["golden"] = time.perf_counter() - clock
     clock = time.perf_counter()
     probes = report["probes"]
-    # Packed arrays (whole-array NumPy); the Python-driven bench takes lists of ints.
-    words = (lambda a: a) if mode == "bulk" else packed_to_ints
-    expected = {k: words(v) for k, v in expected_packed(net, g, probes).items()}
-    inputs = words(input_packed(net, x))
-    beats_in = report["ports"]["i_stream"]["beats_per_inference"]
     predicted = report["cycles_per_inference"]
-    items = max(3, throughput_items)
-    x_tp = np.concatenate([x] * (items // len(x) + 1))[:items]
-    spec = {
-        "seed": seed,
-        "inputs": {"i_stream": inputs},
-        "outputs": expected,
-        "observe_only": [f"probe_{p}" for p in probes],
-        "stall": {"valid_gap": stall, "ready_stall": stall},
-        "timeout_cycles": int((len(x) + items) * max(predicted, beats_in) * 6 + 20_000),
-        "throughput": {"inputs": {"i_stream": words(input_packed(net, x_tp))},
-                       "output": "o_stream", "items": items, "beats_per_item": 1},
-    }
+    jobs = 1 if mode == "python" else simulator_jobs(jobs, len(x))
+    shards = [idx for idx in np.array_split(np.arange(len(x)), jobs) if len(idx)]
+    specs = [_shard_spec(net, report, x[idx], {k: v[idx] for k, v in g.items()}, probes,
+                         seed=seed + 7919 * i, stall=stall, mode=mode,
+                         throughput_items=throughput_items if i == 0 else None)
+             for i, idx in enumerate(shards)]
     timings["vectors"] = time.perf_counter() - clock
     where = "in-simulator harness" if mode == "bulk" else "Python drivers"
-    step(f"cocotb + Verilator ({where}): {len(x)} images with stalls, {items} back to back")
-    simulate = run_bulk if mode == "bulk" else run
+    items = max(3, throughput_items)
+    in_jobs = f" in {len(specs)} simulator processes" if len(specs) > 1 else ""
+    step(f"cocotb + Verilator ({where}): {len(x)} images with stalls{in_jobs}, {items} back "
+         f"to back")
+    verilog, top, root = build_dir / report["verilog_probes"], report["top"], \
+        build_dir / "sim_build"
     started = time.perf_counter()
-    result = simulate(build_dir / report["verilog_probes"], report["top"], spec=spec,
-                      build_root=build_dir / "sim_build", verbose=verbose)
+    if len(specs) == 1:
+        simulate = run_bulk if mode == "bulk" else run
+        result = simulate(verilog, top, spec=specs[0], build_root=root, verbose=verbose)
+    else:
+        bulk_build(verilog, top, spec=specs[0], build_root=root, verbose=verbose)
+        result = _merge_shards(_run_shards(verilog, top, specs, root, verbose))
     seconds = time.perf_counter() - started
     timings["simulation"] = seconds
     clock = time.perf_counter()
@@ -142,10 +162,14 @@ def simulate_build(build_dir, *, vectors: int | str = 16, seed: int = 0, stall: 
         golden_accuracy = float(np.mean(golden_cls == labels))
         if mode == "bulk":
             cls_bits = report["ports"]["o_stream"]["cls_bits"]
-            _, digits = read_capture_arrays(result["captures"]["o_stream"])
-            got = hex_low_bits(digits, cls_bits)[:len(labels)]
-            # A missing output counts as wrong.
-            accuracy = float(np.sum(got == labels[:len(got)]) / len(labels))
+            paths = result["captures"]["o_stream"]
+            paths = [paths] if isinstance(paths, str) else paths
+            correct = 0
+            for path, idx in zip(paths, shards, strict=True):
+                got = hex_low_bits(read_capture_arrays(path)[1], cls_bits)[:len(idx)]
+                # A missing output counts as wrong.
+                correct += int(np.sum(got == labels[idx][:len(got)]))
+            accuracy = correct / len(labels)
         elif result["passed"]:
             accuracy = golden_accuracy  # every output word equals the golden one
     return {
@@ -171,7 +195,76 @@ def simulate_build(build_dir, *, vectors: int | str = 16, seed: int = 0, stall: 
                     for k, v in streams.items()},
         "dataset": info.get("name") or info.get("path"),
         "run_dir": result.get("run_dir"),
+        "jobs": len(specs),
         "timings": {**{k: round(v, 4) for k, v in timings.items()},
                     "accuracy": round(time.perf_counter() - clock, 4),
                     "simulation_steps": result.get("timings")},
     }
+
+
+def _shard_spec(net, report, x, g, probes, *, seed, stall, mode, throughput_items):
+    """The stream spec of one shard of images ``x`` (golden outputs ``g``); the stall-free
+    throughput phase only when ``throughput_items`` is given."""
+    words = (lambda a: a) if mode == "bulk" else packed_to_ints
+    beats_in = report["ports"]["i_stream"]["beats_per_inference"]
+    predicted = report["cycles_per_inference"]
+    items = max(3, throughput_items or 0)
+    spec = {
+        "seed": seed,
+        "inputs": {"i_stream": words(input_packed(net, x))},
+        "outputs": {k: words(v) for k, v in expected_packed(net, g, probes).items()},
+        "observe_only": [f"probe_{p}" for p in probes],
+        "stall": {"valid_gap": stall, "ready_stall": stall},
+        "timeout_cycles": int((len(x) + items) * max(predicted, beats_in) * 6 + 20_000),
+    }
+    if throughput_items is not None:
+        x_tp = np.concatenate([x] * (items // len(x) + 1))[:items]
+        spec["throughput"] = {"inputs": {"i_stream": words(input_packed(net, x_tp))},
+                              "output": "o_stream", "items": items, "beats_per_item": 1}
+    return spec
+
+
+def _bulk_shard(job):
+    """One shard's bulk run (in a worker process)."""
+    from .sim.bulk import run_bulk
+
+    verilog, top, spec, root, verbose = job
+    return run_bulk(verilog, top, spec=spec, build_root=root, verbose=verbose)
+
+
+def _run_shards(verilog, top, specs, root, verbose) -> list:
+    """Every shard's bulk run, concurrently, one process each (forked where the platform
+    allows: the workers need nothing re-imported)."""
+    import multiprocessing
+
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    with ctx.Pool(len(specs)) as pool:
+        return pool.map(_bulk_shard, [(verilog, top, s, root, verbose) for s in specs],
+                        chunksize=1)
+
+
+def _merge_shards(results) -> dict:
+    """One run result from the shards' (in image order): stream counts added, the first
+    mismatches of the first shard that has any (indices within that shard), simulated
+    cycles added, the throughput of the shard that measured it, captures as lists."""
+    streams = {}
+    for name in results[0]["streams"]:
+        parts = [r["streams"][name] for r in results]
+        first = next((p["first_mismatches"] for p in parts if p.get("first_mismatches")), [])
+        streams[name] = {"expected": sum(p["expected"] for p in parts),
+                         "received": sum(p["received"] for p in parts),
+                         "mismatches": sum(p["mismatches"] for p in parts),
+                         "first_mismatches": first}
+    steps = {}
+    for r in results:
+        for key, value in (r.get("timings") or {}).items():
+            if value is not None:
+                steps[key] = max(steps.get(key, 0.0), value)  # the shards ran side by side
+    return {"passed": all(r["passed"] for r in results), "streams": streams,
+            "cycles": sum(r["cycles"] or 0 for r in results),
+            "throughput": next((r["throughput"] for r in results if r.get("throughput")), None),
+            "timed_out": any(r.get("timed_out") for r in results),
+            "captures": {k: [r["captures"][k] for r in results]
+                         for k in results[0]["captures"]},
+            "run_dir": results[0].get("run_dir"), "timings": steps}

@@ -56,6 +56,7 @@ from .tb_stream import MAX_REPORTED_MISMATCHES, parse_spec, throughput_stats
 
 __all__ = [
     "BULK_BUILD_ARGS",
+    "bulk_build",
     "HARNESS",
     "TB_MODULE",
     "compare_hex",
@@ -329,16 +330,16 @@ def _phases(spec):
     return phases
 
 
-def run_bulk(verilog_path, toplevel, *, spec, build_root, timeout_s=600.0, verbose=False):
-    """Simulate a design against a stream spec with the bulk harness.
+def bulk_build(verilog_path, toplevel, *, spec, build_root, verbose=False):
+    """Build (or find) the Verilator model of the bulk harness :func:`run_bulk` uses for this
+    design and spec's streams; its build directory. Lets several runs of one design (shards
+    of a vector set, in other processes) share one build."""
+    return _prepare(verilog_path, toplevel, spec, build_root, 600.0, verbose, {})[3]
 
-    Same parameters, result and errors as :func:`hwquant.sim.runner.run` (beats may also be
-    packed arrays, see the module docstring); the result also holds ``"mode": "bulk"``,
-    ``"captures"``: ``{stream: path}`` of the checked phase's capture files (read them with
-    :func:`read_capture` or :func:`read_capture_arrays`), and ``"timings"`` (seconds per
-    step, see the module docstring).
-    """
-    timings = {}
+
+def _prepare(verilog_path, toplevel, spec, build_root, timeout_s, verbose, timings):
+    """Checks, harness and build of a run: ``(parsed spec, payload widths, phases,
+    build directory)``; ``timings`` gets ``prepare`` and ``build_lookup``."""
     clock = time.perf_counter()
     spec, packed = _split_packed(spec)
     parsed = parse_spec(spec)
@@ -382,6 +383,22 @@ def run_bulk(verilog_path, toplevel, *, spec, build_root, timeout_s=600.0, verbo
                       verbose=verbose)
 
     timings["build_lookup"] = time.perf_counter() - clock
+    return parsed, widths, phases, build_dir
+
+
+def run_bulk(verilog_path, toplevel, *, spec, build_root, timeout_s=600.0, verbose=False):
+    """Simulate a design against a stream spec with the bulk harness.
+
+    Same parameters, result and errors as :func:`hwquant.sim.runner.run` (beats may also be
+    packed arrays, see the module docstring); the result also holds ``"mode": "bulk"``,
+    ``"captures"``: ``{stream: path}`` of the checked phase's capture files (read them with
+    :func:`read_capture` or :func:`read_capture_arrays`), and ``"timings"`` (seconds per
+    step, see the module docstring).
+    """
+    timings = {}
+    parsed, widths, phases, build_dir = _prepare(verilog_path, toplevel, spec, build_root,
+                                                 timeout_s, verbose, timings)
+    build_root = Path(build_root).resolve()
     clock = time.perf_counter()
 
     runs = build_root / "runs"

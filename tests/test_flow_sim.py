@@ -51,12 +51,14 @@ def test_default_cnn_bit_exact_with_cycles(default_build):
 
 
 def test_whole_test_split_through_the_rtl(default_build, digits, tmp_path):
-    """``hwquant sim --vectors all``: all 450 test images bit-exact under random stalls, and
-    the accuracy of the simulated class outputs equals the golden model's."""
+    """``hwquant sim --vectors all``: all 450 test images bit-exact under random stalls (two
+    simulator processes, 225 images each), and the accuracy of the simulated class outputs
+    equals the golden model's."""
     report = tmp_path / "sim.json"
-    assert main(["sim", str(default_build), "--vectors", "all", "--json", str(report)]) == 0
+    assert main(["sim", str(default_build), "--vectors", "all", "--jobs", "2",
+                 "--json", str(report)]) == 0
     res = json.loads(report.read_text())
-    assert res["vectors"] == len(digits.y_test) == 450
+    assert res["vectors"] == len(digits.y_test) == 450 and res["jobs"] == 2
     assert res["passed"] and res["mismatches"] == 0 and not res["timed_out"], res
     assert res["streams"]["o_stream"]["received"] == 450
     assert all(s["received"] == s["expected"] > 0 for s in res["streams"].values())
@@ -74,11 +76,13 @@ def test_mismatch_names_the_first_bad_layer(default_build, tmp_path):
     bias[:] += 1 << 12
     hwq.save(net.replace_layer("conv2", bias=bias), default_build / "network.hwq")
     try:
-        res = simulate_build(default_build, vectors=4, seed=2, stall=0.2)
-        assert res["mode"] == "bulk"
-        assert not res["passed"]
-        assert res["first_mismatch_layer"] == "conv2"
-        assert res["streams"]["probe_conv1"]["mismatches"] == 0
+        for jobs in (1, 2):  # one simulator, or two with two images each
+            res = simulate_build(default_build, vectors=4, seed=2, stall=0.2, jobs=jobs)
+            assert res["mode"] == "bulk" and res["jobs"] == jobs
+            assert not res["passed"]
+            assert res["first_mismatch_layer"] == "conv2"
+            assert res["streams"]["probe_conv1"]["mismatches"] == 0
+            assert res["streams"]["probe_conv2"]["mismatches"] > 0
         report = tmp_path / "sim.json"
         assert main(["sim", str(default_build), "--vectors", "2", "--json", str(report)]) == 1
         assert json.loads(report.read_text())["first_mismatch_layer"] == "conv2"
