@@ -91,8 +91,14 @@ def cmd_train(args) -> dict:
 
     ds = _dataset(args)
     model = default_model(ds.x_train.shape[1:], ds.num_classes, seed=args.seed)
+    freeze = None
+    if args.templates:
+        from .templates import fix_templates
+
+        freeze = fix_templates(model, args.templates)
     t0 = time.monotonic()
-    acc = train(model, ds, epochs=args.epochs, seed=args.seed, progress=not args.quiet)
+    acc = train(model, ds, epochs=args.epochs, seed=args.seed, progress=not args.quiet,
+                freeze=freeze)
     with atomic_file(args.output, what="model file") as tmp:
         export_model(model, torch.tensor(ds.x_test[:2]), tmp)
     report = {"model": os.path.abspath(args.output), "dataset": _dataset_info(args),
@@ -100,6 +106,12 @@ def cmd_train(args) -> dict:
               "seconds": round(time.monotonic() - t0, 2)}
     _say(f"trained {args.epochs} epochs in {report['seconds']} s: float test accuracy "
          f"{acc:.2%} -> {args.output}")
+    if freeze is not None:
+        report["templates"] = freeze.to_json()
+        _say(f"templates: {freeze.count} kernels of {freeze.layer} fixed to HLAC templates; "
+             f"trainable parameters {freeze.params_before} -> {freeze.params_after} "
+             f"({freeze.layer} weights {freeze.conv_weights_before} -> "
+             f"{freeze.conv_weights_after})")
     return report
 
 
@@ -461,6 +473,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=_positive, default=30)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--templates", type=lambda t: _integer(t, 0), default=0, metavar="T",
+                   help="fix the first T kernels of the first conv layer to the HLAC templates "
+                        "(+-3/sqrt(fan_in), excluded from every update; 3x3 kernels, T at most "
+                        "the layer's output channels and 25)")
     p.add_argument("-o", "--output", required=True, metavar="MODEL.pt2")
 
     p = command("quantize", cmd_quantize, "quantize an exported model into a .hwq network")

@@ -116,7 +116,8 @@ def _as_tensor(x):
 
 
 def train(model: nn.Module, dataset, epochs: int = 30, seed: int = 0, lr: float = 3e-3,
-          batch_size: int = 64, progress: bool = True, weight_decay: float = 1e-4) -> float:
+          batch_size: int = 64, progress: bool = True, weight_decay: float = 1e-4,
+          freeze=None) -> float:
     """Train ``model`` on ``dataset`` in place; return its float test accuracy (0..1).
 
     Adam with a cosine learning-rate schedule over all steps, cross-entropy loss, shuffled
@@ -135,6 +136,9 @@ def train(model: nn.Module, dataset, epochs: int = 30, seed: int = 0, lr: float 
         Peak learning rate and Adam weight decay.
     progress : bool
         Show a tqdm progress bar with the running loss.
+    freeze : :class:`hwquant.templates.TemplateFreeze`, optional
+        Weights excluded from every update (template kernels): their gradient is zeroed
+        before each step and their values restored after it.
 
     Raises
     ------
@@ -174,7 +178,11 @@ def train(model: nn.Module, dataset, epochs: int = 30, seed: int = 0, lr: float 
                     opt.zero_grad()
                     loss = loss_fn(model(x[idx]), y[idx])
                     loss.backward()
+                    if freeze is not None:
+                        freeze.mask_grads()
                     opt.step()
+                    if freeze is not None:
+                        freeze.restore()
                     sched.step()
                     total += loss.item() * len(idx)
                 bar.set_postfix(loss=f"{total / len(x):.4f}")
