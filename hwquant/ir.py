@@ -49,6 +49,7 @@ __all__ = [
     "Pow2Data",
     "BitmaskData",
     "BinaryData",
+    "TemplateData",
     "POW2_BITS",
     "INPUT",
     "accumulator_range",
@@ -464,10 +465,71 @@ class BitmaskData:
                              f"{', '.join(f'2^{k}' for k in reversed(mask.active))})")
 
 
+@dataclass(frozen=True)
+class TemplateData:
+    """``template`` weights (:mod:`hwquant.templates`): a conv layer whose channels are either
+    HLAC template kernels or plain ``fixed`` weights. ``template_ids[c]`` is the 0-based HLAC
+    mask of channel ``c`` (``-1``: a ``fixed`` channel, signed ``weight_bits``-bit integers),
+    ``signs[c]`` is ``+1`` or ``-1``; a template channel's weights are exactly
+    ``signs[c] * (2 * mask - 1)`` on every input channel (its real magnitude ``a`` is in the
+    requantization multiplier). ``ACC = signs[c] * (2 * sum_on X - sum X)`` for a template
+    channel (``docs/arithmetic.md``, "Template kernels")."""
+
+    template_ids: tuple = ()
+    signs: tuple = ()
+
+    def __post_init__(self):
+        object.__setattr__(self, "template_ids", _integers(self.template_ids, "Template ids"))
+        object.__setattr__(self, "signs", _integers(self.signs, "Template signs"))
+
+    def is_template(self, c: int) -> bool:
+        return self.template_ids[c] >= 0
+
+    def check(self, layer) -> None:
+        from .templates import HLAC_MASKS, masks
+
+        name, oc = layer.name, layer.out_channels
+        if not isinstance(layer, Conv2d) or layer.weight.ndim != 4:
+            raise ValueError(f"Layer '{name}': template kernels belong to a conv layer")
+        if layer.kernel != (3, 3):
+            raise ValueError(f"Layer '{name}': template kernels are 3x3, not "
+                             f"{layer.kernel[0]}x{layer.kernel[1]}")
+        if layer.in_format.bipolar:
+            raise ValueError(f"Layer '{name}': template kernels need multi-bit inputs, not "
+                             f"bipolar ones")
+        if len(self.template_ids) != oc or len(self.signs) != oc:
+            raise ValueError(f"Layer '{name}': template ids and signs need one entry per "
+                             f"output channel ({oc})")
+        if not 2 <= layer.weight_bits <= 16:
+            raise ValueError(f"Layer '{name}': template layers take 2..16-bit weights, not "
+                             f"{layer.weight_bits}")
+        n = len(HLAC_MASKS)
+        if any(not -1 <= t < n for t in self.template_ids):
+            raise ValueError(f"Layer '{name}': template ids must be -1 (fixed) or 0..{n - 1}")
+        if any(s not in (1, -1) for s in self.signs):
+            raise ValueError(f"Layer '{name}': template signs must be +1 or -1")
+        if all(t < 0 for t in self.template_ids):
+            raise ValueError(f"Layer '{name}': a template layer needs a template channel")
+        wlo, whi = -(1 << (layer.weight_bits - 1)), (1 << (layer.weight_bits - 1)) - 1
+        table = masks()
+        for c, (t, s) in enumerate(zip(self.template_ids, self.signs, strict=True)):
+            w = layer.weight[c]
+            if t >= 0:
+                want = s * (2 * table[t] - 1)
+                if not np.all(w == want):
+                    raise ValueError(f"Layer '{name}': channel {c} is not template {t} "
+                                     f"({HLAC_MASKS[t]}, sign {s:+d}): its weights must be "
+                                     f"{s:+d} on the mask and {-s:+d} off it on every input "
+                                     f"channel")
+            elif w.min() < wlo or w.max() > whi:
+                raise ValueError(f"Layer '{name}': channel {c}'s weights exceed "
+                                 f"{layer.weight_bits}-bit range")
+
+
 #: The kind-data class of every weight encoding the IR knows (one arithmetic kind each;
 #: ``hwquant.kinds`` names its faces).
 KIND_DATA = {"fixed": FixedData, "pow2": Pow2Data, "binary": BinaryData,
-             "bitmask": BitmaskData}
+             "bitmask": BitmaskData, "template": TemplateData}
 
 #: Weight encodings the IR knows.
 ENCODINGS = tuple(KIND_DATA)

@@ -58,6 +58,11 @@ KINDS = {
                     "sign-magnitude fixed point under a per-layer bit mask (m active of n "
                     "bits); m-1 fixed-shift partial products per weight, an adder tree",
                     constant_matrix=True),
+    "template": Kind("template", "hwquant.golden.template", "hwquant.hw.template",
+                     "hwquant.estimate.template",
+                     "HLAC template kernels (+-1 on a 3x3 mask, magnitude in the requantization) "
+                     "next to fixed channels; one shared window sum, 0-2 adds per template",
+                     engine="hwquant.hw.template:TemplateEngine"),
 }
 
 

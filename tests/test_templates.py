@@ -93,7 +93,7 @@ class TestTraining:
         assert not torch.equal(w[9:], fixed[9:])
         for k in range(9):
             assert torch.equal(w[k], torch.tensor(template_kernel(k, 1), dtype=w.dtype))
-        ids, signs, _ = find_templates(w.numpy())
+        ids, _, _ = find_templates(w.numpy())
         assert ids[:9] == tuple(range(9)) and set(ids[9:]) == {-1}
 
     def test_paper_counts(self):

@@ -1,0 +1,127 @@
+"""Cost face of the ``template`` arithmetic kind: what :class:`hwquant.hw.template.
+TemplateEngine` builds for one MVU (see its module docstring).
+
+* the shared window sum ``S``: one adder tree of ``SIMD`` lanes (a :func:`~hwquant.estimate.
+  common.macc`), its register and, folded, its accumulator (``S`` is the one sum the generic
+  MVU model does not know about, so it is costed here);
+* **unrolled**: per template channel ``n_on - 1`` adders of its mask lanes (0-2), the
+  ``fixed`` channels as their constant-matrix adder graph (:mod:`hwquant.estimate.cmvm`);
+* **folded**: per template PE ``SIMD`` AND-gated lanes (one LUT per bit on LUT4 families,
+  absorbed into the adder on xilinx) and their sum; per other PE a ``fixed`` dot engine of
+  ``SIMD`` ``weight_bits x x_bits`` products (:mod:`hwquant.estimate.fixed`);
+* the combine: one subtractor per PE with a template channel, a multiplexer per PE that has
+  both kinds.
+
+No multiplier for a template channel on any path. Registers of the parts, accumulators, the
+weight ROM and the epilogue are costed by :mod:`hwquant.estimate.mvu`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from .. import ir
+from ..layout import conv_weight_matrix
+from ..plan import mvu_cycles
+from . import cmvm as constant_matrix
+from . import fixed as fixed_cost
+from .common import check_family, macc
+from .resources import Resources, adder, mux, register
+
+__all__ = ["resources", "cycles", "dot_range", "word_bits", "multipliers"]
+
+
+def _check(layer):
+    if not isinstance(layer, (ir.Conv2d, ir.Linear)):
+        raise TypeError(f"Dot engines belong to a conv2d or linear layer, not "
+                        f"{type(layer).__name__}")
+    if layer.encoding != "template":
+        raise ValueError(f"Layer '{layer.name}': the template cost model cannot estimate "
+                         f"weight encoding {layer.encoding!r}")
+
+
+def _ids(layer):
+    return np.asarray(layer.kind_data.template_ids)
+
+
+def _template_pes(layer):
+    ids, pe = _ids(layer), layer.fold.pe
+    return [bool(np.all(ids[p::pe] >= 0)) for p in range(pe)]
+
+
+def multipliers(layer) -> int:
+    """Multipliers the engine instantiates: none unrolled (constants are adder graphs) and
+    none for a template PE; ``SIMD`` per other PE when folded."""
+    _check(layer)
+    if fixed_cost.is_unrolled(layer):
+        return 0
+    return layer.fold.simd * sum(not t for t in _template_pes(layer))
+
+
+def resources(layer, family, *, use_dsp=True) -> Resources:
+    """LUT/FF/DSP of the template engine of ``layer``'s MVU (the shared sum's register and
+    accumulator included)."""
+    _check(layer)
+    check_family(family)
+    fmt, simd, pe = layer.in_format, layer.fold.simd, layer.fold.pe
+    xbits = fmt.bits
+    ids = _ids(layer)
+    sf = layer.fan_in // simd
+    shared_bits = ir.signed_bits_for(simd * min(fmt.lo, 0), simd * max(fmt.hi, 0))
+    total_bits = ir.signed_bits_for(layer.fan_in * min(fmt.lo, 0), layer.fan_in * max(fmt.hi, 0))
+    res = macc([xbits] * simd, family) + register(shared_bits)
+    if sf > 1:
+        res += register(total_bits) + adder(total_bits, family) + mux(total_bits, 2, family)
+    acc_bits = ir.accumulator_bits(layer)
+    if fixed_cost.is_unrolled(layer):
+        w = conv_weight_matrix(layer.weight)
+        for c in np.flatnonzero(ids >= 0):
+            on = int((w[c] * layer.kind_data.signs[c] > 0).sum())
+            res += macc([xbits] * on, family)
+        fixed = np.flatnonzero(ids < 0)
+        if fixed.size:
+            res += constant_matrix.resources(layer, w[fixed], family)
+        res += adder(acc_bits, family) * int((ids >= 0).sum())
+        return res
+    tpes = _template_pes(layer)
+    gates = Resources(lut=0 if family == "xilinx" else xbits * simd)
+    one_fixed = fixed_cost.resources(
+        dataclasses.replace(layer, encoding="fixed", kind_data=None,
+                            weight=np.zeros_like(layer.weight), fold=ir.Fold(1, simd)),
+        family, use_dsp=use_dsp)
+    for p, tpe in enumerate(tpes):
+        res += (gates + macc([xbits] * simd, family)) if tpe else one_fixed
+        channels = ids[p::pe]
+        if np.any(channels >= 0):
+            res += adder(acc_bits, family)
+            if np.any(channels < 0) or len(set(layer.kind_data.signs[p::pe])) > 1:
+                res += mux(acc_bits, 2, family)
+    return res
+
+
+def dot_range(layer, weights=None, *, simd) -> tuple:
+    """Worst-case ``(lo, hi)`` of one PE's partial sum over ``simd`` lanes: for constant
+    ``weights`` of a template channel its mask sum, else as the ``fixed`` kind."""
+    if weights is not None:
+        w = np.asarray(weights, dtype=np.int64)
+        if np.all(np.abs(w) == 1):  # a template row: the mask sum (either sign's cells)
+            on = np.maximum(w, 0) if (w > 0).sum() <= (w < 0).sum() else np.maximum(-w, 0)
+            return fixed_cost.dot_range(layer, on, simd=simd)
+    return fixed_cost.dot_range(layer, weights, simd=simd)
+
+
+def word_bits(layer, simd) -> int:
+    """Bits of the weight-ROM word per PE (rounded up): ``SIMD`` mask bits for a template PE,
+    ``SIMD * weight_bits`` for another."""
+    tpes = _template_pes(layer)
+    total = sum(simd if t else simd * layer.weight_bits for t in tpes)
+    return math.ceil(total / len(tpes))
+
+
+def cycles(layer) -> int:
+    """Cycles per inference of the MVU when never stalled (:func:`hwquant.plan.mvu_cycles`)."""
+    _check(layer)
+    return mvu_cycles(layer)

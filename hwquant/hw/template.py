@@ -1,0 +1,213 @@
+"""MVU engine of the ``template`` arithmetic kind: HLAC template channels without multipliers,
+next to ``fixed`` channels of the same layer.
+
+Written from ``docs/arithmetic.md`` ("Template kernels"). A template channel ``c`` of sign
+``s`` has the weights ``s * (2 * mask - 1)``; its accumulator is
+
+    ACC[c] = s * (2 * P_c - S),    S = sum_i x_i,    P_c = sum_{i on the mask} x_i
+
+so the engine computes one **shared** sum ``S`` of the beat's ``SIMD`` lanes (the contract's
+``shared_count = 1``: the window sum, one adder tree for every template channel of every
+PE), and per PE one partial sum. The MVU accumulates both over the ``SF`` slices; the combine
+step forms ``2 * P - S`` (a shift and one subtractor) or ``S - 2 * P`` for a template channel,
+and passes ``P`` through for a ``fixed`` channel. The requantization multiplier of a template
+channel carries its real magnitude ``a``.
+
+One layer, one MVU, mixed channels (no split of the layer): channel ``c`` sits on PE
+``c mod PE`` at fold ``c div PE``.
+
+* **Fully unrolled** (``NF = SF = 1``): a template PE sums its 1-3 mask lanes (0-2 adders);
+  the ``fixed`` channels are one constant-matrix adder graph (:mod:`hwquant.cmvm`) over
+  their rows. No multiplier anywhere.
+* **Folded** (weights from the ROM): a PE all of whose channels are templates reads one mask
+  bit per lane (``SIMD`` bits) and sums ``b ? x : 0`` (AND gates and an adder tree, no
+  multiplier); any other PE is a ``fixed`` dot engine of ``weight_bits`` per lane, whose
+  template channels are stored as the 0/1 mask (so its sum is ``P``); the combine of such a
+  PE selects, by the fold index, ``2P - S``, ``S - 2P`` or ``P``.
+
+ROM word of a beat: the PE fields from PE 0 in the LSBs; a field is ``SIMD`` mask bits
+(template PE) or ``SIMD`` two's-complement ``weight_bits`` lanes (other PEs), lane 0 lowest.
+Latency 0 (the MVU registers ``parts`` and ``shared``).
+"""
+
+import numpy as np
+from amaranth.hdl import Module, Mux, Signal, signed
+
+from .. import ir
+from ..layout import pack_lanes
+from .arith import adder_tree
+from .engine import Engine
+from .fixed import DotEngine
+from .streams import lane_shape
+
+__all__ = ["TemplateEngine", "DotEngine", "channel_roles", "template_pes"]
+
+
+def channel_roles(layer, weights):
+    """Per channel ``(sign, on)``: ``sign`` 0 for a ``fixed`` channel, ``+-1`` for a
+    template; ``on`` the 0/1 mask lanes of ``weights`` (``(OC, F)``, window-lane order)."""
+    data = layer.kind_data
+    w = np.asarray(weights, dtype=np.int64)
+    roles = []
+    for c in range(layer.out_channels):
+        if data.template_ids[c] >= 0:
+            s = int(data.signs[c])
+            roles.append((s, (w[c] * s > 0).astype(np.int64)))
+        else:
+            roles.append((0, None))
+    return roles
+
+
+def template_pes(layer, pe) -> list:
+    """Per PE: whether every channel it computes is a template channel."""
+    ids = layer.kind_data.template_ids
+    return [all(ids[c] >= 0 for c in range(p, layer.out_channels, pe)) for p in range(pe)]
+
+
+def _field_bits(layer, pe, simd) -> list:
+    return [simd if t else simd * layer.weight_bits for t in template_pes(layer, pe)]
+
+
+class TemplateEngine(Engine):
+    """The ``template`` kind's MVU engine; see the module docstring.
+
+    Members: ``x`` (``SIMD`` lanes), ``w`` (folded), ``parts`` (``PE`` sums: ``P`` of a
+    template channel, the dot of a fixed one), ``shared`` (one: ``S``, the lanes' sum).
+    Resources: one ``SIMD``-input adder tree for ``S``; per template PE 0-2 adders
+    (unrolled) or ``SIMD`` AND-gated lanes and their adder tree (folded); per fixed channel
+    its share of a constant adder graph (unrolled) or ``SIMD`` multipliers (folded); per PE
+    one subtractor and, for a PE with both kinds of channel, a multiplexer in the combine.
+    """
+
+    @classmethod
+    def parts_per_pe(cls, layer) -> int:
+        return 1
+
+    @classmethod
+    def shared_count(cls, layer) -> int:
+        return 1
+
+    @classmethod
+    def word_bits(cls, layer, *, pe, simd) -> int:
+        return sum(_field_bits(layer, pe, simd))
+
+    @classmethod
+    def encode(cls, layer, weights, nf, sf, *, pe, simd) -> int:
+        roles = channel_roles(layer, weights)
+        w = np.asarray(weights, dtype=np.int64)
+        word, pos = 0, 0
+        for p, (tpe, bits) in enumerate(zip(template_pes(layer, pe),
+                                            _field_bits(layer, pe, simd), strict=True)):
+            c = nf * pe + p
+            sign, on = roles[c]
+            lanes = slice(sf * simd, (sf + 1) * simd)
+            row = on[lanes] if sign else w[c, lanes]
+            field = pack_lanes(row, 1) if tpe else pack_lanes(row, layer.weight_bits)
+            word |= field << pos
+            pos += bits
+        return word
+
+    @classmethod
+    def part_ranges(cls, layer, weights) -> np.ndarray:
+        fmt = layer.in_format
+        w = np.asarray(weights, dtype=np.int64)
+        rows = []
+        for c, (sign, on) in enumerate(channel_roles(layer, w)):
+            row = on if sign else w[c]
+            lo, hi = ir.matrix_range(row[None], np.zeros(1, dtype=np.int64), fmt)
+            rows.append((int(lo[0]), int(hi[0])))
+        return np.array(rows, dtype=np.int64).reshape(len(rows), 1, 2)
+
+    @classmethod
+    def shared_ranges(cls, layer) -> list:
+        fmt = layer.in_format
+        return [(layer.fan_in * min(fmt.lo, 0), layer.fan_in * max(fmt.hi, 0))]
+
+    @classmethod
+    def combine_ranges(cls, layer, weights) -> np.ndarray:
+        w = np.asarray(weights, dtype=np.int64)
+        lo, hi = ir.matrix_range(w, np.zeros(len(w), dtype=np.int64), layer.in_format)
+        return np.stack([lo, hi], axis=1)
+
+    def __init__(self, layer, weights, *, pe, simd):
+        fmt = layer.in_format
+        weights = np.asarray(weights, dtype=np.int64)
+        self._roles = channel_roles(layer, weights)
+        constant = (layer.out_channels // pe) * (layer.fan_in // simd) == 1
+        if constant:
+            ranges = [tuple(r) for r in self.part_ranges(layer, weights)[:, 0, :]]
+        else:
+            ranges = [DotEngine.value_range(None, simd=simd, x_format=fmt,
+                                            weight_bits=layer.weight_bits)]
+        part_bits = max(ir.signed_bits_for(min(lo, 0), max(hi, 0)) for lo, hi in ranges)
+        shared = (simd * min(fmt.lo, 0), simd * max(fmt.hi, 0))
+        super().__init__(layer, weights, pe=pe, simd=simd, part_bits=part_bits,
+                         shared_bits=ir.signed_bits_for(*shared))
+
+    def elaborate(self, platform):
+        m = Module()
+        layer, simd, pe = self._layer, self._simd, self._pe
+        x = [self.x[i] for i in range(simd)]
+        m.d.comb += self.shared[0].eq(adder_tree(x))
+        if self.constant:
+            self._constant_parts(m, x)
+            return m
+        tpes = template_pes(layer, pe)
+        pos = 0
+        for p, (tpe, bits) in enumerate(zip(tpes, _field_bits(layer, pe, simd), strict=True)):
+            field = self.w[pos:pos + bits]
+            pos += bits
+            if tpe:  # mask bits: sum of the lanes on the mask
+                m.d.comb += self.parts[p].eq(adder_tree(
+                    [Mux(field[i], x[i], 0) for i in range(simd)]))
+                continue
+            eng = DotEngine(simd=simd, x_format=layer.in_format, weight_bits=layer.weight_bits)
+            m.submodules[f"pe{p}"] = eng
+            m.d.comb += [eng.x.eq(self.x), eng.w.eq(field), self.parts[p].eq(eng.y)]
+        return m
+
+    def _constant_parts(self, m, x):
+        """Unrolled: mask sums of the template channels, one adder graph for the others."""
+        from ..cmvm import layer_adder_graph
+        from .cmvm import ConstantMatrix
+
+        fixed = [c for c, (sign, _) in enumerate(self._roles) if not sign]
+        for c, (sign, on) in enumerate(self._roles):
+            if sign:
+                m.d.comb += self.parts[c].eq(adder_tree([x[i] for i in np.flatnonzero(on)]))
+        if fixed:
+            graph = layer_adder_graph(self._layer, self._weights[fixed])
+            width = self.parts.shape().elem_shape.width
+            m.submodules.matrix = matrix = ConstantMatrix(
+                graph, lane_shape(self._layer.in_format), width)
+            m.d.comb += matrix.x.eq(self.x)
+            for j, c in enumerate(fixed):
+                m.d.comb += self.parts[c].eq(matrix.y[j])
+
+    def combine(self, m, parts, shared, nf):
+        """``s * (2P - S)`` for a template channel, ``P`` for a fixed one, chosen per PE by
+        the fold index when its channels differ."""
+        layer, pe = self._layer, self._pe
+        s_acc = shared[0]
+        out = []
+        for p in range(pe):
+            acc = parts[p][0]
+            signs = [self._roles[c][0] for c in range(p, layer.out_channels, pe)]
+            options = {0: acc}
+            if 1 in signs:
+                options[1] = (acc << 1) - s_acc
+            if -1 in signs:
+                options[-1] = s_acc - (acc << 1)
+            if len(set(signs)) == 1:
+                out.append(options[signs[0]])
+                continue
+            lo, hi = self.combine_ranges(layer, self._weights)[p::pe].T
+            value = Signal(signed(ir.signed_bits_for(int(min(lo.min(), 0)),
+                                                     int(max(hi.max(), 0)))),
+                           name=f"combine{p}")
+            with m.Switch(nf):
+                for n, sign in enumerate(signs):
+                    with m.Case(n):
+                        m.d.comb += value.eq(options[sign])
+            out.append(value)
+        return out
