@@ -178,6 +178,11 @@ def cmd_quantize(args) -> dict:
         _say(f"  masks ({record['strategy']}, {record['evaluations']} evaluations on "
              f"{record['calib_images']} training images): {pats}"
              + (f"; {others}" if others else ""))
+    if "templates" in net.metadata:
+        report["templates"] = net.metadata["templates"]
+        for name, rec in report["templates"].items():
+            _say(f"  {name}: {rec['templates']} template kernels kept as the template encoding "
+                 f"(the other {len(rec['template_ids']) - rec['templates']} channels fixed)")
     hint = accuracy_hint(opts, acc["float"], acc["quantized"])
     if hint:
         _say(f"hint: {hint}")
@@ -188,6 +193,40 @@ def cmd_quantize(args) -> dict:
     for line in report["layer_notes"]:
         _note(line)
     return report
+
+
+def cmd_reuse(args) -> dict:
+    from .reuse import analyse, parse_precisions
+
+    precisions = parse_precisions(args.precision)
+    if args.markdown:
+        from .paths import check_output_file
+
+        check_output_file(args.markdown, what="Markdown table", inputs=[args.model])
+    if str(args.model).endswith(".hwq") and args.precision != _REUSE_PRECISIONS:
+        _note("a .hwq network is counted with its own integers (precision 'hwq'); "
+              "--precision applies to float models")
+    ds = _dataset(args)
+    if args.images > len(ds.x_test):
+        _note(f"--images {args.images} is more than the {len(ds.x_test)} test images; "
+              f"counting all {len(ds.x_test)}")
+    t0 = time.monotonic()
+    report = analyse(args.model, ds, layer=args.layer, images=args.images,
+                     precisions=precisions, templates=args.templates, seed=args.seed)
+    report["seconds"] = round(time.monotonic() - t0, 2)
+    report["dataset"] = _dataset_info(args)
+    _say(f"computation reuse of layer '{report['layer']}' over {report['images']} test images "
+         f"(distinct (weight, input) pairs per image, by repeat count; {report['seconds']} s):")
+    _say(report["markdown"])
+    if args.markdown:
+        from .paths import write_text
+
+        write_text(args.markdown, report["markdown"] + "\n", what="Markdown table")
+    return report
+
+
+#: ``hwquant reuse --precision`` default.
+_REUSE_PRECISIONS = "float32,float16,fixed8"
 
 
 def cmd_compare(args) -> dict:
@@ -591,6 +630,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("build_dir", metavar="BUILD_DIR")
     p.add_argument("--family", default="ice40", choices=["ice40", "ecp5", "xilinx", "gowin"])
     p.add_argument("--synth", action="store_true", help="also synthesize with Yosys")
+
+    p = command("reuse", cmd_reuse, "count repeated (weight, input) products of a layer "
+                "(computation reuse, with and without templates)")
+    p.add_argument("model", metavar="MODEL.pt2|NET.hwq")
+    p.add_argument("--layer", metavar="NAME|INDEX",
+                   help="weight layer by name or index (default: the first conv layer)")
+    p.add_argument("--images", type=_positive, default=10,
+                   help="test images drawn at random (seeded), averaged (default 10)")
+    p.add_argument("--precision", default=_REUSE_PRECISIONS,
+                   help="codes of the operands: float32, float16, fixed8 (comma-separated)")
+    p.add_argument("--templates", type=lambda t: _integer(t, 0, 25), default=0, metavar="T",
+                   help="also count with the first T kernels replaced by HLAC templates")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--markdown", metavar="F.md", help="write the table here")
+    _add_data_args(p)
 
     p = command("demo", cmd_demo, "train -> quantize -> compile -> sim -> estimate, report")
     p.add_argument("-o", "--output", default="demo_out", metavar="OUT_DIR")

@@ -245,12 +245,22 @@ def quantize_fixed(graph, x_cal, *, wbits: int, abits: int, name="network", meta
     _check_bits("Weight width", wbits)
     last = graph.nodes[-1].name
 
+    from .template import lower_templates, template_channels, templated_layers
+
+    templated = templated_layers(graph)
+
     def fixed_weights(node):
         if granularity == "channel" and node.name != last:
-            return channel_fixed_weights(node, wbits)
-        w, f_w = _quantize_weights(node, wbits)
-        return w, wbits, f_w, "fixed"
+            low = channel_fixed_weights(node, wbits)
+        else:
+            w, f_w = _quantize_weights(node, wbits)
+            low = {"weight": w, "weight_bits": wbits, "weight_frac": f_w, "encoding": "fixed"}
+        if node.name in templated:  # HLAC template kernels: the template encoding
+            low = lower_templates(node, low, template_channels(node))
+        return low
 
     meta = {"method": "fixed", "wbits": wbits, "abits": abits, **(metadata or {})}
+    if templated:
+        meta["templates"] = templated
     return build_network(graph, x_cal, abits=abits, weight_quantizer=fixed_weights, name=name,
                          metadata=meta, calib_percentile=calib_percentile)

@@ -96,6 +96,14 @@ def quantize_graph(graph, dataset, x_cal, opts: QuantOptions, *, name="network",
     quantizers = {}
     if opts.method == "bitmask":  # post-training, masks searched per conv layer
         quantizers, meta["bitmask"] = _bitmask_quantizers(graph, dataset, opts, log)
+    from .template import lower_templates, template_channels, templated_layers
+
+    templated = templated_layers(graph)
+    if templated:
+        meta["templates"] = templated
+    for n in templated:  # the non-template channels of a templated layer: fixed point
+        if opts.method != "fixed":
+            quantizers[n] = make_quantizer("fixed", 8)
     for n in names:
         if n in quantizers:
             continue
@@ -119,6 +127,8 @@ def quantize_graph(graph, dataset, x_cal, opts: QuantOptions, *, name="network",
     except WeightQuantError as exc:
         raise QuantizationError(f"{opts.method} quantization failed: {exc}") from None
 
+    graph_nodes = {n.name: n for n in graph.nodes}
+
     def lowered(node):
         state = states[node.name]
         try:
@@ -128,9 +138,13 @@ def quantize_graph(graph, dataset, x_cal, opts: QuantOptions, *, name="network",
         scale = low.channel_scale
         if "gain" in state:  # the re-fitted per-channel scale (folded BatchNorm re-estimated)
             scale = state["gain"] * (1.0 if scale is None else scale)
-        return {"weight": low.weight, "weight_bits": low.weight_bits,
+        args = {"weight": low.weight, "weight_bits": low.weight_bits,
                 "weight_frac": low.weight_frac, "encoding": low.encoding,
                 "kind_data": low.kind_data, "channel_scale": scale}
+        if node.name in templated:  # the exact templates of the float model, not retrained
+            args = lower_templates(graph_nodes[node.name], args,
+                                   template_channels(graph_nodes[node.name]))
+        return args
 
     net = build_network(qgraph, x_cal, abits=opts.abits, weight_quantizer=lowered, name=name,
                         metadata=meta, calib_percentile=opts.calib_percentile)
