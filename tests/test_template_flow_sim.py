@@ -46,6 +46,7 @@ class _Unseen(nn.Module):
         return self.head(torch.flatten(x, 1))
 
 
+@pytest.mark.slow
 def test_unseen_templated_model_inq_unrolled(tmp_path):
     rng = np.random.default_rng(1)
     x = rng.normal(size=(150, 2, 8, 8)).astype(np.float32)
