@@ -2,7 +2,7 @@
 templates, 4 fixed 8-bit) as a ``template`` MVU against the same layer as a plain ``fixed``
 8-bit MVU (the templates stored as ``+-A_c`` integers, as 8-bit fixed point stores them):
 Yosys LUT/FF/DSP on ice40 and xilinx (default DSP inference), and the multipliers each
-instantiates, side by side, unrolled (PE = 16, SIMD = 9) and folded (PE = 4, SIMD = 3).
+instantiates, side by side, unrolled (PE = 16, SIMD = 9) and folded (PE = 16, SIMD = 3).
 
 Run: ``.venv/bin/python benchmarks/bench_templates.py [--json OUT]``. Unsigned 8-bit
 activations; the fixed channels' weights and the template magnitudes ``A_c`` in 40..127 are
@@ -26,7 +26,9 @@ from hwquant.templates import masks
 
 OC, T = 16, 12
 FMT = ir.ActFormat(8, False, 0)
-FOLDS = {"unrolled": (16, 9), "folded": (4, 3)}
+#: Folded: every PE computes one channel (12 template PEs read mask bits, 4 fixed PEs
+#: multiply). With PE = 4 every PE would mix both kinds and keep its multipliers.
+FOLDS = {"unrolled": (16, 9), "folded": (16, 3)}
 
 
 def layers(fold, rng):
