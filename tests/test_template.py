@@ -176,3 +176,22 @@ class TestCost:
         all_tpl = template_layer(np.random.default_rng(6), ids=(0, 1, 2, 3), signs=(1,) * 4,
                                  fold=ir.Fold(*fold))
         assert cost.multipliers(all_tpl) == 0
+
+
+def test_auto_fold_prefers_template_only_pes():
+    """``--fold auto`` on a digits-like conv1 with 12 templates: one channel per PE, so the
+    12 template PEs need no multiplier and only the 4 fixed ones multiply."""
+    from hwquant.estimate.template import fold_cost
+    from hwquant.fold import apply_folding
+
+    rng = np.random.default_rng(7)
+    conv = template_layer(rng, ic=1, ids=tuple(range(12)) + (-1,) * 4, signs=(1,) * 16)
+    assert fold_cost(conv, ir.Fold(4, 3)) == 12 and fold_cost(conv, ir.Fold(16, 1)) == 4
+    assert fold_cost(conv, ir.Fold(8, 9)) == 36
+    flat = ir.Flatten("flat", ("conv",), (16, 1, 1), conv.out_format)
+    fc = ir.Linear("fc", ("flat",), conv.out_format, rng.integers(-3, 4, (3, 16)), 4, 0,
+                   np.zeros(3), None, ir.ActFormat(16, True, 0))
+    net = apply_folding(ir.Network("n", (1, 3, 3), conv.in_format, (conv, flat, fc)), "auto",
+                        target_cycles=9)
+    fold = net.layer("conv").fold
+    assert (fold.pe, fold.simd) == (16, 1)

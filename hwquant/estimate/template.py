@@ -31,7 +31,7 @@ from . import fixed as fixed_cost
 from .common import check_family, macc
 from .resources import Resources, adder, mux, register
 
-__all__ = ["resources", "cycles", "dot_range", "word_bits", "multipliers"]
+__all__ = ["resources", "cycles", "dot_range", "word_bits", "multipliers", "fold_cost"]
 
 
 def _check(layer):
@@ -59,6 +59,15 @@ def multipliers(layer) -> int:
     if fixed_cost.is_unrolled(layer):
         return 0
     return layer.fold.simd * sum(not t for t in _template_pes(layer))
+
+
+def fold_cost(layer, fold: ir.Fold) -> int:
+    """``--fold auto`` ranks a template layer's folds by the products of its PEs that hold a
+    ``fixed`` channel (``SIMD`` each; unrolled too, as the fixed kind is ranked by ``PE *
+    SIMD``); template-only PEs need none. So it prefers one channel per PE (``PE = OC``)
+    with the fewest lanes that meet the cycle target."""
+    ids, pe = _ids(layer), fold.pe
+    return fold.simd * sum(bool(np.any(ids[p::pe] < 0)) for p in range(pe))
 
 
 def resources(layer, family, *, use_dsp=True) -> Resources:
