@@ -1,9 +1,10 @@
-"""``hwquant`` command line: train, quantize, compare, compile, sim, estimate, demo, boards,
-run.
+"""``hwquant`` command line: train, quantize, compare, compile, build, sim, estimate, demo,
+boards, run.
 
 Every command prints a human summary and, with ``--json PATH``, writes a machine-readable
 report. Exit status: 0 ok, 1 verification mismatch or tool failure, 2 bad input (one
-``error:`` line, nothing written), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM); an
+``error:`` line, nothing written; for ``build`` also a missing or failing tool, after the
+tool's last log lines), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM); an
 interrupted command removes its temporary outputs.
 """
 
@@ -284,6 +285,41 @@ def cmd_compile(args) -> dict:
     return report
 
 
+def cmd_build(args) -> dict:
+    from . import hwq
+    from .boards import load_board
+    from .fpga_flow import BuildToolError, build_for_board
+
+    board = load_board(args.board, args.boards_dir)
+    net = hwq.load(args.network)
+    try:
+        rep = build_for_board(net, board, args.output, fold=args.fold,
+                              bitstream=args.bitstream, seed=args.seed,
+                              boards_dir=args.boards_dir, lut_budget=args.lut_budget,
+                              target_fps=args.target_fps, progress=_progress("build"))
+    except BuildToolError as e:  # a tool's log tail: shown as it is, then one error line
+        head, _, tail = str(e).partition("\n")
+        for line in tail.splitlines():
+            _say(f"  | {line}")
+        raise BuildToolError(head) from None
+    out = Path(args.output).resolve()
+    model, pnr, rate = rep["model"], rep["pnr"], rep["images_per_s"]
+    _say(f"built for {board.id}: model {model['used']['lut']} LUT "
+         f"({model['utilization']['lut']:.0%}), {model['used']['dsp']} DSP, "
+         f"{model['used']['bram']} BRAM; yosys {rep['synth']['lut']} LUT, "
+         f"{rep['synth']['ff']} FF, {rep['synth']['dsp']} DSP, {rep['synth']['bram']} BRAM")
+    if pnr is not None:
+        _say(f"  nextpnr: Fmax {pnr['fmax_mhz']:.1f} MHz (board clock {board.clock_mhz:g} MHz)"
+             f"; {rep['cycles_per_inference']} cycles per image: "
+             f"{rate['at_board_clock']:,.0f} images/s at the board clock, "
+             f"{rate['at_fmax']:,.0f} at Fmax (the {rep['uart']['baud']} baud link carries "
+             f"{rate['uart_bound']:,.0f})")
+    if "bitstream" in rep["files"]:
+        _say(f"  bitstream: {out / rep['files']['bitstream']}")
+    _say(f"-> {out / 'build.json'}")
+    return rep
+
+
 def cmd_sim(args) -> dict:
     from .simulate import simulate_build
 
@@ -406,6 +442,23 @@ def _percentile(text):
         raise argparse.ArgumentTypeError(f"must be a number in 50..100, not {text!r}") from None
     if not 50 <= value <= 100:
         raise argparse.ArgumentTypeError(f"must be in 50..100, not {text}")
+    return value
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+    return value
+
+
+def _fraction(text):
+    value = _positive_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"must be a fraction in (0, 1], not {text}")
     return value
 
 
@@ -593,6 +646,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a directory of your own board files (<id>.toml), beside the bundled")
     p.add_argument("-o", "--output", required=True, metavar="BUILD_DIR")
 
+    p = command("build", cmd_build, "build a network for a board: Verilog, constraints, Yosys, "
+                                    "nextpnr (Fmax, utilization), bitstream")
+    p.add_argument("network", metavar="NET.hwq")
+    p.add_argument("--board", required=True, metavar="NAME", help="board (hwquant boards)")
+    p.add_argument("--boards-dir", default=None, metavar="DIR",
+                   help="a directory of your own board files (<id>.toml), beside the bundled")
+    p.add_argument("--fold", default="auto",
+                   help="auto (default: the most images/s that fits the board by the model) | "
+                        "max | min | LAYER=PE:SIMD,...")
+    p.add_argument("--target-fps", type=_positive_float, default=None, metavar="F",
+                   help="with --fold auto: the least area reaching F images/s at the board "
+                        "clock")
+    p.add_argument("--lut-budget", type=_fraction, default=0.7, metavar="X",
+                   help="share of the board's LUTs the model may fill (default 0.7)")
+    p.add_argument("--bitstream", action="store_true",
+                   help="also pack the bitstream (icepack, ecppack, gowin_pack)")
+    p.add_argument("--seed", type=int, default=1, help="nextpnr placer seed (default 1)")
+    p.add_argument("-o", "--output", required=True, metavar="DIR")
+
     p = command("boards", cmd_boards, "list the boards, their FPGAs and capacities")
     p.add_argument("--boards-dir", default=None, metavar="DIR",
                    help="a directory of your own board files (<id>.toml), listed and checked "
@@ -661,6 +733,7 @@ _OUTPUTS = {
     "quantize": ("file", "network file", None),
     "compare": ("dir", "compare", "compare.json"),
     "compile": ("dir", "build", "compile.json"),
+    "build": ("dir", "board build", "build.json"),
     "demo": ("dir", "demo", "report.json"),
 }
 #: Arguments that name what a command reads.
@@ -681,9 +754,9 @@ def _check_paths(args) -> None:
             # compile reads its network in full first: recompiling BUILD/network.hwq into
             # BUILD is fine.
             check_output_dir(args.output, what=what, marker=marker, inputs=inputs,
-                             inputs_inside_ok=args.command == "compile")
+                             inputs_inside_ok=args.command in ("compile", "build"))
         outputs.append(args.output)
-        if args.command == "compile":  # the build's own files, before the build exists
+        if args.command in ("compile", "build"):  # the build's own files, before the build exists
             outputs += [Path(args.output) / name for name in BUILD_FILES]
     if args.json:
         check_output_file(args.json, what="JSON report", inputs=inputs, outputs=outputs)

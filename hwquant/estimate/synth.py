@@ -40,14 +40,14 @@ before placing it, or use the Yosys counts only. There is no open place & route 
 import json
 import os
 import re
-import shutil
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
-from ..errors import ToolFailedError, ToolNotFoundError
+from ..errors import ToolFailedError
+from ..tools import rel_path as _rel
+from ..tools import tool_argv as _tool_argv
 
 __all__ = [
     "FAMILIES",
@@ -57,6 +57,7 @@ __all__ = [
     "synthesize",
     "place_and_route",
     "classify_cells",
+    "design_cells",
     "render_yosys_script",
 ]
 
@@ -287,30 +288,6 @@ def render_yosys_script(verilog_paths, top, family, *, stat_path="stat.json",
     )
 
 
-def _tool_argv(console_script, module, function, install_hint):
-    """The argv prefix that runs a YoWASP tool: the venv's console script, then PATH, then
-    the Python module through this interpreter."""
-    bindir = Path(sys.executable).parent
-    for candidate in (bindir / console_script, bindir / (console_script + ".exe")):
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return [str(candidate)]
-    found = shutil.which(console_script)
-    if found is not None:
-        return [found]
-    try:
-        __import__(module)
-    except ImportError:
-        raise ToolNotFoundError(f"{console_script} was not found next to {sys.executable} or on "
-                                f"PATH; install it with `pip install {install_hint}`") from None
-    code = f"import sys, {module} as m; sys.exit(m.{function}(sys.argv[1:]))"
-    return [sys.executable, "-c", code]
-
-
-def _rel(path, workdir):
-    """``path`` relative to ``workdir`` (POSIX separators), as the WebAssembly tools see it."""
-    return Path(os.path.relpath(path, workdir)).as_posix()
-
-
 def _log_tail(log_path, output=""):
     """The last lines of the log, followed by console output the log does not already hold."""
     try:
@@ -333,7 +310,9 @@ def _run(argv, *, workdir, log_path, what):
     return proc.stdout
 
 
-def _design_cells(stat_json_path):
+def design_cells(stat_json_path):
+    """``{technology cell type: count}`` of the design total of a ``stat -json`` file
+    (instances of the design's own submodules and ``$scopeinfo`` left out)."""
     with open(stat_json_path) as f:
         stat = json.load(f)
     design = stat.get("design")
@@ -469,8 +448,8 @@ def synthesize(verilog_path, top, family, *, workdir, nodsp=False, allow_dsp=Tru
         raise ToolFailedError(f"Yosys did not write {stat_path}; last lines of {log_path}:\n"
                               f"{_log_tail(log_path)}")
 
-    cells = _design_cells(stat_path)
-    pre = _design_cells(pre_stat_path) if pre_stat_path is not None else {}
+    cells = design_cells(stat_path)
+    pre = design_cells(pre_stat_path) if pre_stat_path is not None else {}
     totals = classify_cells(cells, family)
     return SynthResult(family=family, **totals, cells_by_type=cells, pre_techmap_cells=pre,
                        log_path=log_path, netlist_path=netlist_path)
