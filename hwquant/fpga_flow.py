@@ -155,20 +155,19 @@ def check_tools(board, *, bitstream: bool) -> dict:
     return found
 
 
-def _tail(log_path, output: str) -> str:
+def _tail(log_path) -> str:
+    """The last :data:`TAIL_LINES` non-blank lines of a log."""
     try:
         lines = Path(log_path).read_text(errors="replace").splitlines()
     except OSError:
         lines = []
-    seen = set(lines[-TAIL_LINES:])
-    lines += [line for line in output.splitlines() if line not in seen]
-    lines = [line for line in lines if line.strip()]
-    return "\n".join(lines[-TAIL_LINES:])
+    return "\n".join([line for line in lines if line.strip()][-TAIL_LINES:])
 
 
 def _run_tool(tool, argv, *, workdir: Path, log_name: str, own_log: bool, step):
     """Run one tool in ``workdir``; its console output goes to ``logs/<log_name>`` (appended
-    when the tool writes that log itself, ``own_log``). Returns the seconds it took."""
+    after the tool's own lines when the tool writes that log itself, ``own_log``: its error
+    messages come last). Returns the seconds it took."""
     log_path = workdir / "logs" / log_name
     step(f"{tool}: running (log: logs/{log_name})")
     start = time.monotonic()
@@ -180,7 +179,7 @@ def _run_tool(tool, argv, *, workdir: Path, log_name: str, own_log: bool, step):
         log.write(proc.stdout)
     if proc.returncode != 0:
         raise BuildToolError(f"{tool} failed (exit code {proc.returncode}) after {seconds:.1f} s;"
-                             f" last lines of logs/{log_name}:\n{_tail(log_path, proc.stdout)}")
+                             f" last lines of logs/{log_name}:\n{_tail(log_path)}")
     step(f"{tool}: done in {seconds:.1f} s")
     return seconds
 
@@ -250,7 +249,9 @@ def read_pnr_report(path) -> dict:
               for clk, v in report.get("fmax", {}).items()}
     util = {str(bel): {"used": int(v["used"]), "available": int(v["available"])}
             for bel, v in report.get("utilization", {}).items()}
-    fmax = min((c["achieved"] for c in clocks.values()), default=None)
+    # nextpnr also times its packer's constant nets ("$PACKER_GND_NET"): not a clock of the design.
+    fmax = min((c["achieved"] for clk, c in clocks.items() if not clk.startswith("$PACKER")),
+               default=None)
     return {"fmax_mhz": fmax, "fmax_by_clock": clocks, "utilization": util}
 
 
