@@ -341,6 +341,9 @@ def build_for_board(net, board, out_dir, *, fold: str = "auto", bitstream: bool 
     started = time.monotonic()
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise HwquantError(f"Seed must be an integer, not {seed!r}")
+    if target_fps is not None and fold != "auto":
+        raise HwquantError(f"A target of images/s (--target-fps) chooses the folding, so it "
+                           f"needs --fold auto, not --fold {fold}")
     if bitstream and board.nextpnr is None:
         raise HwquantError(f"Board '{board.id}' ({board.family}) has no open place and route, "
                            f"so no bitstream; drop --bitstream: the build writes the Verilog, "

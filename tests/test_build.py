@@ -215,6 +215,9 @@ def test_too_big_fails_before_synthesis(tiny_hwq, tmp_path, capsys):
 
 def test_bitstream_on_xilinx_refused(tiny_hwq, tmp_path, capsys):
     out = tmp_path / "out"
+    assert main(["build", str(tiny_hwq), "--board", "icebreaker", "--fold", "max",
+                 "--target-fps", "100", "-o", str(out)]) == 2
+    assert "needs --fold auto, not --fold max" in capsys.readouterr().err
     assert main(["build", str(tiny_hwq), "--board", "arty_a7_35", "--bitstream", "-o",
                  str(out)]) == 2
     assert "has no open place and route" in capsys.readouterr().err
