@@ -269,6 +269,21 @@ def test_ice40_build_with_bitstream(tiny_hwq, tmp_path, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("board,pins,pack", [("tangnano9k", "IOB", "gowin_pack"),
+                                             ("orangecrab_25f", "TRELLIS_IO", "ecppack")])
+def test_gowin_and_ecp5_builds_with_bitstream(tiny_hwq, tmp_path, board, pins, pack, capsys):
+    """Himbaechel (Gowin) and nextpnr-ecp5: placed, routed and packed, Fmax above the board
+    clock, the three pins used."""
+    out = tmp_path / "out"
+    assert main(["build", str(tiny_hwq), "--board", board, "--bitstream", "-o", str(out)]) == 0
+    rep = json.loads((out / "build.json").read_text())
+    assert rep["pnr"]["fmax_mhz"] > rep["board"]["clock_mhz"]
+    assert rep["pnr"]["utilization"][pins]["used"] == 3
+    assert (out / rep["files"]["bitstream"]).stat().st_size > 10_000
+    assert (out / "logs" / f"{pack}.log").is_file()
+
+
+@pytest.mark.slow
 def test_digits_default_fold_auto_fits_icebreaker(tmp_path, capsys):
     """The digits default (trained, fixed w8/a8) with --fold auto on the iCEBreaker: the
     model's choice places and routes."""
