@@ -266,6 +266,9 @@ def cmd_import(args) -> dict:
          f"{cmp['images']} test images; logits "
          f"{'equal (rescaled) on every image' if cmp['logits_exact'] else 'not all equal'}"
          f" -> {args.output}")
+    if cmp["agreement"] < 1 and cmp["tied_images"]:
+        _note(f"{cmp['tied_images']} test images have tied largest logits (the golden model "
+              f"takes the lowest class index); {cmp['differ_untied']} other images differ")
     for layer in net.layers:
         ep = type(getattr(layer, "epilogue", None)).__name__
         _say(f"  {layer.name:<14} {type(layer).__name__:<10} "
