@@ -143,7 +143,7 @@ def _imported(models, kind):
 # -- a hand-built QONNX graph (no training): the fast tests -----------------------------------
 
 def hand_model(path, *, input_scale=2.0 ** -7, act_scale=0.25, zero_point=0.0, op="Relu",
-               seed=0):
+               act_bits=4, seed=0):
     """Quant(input, 8 bit) -> Conv 3x3 (Quant 4-bit weights, per-channel scales) ->
     BatchNormalization -> ``op`` -> Quant (4 bit unsigned) -> MaxPool -> Reshape -> Gemm
     (Quant 4-bit weights) -> logits, random weights and BatchNorm statistics (negative gammas
@@ -178,7 +178,7 @@ def hand_model(path, *, input_scale=2.0 ** -7, act_scale=0.25, zero_point=0.0, o
                           const("b", rng.normal(0, 0.5, oc)), const("m", rng.normal(0, 0.5, oc)),
                           const("v", rng.uniform(0.2, 2, oc))], ["bn"], name="bn"),
         helper.make_node(op, ["bn"], ["act"], name="act"),
-        quant("q_act", "act", act_scale, 4, 0, zp=zero_point),
+        quant("q_act", "act", act_scale, act_bits, 0, zp=zero_point),
         helper.make_node("MaxPool", ["q_act"], ["pool"], name="pool", kernel_shape=[2, 2],
                          strides=[2, 2]),
         helper.make_node("Reshape", ["pool", "shape"], ["flat"], name="flat"),
@@ -215,6 +215,16 @@ def test_hand_model_float_scales(tmp_path):
     assert any("input scale" in note for note in info["notes"])
     cmp = compare_with_onnx(net, info, DIGITS)
     assert cmp["agreement"] >= 0.9, cmp
+
+
+def test_hand_model_wide_activation_requant(tmp_path):
+    """An 8-bit activation after BatchNorm: a Requant (multiplier and bias rounded half up,
+    stated), close to the ONNX graph."""
+    net, info = import_qonnx(hand_model(tmp_path / "m.onnx", act_bits=8, act_scale=2.0 ** -4))
+    assert type(net.weight_layers[0].epilogue).__name__ == "Requant"
+    assert any("rounded" in line for line in info["stated"])
+    cmp = compare_with_onnx(net, info, DIGITS)
+    assert cmp["agreement"] >= 0.95, cmp
 
 
 def test_hand_model_other_ops_rejected_fast(tmp_path, capsys):
