@@ -393,7 +393,7 @@ class _Importer:
                 self.notes.append(f"input scale {s:.6g} is not a power of two: the input is "
                                   f"quantized on the grid 2^-{fmt.frac} (round half up) "
                                   f"instead")
-                self.stated.append("input")
+                self.stated.append(f"input: quantized on the grid 2^-{fmt.frac}, round half up")
             self.input_format = fmt
             self.values[node.output[0]] = _Act(ir.INPUT, fmt, 2.0 ** -fmt.frac
                                                if not _is_pow2(s) else s, shape)
