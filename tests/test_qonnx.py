@@ -288,20 +288,30 @@ def _run_cli(argv, capsys):
 
 
 @pytest.fixture(scope="module")
-def pow2_build(models, tmp_path_factory):
-    path, _, _ = models("pow2")
-    root = tmp_path_factory.mktemp("qonnx_build")
-    assert cli.main(["import", str(path), "-o", str(root / "net.hwq"),
-                     "--json", str(root / "import.json")]) == 0
-    assert cli.main(["compile", str(root / "net.hwq"), "-o", str(root / "build")]) == 0
-    return root
+def builds(models, tmp_path_factory):
+    """``hwquant import`` then ``compile`` of an exported model, by kind, built once."""
+    cache = {}
+
+    def get(kind):
+        if kind not in cache:
+            path, _, _ = models(kind)
+            root = tmp_path_factory.mktemp(f"qonnx_build_{kind}")
+            assert cli.main(["import", str(path), "-o", str(root / "net.hwq"),
+                             "--json", str(root / "import.json")]) == 0
+            assert cli.main(["compile", str(root / "net.hwq"), "-o", str(root / "build")]) == 0
+            cache[kind] = root
+        return cache[kind]
+    return get
 
 
 @pytest.mark.slow
-def test_pow2_import_compile_sim_bit_exact(pow2_build):
-    root = pow2_build
+@pytest.mark.parametrize("kind", ["pow2", "w1a1"])
+def test_import_compile_sim_bit_exact(builds, kind):
+    """W4A4 (power-of-two scales, thresholds) and W1A1 (binary kind, bipolar thresholds):
+    every output word and every layer probe equal to the golden model under stalls."""
+    root = builds(kind)
     report = json.loads((root / "import.json").read_text())
-    assert report["logits_exact"] and report["agreement"] == 1.0
+    assert report["logits_exact"] and report["differ_untied"] == 0
     assert cli.main(["sim", str(root / "build"), "--vectors", "24", "--stall", "0.3",
                      "--json", str(root / "sim.json")]) == 0
     sim = json.loads((root / "sim.json").read_text())
