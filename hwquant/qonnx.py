@@ -24,7 +24,8 @@ nodes are mapped onto :mod:`hwquant.ir`, keeping the trained integers:
   ``B = b / s_acc`` (rounded half up when not an integer), a per-class integer
   :class:`~hwquant.ir.Logits` scale when the classes' scales differ.
 * ``MaxPool`` and ``Flatten``/``Reshape`` (to ``(N, C*H*W)``) of quantized tensors; ``Add``
-  of two quantized tensors of power-of-two scales closed by a ``Quant`` (a residual add).
+  of two quantized tensors of power-of-two scales closed by a ``Quant`` (a residual add:
+  exact when the ``Quant`` keeps the finer operand's scale, rounded half up otherwise).
 
 Refused, one line each (:class:`QonnxImportError`): a file that is not ONNX, a node outside
 :data:`SUPPORTED_OPS`, a nonzero zero point, weights that are not integers in range, a

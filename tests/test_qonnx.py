@@ -195,6 +195,65 @@ def hand_model(path, *, input_scale=2.0 ** -7, act_scale=0.25, zero_point=0.0, o
     return path
 
 
+
+def hand_residual(path, *, sum_scale=2.0 ** -3, seed=1):
+    """Quant(input) -> Conv -> Relu -> Quant (a) -> Conv -> Relu -> Quant (b) -> Add(a, b) ->
+    Quant -> Reshape -> Gemm: a residual block, every scale a power of two."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    dom = "qonnx.custom_op.general"
+    inits = []
+
+    def const(name, value):
+        inits.append(numpy_helper.from_array(np.asarray(value, np.float32), name))
+        return name
+
+    def quant(name, x, scale, bits, signed):
+        return helper.make_node("Quant", [x, const(name + "_s", scale), const(name + "_z", 0.0),
+                                          const(name + "_b", bits)], [name], domain=dom,
+                                name=name, signed=signed, narrow=0, rounding_mode="ROUND")
+
+    c = 4
+    nodes = [
+        quant("q_in", "x", 2.0 ** -7, 8, 1),
+        quant("q_w1", const("w1", rng.normal(0, 0.4, (c, 1, 3, 3))), 2.0 ** -3, 4, 1),
+        helper.make_node("Conv", ["q_in", "q_w1"], ["c1"], name="c1", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"], name="r1"),
+        quant("a", "r1", 2.0 ** -3, 4, 0),
+        quant("q_w2", const("w2", rng.normal(0, 0.3, (c, c, 3, 3))), 2.0 ** -3, 4, 1),
+        helper.make_node("Conv", ["a", "q_w2"], ["c2"], name="c2", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c2"], ["r2"], name="r2"),
+        quant("b", "r2", 2.0 ** -3, 4, 0),
+        helper.make_node("Add", ["a", "b"], ["sum"], name="add"),
+        quant("q_sum", "sum", sum_scale, 4, 0),
+        helper.make_node("Reshape", ["q_sum", "shape"], ["flat"], name="flat"),
+        quant("q_w3", const("w3", rng.normal(0, 0.3, (10, c * 64))), 2.0 ** -3, 4, 1),
+        helper.make_node("Gemm", ["flat", "q_w3"], ["y"], name="fc", transB=1),
+    ]
+    inits.append(numpy_helper.from_array(np.array([1, c * 64], np.int64), "shape"))
+    graph = helper.make_graph(nodes, "residual", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, [1, 1, 8, 8])], [helper.make_tensor_value_info(
+            "y", TensorProto.FLOAT, [1, 10])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13),
+                                                      helper.make_opsetid(dom, 1)]), str(path))
+    return path
+
+
+def test_hand_residual_add(tmp_path):
+    """A residual Add quantized at its operands' scale: exact (aligned, saturated). At a
+    coarser scale the IR Add rounds half up where Quant rounds half to even (stated): the
+    classes then differ on many images of this random network."""
+    net, info = import_qonnx(hand_residual(tmp_path / "r.onnx"))
+    assert [type(layer).__name__ for layer in net.layers] == [
+        "Conv2d", "Conv2d", "Add", "Flatten", "Linear"]
+    assert info["stated"] == []
+    cmp = compare_with_onnx(net, info, DIGITS)
+    assert cmp["logits_exact"] and cmp["differ_untied"] == 0, cmp
+    net, info = import_qonnx(hand_residual(tmp_path / "c.onnx", sum_scale=2.0 ** -2))
+    assert any("residual add" in line for line in info["stated"])
+
 def test_hand_model_exact_on_every_test_image(tmp_path):
     """Per-channel power-of-two weight scales, BatchNorm with negative gammas: the imported
     thresholds reproduce execute_onnx's logits exactly (rescaled) on all 450 test images."""
