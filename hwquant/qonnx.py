@@ -254,7 +254,8 @@ class _Importer:
         if not isinstance(v, types):
             kinds = {_Act: "a quantized activation (the output of a Quant or BipolarQuant)",
                      _Pending: "a convolution or linear accumulator",
-                     _Weight: "a quantized weight"}
+                     _Weight: "a quantized weight",
+                     _PendingAdd: "a residual Add not yet quantized"}
             want = " or ".join(kinds.get(t, t.__name__) for t in
                                (types if isinstance(types, tuple) else (types,)))
             got = ("a float constant" if isinstance(v, np.ndarray) else
@@ -368,8 +369,7 @@ class _Importer:
         s = np.asarray(scale, dtype=np.float64)
         if s.size == 1:
             return np.full(wshape[0], float(s.ravel()[0]))
-        squeezed = [d for d in s.shape]
-        if len(squeezed) == len(wshape) and s.shape[0] == wshape[0] \
+        if s.ndim == len(wshape) and s.shape[0] == wshape[0] \
                 and all(d == 1 for d in s.shape[1:]):
             return s.reshape(-1)
         if len(wshape) == 2 and s.shape == (1, wshape[1]):  # MatMul (IN, OUT) per column
