@@ -1,5 +1,5 @@
-"""``hwquant`` command line: train, quantize, compare, compile, build, sim, estimate, demo,
-boards, run.
+"""``hwquant`` command line: train, quantize, import, compare, compile, build, sim, estimate,
+demo, boards, run.
 
 Every command prints a human summary and, with ``--json PATH``, writes a machine-readable
 report. Exit status: 0 ok, 1 verification mismatch or tool failure, 2 bad input (one
@@ -228,6 +228,58 @@ def cmd_reuse(args) -> dict:
 
 #: ``hwquant reuse --precision`` default.
 _REUSE_PRECISIONS = "float32,float16,fixed8"
+
+
+def cmd_import(args) -> dict:
+    """``hwquant import MODEL.onnx``: an already quantized QONNX model (Brevitas, FINN) into a
+    .hwq network, its integers kept (:mod:`hwquant.qonnx`); accuracy of the ONNX graph
+    (qonnx ``execute_onnx``) and of the golden model on the test split."""
+    from . import hwq
+    from .qonnx import compare_with_onnx, import_qonnx
+
+    data = args.data
+    path = data if data.endswith(".npz") or os.path.isfile(data) else None
+    from .data import load_dataset
+
+    ds = load_dataset(None if path else data, path=path)
+    net, info = import_qonnx(args.model)
+    if tuple(net.input_shape) != tuple(ds.x_test.shape[1:]):
+        raise HwquantError(f"Model input shape {tuple(net.input_shape)} does not match the "
+                           f"dataset's {tuple(ds.x_test.shape[1:])}")
+    if net.output.out_channels != ds.num_classes:
+        raise HwquantError(f"Model produces {net.output.out_channels} logits, but the dataset "
+                           f"has {ds.num_classes} classes")
+    cmp = compare_with_onnx(net, info, ds)
+    import dataclasses
+
+    meta = {"dataset": {"path": os.path.abspath(path)} if path else {"name": data},
+            "model": os.path.abspath(args.model), "method": "qonnx",
+            "accuracy": {"float": cmp["accuracy"]["onnx"],
+                         "quantized": cmp["accuracy"]["golden"]}}
+    net = dataclasses.replace(net, metadata=meta)
+    hwq.save(net, args.output)
+    for line in info["notes"]:
+        _note(line)
+    acc = cmp["accuracy"]
+    _say(f"imported {len(net.layers)} layers: ONNX (execute_onnx) {acc['onnx']:.2%}, golden "
+         f"model {acc['golden']:.2%}, same class on {cmp['agreement']:.2%} of the "
+         f"{cmp['images']} test images; logits "
+         f"{'equal (rescaled) on every image' if cmp['logits_exact'] else 'not all equal'}"
+         f" -> {args.output}")
+    if cmp["agreement"] < 1 and cmp["tied_images"]:
+        _note(f"{cmp['tied_images']} test images have tied largest logits (the golden model "
+              f"takes the lowest class index); {cmp['differ_untied']} other images differ")
+    for layer in net.layers:
+        ep = type(getattr(layer, "epilogue", None)).__name__
+        _say(f"  {layer.name:<14} {type(layer).__name__:<10} "
+             f"{getattr(layer, 'encoding', ''):<7} -> {layer.out_format.bits}-bit"
+             f"{' bipolar' if layer.out_format.bipolar else ''}"
+             f"{'' if ep == 'NoneType' else ' ' + ep}")
+    return {"network": os.path.abspath(args.output), "model": os.path.abspath(args.model),
+            **cmp, "notes": info["notes"], "stated_rounding": info["stated"],
+            "layers": [{"name": layer.name, "kind": type(layer).__name__.lower(),
+                        "encoding": getattr(layer, "encoding", None),
+                        "out_format": layer.out_format.to_json()} for layer in net.layers]}
 
 
 def cmd_compare(args) -> dict:
@@ -610,6 +662,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(p)
     p.add_argument("-o", "--output", required=True, metavar="NET.hwq")
 
+    p = command("import", cmd_import,
+                "import an already quantized QONNX model (Brevitas export_qonnx) as .hwq")
+    p.add_argument("model", metavar="MODEL.onnx")
+    p.add_argument("--data", default="digits", metavar="NAME|F.npz",
+                   help="dataset for the accuracy report: digits (default) or your .npz")
+    p.add_argument("-o", "--output", required=True, metavar="NET.hwq")
+
     p = command("compare", cmd_compare,
                 "accuracy per method x bits x schedule on one split (JSON, Markdown, PNG)")
     p.add_argument("model", metavar="MODEL.pt2")
@@ -731,6 +790,7 @@ def build_parser() -> argparse.ArgumentParser:
 _OUTPUTS = {
     "train": ("file", "model file", None),
     "quantize": ("file", "network file", None),
+    "import": ("file", "network file", None),
     "compare": ("dir", "compare", "compare.json"),
     "compile": ("dir", "build", "compile.json"),
     "build": ("dir", "board build", "build.json"),
