@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["sign_patterns", "decompose", "Decomposition", "quantize_coefficients",
+__all__ = ["sign_patterns", "decompose", "canonical_patterns", "basis_bits", "Decomposition", "quantize_coefficients",
            "nearest_patterns", "MAX_ITERATIONS", "DEFAULT_RESTARTS", "BASIS_RANGE",
            "DecompositionError", "MEMORY_LIMIT", "decomposition_bytes"]
 
@@ -289,3 +289,38 @@ def quantize_coefficients(c, bits: int) -> tuple:
         f -= 1
     q = np.clip(np.floor(c * 2.0 ** f + 0.5), -hi - 1, hi).astype(np.int64)
     return q, f
+
+
+def canonical_patterns(weight_matrix, coefficients) -> np.ndarray:
+    """The sign pattern of every integer weight: ``weight_matrix`` ``(N, D)`` integers,
+    ``coefficients`` ``C`` ``(N, K)`` integers; weight ``i`` of row ``n`` takes the first pattern
+    ``j`` (in :func:`sign_patterns` order) with ``b_j . C[n] = w[n, i]``. The one definition the
+    golden model, the hardware's ROM and the validation share (the weights and ``C`` are what
+    the IR stores; any pattern of the same value gives the same inner product). Raises
+    ``ValueError`` for a weight no pattern represents."""
+    w = np.asarray(weight_matrix, dtype=np.int64)
+    c = np.asarray(coefficients, dtype=np.int64)
+    if w.ndim != 2 or c.ndim != 2 or len(c) != len(w):
+        raise ValueError(f"Need (N, D) weights and (N, K) coefficients, not {w.shape} and "
+                         f"{c.shape}")
+    v = c @ sign_patterns(c.shape[1]).T
+    order = np.argsort(v, axis=1, kind="stable")
+    vs = np.take_along_axis(v, order, axis=1)
+    out = np.empty(w.shape, dtype=np.int64)
+    for r in range(len(w)):
+        pos = np.minimum(np.searchsorted(vs[r], w[r], side="left"), vs.shape[1] - 1)
+        bad = vs[r, pos] != w[r]
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise ValueError(f"weight {int(w[r, i])} of row {r} is no signed sum of its "
+                             f"coefficients {c[r].tolist()}")
+        out[r] = order[r, pos]
+    return out
+
+
+def basis_bits(weight_matrix, coefficients) -> np.ndarray:
+    """``M+`` of :func:`canonical_patterns`: int64 ``(N, K, D)``, 1 where basis ``a`` of weight
+    ``i`` is ``+1``."""
+    k = np.asarray(coefficients).shape[1]
+    pat = canonical_patterns(weight_matrix, coefficients)
+    return np.stack([(pat >> (k - 1 - a)) & 1 for a in range(k)], axis=1)

@@ -124,15 +124,35 @@ def _quant_options(args, method=None, wbits=None, schedule=None):
     cfg = retrain_config(method, epochs=args.retrain_epochs, lr=args.lr, seed=args.seed,
                          progress=not args.quiet)
     binary = method == "binary"
+    extra = _bdcnn_options(args, method)
     return QuantOptions(method=method, wbits=DEFAULT_BITS[method] if wbits is None else wbits,
-                        abits=args.abits,
+                        abits=extra.pop("abits", args.abits),
                         schedule=schedule, portions=args.portions, partition=args.partition,
                         ternary=args.ternary, granularity=args.scale, tie=args.tie,
                         edge_layers=args.edge_layers,
                         alpha=args.alpha if binary else "none",
                         input_bits=args.input_bits if binary else None,
                         calib_percentile=args.calib_percentile, retrain=cfg,
-                        **_bitmask_options(args, method))
+                        **_bitmask_options(args, method), **extra)
+
+
+def _bdcnn_options(args, method) -> dict:
+    """The ``--method bdcnn`` flags of ``quantize``: ``--qbits`` is its activation width."""
+    if method != "bdcnn":
+        if getattr(args, "qbits", None) is not None or getattr(args, "coef_bits", None) \
+                is not None:
+            from .quant.fixed import QuantizationError
+
+            raise QuantizationError(f"--qbits and --coef-bits apply to --method bdcnn, not "
+                                    f"{method}")
+        return {}
+    from .quant.bdcnn import DEFAULT_QBITS
+
+    qbits = getattr(args, "qbits", None)
+    return {"abits": DEFAULT_QBITS if qbits is None else qbits,
+            "coef_bits": getattr(args, "coef_bits", None),
+            "range_mode": getattr(args, "range", "static"),
+            "restarts": getattr(args, "restarts", None) or 10}
 
 
 def _bitmask_options(args, method) -> dict:
@@ -658,6 +678,21 @@ def build_parser() -> argparse.ArgumentParser:
                    metavar="E", help="bitmask: most mask evaluations beyond the same-pattern "
                                      "pass (default 500); exhaustive below it, coordinate "
                                      "descent above")
+    g = p.add_argument_group("bdcnn (Binarized-DCNN, post-training binary decomposition)")
+    g.add_argument("--basis", dest="wbits", type=lambda t: _integer(t, -(1 << 30)),
+                   metavar="K", help="bdcnn: binary bases per neuron, 1..8 and fewer than its "
+                                     "weights (default 6)")
+    g.add_argument("--qbits", type=lambda t: _integer(t, -(1 << 30)), default=None,
+                   metavar="Q", help="bdcnn: bit planes of every layer input, 2..8 (default 6; "
+                                     "the activation width)")
+    g.add_argument("--coef-bits", type=lambda t: _integer(t, -(1 << 30)), default=None,
+                   metavar="B", help="bdcnn: fixed-point bits of the coefficients, 2..16 "
+                                     "(default 8)")
+    g.add_argument("--range", choices=["static", "sample"], default="static",
+                   help="bdcnn: activation range calibrated offline (static, default) or per "
+                        "sample (the paper's; not implemented yet)")
+    g.add_argument("--restarts", type=lambda t: _integer(t, 1), default=None, metavar="L",
+                   help="bdcnn: random restarts of the decomposition (default 10)")
     _add_quant_args(p)
     _add_data_args(p)
     p.add_argument("-o", "--output", required=True, metavar="NET.hwq")

@@ -50,6 +50,7 @@ __all__ = [
     "BitmaskData",
     "BinaryData",
     "TemplateData",
+    "BdcnnData",
     "POW2_BITS",
     "INPUT",
     "accumulator_range",
@@ -524,12 +525,60 @@ class TemplateData:
             elif w.min() < wlo or w.max() > whi:
                 raise ValueError(f"Layer '{name}': channel {c}'s weights exceed "
                                  f"{layer.weight_bits}-bit range")
+class BdcnnData:
+    """``bdcnn`` weights (Binarized-DCNN): every output channel's weights are signed sums of
+    ``basis`` integer coefficients, ``W[n, i] = sum_a C[n, a] * M[n, a, i]``, ``M`` in
+    ``{-1, +1}`` (the layer's ``weight`` holds the sums, at scale ``2**-weight_frac``;
+    ``coefficients`` is ``C``, ``(OC, basis)`` nested tuples of ``coef_bits``-bit signed
+    integers). ``M`` is the canonical one of :func:`hwquant.bdcnn.canonical_patterns`. The
+    input is split into ``qbits`` bit planes of ``q = X - in_format.lo`` (static range: the
+    input format's own minimum and step; ``docs/arithmetic.md``)."""
+
+    basis: int = 1
+    qbits: int = 8
+    coef_bits: int = 8
+    coefficients: tuple = ()
+
+    def __post_init__(self):
+        for what in ("basis", "qbits", "coef_bits"):
+            object.__setattr__(self, what, _integer(getattr(self, what), f"bdcnn {what}"))
+        rows = tuple(_integers(r, "bdcnn coefficients") for r in self.coefficients)
+        object.__setattr__(self, "coefficients", rows)
+
+    def check(self, layer) -> None:
+        name, k = layer.name, self.basis
+        if not 1 <= k <= 8:
+            raise ValueError(f"Layer '{name}': bdcnn basis count must be in 1..8, not {k}")
+        if k >= layer.fan_in:
+            raise ValueError(f"Layer '{name}': bdcnn needs fewer bases than weights per neuron "
+                             f"(K={k}, D={layer.fan_in})")
+        if not 2 <= self.coef_bits <= 16:
+            raise ValueError(f"Layer '{name}': bdcnn coefficient width must be in 2..16, not "
+                             f"{self.coef_bits}")
+        fmt = layer.in_format
+        if fmt.bipolar or fmt.bits != self.qbits:
+            raise ValueError(f"Layer '{name}': bdcnn with {self.qbits} bit planes reads a "
+                             f"{self.qbits}-bit input, not {fmt}")
+        c = np.array(self.coefficients, dtype=np.int64).reshape(-1, k) if self.coefficients \
+            else np.zeros((0, k), dtype=np.int64)
+        if c.shape != (layer.out_channels, k):
+            raise ValueError(f"Layer '{name}': bdcnn coefficients must have shape "
+                             f"({layer.out_channels}, {k}), not {c.shape}")
+        lim = 1 << (self.coef_bits - 1)
+        if c.size and (c.min() < -lim or c.max() >= lim):
+            raise ValueError(f"Layer '{name}': bdcnn coefficients exceed {self.coef_bits} bits")
+        from .bdcnn import canonical_patterns
+
+        try:
+            canonical_patterns(layer.weight_matrix(), c)
+        except ValueError as exc:
+            raise ValueError(f"Layer '{name}': {exc}") from None
 
 
 #: The kind-data class of every weight encoding the IR knows (one arithmetic kind each;
 #: ``hwquant.kinds`` names its faces).
 KIND_DATA = {"fixed": FixedData, "pow2": Pow2Data, "binary": BinaryData,
-             "bitmask": BitmaskData, "template": TemplateData}
+             "bitmask": BitmaskData, "template": TemplateData, "bdcnn": BdcnnData}
 
 #: Weight encodings the IR knows.
 ENCODINGS = tuple(KIND_DATA)

@@ -63,6 +63,9 @@ KINDS = {
                      "HLAC template kernels (+-1 on a 3x3 mask, magnitude in the requantization) "
                      "next to fixed channels; one shared window sum, 0-2 adds per template",
                      engine="hwquant.hw.template:TemplateEngine"),
+    "bdcnn": Kind("bdcnn", "hwquant.golden.bdcnn", "hwquant.hw.bdcnn", "hwquant.estimate.bdcnn",
+                  "Binarized-DCNN: weights as signed sums of K coefficients, inputs as Q bit "
+                  "planes (AND-popcount golden form; hardware: interim fixed dot engines)"),
 }
 
 

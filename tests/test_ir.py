@@ -223,7 +223,8 @@ def test_weight_width_range(bits):
 
 def test_bad_encoding():
     with pytest.raises(ValueError, match=r"^Layer 'c1': weight encoding must be one of fixed, "
-                                         r"pow2, binary, bitmask, template, not 'ternary'$"):
+                                         r"pow2, binary, bitmask, template, bdcnn, "
+                                         r"not 'ternary'$"):
         dataclasses.replace(conv_layer(), encoding="ternary")
 
 

@@ -91,7 +91,12 @@ COSTLY_WEIGHTS = {
     "binary": [1, -1, -1, 1, 1, -1, 1, 1, -1, -1, 1, -1],
     "bitmask": [3, -5, 7, -3, 5, 6, -7, 3, 5, -6, 7, 3],
     "template": None,  # conv layers only: tests/test_template.py
+    "bdcnn": [3, -5, 7, -3, 5, 1, -7, 3, 5, -1, 7, 3],  # signed sums of (4, 2, 1)
 }
+
+#: Kind data the rows of :data:`COSTLY_WEIGHTS` need beyond their kind's default.
+COSTLY_KIND_DATA = {"bdcnn": ir.BdcnnData(basis=3, qbits=4, coef_bits=4,
+                                          coefficients=((4, 2, 1),) * 3)}
 
 
 def test_costly_weights_cover_every_encoding():
@@ -115,7 +120,8 @@ def test_estimate_face_is_never_silently_zero(encoding, fold):
     wbits = 1 if encoding == "binary" else 4
     fc = ir.Linear("fc", ("input",), fmt, w, wbits, 0, np.zeros(3), None,
                    ir.ActFormat(16, True, 0),
-                   encoding=encoding, fold=ir.Fold(*fold))
+                   encoding=encoding, fold=ir.Fold(*fold),
+                   kind_data=COSTLY_KIND_DATA.get(encoding))
     for family in FAMILIES:
         cost = module.resources(fc, family)
         assert cost.lut + cost.dsp > 0, family
@@ -130,7 +136,8 @@ def test_lookups_by_layer():
     assert kinds.hw_dot_engine(layer) is importlib.import_module("hwquant.hw.fixed").DotEngine
     unknown = types.SimpleNamespace(name="fc", encoding="ternary")
     with pytest.raises(ValueError, match=r"^Layer 'fc': no arithmetic kind for encoding "
-                                         r"'ternary'; known: fixed, pow2, binary, bitmask, template$"):
+                                         r"'ternary'; known: fixed, pow2, binary, bitmask, template, "
+                                         r"bdcnn$"):
         kinds.kind_of(unknown)
 
 

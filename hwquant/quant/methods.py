@@ -84,6 +84,14 @@ def quantize_graph(graph, dataset, x_cal, opts: QuantOptions, *, name="network",
         from .binary import quantize_binary
 
         return quantize_binary(graph, dataset, x_cal, opts, name=name, metadata=meta, log=log)
+    if opts.method == "bdcnn":  # post-training decomposition, no retraining
+        from .bdcnn import quantize_bdcnn
+
+        net = quantize_bdcnn(graph, x_cal, basis=opts.wbits, qbits=opts.abits,
+                             coef_bits=opts.resolved_coef_bits(), restarts=opts.restarts,
+                             seed=opts.retrain.seed, name=name, metadata=meta,
+                             calib_percentile=opts.calib_percentile, log=log)
+        return net, []
     schedule = opts.resolved_schedule()
     if opts.method == "fixed" and schedule is None:
         net = quantize_fixed(graph, x_cal, wbits=opts.wbits, abits=opts.abits, name=name,

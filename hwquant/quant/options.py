@@ -42,7 +42,7 @@ def default_portions(bits: int) -> tuple:
 
 #: Allowed weight widths per method.
 METHOD_BITS = {"fixed": (2, 16), "inq": (2, 8), "ternary": (2, 2), "binary": (1, 1),
-               "bitmask": (1, 16)}
+               "bitmask": (1, 16), "bdcnn": (1, 8)}
 
 
 @dataclasses.dataclass
@@ -92,10 +92,10 @@ SCHEDULE_RETRAIN = {
 }
 
 
-METHODS = ("fixed", "inq", "ternary", "binary", "bitmask")
+METHODS = ("fixed", "inq", "ternary", "binary", "bitmask", "bdcnn")
 DEFAULT_SCHEDULE = {"fixed": None, "inq": "incremental", "ternary": "simple",
-                    "binary": "simple", "bitmask": None}
-DEFAULT_BITS = {"fixed": 8, "inq": 5, "ternary": 2, "binary": 1, "bitmask": 3}
+                    "binary": "simple", "bitmask": None, "bdcnn": None}
+DEFAULT_BITS = {"fixed": 8, "inq": 5, "ternary": 2, "binary": 1, "bitmask": 3, "bdcnn": 6}
 #: ``--method bitmask``: default span ``n`` (sign included), roundings, and the search budget
 #: (evaluations beyond the same-pattern pass; :mod:`hwquant.quant.bitmask`).
 BITMASK_SPAN = 8
@@ -158,6 +158,11 @@ class QuantOptions:
     patterns: str | None = None
     same_pattern: bool = False
     search_budget: int = BITMASK_BUDGET
+    #: ``bdcnn`` (``wbits`` is the basis count ``K``, ``abits`` the bit planes ``Q``): the
+    #: coefficients' fixed-point width, the activation range mode, the restarts ``L``.
+    coef_bits: int | None = None
+    range_mode: str = "static"
+    restarts: int = 10
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
 
     def __post_init__(self):
@@ -179,6 +184,11 @@ class QuantOptions:
 
     def resolved_span(self) -> int:
         return BITMASK_SPAN if self.span is None else self.span
+
+    def resolved_coef_bits(self) -> int:
+        from .bdcnn import DEFAULT_COEF_BITS
+
+        return DEFAULT_COEF_BITS if self.coef_bits is None else self.coef_bits
 
     def resolved_input_bits(self) -> int:
         return BINARY_INPUT_BITS if self.input_bits is None else self.input_bits
@@ -206,6 +216,9 @@ class QuantOptions:
                      same_pattern=self.same_pattern, search_budget=self.search_budget)
             if self.patterns:
                 d["patterns"] = self.patterns
+        if self.method == "bdcnn":
+            d.update(basis=self.wbits, qbits=self.abits, coef_bits=self.resolved_coef_bits(),
+                     range=self.range_mode, restarts=self.restarts)
         if self.method == "binary":
             d.update(alpha=self.alpha, input_bits=self.resolved_input_bits(),
                      configuration=f"W1A{self.abits}")
@@ -328,6 +341,27 @@ def _check_bitmask(opts) -> None:
                                 "--schedule none or leave it unset")
 
 
+def _check_bdcnn(opts) -> None:
+    """``--method bdcnn``: ``K`` in 1..8, ``Q`` in 2..8, coefficients of 2..16 bits, the static
+    range, post-training only."""
+    from .bdcnn import COEF_BITS_RANGE, QBITS_RANGE
+
+    k, q, cb = opts.wbits, opts.abits, opts.resolved_coef_bits()
+    for flag, v, (lo, hi) in (("--basis", k, METHOD_BITS["bdcnn"]), ("--qbits", q, QBITS_RANGE),
+                              ("--coef-bits", cb, COEF_BITS_RANGE)):
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+            raise QuantizationError(f"{flag} must be an integer in {lo}..{hi}, not {v!r}")
+    if opts.range_mode != "static":
+        raise QuantizationError(f"--range must be static (the per-sample range of the paper is "
+                                f"not implemented yet), not {opts.range_mode!r}")
+    if isinstance(opts.restarts, bool) or not isinstance(opts.restarts, int) \
+            or opts.restarts < 1:
+        raise QuantizationError(f"--restarts must be an integer >= 1, not {opts.restarts!r}")
+    if opts.resolved_schedule() is not None:
+        raise QuantizationError("--method bdcnn is post-training (no retraining); use "
+                                "--schedule none or leave it unset")
+
+
 def check_options(opts: QuantOptions) -> None:
     """Reject bad options before any work is done (clear message, which option)."""
     if opts.method not in METHODS:
@@ -342,12 +376,15 @@ def check_options(opts: QuantOptions) -> None:
                                 f"not allowed (use --method ternary or inq for more)")
     if opts.method == "bitmask":
         _check_bitmask(opts)
+    elif opts.method == "bdcnn":
+        _check_bdcnn(opts)
     else:
         _check_bits(f"Weight width for {opts.method}", opts.wbits, lo, hi)
     if opts.method == "binary":
         _check_binary(opts)
-    else:
+    elif opts.method != "bdcnn":
         _check_bits("Activation width", opts.abits)
+    if opts.method != "binary":
         if opts.alpha != "none" or opts.input_bits is not None:
             raise QuantizationError(f"--alpha and --input-bits apply to --method binary, not "
                                     f"{opts.method} (its input has --abits bits)")

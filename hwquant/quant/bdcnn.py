@@ -1,0 +1,81 @@
+"""Post-training Binarized-DCNN quantization (``--method bdcnn``): every conv/linear layer's
+weights decomposed into ``K`` binary bases (:func:`hwquant.bdcnn.decompose`), no retraining.
+
+Per layer: the exhaustive alternating decomposition of every output neuron's weights (a conv
+neuron's whole filter), the coefficients rounded to ``coef_bits``-bit fixed point with one
+power-of-two scale per layer (:func:`hwquant.bdcnn.quantize_coefficients`), then the exact
+M-step once more for the rounded coefficients; the IR stores the integer signed sums ``W =
+sum_a C_a M_a`` and ``C`` (:class:`hwquant.ir.BdcnnData`). Activations (the network input too)
+are ``Q``-bit with a power-of-two step calibrated offline and their format's minimum as the
+range's offset: the static range of ``docs/arithmetic.md`` (the paper's per-sample min/max is
+not implemented yet). BatchNorm is folded into the weights before the decomposition.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import ir
+from ..bdcnn import (
+    DecompositionError,
+    decompose,
+    nearest_patterns,
+    quantize_coefficients,
+    sign_patterns,
+)
+from .fixed import QuantizationError, build_network
+
+__all__ = ["quantize_bdcnn", "decompose_layer", "DEFAULT_COEF_BITS", "DEFAULT_QBITS",
+           "DEFAULT_BASIS", "QBITS_RANGE", "COEF_BITS_RANGE"]
+
+DEFAULT_BASIS = 6
+DEFAULT_QBITS = 6
+#: Chosen from the measured accuracy curve (docs/arithmetic.md, Binarized-DCNN).
+DEFAULT_COEF_BITS = 8
+QBITS_RANGE = (2, 8)
+COEF_BITS_RANGE = (2, 16)
+
+
+def decompose_layer(name, weight, *, basis, qbits, coef_bits, restarts, seed,
+                    log=None) -> dict:
+    """The IR weight fields of one layer: integer sums, width, fraction, kind data."""
+    w = np.asarray(weight, dtype=np.float64)
+    rows = w.reshape(len(w), -1)
+
+    def progress(done, total):
+        if log is not None:
+            log(f"{name}: decomposed {done}/{total} restarts")
+
+    try:
+        dec = decompose(rows, basis, restarts=restarts, seed=seed, name=name, progress=progress)
+    except DecompositionError as exc:
+        raise QuantizationError(str(exc)) from None
+    c, frac = quantize_coefficients(dec.coefficients, coef_bits)
+    if not c.any():
+        raise QuantizationError(f"Layer '{name}': every coefficient rounds to 0 at "
+                                f"{coef_bits} bits")
+    idx = nearest_patterns(rows, c * 2.0 ** -frac)
+    values = c @ sign_patterns(basis).T
+    ints = np.take_along_axis(values, idx, axis=1)
+    bits = max(2, ir.signed_bits_for(int(min(ints.min(), 0)), int(max(ints.max(), 0))))
+    if log is not None:
+        rel = float(((rows - ints * 2.0 ** -frac) ** 2).sum() / max((rows ** 2).sum(), 1e-300))
+        log(f"{name}: K={basis}, {dec.iterations} iterations, {dec.seconds:.1f} s, relative "
+            f"error {rel:.4f} with {coef_bits}-bit coefficients")
+    data = ir.BdcnnData(basis=basis, qbits=qbits, coef_bits=coef_bits,
+                        coefficients=tuple(map(tuple, c.tolist())))
+    return {"weight": ints.reshape(w.shape), "weight_bits": bits, "weight_frac": int(frac),
+            "encoding": "bdcnn", "kind_data": data}
+
+
+def quantize_bdcnn(graph, x_cal, *, basis, qbits, coef_bits, restarts=10, seed=0,
+                   name="network", metadata=None, calib_percentile=None, log=None):
+    """Binarized-DCNN post-training quantization of a float graph; returns an IR network."""
+    def weights(node):
+        return decompose_layer(node.name, node.weight, basis=basis, qbits=qbits,
+                               coef_bits=coef_bits, restarts=restarts, seed=seed, log=log)
+
+    meta = {"method": "bdcnn", "basis": basis, "qbits": qbits, "coef_bits": coef_bits,
+            "range": "static", **(metadata or {})}
+    return build_network(graph, x_cal, abits=qbits, weight_quantizer=weights, name=name,
+                         metadata=meta, calib_percentile=calib_percentile)
