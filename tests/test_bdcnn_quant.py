@@ -21,9 +21,10 @@ def _random_layer(rng, fmt, *, oc=3, ic=2, k=2, conv=True, padding=1):
     w = np.take_along_axis(c @ sign_patterns(k).T, pat, axis=1).reshape(shape)
     data = ir.BdcnnData(basis=k, qbits=fmt.bits, coef_bits=4,
                         coefficients=tuple(map(tuple, c.tolist())))
-    common = dict(name="l", inputs=("input",), in_format=fmt, weight=w, weight_bits=8,
-                  weight_frac=0, bias=np.zeros(oc, dtype=np.int64), epilogue=ir.Logits(),
-                  out_format=ir.ActFormat(24, True, 0), encoding="bdcnn", kind_data=data)
+    common = {"name": "l", "inputs": ("input",), "in_format": fmt, "weight": w,
+              "weight_bits": 8, "weight_frac": 0, "bias": np.zeros(oc, dtype=np.int64),
+              "epilogue": ir.Logits(), "out_format": ir.ActFormat(24, True, 0),
+              "encoding": "bdcnn", "kind_data": data}
     if conv:
         return ir.Conv2d(in_shape=(ic, 4, 4), padding=(padding, padding), **common)
     return ir.Linear(**common)

@@ -384,10 +384,9 @@ def check_options(opts: QuantOptions) -> None:
         _check_binary(opts)
     elif opts.method != "bdcnn":
         _check_bits("Activation width", opts.abits)
-    if opts.method != "binary":
-        if opts.alpha != "none" or opts.input_bits is not None:
-            raise QuantizationError(f"--alpha and --input-bits apply to --method binary, not "
-                                    f"{opts.method} (its input has --abits bits)")
+    if opts.method != "binary" and (opts.alpha != "none" or opts.input_bits is not None):
+        raise QuantizationError(f"--alpha and --input-bits apply to --method binary, not "
+                                f"{opts.method} (its input has --abits bits)")
     schedule = opts.resolved_schedule()
     if schedule is not None and schedule not in SCHEDULES:
         raise QuantizationError(f"Schedule must be one of {', '.join(SCHEDULES)} or none, "
