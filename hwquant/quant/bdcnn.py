@@ -30,7 +30,10 @@ __all__ = ["quantize_bdcnn", "decompose_layer", "DEFAULT_COEF_BITS", "DEFAULT_QB
 
 DEFAULT_BASIS = 6
 DEFAULT_QBITS = 6
-#: Chosen from the measured accuracy curve (docs/arithmetic.md, Binarized-DCNN).
+#: From the measured curve on the digits default at K = Q = 6 (float 99.11 %): 3 bits 86.22 %,
+#: 4 bits 98.89 %, 5 bits 99.33 %, 6 bits 99.56 %, 8 bits 99.11 % (golden, test split): from
+#: 5 bits on within the noise of float; 8 keeps a margin for wider layers at 3 % of the
+#: stored bits (K * 8 per neuron against D * K).
 DEFAULT_COEF_BITS = 8
 QBITS_RANGE = (2, 8)
 COEF_BITS_RANGE = (2, 16)
