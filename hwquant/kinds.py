@@ -65,7 +65,8 @@ KINDS = {
                      engine="hwquant.hw.template:TemplateEngine"),
     "bdcnn": Kind("bdcnn", "hwquant.golden.bdcnn", "hwquant.hw.bdcnn", "hwquant.estimate.bdcnn",
                   "Binarized-DCNN: weights as signed sums of K coefficients, inputs as Q bit "
-                  "planes (AND-popcount golden form; hardware: interim fixed dot engines)"),
+                  "planes; AND-popcounts per basis and plane, shared plane popcounts",
+                  engine="hwquant.hw.bdcnn:BdcnnEngine"),
 }
 
 

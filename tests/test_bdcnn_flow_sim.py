@@ -1,8 +1,6 @@
 """Binarized-DCNN networks through quantize -> compile -> cocotb + Verilator: every output word
 and every layer's probe against the golden model under random valid gaps and ready stalls
-(``hwquant sim``). The hardware is the interim one (the fixed dot engine on the integer signed
-sums, :mod:`hwquant.hw.bdcnn`); these tests tie the ``bdcnn`` IR, golden model and flow
-together, the AND-popcount engine will take their place."""
+(``hwquant sim``), with the AND-popcount engine (:class:`hwquant.hw.bdcnn.BdcnnEngine`)."""
 
 import numpy as np
 import pytest
