@@ -187,7 +187,8 @@ def decompose(weights, k: int, *, restarts: int = DEFAULT_RESTARTS, seed: int = 
               trace=None) -> Decomposition:
     """Decompose every row of ``weights`` ``(N, D)`` into ``K`` binary bases (module docstring).
 
-    ``progress(done, total)`` is called after every chunk of restarts. Raises
+    ``progress(done, total)`` is called after every chunk of restarts; ``trace`` (a list, for
+    measurements) receives the number of rows whose ``M`` changed, per iteration. Raises
     :class:`DecompositionError` naming ``name`` for ``K`` outside :data:`BASIS_RANGE` or
     ``K >= D``, or a layer whose single restart needs more than ``memory_limit`` bytes."""
     w = np.asarray(weights, dtype=np.float64)
