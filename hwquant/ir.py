@@ -525,6 +525,9 @@ class TemplateData:
             elif w.min() < wlo or w.max() > whi:
                 raise ValueError(f"Layer '{name}': channel {c}'s weights exceed "
                                  f"{layer.weight_bits}-bit range")
+
+
+@dataclass(frozen=True)
 class BdcnnData:
     """``bdcnn`` weights (Binarized-DCNN): every output channel's weights are signed sums of
     ``basis`` integer coefficients, ``W[n, i] = sum_a C[n, a] * M[n, a, i]``, ``M`` in
