@@ -22,9 +22,11 @@ design to ``x`` (:func:`_patch_shift_adder`), reported as ``rtl_equal``: with th
 outputs still differ in their upper bits, so da4ml's LUT counts here measure its adder
 structure, not a verified netlist. Matrices: ``int4`` 16x64 random signed 4-bit;
 ``pow2`` 16x64 INQ-style (0 or +-2^e, e <= 3, ~25 % zeros); ``int8`` 32x144 random signed
-8-bit; ``conv1`` the digits default CNN's first layer quantized to 8 bits (trained here).
+8-bit; ``conv1`` the digits default CNN's first layer quantized to 8 bits (trained here);
+``mask3`` 16x36 (a 3x3 conv over 4 channels) bit-masked 3-of-8 weights, mask ``X0X.0X000``
+(magnitudes 8, 32, 40; ~25 % zeros).
 
-    .venv/bin/python benchmarks/bench_cmvm.py [--cases int4,pow2,int8,conv1]
+    .venv/bin/python benchmarks/bench_cmvm.py [--cases int4,pow2,int8,conv1,mask3]
         [--families xilinx,ice40] [--designs graph,mul,da4ml] [--out DIR] [--json F]
 
 The ``x * c`` form is slow to synthesise (the issue's measurement: 31 min for 16x64 on
@@ -101,11 +103,21 @@ def _conv1():
     return np.asarray(layer.weight_matrix(), dtype=np.int64)
 
 
+def _masked(rng, shape, pattern="X0X.0X000"):
+    """Integer weights of a bit-masked layer: +-(bits inside the mask), ~25 % zeros."""
+    from hwquant.bitmask import parse
+
+    mags = parse(pattern).magnitudes()
+    return rng.choice([-1, 1], size=shape) * rng.choice(mags[1:], size=shape) * (
+        rng.random(shape) >= 0.25)
+
+
 CASES = {
     "int4": lambda rng: rng.integers(-8, 8, size=(16, 64)),
     "pow2": lambda rng: _inq(rng, (16, 64)),
     "int8": lambda rng: rng.integers(-128, 128, size=(32, 144)),
     "conv1": lambda rng: _conv1(),
+    "mask3": lambda rng: _masked(rng, (16, 36)),
 }
 
 
