@@ -33,6 +33,16 @@ def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def _end_progress_bars() -> None:
+    """Close progress bars a signal left open (mid-line), so the next message starts a line."""
+    tqdm = sys.modules.get("tqdm")
+    bars = list(getattr(getattr(tqdm, "tqdm", None), "_instances", None) or ())
+    for bar in bars:
+        bar.close()
+    if bars:
+        print(file=sys.stderr, flush=True)
+
+
 def _progress(prefix):
     start = time.monotonic()
     return lambda msg: _say(f"[{prefix} {time.monotonic() - start:6.1f}s] {msg}")
@@ -903,6 +913,7 @@ def main(argv=None) -> int:
         return EXIT_OK
     except KeyboardInterrupt as e:
         _forget(e)
+        _end_progress_bars()
         _say("interrupted")
         return EXIT_TERMINATED if isinstance(e, _Terminated) else EXIT_INTERRUPTED
     except (ToolNotFoundError, ToolFailedError, VerificationFailed) as e:

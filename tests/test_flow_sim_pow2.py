@@ -34,7 +34,7 @@ def _quantize_compile_sim(model, tmp_path, quant_args, fold, vectors=8, data=Non
 
 
 def test_default_cnn_inq4_bit_exact(trained_default_pt2, tmp_path):
-    """Issue 3: the default CNN quantized with INQ 4-bit simulates bit-exact end to end."""
+    """The default CNN quantized with INQ 4-bit simulates bit-exact end to end."""
     rep, net = _quantize_compile_sim(trained_default_pt2, tmp_path,
                                      ["--method", "inq", "--bits", "4"], "auto", vectors=12)
     assert rep["accuracy"]["quantized"] >= rep["accuracy"]["float"] - 0.01
