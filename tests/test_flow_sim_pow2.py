@@ -41,6 +41,7 @@ def test_default_cnn_inq4_bit_exact(trained_default_pt2, tmp_path):
     assert {layer.encoding for layer in net.weight_layers} == {"pow2"}
 
 
+@pytest.mark.slow
 def test_unseen_model_inq3_unrolled_and_folded(tmp_path):
     """A user's model and data: 3 channels, 5x5 stride-2 conv + BatchNorm, avg pool; INQ
     3-bit; the stem fully unrolled (constant shifts), the rest folded (code ROMs)."""

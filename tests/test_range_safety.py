@@ -134,6 +134,7 @@ def test_outlier_weight_is_named_and_per_channel_scales_recover(tmp_path, outlie
     assert both["accuracy"]["quantized"] >= both["accuracy"]["float"] - 0.02  # recovered
 
 
+@pytest.mark.slow
 def test_per_channel_fixed_network_is_bit_exact(tmp_path, outlier_model):
     rc, out, _ = _quantize(tmp_path, outlier_model, "--bits", "6", "--abits", "6", "--scale",
                            "channel", "--schedule", "none")
