@@ -11,6 +11,7 @@ interrupted command removes its temporary outputs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -33,13 +34,34 @@ def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _end_progress_bars() -> None:
-    """Close progress bars a signal left open (mid-line), so the next message starts a line."""
+class _LineTrackingStream:
+    """``sys.stderr`` for the length of a command, remembering whether the last write ended a
+    line (``\\n`` or ``\\r``). A signal can land in the middle of a progress bar's write; the
+    message that follows then starts a line of its own instead of finishing the bar's."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self.at_line_start = True
+
+    def write(self, text):
+        if not text:
+            return self._stream.write(text)
+        self.at_line_start = False  # stays so if the write is interrupted half-way
+        written = self._stream.write(text)
+        self.at_line_start = text[-1] in "\n\r"
+        return written
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def _start_message_line() -> None:
+    """Close progress bars a signal left open and end a line the interrupted output left open."""
     tqdm = sys.modules.get("tqdm")
-    bars = list(getattr(getattr(tqdm, "tqdm", None), "_instances", None) or ())
-    for bar in bars:
-        bar.close()
-    if bars:
+    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", None) or ()):
+        with contextlib.suppress(AttributeError):  # a bar interrupted while being built
+            bar.close()
+    if isinstance(sys.stderr, _LineTrackingStream) and not sys.stderr.at_line_start:
         print(file=sys.stderr, flush=True)
 
 
@@ -905,6 +927,8 @@ def main(argv=None) -> int:
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main_thread else None
     debug = bool(os.environ.get("HWQUANT_DEBUG"))
+    stderr = sys.stderr
+    sys.stderr = _LineTrackingStream(stderr)
     try:
         _check_paths(args)
         report = args.func(args)
@@ -913,7 +937,7 @@ def main(argv=None) -> int:
         return EXIT_OK
     except KeyboardInterrupt as e:
         _forget(e)
-        _end_progress_bars()
+        _start_message_line()
         _say("interrupted")
         return EXIT_TERMINATED if isinstance(e, _Terminated) else EXIT_INTERRUPTED
     except (ToolNotFoundError, ToolFailedError, VerificationFailed) as e:
@@ -939,6 +963,7 @@ def main(argv=None) -> int:
         _forget(e)
         return EXIT_FAIL
     finally:
+        sys.stderr = stderr
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous)
 

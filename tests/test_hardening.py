@@ -238,6 +238,21 @@ def test_interrupt_during_compile(files, capsys, monkeypatch):
     assert snapshot(files) == before
 
 
+@pytest.mark.parametrize("partial", ["\rtrain big:   0%|", "\rtrain big: done\r", ""])
+def test_interrupt_message_starts_its_own_line(partial, monkeypatch, capsys):
+    """A signal that lands half-way through a progress bar's write: 'interrupted' still gets a
+    line of its own (and no blank line is added when the output already ended one)."""
+    def interrupted_mid_write(args):
+        sys.stderr.write(partial)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_check_paths", interrupted_mid_write)
+    assert main(["boards"]) == cli.EXIT_INTERRUPTED
+    err = capsys.readouterr().err
+    assert err == partial + ("\n" if partial and partial[-1] not in "\r\n" else "") + \
+        "interrupted\n"
+
+
 @pytest.mark.parametrize("sig, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_during_training(sig, status, files):
     """A real signal to a real process: one line, 128 + the signal number, no output left."""
