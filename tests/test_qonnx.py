@@ -142,103 +142,105 @@ def _imported(models, kind):
 
 # -- a hand-built QONNX graph (no training): the fast tests -----------------------------------
 
+class _QonnxGraph:
+    """Builds a QONNX graph by hand: float initialisers, ``Quant`` nodes (QONNX's general
+    domain) and standard ONNX nodes, one 1x1x8x8 input ``x`` and 10 logits ``y``."""
+
+    DOMAIN = "qonnx.custom_op.general"
+
+    def __init__(self):
+        from onnx import numpy_helper
+
+        self._numpy_helper = numpy_helper
+        self.inits = []
+
+    def const(self, name, value, dtype=np.float32):
+        self.inits.append(self._numpy_helper.from_array(np.asarray(value, dtype), name))
+        return name
+
+    def quant(self, name, x, scale, bits, signed, zp=0.0, narrow=0):
+        from onnx import helper
+
+        return helper.make_node("Quant", [x, self.const(name + "_s", scale),
+                                          self.const(name + "_z", zp),
+                                          self.const(name + "_b", bits)], [name],
+                                domain=self.DOMAIN, name=name, signed=signed, narrow=narrow,
+                                rounding_mode="ROUND")
+
+    def save(self, nodes, name, path):
+        import onnx
+        from onnx import TensorProto, helper
+
+        graph = helper.make_graph(nodes, name, [helper.make_tensor_value_info(
+            "x", TensorProto.FLOAT, [1, 1, 8, 8])], [helper.make_tensor_value_info(
+                "y", TensorProto.FLOAT, [1, 10])], self.inits)
+        onnx.save(helper.make_model(graph, opset_imports=[
+            helper.make_opsetid("", 13), helper.make_opsetid(self.DOMAIN, 1)]), str(path))
+        return path
+
+
 def hand_model(path, *, input_scale=2.0 ** -7, act_scale=0.25, zero_point=0.0, op="Relu",
                act_bits=4, seed=0):
     """Quant(input, 8 bit) -> Conv 3x3 (Quant 4-bit weights, per-channel scales) ->
     BatchNormalization -> ``op`` -> Quant (4 bit unsigned) -> MaxPool -> Reshape -> Gemm
     (Quant 4-bit weights) -> logits, random weights and BatchNorm statistics (negative gammas
     included), written to ``path``."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper
 
     rng = np.random.default_rng(seed)
-    dom = "qonnx.custom_op.general"
-    inits = []
-
-    def const(name, value):
-        inits.append(numpy_helper.from_array(np.asarray(value, np.float32), name))
-        return name
-
-    def quant(name, x, scale, bits, signed, zp=0.0, narrow=0):
-        return helper.make_node("Quant", [x, const(name + "_s", scale), const(name + "_z", zp),
-                                          const(name + "_b", bits)], [name], domain=dom,
-                                name=name, signed=signed, narrow=narrow, rounding_mode="ROUND")
-
+    g = _QonnxGraph()
     oc = 6
     w1 = rng.normal(0, 0.3, (oc, 1, 3, 3))
     s1 = (2.0 ** -rng.integers(2, 4, oc)).reshape(oc, 1, 1, 1)
     w2 = rng.normal(0, 0.3, (10, oc * 16))
     nodes = [
-        quant("q_in", "x", input_scale, 8, 1),
-        quant("q_w1", const("w1", w1), s1, 4, 1, narrow=1),
+        g.quant("q_in", "x", input_scale, 8, 1),
+        g.quant("q_w1", g.const("w1", w1), s1, 4, 1, narrow=1),
         helper.make_node("Conv", ["q_in", "q_w1"], ["conv"], name="conv", pads=[1, 1, 1, 1],
                          kernel_shape=[3, 3]),
         helper.make_node("BatchNormalization",
-                         ["conv", const("g", rng.normal(1, 0.6, oc)),
-                          const("b", rng.normal(0, 0.5, oc)), const("m", rng.normal(0, 0.5, oc)),
-                          const("v", rng.uniform(0.2, 2, oc))], ["bn"], name="bn"),
+                         ["conv", g.const("g", rng.normal(1, 0.6, oc)),
+                          g.const("b", rng.normal(0, 0.5, oc)),
+                          g.const("m", rng.normal(0, 0.5, oc)),
+                          g.const("v", rng.uniform(0.2, 2, oc))], ["bn"], name="bn"),
         helper.make_node(op, ["bn"], ["act"], name="act"),
-        quant("q_act", "act", act_scale, act_bits, 0, zp=zero_point),
+        g.quant("q_act", "act", act_scale, act_bits, 0, zp=zero_point),
         helper.make_node("MaxPool", ["q_act"], ["pool"], name="pool", kernel_shape=[2, 2],
                          strides=[2, 2]),
-        helper.make_node("Reshape", ["pool", "shape"], ["flat"], name="flat"),
-        quant("q_w2", const("w2", w2), 2.0 ** -3, 4, 1),
+        helper.make_node("Reshape", ["pool", g.const("shape", [1, oc * 16], np.int64)],
+                         ["flat"], name="flat"),
+        g.quant("q_w2", g.const("w2", w2), 2.0 ** -3, 4, 1),
         helper.make_node("Gemm", ["flat", "q_w2"], ["y"], name="fc", transB=1),
     ]
-    inits.append(numpy_helper.from_array(np.array([1, oc * 16], np.int64), "shape"))
-    graph = helper.make_graph(nodes, "hand", [helper.make_tensor_value_info(
-        "x", TensorProto.FLOAT, [1, 1, 8, 8])], [helper.make_tensor_value_info(
-            "y", TensorProto.FLOAT, [1, 10])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13),
-                                                    helper.make_opsetid(dom, 1)])
-    onnx.save(model, str(path))
-    return path
-
+    return g.save(nodes, "hand", path)
 
 
 def hand_residual(path, *, sum_scale=2.0 ** -3, seed=1):
     """Quant(input) -> Conv -> Relu -> Quant (a) -> Conv -> Relu -> Quant (b) -> Add(a, b) ->
     Quant -> Reshape -> Gemm: a residual block, every scale a power of two."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper
 
     rng = np.random.default_rng(seed)
-    dom = "qonnx.custom_op.general"
-    inits = []
-
-    def const(name, value):
-        inits.append(numpy_helper.from_array(np.asarray(value, np.float32), name))
-        return name
-
-    def quant(name, x, scale, bits, signed):
-        return helper.make_node("Quant", [x, const(name + "_s", scale), const(name + "_z", 0.0),
-                                          const(name + "_b", bits)], [name], domain=dom,
-                                name=name, signed=signed, narrow=0, rounding_mode="ROUND")
-
+    g = _QonnxGraph()
     c = 4
     nodes = [
-        quant("q_in", "x", 2.0 ** -7, 8, 1),
-        quant("q_w1", const("w1", rng.normal(0, 0.4, (c, 1, 3, 3))), 2.0 ** -3, 4, 1),
+        g.quant("q_in", "x", 2.0 ** -7, 8, 1),
+        g.quant("q_w1", g.const("w1", rng.normal(0, 0.4, (c, 1, 3, 3))), 2.0 ** -3, 4, 1),
         helper.make_node("Conv", ["q_in", "q_w1"], ["c1"], name="c1", pads=[1, 1, 1, 1]),
         helper.make_node("Relu", ["c1"], ["r1"], name="r1"),
-        quant("a", "r1", 2.0 ** -3, 4, 0),
-        quant("q_w2", const("w2", rng.normal(0, 0.3, (c, c, 3, 3))), 2.0 ** -3, 4, 1),
+        g.quant("a", "r1", 2.0 ** -3, 4, 0),
+        g.quant("q_w2", g.const("w2", rng.normal(0, 0.3, (c, c, 3, 3))), 2.0 ** -3, 4, 1),
         helper.make_node("Conv", ["a", "q_w2"], ["c2"], name="c2", pads=[1, 1, 1, 1]),
         helper.make_node("Relu", ["c2"], ["r2"], name="r2"),
-        quant("b", "r2", 2.0 ** -3, 4, 0),
+        g.quant("b", "r2", 2.0 ** -3, 4, 0),
         helper.make_node("Add", ["a", "b"], ["sum"], name="add"),
-        quant("q_sum", "sum", sum_scale, 4, 0),
-        helper.make_node("Reshape", ["q_sum", "shape"], ["flat"], name="flat"),
-        quant("q_w3", const("w3", rng.normal(0, 0.3, (10, c * 64))), 2.0 ** -3, 4, 1),
+        g.quant("q_sum", "sum", sum_scale, 4, 0),
+        helper.make_node("Reshape", ["q_sum", g.const("shape", [1, c * 64], np.int64)],
+                         ["flat"], name="flat"),
+        g.quant("q_w3", g.const("w3", rng.normal(0, 0.3, (10, c * 64))), 2.0 ** -3, 4, 1),
         helper.make_node("Gemm", ["flat", "q_w3"], ["y"], name="fc", transB=1),
     ]
-    inits.append(numpy_helper.from_array(np.array([1, c * 64], np.int64), "shape"))
-    graph = helper.make_graph(nodes, "residual", [helper.make_tensor_value_info(
-        "x", TensorProto.FLOAT, [1, 1, 8, 8])], [helper.make_tensor_value_info(
-            "y", TensorProto.FLOAT, [1, 10])], inits)
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13),
-                                                      helper.make_opsetid(dom, 1)]), str(path))
-    return path
+    return g.save(nodes, "residual", path)
 
 
 def test_hand_residual_add(tmp_path):
