@@ -86,16 +86,17 @@ def main():
     simulate_build(build, vectors=2, mode="python", **common)
     t_build_py = time.perf_counter() - t
     t = time.perf_counter()
-    simulate_build(build, vectors=2, mode="bulk", **common)
+    simulate_build(build, vectors=2, mode="bulk", optimize=True, **common)
     t_build_bulk = time.perf_counter() - t
     t = time.perf_counter()
     py = simulate_build(build, vectors=args.python_vectors, mode="python", **common)
     t_py = time.perf_counter() - t
     t = time.perf_counter()
-    bulk = simulate_build(build, vectors="all", mode="bulk", **common)
+    bulk = simulate_build(build, vectors="all", mode="bulk", optimize=True, **common)
     t_bulk = time.perf_counter() - t
     t = time.perf_counter()
-    sharded = simulate_build(build, vectors="all", mode="bulk", jobs=args.jobs, **common)
+    sharded = simulate_build(build, vectors="all", mode="bulk", jobs=args.jobs,
+                             optimize=True, **common)
     t_sharded = time.perf_counter() - t
     r_py, r_bulk = py["vectors"] / t_py, bulk["vectors"] / t_bulk
     r_sharded = sharded["vectors"] / t_sharded

@@ -63,6 +63,12 @@ def test_images(net, n: int, seed: int, dataset=None) -> np.ndarray:
 #: ``jobs="auto"``: at least this many images per simulator process.
 IMAGES_PER_JOB = 64
 
+#: Bulk runs of at least this many predicted cycles (images x cycles per inference) get an
+#: optimized Verilator model; shorter ones a quickly built one. Measured on the digits default
+#: (770 cycles per image): the quick build saves about 7 s of a 20 s build and costs about
+#: 12 ms per image, so it wins below roughly 500 images.
+OPTIMIZED_BUILD_CYCLES = 400_000
+
 
 def simulator_jobs(jobs, images: int) -> int:
     """Simulator processes for ``images`` images: ``jobs`` (a positive int) or ``"auto"``
@@ -82,7 +88,8 @@ def simulator_jobs(jobs, images: int) -> int:
 
 def simulate_build(build_dir, *, vectors: int | str = 16, seed: int = 0, stall: float = 0.3,
                    throughput_items: int = 6, dataset=None, mode: str = "bulk",
-                   jobs: int | str = 1, verbose: bool = False, progress=None) -> dict:
+                   jobs: int | str = 1, optimize: bool | None = None, verbose: bool = False,
+                   progress=None) -> dict:
     """Simulate ``build_dir``'s probed Verilog against the golden model.
 
     ``vectors`` is a number of test images or ``"all"`` (the whole held-out split). ``mode``
@@ -91,7 +98,9 @@ def simulate_build(build_dir, *, vectors: int | str = 16, seed: int = 0, stall: 
     drivers of :func:`hwquant.sim.run`, Python on every clock edge). Both compare every word
     under the same valid-gap and ready-stall probabilities. ``jobs`` (bulk mode) splits the
     images into that many contiguous shards, each simulated in its own process with its own
-    stall seed (``"auto"``: :func:`simulator_jobs`); the reports add up.
+    stall seed (``"auto"``: :func:`simulator_jobs`); the reports add up. ``optimize`` (bulk
+    mode) forces an optimized (``True``) or quickly built (``False``) Verilator model; by
+    default a run of at least :data:`OPTIMIZED_BUILD_CYCLES` predicted cycles gets one.
 
     Returns a report: ``vectors``, ``mismatches`` (output words that differ or are missing),
     ``first_mismatch_layer`` (the first layer, in stream order, whose probe disagrees),
@@ -137,12 +146,19 @@ def simulate_build(build_dir, *, vectors: int | str = 16, seed: int = 0, stall: 
     verilog, top, root = build_dir / report["verilog_probes"], report["top"], \
         build_dir / "sim_build"
     started = time.perf_counter()
+    # A short run is over before an optimized model has paid for its longer build.
+    if optimize is None:
+        optimize = len(x) * predicted >= OPTIMIZED_BUILD_CYCLES
     if len(specs) == 1:
-        simulate = run_bulk if mode == "bulk" else run
-        result = simulate(verilog, top, spec=specs[0], build_root=root, verbose=verbose)
+        if mode == "bulk":
+            result = run_bulk(verilog, top, spec=specs[0], build_root=root, optimize=optimize,
+                              verbose=verbose)
+        else:
+            result = run(verilog, top, spec=specs[0], build_root=root, verbose=verbose)
     else:
-        bulk_build(verilog, top, spec=specs[0], build_root=root, verbose=verbose)
-        result = _merge_shards(_run_shards(verilog, top, specs, root, verbose))
+        bulk_build(verilog, top, spec=specs[0], build_root=root, optimize=optimize,
+                   verbose=verbose)
+        result = _merge_shards(_run_shards(verilog, top, specs, root, optimize, verbose))
     seconds = time.perf_counter() - started
     timings["simulation"] = seconds
     clock = time.perf_counter()
@@ -175,6 +191,8 @@ def simulate_build(build_dir, *, vectors: int | str = 16, seed: int = 0, stall: 
     return {
         "vectors": len(x),
         "mode": mode,
+        # Bulk runs: whether the Verilator model was built optimized (OPTIMIZED_BUILD_CYCLES).
+        "optimized_model": bool(optimize) if mode == "bulk" else None,
         # Fraction of the test images' pixel values outside the input format (saturated).
         "saturated_inputs": round(saturated, 6),
         "mismatches": int(mismatches),
@@ -228,11 +246,12 @@ def _bulk_shard(job):
     """One shard's bulk run (in a worker process)."""
     from .sim.bulk import run_bulk
 
-    verilog, top, spec, root, verbose = job
-    return run_bulk(verilog, top, spec=spec, build_root=root, verbose=verbose)
+    verilog, top, spec, root, optimize, verbose = job
+    return run_bulk(verilog, top, spec=spec, build_root=root, optimize=optimize,
+                    verbose=verbose)
 
 
-def _run_shards(verilog, top, specs, root, verbose) -> list:
+def _run_shards(verilog, top, specs, root, optimize, verbose) -> list:
     """Every shard's bulk run, concurrently, one process each (forked where the platform
     allows: the workers need nothing re-imported)."""
     import multiprocessing
@@ -240,8 +259,8 @@ def _run_shards(verilog, top, specs, root, verbose) -> list:
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     with ctx.Pool(len(specs)) as pool:
-        return pool.map(_bulk_shard, [(verilog, top, s, root, verbose) for s in specs],
-                        chunksize=1)
+        return pool.map(_bulk_shard, [(verilog, top, s, root, optimize, verbose)
+                                       for s in specs], chunksize=1)
 
 
 def _merge_shards(results) -> dict:

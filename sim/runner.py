@@ -42,6 +42,10 @@ __all__ = ["BUILD_ARGS", "build", "run", "tool_environment", "make_runner", "log
 #: implicitly (WIDTHEXPAND, WIDTHTRUNC) and writes ``case`` statements without ``default``
 #: after a default assignment (CASEINCOMPLETE); those lint warnings are fatal by default.
 BUILD_ARGS = ("-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-CASEINCOMPLETE")
+#: Flags :func:`run` adds: its benches run Python on every clock edge, which costs far more
+#: than the model's evaluation, so the C++ is built unoptimized (about half the build time of
+#: Verilator's default ``-Os`` on the digits default network).
+DRIVEN_BUILD_ARGS = ("-CFLAGS", "-O0")
 
 _STAMP = "hwquant-build.json"
 _LOG_TAIL_LINES = 40
@@ -434,7 +438,8 @@ def run(
     parsed = parse_spec(spec)
     if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or timeout_s <= 0:
         raise ValueError(f"Timeout must be a positive number of seconds, not {timeout_s!r}")
-    build_dir = build(verilog_path, toplevel, build_root=build_root, verbose=verbose)
+    build_dir = build(verilog_path, toplevel, build_root=build_root,
+                      extra_args=DRIVEN_BUILD_ARGS, verbose=verbose)
     runs = Path(build_root).resolve() / "runs"
     runs.mkdir(parents=True, exist_ok=True)
     run_dir = Path(tempfile.mkdtemp(prefix=f"{toplevel}-", dir=runs))
