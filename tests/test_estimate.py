@@ -246,8 +246,11 @@ def test_check_fit(net):
     fit = check_fit(estimate_network(net, board.family), board)
     assert fit.fits and fit.over == [] and 0 < fit.utilization()["lut"] < 1
     assert set(fit.largest) >= {"lut", "ff"}
-    big = linear(np.random.default_rng(4).integers(-7, 8, (64, 256)), xbits=8)
-    huge = ir.Network("n", (256,), big.in_format, (big,))  # fully unrolled: 16k products
+    # Folded to 8k products per cycle (fully unrolled, the constant-matrix adder graph of 16k
+    # weights would take its estimate half a minute).
+    big = linear(np.random.default_rng(4).integers(-7, 8, (64, 256)), xbits=8,
+                 fold=ir.Fold(64, 128))
+    huge = ir.Network("n", (256,), big.in_format, (big,))
     est = estimate_network(huge, "ice40")
     with pytest.raises(DoesNotFitError, match=r"^The network does not fit board 'icebreaker' "
                                               r"\(iCE40UP5K\): LUTs: \d+ needed, 5280 "
