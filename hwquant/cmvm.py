@@ -291,6 +291,52 @@ def build_adder_graph(weights, input_ranges, *, cse: bool = True,
                       tuple(outputs), tuple(out_ranges))
 
 
+def _pair_keys(t1, t2):
+    """:func:`_key` of arrays of terms ``(n, 3)`` (int64), -1 where it is ``None``."""
+    swap = (t1[:, 1] > t2[:, 1]) | ((t1[:, 1] == t2[:, 1]) & (t1[:, 0] > t2[:, 0]))
+    lo, hi = np.where(swap[:, None], t2, t1), np.where(swap[:, None], t1, t2)
+    d = hi[:, 1] - lo[:, 1]
+    negative = lo[:, 2] != hi[:, 2]
+    keys = ((lo[:, 0] * _SIGNALS + hi[:, 0]) * _MAX_SHIFT + d) * 2 + negative
+    bad = d >= _MAX_SHIFT
+    if not MIXED_SIGN_PAIRS:
+        bad |= negative
+    return np.where(bad, -1, keys)
+
+
+def _count_pairs(rows):
+    """Occurrences of every pair key over ``rows`` (each row counts each of its pairs) and the
+    rows holding it, for the keys that occur at least twice: a pair seen once can never be
+    shared (the elimination only ever lowers the count of an existing pair; the pairs it
+    creates involve the new signal). Vectorised: the quadratic part is NumPy's."""
+    keys, owners = [], []
+    for r, terms in enumerate(rows):
+        if len(terms) < 2:
+            continue
+        items = np.array([(g, s, v) for (g, s), v in terms.items()], dtype=np.int64)
+        i, j = np.triu_indices(len(items), 1)
+        k = _pair_keys(items[i], items[j])
+        k = k[k >= 0]
+        keys.append(k)
+        owners.append(np.full(len(k), r, dtype=np.int64))
+    if not keys:
+        return {}, {}
+    keys, owners = np.concatenate(keys), np.concatenate(owners)
+    unique, inverse, occurrences = np.unique(keys, return_inverse=True, return_counts=True)
+    shared = occurrences[inverse] >= 2
+    keys, owners = keys[shared], owners[shared]
+    if not len(keys):
+        return {}, {}
+    counts = dict(zip(unique[occurrences >= 2].tolist(),
+                      occurrences[occurrences >= 2].tolist(), strict=True))
+    order = np.lexsort((owners, keys))
+    keys, owners = keys[order], owners[order]
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    holders = {key: set(group) for key, group in
+               zip(keys[starts].tolist(), np.split(owners, starts[1:]), strict=True)}
+    return counts, holders
+
+
 def _eliminate_common_pairs(b: _Builder, rows: list, penalty: int) -> None:
     # rows[r]: {(signal, shift): sign}; by_signal[r]: {signal: set of shifts} (for matching).
     by_signal = []
@@ -299,9 +345,6 @@ def _eliminate_common_pairs(b: _Builder, rows: list, penalty: int) -> None:
         for g, s in terms:
             index.setdefault(g, set()).add(s)
         by_signal.append(index)
-    counts = {}
-    holders = {}  # key -> rows that may hold it (a superset)
-
     def bump(key, delta, r):
         c = counts.get(key, 0) + delta
         if c > 0:
@@ -313,13 +356,7 @@ def _eliminate_common_pairs(b: _Builder, rows: list, penalty: int) -> None:
             holders.pop(key, None)
         return c
 
-    for r, terms in enumerate(rows):
-        items = [(g, s, v) for (g, s), v in terms.items()]
-        for i in range(len(items)):
-            for j in range(i + 1, len(items)):
-                key = _key(items[i], items[j])
-                if key is not None:
-                    bump(key, 1, r)
+    counts, holders = _count_pairs(rows)
 
     def worth(key, count):
         # A difference costs about twice a sum (the subtrahend's bits are inverted): it is
