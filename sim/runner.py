@@ -8,8 +8,9 @@ Builds are content-addressed: ``build_root/<key>`` where ``key`` is the first 16
 the SHA-256 of the Verilog text, the top-level name, the Verilator flags and the tool versions.
 One build serves any number of runs; a build directory is complete when its stamp file exists
 and is never rebuilt. The Verilator run-time library objects (``verilated*.o``, about four
-fifths of a small design's compile time) are kept in ``build_root/_runtime/<key>`` and copied
-into new builds; after the build, ``make -n`` confirms they were compiled with the very commands
+fifths of a small design's compile time) are kept in a machine-wide cache,
+``verilator-runtime/<key>`` under :func:`cache_home`, and copied into new builds (of any build
+root); after the build, ``make -n`` confirms they were compiled with the very commands
 the new build would use, and rebuilds them otherwise. Each run gets a fresh directory ``build_root/runs/<toplevel>-*`` holding
 ``spec.json``, ``result.json`` and ``sim.log`` (the build log is ``<build dir>/build.log``).
 """
@@ -151,8 +152,18 @@ def _build_key(text, toplevel, flags=BUILD_ARGS):
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
+def cache_home() -> Path:
+    """hwquant's machine-wide cache: ``$HWQUANT_CACHE_DIR``, else ``$XDG_CACHE_HOME/hwquant``,
+    else ``~/.cache/hwquant``. Everything in it is content-addressed and may be deleted."""
+    if os.environ.get("HWQUANT_CACHE_DIR"):
+        return Path(os.environ["HWQUANT_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "hwquant"
+
+
 def _runtime_cache_dir(build_root, flags=BUILD_ARGS):
-    """Cache directory of the run-time objects for the current tools and flags."""
+    """Cache directory of the run-time objects for the current tools and flags: in
+    :func:`cache_home`, or in ``build_root/_runtime`` when there is no home directory."""
     root, _ = find_verilator()
     env = verilator_env()
     material = {
@@ -164,8 +175,11 @@ def _runtime_cache_dir(build_root, flags=BUILD_ARGS):
         "env": {name: env.get(name) for name in ("CXX", "CXXFLAGS", "CPPFLAGS", "OBJCACHE")},
         "cxx": shutil.which("c++", path=env.get("PATH")),
     }
-    blob = json.dumps(material, sort_keys=True).encode()
-    return build_root / "_runtime" / hashlib.sha256(blob).hexdigest()[:16]
+    key = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]
+    try:
+        return cache_home() / "verilator-runtime" / key
+    except RuntimeError:  # Path.home(): no home directory
+        return Path(build_root) / "_runtime" / key
 
 
 def _runtime_objects(build_dir):
@@ -229,8 +243,11 @@ def _store_runtime(cache, build_dir, env):
     commands = _compile_commands(build_dir, objects, env)
     if not commands:
         return
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f"{cache.name}.partial-", dir=cache.parent))
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f"{cache.name}.partial-", dir=cache.parent))
+    except OSError:  # an unwritable cache: the next build compiles them again
+        return
     try:
         for name in objects:
             for suffix in (".o", ".d"):
