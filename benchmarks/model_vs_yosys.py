@@ -41,7 +41,7 @@ from hwquant.errors import ToolFailedError
 from hwquant.estimate.report import estimate_build, relative_error, synthesize_build
 from hwquant.estimate.synth import FAMILIES
 
-__all__ = ["CASES", "HOLDOUT", "build_case", "main"]
+__all__ = ["CASES", "HOLDOUT", "build_case", "cache_key", "collect", "main"]
 
 
 # -- Networks ---------------------------------------------------------------------------------
@@ -190,17 +190,19 @@ def build_case(name, workdir):
 
 # -- Measurement ------------------------------------------------------------------------------
 
-def _key(build_dir, family):
+def cache_key(build_dir, family):
+    """The Yosys-count cache key of a build: the family and a hash of its ``network.v``."""
     digest = hashlib.sha256((Path(build_dir) / "network.v").read_bytes()).hexdigest()[:16]
     return f"{family}/{digest}"
 
 
 def collect(builds, families, *, jobs, cache_path):
-    """Yosys counts for every (case, family): from the cache or from new runs."""
+    """Yosys counts for every (case, family) of ``builds`` (``{case: build dir}``): from the
+    cache or from new runs (a failed run: ``{"family", "failed": message}``)."""
     cache = {}
     if cache_path is not None and Path(cache_path).is_file():
         cache = json.loads(Path(cache_path).read_text())
-    todo = [(n, f) for n in builds for f in families if _key(builds[n], f) not in cache]
+    todo = [(n, f) for n in builds for f in families if cache_key(builds[n], f) not in cache]
     if todo:
         print(f"synthesizing {len(todo)} designs with {jobs} job(s)...", file=sys.stderr)
 
@@ -214,12 +216,12 @@ def collect(builds, families, *, jobs, cache_path):
         futures = {(n, f): pool.submit(run, n, f) for n, f in todo}
         for i, ((n, f), future) in enumerate(futures.items(), 1):
             res = future.result()
-            cache[_key(builds[n], f)] = res
+            cache[cache_key(builds[n], f)] = res
             note = "FAILED" if "failed" in res else f"{res['seconds']} s"
             print(f"  [{i}/{len(todo)}] {n} {f} ({note})", file=sys.stderr)
             if cache_path is not None:
                 Path(cache_path).write_text(json.dumps(cache, indent=1, sort_keys=True))
-    return {(n, f): cache[_key(builds[n], f)] for n in builds for f in families}
+    return {(n, f): cache[cache_key(builds[n], f)] for n in builds for f in families}
 
 
 # -- Report -----------------------------------------------------------------------------------
