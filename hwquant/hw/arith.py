@@ -1,7 +1,7 @@
 """Combinational arithmetic blocks written from ``docs/arithmetic.md`` (not from the golden
 model's code): adder trees, round-half-up shifts, saturation, requantization."""
 
-from amaranth.hdl import Const, Mux, Value, signed
+from amaranth.hdl import Const, Mux, Signal, Value, signed
 
 from ..intmath import csd_digits
 
@@ -54,10 +54,21 @@ def saturate(value: Value, lo: int, hi: int) -> Value:
     return value
 
 
-def requantize(acc: Value, bias, multiplier, shift: int, lo: int, hi: int) -> Value:
+def requantize(acc: Value, bias, multiplier, shift: int, lo: int, hi: int, *,
+               m=None, name="rounded") -> Value:
     """``sat(rshift_rhu((acc + bias) * multiplier, shift), lo, hi)``; ``multiplier`` may be the
-    Python int 1 (no multiplier is built) or any Amaranth value/constant."""
+    Python int 1 (no multiplier is built) or any Amaranth value/constant.
+
+    With ``m`` (a :class:`~amaranth.hdl.Module`), the rounded value is a combinational signal
+    ``name`` of ``m`` that the saturation's comparisons and muxes share: Amaranth's Verilog back
+    end repeats an expression at each of its uses, and Yosys does not merge repeated products
+    of a selected per-channel multiplier (three or four multipliers per lane instead of one)."""
     t = acc + bias
     if not (isinstance(multiplier, int) and multiplier == 1):
         t = t * multiplier
-    return saturate(rshift_rhu(t, shift), lo, hi)
+    t = rshift_rhu(t, shift)
+    if m is not None:
+        rounded = Signal(Value.cast(t).shape(), name=name)
+        m.d.comb += rounded.eq(t)
+        t = rounded
+    return saturate(t, lo, hi)

@@ -113,7 +113,8 @@ class Requantizer(Epilogue):
         bias = self._channel_values(p, self._layer.bias)
         mult = [int(rq.multiplier[c]) for c in chans]
         mult = 1 if all(v == 1 for v in mult) else _select(self.nf, mult)
-        return requantize(self.acc[p], bias, mult, rq.shift, rq.lo, rq.hi)
+        return requantize(self.acc[p], bias, mult, rq.shift, rq.lo, rq.hi, m=m,
+                          name=f"rounded{p}")
 
 
 class MultiThreshold(Epilogue):
