@@ -18,8 +18,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from amaranth.back import verilog
-
 from . import hwq, ir
 from . import plan as P
 from .errors import HwquantError
@@ -97,6 +95,8 @@ def check_hardware(plan) -> None:
 
 def emit_verilog(plan, *, probes: bool = False) -> str:
     """Verilog text of the network top (module :data:`TOP_NAME`) of a plan or network."""
+    from amaranth.back import verilog  # imported here: load_build needs no Amaranth
+
     from .hw.network import NetworkTop
 
     return verilog.convert(NetworkTop(plan, probes=probes), name=TOP_NAME, emit_src=False)
@@ -170,6 +170,8 @@ def compile_network(net: ir.Network, out_dir, *, fold: str = "auto",
         step("emitting Verilog")
         (tmp / "network.v").write_text(emit_verilog(plan))
         step("emitting Verilog with probes")
+        from amaranth.back import verilog
+
         from .hw.network import NetworkTop
 
         top = NetworkTop(plan, probes=True)

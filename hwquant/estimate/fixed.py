@@ -344,8 +344,9 @@ def dot_range(layer, weights=None, *, simd) -> tuple:
         b = layer.weight_bits
         prods = [w * x for w in (-(1 << (b - 1)), (1 << (b - 1)) - 1) for x in xs]
         return simd * min(prods + [0]), simd * max(prods + [0])
-    return (sum(min(int(w) * x for x in xs) for w in weights),
-            sum(max(int(w) * x for x in xs) for w in weights))
+    w = np.asarray(weights, dtype=np.int64)
+    lo, hi = w * xs[0], w * xs[1]
+    return int(np.minimum(lo, hi).sum()), int(np.maximum(lo, hi).sum())
 
 
 def word_bits(layer, simd) -> int:
