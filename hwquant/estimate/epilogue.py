@@ -27,7 +27,7 @@ from .. import ir
 from .common import const_add, const_select, csd_digits, saturation
 from .resources import Resources, adder, comparator, multiplier, mux, popcount
 
-__all__ = ["resources", "requant", "thresholds", "logits", "USE_DSP"]
+__all__ = ["resources", "requant", "thresholds", "logits", "absorbed_lanes", "USE_DSP"]
 
 #: Yosys infers DSP blocks by default (``synthesize(..., allow_dsp=True)``); so does the model.
 USE_DSP = True
@@ -58,6 +58,20 @@ def resources(layer, family, *, acc_bits, use_dsp=USE_DSP) -> Resources:
     return face(ep, layer, family, acc_bits=acc_bits, use_dsp=use_dsp)
 
 
+def absorbed_lanes(layer, family, *, acc_bits, use_dsp=USE_DSP) -> list:
+    """Per PE lane: whether the DSP block of its requantization multiply takes the MVU's
+    combine register in as its input register (``xilinx_dsp`` packs the flip-flops that feed a
+    DSP48E1's A port; measured on one-layer 4-bit networks: the Xilinx flip-flops fall short of
+    the registers by about ``acc_bits`` per such lane). Only Xilinx; only requantization."""
+    if family != "xilinx" or not isinstance(layer.epilogue, ir.Requant):
+        return [False] * layer.fold.pe
+    rq = layer.epilogue
+    return [_requant_lane(acc_bits, [int(layer.bias[c]) for c in chans],
+                          [int(rq.multiplier[c]) for c in chans], rq.shift, rq.lo, rq.hi,
+                          layer.out_format.bits, family, use_dsp).dsp > 0
+            for chans in _lanes(layer)]
+
+
 def _bias_add(biases, acc_bits, family) -> tuple:
     """``(cost, bits after, constant left to fold into a later adder)`` of ``ACC + B``."""
     if len(set(biases)) > 1:
@@ -84,21 +98,28 @@ def _requant_lane(acc_bits, biases, mults, shift, lo, hi, out_bits, family, use_
     t_bits = acc_bits
     varying = len(set(biases)) > 1
     scaled = any(m != 1 for m in mults)
-    if varying or (scaled and any(biases)):
-        res += adder(acc_bits, family)  # a variable bias, or one the multiplier needs first
-        t_bits += 1
+    pre_add = varying or (scaled and any(biases))
+    if pre_add:
+        t_bits += 1  # a variable bias, or one the multiplier needs first
         biases = [0]
+    product = Resources()
     if scaled:
         if len(set(mults)) == 1:
-            res += const_product(mults[0], t_bits, True, family, use_dsp=use_dsp)[0]
+            product = const_product(mults[0], t_bits, True, family, use_dsp=use_dsp)[0]
             t_bits += max(2, mults[0].bit_length() + 1)
         else:
-            res += const_select(mults, family)
+            product = const_select(mults, family)
             mbits = ir.signed_bits_for(min(mults), max(mults))
-            res += multiplier(t_bits, mbits, family, use_dsp, signed=True)
+            product += multiplier(t_bits, mbits, family, use_dsp, signed=True)
             t_bits += mbits
+    # A DSP48E1 multiply takes the bias adder in front (its pre-adder) and the rounding
+    # constant after it (its post-adder): xilinx_dsp packs both.
+    in_dsp = family == "xilinx" and product.dsp > 0
+    if pre_add and not in_dsp:
+        res += adder(acc_bits, family)
+    res += product
     used = max(t_bits - max(shift, 0) + 1, 1)
-    if shift > 0 or any(biases):
+    if (shift > 0 or any(biases)) and not in_dsp:
         res += const_add(t_bits, used, family)
         if any(biases) and family in ("ecp5", "gowin"):
             res += Resources(lut=round(used / 2))  # bias and rounding constants apart

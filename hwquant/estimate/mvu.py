@@ -112,8 +112,12 @@ def mvu(rows, layer, weights, family):
     rows.add("accumulators", acc)
 
     # Stage 4: the combine register (identity combine: the sign-extended accumulators).
+    # On Xilinx the DSP block of a lane's requantization multiply absorbs its register.
     epi_bits = ir.accumulator_bits(layer)
-    rows.add("combine_register", register(sum(min(b, epi_bits) for b in acc_widths)))
+    into_dsp = epilogue_face.absorbed_lanes(layer, family, acc_bits=epi_bits, use_dsp=USE_DSP)
+    rows.add("combine_register", register(sum(min(b, epi_bits) for b, gone
+                                              in zip(acc_widths, into_dsp, strict=True)
+                                              if not gone)))
 
     # Stage 5: the epilogue into the PE-lane output register.
     rows.add("epilogue", epilogue_face.resources(layer, family, acc_bits=epi_bits,
