@@ -171,3 +171,51 @@ def test_network_with_scaled_logits():
     x = np.array([[-4, 3], [-3, 1]])  # unscaled logits [3, 5] and [0, 2]
     np.testing.assert_array_equal(golden.run(net, x)["fc"], [[9, 5], [0, 2]])
     np.testing.assert_array_equal(golden.predict(net, x), [0, 1])
+
+
+# -- hardware and cost faces --------------------------------------------------------------------
+
+def _folded_requant_layer(family_fold=(2, 4)):
+    w = np.arange(8 * 4).reshape(8, 4) % 7 - 3
+    rq = ir.Requant(np.array([3, 5, 7, 3, 6, 5, 1, 7]), 4, 0, 3)
+    return ir.Linear("fc", ("input",), ir.ActFormat(4, False, 0), w, 4, 0,
+                     np.arange(8) - 4, rq, U2, fold=ir.Fold(*family_fold))
+
+
+def test_requantizer_builds_one_multiplier_per_lane():
+    """The saturation's compares and mux share the rounded value: with per-channel
+    multipliers chosen by the fold index, the Verilog has exactly one multiply per PE lane
+    (Amaranth repeats an expression at each use when it is not a signal)."""
+    import re
+
+    from amaranth.back import verilog
+
+    from hwquant.hw.epilogue import epilogue_unit
+
+    layer = _folded_requant_layer()
+    lo, hi = ir.accumulator_range(layer)
+    text = verilog.convert(epilogue_unit(layer, acc_range=(lo, hi)), name="top",
+                           emit_src=False)
+    assert len(re.findall(r"\) \* \$signed\(", text)) == layer.fold.pe
+
+
+def test_xilinx_dsp_takes_the_requant_register_and_adders():
+    """On Xilinx a lane whose requantization multiply is a DSP block loses its combine
+    register, bias adder and rounding adder to the block; other families keep them."""
+    from hwquant.estimate import epilogue as cost
+    from hwquant.estimate.model import estimate_network
+
+    layer = _folded_requant_layer()
+    acc_bits = ir.accumulator_bits(layer)
+    assert cost.absorbed_lanes(layer, "ice40", acc_bits=acc_bits) == [False, False]
+    assert cost.absorbed_lanes(layer, "xilinx", acc_bits=acc_bits) == [True, True]
+    assert cost.absorbed_lanes(layer, "xilinx", acc_bits=acc_bits, use_dsp=False) == [False] * 2
+    net = ir.Network("n", (4,), layer.in_format, (layer,))
+    rows = {fam: {r["component"]: r["ff"] for r in estimate_network(net, fam).components}
+            for fam in ("ice40", "xilinx")}
+    assert rows["ice40"]["mvu.combine_register"] == 2 * acc_bits
+    assert "mvu.combine_register" not in rows["xilinx"]  # nothing left: no row
+    with_dsp = cost.resources(layer, "xilinx", acc_bits=acc_bits)
+    without = cost.resources(layer, "xilinx", acc_bits=acc_bits, use_dsp=False)
+    assert with_dsp.dsp == 2 and without.dsp == 0
+    assert with_dsp.lut < without.lut
