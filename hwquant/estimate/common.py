@@ -74,9 +74,11 @@ def counter(modulus: int, family: str) -> Resources:
 
 def const_select(values, family) -> Resources:
     """``Array(constants)[index]``: a function of the index bits per output bit (free when all
-    values agree)."""
+    values agree, and between two values: every bit is a constant, the index bit or its
+    inverse, which merges into the LUT or DSP port it feeds; measured on requantizers of two
+    folds, iCE40: 17 LUT a lane for 35 modelled with 2-value selects as ROMs)."""
     values = [int(v) for v in values]
-    if len(set(values)) <= 1:
+    if len(set(values)) <= 1 or len(values) <= 2:
         return Resources()
     width = max(ir.signed_bits_for(min(values), max(values)), 1)
     return rom(len(values), width, family)

@@ -108,18 +108,29 @@ def _requant_lane(acc_bits, biases, mults, shift, lo, hi, out_bits, family, use_
             product = const_product(mults[0], t_bits, True, family, use_dsp=use_dsp)[0]
             t_bits += max(2, mults[0].bit_length() + 1)
         else:
-            product = const_select(mults, family)
             mbits = ir.signed_bits_for(min(mults), max(mults))
-            product += multiplier(t_bits, mbits, family, use_dsp, signed=True)
+            product = multiplier(t_bits, mbits, family, use_dsp, signed=True)
+            if product.dsp == 0:
+                # In logic Yosys keeps only the multiplier bits some channel sets: one
+                # partial-product row each (a bit set by every channel is a plain shifted
+                # copy), summed by an adder per row but one.
+                rows = bin(np.bitwise_or.reduce(np.abs(mults))).count("1")
+                product = adder(t_bits + mbits, family) * max(rows - 1, 0)
+            product += const_select(mults, family)
             t_bits += mbits
     # A DSP48E1 multiply takes the bias adder in front (its pre-adder) and the rounding
-    # constant after it (its post-adder): xilinx_dsp packs both.
+    # constant after it (its post-adder): xilinx_dsp packs both; ice40_dsp packs the rounding
+    # constant into the SB_MAC16 adder (no pre-adder there).
     in_dsp = family == "xilinx" and product.dsp > 0
+    post_in_dsp = family in ("xilinx", "ice40") and product.dsp > 0
     if pre_add and not in_dsp:
         res += adder(acc_bits, family)
     res += product
     used = max(t_bits - max(shift, 0) + 1, 1)
-    if (shift > 0 or any(biases)) and not in_dsp:
+    # With nothing in between, Yosys folds the rounding constant into the bias adder on
+    # iCE40 and Xilinx (measured on requantizers of two folds; ECP5 and Gowin keep both).
+    merged = pre_add and product == Resources() and family in ("ice40", "xilinx")
+    if (shift > 0 or any(biases)) and not post_in_dsp and not merged:
         res += const_add(t_bits, used, family)
         if any(biases) and family in ("ecp5", "gowin"):
             res += Resources(lut=round(used / 2))  # bias and rounding constants apart
