@@ -114,7 +114,7 @@ def _requant_lane(acc_bits, biases, mults, shift, lo, hi, out_bits, family, use_
                 # In logic Yosys keeps only the multiplier bits some channel sets: one
                 # partial-product row each (a bit set by every channel is a plain shifted
                 # copy), summed by an adder per row but one.
-                rows = bin(np.bitwise_or.reduce(np.abs(mults))).count("1")
+                rows = int(np.bitwise_or.reduce(np.abs(mults))).bit_count()
                 product = adder(t_bits + mbits, family) * max(rows - 1, 0)
             product += const_select(mults, family)
             t_bits += mbits
