@@ -25,7 +25,7 @@ import numpy as np
 
 from .. import ir
 from .common import const_add, const_select, csd_digits, saturation
-from .resources import Resources, adder, comparator, multiplier, mux, popcount
+from .resources import Resources, adder, comparator, ice40_piece_in_dsp, multiplier, mux, popcount
 
 __all__ = ["resources", "requant", "thresholds", "logits", "absorbed_lanes", "USE_DSP"]
 
@@ -110,12 +110,18 @@ def _requant_lane(acc_bits, biases, mults, shift, lo, hi, out_bits, family, use_
         else:
             mbits = ir.signed_bits_for(min(mults), max(mults))
             product = multiplier(t_bits, mbits, family, use_dsp, signed=True)
+            # In logic Yosys keeps only the multiplier bits some channel sets: one
+            # partial-product row each (a bit set by every channel is a plain shifted copy),
+            # summed by an adder per row but one.
+            rows = int(np.bitwise_or.reduce(np.abs(mults))).bit_count()
+            left = t_bits % 16
             if product.dsp == 0:
-                # In logic Yosys keeps only the multiplier bits some channel sets: one
-                # partial-product row each (a bit set by every channel is a plain shifted
-                # copy), summed by an adder per row but one.
-                rows = int(np.bitwise_or.reduce(np.abs(mults))).bit_count()
                 product = adder(t_bits + mbits, family) * max(rows - 1, 0)
+            elif family == "ice40" and left and not ice40_piece_in_dsp(left, mbits):
+                # The piece of a split multiply too small for an SB_MAC16 is such logic.
+                product = (multiplier(t_bits - left, mbits, family, use_dsp, signed=True)
+                           + adder(left + mbits, family) * max(rows - 1, 0)
+                           + adder(max(t_bits + mbits - 18, 1), family))
             product += const_select(mults, family)
             t_bits += mbits
     # A DSP48E1 multiply takes the bias adder in front (its pre-adder) and the rounding

@@ -46,6 +46,7 @@ __all__ = [
     "mux",
     "const_multiplier",
     "multiplier",
+    "ice40_piece_in_dsp",
     "dsp_blocks",
     "rom",
     "rom_in_bram",
@@ -370,7 +371,7 @@ def dsp_blocks(abits, bbits, family, *, signed=False):
     if family == "ice40":
         if b < 2 or a + b < 11:
             return 0
-        return -(-a // 16) * -(-b // 16)
+        return sum(ice40_piece_in_dsp(pa, pb) for pa, pb in _ice40_pieces(a, b))
     if family == "ecp5":
         if b < 2:
             return 0
@@ -393,6 +394,20 @@ def dsp_blocks(abits, bbits, family, *, signed=False):
     return blocks
 
 
+def _ice40_pieces(a, b) -> list:
+    """``(a, b)`` widths of the 16 x 16 pieces ``mul2dsp`` splits an iCE40 multiply into."""
+    def split(n):
+        return [16] * (n // 16) + ([n % 16] if n % 16 else [])
+    return [(pa, pb) for pa in split(a) for pb in split(b)]
+
+
+def ice40_piece_in_dsp(pa, pb) -> bool:
+    """Whether ``mul2dsp`` maps a ``pa`` x ``pb`` piece of an iCE40 multiply to an SB_MAC16."""
+    # A piece too small for SB_MAC16 (under 2 bits, or a product under 11 bits) stays in LUTs
+    # (a 21 x 4 requantization multiply: one SB_MAC16 and a 5 x 4 LUT multiplier).
+    return min(pa, pb) >= 2 and pa + pb >= 11
+
+
 def dsp_product(abits, bbits, family, signed):
     """A multiply of ``abits`` x ``bbits`` in DSP blocks (:func:`dsp_blocks`), with the
     fabric adders that sum the partial products of a split one; ``None`` when Yosys keeps the
@@ -402,8 +417,15 @@ def dsp_product(abits, bbits, family, signed):
         return None
     # Partial products of split multiplies are summed in fabric.
     extra = Resources()
-    if blocks > 1:
-        extra = adder(max(abits + bbits - 18, 1), family) * (blocks - 1)
+    pieces = blocks
+    if family == "ice40":
+        small = [(pa, pb) for pa, pb in _ice40_pieces(max(abits, bbits), min(abits, bbits))
+                 if not ice40_piece_in_dsp(pa, pb)]
+        for pa, pb in small:
+            extra += multiplier(pa, pb, family, False, signed=signed)
+        pieces += len(small)
+    if pieces > 1:
+        extra += adder(max(abits + bbits - 18, 1), family) * (pieces - 1)
     return Resources(dsp=blocks) + extra
 
 
