@@ -62,7 +62,7 @@ def test_layout_per_pe():
     assert lay.shared and lay.parts == 1 and lay.index_bits == (1, 0, 1, 0)
     assert lay.plain_bits == 4
     with pytest.raises(MemoError, match=r"^Layer 'conv': the memo engine cannot serve it: no PE "
-                                        r"needs fewer products .* SIMD=1 multipliers"):
+                                        r"needs fewer sums and multiplies than its SIMD=1 multipliers"):
         check_memo(conv, ir.Fold(4, 1))
 
 

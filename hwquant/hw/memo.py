@@ -33,7 +33,15 @@ from amaranth.hdl import Module, Mux, Signal, signed
 
 from .. import ir
 from ..layout import pack_lanes
-from ..memo import check_memo, memo_layout
+from ..memo import (
+    check_memo,
+    combine_terms,
+    common_factor,
+    is_shift,
+    memo_layout,
+    part_ranges,
+    sum_range,
+)
 from .arith import adder_tree, const_signed
 from .engine import Engine
 from .fixed import DotEngine
@@ -45,10 +53,6 @@ __all__ = ["MemoEngine"]
 def _field_bits(lay, simd) -> list:
     return [simd * (b if g else lay.plain_bits) for g, b in zip(lay.grouped, lay.index_bits,
                                                                  strict=True)]
-
-
-def _sum_range(n, fmt):
-    return n * min(fmt.lo, 0), n * max(fmt.hi, 0)
 
 
 class MemoEngine(Engine):
@@ -89,24 +93,13 @@ class MemoEngine(Engine):
 
     @classmethod
     def part_ranges(cls, layer, weights) -> np.ndarray:
-        lay = memo_layout(layer)
-        fmt, pe = layer.in_format, layer.fold.pe
-        w = np.asarray(weights, dtype=np.int64)
-        out = np.zeros((layer.out_channels, lay.parts, 2), dtype=np.int64)
-        for c in range(layer.out_channels):
-            if lay.grouped[c % pe]:
-                for j, v in enumerate(lay.groups[c].values):
-                    out[c, j] = _sum_range(int((w[c] == v).sum()), fmt)
-            else:
-                lo, hi = ir.matrix_range(w[c][None], np.zeros(1, dtype=np.int64), fmt)
-                out[c, 0] = (int(lo[0]), int(hi[0]))
-        return out
+        return part_ranges(layer, weights)
 
     @classmethod
     def shared_ranges(cls, layer) -> list:
         if not memo_layout(layer).shared:
             return []
-        return [_sum_range(layer.fan_in, layer.in_format)]
+        return [sum_range(layer.fan_in, layer.in_format)]
 
     @classmethod
     def combine_ranges(cls, layer, weights) -> np.ndarray:
@@ -123,13 +116,13 @@ class MemoEngine(Engine):
         if constant:
             ranges = [tuple(r) for r in self.part_ranges(layer, weights).reshape(-1, 2)]
         else:
-            ranges = [_sum_range(simd, fmt)]
+            ranges = [sum_range(simd, fmt)]
             if not all(lay.grouped):
                 ranges.append(DotEngine.value_range(None, simd=simd, x_format=fmt,
                                                     weight_bits=lay.plain_bits))
         part_bits = max(ir.signed_bits_for(min(lo, 0), max(hi, 0)) for lo, hi in ranges)
         super().__init__(layer, weights, pe=pe, simd=simd, part_bits=part_bits,
-                         shared_bits=ir.signed_bits_for(*_sum_range(simd, fmt)))
+                         shared_bits=ir.signed_bits_for(*sum_range(simd, fmt)))
 
     def _part(self, p, j):
         return self.parts[p * self._lay.parts + j]
@@ -183,32 +176,41 @@ class MemoEngine(Engine):
 
     def combine(self, m, parts, shared, nf):
         """``sum_j (g_j - b) * G_j + b * S`` per grouped PE, the coefficients of the channel
-        at fold ``nf``; ``G_0`` for a plain PE."""
+        at fold ``nf``; ``G_0`` for a plain PE. With one channel per PE the coefficients are
+        constants and their common factor is multiplied once, after the sum."""
         lay, pe = self._lay, self._pe
         out = []
         for p in range(pe):
             if not lay.grouped[p]:
                 out.append(parts[p][0])
                 continue
-            chans = lay.groups[p::pe]
-            terms = []
-            for j in range(lay.pe_groups(p)):
-                coefs = [g.coefficients[j] if j < len(g.values) else 0 for g in chans]
-                terms.append(_scaled(m, parts[p][j], coefs, nf, f"coef{p}_{j}"))
-            if any(g.base for g in chans):
-                terms.append(_scaled(m, shared[0], [g.base for g in chans], nf, f"base{p}"))
-            out.append(adder_tree([t for t in terms if t is not None]))
+            terms = combine_terms(lay, p)
+            value = [shared[0] if j < 0 else parts[p][j] for j, _ in terms]
+            if all(len(set(c)) == 1 for _, c in terms):
+                d, inner = common_factor([c[0] for _, c in terms])
+                out.append(_times(adder_tree([_times(v, c) for v, c in
+                                              zip(value, inner, strict=True)]), d))
+                continue
+            out.append(adder_tree([_tabled(m, v, c, nf, f"coef{p}_{k}")
+                                   for k, (v, (_, c)) in enumerate(zip(value, terms,
+                                                                       strict=True))]))
         return out
 
 
-def _scaled(m, value, coefs, nf, name):
+def _times(value, c):
+    """``value * c`` for a constant ``c``: wiring and a negation for ``+-2^k``."""
+    if is_shift(c):
+        k = abs(int(c)).bit_length() - 1
+        shifted = value << k if k else value
+        return shifted if c > 0 else -shifted
+    return value * const_signed(c)
+
+
+def _tabled(m, value, coefs, nf, name):
     """``value * coefs[nf]``: a constant multiply when every fold has the same coefficient,
-    else a multiplier fed by the coefficient table; None when every coefficient is 0."""
-    if not any(coefs):
-        return None
+    else a multiplier fed by the coefficient table."""
     if len(set(coefs)) == 1:
-        c = coefs[0]
-        return value if c == 1 else value * const_signed(c)
+        return _times(value, coefs[0])
     coef = Signal(signed(max(ir.signed_bits_for(min(min(coefs), 0), max(max(coefs), 0)), 2)),
                   name=name)
     with m.Switch(nf):
