@@ -371,7 +371,7 @@ def cmd_compile(args) -> dict:
     board = _board_arg(args)
     net = hwq.load(args.network)
     res = compile_network(net, args.output, fold=args.fold, target_cycles=args.target_cycles,
-                          fifo_depth=args.fifo_depth, board=board,
+                          fifo_depth=args.fifo_depth, board=board, engines=args.engine,
                           progress=_progress("compile"))
     report = dict(res.report)
     for key in ("verilog", "verilog_probes", "network"):
@@ -379,7 +379,11 @@ def cmd_compile(args) -> dict:
     _say(f"compiled {len(res.network.layers)} layers -> {report['verilog']}")
     for row in report["layers"]:
         fold = f"PE={row['pe']} SIMD={row['simd']}" if row["pe"] else ""
-        _say(f"  {row['name']:<12} {row['kind']:<10} {fold:<18} {row['cycles']:>8} cycles")
+        engine = f"engine {row['engine']}" if row["pe"] else ""
+        _say(f"  {row['name']:<12} {row['kind']:<10} {fold:<18} {engine:<12} "
+             f"{row['cycles']:>8} cycles")
+        if row["pe"]:
+            _say(f"  {'':<12} engine: {row['engine_reason']}")
     _say(f"  {report['cycles_per_inference']} cycles per inference (replayed schedule; "
          f"busiest stage {report['bottleneck_cycles']})")
     fifos = report["fifos"]
@@ -770,6 +774,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="check the design fits this board (see boards/)")
     p.add_argument("--boards-dir", default=None, metavar="DIR",
                    help="a directory of your own board files (<id>.toml), beside the bundled")
+    p.add_argument("--engine", action="append", default=[], metavar="LAYER=ENGINE",
+                   help="dot engine of a layer: plain (its kind's own) or memo (value-grouped "
+                   "sums, one product per distinct weight value); repeatable; unnamed layers: "
+                   "the cheaper by the cost model")
     p.add_argument("-o", "--output", required=True, metavar="BUILD_DIR")
 
     p = command("build", cmd_build, "build a network for a board: Verilog, constraints, Yosys, "
