@@ -4,8 +4,9 @@ MVU (the templates stored as ``+-A_c`` integers, as 8-bit fixed point stores the
 plain fixed engine and with the ``memo`` engine (value-grouped sums: a template kernel's two
 values ``+-A_c`` give ``A_c * (2 * sum_on x - sum x)``, one shared window sum, one constant
 multiply per channel; the 4 random kernels stay plain PEs): Yosys LUT/FF/DSP on ice40 and
-xilinx (default DSP inference), the cost model's LUT/DSP, and the multipliers each
-instantiates, side by side, unrolled (PE = 16, SIMD = 9) and folded (PE = 16, SIMD = 3).
+xilinx (default DSP inference, and without DSP blocks, Yosys ``-nodsp``: every multiplier in
+LUTs), the cost model's LUT/DSP (default inference), and the multipliers each instantiates,
+side by side, unrolled (PE = 16, SIMD = 9) and folded (PE = 16, SIMD = 3).
 
 Run: ``.venv/bin/python benchmarks/bench_templates.py [--json OUT]``. Unsigned 8-bit
 activations; the fixed channels' weights and the template magnitudes ``A_c`` in 40..127 are
@@ -83,32 +84,40 @@ def main():
     for fold_name, fold in FOLDS.items():
         for lay in layers(fold, np.random.default_rng(0)):
             for family in ("ice40", "xilinx"):
-                tmp = Path(tempfile.mkdtemp())
-                mvu = MatrixVectorUnit(lay, conv_weight_matrix(lay.weight))
-                (tmp / "mvu.v").write_text(verilog.convert(mvu, name="top"))
-                res = synthesize(tmp / "mvu.v", "top", family, workdir=tmp / family,
-                                 splitnets=True)
-                est = model(lay, family)
-                row = {"fold": fold_name, "kind": name(lay), "family": family,
-                       "lut": res.lut, "ff": res.ff, "dsp": res.dsp,
-                       "model_lut": est.lut, "model_dsp": est.dsp,
-                       "multipliers": multipliers(lay)}
-                rows.append(row)
-                print(f"{fold_name:<9} {name(lay):<9} {family:<7} LUT {res.lut:>5}  "
-                      f"FF {res.ff:>5}  DSP {res.dsp:>3}  multipliers {row['multipliers']:>3}"
-                      f"   model LUT {est.lut:>5} ({(est.lut - res.lut) / res.lut:+.0%}) "
-                      f"DSP {est.dsp:>3}", flush=True)
+                for nodsp in (False, True):
+                    tmp = Path(tempfile.mkdtemp())
+                    mvu = MatrixVectorUnit(lay, conv_weight_matrix(lay.weight))
+                    (tmp / "mvu.v").write_text(verilog.convert(mvu, name="top"))
+                    res = synthesize(tmp / "mvu.v", "top", family, workdir=tmp / family,
+                                     splitnets=True, nodsp=nodsp)
+                    row = {"fold": fold_name, "kind": name(lay), "family": family,
+                           "nodsp": nodsp, "lut": res.lut, "ff": res.ff, "dsp": res.dsp,
+                           "multipliers": multipliers(lay)}
+                    model_note = ""
+                    if not nodsp:
+                        est = model(lay, family)
+                        row.update(model_lut=est.lut, model_dsp=est.dsp)
+                        model_note = (f"   model LUT {est.lut:>5} "
+                                      f"({(est.lut - res.lut) / res.lut:+.0%}) DSP {est.dsp:>3}")
+                    rows.append(row)
+                    flavour = f"{family}{'-nodsp' if nodsp else ''}"
+                    print(f"{fold_name:<9} {name(lay):<9} {flavour:<13} LUT {res.lut:>5}  "
+                          f"FF {res.ff:>5}  DSP {res.dsp:>3}  multipliers "
+                          f"{row['multipliers']:>3}{model_note}", flush=True)
     print()
     for fold_name in FOLDS:
         for family in ("ice40", "xilinx"):
-            r = {x["kind"]: x for x in rows if x["fold"] == fold_name and x["family"] == family}
-            f = r["fixed"]
-            base = f["lut"] + f["dsp"]
-            for kind in ("template", "memo"):
-                t = r[kind]
-                print(f"{fold_name} {family}: {kind} LUT+DSP {t['lut'] + t['dsp']} vs plain "
-                      f"fixed {base} ({(t['lut'] + t['dsp']) / base:.2f} x), multipliers "
-                      f"{t['multipliers']} vs {f['multipliers']}")
+            for nodsp in (False, True):
+                r = {x["kind"]: x for x in rows if x["fold"] == fold_name
+                     and x["family"] == family and x["nodsp"] == nodsp}
+                f = r["fixed"]
+                base = f["lut"] + f["dsp"]
+                flavour = f"{family}{'-nodsp' if nodsp else ''}"
+                for kind in ("template", "memo"):
+                    t = r[kind]
+                    print(f"{fold_name} {flavour}: {kind} LUT+DSP {t['lut'] + t['dsp']} vs "
+                          f"plain fixed {base} ({(t['lut'] + t['dsp']) / base:.2f} x), "
+                          f"multipliers {t['multipliers']} vs {f['multipliers']}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
 
