@@ -25,6 +25,7 @@ implementation choice, so it serves any layer with non-bipolar inputs that has a
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -100,8 +101,13 @@ class MemoLayout:
 
 def memo_layout(layer, fold: ir.Fold | None = None) -> MemoLayout:
     """The :class:`MemoLayout` of ``layer`` at ``fold`` (default: its own). Group membership
-    does not depend on the lane order, so the layer's natural weight matrix serves."""
-    fold = fold or layer.fold
+    does not depend on the lane order, so the layer's natural weight matrix serves. Cached
+    per layer object (layers are immutable) and fold."""
+    return _layout(layer, fold or layer.fold)
+
+
+@functools.lru_cache(maxsize=256)
+def _layout(layer, fold) -> MemoLayout:
     w = layer.weight_matrix()
     groups = tuple(channel_groups(row) for row in w)
     pe, simd = fold.pe, fold.simd

@@ -122,7 +122,7 @@ def resources(layer, family, *, use_dsp=True) -> Resources:
     lay = memo_layout(layer)
     fmt, simd, pe = layer.in_format, layer.fold.simd, layer.fold.pe
     xbits, sf = fmt.bits, layer.fan_in // simd
-    w = fixed_cost_weights(layer)
+    w = _lane_weights(layer)
     res = Resources()
     if lay.shared:
         total = _bits(*sum_range(layer.fan_in, fmt))
@@ -159,7 +159,7 @@ def resources(layer, family, *, use_dsp=True) -> Resources:
     return res
 
 
-def fixed_cost_weights(layer) -> np.ndarray:
+def _lane_weights(layer) -> np.ndarray:
     """The ``(OC, F)`` weights in window-lane order for a conv (as the MVU sees them); a
     linear layer's natural order (group sizes do not depend on the order)."""
     from ..layout import conv_weight_matrix
