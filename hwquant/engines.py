@@ -5,8 +5,10 @@ choice by the cost model, and the user's ``LAYER=ENGINE`` overrides.
 value-grouped engine (:mod:`hwquant.memo`), an implementation choice that never changes a
 layer's output. For every weight layer the memo engine can serve at its fold, the compiler
 models the whole MVU both ways (:func:`hwquant.estimate.mvu.mvu_resources`, for the board's
-family, ``ice40`` without a board) and takes memo when its cost ``LUT + DSP_LUTS * DSP`` is
-lower; each choice is reported with its reason and both costs.
+family, ``ice40`` without a board) and takes memo when it is cheaper both with DSP inference
+(``LUT + DSP_LUTS * DSP``) and without DSP blocks (LUTs, Yosys ``-nodsp``): a DSP block that
+holds a 2-bit product is not worth 64 LUTs, one that holds an 8 x 8 product is. Each choice is
+reported with its reason and both costs.
 """
 
 from __future__ import annotations
@@ -67,8 +69,9 @@ def choose_engines(net: ir.Network, overrides=None, *, family=None) -> tuple:
     """``(network with each weight layer's Fold.engine set, {layer: choice})`` for a folded
     network. ``overrides`` ``{layer: engine}`` (or ``LAYER=ENGINE`` strings) win over the cost
     model; naming a layer that is not a weight layer, or ``memo`` for a layer it cannot serve,
-    raises :class:`EngineError`. A choice is ``{"engine", "reason", "cost"}`` with ``cost``
-    the modelled MVU per engine (``None`` for memo when it cannot serve the layer)."""
+    raises :class:`EngineError`. A choice is ``{"engine", "reason", "cost", "lut_without_dsp",
+    "family"}`` with ``cost`` the modelled MVU per engine (``None`` for memo when it cannot
+    serve the layer) and ``lut_without_dsp`` its LUTs when no DSP block is used."""
     from .estimate.mvu import mvu_resources
 
     overrides = parse_engine_specs(overrides)
@@ -91,18 +94,25 @@ def choose_engines(net: ir.Network, overrides=None, *, family=None) -> tuple:
             except HwquantError as e:
                 raise EngineError(f"{e} (--engine {layer.name}=memo)") from None
         plain_res = mvu_resources(plain, weights, family)
-        memo_res = None if why_not else mvu_resources(memo, weights, family)
+        plain_lut = mvu_resources(plain, weights, family, use_dsp=False).lut
+        memo_res = memo_lut = None
+        if not why_not:
+            memo_res = mvu_resources(memo, weights, family)
+            memo_lut = mvu_resources(memo, weights, family, use_dsp=False).lut
         cost = {"plain": _row(plain_res), "memo": None if memo_res is None else _row(memo_res)}
+        cost_nodsp = {"plain": plain_lut, "memo": memo_lut}
         if want is not None:
             engine, reason = want, "requested (--engine)"
         elif why_not:
             engine, reason = "plain", f"memo cannot serve it: {why_not}"
         else:
-            engine = "memo" if _cost(memo_res) < _cost(plain_res) else "plain"
-            reason = (f"cost model ({family}, LUT + {DSP_LUTS} x DSP): memo {_cost(memo_res)} "
-                      f"vs plain {_cost(plain_res)}")
+            cheaper = _cost(memo_res) < _cost(plain_res) and memo_lut < plain_lut
+            engine = "memo" if cheaper else "plain"
+            reason = (f"cost model ({family}): memo {_cost(memo_res)} vs plain "
+                      f"{_cost(plain_res)} LUT + {DSP_LUTS} x DSP, {memo_lut} vs {plain_lut} "
+                      f"LUT without DSP blocks")
         choices[layer.name] = {"engine": engine, "reason": reason, "cost": cost,
-                               "family": family}
+                               "lut_without_dsp": cost_nodsp, "family": family}
         if engine != layer.fold.engine:
             net = net.replace_layer(layer.name,
                                     fold=dataclasses.replace(layer.fold, engine=engine))

@@ -52,9 +52,10 @@ def test_compiler_chooses_memo_and_sim_bit_exact(tmp_path):
     engines = {name: row["engine"] for name, row in res.report["engines"].items()}
     assert engines == {"stem": "memo", "head": "memo"}, res.report["engines"]
     for row in res.report["engines"].values():
-        assert row["reason"].startswith("cost model (ice40")
+        assert row["reason"].startswith("cost model (ice40)")
         assert row["cost"]["memo"]["lut"] + 64 * row["cost"]["memo"]["dsp"] < \
             row["cost"]["plain"]["lut"] + 64 * row["cost"]["plain"]["dsp"]
+        assert row["lut_without_dsp"]["memo"] < row["lut_without_dsp"]["plain"]
     report = json.loads((tmp_path / "b" / "compile.json").read_text())
     assert {r["name"]: r.get("engine") for r in report["layers"]
             if r["pe"]} == {"stem": "memo", "head": "memo"}

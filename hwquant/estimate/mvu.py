@@ -45,17 +45,18 @@ class _Sum:
         self.total += res
 
 
-def mvu_resources(layer, weights, family) -> Resources:
+def mvu_resources(layer, weights, family, *, use_dsp=USE_DSP) -> Resources:
     """The whole MVU of ``layer`` (weights ``(OC, F)`` in stream order) as one sum: what
     :func:`mvu` adds row by row."""
     rows = _Sum()
-    mvu(rows, layer, weights, family)
+    mvu(rows, layer, weights, family, use_dsp=use_dsp)
     return rows.total
 
 
-def mvu(rows, layer, weights, family):
+def mvu(rows, layer, weights, family, *, use_dsp=USE_DSP):
     """Add the parts of the MVU of ``layer`` (weights ``(OC, F)`` in stream order) to
-    ``rows`` (a collector with ``add(part, resources, lutram=0)``)."""
+    ``rows`` (a collector with ``add(part, resources, lutram=0)``); ``use_dsp=False`` models
+    Yosys ``-nodsp`` (every multiply in LUTs)."""
     pe, simd = layer.fold.pe, layer.fold.simd
     oc, fan_in = layer.out_channels, layer.fan_in
     nf, sf = oc // pe, fan_in // simd
@@ -91,7 +92,7 @@ def mvu(rows, layer, weights, family):
     # Stage 1: operand register, the buffer/stream mux, the weight ROM.
     absorb = getattr(kind, "absorbed_registers", None)
     adder_graph = not memo and uses_constant_matrix(layer)
-    absorbed = (absorb(layer, family, use_dsp=USE_DSP) if absorb is not None and not adder_graph
+    absorbed = (absorb(layer, family, use_dsp=use_dsp) if absorb is not None and not adder_graph
                 else {"operand": 0, "dot": [False] * pe})
     operand_absorbed = absorbed["operand"] if nf == 1 else 0
     rows.add("operand_register", register(simd * xbits - operand_absorbed))
@@ -103,13 +104,13 @@ def mvu(rows, layer, weights, family):
         rom += counter(nf * sf, family)  # the ROM address
         rows.add("weight_rom", rom)
     rows.add("dot_engines", constant_matrix.resources(layer, weights, family) if adder_graph
-             else kind.resources(layer, family, use_dsp=USE_DSP))
+             else kind.resources(layer, family, use_dsp=use_dsp))
 
     if memo:  # several partial sums per PE: the memo face sizes them
         dots, acc, acc_widths = memo_face.parts_resources(layer, weights, family)
         rows.add("dot_registers", dots)
         rows.add("accumulators", acc)
-        _tail(rows, layer, family, acc_widths)
+        _tail(rows, layer, family, acc_widths, use_dsp)
         return
 
     # Stage 2: engine sums, one per PE, as wide as the engine's worst-case sum (the lanes of
@@ -137,10 +138,10 @@ def mvu(rows, layer, weights, family):
         else:
             acc += register(min(bits, dot_bits[p]))
     rows.add("accumulators", acc)
-    _tail(rows, layer, family, acc_widths)
+    _tail(rows, layer, family, acc_widths, use_dsp)
 
 
-def _tail(rows, layer, family, acc_widths):
+def _tail(rows, layer, family, acc_widths, use_dsp):
     """Stages 4 and 5: the combine register (``acc_widths`` per PE, sign-extended to the
     epilogue's width), the epilogue and the output register."""
     pe = layer.fold.pe
@@ -150,5 +151,5 @@ def _tail(rows, layer, family, acc_widths):
 
     # Stage 5: the epilogue into the PE-lane output register.
     rows.add("epilogue", epilogue_face.resources(layer, family, acc_bits=epi_bits,
-                                                 use_dsp=USE_DSP))
+                                                 use_dsp=use_dsp))
     rows.add("output_register", register(pe * layer.out_format.bits))
