@@ -120,9 +120,19 @@ def cmd_train(args) -> dict:
     import torch
 
     from .paths import atomic_file
-    from .train import default_model, export_model, train
+    from .train import default_model, export_model, plot_learning_curves, train
 
     ds = _dataset(args)
+    if args.baseline and not args.templates:
+        raise HwquantError("--baseline trains an untemplated model beside a templated one; "
+                           "it needs --templates T")
+    curves_png = args.curves
+    if curves_png is None and args.templates:
+        curves_png = str(Path(args.output).with_suffix("")) + ".curves.png"
+    if curves_png is not None:
+        from .paths import check_output_file
+
+        check_output_file(Path(curves_png), what="learning curves")
     model = default_model(ds.x_train.shape[1:], ds.num_classes, seed=args.seed)
     freeze = None
     if args.templates:
@@ -130,8 +140,18 @@ def cmd_train(args) -> dict:
 
         freeze = fix_templates(model, args.templates)
     t0 = time.monotonic()
+    history = [] if curves_png is not None else None
     acc = train(model, ds, epochs=args.epochs, seed=args.seed, progress=not args.quiet,
-                freeze=freeze)
+                freeze=freeze, history=history)
+    curves = {}
+    if history is not None:
+        curves[f"{args.templates} templates" if args.templates else "trained"] = history
+    base_acc = None
+    if args.baseline:
+        base = default_model(ds.x_train.shape[1:], ds.num_classes, seed=args.seed)
+        curves["no templates"] = []
+        base_acc = train(base, ds, epochs=args.epochs, seed=args.seed,
+                         progress=not args.quiet, history=curves["no templates"])
     with atomic_file(args.output, what="model file") as tmp:
         export_model(model, torch.tensor(ds.x_test[:2]), tmp)
     report = {"model": os.path.abspath(args.output), "dataset": _dataset_info(args),
@@ -145,6 +165,15 @@ def cmd_train(args) -> dict:
              f"trainable parameters {freeze.params_before} -> {freeze.params_after} "
              f"({freeze.layer} weights {freeze.conv_weights_before} -> "
              f"{freeze.conv_weights_after})")
+    if base_acc is not None:
+        report["accuracy"]["untemplated"] = base_acc
+        _say(f"untemplated baseline (same seed): float test accuracy {base_acc:.2%}")
+    if curves:
+        with atomic_file(curves_png, what="learning curves") as tmp:
+            plot_learning_curves(curves, tmp)
+        report["curves"] = curves
+        report["curves_png"] = os.path.abspath(curves_png)
+        _say(f"learning curves -> {curves_png}")
     return report
 
 
@@ -371,7 +400,7 @@ def cmd_compile(args) -> dict:
     board = _board_arg(args)
     net = hwq.load(args.network)
     res = compile_network(net, args.output, fold=args.fold, target_cycles=args.target_cycles,
-                          fifo_depth=args.fifo_depth, board=board,
+                          fifo_depth=args.fifo_depth, board=board, engines=args.engine,
                           progress=_progress("compile"))
     report = dict(res.report)
     for key in ("verilog", "verilog_probes", "network"):
@@ -379,7 +408,11 @@ def cmd_compile(args) -> dict:
     _say(f"compiled {len(res.network.layers)} layers -> {report['verilog']}")
     for row in report["layers"]:
         fold = f"PE={row['pe']} SIMD={row['simd']}" if row["pe"] else ""
-        _say(f"  {row['name']:<12} {row['kind']:<10} {fold:<18} {row['cycles']:>8} cycles")
+        engine = f"engine {row['engine']}" if row["pe"] else ""
+        _say(f"  {row['name']:<12} {row['kind']:<10} {fold:<18} {engine:<12} "
+             f"{row['cycles']:>8} cycles")
+        if row["pe"]:
+            _say(f"  {'':<12} engine: {row['engine_reason']}")
     _say(f"  {report['cycles_per_inference']} cycles per inference (replayed schedule; "
          f"busiest stage {report['bottleneck_cycles']})")
     fifos = report["fifos"]
@@ -673,6 +706,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fix the first T kernels of the first conv layer to the HLAC templates "
                         "(+-3/sqrt(fan_in), excluded from every update; 3x3 kernels, T at most "
                         "the layer's output channels and 25)")
+    p.add_argument("--curves", default=None, metavar="PNG",
+                   help="write the learning curves (training loss, test accuracy per epoch) "
+                        "as a PNG (default with --templates: MODEL.curves.png)")
+    p.add_argument("--baseline", action="store_true",
+                   help="with --templates: also train the untemplated model (same seed) and "
+                        "plot both")
     p.add_argument("-o", "--output", required=True, metavar="MODEL.pt2")
 
     p = command("quantize", cmd_quantize, "quantize an exported model into a .hwq network")
@@ -770,6 +809,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="check the design fits this board (see boards/)")
     p.add_argument("--boards-dir", default=None, metavar="DIR",
                    help="a directory of your own board files (<id>.toml), beside the bundled")
+    p.add_argument("--engine", action="append", default=[], metavar="LAYER=ENGINE",
+                   help="dot engine of a layer: plain (its kind's own) or memo (value-grouped "
+                   "sums, one product per distinct weight value); repeatable; unnamed layers: "
+                   "the cheaper by the cost model")
     p.add_argument("-o", "--output", required=True, metavar="BUILD_DIR")
 
     p = command("build", cmd_build, "build a network for a board: Verilog, constraints, Yosys, "

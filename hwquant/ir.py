@@ -29,6 +29,7 @@ __all__ = [
     "ActFormat",
     "BIPOLAR",
     "Fold",
+    "ENGINES",
     "Requant",
     "Thresholds",
     "Logits",
@@ -213,18 +214,30 @@ class ActFormat:
 BIPOLAR = ActFormat(1, False, 0, bipolar=True)
 
 
+#: MVU dot engines a layer can be built with (:attr:`Fold.engine`): ``plain``, its kind's own
+#: engine; ``memo``, :class:`hwquant.hw.memo.MemoEngine` (value-grouped sums, one product per
+#: distinct weight value; :mod:`hwquant.memo`). An implementation choice: the integer
+#: semantics of the layer do not depend on it.
+ENGINES = ("plain", "memo")
+
+
 @dataclass(frozen=True)
 class Fold:
-    """MVU folding: ``pe`` output channels and ``simd`` input elements per cycle."""
+    """MVU folding: ``pe`` output channels and ``simd`` input elements per cycle, and the dot
+    engine (one of :data:`ENGINES`) that computes them."""
 
     pe: int = 1
     simd: int = 1
+    engine: str = "plain"
 
     def __post_init__(self):
         for name in ("pe", "simd"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"Fold {name.upper()} must be a positive integer, not {v!r}")
+        if self.engine not in ENGINES:
+            raise ValueError(f"Fold engine must be one of {', '.join(ENGINES)}, not "
+                             f"{self.engine!r}")
 
 
 @dataclass(frozen=True, eq=False)
