@@ -14,7 +14,7 @@ from .streams import activation_signature
 __all__ = ["MatrixVectorUnit", "LATENCY"]
 
 #: Cycles from issuing the last slice of a neuron fold to its output beat's ``valid``.
-LATENCY = 5
+LATENCY = 6
 
 
 def _range_bits(ranges) -> int:
@@ -43,8 +43,9 @@ class MatrixVectorUnit(wiring.Component):
 
     Pipeline, all stages advancing together whenever the output register is empty or being
     taken: fold counters and buffer/ROM addresses -> operands (SIMD lanes, ROM word) -> engine
-    sums register -> accumulators -> combine register -> epilogue into the output register.
-    An output beat is valid :data:`LATENCY` (5) cycles after its fold's last slice issued;
+    sums register -> accumulators -> combine register -> epilogue (its pipeline register) ->
+    output register.
+    An output beat is valid :data:`LATENCY` (6) cycles after its fold's last slice issued;
     ``o_stream.valid`` comes from a register. :class:`hwquant.schedule.mvu.MatrixVectorUnitTiming`
     is the cycle-exact handshake model.
 
@@ -168,8 +169,13 @@ class MatrixVectorUnit(wiring.Component):
             ]
             with m.If(accept):
                 m.d.sync += wa.eq(Mux(wa == words - 1, 0, wa + 1))
-            lead_next = Signal.like(lead)
-            m.d.comb += lead_next.eq(lead + accept - Mux(done, sf, 0))
+            # Every sum below is formed from registers (and the upstream valid) alone; issue
+            # (which waits on the downstream ready) only picks among them.
+            lead_in, lead_out = Signal.like(lead), Signal.like(lead)
+            avail_in, avail_step = Signal.like(avail), Signal.like(avail)
+            m.d.comb += [lead_in.eq(lead + accept), lead_out.eq(lead + accept - sf),
+                         avail_in.eq(avail + accept), avail_step.eq(avail + accept - 1)]
+            lead_next = Mux(done, lead_out, lead_in)
             # After a vector's last step lead <= words - sf < words; otherwise lead grows by
             # the accepted beat.
             m.d.sync += [lead.eq(lead_next),
@@ -177,9 +183,9 @@ class MatrixVectorUnit(wiring.Component):
             with m.If(issue & last_sf):
                 m.d.sync += [avail.eq(lead_next), first_fold.eq(last_nf)]
             with m.Elif(issue):
-                m.d.sync += avail.eq(avail + accept - 1)
+                m.d.sync += avail.eq(avail_step)
             with m.Else():
-                m.d.sync += avail.eq(avail + accept)
+                m.d.sync += avail.eq(avail_in)
             with m.If(issue):
                 with m.If(last_step):
                     m.d.sync += [bank.eq(~bank), ra.eq(Mux(bank, 0, sf))]
@@ -259,12 +265,13 @@ class MatrixVectorUnit(wiring.Component):
             m.d.sync += [d4.eq(d3), nf4.eq(nf3)]
             m.d.sync += [r.eq(v) for r, v in zip(comb_r, combined)]
 
-        # -- stage 5: epilogue into the output register --------------------------------------
+        # -- stages 5 and 6: the epilogue (its own pipeline register) into the output register
         m.submodules.epilogue = epi
         m.d.comb += [epi.acc[p].eq(r) for p, r in enumerate(comb_r)]
-        m.d.comb += epi.nf.eq(nf4)
+        m.d.comb += [epi.nf.eq(nf4), epi.en.eq(en)]
+        d5 = Signal()
         with m.If(en):
-            m.d.sync += o_s.valid.eq(d4)
-            with m.If(d4):
+            m.d.sync += [d5.eq(d4), o_s.valid.eq(d5)]
+            with m.If(d5):
                 m.d.sync += o_s.payload.eq(epi.y)
         return m
