@@ -154,6 +154,14 @@ def decomposition_bytes(rows: int, d: int, k: int) -> int:
     return rows * d * (8 * 6) + rows * (1 << k) * 8 * 8
 
 
+def _size(n: int) -> str:
+    """``n`` bytes for a message: GiB, MiB or KiB with one decimal."""
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift:
+            return f"{n / (1 << shift):.1f} {unit}"
+    return f"{n} bytes"
+
+
 @dataclass(frozen=True)
 class Decomposition:
     """``w[n] ~ M[n] @ c[n]``: ``patterns`` int64 ``(N, D)`` (row ``i`` of ``M[n]`` is
@@ -183,14 +191,15 @@ class Decomposition:
 
 def decompose(weights, k: int, *, restarts: int = DEFAULT_RESTARTS, seed: int = 0,
               name: str = "layer", progress=None, max_iterations: int = MAX_ITERATIONS,
-              memory_limit: int = MEMORY_LIMIT, init: str = "greedy",
+              memory_limit: int | None = None, init: str = "greedy",
               trace=None) -> Decomposition:
     """Decompose every row of ``weights`` ``(N, D)`` into ``K`` binary bases (module docstring).
 
     ``progress(done, total)`` is called after every chunk of restarts; ``trace`` (a list, for
     measurements) receives the number of rows whose ``M`` changed, per iteration. Raises
     :class:`DecompositionError` naming ``name`` for ``K`` outside :data:`BASIS_RANGE` or
-    ``K >= D``, or a layer whose single restart needs more than ``memory_limit`` bytes."""
+    ``K >= D``, or a layer whose single restart needs more than ``memory_limit`` bytes
+    (default :data:`MEMORY_LIMIT`)."""
     w = np.asarray(weights, dtype=np.float64)
     if w.ndim != 2 or not w.size:
         raise DecompositionError(f"Layer '{name}': weights must be a non-empty (N, D) matrix, "
@@ -205,10 +214,11 @@ def decompose(weights, k: int, *, restarts: int = DEFAULT_RESTARTS, seed: int = 
     if restarts < 1:
         raise DecompositionError(f"Restarts must be at least 1, not {restarts}")
     one = decomposition_bytes(n, d, k)
+    memory_limit = MEMORY_LIMIT if memory_limit is None else memory_limit
     if one > memory_limit:
         raise DecompositionError(
             f"Layer '{name}': decomposing {n} neurons of {d} weights at K={k} needs about "
-            f"{one / 2**30:.1f} GiB, more than the {memory_limit / 2**30:.1f} GiB limit")
+            f"{_size(one)}, more than the {_size(memory_limit)} limit")
     t0 = time.monotonic()
     rng = np.random.default_rng(seed)
     b = sign_patterns(k)
