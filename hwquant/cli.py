@@ -743,7 +743,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "(default 8)")
     g.add_argument("--range", choices=["static", "sample"], default="static",
                    help="bdcnn: activation range calibrated offline (static, default) or per "
-                        "sample (the paper's; not implemented yet)")
+                        "sample (the paper's: each layer quantizes its whole input map)")
     g.add_argument("--restarts", type=lambda t: _integer(t, 1), default=None, metavar="L",
                    help="bdcnn: random restarts of the decomposition (default 10)")
     _add_quant_args(p)

@@ -125,7 +125,7 @@ def test_default_cnn_k6_q6_within_two_points_and_fake_quant_tie(trained_default_
     (["--basis", "0"], "error: --basis must be an integer in 1..8, not 0"),
     (["--qbits", "1"], "error: --qbits must be an integer in 2..8, not 1"),
     (["--coef-bits", "17"], "error: --coef-bits must be an integer in 2..16, not 17"),
-    (["--range", "sample"], "error: --range must be static"),
+    (["--coef-bits", "1"], "error: --coef-bits must be an integer in 2..16, not 1"),
     (["--basis", "8", "--restarts", "1"], None),
 ])
 def test_bad_input_one_error_line_exit_2_nothing_written(trained_default_pt2, tmp_path,

@@ -19,7 +19,8 @@ from ..bdcnn import basis_bits
 from ..layout import conv_weight_matrix
 from .exact import fast_enabled, matmul
 
-__all__ = ["dot", "planes", "coefficients_of"]
+__all__ = ["dot", "planes", "coefficients_of", "sample_codes", "sample_acc",
+           "reciprocal_shift"]
 
 
 def coefficients_of(layer) -> np.ndarray:
@@ -63,3 +64,57 @@ def dot_windows(layer, cols, x_abs_max=None, window_order=False):
 
 #: The fast path's entry (golden.network looks for it on the kind's dot).
 dot.windows = dot_windows
+
+
+def reciprocal_shift(in_bits: int) -> int:
+    """``S`` of the per-sample quantizer's reciprocal for an ``in_bits``-bit input:
+    ``2 * in_bits + 1``, enough for the multiply-shift to equal the exact division."""
+    return 2 * in_bits + 1
+
+
+def sample_codes(layer, x):
+    """The quantization sub-layer with the per-sample range (``docs/arithmetic.md``,
+    Binarized-DCNN, per-sample range), on the integer input map ``x`` ``(N, ...)`` of
+    ``layer``: per sample ``m = min``, ``R = max - min`` over the whole map, ``L = 2**Q - 1``,
+    ``rho = ceil(L * 2**S / R)`` once per sample (``S`` :func:`reciprocal_shift`) and
+    ``q = ((X - m) * rho + 2**(S-1)) >> S`` per element, which is ``RHU((X - m) * L / R)``
+    exactly; ``R = 0``: ``q = 0``. Returns ``(q int64 like x, m (N,), R (N,))``."""
+    v = layer.in_format.value(x)
+    n = len(v)
+    flat = v.reshape(n, -1)
+    m = flat.min(axis=1)
+    r = flat.max(axis=1) - m
+    top = (1 << layer.kind_data.qbits) - 1
+    s = reciprocal_shift(layer.in_format.bits)
+    rho = np.where(r > 0, ((top << s) + r - 1) // np.maximum(r, 1), 0)  # ceil(L 2^S / R)
+    shape = (n,) + (1,) * (v.ndim - 1)
+    q = ((v - m.reshape(shape)) * rho.reshape(shape) + (1 << (s - 1))) >> s
+    return q, m, r
+
+
+def sample_acc(layer, x, windows):
+    """``ACC`` (int64 ``(N * pixels, OC)``) of a per-sample-range layer for its integer input
+    map ``x``: ``P = W @ q`` over the windows of the codes (a padded tap is ``q = 0``),
+    then ``ACC = m * Rin + RHU(R * P / L)`` with ``Rin = sum of W over the window's in-bounds
+    taps`` (a constant per output position and channel; ``sum_i W`` without padding).
+    ``windows(a)`` gives the ``(N * pixels, D)`` windows of a map ``a`` in the layer's weight
+    order with zero padding. This is ``RHU(W . z)`` of ``z = m + q * R / L``, the value the
+    codes stand for, and 0 at a padded tap (exact zero padding). ``None`` for the static
+    range (the AND-popcount form of :func:`dot`)."""
+    if layer.kind_data.range != "sample":
+        return None
+    q, m, r = sample_codes(layer, x)
+    w = layer.weight_matrix()
+    n = len(q)
+    cols = windows(q)
+    p = cols @ w.T
+    inside = windows(np.ones((1,) + q.shape[1:], dtype=np.int64)) @ w.T  # (pixels, OC)
+    per = len(cols) // n
+    top = (1 << layer.kind_data.qbits) - 1
+    mr = np.repeat(m, per)[:, None]
+    rr = np.repeat(r, per)[:, None]
+    return mr * np.tile(inside, (n, 1)) + (2 * rr * p + top) // (2 * top)
+
+
+#: The whole-map entry (golden.network looks for it on the kind's dot).
+dot.map_acc = sample_acc
