@@ -107,10 +107,10 @@ def sample_acc(layer, x, windows):
     w = layer.weight_matrix()
     n = len(q)
     cols = windows(q)
-    p = cols @ w.T
+    top = (1 << layer.kind_data.qbits) - 1
+    p = matmul(cols, w, x_abs_max=top)  # exact (float only where proven, int64 otherwise)
     inside = windows(np.ones((1,) + q.shape[1:], dtype=np.int64)) @ w.T  # (pixels, OC)
     per = len(cols) // n
-    top = (1 << layer.kind_data.qbits) - 1
     mr = np.repeat(m, per)[:, None]
     rr = np.repeat(r, per)[:, None]
     return mr * np.tile(inside, (n, 1)) + (2 * rr * p + top) // (2 * top)
