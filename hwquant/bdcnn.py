@@ -19,7 +19,7 @@ s_j b_j``) and never materialises ``M``. Each row is sorted once: the exact M-st
 in ``w``, so it is ``2**K - 1`` boundary positions in the sorted row (a binary search) and the
 counts and sums are differences of prefix sums there: an iteration costs ``O(2**K log D)`` per
 neuron, not ``O(D 2**K)``. Measured (``benchmarks/bench_bdcnn.py``): a 512 x 4608 layer at
-``K = 6`` takes 4.3 to 6 s per restart on a two-core machine under load (332 iterations to the
+``K = 6`` takes 4 to 6 s per restart on a two-core machine under load (332 iterations to the
 fixed point, relative error 0.0009 on Gaussian weights): a third in the 2**K - 1 binary
 searches (one per row; one vectorised search over all rows, exact by global ranks, measured
 1.6 to 3.5 times slower: its scattered reads miss the cache), a third in the 6 x 6 least

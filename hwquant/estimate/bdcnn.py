@@ -22,9 +22,17 @@ from .. import ir
 from ..plan import mvu_cycles
 from .binary import popcount_luts
 from .common import check_family
-from .resources import Resources, adder, const_multiplier, multiplier, mux, register
+from .resources import (
+    Resources,
+    adder,
+    comparator,
+    const_multiplier,
+    multiplier,
+    mux,
+    register,
+)
 
-__all__ = ["resources", "cycles", "dot_range", "word_bits"]
+__all__ = ["resources", "cycles", "dot_range", "word_bits", "sample_stage"]
 
 
 def _check(layer):
@@ -95,3 +103,26 @@ def dot_range(layer, weights=None, *, simd) -> tuple:
 def word_bits(layer, simd) -> int:
     """ROM bits of one PE and ``simd`` lanes: ``K`` basis bits per lane."""
     return layer.kind_data.basis * simd
+
+
+def sample_stage(in_format, lanes: int, beats: int, qbits: int, family, *,
+                 use_dsp=True) -> Resources:
+    """LUT/FF/DSP/BRAM of :class:`hwquant.hw.sample_quant.SampleQuantizer`: the map memory
+    (``beats`` words of ``lanes * in_bits``), the lane min/max trees and running registers,
+    the restoring divider, a multiplier per lane and the output register."""
+    check_family(family)
+    from ..golden.bdcnn import reciprocal_shift
+    from .common import counter, ram, range_bits
+
+    bits = in_format.bits
+    nbits = qbits + reciprocal_shift(bits)
+    mem, _, _ = ram(beats, lanes * bits, family, transparent=False)
+    minmax = (comparator(bits, family) + mux(bits, 2, family)) * (2 * max(lanes - 1, 0) + 2) \
+        + register(4 * bits)  # lane trees, running lo/hi, latched m and R
+    divider = register(2 * nbits + bits + 1 + range_bits(nbits + 1)) + \
+        adder(bits + 1, family) + comparator(bits + 1, family) + mux(bits + 1, 2, family) + \
+        adder(nbits, family) + adder(bits, family)
+    lane = multiplier(bits, nbits, family, use_dsp) + adder(bits, family) + \
+        register(qbits)
+    control = counter(beats + 1, family) + register(4) + Resources(lut=8)
+    return mem + minmax + divider + lane * lanes + register(2 * bits) + control

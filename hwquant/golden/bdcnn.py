@@ -19,7 +19,7 @@ from ..bdcnn import basis_bits
 from ..layout import conv_weight_matrix
 from .exact import fast_enabled, matmul
 
-__all__ = ["dot", "planes", "coefficients_of", "sample_codes", "sample_acc",
+__all__ = ["dot", "planes", "coefficients_of", "quantize_map", "sample_codes", "sample_acc",
            "reciprocal_shift"]
 
 
@@ -72,23 +72,31 @@ def reciprocal_shift(in_bits: int) -> int:
     return 2 * in_bits + 1
 
 
-def sample_codes(layer, x):
-    """The quantization sub-layer with the per-sample range (``docs/arithmetic.md``,
-    Binarized-DCNN, per-sample range), on the integer input map ``x`` ``(N, ...)`` of
-    ``layer``: per sample ``m = min``, ``R = max - min`` over the whole map, ``L = 2**Q - 1``,
-    ``rho = ceil(L * 2**S / R)`` once per sample (``S`` :func:`reciprocal_shift`) and
-    ``q = ((X - m) * rho + 2**(S-1)) >> S`` per element, which is ``RHU((X - m) * L / R)``
-    exactly; ``R = 0``: ``q = 0``. Returns ``(q int64 like x, m (N,), R (N,))``."""
-    v = layer.in_format.value(x)
+def quantize_map(v, in_bits: int, qbits: int):
+    """The quantization sub-layer with the per-sample range on integer maps ``v`` ``(N, ...)``
+    (one sample per row, values of an ``in_bits``-bit format): per sample ``m = min``,
+    ``R = max - min`` over the whole map, ``L = 2**qbits - 1``, ``rho = ceil(L * 2**S / R)``
+    once per sample (``S`` :func:`reciprocal_shift`) and ``q = ((X - m) * rho + 2**(S-1)) >>
+    S`` per element, which is ``RHU((X - m) * L / R)`` exactly; ``R = 0``: ``rho = q = 0``.
+    Returns ``(q int64 like v, m (N,), R (N,), rho (N,))``."""
+    v = np.asarray(v, dtype=np.int64)
     n = len(v)
     flat = v.reshape(n, -1)
     m = flat.min(axis=1)
     r = flat.max(axis=1) - m
-    top = (1 << layer.kind_data.qbits) - 1
-    s = reciprocal_shift(layer.in_format.bits)
+    top = (1 << qbits) - 1
+    s = reciprocal_shift(in_bits)
     rho = np.where(r > 0, ((top << s) + r - 1) // np.maximum(r, 1), 0)  # ceil(L 2^S / R)
     shape = (n,) + (1,) * (v.ndim - 1)
     q = ((v - m.reshape(shape)) * rho.reshape(shape) + (1 << (s - 1))) >> s
+    return q, m, r, rho
+
+
+def sample_codes(layer, x):
+    """:func:`quantize_map` of a per-sample-range ``layer``'s integer input map ``x``:
+    ``(q, m, R)``."""
+    q, m, r, _ = quantize_map(layer.in_format.value(x), layer.in_format.bits,
+                              layer.kind_data.qbits)
     return q, m, r
 
 
