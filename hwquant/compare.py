@@ -209,8 +209,8 @@ def render_markdown(report) -> str:
     lines = ["# Quantization comparison", "",
              (f"Model `{report['model']}`, float accuracy **{fa:.2%}** on "
               f"{report['test_images']} test images. Accuracy of the integer golden model "
-              + (f"(activations {report['abits']} bits)" if main else "(bdcnn: Q-bit "
-                 "activations)") + ", points versus float in brackets."), "",
+              + (f"(activations {report['abits']} bits)" if main else "(bdcnn: Q bit "
+                 "planes per layer input)") + ", points versus float in brackets."), "",
              *([(f"Retraining per phase: {r['epochs']} epochs, Adam lr {r['lr']}, batch "
                  f"{r['batch_size']}, weight decay {r['weight_decay']}, seed {r['seed']}; INQ "
                  f"portions {_portions_text(report['portions'])} ({report['partition']} "
