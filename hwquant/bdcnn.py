@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["sign_patterns", "decompose", "canonical_patterns", "basis_bits", "Decomposition", "quantize_coefficients",
+__all__ = ["sign_patterns", "decompose", "check_basis", "canonical_patterns", "basis_bits", "Decomposition", "quantize_coefficients",
            "nearest_patterns", "MAX_ITERATIONS", "DEFAULT_RESTARTS", "BASIS_RANGE",
            "DecompositionError", "MEMORY_LIMIT", "decomposition_bytes"]
 
@@ -152,6 +152,17 @@ def _segment_sums(bounds, order, cs, src, d):
     return counts, sums
 
 
+def check_basis(k, d: int, name: str = "layer") -> None:
+    """Raise :class:`DecompositionError` unless ``K`` is an integer in :data:`BASIS_RANGE`
+    and fewer than the ``d`` weights per neuron of layer ``name``."""
+    lo, hi = BASIS_RANGE
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not lo <= k <= hi:
+        raise DecompositionError(f"Basis count K must be an integer in {lo}..{hi}, not {k!r}")
+    if k >= d:
+        raise DecompositionError(f"Layer '{name}': K={k} bases must be fewer than the {d} "
+                                 f"weights of each neuron (K < D); use --basis {d - 1} or less")
+
+
 def decomposition_bytes(rows: int, d: int, k: int) -> int:
     """Working set of one restart over ``rows`` neurons of ``d`` weights (bytes, about)."""
     return rows * d * (8 * 6) + rows * (1 << k) * 8 * 8
@@ -208,12 +219,7 @@ def decompose(weights, k: int, *, restarts: int = DEFAULT_RESTARTS, seed: int = 
         raise DecompositionError(f"Layer '{name}': weights must be a non-empty (N, D) matrix, "
                                  f"not shape {w.shape}")
     n, d = w.shape
-    lo, hi = BASIS_RANGE
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not lo <= k <= hi:
-        raise DecompositionError(f"Basis count K must be an integer in {lo}..{hi}, not {k!r}")
-    if k >= d:
-        raise DecompositionError(f"Layer '{name}': K={k} bases must be fewer than the {d} "
-                                 f"weights of each neuron (K < D); use --basis {d - 1} or less")
+    check_basis(k, d, name)
     if restarts < 1:
         raise DecompositionError(f"Restarts must be at least 1, not {restarts}")
     one = decomposition_bytes(n, d, k)

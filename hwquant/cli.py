@@ -341,7 +341,9 @@ def _compare_bdcnn(args, base):
 
     given = [flag for flag, v in (("--basis", args.grid_basis), ("--qbits", args.grid_qbits),
                                   ("--coef-bits", args.grid_coef_bits),
-                                  ("--restarts", args.grid_restarts)) if v is not None]
+                                  ("--restarts", args.grid_restarts),
+                                  ("--range", None if args.grid_range == "static" else 1))
+             if v is not None]
     if "bdcnn" not in args.methods:
         if given:
             from .quant.fixed import QuantizationError

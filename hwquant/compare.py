@@ -109,6 +109,10 @@ def run_compare(model_path, ds, dataset_info, out_dir, *, methods, bits, schedul
     rows = []
     float_acc = None
     runs = plan_runs(methods, bits, schedules, binary_abits, basis, qbits)
+    if any(run[0] == "bdcnn" for run in runs):
+        from .quant.bdcnn_report import check_grid
+
+        check_grid(model_path, basis)
     weights = None
     if any(run[0] == "bitmask" for run in runs):
         from .quant import bitmask_report

@@ -193,6 +193,8 @@ def _compare(model, tmp_path, *args):
     (["--methods", "bdcnn", "--qbits", "1"], "error: --qbits must be an integer in 2..8, not 1"),
     (["--methods", "fixed", "--qbits", "4", "--bits", "4", "--schedules", "none"],
      "error: --qbits apply to --methods bdcnn"),
+    (["--methods", "fixed", "--range", "sample", "--bits", "4", "--schedules", "none"],
+     "error: --range apply to --methods bdcnn"),
 ])
 def test_compare_grid_bad_input(trained_default_pt2, tmp_path, capsys, args, message):
     code, out = _compare(trained_default_pt2, tmp_path, *args)
@@ -214,6 +216,22 @@ def narrow_pt2(digits, tmp_path_factory):
     path = tmp_path_factory.mktemp("narrow") / "narrow.pt2"
     export_model(model.eval(), torch.tensor(digits.x_test[:2]), path)
     return path
+
+
+def test_compare_grid_refuses_basis_not_below_fan_in_before_any_run(narrow_pt2, tmp_path,
+                                                                    capsys, monkeypatch):
+    import hwquant.flow
+
+    def no_run(*args, **kwargs):
+        raise AssertionError("a grid cell ran before the grid was checked")
+
+    monkeypatch.setattr(hwquant.flow, "quantize_model", no_run)
+    code, out = _compare(narrow_pt2, tmp_path, "--methods", "bdcnn", "--basis", "2,4",
+                         "--qbits", "4")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and not out.exists()
+    assert err == [("error: Layer 'conv2d_0': K=4 bases must be fewer than the 4 weights of "
+                    "each neuron (K < D); use --basis 3 or less")], err
 
 
 def test_basis_not_below_fan_in_names_the_layer(narrow_pt2, tmp_path, capsys):

@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import ir
 
-__all__ = ["stored_bits", "grid_runs", "render_grid_markdown", "plot_grid", "GRID_PNG"]
+__all__ = ["stored_bits", "check_grid", "grid_runs", "render_grid_markdown", "plot_grid", "GRID_PNG"]
 
 #: The heat map's file name when the report has other rows too (alone it is compare.png).
 GRID_PNG = "bdcnn_grid.png"
@@ -44,6 +44,23 @@ def stored_bits(net) -> dict:
     ref = sum(entry["float_bits"] for entry in layers)
     return {"bits": bits, "float_bits": ref, "compression": 1 - bits / max(ref, 1),
             "layers": layers}
+
+
+def check_grid(model_path, basis) -> None:
+    """Before any run: every ``K`` of the grid below every weight layer's ``D`` (the message
+    of :func:`hwquant.bdcnn.check_basis`, as a :class:`QuantizationError`)."""
+    from ..bdcnn import DecompositionError, check_basis
+    from ..frontend import load_model
+    from .fixed import QuantizationError
+
+    for node in load_model(model_path).nodes:
+        if node.op in ("conv2d", "linear"):
+            d = int(np.prod(np.shape(node.weight)[1:]))
+            try:
+                for k in basis:
+                    check_basis(k, d, node.name)
+            except DecompositionError as exc:
+                raise QuantizationError(str(exc)) from None
 
 
 def grid_runs(basis, qbits) -> list:
