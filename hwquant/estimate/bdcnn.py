@@ -108,8 +108,9 @@ def word_bits(layer, simd) -> int:
 def sample_stage(in_format, lanes: int, beats: int, qbits: int, family, *,
                  use_dsp=True) -> Resources:
     """LUT/FF/DSP/BRAM of :class:`hwquant.hw.sample_quant.SampleQuantizer`: the map memory
-    (``beats`` words of ``lanes * in_bits``), the lane min/max trees and running registers,
-    the restoring divider, a multiplier per lane and the output register."""
+    (``beats`` words of ``lanes * in_bits``), the lane min/max trees and running registers
+    (with the token's ``m`` and ``R``), the restoring divider, a multiplier per lane and the
+    codes' output register."""
     check_family(family)
     from ..golden.bdcnn import reciprocal_shift
     from .common import counter, ram, range_bits
@@ -125,4 +126,4 @@ def sample_stage(in_format, lanes: int, beats: int, qbits: int, family, *,
     lane = multiplier(bits, nbits, family, use_dsp) + adder(bits, family) + \
         register(qbits)
     control = counter(beats + 1, family) + register(4) + Resources(lut=8)
-    return mem + minmax + divider + lane * lanes + register(2 * bits) + control
+    return mem + minmax + divider + lane * lanes + control

@@ -5,18 +5,21 @@ forms the reciprocal once and re-emits the map as ``Q``-bit codes, bit for bit
 per-sample range).
 
 Streams: ``i_stream`` beats of ``lanes`` values of ``in_format`` (``beats`` beats per map, in
-any order: min and max do not care); ``o_stream`` the same beats in the same order with
-payload ``q`` (``lanes`` unsigned ``Q``-bit codes), ``m`` (the map's minimum, ``in_format``)
-and ``r`` (``R = max - min``, unsigned ``in_bits``) on every beat, for the engine's combine
-(``ACC = m * Rin + RHU(R * P / L)``). Not yet wired into the network: the MVU's combine for the
-per-sample range does not exist.
+any order: min and max do not care); ``o_stream`` the same beats in the same order as
+``lanes`` unsigned ``Q``-bit codes (an MVU input of ``ActFormat(Q, False, 0)``); ``r_stream``
+one token per map, before its first code beat: ``[m, R]`` (the map's minimum and range, two
+lanes of ``token_format(in_format)``) for the combine (:class:`SampleCombine`,
+``ACC = m * Rin + RHU(R * P / L)``). :class:`SampleLinear` chains the three for a linear
+layer; the network does not use them yet (conv layers need ``m``, ``R`` through the sliding
+window and ``Rin`` per border class).
 
 Phases (one map at a time, no overlap): *load*, one input beat per cycle into the map memory
 while the running minimum and maximum take the beat's lane minimum and maximum; *divide*, a
 restoring divider forms ``rho = ceil(L * 2^S / R)``, one quotient bit per cycle (``Q + S``
-cycles; ``R = 0`` gives ``rho = 0``); *emit*, the memory is read back, one beat per cycle when
-the consumer takes it, ``q = ((X - m) * rho + 2^(S-1)) >> S`` per lane into the output
-register. A map takes ``2 * beats + Q + S + 3`` cycles without stalls.
+cycles; ``R = 0`` gives ``rho = 0``); *token*, ``[m, R]`` offered until taken; *emit*, the
+memory is read back, one beat per cycle when the consumer takes it,
+``q = ((X - m) * rho + 2^(S-1)) >> S`` per lane into the output register. A map takes
+``2 * beats + Q + S + 4`` cycles without stalls.
 
 Resources: a memory of ``beats`` words of ``lanes * in_bits`` bits; ``2 * lanes`` comparators
 and muxes of the lane min/max trees and the running registers; the divider (a ``Q + S``-bit
@@ -24,20 +27,28 @@ quotient and numerator shift register, an ``in_bits + 1``-bit remainder, subtrac
 compare); per lane a ``in_bits`` x ``(Q + S + 1)``-bit multiplier; the output register.
 """
 
-from amaranth.hdl import Const, Module, Mux, Signal, unsigned
-from amaranth.lib import data, memory, stream, wiring
-from amaranth.lib.wiring import In, Out
+import numpy as np
+from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import memory, wiring
+from amaranth.lib.wiring import In, Out, connect
 
+from .. import ir
 from ..golden.bdcnn import reciprocal_shift
+from .fifo import StreamFifo
+from .mvu import MatrixVectorUnit
 from .streams import activation_signature, lane_shape
 
-__all__ = ["SampleQuantizer", "output_layout"]
+__all__ = ["SampleQuantizer", "SampleCombine", "SampleLinear", "token_format", "code_format"]
 
 
-def output_layout(in_format, lanes: int, qbits: int) -> data.StructLayout:
-    """Payload of :class:`SampleQuantizer`'s output: ``q`` lanes, ``m`` and ``r``."""
-    return data.StructLayout({"q": data.ArrayLayout(unsigned(qbits), lanes),
-                              "m": lane_shape(in_format), "r": unsigned(in_format.bits)})
+def token_format(in_format) -> ir.ActFormat:
+    """Lane format of the ``[m, R]`` token: signed, one bit wider than the input."""
+    return ir.ActFormat(in_format.bits + 1, True, 0)
+
+
+def code_format(qbits: int) -> ir.ActFormat:
+    """Format of the quantized codes: unsigned ``Q`` bits."""
+    return ir.ActFormat(qbits, False, 0)
 
 
 def _tree(values, pick):
@@ -60,7 +71,8 @@ class SampleQuantizer(wiring.Component):
         self._fmt, self._lanes, self._beats, self._q = in_format, lanes, beats, qbits
         super().__init__({
             "i_stream": In(activation_signature(in_format, lanes)),
-            "o_stream": Out(stream.Signature(output_layout(in_format, lanes, qbits))),
+            "o_stream": Out(activation_signature(code_format(qbits), lanes)),
+            "r_stream": Out(activation_signature(token_format(in_format), 2)),
         })
 
     def elaborate(self, platform):
@@ -120,6 +132,11 @@ class SampleQuantizer(wiring.Component):
                 m.d.sync += [rem.eq(Mux(take, trial - r_out, trial)), num.eq(num << 1),
                              rho.eq((rho << 1) | take), step.eq(step + 1)]
                 with m.If(step == nbits - 1):
+                    m.next = "token"
+            with m.State("token"):
+                t = self.r_stream
+                m.d.comb += [t.valid.eq(1), t.payload[0].eq(m_out), t.payload[1].eq(r_out)]
+                with m.If(t.ready):
                     m.next = "emit"
             with m.State("emit"):
                 m.d.comb += issue.eq(count < beats)
@@ -139,6 +156,120 @@ class SampleQuantizer(wiring.Component):
                 v = word[k * bits:(k + 1) * bits]
                 v = v.as_signed() if fmt.signed else v
                 d = (v - m_out).as_unsigned()[:bits]
-                m.d.sync += y.q[k].eq(((d * rho + (1 << (s - 1))) >> s)[:qb])
-            m.d.sync += [y.m.eq(m_out), y.r.eq(r_out)]
+                m.d.sync += y[k].eq(((d * rho + (1 << (s - 1))) >> s)[:qb])
+        return m
+
+
+class SampleCombine(wiring.Component):
+    """``ACC = m * Rin[n] + floor((2 * R * P + L) / (2 * L)) + B[n]`` per channel: the
+    per-sample range's combine after an MVU that computed ``P = W @ q`` on the codes.
+
+    Streams: ``p_stream`` the MVU's beats (``pe`` lanes of ``p_format``, ``nf`` beats per
+    sample, channel ``n = beat * pe + lane``); ``t_stream`` the ``[m, R]`` tokens, one per
+    sample, read for its ``nf`` beats and taken with the last; ``o_stream`` ``pe`` lanes of
+    ``out_format``. Latency 1 (the output register), one beat per cycle. ``rin`` and
+    ``bias`` per channel (``Rin = sum_i W[n, i]`` for a linear layer).
+
+    Resources: per lane a ``(in_bits + 1) x p_bits`` multiplier, a multiply of ``m`` by the
+    channel's ``Rin`` (selected by the beat index), a division by the constant ``2 L`` and
+    the output register; a beat counter.
+    """
+
+    def __init__(self, *, pe, nf, qbits, in_format, p_format, out_format, rin, bias):
+        self._pe, self._nf, self._q = pe, nf, qbits
+        self._rin = [int(v) for v in rin]
+        self._bias = [int(v) for v in bias]
+        self._out = out_format
+        super().__init__({
+            "p_stream": In(activation_signature(p_format, pe)),
+            "t_stream": In(activation_signature(token_format(in_format), 2)),
+            "o_stream": Out(activation_signature(out_format, pe)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        pe, nf = self._pe, self._nf
+        top = (1 << self._q) - 1
+        p_s, t_s, o_s = self.p_stream, self.t_stream, self.o_stream
+        beat = Signal(range(max(nf, 2)))
+        last = beat == nf - 1
+        take = Signal()
+        m.d.comb += [take.eq(p_s.valid & t_s.valid & (~o_s.valid | o_s.ready)),
+                     p_s.ready.eq(take), t_s.ready.eq(take & last)]
+        mm, rr = t_s.payload[0], t_s.payload[1]
+        with m.If(take):
+            m.d.sync += [beat.eq(Mux(last, 0, beat + 1)), o_s.valid.eq(1)]
+            for p in range(pe):
+                chans = [n * pe + p for n in range(nf)]
+
+                def pick(values):
+                    if len(set(values)) == 1:
+                        return Const(values[0], signed(max(abs(values[0]), 1).bit_length() + 1))
+                    width = ir.signed_bits_for(min(values + [0]), max(values + [0]))
+                    return Array(Const(v, signed(width)) for v in values)[beat]
+
+                rin = pick([self._rin[c] for c in chans])
+                bias = pick([self._bias[c] for c in chans])
+                acc = mm * rin + (2 * rr * p_s.payload[p] + top) // (2 * top) + bias
+                m.d.sync += o_s.payload[p].eq(acc)
+        with m.Elif(o_s.ready):
+            m.d.sync += o_s.valid.eq(0)
+        return m
+
+
+class SampleLinear(wiring.Component):
+    """A linear ``bdcnn`` layer with the per-sample range, ``ACC + B`` out (no epilogue):
+    :class:`SampleQuantizer` (``SIMD`` lanes, ``F / SIMD`` beats per sample) into the
+    existing AND-popcount MVU (:class:`hwquant.hw.mvu.MatrixVectorUnit` of the layer on
+    ``Q``-bit unsigned codes, ``P = W @ q``), its ``[m, R]`` tokens through a 2-deep FIFO
+    into :class:`SampleCombine`. Streams: ``i_stream`` ``SIMD`` lanes of the layer's input
+    format; ``o_stream`` ``PE`` lanes of ``acc_format`` (the layer's worst-case ``ACC + B``
+    range), ``NF`` beats per sample."""
+
+    def __init__(self, layer):
+        if not isinstance(layer, ir.Linear) or layer.kind_data is None or \
+                getattr(layer.kind_data, "range", None) != "sample":
+            raise ValueError(f"Layer '{layer.name}': SampleLinear takes a linear bdcnn layer "
+                             f"with the per-sample range")
+        self._layer = layer
+        d, pe, simd = layer.kind_data, layer.fold.pe, layer.fold.simd
+        w = layer.weight_matrix()
+        codes = code_format(d.qbits)
+        zero = np.zeros(len(w), dtype=np.int64)
+        lo, hi = ir.matrix_range(w, zero, codes)
+        p_fmt = ir.ActFormat(ir.signed_bits_for(int(lo.min()), int(hi.max())), True, 0)
+        self._twin = ir.Linear(layer.name, layer.inputs, codes, layer.weight, layer.weight_bits,
+                               0, zero, ir.Logits(), p_fmt, encoding="bdcnn",
+                               kind_data=ir.BdcnnData(basis=d.basis, qbits=d.qbits,
+                                                      coef_bits=d.coef_bits,
+                                                      coefficients=d.coefficients),
+                               fold=layer.fold)
+        alo, ahi = ir.matrix_range(w, layer.bias, layer.in_format)
+        self.acc_format = ir.ActFormat(ir.signed_bits_for(int(min(alo.min(), 0)),
+                                                          int(max(ahi.max(), 0))), True, 0)
+        self._p_fmt = p_fmt
+        super().__init__({
+            "i_stream": In(activation_signature(layer.in_format, simd)),
+            "o_stream": Out(activation_signature(self.acc_format, pe)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        layer, d = self._layer, self._layer.kind_data
+        pe, simd = layer.fold.pe, layer.fold.simd
+        w = layer.weight_matrix()
+        m.submodules.quantizer = qz = SampleQuantizer(layer.in_format, simd,
+                                                      layer.fan_in // simd, d.qbits)
+        m.submodules.mvu = mvu = MatrixVectorUnit(self._twin, w)
+        m.submodules.tokens = tok = StreamFifo(token_format(layer.in_format), 2, 2)
+        m.submodules.combine = cb = SampleCombine(
+            pe=pe, nf=layer.out_channels // pe, qbits=d.qbits, in_format=layer.in_format,
+            p_format=self._p_fmt, out_format=self.acc_format, rin=w.sum(axis=1),
+            bias=layer.bias)
+        connect(m, wiring.flipped(self.i_stream), qz.i_stream)
+        connect(m, qz.o_stream, mvu.i_stream)
+        connect(m, qz.r_stream, tok.i_stream)
+        connect(m, mvu.o_stream, cb.p_stream)
+        connect(m, tok.o_stream, cb.t_stream)
+        connect(m, cb.o_stream, wiring.flipped(self.o_stream))
         return m
