@@ -3,7 +3,8 @@
 Amaranth simulator against :func:`hwquant.golden.bdcnn.quantize_map`: every output word (the
 codes of every lane, and the map's ``[m, R]`` token) of consecutive maps, random stalls on all
 sides; constant maps and the format's extremes included. Then the quantizer feeding the
-existing AND-popcount MVU and the combine (:class:`~hwquant.hw.sample_quant.SampleLinear`)
+existing AND-popcount MVU (and sliding window) and the combine
+(:class:`~hwquant.hw.sample_quant.SampleLinear`, :class:`~hwquant.hw.sample_quant.SampleConv`)
 against the golden layer, every output word."""
 
 import numpy as np
@@ -14,7 +15,7 @@ from test_hw_streams import simulate_streams
 
 from hwquant import golden, ir
 from hwquant.golden.bdcnn import quantize_map
-from hwquant.hw.sample_quant import SampleLinear, SampleQuantizer
+from hwquant.hw.sample_quant import SampleConv, SampleLinear, SampleQuantizer
 
 
 def _pack(values, bits):
@@ -117,6 +118,43 @@ def test_rejects_bad_geometry():
         SampleQuantizer(ir.ActFormat(8, False, 0), 2, 0, 4)
     with pytest.raises(ValueError, match="non-bipolar input to 2..8 bits"):
         SampleQuantizer(ir.BIPOLAR, 2, 4, 4)
+
+
+def _unpack_signed(words, bits, lanes):
+    return [[((w >> (k * bits)) & ((1 << bits) - 1)) - ((w >> (k * bits + bits - 1)) & 1)
+             * (1 << bits) for k in range(lanes)] for w in words]
+
+
+@pytest.mark.parametrize("signed,fold,padding", [(True, (2, 6), 1), (False, (4, 2), 1),
+                                                 (True, (1, 18), 0)],
+                         ids=["s_registers_pad", "u_memory_pad", "s_unrolled"])
+@pytest.mark.parametrize("stalls", [0.0, 0.3], ids=["free", "stalls"])
+def test_quantizer_feeds_the_window_mvu_and_combine(signed, fold, padding, stalls):
+    """A padded conv: codes through the existing sliding window (pad code 0) and MVU, Rin
+    per output position; every output word equals the golden layer's."""
+    rng = np.random.default_rng(11 + fold[1])
+    fmt = ir.ActFormat(5, signed, 1)
+    base = _sample_layer(rng, fmt, 3, oc=4, ic=2, k=3, padding=padding)
+    layer = ir.Conv2d(base.name, base.inputs, fmt, base.weight, base.weight_bits,
+                      base.weight_frac, rng.integers(-20, 20, base.out_channels), ir.Logits(),
+                      base.out_format, in_shape=base.in_shape, padding=base.padding,
+                      encoding="bdcnn", kind_data=base.kind_data, fold=ir.Fold(*fold))
+    n = 3
+    x = rng.integers(fmt.lo, fmt.hi + 1, size=(n, *layer.in_shape))
+    x[0] = fmt.hi  # R = 0
+    x[1, 0, 0, 0], x[1, -1, -1, -1] = fmt.lo, fmt.hi
+    want = golden.run_layer(layer, [x])  # (N, OC, OH, OW)
+    dut = SampleConv(layer)
+    lanes, pe = dut.in_lanes, layer.fold.pe
+    words = [_pack(x[i, c0:c0 + lanes, y, xx], fmt.bits) for i in range(n)
+             for y in range(x.shape[2]) for xx in range(x.shape[3])
+             for c0 in range(0, x.shape[1], lanes)]
+    oh, ow = want.shape[2:]
+    out, _ = simulate_stream(dut, words, n * oh * ow * layer.out_channels // pe, seed=9,
+                             valid_gap=stalls, ready_stall=stalls)
+    assert None not in out
+    got = np.array(_unpack_signed(out, dut.acc_format.bits, pe)).reshape(n, oh, ow, -1)
+    np.testing.assert_array_equal(got.transpose(0, 3, 1, 2), want)
 
 
 #: (lanes, beats, Q) of 8-bit unsigned maps, and the (LUT, FF) tolerance per family (None:

@@ -9,9 +9,9 @@ any order: min and max do not care); ``o_stream`` the same beats in the same ord
 ``lanes`` unsigned ``Q``-bit codes (an MVU input of ``ActFormat(Q, False, 0)``); ``r_stream``
 one token per map, before its first code beat: ``[m, R]`` (the map's minimum and range, two
 lanes of ``token_format(in_format)``) for the combine (:class:`SampleCombine`,
-``ACC = m * Rin + RHU(R * P / L)``). :class:`SampleLinear` chains the three for a linear
-layer; the network does not use them yet (conv layers need ``m``, ``R`` through the sliding
-window and ``Rin`` per border class).
+``ACC = m * Rin + RHU(R * P / L)``). :class:`SampleLinear` and :class:`SampleConv` chain
+them around the existing MVU (and sliding window) for one layer; the network does not use them
+yet (no plan, schedule or network wiring).
 
 Phases (one map at a time, no overlap): *load*, one input beat per cycle into the map memory
 while the running minimum and maximum take the beat's lane minimum and maximum; *divide*, a
@@ -38,7 +38,8 @@ from .fifo import StreamFifo
 from .mvu import MatrixVectorUnit
 from .streams import activation_signature, lane_shape
 
-__all__ = ["SampleQuantizer", "SampleCombine", "SampleLinear", "token_format", "code_format"]
+__all__ = ["SampleQuantizer", "SampleCombine", "SampleLinear", "SampleConv", "token_format",
+           "code_format"]
 
 
 def token_format(in_format) -> ir.ActFormat:
@@ -164,20 +165,22 @@ class SampleCombine(wiring.Component):
     """``ACC = m * Rin[n] + floor((2 * R * P + L) / (2 * L)) + B[n]`` per channel: the
     per-sample range's combine after an MVU that computed ``P = W @ q`` on the codes.
 
-    Streams: ``p_stream`` the MVU's beats (``pe`` lanes of ``p_format``, ``nf`` beats per
-    sample, channel ``n = beat * pe + lane``); ``t_stream`` the ``[m, R]`` tokens, one per
-    sample, read for its ``nf`` beats and taken with the last; ``o_stream`` ``pe`` lanes of
-    ``out_format``. Latency 1 (the output register), one beat per cycle. ``rin`` and
-    ``bias`` per channel (``Rin = sum_i W[n, i]`` for a linear layer).
+    Streams: ``p_stream`` the MVU's beats (``pe`` lanes of ``p_format``; per output position
+    ``nf`` beats, channel ``n = beat * pe + lane``; ``positions`` positions per sample);
+    ``t_stream`` the ``[m, R]`` tokens, one per sample, read for its ``positions * nf`` beats
+    and taken with the last; ``o_stream`` ``pe`` lanes of ``out_format``. Latency 1 (the
+    output register), one beat per cycle. ``rin`` ``(positions, OC)``: the sum of each
+    channel's weights over the window's in-bounds taps at each position (a linear layer: one
+    position, ``sum_i W[n, i]``); ``bias`` per channel.
 
     Resources: per lane a ``(in_bits + 1) x p_bits`` multiplier, a multiply of ``m`` by the
-    channel's ``Rin`` (selected by the beat index), a division by the constant ``2 L`` and
-    the output register; a beat counter.
+    channel's ``Rin`` (a constant table indexed by position and beat), a division by the
+    constant ``2 L`` and the output register; beat and position counters.
     """
 
     def __init__(self, *, pe, nf, qbits, in_format, p_format, out_format, rin, bias):
         self._pe, self._nf, self._q = pe, nf, qbits
-        self._rin = [int(v) for v in rin]
+        self._rin = np.asarray(rin, dtype=np.int64).reshape(-1, nf * pe)
         self._bias = [int(v) for v in bias]
         self._out = out_format
         super().__init__({
@@ -191,25 +194,33 @@ class SampleCombine(wiring.Component):
         pe, nf = self._pe, self._nf
         top = (1 << self._q) - 1
         p_s, t_s, o_s = self.p_stream, self.t_stream, self.o_stream
+        positions = len(self._rin)
         beat = Signal(range(max(nf, 2)))
-        last = beat == nf - 1
+        pos = Signal(range(max(positions, 2)))
+        index = Signal(range(max(positions * nf, 2)))  # pos * nf + beat
+        last_beat = beat == nf - 1
+        last = last_beat & (pos == positions - 1)
         take = Signal()
         m.d.comb += [take.eq(p_s.valid & t_s.valid & (~o_s.valid | o_s.ready)),
                      p_s.ready.eq(take), t_s.ready.eq(take & last)]
         mm, rr = t_s.payload[0], t_s.payload[1]
+
+        def pick(values, sel):
+            values = [int(v) for v in values]
+            if len(set(values)) == 1:
+                return Const(values[0], signed(max(abs(values[0]), 1).bit_length() + 1))
+            width = ir.signed_bits_for(min(values + [0]), max(values + [0]))
+            return Array(Const(v, signed(width)) for v in values)[sel]
+
         with m.If(take):
-            m.d.sync += [beat.eq(Mux(last, 0, beat + 1)), o_s.valid.eq(1)]
+            m.d.sync += [beat.eq(Mux(last_beat, 0, beat + 1)), o_s.valid.eq(1),
+                         index.eq(Mux(last, 0, index + 1))]
+            with m.If(last_beat):
+                m.d.sync += pos.eq(Mux(last, 0, pos + 1))
             for p in range(pe):
-                chans = [n * pe + p for n in range(nf)]
-
-                def pick(values):
-                    if len(set(values)) == 1:
-                        return Const(values[0], signed(max(abs(values[0]), 1).bit_length() + 1))
-                    width = ir.signed_bits_for(min(values + [0]), max(values + [0]))
-                    return Array(Const(v, signed(width)) for v in values)[beat]
-
-                rin = pick([self._rin[c] for c in chans])
-                bias = pick([self._bias[c] for c in chans])
+                rin = pick([self._rin[q, n * pe + p] for q in range(positions)
+                            for n in range(nf)], index)
+                bias = pick([self._bias[n * pe + p] for n in range(nf)], beat)
                 acc = mm * rin + (2 * rr * p_s.payload[p] + top) // (2 * top) + bias
                 m.d.sync += o_s.payload[p].eq(acc)
         with m.Elif(o_s.ready):
@@ -264,10 +275,86 @@ class SampleLinear(wiring.Component):
         m.submodules.tokens = tok = StreamFifo(token_format(layer.in_format), 2, 2)
         m.submodules.combine = cb = SampleCombine(
             pe=pe, nf=layer.out_channels // pe, qbits=d.qbits, in_format=layer.in_format,
-            p_format=self._p_fmt, out_format=self.acc_format, rin=w.sum(axis=1),
+            p_format=self._p_fmt, out_format=self.acc_format, rin=w.sum(axis=1)[None, :],
             bias=layer.bias)
         connect(m, wiring.flipped(self.i_stream), qz.i_stream)
         connect(m, qz.o_stream, mvu.i_stream)
+        connect(m, qz.r_stream, tok.i_stream)
+        connect(m, mvu.o_stream, cb.p_stream)
+        connect(m, tok.o_stream, cb.t_stream)
+        connect(m, cb.o_stream, wiring.flipped(self.o_stream))
+        return m
+
+
+
+class SampleConv(wiring.Component):
+    """A conv ``bdcnn`` layer with the per-sample range, ``ACC + B`` out (no epilogue):
+    :class:`SampleQuantizer` (the map's raster pixels, ``in_lanes`` channels per beat) into
+    the existing :class:`~hwquant.hw.window.SlidingWindow` on the codes (a padded tap is code
+    0) and AND-popcount MVU (``P = W @ q``), the ``[m, R]`` tokens through a 2-deep FIFO into
+    :class:`SampleCombine` with ``Rin`` per output position (the in-bounds taps' weight sums).
+    Streams: ``i_stream`` the window's input lanes of the layer's input format;
+    ``o_stream`` ``PE`` lanes of ``acc_format``, per output position ``NF`` beats."""
+
+    def __init__(self, layer):
+        from ..golden.network import im2col
+        from .window import SlidingWindow
+
+        if not isinstance(layer, ir.Conv2d) or getattr(layer.kind_data, "range", None) \
+                != "sample":
+            raise ValueError(f"Layer '{layer.name}': SampleConv takes a conv bdcnn layer with "
+                             f"the per-sample range")
+        self._layer = layer
+        d, simd = layer.kind_data, layer.fold.simd
+        codes = code_format(d.qbits)
+        self._window = SlidingWindow(layer.in_shape, layer.kernel, layer.stride, layer.padding,
+                                     codes, simd=simd, order="kernel", pad_value=0)
+        w = layer.weight_matrix()
+        zero = np.zeros(len(w), dtype=np.int64)
+        lo, hi = ir.matrix_range(w, zero, codes)
+        self._p_fmt = ir.ActFormat(ir.signed_bits_for(int(lo.min()), int(hi.max())), True, 0)
+        self._twin = ir.Conv2d(layer.name, layer.inputs, codes, layer.weight, layer.weight_bits,
+                               0, zero, ir.Logits(), self._p_fmt, in_shape=layer.in_shape,
+                               stride=layer.stride, padding=layer.padding,
+                               encoding="bdcnn",
+                               kind_data=ir.BdcnnData(basis=d.basis, qbits=d.qbits,
+                                                      coef_bits=d.coef_bits,
+                                                      coefficients=d.coefficients),
+                               fold=layer.fold)
+        ones = im2col(np.ones((1, *layer.in_shape), dtype=np.int64), layer.kernel,
+                      layer.stride, layer.padding, 0)
+        self._rin = ones.reshape(-1, layer.fan_in) @ w.T  # (positions, OC)
+        alo, ahi = ir.matrix_range(w, layer.bias, layer.in_format)
+        self.acc_format = ir.ActFormat(ir.signed_bits_for(int(min(alo.min(), 0)),
+                                                          int(max(ahi.max(), 0))), True, 0)
+        super().__init__({
+            "i_stream": In(activation_signature(layer.in_format, self._window.in_lanes)),
+            "o_stream": Out(activation_signature(self.acc_format, layer.fold.pe)),
+        })
+
+    @property
+    def in_lanes(self) -> int:
+        return self._window.in_lanes
+
+    def elaborate(self, platform):
+        from ..layout import conv_weight_matrix
+
+        m = Module()
+        layer, d = self._layer, self._layer.kind_data
+        c, h, w_ = layer.in_shape
+        lanes = self._window.in_lanes
+        m.submodules.quantizer = qz = SampleQuantizer(layer.in_format, lanes,
+                                                      c // lanes * h * w_, d.qbits)
+        m.submodules.window = win = self._window
+        m.submodules.mvu = mvu = MatrixVectorUnit(self._twin, conv_weight_matrix(layer.weight))
+        m.submodules.tokens = tok = StreamFifo(token_format(layer.in_format), 2, 2)
+        m.submodules.combine = cb = SampleCombine(
+            pe=layer.fold.pe, nf=layer.out_channels // layer.fold.pe, qbits=d.qbits,
+            in_format=layer.in_format, p_format=self._p_fmt, out_format=self.acc_format,
+            rin=self._rin, bias=layer.bias)
+        connect(m, wiring.flipped(self.i_stream), qz.i_stream)
+        connect(m, qz.o_stream, win.i_stream)
+        connect(m, win.o_stream, mvu.i_stream)
         connect(m, qz.r_stream, tok.i_stream)
         connect(m, mvu.o_stream, cb.p_stream)
         connect(m, tok.o_stream, cb.t_stream)
