@@ -363,18 +363,41 @@ def cmd_import(args) -> dict:
                         "out_format": layer.out_format.to_json()} for layer in net.layers]}
 
 
+def _compare_bdcnn(args, base):
+    """The Binarized-DCNN grid's shared options of ``compare`` (None without ``bdcnn`` in
+    ``--methods``; its flags without it are an error)."""
+    import dataclasses
+
+    given = [flag for flag, v in (("--basis", args.grid_basis), ("--qbits", args.grid_qbits),
+                                  ("--coef-bits", args.grid_coef_bits),
+                                  ("--restarts", args.grid_restarts),
+                                  ("--range", None if args.grid_range == "static" else 1))
+             if v is not None]
+    if "bdcnn" not in args.methods:
+        if given:
+            from .quant.fixed import QuantizationError
+
+            raise QuantizationError(f"{', '.join(given)} apply to --methods bdcnn")
+        return None
+    return dataclasses.replace(base, method="bdcnn", coef_bits=args.grid_coef_bits,
+                               range_mode=args.grid_range, restarts=args.grid_restarts or 10,
+                               schedule="none")
+
+
 def cmd_compare(args) -> dict:
-    from .compare import run_compare
+    from .compare import BDCNN_GRID, run_compare
 
     base = _quant_options(args, method="fixed", wbits=8)
     binary = _quant_options(args, method="binary") if "binary" in args.methods else None
+    bdcnn = _compare_bdcnn(args, base)
     ds = _dataset(args)
     calib = _note_calibration(args, ds)
     report = run_compare(args.model, ds, _dataset_info(args), args.output,
                          methods=args.methods, bits=args.bits, schedules=args.schedules,
                          base=base, calib=calib, seed=args.seed,
                          log=_progress("compare"), binary=binary,
-                         binary_abits=args.binary_abits)
+                         binary_abits=args.binary_abits, bdcnn=bdcnn,
+                         basis=args.grid_basis or BDCNN_GRID, qbits=args.grid_qbits or BDCNN_GRID)
     out = Path(args.output).resolve()
     _say((out / "compare.md").read_text())
     _say(f"-> {out / 'compare.json'}, {out / 'compare.md'}, {out / 'compare.png'}")
@@ -761,7 +784,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "(default 8)")
     g.add_argument("--range", choices=["static", "sample"], default="static",
                    help="bdcnn: activation range calibrated offline (static, default) or per "
-                        "sample (the paper's; not implemented yet)")
+                        "sample (the paper's: each layer quantizes its whole input map)")
     g.add_argument("--restarts", type=lambda t: _integer(t, 1), default=None, metavar="L",
                    help="bdcnn: random restarts of the decomposition (default 10)")
     _add_quant_args(p)
@@ -779,7 +802,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "accuracy per method x bits x schedule on one split (JSON, Markdown, PNG)")
     p.add_argument("model", metavar="MODEL.pt2")
     p.add_argument("--methods", type=_choices(METHODS),
-                   default=[m for m in METHODS if m != "binary"],
+                   default=[m for m in METHODS if m not in ("binary", "bdcnn")],
                    help="comma-separated, of fixed,inq,ternary,binary (default: "
                         "fixed,inq,ternary)")
     p.add_argument("--binary-abits", type=lambda t: [_integer(v.strip(), 1, 8)
@@ -792,6 +815,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schedules", type=_choices((*SCHEDULES, "none")),
                    default=list(SCHEDULES), help="comma-separated (default: "
                    "simple,incremental,layerwise; 'none' = post-training)")
+    g = p.add_argument_group("bdcnn grid (--methods bdcnn: one run per K and Q)")
+    grid_list = (lambda t: [_integer(v.strip(), -(1 << 30)) for v in t.split(",")])
+    g.add_argument("--basis", dest="grid_basis", type=grid_list, default=None, metavar="K,...",
+                   help="bdcnn: basis counts, each 1..8 (default 2,4,6,8)")
+    g.add_argument("--qbits", dest="grid_qbits", type=grid_list, default=None, metavar="Q,...",
+                   help="bdcnn: bit planes, each 2..8 (default 2,4,6,8)")
+    g.add_argument("--coef-bits", dest="grid_coef_bits", type=lambda t: _integer(t, -(1 << 30)),
+                   default=None, metavar="B", help="bdcnn: coefficient bits, 2..16 (default 8)")
+    g.add_argument("--range", dest="grid_range", choices=["static", "sample"],
+                   default="static", help="bdcnn: activation range (default static)")
+    g.add_argument("--restarts", dest="grid_restarts", type=lambda t: _integer(t, 1),
+                   default=None, metavar="L", help="bdcnn: decomposition restarts (default 10)")
     _add_quant_args(p)
     _add_data_args(p)
     p.add_argument("-o", "--output", required=True, metavar="OUT_DIR")

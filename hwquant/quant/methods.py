@@ -90,7 +90,8 @@ def quantize_graph(graph, dataset, x_cal, opts: QuantOptions, *, name="network",
         net = quantize_bdcnn(graph, x_cal, basis=opts.wbits, qbits=opts.abits,
                              coef_bits=opts.resolved_coef_bits(), restarts=opts.restarts,
                              seed=opts.retrain.seed, name=name, metadata=meta,
-                             calib_percentile=opts.calib_percentile, log=log)
+                             calib_percentile=opts.calib_percentile, log=log,
+                             range_mode=opts.range_mode)
         return net, []
     schedule = opts.resolved_schedule()
     if opts.method == "fixed" and schedule is None:

@@ -9,6 +9,7 @@ import dataclasses
 import itertools
 from dataclasses import dataclass, field
 
+from .. import ir
 from .fixed import QuantizationError, _check_bits
 
 __all__ = ["QuantOptions", "RetrainConfig", "check_options", "check_portions", "METHODS",
@@ -343,7 +344,7 @@ def _check_bitmask(opts) -> None:
 
 def _check_bdcnn(opts) -> None:
     """``--method bdcnn``: ``K`` in 1..8, ``Q`` in 2..8, coefficients of 2..16 bits, the static
-    range, post-training only."""
+    or per-sample range, post-training only."""
     from .bdcnn import COEF_BITS_RANGE, QBITS_RANGE
 
     k, q, cb = opts.wbits, opts.abits, opts.resolved_coef_bits()
@@ -351,9 +352,9 @@ def _check_bdcnn(opts) -> None:
                               ("--coef-bits", cb, COEF_BITS_RANGE)):
         if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
             raise QuantizationError(f"{flag} must be an integer in {lo}..{hi}, not {v!r}")
-    if opts.range_mode != "static":
-        raise QuantizationError(f"--range must be static (the per-sample range of the paper is "
-                                f"not implemented yet), not {opts.range_mode!r}")
+    if opts.range_mode not in ir.BDCNN_RANGES:
+        raise QuantizationError(f"--range must be one of {', '.join(ir.BDCNN_RANGES)}, not "
+                                f"{opts.range_mode!r}")
     if isinstance(opts.restarts, bool) or not isinstance(opts.restarts, int) \
             or opts.restarts < 1:
         raise QuantizationError(f"--restarts must be an integer >= 1, not {opts.restarts!r}")
