@@ -148,7 +148,7 @@ def cmd_train(args) -> dict:
     return report
 
 
-def _quant_options(args, method=None, wbits=None, schedule=None):
+def _quant_options(args, method=None, wbits=None, schedule=None, layer_bits=None):
     """QuantOptions from the shared quantization flags."""
     from .quant.options import DEFAULT_BITS, QuantOptions, retrain_config
 
@@ -158,7 +158,7 @@ def _quant_options(args, method=None, wbits=None, schedule=None):
     binary = method == "binary"
     extra = _bdcnn_options(args, method)
     return QuantOptions(method=method, wbits=DEFAULT_BITS[method] if wbits is None else wbits,
-                        abits=extra.pop("abits", args.abits),
+                        layer_bits=layer_bits, abits=extra.pop("abits", args.abits),
                         schedule=schedule, portions=args.portions, partition=args.partition,
                         ternary=args.ternary, granularity=args.scale, tie=args.tie,
                         edge_layers=args.edge_layers,
@@ -205,7 +205,8 @@ def cmd_quantize(args) -> dict:
     from .flow import quantize_model
     from .quant.options import accuracy_hint
 
-    opts = _quant_options(args, wbits=args.wbits, schedule=args.schedule)
+    wbits, layer_bits = args.bits_spec or (args.wbits, None)
+    opts = _quant_options(args, wbits=wbits, schedule=args.schedule, layer_bits=layer_bits)
     ds = _dataset(args)
     calib = _note_calibration(args, ds)
     net, report = quantize_model(args.model, ds, _dataset_info(args), options=opts,
@@ -220,7 +221,10 @@ def cmd_quantize(args) -> dict:
                  f"{row['output']}")
     acc = report["accuracy"]
     drop = (acc["float"] - acc["quantized"]) * 100
-    _say(f"{opts.method} w{opts.wbits}/a{opts.abits} ({report['schedule']}): float "
+    from .quant.options import bits_label
+
+    _say(f"{opts.method} w{bits_label(opts.wbits, opts.layer_bits)}/a{opts.abits} "
+         f"({report['schedule']}): float "
          f"{acc['float']:.2%}, quantized (golden model) {acc['quantized']:.2%} "
          f"({-drop:+.2f} points) -> {args.output}")
     if "bitmask" in net.metadata:
@@ -535,6 +539,16 @@ def _bits(text):
     return _integer(text, 2, 16)
 
 
+def _bits_spec(text):
+    """argparse type: ``B`` or ``B,LAYER=B,...`` (:func:`hwquant.quant.options.parse_bits`)."""
+    from .quant.options import parse_bits
+
+    try:
+        return parse_bits(text)
+    except HwquantError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _positive(text):
     return _integer(text, 1)
 
@@ -682,10 +696,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "ternary (TWN / TTQ), binary (BNN / XNOR-Net: weights -1/+1, "
                         "BatchNorm folded into thresholds), bitmask (bit-masked sign-magnitude "
                         "fixed point, post-training, --active/--span)")
-    p.add_argument("--bits", "--wbits", dest="wbits", type=lambda t: _integer(t, 1, 16),
-                   default=None, metavar="B",
+    p.add_argument("--bits", "--wbits", dest="bits_spec", type=_bits_spec, default=None,
+                   metavar="B[,LAYER=B,...]",
                    help="weight bits: fixed 2..16 (default 8), inq 2..8 (default 5), "
-                        "ternary 2, binary 1")
+                        "ternary 2, binary 1; fixed and inq also per layer: 4,conv2d_0=8 or "
+                        "4,edges=8 (edges: the first and the last conv/linear layer)")
     p.add_argument("--schedule", choices=[*SCHEDULES, "none"], default=None,
                    help="when weights are quantized and what is retrained (default: none for "
                         "fixed above 4 bits, simple at 4 and fewer; incremental for inq, "
