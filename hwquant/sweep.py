@@ -764,8 +764,12 @@ def run_sweep(cfg: SweepConfig, log=None) -> dict:
 
     bar = tqdm(total=len(points), initial=len(points) - len(todo), desc="sweep", unit="point",
                disable=cfg.quiet, file=sys.stderr, leave=True)
+    t_ray = time.monotonic()
     ray, started, cpus = _start_ray(cfg)
-    report["ray"] = {"address": cfg.address or "local", "cpus": cpus}
+    report["ray"] = {"address": cfg.address or "local", "cpus": cpus,
+                     "start_seconds": round(time.monotonic() - t_ray, 2)}
+    bar.write(f"  Ray: {cfg.address or 'local'}, {cpus} CPUs "
+              f"({report['ray']['start_seconds']:.1f} s to start)")
     mem_point = cfg.memory or (SYNTH_MEMORY if cfg.synth or cfg.place else POINT_MEMORY)
     model_ref = ray.put(Path(cfg.model).read_bytes())
     dataset = ({"npz": Path(cfg.dataset["path"]).read_bytes(), "info": data_id}
@@ -777,9 +781,10 @@ def run_sweep(cfg: SweepConfig, log=None) -> dict:
         if row["status"] == "ok":
             _write_json(cache / "points" / f"{pkey(p)}.json", row)
         acc = f"{row['accuracy']:.2%}" if row.get("accuracy") is not None else "-"
-        what = (f"{acc}, {row['lut_eq']:,} LUT-eq, {row['images_per_s']:,.0f} images/s"
+        what = (f"{acc}, {row['lut_eq']:,} LUT-eq, {row['images_per_s']:,.0f} images/s "
+                f"({row['seconds']:.1f} s)"
                 if row["status"] == "ok" else f"{row['status']}: {row['error']}")
-        bar.write(f"  {p.label}: {what}")
+        bar.write(f"  [{time.monotonic() - t0:6.1f}s] {p.label}: {what}")
         bar.update(1)
         publish("running")
 
@@ -802,6 +807,8 @@ def run_sweep(cfg: SweepConfig, log=None) -> dict:
                                    error=f"quantize: {error}"))
             return
         quant_results[q] = value
+        bar.write(f"  [{time.monotonic() - t0:6.1f}s] {q.label}: quantized, golden accuracy "
+                  f"{value['accuracy']['quantized']:.2%} ({value['seconds']:.1f} s)")
         meta = {k: v for k, v in value.items() if k != "hwq"}
         d = cache / "quant" / qkey(q)
         d.mkdir(parents=True, exist_ok=True)
