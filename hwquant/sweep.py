@@ -70,8 +70,9 @@ ADDRESS_TIMEOUT_S = 3.0
 QUANT_MEMORY = int(1.5 * 2**30)
 POINT_MEMORY = 1 * 2**30
 SYNTH_MEMORY = 2 * 2**30
-#: Test hook: a point label (or quantization label) whose task ends its worker process at
-#: once (``os._exit``), as a crash would; read by the workers from their environment.
+#: Test hook, read by the workers from their environment: a point label (or quantization
+#: label) whose task ends its worker process at once (``os._exit``), as a crash would; or
+#: ``hang:LABEL``, whose task sleeps until it is cancelled, as a stuck tool would.
 FAIL_ENV = "HWQUANT_SWEEP_FAIL"
 
 CHOICE_RULE = ("the chosen point is the most accurate (golden model) of the points that "
@@ -361,8 +362,11 @@ def _read_json(path: Path):
 # -- The tasks (run on Ray workers) --------------------------------------------------------
 
 def _maybe_fail(label: str) -> None:
-    if os.environ.get(FAIL_ENV) == label:
+    hook = os.environ.get(FAIL_ENV)
+    if hook == label:
         os._exit(3)  # a crash, as a segfault or the OOM killer would end the worker
+    if hook == f"hang:{label}":
+        time.sleep(1e6)
 
 
 @contextlib.contextmanager
@@ -569,6 +573,8 @@ class _Runner:
         return self._remote[fn]
 
     def submit(self, kind, item, fn, args, memory):
+        """Queue a task; ``args`` is a tuple, or a callable giving it when the task starts
+        (so it sees what finished meanwhile)."""
         self.queue.append((kind, item, fn, args, memory))
 
     def _fill(self):
@@ -576,6 +582,7 @@ class _Runner:
         self.queue.sort(key=lambda e: e[0] != "point")
         while self.queue and len(self.inflight) < self.slots:
             kind, item, fn, args, memory = self.queue.pop(0)
+            args = args() if callable(args) else args
             ref = self._fn(fn).options(num_cpus=1, memory=memory, max_retries=0).remote(*args)
             self.inflight[ref] = (kind, item, time.monotonic())
 
@@ -794,9 +801,10 @@ def run_sweep(cfg: SweepConfig, log=None) -> dict:
         for p in points:
             if p.quant == q and p not in rows:
                 runner.submit("point", p, _point_task,
-                              (p.label, hwq_refs[q], p.fold, board.id, cfg.boards_dir, cfg.synth,
-                               cfg.place, cfg.lut_budget, cfg.pnr_seed, version_key,
-                               dict(known)), mem_point)
+                              lambda p=p, q=q: (p.label, hwq_refs[q], p.fold, board.id,
+                                                cfg.boards_dir, cfg.synth, cfg.place,
+                                                cfg.lut_budget, cfg.pnr_seed, version_key,
+                                                dict(known)), mem_point)
 
     def on_quant(q, value, error, seconds):
         if error is not None:

@@ -239,3 +239,49 @@ def test_quantize_per_layer_bits_bad_input(extra, message, tiny_pt2, tmp_path, c
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_sweep_cancels_a_point_past_its_timeout(tiny_pt2, tmp_path, monkeypatch):
+    """A point whose task hangs is cancelled after ``--timeout`` and recorded as such; the
+    other point completes."""
+    pytest.importorskip("ray")
+    from hwquant.sweep import FAIL_ENV
+
+    out = tmp_path / "sw"
+    monkeypatch.setenv(FAIL_ENV, f"hang:fixed-8/{FOLD}")
+    start = time.monotonic()
+    assert main(["sweep", str(tiny_pt2), "--methods", "fixed", "--bits", "8", "--fold", "min",
+                 "--fold", FOLD, "--workers", "2", "--timeout", "40", "--quiet",
+                 "-o", str(out)]) == 0
+    rows = {r["label"]: r for r in json.loads((out / "sweep.json").read_text())["points"]}
+    assert rows["fixed-8/min"]["status"] == "ok"
+    assert rows[f"fixed-8/{FOLD}"]["status"] == "timeout"
+    assert "timed out after 40 s" in rows[f"fixed-8/{FOLD}"]["error"]
+    assert time.monotonic() - start < 300
+
+
+@pytest.mark.slow
+@pytest.mark.synth
+def test_sweep_synth_and_place_share_runs_of_the_same_verilog(tiny_pt2, tmp_path):
+    """``--synth --place`` with one worker: ``min`` and the same folding spelt out emit the
+    same Verilog, so the second point takes Yosys's and nextpnr's results of the first; the
+    rows carry Yosys counts, Fmax and images/s at Fmax."""
+    pytest.importorskip("ray")
+    out = tmp_path / "sw"
+    same = "conv2d_0=1:1,conv2d_3=1:1,linear_6=1:1"
+    assert main(["sweep", str(tiny_pt2), "--methods", "fixed", "--bits", "8", "--fold", "min",
+                 "--fold", same, "--synth", "--place", "--workers", "1", "--quiet",
+                 "-o", str(out)]) == 0
+    report = json.loads((out / "sweep.json").read_text())
+    a, b = report["points"]
+    assert a["status"] == b["status"] == "ok", (a, b)
+    assert a["yosys"] == b["yosys"] and a["yosys"]["lut"] > 0
+    assert a["yosys_design"] == "board top"
+    fmax = a["nextpnr"]["fmax_mhz"]
+    assert fmax > 0 and a["clock"] == "fmax"
+    assert a["images_per_s"] == pytest.approx(fmax * 1e6 / a["cycles_per_inference"])
+    tools = sorted(p.name.split("-")[0] for p in (out / "cache" / "tools").iterdir())
+    assert tools == ["place", "synth"]  # one run each for the two points
+    md = (out / "sweep.md").read_text()
+    assert "MHz" in md
