@@ -638,7 +638,9 @@ def _start_ray(cfg: SweepConfig):
         import ray
     except ImportError:
         raise HwquantError("sweep needs Ray: pip install 'hwquant[sweep]'") from None
-    env = {"PYTHONPATH": os.pathsep.join(
+    # A local Ray's workers import hwquant from where this process did (a checkout run with
+    # PYTHONPATH too); a cluster's workers have their own install.
+    env = {} if cfg.address else {"PYTHONPATH": os.pathsep.join(
         [str(Path(__file__).resolve().parent.parent)]
         + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
     if os.environ.get(FAIL_ENV):
@@ -647,6 +649,13 @@ def _start_ray(cfg: SweepConfig):
         return ray, False, int(ray.cluster_resources().get("CPU", 1))
     kwargs = {"include_dashboard": False, "logging_level": logging.ERROR,
               "log_to_driver": False, "runtime_env": {"env_vars": env}}
+    # ray.init replaces the SIGTERM handler (with sys.exit); the command's own handler stays,
+    # so a terminated sweep ends as an interrupted one.
+    import signal
+    import threading
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main_thread else None
     try:
         if cfg.address:
             ray.init(address=cfg.address, **kwargs)
@@ -659,6 +668,9 @@ def _start_ray(cfg: SweepConfig):
         where = cfg.address or "a local Ray instance"
         raise HwquantError(f"could not start Ray ({where}): {' '.join(str(e).split())}") \
             from None
+    finally:
+        if main_thread and previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     cpus = int(ray.cluster_resources().get("CPU", 1))
     return ray, True, cpus if cfg.address is None else min(cpus, cfg.workers or cpus)
 
@@ -771,12 +783,41 @@ def run_sweep(cfg: SweepConfig, log=None) -> dict:
 
     bar = tqdm(total=len(points), initial=len(points) - len(todo), desc="sweep", unit="point",
                disable=cfg.quiet, file=sys.stderr, leave=True)
-    t_ray = time.monotonic()
-    ray, started, cpus = _start_ray(cfg)
-    report["ray"] = {"address": cfg.address or "local", "cpus": cpus,
-                     "start_seconds": round(time.monotonic() - t_ray, 2)}
-    bar.write(f"  Ray: {cfg.address or 'local'}, {cpus} CPUs "
-              f"({report['ray']['start_seconds']:.1f} s to start)")
+
+    def note(msg):
+        if not cfg.quiet:
+            bar.write(msg, file=sys.stderr)
+
+    ray, started, runner = None, False, None
+    try:
+        t_ray = time.monotonic()
+        ray, started, cpus = _start_ray(cfg)
+        report["ray"] = {"address": cfg.address or "local", "cpus": cpus,
+                         "start_seconds": round(time.monotonic() - t_ray, 2)}
+        note(f"  Ray: {cfg.address or 'local'}, {cpus} CPUs "
+             f"({report['ray']['start_seconds']:.1f} s to start)")
+        runner = _run_points(cfg, ray, cpus, quants, points, opts, rows, quant_results, known,
+                             board, cache, qkey, pkey, version_key, data_id, bar, note,
+                             publish, t0)
+    except BaseException as e:
+        if runner is not None:
+            runner.cancel_all()
+        bar.close()
+        publish("interrupted" if isinstance(e, (KeyboardInterrupt, SystemExit)) else "failed")
+        raise
+    finally:
+        if started or (ray is None and "ray" in sys.modules
+                       and sys.modules["ray"].is_initialized() and not cfg.address):
+            sys.modules["ray"].shutdown()
+    bar.close()
+    publish("complete", final=True)
+    return report
+
+
+def _run_points(cfg, ray, cpus, quants, points, opts, rows, quant_results, known, board, cache,
+                qkey, pkey, version_key, data_id, bar, note, publish, t0):
+    """Submit every task not in the cache and collect them (:func:`run_sweep`); returns the
+    runner (so an interrupt can cancel what is in flight)."""
     mem_point = cfg.memory or (SYNTH_MEMORY if cfg.synth or cfg.place else POINT_MEMORY)
     model_ref = ray.put(Path(cfg.model).read_bytes())
     dataset = ({"npz": Path(cfg.dataset["path"]).read_bytes(), "info": data_id}
@@ -791,7 +832,7 @@ def run_sweep(cfg: SweepConfig, log=None) -> dict:
         what = (f"{acc}, {row['lut_eq']:,} LUT-eq, {row['images_per_s']:,.0f} images/s "
                 f"({row['seconds']:.1f} s)"
                 if row["status"] == "ok" else f"{row['status']}: {row['error']}")
-        bar.write(f"  [{time.monotonic() - t0:6.1f}s] {p.label}: {what}")
+        note(f"  [{time.monotonic() - t0:6.1f}s] {p.label}: {what}")
         bar.update(1)
         publish("running")
 
@@ -815,8 +856,8 @@ def run_sweep(cfg: SweepConfig, log=None) -> dict:
                                    error=f"quantize: {error}"))
             return
         quant_results[q] = value
-        bar.write(f"  [{time.monotonic() - t0:6.1f}s] {q.label}: quantized, golden accuracy "
-                  f"{value['accuracy']['quantized']:.2%} ({value['seconds']:.1f} s)")
+        note(f"  [{time.monotonic() - t0:6.1f}s] {q.label}: quantized, golden accuracy "
+             f"{value['accuracy']['quantized']:.2%} ({value['seconds']:.1f} s)")
         meta = {k: v for k, v in value.items() if k != "hwq"}
         d = cache / "quant" / qkey(q)
         d.mkdir(parents=True, exist_ok=True)
@@ -851,15 +892,8 @@ def run_sweep(cfg: SweepConfig, log=None) -> dict:
         runner.run()
     except BaseException:
         runner.cancel_all()
-        bar.close()
-        publish("interrupted")
         raise
-    finally:
-        if started:
-            ray.shutdown()
-    bar.close()
-    publish("complete", final=True)
-    return report
+    return runner
 
 
 # -- The report ----------------------------------------------------------------------------
