@@ -577,9 +577,11 @@ def _bits_spec(text):
     from .quant.options import parse_bits
 
     try:
-        return parse_bits(text)
+        wbits, layers = parse_bits(text)
     except HwquantError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+    _integer(str(wbits), 1, 16)  # the width of every layer; each method checks its own range
+    return wbits, layers
 
 
 def _positive(text):
