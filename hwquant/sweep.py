@@ -64,9 +64,10 @@ ADDRESS_TIMEOUT_S = 3.0
 #: Memory (bytes) each task reserves from Ray's ``memory`` resource, so that a node never runs
 #: more tasks than its memory holds: a quantization (torch, the dataset and retraining on the
 #: digits-sized models) stays below 1.5 GiB; compiling and modelling a point below 1 GiB;
-#: YoWASP Yosys and nextpnr run the tool as WebAssembly in this process's children, with
-#: the design's netlist in the module's linear memory: 2 GiB covers the bundled models with
-#: headroom (raise it with ``--memory`` for larger networks).
+#: YoWASP Yosys and nextpnr run the tool as WebAssembly in a child process, single-threaded,
+#: with the design's netlist in the module's linear memory (``synth_ice40`` of the small
+#: two-conv test model peaks at 0.28 GiB resident): 2 GiB leaves headroom for the bundled
+#: models (raise it with ``--memory`` for larger networks).
 QUANT_MEMORY = int(1.5 * 2**30)
 POINT_MEMORY = 1 * 2**30
 SYNTH_MEMORY = 2 * 2**30
