@@ -635,6 +635,7 @@ def _start_ray(cfg: SweepConfig):
     import logging
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")  # Ray's C++ core: errors only
     try:
         import ray
     except ImportError:
