@@ -1,5 +1,5 @@
-"""``hwquant`` command line: train, quantize, import, compare, compile, build, sim, estimate,
-demo, boards, run.
+"""``hwquant`` command line: train, quantize, import, compare, sweep, compile, build, sim,
+estimate, demo, boards, run.
 
 Every command prints a human summary and, with ``--json PATH``, writes a machine-readable
 report. Exit status: 0 ok, 1 verification mismatch or tool failure, 2 bad input (one
@@ -177,7 +177,7 @@ def cmd_train(args) -> dict:
     return report
 
 
-def _quant_options(args, method=None, wbits=None, schedule=None):
+def _quant_options(args, method=None, wbits=None, schedule=None, layer_bits=None):
     """QuantOptions from the shared quantization flags."""
     from .quant.options import DEFAULT_BITS, QuantOptions, retrain_config
 
@@ -187,7 +187,7 @@ def _quant_options(args, method=None, wbits=None, schedule=None):
     binary = method == "binary"
     extra = _bdcnn_options(args, method)
     return QuantOptions(method=method, wbits=DEFAULT_BITS[method] if wbits is None else wbits,
-                        abits=extra.pop("abits", args.abits),
+                        layer_bits=layer_bits, abits=extra.pop("abits", args.abits),
                         schedule=schedule, portions=args.portions, partition=args.partition,
                         ternary=args.ternary, granularity=args.scale, tie=args.tie,
                         edge_layers=args.edge_layers,
@@ -234,7 +234,8 @@ def cmd_quantize(args) -> dict:
     from .flow import quantize_model
     from .quant.options import accuracy_hint
 
-    opts = _quant_options(args, wbits=args.wbits, schedule=args.schedule)
+    wbits, layer_bits = args.bits_spec or (args.wbits, None)
+    opts = _quant_options(args, wbits=wbits, schedule=args.schedule, layer_bits=layer_bits)
     ds = _dataset(args)
     calib = _note_calibration(args, ds)
     net, report = quantize_model(args.model, ds, _dataset_info(args), options=opts,
@@ -249,7 +250,10 @@ def cmd_quantize(args) -> dict:
                  f"{row['output']}")
     acc = report["accuracy"]
     drop = (acc["float"] - acc["quantized"]) * 100
-    _say(f"{opts.method} w{opts.wbits}/a{opts.abits} ({report['schedule']}): float "
+    from .quant.options import bits_label
+
+    _say(f"{opts.method} w{bits_label(opts.wbits, opts.layer_bits)}/a{opts.abits} "
+         f"({report['schedule']}): float "
          f"{acc['float']:.2%}, quantized (golden model) {acc['quantized']:.2%} "
          f"({-drop:+.2f} points) -> {args.output}")
     if "bitmask" in net.metadata:
@@ -401,6 +405,39 @@ def cmd_compare(args) -> dict:
     out = Path(args.output).resolve()
     _say((out / "compare.md").read_text())
     _say(f"-> {out / 'compare.json'}, {out / 'compare.md'}, {out / 'compare.png'}")
+    return report
+
+
+def cmd_sweep(args) -> dict:
+    import dataclasses
+
+    from .boards import load_board
+    from .sweep import SweepConfig, parse_bit_specs, parse_folds, run_sweep
+
+    def options(method, wbits, layer_bits):
+        o = _quant_options(args, method=method, wbits=wbits, layer_bits=layer_bits)
+        return dataclasses.replace(o, retrain=dataclasses.replace(o.retrain, progress=False))
+
+    if args.cache is not None and Path(args.cache).exists() and not Path(args.cache).is_dir():
+        raise HwquantError(f"--cache {args.cache} is a file, not a directory")
+    if args.address and args.workers:
+        _note("--workers with --address: at most that many tasks in flight on the cluster")
+    cfg = SweepConfig(
+        model=Path(args.model), dataset={"path": args.data} if args.data else
+        {"name": args.dataset}, board=load_board(args.board, args.boards_dir),
+        methods=args.methods, specs=parse_bit_specs(args.bits),
+        folds=parse_folds(args.fold), options=options, out_dir=Path(args.output),
+        cache_dir=args.cache, boards_dir=args.boards_dir, synth=args.synth, place=args.place,
+        lut_budget=args.lut_budget, pnr_seed=args.place_seed,
+        calib=args.calib or DEFAULT_CALIB, seed=args.seed, workers=args.workers,
+        address=args.address, timeout=args.timeout,
+        memory=None if args.memory is None else int(args.memory * 2**30), quiet=args.quiet)
+    report = run_sweep(cfg, log=_progress("sweep"))
+    out = Path(args.output).resolve()
+    c = report["counts"]
+    _say(f"{c['ok']} of {c['points']} points ok, {c['failed']} failed, {c['cached']} cached; "
+         f"chosen for {report['board']['id']}: {report['chosen'] or 'none (no point fits)'}")
+    _say(f"-> {out / 'sweep.json'}, {out / 'sweep.md'}, {out / 'sweep.png'}")
     return report
 
 
@@ -591,6 +628,18 @@ def _bits(text):
     return _integer(text, 2, 16)
 
 
+def _bits_spec(text):
+    """argparse type: ``B`` or ``B,LAYER=B,...`` (:func:`hwquant.quant.options.parse_bits`)."""
+    from .quant.options import parse_bits
+
+    try:
+        wbits, layers = parse_bits(text)
+    except HwquantError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    _integer(str(wbits), 1, 16)  # the width of every layer; each method checks its own range
+    return wbits, layers
+
+
 def _positive(text):
     return _integer(text, 1)
 
@@ -744,10 +793,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "ternary (TWN / TTQ), binary (BNN / XNOR-Net: weights -1/+1, "
                         "BatchNorm folded into thresholds), bitmask (bit-masked sign-magnitude "
                         "fixed point, post-training, --active/--span)")
-    p.add_argument("--bits", "--wbits", dest="wbits", type=lambda t: _integer(t, 1, 16),
-                   default=None, metavar="B",
+    p.add_argument("--bits", "--wbits", dest="bits_spec", type=_bits_spec, default=None,
+                   metavar="B[,LAYER=B,...]",
                    help="weight bits: fixed 2..16 (default 8), inq 2..8 (default 5), "
-                        "ternary 2, binary 1")
+                        "ternary 2, binary 1; fixed and inq also per layer: 4,conv2d_0=8 or "
+                        "4,edges=8 (edges: the first and the last conv/linear layer)")
     p.add_argument("--schedule", choices=[*SCHEDULES, "none"], default=None,
                    help="when weights are quantized and what is retrained (default: none for "
                         "fixed above 4 bits, simple at 4 and fewer; incremental for inq, "
@@ -827,6 +877,49 @@ def build_parser() -> argparse.ArgumentParser:
                    default="static", help="bdcnn: activation range (default static)")
     g.add_argument("--restarts", dest="grid_restarts", type=lambda t: _integer(t, 1),
                    default=None, metavar="L", help="bdcnn: decomposition restarts (default 10)")
+    _add_quant_args(p)
+    _add_data_args(p)
+    p.add_argument("-o", "--output", required=True, metavar="OUT_DIR")
+
+    p = command("sweep", cmd_sweep,
+                "design sweep on Ray: method x bits x folding, quantized, compiled, estimated "
+                "(and synthesised, placed); Pareto fronts and the point for the board")
+    p.add_argument("model", metavar="MODEL.pt2")
+    p.add_argument("--board", default="icebreaker", metavar="NAME",
+                   help="board the points are fitted to and chosen for (default icebreaker)")
+    p.add_argument("--boards-dir", default=None, metavar="DIR",
+                   help="a directory of your own board files (<id>.toml), beside the bundled")
+    p.add_argument("--methods", type=_choices(METHODS), default=["fixed", "inq", "ternary"],
+                   help="comma-separated methods (default fixed,inq,ternary; ternary and "
+                        "binary run once, at their one width)")
+    p.add_argument("--bits", default="4,8", metavar="SPEC,...",
+                   help="comma-separated weight-width specs, each B or B:LAYER=B:... "
+                        "(per-layer widths; edges = the first and the last layer), e.g. "
+                        "2,4,4:edges=8,8 (default 4,8)")
+    p.add_argument("--fold", action="append", default=None, metavar="SPEC",
+                   help="foldings: auto (the fastest that fits the board), max, min, or "
+                        "LAYER=PE:SIMD,...; repeat the option, or list keywords: auto,max,min "
+                        "(default auto)")
+    p.add_argument("--synth", action="store_true", help="also synthesise every point (Yosys)")
+    p.add_argument("--place", action="store_true",
+                   help="also build every fitting point for the board: Yosys and nextpnr "
+                        "(Fmax; images/s at Fmax)")
+    p.add_argument("--lut-budget", type=_fraction, default=0.7, metavar="X",
+                   help="share of the board's LUTs a point may fill (default 0.7)")
+    p.add_argument("--place-seed", type=int, default=1, help="nextpnr seed (default 1)")
+    p.add_argument("--address", default=None, metavar="RAY_ADDRESS",
+                   help="an existing Ray cluster (HOST:PORT of the head node, ray://HOST:PORT, "
+                        "or auto); default: a local Ray started for the sweep")
+    p.add_argument("--workers", type=_positive, default=None, metavar="N",
+                   help="local Ray CPUs, i.e. points run at once (default: all cores)")
+    p.add_argument("--timeout", type=_positive_float, default=3600.0, metavar="S",
+                   help="seconds a task may run before it is cancelled (default 3600)")
+    p.add_argument("--memory", type=_positive_float, default=None, metavar="GIB",
+                   help="memory each task reserves from Ray (default 1.5 GiB per "
+                        "quantization, 1 per point, 2 with --synth/--place)")
+    p.add_argument("--cache", default=None, metavar="DIR",
+                   help="cache of finished quantizations, points and tool runs (default "
+                        "OUT_DIR/cache); shared by sweeps that name the same one")
     _add_quant_args(p)
     _add_data_args(p)
     p.add_argument("-o", "--output", required=True, metavar="OUT_DIR")
@@ -937,6 +1030,7 @@ _OUTPUTS = {
     "quantize": ("file", "network file", None),
     "import": ("file", "network file", None),
     "compare": ("dir", "compare", "compare.json"),
+    "sweep": ("dir", "sweep", "sweep.json"),
     "compile": ("dir", "build", "compile.json"),
     "build": ("dir", "board build", "build.json"),
     "demo": ("dir", "demo", "report.json"),
