@@ -1,8 +1,12 @@
 """The templated conv1 of the digits CNN (16 kernels of 3x3 on one channel, 12 of them HLAC
-templates, 4 fixed 8-bit) as a ``template`` MVU against the same layer as a plain ``fixed``
-8-bit MVU (the templates stored as ``+-A_c`` integers, as 8-bit fixed point stores them):
-Yosys LUT/FF/DSP on ice40 and xilinx (default DSP inference), and the multipliers each
-instantiates, side by side, unrolled (PE = 16, SIMD = 9) and folded (PE = 16, SIMD = 3).
+templates, 4 fixed 8-bit) as a ``template`` MVU, against the same layer as a ``fixed`` 8-bit
+MVU (the templates stored as ``+-A_c`` integers, as 8-bit fixed point stores them) with the
+plain fixed engine and with the ``memo`` engine (value-grouped sums: a template kernel's two
+values ``+-A_c`` give ``A_c * (2 * sum_on x - sum x)``, one shared window sum, one constant
+multiply per channel; the 4 random kernels stay plain PEs): Yosys LUT/FF/DSP on ice40 and
+xilinx (default DSP inference, and without DSP blocks, Yosys ``-nodsp``: every multiplier in
+LUTs), the cost model's LUT/DSP (default inference), and the multipliers each instantiates,
+side by side, unrolled (PE = 16, SIMD = 9) and folded (PE = 16, SIMD = 3).
 
 Run: ``.venv/bin/python benchmarks/bench_templates.py [--json OUT]``. Unsigned 8-bit
 activations; the fixed channels' weights and the template magnitudes ``A_c`` in 40..127 are
@@ -18,7 +22,9 @@ import numpy as np
 from amaranth.back import verilog
 
 from hwquant import ir
+from hwquant.estimate import memo as memo_cost
 from hwquant.estimate import template as template_cost
+from hwquant.estimate.mvu import mvu_resources
 from hwquant.estimate.synth import synthesize
 from hwquant.hw.mvu import MatrixVectorUnit
 from hwquant.layout import conv_weight_matrix
@@ -40,18 +46,30 @@ def layers(fold, rng):
         w_tpl[c, 0] = pattern
         w_fixed[c, 0] = mags[c] * pattern
     out = []
-    for enc, w in (("template", w_tpl), ("fixed", w_fixed)):
+    for enc, w in (("template", w_tpl), ("fixed", w_fixed), ("memo", w_fixed)):
         lo, hi = ir.matrix_range(w.reshape(OC, -1), np.zeros(OC, dtype=np.int64), FMT)
         fmt = ir.ActFormat(ir.signed_bits_for(int(lo.min()), int(hi.max())), True, 0)
         data = ir.TemplateData(tuple(range(T)) + (-1,) * (OC - T), (1,) * OC) \
             if enc == "template" else None
         out.append(ir.Conv2d("conv1", ("input",), FMT, w, 8, 0, np.zeros(OC), None, fmt,
-                             encoding=enc, kind_data=data, fold=ir.Fold(*fold),
+                             encoding="fixed" if enc == "memo" else enc, kind_data=data,
+                             fold=ir.Fold(*fold, "memo" if enc == "memo" else "plain"),
                              in_shape=(1, 8, 8), padding=(1, 1)))
     return out
 
 
+def name(layer):
+    return "memo" if layer.fold.engine == "memo" else layer.encoding
+
+
+def model(layer, family):
+    """The cost model's MVU of ``layer``."""
+    return mvu_resources(layer, conv_weight_matrix(layer.weight), family)
+
+
 def multipliers(layer):
+    if layer.fold.engine == "memo":
+        return memo_cost.multipliers(layer)
     if layer.encoding == "template":
         return template_cost.multipliers(layer)
     unrolled = layer.fold.pe == OC and layer.fold.simd == layer.fan_in
@@ -66,25 +84,40 @@ def main():
     for fold_name, fold in FOLDS.items():
         for lay in layers(fold, np.random.default_rng(0)):
             for family in ("ice40", "xilinx"):
-                tmp = Path(tempfile.mkdtemp())
-                mvu = MatrixVectorUnit(lay, conv_weight_matrix(lay.weight))
-                (tmp / "mvu.v").write_text(verilog.convert(mvu, name="top"))
-                res = synthesize(tmp / "mvu.v", "top", family, workdir=tmp / family,
-                                 splitnets=True)
-                row = {"fold": fold_name, "kind": lay.encoding, "family": family,
-                       "lut": res.lut, "ff": res.ff, "dsp": res.dsp,
-                       "multipliers": multipliers(lay)}
-                rows.append(row)
-                print(f"{fold_name:<9} {lay.encoding:<9} {family:<7} LUT {res.lut:>5}  "
-                      f"FF {res.ff:>5}  DSP {res.dsp:>3}  multipliers {row['multipliers']}",
-                      flush=True)
+                for nodsp in (False, True):
+                    tmp = Path(tempfile.mkdtemp())
+                    mvu = MatrixVectorUnit(lay, conv_weight_matrix(lay.weight))
+                    (tmp / "mvu.v").write_text(verilog.convert(mvu, name="top"))
+                    res = synthesize(tmp / "mvu.v", "top", family, workdir=tmp / family,
+                                     splitnets=True, nodsp=nodsp)
+                    row = {"fold": fold_name, "kind": name(lay), "family": family,
+                           "nodsp": nodsp, "lut": res.lut, "ff": res.ff, "dsp": res.dsp,
+                           "multipliers": multipliers(lay)}
+                    model_note = ""
+                    if not nodsp:
+                        est = model(lay, family)
+                        row.update(model_lut=est.lut, model_dsp=est.dsp)
+                        model_note = (f"   model LUT {est.lut:>5} "
+                                      f"({(est.lut - res.lut) / res.lut:+.0%}) DSP {est.dsp:>3}")
+                    rows.append(row)
+                    flavour = f"{family}{'-nodsp' if nodsp else ''}"
+                    print(f"{fold_name:<9} {name(lay):<9} {flavour:<13} LUT {res.lut:>5}  "
+                          f"FF {res.ff:>5}  DSP {res.dsp:>3}  multipliers "
+                          f"{row['multipliers']:>3}{model_note}", flush=True)
     print()
     for fold_name in FOLDS:
         for family in ("ice40", "xilinx"):
-            r = {x["kind"]: x for x in rows if x["fold"] == fold_name and x["family"] == family}
-            t, f = r["template"], r["fixed"]
-            print(f"{fold_name} {family}: template LUT+DSP {t['lut'] + t['dsp']} vs fixed "
-                  f"{f['lut'] + f['dsp']} ({(t['lut'] + t['dsp']) / (f['lut'] + f['dsp']):.2f} x)")
+            for nodsp in (False, True):
+                r = {x["kind"]: x for x in rows if x["fold"] == fold_name
+                     and x["family"] == family and x["nodsp"] == nodsp}
+                f = r["fixed"]
+                base = f["lut"] + f["dsp"]
+                flavour = f"{family}{'-nodsp' if nodsp else ''}"
+                for kind in ("template", "memo"):
+                    t = r[kind]
+                    print(f"{fold_name} {flavour}: {kind} LUT+DSP {t['lut'] + t['dsp']} vs "
+                          f"plain fixed {base} ({(t['lut'] + t['dsp']) / base:.2f} x), "
+                          f"multipliers {t['multipliers']} vs {f['multipliers']}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
 

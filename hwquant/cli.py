@@ -1,5 +1,5 @@
-"""``hwquant`` command line: train, quantize, import, compare, compile, build, sim, estimate,
-demo, boards, run.
+"""``hwquant`` command line: train, quantize, import, compare, sweep, compile, build, sim,
+estimate, demo, boards, run.
 
 Every command prints a human summary and, with ``--json PATH``, writes a machine-readable
 report. Exit status: 0 ok, 1 verification mismatch or tool failure, 2 bad input (one
@@ -120,9 +120,19 @@ def cmd_train(args) -> dict:
     import torch
 
     from .paths import atomic_file
-    from .train import default_model, export_model, train
+    from .train import default_model, export_model, plot_learning_curves, train
 
     ds = _dataset(args)
+    if args.baseline and not args.templates:
+        raise HwquantError("--baseline trains an untemplated model beside a templated one; "
+                           "it needs --templates T")
+    curves_png = args.curves
+    if curves_png is None and args.templates:
+        curves_png = str(Path(args.output).with_suffix("")) + ".curves.png"
+    if curves_png is not None:
+        from .paths import check_output_file
+
+        check_output_file(Path(curves_png), what="learning curves")
     model = default_model(ds.x_train.shape[1:], ds.num_classes, seed=args.seed)
     freeze = None
     if args.templates:
@@ -130,8 +140,18 @@ def cmd_train(args) -> dict:
 
         freeze = fix_templates(model, args.templates)
     t0 = time.monotonic()
+    history = [] if curves_png is not None else None
     acc = train(model, ds, epochs=args.epochs, seed=args.seed, progress=not args.quiet,
-                freeze=freeze)
+                freeze=freeze, history=history)
+    curves = {}
+    if history is not None:
+        curves[f"{args.templates} templates" if args.templates else "trained"] = history
+    base_acc = None
+    if args.baseline:
+        base = default_model(ds.x_train.shape[1:], ds.num_classes, seed=args.seed)
+        curves["no templates"] = []
+        base_acc = train(base, ds, epochs=args.epochs, seed=args.seed,
+                         progress=not args.quiet, history=curves["no templates"])
     with atomic_file(args.output, what="model file") as tmp:
         export_model(model, torch.tensor(ds.x_test[:2]), tmp)
     report = {"model": os.path.abspath(args.output), "dataset": _dataset_info(args),
@@ -145,10 +165,19 @@ def cmd_train(args) -> dict:
              f"trainable parameters {freeze.params_before} -> {freeze.params_after} "
              f"({freeze.layer} weights {freeze.conv_weights_before} -> "
              f"{freeze.conv_weights_after})")
+    if base_acc is not None:
+        report["accuracy"]["untemplated"] = base_acc
+        _say(f"untemplated baseline (same seed): float test accuracy {base_acc:.2%}")
+    if curves:
+        with atomic_file(curves_png, what="learning curves") as tmp:
+            plot_learning_curves(curves, tmp)
+        report["curves"] = curves
+        report["curves_png"] = os.path.abspath(curves_png)
+        _say(f"learning curves -> {curves_png}")
     return report
 
 
-def _quant_options(args, method=None, wbits=None, schedule=None):
+def _quant_options(args, method=None, wbits=None, schedule=None, layer_bits=None):
     """QuantOptions from the shared quantization flags."""
     from .quant.options import DEFAULT_BITS, QuantOptions, retrain_config
 
@@ -158,7 +187,7 @@ def _quant_options(args, method=None, wbits=None, schedule=None):
     binary = method == "binary"
     extra = _bdcnn_options(args, method)
     return QuantOptions(method=method, wbits=DEFAULT_BITS[method] if wbits is None else wbits,
-                        abits=extra.pop("abits", args.abits),
+                        layer_bits=layer_bits, abits=extra.pop("abits", args.abits),
                         schedule=schedule, portions=args.portions, partition=args.partition,
                         ternary=args.ternary, granularity=args.scale, tie=args.tie,
                         edge_layers=args.edge_layers,
@@ -205,7 +234,8 @@ def cmd_quantize(args) -> dict:
     from .flow import quantize_model
     from .quant.options import accuracy_hint
 
-    opts = _quant_options(args, wbits=args.wbits, schedule=args.schedule)
+    wbits, layer_bits = args.bits_spec or (args.wbits, None)
+    opts = _quant_options(args, wbits=wbits, schedule=args.schedule, layer_bits=layer_bits)
     ds = _dataset(args)
     calib = _note_calibration(args, ds)
     net, report = quantize_model(args.model, ds, _dataset_info(args), options=opts,
@@ -220,7 +250,10 @@ def cmd_quantize(args) -> dict:
                  f"{row['output']}")
     acc = report["accuracy"]
     drop = (acc["float"] - acc["quantized"]) * 100
-    _say(f"{opts.method} w{opts.wbits}/a{opts.abits} ({report['schedule']}): float "
+    from .quant.options import bits_label
+
+    _say(f"{opts.method} w{bits_label(opts.wbits, opts.layer_bits)}/a{opts.abits} "
+         f"({report['schedule']}): float "
          f"{acc['float']:.2%}, quantized (golden model) {acc['quantized']:.2%} "
          f"({-drop:+.2f} points) -> {args.output}")
     if "bitmask" in net.metadata:
@@ -334,21 +367,77 @@ def cmd_import(args) -> dict:
                         "out_format": layer.out_format.to_json()} for layer in net.layers]}
 
 
+def _compare_bdcnn(args, base):
+    """The Binarized-DCNN grid's shared options of ``compare`` (None without ``bdcnn`` in
+    ``--methods``; its flags without it are an error)."""
+    import dataclasses
+
+    given = [flag for flag, v in (("--basis", args.grid_basis), ("--qbits", args.grid_qbits),
+                                  ("--coef-bits", args.grid_coef_bits),
+                                  ("--restarts", args.grid_restarts),
+                                  ("--range", None if args.grid_range == "static" else 1))
+             if v is not None]
+    if "bdcnn" not in args.methods:
+        if given:
+            from .quant.fixed import QuantizationError
+
+            raise QuantizationError(f"{', '.join(given)} apply to --methods bdcnn")
+        return None
+    return dataclasses.replace(base, method="bdcnn", coef_bits=args.grid_coef_bits,
+                               range_mode=args.grid_range, restarts=args.grid_restarts or 10,
+                               schedule="none")
+
+
 def cmd_compare(args) -> dict:
-    from .compare import run_compare
+    from .compare import BDCNN_GRID, run_compare
 
     base = _quant_options(args, method="fixed", wbits=8)
     binary = _quant_options(args, method="binary") if "binary" in args.methods else None
+    bdcnn = _compare_bdcnn(args, base)
     ds = _dataset(args)
     calib = _note_calibration(args, ds)
     report = run_compare(args.model, ds, _dataset_info(args), args.output,
                          methods=args.methods, bits=args.bits, schedules=args.schedules,
                          base=base, calib=calib, seed=args.seed,
                          log=_progress("compare"), binary=binary,
-                         binary_abits=args.binary_abits)
+                         binary_abits=args.binary_abits, bdcnn=bdcnn,
+                         basis=args.grid_basis or BDCNN_GRID, qbits=args.grid_qbits or BDCNN_GRID)
     out = Path(args.output).resolve()
     _say((out / "compare.md").read_text())
     _say(f"-> {out / 'compare.json'}, {out / 'compare.md'}, {out / 'compare.png'}")
+    return report
+
+
+def cmd_sweep(args) -> dict:
+    import dataclasses
+
+    from .boards import load_board
+    from .sweep import SweepConfig, parse_bit_specs, parse_folds, run_sweep
+
+    def options(method, wbits, layer_bits):
+        o = _quant_options(args, method=method, wbits=wbits, layer_bits=layer_bits)
+        return dataclasses.replace(o, retrain=dataclasses.replace(o.retrain, progress=False))
+
+    if args.cache is not None and Path(args.cache).exists() and not Path(args.cache).is_dir():
+        raise HwquantError(f"--cache {args.cache} is a file, not a directory")
+    if args.address and args.workers:
+        _note("--workers with --address: at most that many tasks in flight on the cluster")
+    cfg = SweepConfig(
+        model=Path(args.model), dataset={"path": args.data} if args.data else
+        {"name": args.dataset}, board=load_board(args.board, args.boards_dir),
+        methods=args.methods, specs=parse_bit_specs(args.bits),
+        folds=parse_folds(args.fold), options=options, out_dir=Path(args.output),
+        cache_dir=args.cache, boards_dir=args.boards_dir, synth=args.synth, place=args.place,
+        lut_budget=args.lut_budget, pnr_seed=args.place_seed,
+        calib=args.calib or DEFAULT_CALIB, seed=args.seed, workers=args.workers,
+        address=args.address, timeout=args.timeout,
+        memory=None if args.memory is None else int(args.memory * 2**30), quiet=args.quiet)
+    report = run_sweep(cfg, log=_progress("sweep"))
+    out = Path(args.output).resolve()
+    c = report["counts"]
+    _say(f"{c['ok']} of {c['points']} points ok, {c['failed']} failed, {c['cached']} cached; "
+         f"chosen for {report['board']['id']}: {report['chosen'] or 'none (no point fits)'}")
+    _say(f"-> {out / 'sweep.json'}, {out / 'sweep.md'}, {out / 'sweep.png'}")
     return report
 
 
@@ -371,7 +460,7 @@ def cmd_compile(args) -> dict:
     board = _board_arg(args)
     net = hwq.load(args.network)
     res = compile_network(net, args.output, fold=args.fold, target_cycles=args.target_cycles,
-                          fifo_depth=args.fifo_depth, board=board,
+                          fifo_depth=args.fifo_depth, board=board, engines=args.engine,
                           progress=_progress("compile"))
     report = dict(res.report)
     for key in ("verilog", "verilog_probes", "network"):
@@ -379,7 +468,11 @@ def cmd_compile(args) -> dict:
     _say(f"compiled {len(res.network.layers)} layers -> {report['verilog']}")
     for row in report["layers"]:
         fold = f"PE={row['pe']} SIMD={row['simd']}" if row["pe"] else ""
-        _say(f"  {row['name']:<12} {row['kind']:<10} {fold:<18} {row['cycles']:>8} cycles")
+        engine = f"engine {row['engine']}" if row["pe"] else ""
+        _say(f"  {row['name']:<12} {row['kind']:<10} {fold:<18} {engine:<12} "
+             f"{row['cycles']:>8} cycles")
+        if row["pe"]:
+            _say(f"  {'':<12} engine: {row['engine_reason']}")
     _say(f"  {report['cycles_per_inference']} cycles per inference (replayed schedule; "
          f"busiest stage {report['bottleneck_cycles']})")
     fifos = report["fifos"]
@@ -535,6 +628,18 @@ def _bits(text):
     return _integer(text, 2, 16)
 
 
+def _bits_spec(text):
+    """argparse type: ``B`` or ``B,LAYER=B,...`` (:func:`hwquant.quant.options.parse_bits`)."""
+    from .quant.options import parse_bits
+
+    try:
+        wbits, layers = parse_bits(text)
+    except HwquantError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    _integer(str(wbits), 1, 16)  # the width of every layer; each method checks its own range
+    return wbits, layers
+
+
 def _positive(text):
     return _integer(text, 1)
 
@@ -673,6 +778,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fix the first T kernels of the first conv layer to the HLAC templates "
                         "(+-3/sqrt(fan_in), excluded from every update; 3x3 kernels, T at most "
                         "the layer's output channels and 25)")
+    p.add_argument("--curves", default=None, metavar="PNG",
+                   help="write the learning curves (training loss, test accuracy per epoch) "
+                        "as a PNG (default with --templates: MODEL.curves.png)")
+    p.add_argument("--baseline", action="store_true",
+                   help="with --templates: also train the untemplated model (same seed) and "
+                        "plot both")
     p.add_argument("-o", "--output", required=True, metavar="MODEL.pt2")
 
     p = command("quantize", cmd_quantize, "quantize an exported model into a .hwq network")
@@ -682,10 +793,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "ternary (TWN / TTQ), binary (BNN / XNOR-Net: weights -1/+1, "
                         "BatchNorm folded into thresholds), bitmask (bit-masked sign-magnitude "
                         "fixed point, post-training, --active/--span)")
-    p.add_argument("--bits", "--wbits", dest="wbits", type=lambda t: _integer(t, 1, 16),
-                   default=None, metavar="B",
+    p.add_argument("--bits", "--wbits", dest="bits_spec", type=_bits_spec, default=None,
+                   metavar="B[,LAYER=B,...]",
                    help="weight bits: fixed 2..16 (default 8), inq 2..8 (default 5), "
-                        "ternary 2, binary 1")
+                        "ternary 2, binary 1; fixed and inq also per layer: 4,conv2d_0=8 or "
+                        "4,edges=8 (edges: the first and the last conv/linear layer)")
     p.add_argument("--schedule", choices=[*SCHEDULES, "none"], default=None,
                    help="when weights are quantized and what is retrained (default: none for "
                         "fixed above 4 bits, simple at 4 and fewer; incremental for inq, "
@@ -722,7 +834,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "(default 8)")
     g.add_argument("--range", choices=["static", "sample"], default="static",
                    help="bdcnn: activation range calibrated offline (static, default) or per "
-                        "sample (the paper's; not implemented yet)")
+                        "sample (the paper's: each layer quantizes its whole input map)")
     g.add_argument("--restarts", type=lambda t: _integer(t, 1), default=None, metavar="L",
                    help="bdcnn: random restarts of the decomposition (default 10)")
     _add_quant_args(p)
@@ -740,7 +852,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "accuracy per method x bits x schedule on one split (JSON, Markdown, PNG)")
     p.add_argument("model", metavar="MODEL.pt2")
     p.add_argument("--methods", type=_choices(METHODS),
-                   default=[m for m in METHODS if m != "binary"],
+                   default=[m for m in METHODS if m not in ("binary", "bdcnn")],
                    help="comma-separated, of fixed,inq,ternary,binary (default: "
                         "fixed,inq,ternary)")
     p.add_argument("--binary-abits", type=lambda t: [_integer(v.strip(), 1, 8)
@@ -753,6 +865,61 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schedules", type=_choices((*SCHEDULES, "none")),
                    default=list(SCHEDULES), help="comma-separated (default: "
                    "simple,incremental,layerwise; 'none' = post-training)")
+    g = p.add_argument_group("bdcnn grid (--methods bdcnn: one run per K and Q)")
+    grid_list = (lambda t: [_integer(v.strip(), -(1 << 30)) for v in t.split(",")])
+    g.add_argument("--basis", dest="grid_basis", type=grid_list, default=None, metavar="K,...",
+                   help="bdcnn: basis counts, each 1..8 (default 2,4,6,8)")
+    g.add_argument("--qbits", dest="grid_qbits", type=grid_list, default=None, metavar="Q,...",
+                   help="bdcnn: bit planes, each 2..8 (default 2,4,6,8)")
+    g.add_argument("--coef-bits", dest="grid_coef_bits", type=lambda t: _integer(t, -(1 << 30)),
+                   default=None, metavar="B", help="bdcnn: coefficient bits, 2..16 (default 8)")
+    g.add_argument("--range", dest="grid_range", choices=["static", "sample"],
+                   default="static", help="bdcnn: activation range (default static)")
+    g.add_argument("--restarts", dest="grid_restarts", type=lambda t: _integer(t, 1),
+                   default=None, metavar="L", help="bdcnn: decomposition restarts (default 10)")
+    _add_quant_args(p)
+    _add_data_args(p)
+    p.add_argument("-o", "--output", required=True, metavar="OUT_DIR")
+
+    p = command("sweep", cmd_sweep,
+                "design sweep on Ray: method x bits x folding, quantized, compiled, estimated "
+                "(and synthesised, placed); Pareto fronts and the point for the board")
+    p.add_argument("model", metavar="MODEL.pt2")
+    p.add_argument("--board", default="icebreaker", metavar="NAME",
+                   help="board the points are fitted to and chosen for (default icebreaker)")
+    p.add_argument("--boards-dir", default=None, metavar="DIR",
+                   help="a directory of your own board files (<id>.toml), beside the bundled")
+    p.add_argument("--methods", type=_choices(METHODS), default=["fixed", "inq", "ternary"],
+                   help="comma-separated methods (default fixed,inq,ternary; ternary and "
+                        "binary run once, at their one width)")
+    p.add_argument("--bits", default="4,8", metavar="SPEC,...",
+                   help="comma-separated weight-width specs, each B or B:LAYER=B:... "
+                        "(per-layer widths; edges = the first and the last layer), e.g. "
+                        "2,4,4:edges=8,8 (default 4,8)")
+    p.add_argument("--fold", action="append", default=None, metavar="SPEC",
+                   help="foldings: auto (the fastest that fits the board), max, min, or "
+                        "LAYER=PE:SIMD,...; repeat the option, or list keywords: auto,max,min "
+                        "(default auto)")
+    p.add_argument("--synth", action="store_true", help="also synthesise every point (Yosys)")
+    p.add_argument("--place", action="store_true",
+                   help="also build every fitting point for the board: Yosys and nextpnr "
+                        "(Fmax; images/s at Fmax)")
+    p.add_argument("--lut-budget", type=_fraction, default=0.7, metavar="X",
+                   help="share of the board's LUTs a point may fill (default 0.7)")
+    p.add_argument("--place-seed", type=int, default=1, help="nextpnr seed (default 1)")
+    p.add_argument("--address", default=None, metavar="RAY_ADDRESS",
+                   help="an existing Ray cluster (HOST:PORT of the head node, ray://HOST:PORT, "
+                        "or auto); default: a local Ray started for the sweep")
+    p.add_argument("--workers", type=_positive, default=None, metavar="N",
+                   help="local Ray CPUs, i.e. points run at once (default: all cores)")
+    p.add_argument("--timeout", type=_positive_float, default=3600.0, metavar="S",
+                   help="seconds a task may run before it is cancelled (default 3600)")
+    p.add_argument("--memory", type=_positive_float, default=None, metavar="GIB",
+                   help="memory each task reserves from Ray (default 1.5 GiB per "
+                        "quantization, 1 per point, 2 with --synth/--place)")
+    p.add_argument("--cache", default=None, metavar="DIR",
+                   help="cache of finished quantizations, points and tool runs (default "
+                        "OUT_DIR/cache); shared by sweeps that name the same one")
     _add_quant_args(p)
     _add_data_args(p)
     p.add_argument("-o", "--output", required=True, metavar="OUT_DIR")
@@ -770,6 +937,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="check the design fits this board (see boards/)")
     p.add_argument("--boards-dir", default=None, metavar="DIR",
                    help="a directory of your own board files (<id>.toml), beside the bundled")
+    p.add_argument("--engine", action="append", default=[], metavar="LAYER=ENGINE",
+                   help="dot engine of a layer: plain (its kind's own) or memo (value-grouped "
+                   "sums, one product per distinct weight value); repeatable; unnamed layers: "
+                   "the cheaper by the cost model")
     p.add_argument("-o", "--output", required=True, metavar="BUILD_DIR")
 
     p = command("build", cmd_build, "build a network for a board: Verilog, constraints, Yosys, "
@@ -859,6 +1030,7 @@ _OUTPUTS = {
     "quantize": ("file", "network file", None),
     "import": ("file", "network file", None),
     "compare": ("dir", "compare", "compare.json"),
+    "sweep": ("dir", "sweep", "sweep.json"),
     "compile": ("dir", "build", "compile.json"),
     "build": ("dir", "board build", "build.json"),
     "demo": ("dir", "demo", "report.json"),

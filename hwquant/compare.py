@@ -18,16 +18,24 @@ __all__ = ["plan_runs", "run_compare", "render_markdown", "plot_compare"]
 
 #: Activation widths of the binary rows (W1A1, W1A2, W1A4) unless given.
 BINARY_ABITS = (1, 2, 4)
+#: Basis counts ``K`` and bit planes ``Q`` of the Binarized-DCNN grid unless given.
+BDCNN_GRID = (2, 4, 6, 8)
+#: Methods whose rows are not lines of the accuracy-per-bits table (their own reports).
+_OWN_TABLES = ("bitmask", "bdcnn")
 
 
-def plan_runs(methods, bits, schedules, binary_abits=BINARY_ABITS) -> list:
+def plan_runs(methods, bits, schedules, binary_abits=BINARY_ABITS, basis=BDCNN_GRID,
+              qbits=BDCNN_GRID) -> list:
     """``(method, wbits, schedule, abits)`` combinations (``abits`` None: the shared
     activation width). Ternary weights have 2 bits whatever ``bits`` says, so ternary runs
     once per schedule; binary weights have 1 bit and run once per activation width in
     ``binary_abits`` and per schedule it trains with (simple, none; simple if neither is
     asked for). Bit masks are post-training: per active width (``bits``) three rows, whose
     "schedule" is the variant (plain, same-pattern, per-layer;
-    :mod:`hwquant.quant.bitmask_report`)."""
+    :mod:`hwquant.quant.bitmask_report`). Binarized-DCNN is post-training too: one row per
+    basis count ``K`` (``basis``) and bit-plane count ``Q`` (``qbits``), ``abits = Q``
+    (:mod:`hwquant.quant.bdcnn_report`)."""
+    from .quant.bdcnn_report import grid_runs
     from .quant.bitmask_report import VARIANTS
     from .quant.options import BINARY_SCHEDULES
 
@@ -40,6 +48,9 @@ def plan_runs(methods, bits, schedules, binary_abits=BINARY_ABITS) -> list:
         if method == "bitmask":
             runs += [("bitmask", b, v, None) for b in bits for v in VARIANTS]
             continue
+        if method == "bdcnn":
+            runs += grid_runs(basis, qbits)
+            continue
         widths = [2] if method == "ternary" else list(bits)
         for b in widths:
             for schedule in schedules:
@@ -47,48 +58,61 @@ def plan_runs(methods, bits, schedules, binary_abits=BINARY_ABITS) -> list:
     return runs
 
 
-def _options(base, binary, method, wbits, schedule, abits, conv_weights=None):
+def _options(base, binary, method, wbits, schedule, abits, conv_weights=None, bdcnn=None):
     """The options of one run: ``binary`` (binary rows, its own retraining defaults), a
-    bit-mask variant (``conv_weights`` place the plain rows' binary points) or ``base`` with
-    the run's method, width and schedule."""
+    bit-mask variant (``conv_weights`` place the plain rows' binary points), ``bdcnn`` (its
+    coefficient width, restarts, range) with the cell's ``K`` and ``Q``, or ``base`` with the
+    run's method, width and schedule."""
     if method == "bitmask":
         from .quant.bitmask_report import variant_options
 
         return variant_options(base, schedule, wbits, conv_weights or {})
+    if method == "bdcnn":
+        return dataclasses.replace(bdcnn or base, method=method, wbits=wbits, abits=abits,
+                                   schedule="none")
     if method == "binary":
         return dataclasses.replace(binary or dataclasses.replace(base, alpha="none"),
                                    method=method, wbits=wbits, schedule=schedule, abits=abits)
     return dataclasses.replace(base, method=method, wbits=wbits, schedule=schedule)
 
 
-def _check(methods, bits, schedules, base, binary=None, binary_abits=BINARY_ABITS):
+def _check(methods, bits, schedules, base, binary=None, binary_abits=BINARY_ABITS,
+           bdcnn=None, basis=BDCNN_GRID, qbits=BDCNN_GRID):
     """Validate every combination before the first (slow) one runs."""
+    from .errors import HwquantError
     from .quant.options import check_options
 
-    if not methods or not schedules or not bits or not binary_abits:
-        from .errors import HwquantError
+    if not methods or not schedules or not bits or not binary_abits or not basis or not qbits:
         raise HwquantError("compare needs at least one method, one bit width and one schedule")
-    for run in plan_runs(methods, bits, schedules, binary_abits):
-        check_options(_options(base, binary, *run))
+    for run in plan_runs(methods, bits, schedules, binary_abits, basis, qbits):
+        check_options(_options(base, binary, *run, bdcnn=bdcnn))
 
 
 def run_compare(model_path, ds, dataset_info, out_dir, *, methods, bits, schedules, base,
-                calib=256, seed=0, log=None, binary=None, binary_abits=BINARY_ABITS):
+                calib=256, seed=0, log=None, binary=None, binary_abits=BINARY_ABITS,
+                bdcnn=None, basis=BDCNN_GRID, qbits=BDCNN_GRID):
     """Run every combination; write the report files; return the report dict.
 
     ``base`` (:class:`~hwquant.quant.methods.QuantOptions`) carries the settings shared by all
     runs (activation bits, portions, partition, ternary variant, retraining); ``binary`` those
     of the binary rows (XNOR-Net alpha, input bits, binary retraining), run once per width of
-    ``binary_abits``.
+    ``binary_abits``; ``bdcnn`` those of the Binarized-DCNN grid (coefficient bits, restarts,
+    range), run once per ``K`` of ``basis`` and ``Q`` of ``qbits``.
     """
     from .flow import quantize_model
     from .outdir import atomic_directory
 
     say = log or (lambda msg: None)
-    _check(methods, bits, schedules, base, binary, binary_abits)
+    from .quant.bdcnn_report import GRID_PNG, plot_grid, stored_bits
+
+    _check(methods, bits, schedules, base, binary, binary_abits, bdcnn, basis, qbits)
     rows = []
     float_acc = None
-    runs = plan_runs(methods, bits, schedules, binary_abits)
+    runs = plan_runs(methods, bits, schedules, binary_abits, basis, qbits)
+    if any(run[0] == "bdcnn" for run in runs):
+        from .quant.bdcnn_report import check_grid
+
+        check_grid(model_path, basis)
     weights = None
     if any(run[0] == "bitmask" for run in runs):
         from .quant import bitmask_report
@@ -96,7 +120,7 @@ def run_compare(model_path, ds, dataset_info, out_dir, *, methods, bits, schedul
         weights = bitmask_report.conv_weights(model_path)
     with atomic_directory(out_dir, marker="compare.json", what="compare") as tmp:
         for i, (method, b, schedule, abits) in enumerate(runs):
-            opts = _options(base, binary, method, b, schedule, abits, weights)
+            opts = _options(base, binary, method, b, schedule, abits, weights, bdcnn)
             t0 = time.monotonic()
             net, rep = quantize_model(model_path, ds, dataset_info, options=opts, calib=calib,
                                       seed=seed)
@@ -110,7 +134,8 @@ def run_compare(model_path, ds, dataset_info, out_dir, *, methods, bits, schedul
                          "patterns": (net.metadata.get("bitmask") or {}).get("patterns"),
                          # Bit masks: the search's score on its training-image split.
                          "calibration_accuracy": (net.metadata.get("bitmask") or {}).get(
-                             "accuracy")})
+                             "accuracy"),
+                         "size": stored_bits(net) if method == "bdcnn" else None})
             say(f"[{i + 1}/{len(runs)}] {_label(method, b, opts.abits, abits)} {schedule}: "
                 f"{acc:.2%} ({(acc - float_acc) * 100:+.2f} pt)")
         report = {"model": str(Path(model_path).resolve()), "dataset": dataset_info,
@@ -131,6 +156,12 @@ def run_compare(model_path, ds, dataset_info, out_dir, *, methods, bits, schedul
             report["bitmask"] = {"span": base.resolved_span(), "rounding": base.rounding,
                                  "histograms": bitmask_report.plot_mask_histograms(
                                      rows, weights, tmp)}
+        if any(row["method"] == "bdcnn" for row in rows):
+            b = bdcnn or base
+            report["bdcnn"] = {"coef_bits": b.resolved_coef_bits(), "restarts": b.restarts,
+                               "range": b.range_mode}
+            if _line_rows(rows):  # alone, the grid is compare.png (plot_compare)
+                plot_grid(rows, float_acc, tmp / GRID_PNG)
         (tmp / "compare.json").write_text(json.dumps(report, indent=2))
         (tmp / "compare.md").write_text(render_markdown(report))
         plot_compare(report, tmp / "compare.png")
@@ -142,8 +173,16 @@ def _portions_text(portions) -> str:
 
 
 def _label(method, wbits, abits, own_abits):
-    """Row label: ``binary W1A1`` for binary rows (own activation width), else the method."""
+    """Row label: ``binary W1A1`` for binary rows (own activation width), ``bdcnn K6Q6``,
+    else the method."""
+    if method == "bdcnn":
+        return f"bdcnn K{wbits}Q{abits}"
     return f"{method} W{wbits}A{abits}" if own_abits is not None else method
+
+
+def _line_rows(rows) -> list:
+    """The rows the accuracy-per-bits plot draws (all but the Binarized-DCNN grid)."""
+    return [r for r in rows if r["method"] != "bdcnn"]
 
 
 def _binary_note(report) -> list:
@@ -162,9 +201,10 @@ def _binary_note(report) -> list:
 def render_markdown(report) -> str:
     """Accuracy table: one row per method and bit width, one column per schedule; the
     bit-mask rows in a table of their own."""
+    from .quant.bdcnn_report import GRID_PNG, render_grid_markdown
     from .quant.bitmask_report import render_masks_markdown
 
-    main = [r for r in report["rows"] if r["method"] != "bitmask"]
+    main = [r for r in report["rows"] if r["method"] not in _OWN_TABLES]
     schedules = list(dict.fromkeys(r["schedule"] for r in main))
     keys = list(dict.fromkeys((r.get("label", r["method"]), r["wbits"]) for r in main))
     cell = {(r.get("label", r["method"]), r["wbits"], r["schedule"]): r for r in main}
@@ -173,7 +213,8 @@ def render_markdown(report) -> str:
     lines = ["# Quantization comparison", "",
              (f"Model `{report['model']}`, float accuracy **{fa:.2%}** on "
               f"{report['test_images']} test images. Accuracy of the integer golden model "
-              f"(activations {report['abits']} bits), points versus float in brackets."), "",
+              + (f"(activations {report['abits']} bits)" if main else "(bdcnn: Q bit "
+                 "planes per layer input)") + ", points versus float in brackets."), "",
              *([(f"Retraining per phase: {r['epochs']} epochs, Adam lr {r['lr']}, batch "
                  f"{r['batch_size']}, weight decay {r['weight_decay']}, seed {r['seed']}; INQ "
                  f"portions {_portions_text(report['portions'])} ({report['partition']} "
@@ -190,14 +231,28 @@ def render_markdown(report) -> str:
             cells.append("—" if row is None else
                          f"{row['accuracy']:.2%} ({row['delta'] * 100:+.2f})")
         lines.append(f"| {method} | {b} | " + " | ".join(cells) + " |")
+    grid = render_grid_markdown(report["rows"], fa, report.get("bdcnn"))
     lines += ["", *render_masks_markdown(report["rows"], fa,
-                                         (report.get("bitmask") or {}).get("span")),
-              "![accuracy per bit width](compare.png)", ""]
+                                         (report.get("bitmask") or {}).get("span")), *grid]
+    if _line_rows(report["rows"]):
+        lines.append("![accuracy per bit width](compare.png)")
+        if grid:
+            lines.append(f"![Binarized-DCNN grid]({GRID_PNG})")
+    else:
+        lines.append("![Binarized-DCNN grid](compare.png)")
+    lines.append("")
     return "\n".join(lines)
 
 
 def plot_compare(report, path) -> None:
-    """Accuracy versus weight bits, one line per method and schedule; float as a line."""
+    """Accuracy versus weight bits, one line per method and schedule; float as a line. A
+    report of only the Binarized-DCNN grid gets its heat maps instead."""
+    rows = _line_rows(report["rows"])
+    if not rows:
+        from .quant.bdcnn_report import plot_grid
+
+        plot_grid(report["rows"], report["float_accuracy"], path)
+        return
     import matplotlib
 
     matplotlib.use("Agg")
@@ -205,7 +260,7 @@ def plot_compare(report, path) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     series = {}
-    for r in report["rows"]:
+    for r in rows:
         series.setdefault((r.get("label", r["method"]), r["schedule"]), []).append(
             (r["wbits"], r["accuracy"]))
     methods = list(dict.fromkeys(m for m, _ in series))
@@ -218,7 +273,7 @@ def plot_compare(report, path) -> None:
                 linestyle=styles[j % 4], marker=markers[j % 4], label=f"{method} / {schedule}")
     ax.axhline(100 * report["float_accuracy"], color="k", linestyle="--", linewidth=1,
                label="float")
-    ax.set_xticks(sorted({r["wbits"] for r in report["rows"]}))
+    ax.set_xticks(sorted({r["wbits"] for r in rows}))
     ax.set_xlabel("weight bits")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("Accuracy per method, bit width and schedule (golden model)")

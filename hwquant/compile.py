@@ -102,7 +102,7 @@ def emit_verilog(plan, *, probes: bool = False) -> str:
     return verilog.convert(NetworkTop(plan, probes=probes), name=TOP_NAME, emit_src=False)
 
 
-def _layer_rows(net, cycles):
+def _layer_rows(net, cycles, engines):
     rows = []
     for layer in net.layers:
         if isinstance(layer, ir.Flatten):
@@ -112,7 +112,8 @@ def _layer_rows(net, cycles):
         if isinstance(layer, (ir.Conv2d, ir.Linear)):
             row.update(kind=f"{type(layer).__name__.lower()}", encoding=layer.encoding,
                        pe=layer.fold.pe, simd=layer.fold.simd, fan_in=layer.fan_in,
-                       out_channels=layer.out_channels, weight_bits=layer.weight_bits)
+                       out_channels=layer.out_channels, weight_bits=layer.weight_bits,
+                       engine=layer.fold.engine, engine_reason=engines[layer.name]["reason"])
         rows.append(row)
     return rows
 
@@ -140,16 +141,27 @@ def _fifo_rows(plan):
 
 def compile_network(net: ir.Network, out_dir, *, fold: str = "auto",
                     target_cycles: int | None = None, fifo_depth="auto", board=None,
-                    progress=None) -> CompileResult:
-    """Fold ``net``, plan its dataflow, size its FIFOs, emit Verilog (plain and with probes)
-    and write the build directory. With ``board`` (a board name), check the design fits the
-    board by the cost model first. Nothing is written when any step fails."""
+                    engines=None, progress=None) -> CompileResult:
+    """Fold ``net``, choose each weight layer's dot engine (:func:`hwquant.engines.
+    choose_engines`; ``engines``: ``{layer: "plain" | "memo"}`` or ``LAYER=ENGINE`` strings
+    overriding the cost model), plan its dataflow, size its FIFOs, emit Verilog (plain and
+    with probes) and write the build directory. With ``board`` (a board name), check the
+    design fits the board by the cost model first. Nothing is written when any step fails."""
+    from .engines import choose_engines, parse_engine_specs
+
     step = progress or (lambda msg: None)
+    engines = parse_engine_specs(engines)
     out_dir = check_output_dir(out_dir, what="build", marker="compile.json")
     net = apply_folding(net, fold, target_cycles=target_cycles)
     # Negative threshold directions of binary layers go into their weights (every layer's
     # output is unchanged; the thresholds epilogue then needs no per-channel negation).
     net = flip_negative_directions(net)
+    board_family = None
+    if board is not None:
+        from .boards import load_board
+
+        board_family = load_board(board).family
+    net, engine_choices = choose_engines(net, engines, family=board_family)
     if board is not None:  # fail fast, before the FIFO sizing; checked again once sized
         _check_board(P.plan_network(net), board)
     step("planning the dataflow and sizing FIFOs")
@@ -195,7 +207,8 @@ def compile_network(net: ir.Network, out_dir, *, fold: str = "auto",
             "cycles_per_inference": sched.period,
             "bottleneck_cycles": plan.bottleneck_cycles(),
             "latency_cycles": sched.latency,
-            "layers": _layer_rows(net, cycles),
+            "layers": _layer_rows(net, cycles, engine_choices),
+            "engines": engine_choices,
             "stages": [{"name": st.name, "kind": type(st).__name__, "layer": st.layer,
                         "lanes": st.lanes, "busy_cycles": st.busy} for st in plan.stages],
             "probes": probes,

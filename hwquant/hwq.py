@@ -188,6 +188,8 @@ def _layer_to_json(layer, arrays):
                  encoding=layer.encoding, fold=[layer.fold.pe, layer.fold.simd],
                  epilogue=_record_to_json(layer.epilogue, arrays, f"{layer.name}.epilogue"))
         d["kind_data"] = _record_to_json(layer.kind_data, arrays, f"{layer.name}.kind_data")
+        if layer.fold.engine != "plain":
+            d["engine"] = layer.fold.engine
         if isinstance(layer, ir.Conv2d):
             d.update(in_shape=list(layer.in_shape), stride=list(layer.stride),
                      padding=list(layer.padding))
@@ -238,7 +240,7 @@ _LAYER_KEYS = {
     "Add": {"in_shape", "out_format", "in_formats", "relu"},
 }
 #: Fields that only a version (of a weight layer) has.
-_VERSION_KEYS = {1: ({"requant"}, {"sign_scales"}), 2: ({"epilogue"}, {"kind_data"})}
+_VERSION_KEYS = {1: ({"requant"}, {"sign_scales"}), 2: ({"epilogue"}, {"kind_data", "engine"})}
 
 
 def _layer_from_json(d, arrays, version):
@@ -278,7 +280,8 @@ def _build_layer(kind, name, d, arrays, version):
                       weight_bits=_int(d["weight_bits"], "weight_bits"),
                       weight_frac=_int(d["weight_frac"], "weight_frac"),
                       encoding=_str(d["encoding"], "encoding"),
-                      fold=ir.Fold(*_ints(d["fold"], "fold", 2)),
+                      fold=ir.Fold(*_ints(d["fold"], "fold", 2),
+                                   engine=_str(d.get("engine", "plain"), "engine")),
                       epilogue=_epilogue_from_json(d, arrays, version),
                       kind_data=_kind_data_from_json(d, arrays, version))
         if kind == "Conv2d":

@@ -29,6 +29,7 @@ __all__ = [
     "ActFormat",
     "BIPOLAR",
     "Fold",
+    "ENGINES",
     "Requant",
     "Thresholds",
     "Logits",
@@ -213,18 +214,30 @@ class ActFormat:
 BIPOLAR = ActFormat(1, False, 0, bipolar=True)
 
 
+#: MVU dot engines a layer can be built with (:attr:`Fold.engine`): ``plain``, its kind's own
+#: engine; ``memo``, :class:`hwquant.hw.memo.MemoEngine` (value-grouped sums, one product per
+#: distinct weight value; :mod:`hwquant.memo`). An implementation choice: the integer
+#: semantics of the layer do not depend on it.
+ENGINES = ("plain", "memo")
+
+
 @dataclass(frozen=True)
 class Fold:
-    """MVU folding: ``pe`` output channels and ``simd`` input elements per cycle."""
+    """MVU folding: ``pe`` output channels and ``simd`` input elements per cycle, and the dot
+    engine (one of :data:`ENGINES`) that computes them."""
 
     pe: int = 1
     simd: int = 1
+    engine: str = "plain"
 
     def __post_init__(self):
         for name in ("pe", "simd"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"Fold {name.upper()} must be a positive integer, not {v!r}")
+        if self.engine not in ENGINES:
+            raise ValueError(f"Fold engine must be one of {', '.join(ENGINES)}, not "
+                             f"{self.engine!r}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -527,6 +540,10 @@ class TemplateData:
                                  f"{layer.weight_bits}-bit range")
 
 
+#: Activation range modes of the ``bdcnn`` kind (``docs/arithmetic.md``).
+BDCNN_RANGES = ("static", "sample")
+
+
 @dataclass(frozen=True)
 class BdcnnData:
     """``bdcnn`` weights (Binarized-DCNN): every output channel's weights are signed sums of
@@ -535,18 +552,24 @@ class BdcnnData:
     ``coefficients`` is ``C``, ``(OC, basis)`` nested tuples of ``coef_bits``-bit signed
     integers). ``M`` is the canonical one of :func:`hwquant.bdcnn.canonical_patterns`. The
     input is split into ``qbits`` bit planes of ``q = X - in_format.lo`` (static range: the
-    input format's own minimum and step; ``docs/arithmetic.md``)."""
+    input format's own minimum and step; ``docs/arithmetic.md``). ``range="sample"``: the
+    planes are those of the per-sample quantization of the whole input map
+    (:func:`hwquant.golden.bdcnn.sample_acc`), the input any unsigned or signed format."""
 
     basis: int = 1
     qbits: int = 8
     coef_bits: int = 8
     coefficients: tuple = ()
+    range: str = "static"
 
     def __post_init__(self):
         for what in ("basis", "qbits", "coef_bits"):
             object.__setattr__(self, what, _integer(getattr(self, what), f"bdcnn {what}"))
         rows = tuple(_integers(r, "bdcnn coefficients") for r in self.coefficients)
         object.__setattr__(self, "coefficients", rows)
+        if self.range not in BDCNN_RANGES:
+            raise ValueError(f"bdcnn range must be one of {', '.join(BDCNN_RANGES)}, not "
+                             f"{self.range!r}")
 
     def check(self, layer) -> None:
         name, k = layer.name, self.basis
@@ -559,7 +582,12 @@ class BdcnnData:
             raise ValueError(f"Layer '{name}': bdcnn coefficient width must be in 2..16, not "
                              f"{self.coef_bits}")
         fmt = layer.in_format
-        if fmt.bipolar or fmt.bits != self.qbits:
+        if self.range == "sample":
+            if fmt.bipolar or not 2 <= self.qbits <= 8:
+                raise ValueError(f"Layer '{name}': bdcnn with a per-sample range quantizes a "
+                                 f"non-bipolar input to 2..8 bit planes, not {self.qbits} of "
+                                 f"{fmt}")
+        elif fmt.bipolar or fmt.bits != self.qbits:
             raise ValueError(f"Layer '{name}': bdcnn with {self.qbits} bit planes reads a "
                              f"{self.qbits}-bit input, not {fmt}")
         c = np.array(self.coefficients, dtype=np.int64).reshape(-1, k) if self.coefficients \

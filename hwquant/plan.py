@@ -401,6 +401,10 @@ def plan_network(net: ir.Network, *, fifo_depths: dict | None = None) -> Plan:
         raise UnsupportedLayerError(f"Layer '{last.name}': the last layer must be a linear "
                                     f"layer producing the logits")
     for layer in net.layers:
+        if getattr(getattr(layer, "kind_data", None), "range", "static") == "sample":
+            raise UnsupportedLayerError(
+                f"Layer '{layer.name}': bdcnn with the per-sample range has no hardware yet "
+                f"(golden model and fake-quant only); quantize with --range static to build")
         if isinstance(layer, ir.Flatten):
             consumers = net.consumers(layer.name)
             if not all(isinstance(c, ir.Linear) for c in consumers):

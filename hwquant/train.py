@@ -117,7 +117,7 @@ def _as_tensor(x):
 
 def train(model: nn.Module, dataset, epochs: int = 30, seed: int = 0, lr: float = 3e-3,
           batch_size: int = 64, progress: bool = True, weight_decay: float = 1e-4,
-          freeze=None) -> float:
+          freeze=None, history=None) -> float:
     """Train ``model`` on ``dataset`` in place; return its float test accuracy (0..1).
 
     Adam with a cosine learning-rate schedule over all steps, cross-entropy loss, shuffled
@@ -139,6 +139,10 @@ def train(model: nn.Module, dataset, epochs: int = 30, seed: int = 0, lr: float 
     freeze : :class:`hwquant.templates.TemplateFreeze`, optional
         Weights excluded from every update (template kernels): their gradient is zeroed
         before each step and their values restored after it.
+    history : list, optional
+        Appended with one ``{"epoch", "loss", "test_accuracy"}`` per epoch (the epoch's mean
+        training loss and the float test accuracy after it, evaluated without touching the
+        random state, so the training is the same with or without it).
 
     Raises
     ------
@@ -186,6 +190,11 @@ def train(model: nn.Module, dataset, epochs: int = 30, seed: int = 0, lr: float 
                     sched.step()
                     total += loss.item() * len(idx)
                 bar.set_postfix(loss=f"{total / len(x):.4f}")
+                if history is not None:
+                    acc = evaluate_float(model, dataset.x_test, dataset.y_test)
+                    model.train()
+                    history.append({"epoch": len(history) + 1, "loss": total / len(x),
+                                    "test_accuracy": acc})
             bar.close()
     finally:
         model.eval()
@@ -317,3 +326,31 @@ def evaluate_float(model, x, y, *, batch_size: int = 512) -> float:
         if was_training:
             model.train()
     return correct / len(x)
+
+
+def plot_learning_curves(curves: dict, path) -> None:
+    """Training loss and float test accuracy per epoch, one line per run (``curves``:
+    ``{label: history}`` with the ``history`` rows of :func:`train`), as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(9, 3.6))
+    for i, (label, rows) in enumerate(curves.items()):
+        epochs = [r["epoch"] for r in rows]
+        loss_ax.plot(epochs, [r["loss"] for r in rows], color=f"C{i}", label=label)
+        acc_ax.plot(epochs, [100 * r["test_accuracy"] for r in rows], color=f"C{i}",
+                    label=label)
+    loss_ax.set_yscale("log")
+    loss_ax.set_xlabel("epoch")
+    loss_ax.set_ylabel("training loss")
+    acc_ax.set_xlabel("epoch")
+    acc_ax.set_ylabel("test accuracy (%)")
+    for ax in (loss_ax, acc_ax):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("Learning curves")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -125,7 +125,7 @@ def test_default_cnn_k6_q6_within_two_points_and_fake_quant_tie(trained_default_
     (["--basis", "0"], "error: --basis must be an integer in 1..8, not 0"),
     (["--qbits", "1"], "error: --qbits must be an integer in 2..8, not 1"),
     (["--coef-bits", "17"], "error: --coef-bits must be an integer in 2..16, not 17"),
-    (["--range", "sample"], "error: --range must be static"),
+    (["--coef-bits", "1"], "error: --coef-bits must be an integer in 2..16, not 1"),
     (["--basis", "8", "--restarts", "1"], None),
 ])
 def test_bad_input_one_error_line_exit_2_nothing_written(trained_default_pt2, tmp_path,
@@ -138,3 +138,120 @@ def test_bad_input_one_error_line_exit_2_nothing_written(trained_default_pt2, tm
     assert code == 2
     assert len(err) == 1 and err[0].startswith(message), err
     assert not out.exists() and not rep.exists()
+
+
+def test_compare_grid_accuracy_and_stored_bits(trained_default_pt2, tmp_path, capsys):
+    """``compare --methods bdcnn``: one golden-model run per K x Q, the size from the stored
+    bits (K * (D + coef_bits) per neuron against 32 * D), Markdown grids and a PNG."""
+    out = tmp_path / "grid"
+    assert main(["compare", str(trained_default_pt2), "--methods", "bdcnn", "--basis", "2,4",
+                 "--qbits", "3,5", "--restarts", "1", "--coef-bits", "6", "--quiet",
+                 "-o", str(out)]) == 0
+    report = json.loads((out / "compare.json").read_text())
+    rows = report["rows"]
+    assert [(r["wbits"], r["abits"]) for r in rows] == [(2, 3), (2, 5), (4, 3), (4, 5)]
+    assert report["bdcnn"] == {"coef_bits": 6, "restarts": 1, "range": "static"}
+    fan = {la.name: la.fan_in for la in hwq.load(_one_bdcnn(trained_default_pt2,
+                                                            tmp_path)).weight_layers}
+    for r in rows:
+        assert r["delta"] == pytest.approx(r["accuracy"] - report["float_accuracy"])
+        assert r["options"]["basis"] == r["wbits"] and r["options"]["qbits"] == r["abits"]
+        size = r["size"]
+        k = r["wbits"]
+        for layer in size["layers"]:
+            d = fan[layer["name"]]
+            oc = layer["float_bits"] // (32 * d)
+            assert layer["bits"] == oc * k * (d + 6)
+        assert size["bits"] == sum(la["bits"] for la in size["layers"])
+        assert size["compression"] == pytest.approx(1 - size["bits"] / size["float_bits"])
+    # More bases: more bits; Q does not change the size.
+    assert rows[0]["size"] == rows[1]["size"] and rows[2]["size"]["bits"] > rows[0]["size"][
+        "bits"]
+    md = (out / "compare.md").read_text()
+    assert "| K \\ Q | 3 | 5 |" in md and "Retraining per phase" not in md
+    assert f"{rows[3]['accuracy']:.2%} ({rows[3]['delta'] * 100:+.2f})" in md
+    assert (out / "compare.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def _one_bdcnn(model, tmp_path):
+    code, out, _ = _quantize(model, tmp_path, "--basis", "2", "--restarts", "1")
+    assert code == 0
+    return out
+
+
+def _compare(model, tmp_path, *args):
+    out = tmp_path / "cmp"
+    try:
+        code = main(["compare", str(model), "--quiet", "-o", str(out), *args])
+    except SystemExit as exc:
+        code = exc.code
+    return code, out
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--methods", "bdcnn", "--basis", "2,9"], "error: --basis must be an integer in 1..8, not 9"),
+    (["--methods", "bdcnn", "--qbits", "1"], "error: --qbits must be an integer in 2..8, not 1"),
+    (["--methods", "fixed", "--qbits", "4", "--bits", "4", "--schedules", "none"],
+     "error: --qbits apply to --methods bdcnn"),
+    (["--methods", "fixed", "--range", "sample", "--bits", "4", "--schedules", "none"],
+     "error: --range apply to --methods bdcnn"),
+])
+def test_compare_grid_bad_input(trained_default_pt2, tmp_path, capsys, args, message):
+    code, out = _compare(trained_default_pt2, tmp_path, *args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith(message), err
+    assert not out.exists()
+
+
+@pytest.fixture(scope="module")
+def narrow_pt2(digits, tmp_path_factory):
+    """A model whose first layer has D = 4 weights per neuron (a 2x2 conv on one channel)."""
+    import torch
+    from torch import nn
+
+    from hwquant.train import export_model
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 2), nn.ReLU(), nn.Flatten(), nn.Linear(196, 10))
+    path = tmp_path_factory.mktemp("narrow") / "narrow.pt2"
+    export_model(model.eval(), torch.tensor(digits.x_test[:2]), path)
+    return path
+
+
+def test_compare_grid_refuses_basis_not_below_fan_in_before_any_run(narrow_pt2, tmp_path,
+                                                                    capsys, monkeypatch):
+    import hwquant.flow
+
+    def no_run(*args, **kwargs):
+        raise AssertionError("a grid cell ran before the grid was checked")
+
+    monkeypatch.setattr(hwquant.flow, "quantize_model", no_run)
+    code, out = _compare(narrow_pt2, tmp_path, "--methods", "bdcnn", "--basis", "2,4",
+                         "--qbits", "4")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and not out.exists()
+    assert err == [("error: Layer 'conv2d_0': K=4 bases must be fewer than the 4 weights of "
+                    "each neuron (K < D); use --basis 3 or less")], err
+
+
+def test_basis_not_below_fan_in_names_the_layer(narrow_pt2, tmp_path, capsys):
+    code, out, rep = _quantize(narrow_pt2, tmp_path, "--basis", "4")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and not out.exists() and not rep.exists()
+    assert err == [("error: Layer 'conv2d_0': K=4 bases must be fewer than the 4 weights of "
+                    "each neuron (K < D); use --basis 3 or less")], err
+
+
+def test_layer_too_large_to_decompose(trained_default_pt2, tmp_path, capsys, monkeypatch):
+    """The memory bound (lowered here so the digits model's fc exceeds it): one line naming
+    the layer, exit 2, no output."""
+    from hwquant import bdcnn
+
+    conv2 = bdcnn.decomposition_bytes(32, 144, 6)
+    monkeypatch.setattr(bdcnn, "MEMORY_LIMIT", conv2 // 2)
+    assert bdcnn.decomposition_bytes(16, 9, 6) < conv2 // 2  # conv1 still fits
+    code, out, rep = _quantize(trained_default_pt2, tmp_path, "--basis", "6")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and not out.exists() and not rep.exists()
+    assert err == [("error: Layer 'conv2': decomposing 32 neurons of 144 weights at K=6 "
+                    "needs about 344.0 KiB, more than the 172.0 KiB limit")], err

@@ -195,3 +195,33 @@ class TestEvaluate:
         with pytest.raises(TypeError, match=r"^Model must be a torch\.nn\.Module, an "
                                             r"ExportedProgram or a FloatGraph, not str$"):
             evaluate_float("model", digits.x_test[:3], digits.y_test[:3])
+
+
+class TestLearningCurves:
+    def test_history_does_not_change_training(self, digits):
+        a, b = default_model(digits.input_shape, digits.num_classes, seed=1), \
+            default_model(digits.input_shape, digits.num_classes, seed=1)
+        history = []
+        acc_a = train(a, digits, epochs=2, seed=1, progress=False)
+        acc_b = train(b, digits, epochs=2, seed=1, progress=False, history=history)
+        assert acc_a == acc_b and [r["epoch"] for r in history] == [1, 2]
+        assert history[-1]["test_accuracy"] == acc_b
+        assert all(r["loss"] > 0 for r in history)
+
+    def test_cli_templates_writes_curves(self, tmp_path):
+        import json
+
+        from hwquant.cli import main
+
+        out, rep = tmp_path / "t.pt2", tmp_path / "r.json"
+        assert main(["train", "--epochs", "2", "--templates", "4", "--baseline", "--quiet",
+                     "-o", str(out), "--json", str(rep)]) == 0
+        png = tmp_path / "t.curves.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        report = json.loads(rep.read_text())
+        assert report["curves_png"] == str(png)
+        assert {k: len(v) for k, v in report["curves"].items()} == {"4 templates": 2,
+                                                                    "no templates": 2}
+        assert report["accuracy"]["untemplated"] == report["curves"]["no templates"][-1][
+            "test_accuracy"]
+        assert main(["train", "--epochs", "1", "--baseline", "-o", str(out)]) == 2

@@ -10,13 +10,18 @@ they agree over the folds, e.g. ``NF = 1``):
 
 * :func:`requant`: a bias adder (or a constant folded into the rounding adder), the multiply
   (a constant one as Yosys maps ``x * const``, or a selected constant into a
-  :func:`~hwquant.estimate.resources.multiplier`), the rounding adder over the bits the shift
-  keeps, the saturation.
+  :func:`~hwquant.estimate.resources.multiplier`), the pipeline register on the product, the
+  rounding adder over the bits the shift keeps, the saturation.
 * :func:`thresholds`: per lane an optional negation (channels of both directions), ``T``
   comparisons of ``ACC`` with per-channel constants (a constant one is a carry chain without
-  LUTs on iCE40, a selected one a full comparator), the popcount of the ``T`` results.
+  LUTs on iCE40, a selected one a full comparator), the pipeline register on the ``T``
+  results, their popcount.
 * :func:`logits`: the bias adder and, with a per-class scale, the constant multiply as
-  shift-and-add over the scale's canonical signed digits (a selected scale: a multiplier).
+  shift-and-add over the scale's canonical signed digits (a selected scale: a multiplier),
+  then the pipeline register.
+
+Every lane has one pipeline register (:data:`hwquant.hw.epilogue.Epilogue.LATENCY`), counted
+as flip-flops of the value's width.
 """
 
 from __future__ import annotations
@@ -132,10 +137,11 @@ def _requant_lane(acc_bits, biases, mults, shift, lo, hi, out_bits, family, use_
     if pre_add and not in_dsp:
         res += adder(acc_bits, family)
     res += product
+    res += Resources(ff=t_bits)  # the pipeline register on the product
     used = max(t_bits - max(shift, 0) + 1, 1)
-    # With nothing in between, Yosys folds the rounding constant into the bias adder on
-    # iCE40 and Xilinx (measured on requantizers of two folds; ECP5 and Gowin keep both).
-    merged = pre_add and product == Resources() and family in ("ice40", "xilinx")
+    # The pipeline register stands between the bias adder and the rounding adder: Yosys
+    # cannot fold the rounding constant into the bias adder.
+    merged = False
     if (shift > 0 or any(biases)) and not post_in_dsp and not merged:
         res += const_add(t_bits, used, family)
         if any(biases) and family in ("ecp5", "gowin"):
@@ -174,6 +180,7 @@ def thresholds(epilogue, layer, family, *, acc_bits, use_dsp=USE_DSP) -> Resourc
             else:
                 kbits = ir.signed_bits_for(min(ks), max(ks))
                 res += const_select(ks, family) + comparator(max(bits, kbits), family)
+            res += Resources(ff=1)  # the pipeline register on the comparison
         if count > 1:
             res += popcount(count, family)
         if layer.out_format.lo:
@@ -199,7 +206,7 @@ def logits(epilogue, layer, family, *, acc_bits, use_dsp=USE_DSP) -> Resources:
                 sbits = max(s.bit_length() for s in scales) + 1
                 res += const_select(scales, family)
                 res += multiplier(bits, sbits, family, use_dsp, signed=True)
-        total += res
+        total += res + Resources(ff=layer.out_format.bits)  # the pipeline register
     return total
 
 

@@ -21,10 +21,11 @@ from .. import ir
 from ..kinds import cost_model, uses_constant_matrix
 from . import cmvm as constant_matrix
 from . import epilogue as epilogue_face
+from . import memo as memo_face
 from .common import counter, luts, ram, range_bits, weight_rom
 from .resources import Resources, adder, comparator, mux, register
 
-__all__ = ["mvu", "USE_DSP"]
+__all__ = ["mvu", "mvu_resources", "USE_DSP"]
 
 #: Yosys infers DSP blocks by default (``synthesize(..., allow_dsp=True)``); so does the model.
 USE_DSP = True
@@ -40,15 +41,35 @@ def _trailing_zeros(weights) -> int:
     return (common & -common).bit_length() - 1 if common else 0
 
 
-def mvu(rows, layer, weights, family):
+class _Sum:
+    """A row collector that only sums."""
+
+    def __init__(self):
+        self.total = Resources()
+
+    def add(self, part, res, lutram=0):
+        self.total += res
+
+
+def mvu_resources(layer, weights, family, *, use_dsp=USE_DSP) -> Resources:
+    """The whole MVU of ``layer`` (weights ``(OC, F)`` in stream order) as one sum: what
+    :func:`mvu` adds row by row."""
+    rows = _Sum()
+    mvu(rows, layer, weights, family, use_dsp=use_dsp)
+    return rows.total
+
+
+def mvu(rows, layer, weights, family, *, use_dsp=USE_DSP):
     """Add the parts of the MVU of ``layer`` (weights ``(OC, F)`` in stream order) to
-    ``rows`` (a collector with ``add(part, resources, lutram=0)``)."""
+    ``rows`` (a collector with ``add(part, resources, lutram=0)``); ``use_dsp=False`` models
+    Yosys ``-nodsp`` (every multiply in LUTs)."""
     pe, simd = layer.fold.pe, layer.fold.simd
     oc, fan_in = layer.out_channels, layer.fan_in
     nf, sf = oc // pe, fan_in // simd
     xbits = layer.in_format.bits
     unrolled = nf * sf == 1
-    kind = cost_model(layer)
+    memo = layer.fold.engine == "memo"
+    kind = memo_face if memo else cost_model(layer)
     weights = np.asarray(weights, dtype=np.int64)
     nf_bits = range_bits(max(nf, 2))
 
@@ -76,8 +97,8 @@ def mvu(rows, layer, weights, family):
 
     # Stage 1: operand register, the buffer/stream mux, the weight ROM.
     absorb = getattr(kind, "absorbed_registers", None)
-    adder_graph = uses_constant_matrix(layer)
-    absorbed = (absorb(layer, family, use_dsp=USE_DSP) if absorb is not None and not adder_graph
+    adder_graph = not memo and uses_constant_matrix(layer)
+    absorbed = (absorb(layer, family, use_dsp=use_dsp) if absorb is not None and not adder_graph
                 else {"operand": 0, "dot": [False] * pe})
     operand_absorbed = absorbed["operand"] if nf == 1 else 0
     rows.add("operand_register", register(simd * xbits - operand_absorbed))
@@ -89,7 +110,14 @@ def mvu(rows, layer, weights, family):
         rom += counter(nf * sf, family)  # the ROM address
         rows.add("weight_rom", rom)
     rows.add("dot_engines", constant_matrix.resources(layer, weights, family) if adder_graph
-             else kind.resources(layer, family, use_dsp=USE_DSP))
+             else kind.resources(layer, family, use_dsp=use_dsp))
+
+    if memo:  # several partial sums per PE: the memo face sizes them
+        dots, acc, acc_widths = memo_face.parts_resources(layer, weights, family)
+        rows.add("dot_registers", dots)
+        rows.add("accumulators", acc)
+        _tail(rows, layer, family, acc_widths, use_dsp)
+        return
 
     # Stage 2: engine sums, one per PE, as wide as the engine's worst-case sum (the lanes of
     # the register share one width, but sign-extension copies of a flip-flop merge).
@@ -121,7 +149,15 @@ def mvu(rows, layer, weights, family):
         else:
             acc += register(min(bits - zero_bits[p], dot_bits[p]))
     rows.add("accumulators", acc)
+    _tail(rows, layer, family, acc_widths, use_dsp, zero_bits=zero_bits)
 
+
+def _tail(rows, layer, family, acc_widths, use_dsp, *, zero_bits=None):
+    """Stages 4 and 5: the combine register (``acc_widths`` per PE, sign-extended to the
+    epilogue's width, less ``zero_bits`` constant-zero low bits per PE), the epilogue and the
+    output register."""
+    pe = layer.fold.pe
+    zero_bits = zero_bits or [0] * pe
     # Stage 4: the combine register (identity combine: the sign-extended accumulators).
     # On Xilinx the DSP block of a lane's requantization multiply absorbs its register.
     epi_bits = ir.accumulator_bits(layer)
@@ -133,5 +169,5 @@ def mvu(rows, layer, weights, family):
 
     # Stage 5: the epilogue into the PE-lane output register.
     rows.add("epilogue", epilogue_face.resources(layer, family, acc_bits=epi_bits,
-                                                 use_dsp=USE_DSP))
+                                                 use_dsp=use_dsp))
     rows.add("output_register", register(pe * layer.out_format.bits))

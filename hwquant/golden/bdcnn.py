@@ -19,7 +19,8 @@ from ..bdcnn import basis_bits
 from ..layout import conv_weight_matrix
 from .exact import fast_enabled, matmul
 
-__all__ = ["dot", "planes", "coefficients_of"]
+__all__ = ["dot", "planes", "coefficients_of", "quantize_map", "sample_codes", "sample_acc",
+           "reciprocal_shift"]
 
 
 def coefficients_of(layer) -> np.ndarray:
@@ -63,3 +64,65 @@ def dot_windows(layer, cols, x_abs_max=None, window_order=False):
 
 #: The fast path's entry (golden.network looks for it on the kind's dot).
 dot.windows = dot_windows
+
+
+def reciprocal_shift(in_bits: int) -> int:
+    """``S`` of the per-sample quantizer's reciprocal for an ``in_bits``-bit input:
+    ``2 * in_bits + 1``, enough for the multiply-shift to equal the exact division."""
+    return 2 * in_bits + 1
+
+
+def quantize_map(v, in_bits: int, qbits: int):
+    """The quantization sub-layer with the per-sample range on integer maps ``v`` ``(N, ...)``
+    (one sample per row, values of an ``in_bits``-bit format): per sample ``m = min``,
+    ``R = max - min`` over the whole map, ``L = 2**qbits - 1``, ``rho = ceil(L * 2**S / R)``
+    once per sample (``S`` :func:`reciprocal_shift`) and ``q = ((X - m) * rho + 2**(S-1)) >>
+    S`` per element, which is ``RHU((X - m) * L / R)`` exactly; ``R = 0``: ``rho = q = 0``.
+    Returns ``(q int64 like v, m (N,), R (N,), rho (N,))``."""
+    v = np.asarray(v, dtype=np.int64)
+    n = len(v)
+    flat = v.reshape(n, -1)
+    m = flat.min(axis=1)
+    r = flat.max(axis=1) - m
+    top = (1 << qbits) - 1
+    s = reciprocal_shift(in_bits)
+    rho = np.where(r > 0, ((top << s) + r - 1) // np.maximum(r, 1), 0)  # ceil(L 2^S / R)
+    shape = (n,) + (1,) * (v.ndim - 1)
+    q = ((v - m.reshape(shape)) * rho.reshape(shape) + (1 << (s - 1))) >> s
+    return q, m, r, rho
+
+
+def sample_codes(layer, x):
+    """:func:`quantize_map` of a per-sample-range ``layer``'s integer input map ``x``:
+    ``(q, m, R)``."""
+    q, m, r, _ = quantize_map(layer.in_format.value(x), layer.in_format.bits,
+                              layer.kind_data.qbits)
+    return q, m, r
+
+
+def sample_acc(layer, x, windows):
+    """``ACC`` (int64 ``(N * pixels, OC)``) of a per-sample-range layer for its integer input
+    map ``x``: ``P = W @ q`` over the windows of the codes (a padded tap is ``q = 0``),
+    then ``ACC = m * Rin + RHU(R * P / L)`` with ``Rin = sum of W over the window's in-bounds
+    taps`` (a constant per output position and channel; ``sum_i W`` without padding).
+    ``windows(a)`` gives the ``(N * pixels, D)`` windows of a map ``a`` in the layer's weight
+    order with zero padding. This is ``RHU(W . z)`` of ``z = m + q * R / L``, the value the
+    codes stand for, and 0 at a padded tap (exact zero padding). ``None`` for the static
+    range (the AND-popcount form of :func:`dot`)."""
+    if layer.kind_data.range != "sample":
+        return None
+    q, m, r = sample_codes(layer, x)
+    w = layer.weight_matrix()
+    n = len(q)
+    cols = windows(q)
+    top = (1 << layer.kind_data.qbits) - 1
+    p = matmul(cols, w, x_abs_max=top)  # exact (float only where proven, int64 otherwise)
+    inside = windows(np.ones((1,) + q.shape[1:], dtype=np.int64)) @ w.T  # (pixels, OC)
+    per = len(cols) // n
+    mr = np.repeat(m, per)[:, None]
+    rr = np.repeat(r, per)[:, None]
+    return mr * np.tile(inside, (n, 1)) + (2 * rr * p + top) // (2 * top)
+
+
+#: The whole-map entry (golden.network looks for it on the kind's dot).
+dot.map_acc = sample_acc

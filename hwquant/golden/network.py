@@ -166,9 +166,34 @@ def _run_weight_fast(layer, x):
     return out
 
 
+def _map_acc(layer, x):
+    """``ACC`` of a kind whose arithmetic needs the whole input map (``bdcnn`` with the
+    per-sample range: ``dot.map_acc``), or ``None``."""
+    map_acc = getattr(golden_dot(layer), "map_acc", None)
+    if map_acc is None:
+        return None
+    if isinstance(layer, ir.Conv2d):
+        def windows(a):
+            cols = im2col(a, layer.kernel, layer.stride, layer.padding, 0)
+            return cols.reshape(-1, cols[0, 0, 0].size)
+    else:
+        def windows(a):
+            return a.reshape(len(a), -1)
+    return map_acc(layer, x, windows)
+
+
 def run_layer(layer, args):
     """Apply one IR layer to its integer operand(s) (a list of arrays with batch axis)."""
     x = args[0]
+    if isinstance(layer, (ir.Conv2d, ir.Linear)):
+        acc = _map_acc(layer, x)
+        if acc is not None:
+            _check_acc(layer, acc)
+            out = _epilogue(layer, acc, 1)
+            if isinstance(layer, ir.Conv2d):
+                n, oh, ow = len(x), *layer.out_shape[1:]
+                return out.reshape(n, oh, ow, -1).transpose(0, 3, 1, 2)
+            return out
     if isinstance(layer, (ir.Conv2d, ir.Linear)) and fast_enabled():
         out = _run_weight_fast(layer, x)
         if out is not None:

@@ -63,8 +63,14 @@ def engine_for(layer):
     """The MVU engine class of ``layer``'s arithmetic kind (the registry's hardware face).
 
     Kinds whose registry row names no MVU engine use :class:`LaneEngine` over their per-lane
-    dot engine."""
+    dot engine. A layer whose fold names the ``memo`` engine (:data:`hwquant.ir.ENGINES`)
+    gets :class:`hwquant.hw.memo.MemoEngine` whatever its kind."""
     from .. import kinds
+
+    if layer.fold.engine == "memo":
+        from .memo import MemoEngine
+
+        return MemoEngine
 
     lookup = getattr(kinds, "hw_engine", None)
     return LaneEngine if lookup is None else lookup(layer)

@@ -1,7 +1,8 @@
 """Epilogues of a weight layer: the per-channel step from ``ACC`` to the output lane.
 
-One component per epilogue type of the IR, all with the same members, combinational (the MVU
-registers the result), ``pe`` lanes per beat; the constants of channel ``nf*PE + p`` (bias,
+One component per epilogue type of the IR, all with the same members and one pipeline register
+per lane inside (:data:`Epilogue.LATENCY`, advanced by ``en``; the MVU registers the result),
+``pe`` lanes per beat; the constants of channel ``nf*PE + p`` (bias,
 multiplier, thresholds, scale) are chosen by the output-fold index ``nf`` (a constant per
 lane when ``NF = 1``). Written from ``docs/arithmetic.md``:
 
@@ -14,12 +15,12 @@ lane when ``NF = 1``). Written from ``docs/arithmetic.md``:
 """
 
 import numpy as np
-from amaranth.hdl import Array, Module, Mux, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .. import ir
-from .arith import adder_tree, const_signed, requantize
+from .arith import adder_tree, const_signed, rshift_rhu, saturate
 from .streams import lane_shape
 
 __all__ = ["Epilogue", "Requantizer", "MultiThreshold", "LogitScaler", "epilogue_of",
@@ -55,11 +56,18 @@ class Epilogue(wiring.Component):
     acc : ``In(data.ArrayLayout(signed(acc_bits), pe))``, ``acc_bits`` holding ``ACC`` and
         ``ACC + B`` over every channel
     nf : ``In(unsigned(nf_bits))``, the output-fold index of the beat (``0 .. NF-1``)
+    en : ``In(1)``, advances the pipeline register
     y : ``Out(data.ArrayLayout(lane_shape(layer.out_format), pe))``
 
-    Latency 0. Resources per lane: one bias adder and the type's own logic (below), plus a
+    Latency :data:`LATENCY` (1): ``y`` is the result for the ``acc`` and ``nf`` of the last
+    cycle ``en`` was high. Each type registers its lanes where the logic splits about evenly
+    (below), so that the per-channel constant selection, the bias adder and the multiplier
+    are not one combinational path with the rounding and the saturation. Resources per lane: one bias adder and the type's own logic (below), plus a
     multiplexer over the ``NF`` values of each per-channel constant when ``NF > 1``.
     """
+
+    #: Cycles (of ``en``) from ``acc`` to ``y``.
+    LATENCY = 1
 
     def __init__(self, layer, epilogue, *, acc_range):
         self.validate(layer, epilogue, acc_range=acc_range)
@@ -74,6 +82,7 @@ class Epilogue(wiring.Component):
         super().__init__({
             "acc": In(data.ArrayLayout(signed(self.acc_bits), pe)),
             "nf": In(unsigned(max(1, (self._nf - 1).bit_length()))),
+            "en": In(1),
             "y": Out(data.ArrayLayout(lane_shape(layer.out_format), pe)),
         })
 
@@ -99,22 +108,35 @@ class Epilogue(wiring.Component):
         return m
 
     def _lane(self, m, p):
+        """Lane ``p``'s output value, built in ``m`` with one :meth:`_register` on the way."""
         raise NotImplementedError
+
+    def _register(self, m, value, name):
+        """``value`` through the lane's pipeline register (advanced by ``en``)."""
+        reg = Signal(value.shape(), name=name)
+        with m.If(self.en):
+            m.d.sync += reg.eq(value)
+        return reg
 
 
 class Requantizer(Epilogue):
     """``sat(rshift_rhu((ACC + B[c]) * M[c], shift), lo, hi)``: per lane a bias adder, a
-    multiplier (none when every ``M`` is 1; a constant one when ``NF = 1``), a rounding adder,
-    two comparators and muxes."""
+    multiplier (none when every ``M`` is 1; a constant one when ``NF = 1``), the pipeline
+    register on the product, a rounding adder, two comparators and muxes."""
 
     def _lane(self, m, p):
         rq = self._epilogue
         chans = [n * self._pe + p for n in range(self._nf)]
-        bias = self._channel_values(p, self._layer.bias)
+        t = self.acc[p] + self._channel_values(p, self._layer.bias)
         mult = [int(rq.multiplier[c]) for c in chans]
-        mult = 1 if all(v == 1 for v in mult) else _select(self.nf, mult)
-        return requantize(self.acc[p], bias, mult, rq.shift, rq.lo, rq.hi, m=m,
-                          name=f"rounded{p}")
+        if not all(v == 1 for v in mult):
+            t = t * _select(self.nf, mult)
+        t = self._register(m, t, f"scaled{p}")
+        # One signal that the saturation's comparisons and muxes share (Amaranth's Verilog
+        # repeats an expression at each use; Yosys does not always merge the copies).
+        rounded = Signal(rshift_rhu(t, rq.shift).shape(), name=f"rounded{p}")
+        m.d.comb += rounded.eq(rshift_rhu(t, rq.shift))
+        return saturate(rounded, rq.lo, rq.hi)
 
 
 class MultiThreshold(Epilogue):
@@ -122,8 +144,8 @@ class MultiThreshold(Epilogue):
 
     Computed as ``d * ACC >= d * (thr - B)`` (``d = dir[c]``): per lane an optional negation
     (only when the lane's channels mix directions), ``T`` comparators against per-channel
-    constants (thresholds beyond the accumulator's reach become always/never), and a popcount
-    of the ``T`` results. No multiplier, no bias adder.
+    constants (thresholds beyond the accumulator's reach become always/never), the pipeline
+    register on the ``T`` results, and their popcount. No multiplier, no bias adder.
     """
 
     def _lane(self, m, p):
@@ -146,14 +168,17 @@ class MultiThreshold(Epilogue):
         for t in range(thr.shape[1]):
             k = [int(np.clip(direction[c] * (thr[c, t] - bias[c]), -reach, reach)) for c in chans]
             passed.append(s >= _select(self.nf, k))
-        count = adder_tree(passed) if passed else 0
-        return count + self._layer.out_format.lo
+        if not passed:
+            return self._register(m, Const(self._layer.out_format.lo,
+                                           lane_shape(self._layer.out_format)), f"level{p}")
+        passed = self._register(m, Cat(*passed), f"passed{p}")
+        return adder_tree(list(passed)) + self._layer.out_format.lo
 
 
 class LogitScaler(Epilogue):
     """``(ACC + B[c]) * scale[c]`` (``scale`` None: ``ACC + B``), as wide as the output
     format, which must hold every value (checked here). Per lane a bias adder and, with a
-    scale, a multiplier (constant when ``NF = 1``).
+    scale, a multiplier (constant when ``NF = 1``), then the pipeline register.
 
     Raises
     ------
@@ -188,7 +213,7 @@ class LogitScaler(Epilogue):
             scale = [int(self._scale[n * self._pe + p]) for n in range(self._nf)]
             if scale != [1] * self._nf:
                 v = v * _select(self.nf, scale)
-        return v
+        return self._register(m, v, f"logit{p}")
 
 
 def epilogue_class(layer) -> type:

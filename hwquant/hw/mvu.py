@@ -14,7 +14,7 @@ from .streams import activation_signature
 __all__ = ["MatrixVectorUnit", "LATENCY"]
 
 #: Cycles from issuing the last slice of a neuron fold to its output beat's ``valid``.
-LATENCY = 5
+LATENCY = 6
 
 
 def _range_bits(ranges) -> int:
@@ -43,8 +43,9 @@ class MatrixVectorUnit(wiring.Component):
 
     Pipeline, all stages advancing together whenever the output register is empty or being
     taken: fold counters and buffer/ROM addresses -> operands (SIMD lanes, ROM word) -> engine
-    sums register -> accumulators -> combine register -> epilogue into the output register.
-    An output beat is valid :data:`LATENCY` (5) cycles after its fold's last slice issued;
+    sums register -> accumulators -> combine register -> epilogue (its pipeline register) ->
+    output register.
+    An output beat is valid :data:`LATENCY` (6) cycles after its fold's last slice issued;
     ``o_stream.valid`` comes from a register. :class:`hwquant.schedule.mvu.MatrixVectorUnitTiming`
     is the cycle-exact handshake model.
 
@@ -121,17 +122,24 @@ class MatrixVectorUnit(wiring.Component):
         m.d.comb += en.eq(~o_s.valid | o_s.ready)
 
         # -- stage 0: fold counters, input buffer, addresses ---------------------------------
+        # Every flag that decides ``issue`` is a register (or one gate of registers): the
+        # handshake and the counters' next states never wait on a comparison's carry chain.
         nf_i = Signal(range(max(nf, 2)))
         sf_i = Signal(range(max(sf, 2)))
-        last_sf = Signal()
+        last_sf = Signal(init=int(sf == 1))  # sf_i == sf - 1
+        last_nf = Signal(init=int(nf == 1))  # nf_i == nf - 1
         last_step = Signal()
         issue = Signal()
-        m.d.comb += [last_sf.eq(sf_i == sf - 1), last_step.eq(last_sf & (nf_i == nf - 1))]
+        m.d.comb += last_step.eq(last_sf & last_nf)
         with m.If(issue):
             with m.If(last_sf):
-                m.d.sync += [sf_i.eq(0), nf_i.eq(Mux(last_step, 0, nf_i + 1))]
+                m.d.sync += [sf_i.eq(0), last_sf.eq(sf == 1)]
+                with m.If(last_nf):
+                    m.d.sync += [nf_i.eq(0), last_nf.eq(nf == 1)]
+                with m.Else():
+                    m.d.sync += [nf_i.eq(nf_i + 1), last_nf.eq(nf_i == max(nf - 2, 0))]
             with m.Else():
-                m.d.sync += sf_i.eq(sf_i + 1)
+                m.d.sync += [sf_i.eq(sf_i + 1), last_sf.eq(sf_i == max(sf - 2, 0))]
 
         from_mem = Signal()  # this step's operand comes from the input buffer
         if nf == 1:
@@ -142,21 +150,42 @@ class MatrixVectorUnit(wiring.Component):
             m.submodules.input_buffer = buf
             wr, rd = buf.write_port(), buf.read_port()
             lead = Signal(range(words + 1))  # beats written since the current vector's start
+            room = Signal(init=1)  # lead < words
+            avail = Signal(range(words + 1))  # lead - sf_i: beats buffered ahead of this step
+            first_fold = Signal(init=1)  # nf_i == 0
             wa = Signal(range(words))  # write address
             ra = Signal(range(words))  # read address: bank start + sf_i
             bank = Signal()  # bank of the current vector
             accept = Signal()
+            done = Signal()  # the vector's last step issues
             m.d.comb += [
-                i_s.ready.eq(lead < words),
-                accept.eq(i_s.valid & i_s.ready),
-                from_mem.eq((nf_i != 0) | (lead > sf_i)),
+                i_s.ready.eq(room),
+                accept.eq(i_s.valid & room),
+                from_mem.eq(~first_fold | (avail != 0)),
                 issue.eq(en & (from_mem | i_s.valid)),
+                done.eq(issue & last_step),
                 wr.addr.eq(wa), wr.en.eq(accept), wr.data.eq(i_s.payload.as_value()),
                 rd.addr.eq(ra), rd.en.eq(en),
             ]
             with m.If(accept):
                 m.d.sync += wa.eq(Mux(wa == words - 1, 0, wa + 1))
-            m.d.sync += lead.eq(lead + accept - Mux(issue & last_step, sf, 0))
+            # Every sum below is formed from registers (and the upstream valid) alone; issue
+            # (which waits on the downstream ready) only picks among them.
+            lead_in, lead_out = Signal.like(lead), Signal.like(lead)
+            avail_in, avail_step = Signal.like(avail), Signal.like(avail)
+            m.d.comb += [lead_in.eq(lead + accept), lead_out.eq(lead + accept - sf),
+                         avail_in.eq(avail + accept), avail_step.eq(avail + accept - 1)]
+            lead_next = Mux(done, lead_out, lead_in)
+            # After a vector's last step lead <= words - sf < words; otherwise lead grows by
+            # the accepted beat.
+            m.d.sync += [lead.eq(lead_next),
+                         room.eq(done | Mux(accept, lead < words - 1, room))]
+            with m.If(issue & last_sf):
+                m.d.sync += [avail.eq(lead_next), first_fold.eq(last_nf)]
+            with m.Elif(issue):
+                m.d.sync += avail.eq(avail_step)
+            with m.Else():
+                m.d.sync += avail.eq(avail_in)
             with m.If(issue):
                 with m.If(last_step):
                     m.d.sync += [bank.eq(~bank), ra.eq(Mux(bank, 0, sf))]
@@ -236,12 +265,13 @@ class MatrixVectorUnit(wiring.Component):
             m.d.sync += [d4.eq(d3), nf4.eq(nf3)]
             m.d.sync += [r.eq(v) for r, v in zip(comb_r, combined)]
 
-        # -- stage 5: epilogue into the output register --------------------------------------
+        # -- stages 5 and 6: the epilogue (its own pipeline register) into the output register
         m.submodules.epilogue = epi
         m.d.comb += [epi.acc[p].eq(r) for p, r in enumerate(comb_r)]
-        m.d.comb += epi.nf.eq(nf4)
+        m.d.comb += [epi.nf.eq(nf4), epi.en.eq(en)]
+        d5 = Signal()
         with m.If(en):
-            m.d.sync += o_s.valid.eq(d4)
-            with m.If(d4):
+            m.d.sync += [d5.eq(d4), o_s.valid.eq(d5)]
+            with m.If(d5):
                 m.d.sync += o_s.payload.eq(epi.y)
         return m

@@ -101,20 +101,24 @@ class ArgMax(wiring.Component):
         best_i = Signal(len(cls), name="best_i")
         width = len(x.as_value())
         gather = Signal(width * (beats - 1), name="gather")
-        last = count == beats - 1
+        # count == 0 and count == beats - 1 as registers: the running maximum's update waits
+        # on one comparison's carry chain and a single gate.
+        first = Signal(init=1, name="first")
+        last = Signal(init=int(beats == 1), name="last")
         index = count * lanes + local_i if lanes > 1 else count
-        better = (count == 0) | (local_v > best_v)  # an earlier beat wins ties
+        better = first | (local_v > best_v)  # an earlier beat wins ties
         new_v, new_i = Mux(better, local_v, best_v), Mux(better, index, best_i)
 
         m.d.comb += i_s.ready.eq(~last | ~o_s.valid | o_s.ready)
         accept = i_s.valid & i_s.ready
         with m.If(accept & last):
-            m.d.sync += [count.eq(0), o_s.valid.eq(1), cls.eq(new_i),
-                         logits.eq(Cat(gather, x.as_value()))]
+            m.d.sync += [count.eq(0), first.eq(1), last.eq(0), o_s.valid.eq(1),
+                         cls.eq(new_i), logits.eq(Cat(gather, x.as_value()))]
         with m.Elif(o_s.ready):
             m.d.sync += o_s.valid.eq(0)
         with m.If(accept & ~last):
-            m.d.sync += [count.eq(count + 1), best_v.eq(new_v), best_i.eq(new_i),
+            m.d.sync += [count.eq(count + 1), first.eq(0), last.eq(count == beats - 2),
+                         best_v.eq(new_v), best_i.eq(new_i),
                          gather.eq(Cat(gather[width:], x.as_value()) if beats > 2
                                    else x.as_value())]
         return m

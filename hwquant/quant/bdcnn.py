@@ -7,8 +7,11 @@ power-of-two scale per layer (:func:`hwquant.bdcnn.quantize_coefficients`), then
 M-step once more for the rounded coefficients; the IR stores the integer signed sums ``W =
 sum_a C_a M_a`` and ``C`` (:class:`hwquant.ir.BdcnnData`). Activations (the network input too)
 are ``Q``-bit with a power-of-two step calibrated offline and their format's minimum as the
-range's offset: the static range of ``docs/arithmetic.md`` (the paper's per-sample min/max is
-not implemented yet). BatchNorm is folded into the weights before the decomposition.
+range's offset: the static range of ``docs/arithmetic.md``. With the paper's per-sample range
+(``range_mode="sample"``) the maps between layers are :data:`SAMPLE_MAP_BITS`-bit (calibrated
+the same way) and every bdcnn layer quantizes its whole input map to ``Q`` bits per sample
+(:func:`hwquant.golden.bdcnn.sample_codes`). BatchNorm is folded into the weights before the
+decomposition.
 """
 
 from __future__ import annotations
@@ -36,11 +39,14 @@ DEFAULT_QBITS = 6
 #: stored bits (K * 8 per neuron against D * K).
 DEFAULT_COEF_BITS = 8
 QBITS_RANGE = (2, 8)
+#: Width of the maps between layers with the per-sample range (each layer re-quantizes its
+#: input map to Q bits itself).
+SAMPLE_MAP_BITS = 8
 COEF_BITS_RANGE = (2, 16)
 
 
 def decompose_layer(name, weight, *, basis, qbits, coef_bits, restarts, seed,
-                    log=None) -> dict:
+                    log=None, range_mode="static") -> dict:
     """The IR weight fields of one layer: integer sums, width, fraction, kind data."""
     w = np.asarray(weight, dtype=np.float64)
     rows = w.reshape(len(w), -1)
@@ -66,19 +72,22 @@ def decompose_layer(name, weight, *, basis, qbits, coef_bits, restarts, seed,
         log(f"{name}: K={basis}, {dec.iterations} iterations, {dec.seconds:.1f} s, relative "
             f"error {rel:.4f} with {coef_bits}-bit coefficients")
     data = ir.BdcnnData(basis=basis, qbits=qbits, coef_bits=coef_bits,
-                        coefficients=tuple(map(tuple, c.tolist())))
+                        coefficients=tuple(map(tuple, c.tolist())), range=range_mode)
     return {"weight": ints.reshape(w.shape), "weight_bits": bits, "weight_frac": int(frac),
             "encoding": "bdcnn", "kind_data": data}
 
 
 def quantize_bdcnn(graph, x_cal, *, basis, qbits, coef_bits, restarts=10, seed=0,
-                   name="network", metadata=None, calib_percentile=None, log=None):
+                   name="network", metadata=None, calib_percentile=None, log=None,
+                   range_mode="static"):
     """Binarized-DCNN post-training quantization of a float graph; returns an IR network."""
     def weights(node):
         return decompose_layer(node.name, node.weight, basis=basis, qbits=qbits,
-                               coef_bits=coef_bits, restarts=restarts, seed=seed, log=log)
+                               coef_bits=coef_bits, restarts=restarts, seed=seed, log=log,
+                               range_mode=range_mode)
 
     meta = {"method": "bdcnn", "basis": basis, "qbits": qbits, "coef_bits": coef_bits,
-            "range": "static", **(metadata or {})}
-    return build_network(graph, x_cal, abits=qbits, weight_quantizer=weights, name=name,
+            "range": range_mode, **(metadata or {})}
+    abits = qbits if range_mode == "static" else SAMPLE_MAP_BITS
+    return build_network(graph, x_cal, abits=abits, weight_quantizer=weights, name=name,
                          metadata=meta, calib_percentile=calib_percentile)

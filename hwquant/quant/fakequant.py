@@ -124,8 +124,38 @@ class FakeQuantNetwork(torch.nn.Module):
         raise TypeError(f"Layer '{layer.name}': no fake-quant epilogue for "
                         f"{type(ep).__name__}")
 
+    @staticmethod
+    def _sample_acc(layer, x):
+        """``ACC`` (integer-valued) of a ``bdcnn`` layer with the per-sample range, written
+        with exact divisions (``docs/arithmetic.md``; the golden model uses the reciprocal):
+        ``q = floor((2 (X - m) L + R) / 2R)``, ``ACC = m * Rin + floor((2 R P + L) / 2L)``."""
+        top = float((1 << layer.kind_data.qbits) - 1)
+        v = x * math.ldexp(1.0, layer.in_format.frac)  # the integer codes
+        flat = v.flatten(1)
+        shape = (-1,) + (1,) * (v.dim() - 1)
+        m = flat.min(dim=1).values.reshape(shape)
+        r = flat.max(dim=1).values.reshape(shape) - m
+        q = torch.where(r > 0, torch.floor((2 * (v - m) * top + r) / (2 * r.clamp(min=1))),
+                        torch.zeros_like(v))
+        w = torch.tensor(layer.weight, dtype=torch.float64)
+        if isinstance(layer, ir.Conv2d):
+            def apply(a):
+                return F.conv2d(a, w, stride=layer.stride, padding=layer.padding)
+        else:
+            def apply(a):
+                return F.linear(a, w)
+        p = apply(q)
+        inside = apply(torch.ones_like(v[:1]))
+        m, r = m.reshape((-1,) + (1,) * (p.dim() - 1)), r.reshape((-1,) + (1,) * (p.dim() - 1))
+        return m * inside + torch.floor((2 * r * p + top) / (2 * top))
+
     def _layer(self, layer, args):
         x = args[0]
+        if isinstance(layer, (ir.Conv2d, ir.Linear)) and getattr(
+                layer.kind_data, "range", None) == "sample":
+            acc = self._sample_acc(layer, x) + torch.tensor(layer.bias, dtype=torch.float64
+                                                            ).reshape(1, -1, *(1,) * (x.dim() - 2))
+            return self._epilogue(layer, acc * math.ldexp(1.0, -layer.acc_frac))
         if isinstance(layer, (ir.Conv2d, ir.Linear)):
             acc_frac = layer.acc_frac
             b = torch.tensor(layer.bias, dtype=torch.float64) * math.ldexp(1.0, -acc_frac)

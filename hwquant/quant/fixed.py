@@ -236,13 +236,17 @@ def channel_fixed_weights(node, wbits):
 
 
 def quantize_fixed(graph, x_cal, *, wbits: int, abits: int, name="network", metadata=None,
-                   granularity="layer", calib_percentile=None):
+                   granularity="layer", calib_percentile=None, layer_bits=None):
     """Post-training fixed-point quantization of a float graph; returns an IR network.
 
     ``granularity="channel"`` gives every output channel of the hidden layers its own
     power-of-two scale (:func:`channel_fixed_weights`; the logits layer keeps one, its
-    channels are compared by the arg-max)."""
+    channels are compared by the arg-max). ``layer_bits`` (``{layer: bits}``) gives the
+    layers it names their own weight width (mixed precision), the others have ``wbits``."""
     _check_bits("Weight width", wbits)
+    widths = dict(layer_bits or {})
+    for layer, bits in widths.items():
+        _check_bits(f"Weight width of layer '{layer}'", bits)
     last = graph.nodes[-1].name
 
     from .template import lower_templates, template_channels, templated_layers
@@ -250,11 +254,12 @@ def quantize_fixed(graph, x_cal, *, wbits: int, abits: int, name="network", meta
     templated = templated_layers(graph)
 
     def fixed_weights(node):
+        bits = widths.get(node.name, wbits)
         if granularity == "channel" and node.name != last:
-            low = channel_fixed_weights(node, wbits)
+            low = channel_fixed_weights(node, bits)
         else:
-            w, f_w = _quantize_weights(node, wbits)
-            low = {"weight": w, "weight_bits": wbits, "weight_frac": f_w, "encoding": "fixed"}
+            w, f_w = _quantize_weights(node, bits)
+            low = {"weight": w, "weight_bits": bits, "weight_frac": f_w, "encoding": "fixed"}
         if node.name in templated:  # HLAC template kernels: the template encoding
             low = lower_templates(node, low, template_channels(node))
         return low

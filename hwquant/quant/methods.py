@@ -21,7 +21,7 @@ import dataclasses
 import numpy as np
 
 from .fixed import QuantizationError, build_network, quantize_fixed
-from .options import QuantOptions, check_options
+from .options import QuantOptions, check_options, resolve_layer_bits
 from .schedules import run_schedule
 from .weights import WeightQuantError, make_quantizer
 
@@ -79,6 +79,7 @@ def quantize_graph(graph, dataset, x_cal, opts: QuantOptions, *, name="network",
     opts = dataclasses.replace(
         opts, retrain=opts.retrain.resolved(opts.resolved_schedule() or "simple"))
     names = _check_graph(graph)
+    widths = resolve_layer_bits(opts, names)  # per-layer widths (mixed precision)
     meta = {**(metadata or {}), "quantization": opts.to_json()}
     if opts.method == "binary":  # its own network: BatchNorm on the binary accumulators
         from .binary import quantize_binary
@@ -90,13 +91,15 @@ def quantize_graph(graph, dataset, x_cal, opts: QuantOptions, *, name="network",
         net = quantize_bdcnn(graph, x_cal, basis=opts.wbits, qbits=opts.abits,
                              coef_bits=opts.resolved_coef_bits(), restarts=opts.restarts,
                              seed=opts.retrain.seed, name=name, metadata=meta,
-                             calib_percentile=opts.calib_percentile, log=log)
+                             calib_percentile=opts.calib_percentile, log=log,
+                             range_mode=opts.range_mode)
         return net, []
     schedule = opts.resolved_schedule()
     if opts.method == "fixed" and schedule is None:
         net = quantize_fixed(graph, x_cal, wbits=opts.wbits, abits=opts.abits, name=name,
                              metadata=meta, granularity=opts.resolved_granularity(),
-                             calib_percentile=opts.calib_percentile)
+                             calib_percentile=opts.calib_percentile,
+                             layer_bits=widths if opts.layer_bits else None)
         return net, []
 
     last = names[-1]
@@ -118,7 +121,7 @@ def quantize_graph(graph, dataset, x_cal, opts: QuantOptions, *, name="network",
         # The logits layer has no requantizer to absorb per-channel scales: one α there.
         gran = "layer" if n == last else opts.resolved_granularity()
         quantizers[n] = (make_quantizer("fixed", 8) if n in edge else
-                         make_quantizer(opts.method, opts.wbits, variant=opts.ternary,
+                         make_quantizer(opts.method, widths[n], variant=opts.ternary,
                                         granularity=gran, tie=opts.tie))
     if schedule is None:  # one shot: quantize all, no retraining
         schedule_cfg = dataclasses.replace(opts.retrain, epochs=0)

@@ -9,13 +9,15 @@ import dataclasses
 import itertools
 from dataclasses import dataclass, field
 
+from .. import ir
 from .fixed import QuantizationError, _check_bits
 
 __all__ = ["QuantOptions", "RetrainConfig", "check_options", "check_portions", "METHODS",
            "METHOD_BITS", "DEFAULT_SCHEDULE", "DEFAULT_BITS", "SCHEDULES", "PARTITIONS",
            "DEFAULT_PORTIONS", "INQ_PORTIONS", "default_portions", "default_schedule",
            "FIXED_RETRAIN_BITS", "DEFAULT_GRANULARITY", "SCHEDULE_RETRAIN", "EDGE_LAYERS",
-           "DEFAULT_EDGE_LAYERS", "HINT_DROP_POINTS", "accuracy_hint"]
+           "DEFAULT_EDGE_LAYERS", "HINT_DROP_POINTS", "accuracy_hint", "LAYER_BITS_METHODS",
+           "EDGES", "parse_bits", "bits_label", "resolve_layer_bits"]
 
 SCHEDULES = ("simple", "incremental", "layerwise")
 PARTITIONS = ("magnitude", "random")
@@ -112,6 +114,81 @@ BINARY_INPUT_BITS = 8
 FIXED_RETRAIN_BITS = 4
 
 
+#: Methods whose weight width can differ per layer (``--bits 4,conv1=8,edges=8``): the
+#: others have one width (ternary 2, binary 1) or their own meaning of ``--bits`` (bitmask:
+#: active bits, bdcnn: bases).
+LAYER_BITS_METHODS = ("fixed", "inq")
+#: The layer name of a per-layer width that means the first and the last conv/linear layer.
+EDGES = "edges"
+
+
+def parse_bits(text: str, sep: str = ","):
+    """``(wbits, layer_bits)`` of a weight-width spec: ``B`` or ``B`` followed by per-layer
+    widths ``LAYER=B`` (``sep``-separated; :data:`EDGES` names the first and the last
+    conv/linear layer), e.g. ``4,conv2d_0=8,linear_6=8`` or ``4,edges=8``; ``layer_bits`` is
+    None without per-layer widths. Raises :class:`QuantizationError` naming the bad part."""
+    items = [t.strip() for t in str(text).split(sep)]
+    example = f"4{sep}edges=8 or 4{sep}conv1=8{sep}fc=8"
+
+    def width(value, what):
+        try:
+            return int(value)
+        except ValueError:
+            raise QuantizationError(f"{what} must be an integer, not {value!r} (a width spec "
+                                    f"is B or B{sep}LAYER=B..., e.g. {example})") from None
+
+    if not items or not items[0] or "=" in items[0]:
+        raise QuantizationError(f"A weight-width spec starts with the width of every layer, "
+                                f"then LAYER=B for the exceptions (e.g. {example}), not "
+                                f"{text!r}")
+    wbits = width(items[0], "Weight width")
+    layers = {}
+    for item in items[1:]:
+        name, eq, value = item.partition("=")
+        name = name.strip()
+        if not eq or not name:
+            raise QuantizationError(f"Per-layer weight widths are LAYER=B (e.g. {example}), "
+                                    f"not {item!r}")
+        if name in layers:
+            raise QuantizationError(f"Layer '{name}' is given two weight widths in {text!r}")
+        layers[name] = width(value.strip(), f"Weight width of layer '{name}'")
+    return wbits, (layers or None)
+
+
+def bits_label(wbits, layer_bits, sep: str = ",") -> str:
+    """The canonical text of a width spec (:func:`parse_bits` reads it back): the width,
+    then the per-layer widths in name order (``edges`` first)."""
+    names = sorted(layer_bits or {}, key=lambda n: (n != EDGES, n))
+    return sep.join([str(wbits), *(f"{n}={layer_bits[n]}" for n in names)])
+
+
+def resolve_layer_bits(opts, names) -> dict:
+    """``{layer: width}`` of every conv/linear layer in ``names`` (in order) for ``opts``:
+    its ``wbits``, except where ``opts.layer_bits`` names the layer or :data:`EDGES` (the
+    first and the last; a layer named explicitly wins over ``edges``). Raises
+    :class:`QuantizationError` for a name that is not one of the model's weight layers, or a
+    per-layer width on an edge layer that ``--edge-layers fixed8`` already sets."""
+    names = list(names)
+    given = dict(opts.layer_bits or {})
+    unknown = sorted(set(given) - set(names) - {EDGES})
+    if unknown:
+        raise QuantizationError(f"--bits names {', '.join(repr(n) for n in unknown)}, not a "
+                                f"conv/linear layer of the model (its weight layers: "
+                                f"{', '.join(names)}; '{EDGES}': the first and the last)")
+    widths = {n: opts.wbits for n in names}
+    if EDGES in given and names:
+        widths[names[0]] = widths[names[-1]] = given.pop(EDGES)
+    widths.update(given)
+    if opts.layer_bits and opts.resolved_edge_layers() == "fixed8":
+        clash = [n for n in (names[0], names[-1]) if n in opts.layer_bits
+                 or EDGES in opts.layer_bits]
+        if clash:
+            raise QuantizationError(f"Layer '{clash[0]}' gets 8-bit fixed point from "
+                                    f"--edge-layers fixed8 and a width of its own from --bits; "
+                                    f"give one of them")
+    return widths
+
+
 def default_schedule(method: str, bits: int):
     """The schedule a method uses at ``bits`` when none is given (None: post-training)."""
     if method == "fixed":
@@ -126,6 +203,9 @@ class QuantOptions:
     method: str = "fixed"
     #: None: the method's default (:data:`DEFAULT_BITS`).
     wbits: int | None = None
+    #: Per-layer weight widths ``{layer or "edges": bits}`` over ``wbits`` (fixed and inq,
+    #: :data:`LAYER_BITS_METHODS`; :func:`resolve_layer_bits`); None: ``wbits`` everywhere.
+    layer_bits: dict | None = None
     abits: int = 8
     #: None: the method's default at this width (:func:`default_schedule`); "none":
     #: post-training only.
@@ -169,13 +249,24 @@ class QuantOptions:
         if self.wbits is None and self.method in DEFAULT_BITS:
             self.wbits = DEFAULT_BITS[self.method]
 
+    def min_bits(self):
+        """The narrowest weight width of any layer (``wbits`` and the per-layer widths): what
+        the width-dependent defaults (schedule, INQ portions) follow."""
+        widths = [w for w in (self.layer_bits or {}).values()
+                  if isinstance(w, int) and not isinstance(w, bool)]
+        if not isinstance(self.wbits, int) or isinstance(self.wbits, bool):
+            return self.wbits
+        return min([self.wbits, *widths])
+
     def resolved_schedule(self):
         if self.schedule is None:
-            return default_schedule(self.method, self.wbits) if self.method in METHODS else None
+            return default_schedule(self.method, self.min_bits()) \
+                if self.method in METHODS else None
         return None if self.schedule == "none" else self.schedule
 
     def resolved_portions(self) -> tuple:
-        return default_portions(self.wbits) if self.portions is None else tuple(self.portions)
+        return default_portions(self.min_bits()) if self.portions is None \
+            else tuple(self.portions)
 
     def resolved_granularity(self) -> str:
         if self.granularity is not None:
@@ -201,6 +292,8 @@ class QuantOptions:
     def to_json(self) -> dict:
         d = {"method": self.method, "wbits": self.wbits, "abits": self.abits,
              "schedule": self.resolved_schedule() or "none"}
+        if self.layer_bits:
+            d["layer_bits"] = dict(self.layer_bits)
         if d["schedule"] == "incremental":
             d.update(portions=list(self.resolved_portions()), partition=self.partition)
         if self.method == "ternary":
@@ -343,7 +436,7 @@ def _check_bitmask(opts) -> None:
 
 def _check_bdcnn(opts) -> None:
     """``--method bdcnn``: ``K`` in 1..8, ``Q`` in 2..8, coefficients of 2..16 bits, the static
-    range, post-training only."""
+    or per-sample range, post-training only."""
     from .bdcnn import COEF_BITS_RANGE, QBITS_RANGE
 
     k, q, cb = opts.wbits, opts.abits, opts.resolved_coef_bits()
@@ -351,15 +444,41 @@ def _check_bdcnn(opts) -> None:
                               ("--coef-bits", cb, COEF_BITS_RANGE)):
         if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
             raise QuantizationError(f"{flag} must be an integer in {lo}..{hi}, not {v!r}")
-    if opts.range_mode != "static":
-        raise QuantizationError(f"--range must be static (the per-sample range of the paper is "
-                                f"not implemented yet), not {opts.range_mode!r}")
+    if opts.range_mode not in ir.BDCNN_RANGES:
+        raise QuantizationError(f"--range must be one of {', '.join(ir.BDCNN_RANGES)}, not "
+                                f"{opts.range_mode!r}")
     if isinstance(opts.restarts, bool) or not isinstance(opts.restarts, int) \
             or opts.restarts < 1:
         raise QuantizationError(f"--restarts must be an integer >= 1, not {opts.restarts!r}")
     if opts.resolved_schedule() is not None:
         raise QuantizationError("--method bdcnn is post-training (no retraining); use "
                                 "--schedule none or leave it unset")
+
+
+def _check_layer_bits(opts, lo, hi) -> None:
+    """Per-layer widths: only for :data:`LAYER_BITS_METHODS`, each in the method's range.
+    (Whether the names are layers of the model is checked against the model,
+    :func:`resolve_layer_bits`.)"""
+    given = opts.layer_bits
+    if not given:
+        return
+    if not isinstance(given, dict):
+        raise QuantizationError(f"Per-layer weight widths must be a mapping layer -> bits, not "
+                                f"{given!r}")
+    if opts.method not in LAYER_BITS_METHODS:
+        own = {"ternary": "ternary weights have 2 bits in every layer it quantizes (the "
+                          "first and the last layer: --edge-layers fixed8)",
+               "binary": "binary weights have 1 bit in every layer",
+               "bitmask": "bitmask's --bits are the active bits of every conv layer's mask "
+                          "(fix masks per layer with --pattern)",
+               "bdcnn": "bdcnn's --basis is one count for every layer"}.get(opts.method, "")
+        raise QuantizationError(f"Per-layer weight widths ({', '.join(given)}) apply to "
+                                f"--method {' or '.join(LAYER_BITS_METHODS)}, not "
+                                f"{opts.method}" + (f": {own}" if own else ""))
+    for name, bits in given.items():
+        if not isinstance(name, str) or not name:
+            raise QuantizationError(f"Per-layer weight widths name layers, not {name!r}")
+        _check_bits(f"Weight width of layer '{name}' for {opts.method}", bits, lo, hi)
 
 
 def check_options(opts: QuantOptions) -> None:
@@ -380,6 +499,7 @@ def check_options(opts: QuantOptions) -> None:
         _check_bdcnn(opts)
     else:
         _check_bits(f"Weight width for {opts.method}", opts.wbits, lo, hi)
+    _check_layer_bits(opts, lo, hi)
     if opts.method == "binary":
         _check_binary(opts)
     elif opts.method != "bdcnn":

@@ -4,7 +4,7 @@ from .base import TimingModel
 
 __all__ = ["MatrixVectorUnitTiming"]
 
-_LATENCY = 5  # hwquant.hw.mvu.LATENCY (not imported: this package stays free of Amaranth)
+_LATENCY = 6  # hwquant.hw.mvu.LATENCY (not imported: this package stays free of Amaranth)
 _OUT = 1 << (_LATENCY - 1)
 _MASK = (1 << _LATENCY) - 1
 _YES, _NO = (True,), (False,)

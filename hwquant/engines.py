@@ -1,0 +1,119 @@
+"""Which MVU dot engine each weight layer gets (:data:`hwquant.ir.ENGINES`): the compiler's
+choice by the cost model, and the user's ``LAYER=ENGINE`` overrides.
+
+``plain`` is the layer's kind's own engine (:func:`hwquant.kinds.hw_engine`); ``memo`` is the
+value-grouped engine (:mod:`hwquant.memo`), an implementation choice that never changes a
+layer's output. For every weight layer the memo engine can serve at its fold, the compiler
+models the whole MVU both ways (:func:`hwquant.estimate.mvu.mvu_resources`, for the board's
+family, ``ice40`` without a board) and takes memo when it is cheaper both with DSP inference
+(``LUT + DSP_LUTS * DSP``) and without DSP blocks (LUTs, Yosys ``-nodsp``): a DSP block that
+holds a 2-bit product is not worth 64 LUTs, one that holds an 8 x 8 product is. Each choice is
+reported with its reason and both costs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+from . import ir
+from . import plan as P
+from .errors import HwquantError
+from .memo import check_memo, memo_refusal
+
+__all__ = ["EngineError", "DSP_LUTS", "DEFAULT_FAMILY", "parse_engine_specs", "choose_engines"]
+
+#: A DSP block ranks like this many LUTs when the compiler compares engines (about what an
+#: 8 x 8 multiplier costs in LUT4 logic, and a DSP block is the scarcer resource).
+DSP_LUTS = 64
+#: The family the engines are ranked for when no board is given.
+DEFAULT_FAMILY = "ice40"
+
+
+class EngineError(HwquantError, ValueError):
+    """An ``--engine`` request is malformed or impossible."""
+
+
+def parse_engine_specs(specs) -> dict:
+    """``["LAYER=ENGINE", ...]`` (or a dict) -> ``{layer: engine}``; malformed items and
+    unknown engines raise :class:`EngineError`."""
+    if isinstance(specs, dict):
+        items = [f"{k}={v}" for k, v in specs.items()]
+    else:
+        items = list(specs or ())
+    out = {}
+    for item in items:
+        m = re.fullmatch(r"\s*([A-Za-z_][A-Za-z0-9_.]*)\s*=\s*(\S+)\s*", str(item))
+        if not m:
+            raise EngineError(f"Engine must be LAYER=ENGINE with ENGINE one of "
+                              f"{', '.join(ir.ENGINES)}, not {item!r}")
+        name, engine = m.groups()
+        if engine not in ir.ENGINES:
+            raise EngineError(f"Engine for layer '{name}' must be one of "
+                              f"{', '.join(ir.ENGINES)}, not {engine!r}")
+        if name in out and out[name] != engine:
+            raise EngineError(f"Engine for layer '{name}' given twice ({out[name]}, {engine})")
+        out[name] = engine
+    return out
+
+
+def _cost(res) -> int:
+    return res.lut + DSP_LUTS * res.dsp
+
+
+def _row(res):
+    return {"lut": res.lut, "ff": res.ff, "dsp": res.dsp}
+
+
+def choose_engines(net: ir.Network, overrides=None, *, family=None) -> tuple:
+    """``(network with each weight layer's Fold.engine set, {layer: choice})`` for a folded
+    network. ``overrides`` ``{layer: engine}`` (or ``LAYER=ENGINE`` strings) win over the cost
+    model; naming a layer that is not a weight layer, or ``memo`` for a layer it cannot serve,
+    raises :class:`EngineError`. A choice is ``{"engine", "reason", "cost", "lut_without_dsp",
+    "family"}`` with ``cost`` the modelled MVU per engine (``None`` for memo when it cannot
+    serve the layer) and ``lut_without_dsp`` its LUTs when no DSP block is used."""
+    from .estimate.mvu import mvu_resources
+
+    overrides = parse_engine_specs(overrides)
+    family = family or DEFAULT_FAMILY
+    names = [layer.name for layer in net.weight_layers]
+    for name in overrides:
+        if name not in names:
+            raise EngineError(f"Engine names layer {name!r}, which is not a weight layer; "
+                              f"weight layers: {', '.join(names)}")
+    choices = {}
+    for layer in net.weight_layers:
+        weights = P.mvu_weights(net, layer)
+        plain = dataclasses.replace(layer, fold=dataclasses.replace(layer.fold, engine="plain"))
+        memo = dataclasses.replace(layer, fold=dataclasses.replace(layer.fold, engine="memo"))
+        why_not = memo_refusal(layer)
+        want = overrides.get(layer.name)
+        if want == "memo" and why_not:
+            try:
+                check_memo(layer)
+            except HwquantError as e:
+                raise EngineError(f"{e} (--engine {layer.name}=memo)") from None
+        plain_res = mvu_resources(plain, weights, family)
+        plain_lut = mvu_resources(plain, weights, family, use_dsp=False).lut
+        memo_res = memo_lut = None
+        if not why_not:
+            memo_res = mvu_resources(memo, weights, family)
+            memo_lut = mvu_resources(memo, weights, family, use_dsp=False).lut
+        cost = {"plain": _row(plain_res), "memo": None if memo_res is None else _row(memo_res)}
+        cost_nodsp = {"plain": plain_lut, "memo": memo_lut}
+        if want is not None:
+            engine, reason = want, "requested (--engine)"
+        elif why_not:
+            engine, reason = "plain", f"memo cannot serve it: {why_not}"
+        else:
+            cheaper = _cost(memo_res) < _cost(plain_res) and memo_lut < plain_lut
+            engine = "memo" if cheaper else "plain"
+            reason = (f"cost model ({family}): memo {_cost(memo_res)} vs plain "
+                      f"{_cost(plain_res)} LUT + {DSP_LUTS} x DSP, {memo_lut} vs {plain_lut} "
+                      f"LUT without DSP blocks")
+        choices[layer.name] = {"engine": engine, "reason": reason, "cost": cost,
+                               "lut_without_dsp": cost_nodsp, "family": family}
+        if engine != layer.fold.engine:
+            net = net.replace_layer(layer.name,
+                                    fold=dataclasses.replace(layer.fold, engine=engine))
+    return net, choices

@@ -1,0 +1,227 @@
+"""Cost face of the ``memo`` MVU engine (:class:`hwquant.hw.memo.MemoEngine`, value-grouped
+sums; the layout is :func:`hwquant.memo.memo_layout`), from the IR alone.
+
+* the shared sum ``S`` (when built): a ``SIMD``-lane :func:`~hwquant.estimate.common.macc`,
+  its register and, folded, its accumulator;
+* per **grouped** PE, per group: unrolled, the ``macc`` of the group's lanes; folded, the
+  ``SIMD`` gated lanes (on LUT4 families one LUT per activation bit: the index compare and the
+  AND fit one LUT4 for up to 3 index bits; on xilinx absorbed into the adder's LUT6 for one
+  index bit, one LUT per lane for the compare otherwise) and their ``macc``;
+* per grouped PE the combine: one multiply per non-zero coefficient ``g_j - b`` and one for
+  ``b * S`` (a constant multiply, :func:`~hwquant.estimate.resources.const_multiplier`, when
+  every fold has the same coefficient; else a variable multiply of the part by the
+  coefficient table, :func:`~hwquant.estimate.resources.multiplier` and
+  :func:`~hwquant.estimate.common.const_select`) and the adder tree of the terms;
+* per **plain** PE: a ``fixed`` dot engine of ``SIMD`` products of ``plain_bits`` weights
+  (folded), or its rows' share of the constant-matrix adder graph (unrolled).
+
+:func:`parts_resources` costs the per-part registers and accumulators the generic MVU model
+would count once per PE (:mod:`hwquant.estimate.mvu` uses it instead). The weight ROM, the
+input buffer and the epilogue are costed there too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from .. import ir
+from ..memo import (
+    combine_multiplies,
+    combine_terms,
+    common_factor,
+    is_shift,
+    memo_layout,
+    part_ranges,
+    sum_range,
+)
+from ..plan import mvu_cycles
+from . import cmvm as constant_matrix
+from . import fixed as fixed_cost
+from .common import check_family, const_select, macc
+from .resources import Resources, adder, const_multiplier, multiplier, mux, register
+
+__all__ = ["resources", "parts_resources", "multipliers", "word_bits", "dot_range", "cycles"]
+
+
+def _check(layer):
+    if not isinstance(layer, (ir.Conv2d, ir.Linear)):
+        raise TypeError(f"Dot engines belong to a conv2d or linear layer, not "
+                        f"{type(layer).__name__}")
+
+
+def _bits(lo, hi) -> int:
+    return ir.signed_bits_for(int(min(lo, 0)), int(max(hi, 0)))
+
+
+def _unrolled(layer) -> bool:
+    return fixed_cost.is_unrolled(layer)
+
+
+def _combine(layer, lay, p, ranges, family, use_dsp) -> Resources:
+    """The combine of grouped PE ``p`` as :meth:`hwquant.hw.memo.MemoEngine.combine` builds
+    it: constant coefficients summed after taking out their common factor (shifts free, a
+    negation folded into the adder as a subtraction, other constants a constant multiply),
+    then one multiply by the factor; coefficients that differ by fold, a table and a variable
+    multiply per term."""
+    fmt, pe = layer.in_format, layer.fold.pe
+    acc_bits = ir.accumulator_bits(layer)
+    terms = combine_terms(lay, p)
+    widths = []
+    for j, _ in terms:
+        if j < 0:
+            widths.append(_bits(*sum_range(layer.fan_in, fmt)))
+        else:
+            r = ranges[p::pe, j]
+            widths.append(_bits(r[:, 0].min(), r[:, 1].max()))
+    res = adder(acc_bits, family) * max(len(terms) - 1, 0)
+    if all(len(set(c)) == 1 for _, c in terms):
+        d, inner = common_factor([c[0] for _, c in terms])
+        for c, bits in zip(inner, widths, strict=True):
+            if not is_shift(c):
+                res += const_multiplier(int(c), bits, True, family, use_dsp=use_dsp)
+        if len(terms) == 1 and inner[0] < 0:
+            res += adder(acc_bits, family)  # a lone negation
+        if not is_shift(d):
+            inner_bits = max(acc_bits - d.bit_length() + 1, 2)
+            res += const_multiplier(int(d), inner_bits, True, family, use_dsp=use_dsp)
+        return res
+    for (_, coefs), bits in zip(terms, widths, strict=True):
+        if len(set(coefs)) == 1:
+            if not is_shift(coefs[0]):
+                res += const_multiplier(int(coefs[0]), bits, True, family, use_dsp=use_dsp)
+            continue
+        cbits = max(_bits(min(coefs), max(coefs)), 2)
+        res += const_select(coefs, family)
+        res += multiplier(bits, cbits, family, use_dsp, signed=True)
+    return res
+
+
+def multipliers(layer) -> int:
+    """Multiplies the engine instantiates: per grouped PE with constant coefficients one by
+    their common factor and one per remaining coefficient that is not ``+-2^k`` (wiring), with
+    coefficient tables one per term; per plain PE ``SIMD`` when folded, none unrolled."""
+    _check(layer)
+    lay = memo_layout(layer)
+    n = 0
+    for p, grouped in enumerate(lay.grouped):
+        if not grouped:
+            n += 0 if _unrolled(layer) else layer.fold.simd
+            continue
+        n += combine_multiplies(lay, p)
+    return n
+
+
+def resources(layer, family, *, use_dsp=True) -> Resources:
+    """LUT/FF/DSP of the memo engine's logic (``S`` with its register and accumulator, the
+    group sums, plain dot engines, the combine's multiplies and adds)."""
+    _check(layer)
+    check_family(family)
+    lay = memo_layout(layer)
+    fmt, simd, pe = layer.in_format, layer.fold.simd, layer.fold.pe
+    xbits, sf = fmt.bits, layer.fan_in // simd
+    w = _lane_weights(layer)
+    res = Resources()
+    if lay.shared:
+        total = _bits(*sum_range(layer.fan_in, fmt))
+        res += macc([xbits] * simd, family) + register(_bits(*sum_range(simd, fmt)))
+        if sf > 1:
+            res += register(total) + adder(total, family) + mux(total, 2, family)
+    ranges = part_ranges(layer, w)
+    plain = [p for p in range(pe) if not lay.grouped[p]]
+    if _unrolled(layer):
+        if plain:
+            res += constant_matrix.resources(layer, w[plain], family)
+    elif plain:
+        one = fixed_cost.resources(
+            dataclasses.replace(layer, encoding="fixed", kind_data=None,
+                                weight=np.zeros_like(layer.weight), weight_bits=lay.plain_bits,
+                                fold=ir.Fold(1, simd)), family, use_dsp=use_dsp)
+        res += one * len(plain)
+    for p in range(pe):
+        if not lay.grouped[p]:
+            continue
+        k = lay.pe_groups(p)
+        if _unrolled(layer):
+            for v in lay.groups[p].values:
+                res += macc([xbits] * int((w[p] == v).sum()), family)
+        else:
+            ib = lay.index_bits[p]
+            if family == "xilinx":
+                gates = Resources() if ib == 1 else Resources(lut=simd)
+            else:
+                gates = Resources(lut=xbits * simd) + (Resources(lut=simd) if ib > 3
+                                                       else Resources())
+            res += (gates + macc([xbits] * simd, family)) * k
+        res += _combine(layer, lay, p, ranges, family, use_dsp)
+    return res
+
+
+def _lane_weights(layer) -> np.ndarray:
+    """The ``(OC, F)`` weights in window-lane order for a conv (as the MVU sees them); a
+    linear layer's natural order (group sizes do not depend on the order)."""
+    from ..layout import conv_weight_matrix
+
+    return conv_weight_matrix(layer.weight) if isinstance(layer, ir.Conv2d) else layer.weight
+
+
+def parts_resources(layer, weights, family):
+    """``(dot registers, accumulators, combine widths per PE)`` of the MVU's per-part
+    registers: each part's engine-sum register (its natural width), its accumulator (loaded on
+    the first slice, accumulating on the others; a copy of the sum register when ``SF = 1``),
+    and per PE the width of its combined ``ACC``."""
+    lay = memo_layout(layer)
+    fmt, simd, pe = layer.in_format, layer.fold.simd, layer.fold.pe
+    sf = layer.fan_in // simd
+    w = np.asarray(weights, dtype=np.int64)
+    ranges = part_ranges(layer, w)
+    unrolled = _unrolled(layer)
+    dots, accs, widths = Resources(), Resources(), []
+    for p in range(pe):
+        parts = lay.pe_groups(p) if lay.grouped[p] else 1
+        for j in range(parts):
+            r = ranges[p::pe, j]
+            acc = _bits(r[:, 0].min(), r[:, 1].max())
+            if unrolled:
+                beat = acc
+            elif lay.grouped[p]:
+                beat = _bits(*sum_range(simd, fmt))
+            else:
+                beat = _bits(*fixed_cost.dot_range(
+                    dataclasses.replace(layer, encoding="fixed", kind_data=None,
+                                        weight=np.zeros_like(layer.weight),
+                                        weight_bits=lay.plain_bits), None, simd=simd))
+            dots += register(beat)
+            if sf > 1:
+                accs += register(acc) + adder(acc, family) + mux(acc, 2, family)
+            else:
+                accs += register(min(acc, beat))
+        lo, hi = ir.matrix_range(w[p::pe], np.zeros(len(w[p::pe]), dtype=np.int64), fmt)
+        widths.append(_bits(lo.min(), hi.max()))
+    return dots, accs, widths
+
+
+def dot_range(layer, weights=None, *, simd) -> tuple:
+    """Worst-case ``(lo, hi)`` of a plain dot of ``simd`` lanes of the layer's integer weights
+    (what the generic model asks; the memo parts are costed by :func:`parts_resources`)."""
+    return fixed_cost.dot_range(
+        dataclasses.replace(layer, encoding="fixed", kind_data=None,
+                            weight=np.zeros_like(layer.weight),
+                            weight_bits=memo_layout(layer).plain_bits), weights, simd=simd)
+
+
+def word_bits(layer, simd) -> int:
+    """Bits of the weight-ROM word per PE (rounded up): ``SIMD`` group indices of a grouped
+    PE, ``SIMD * plain_bits`` of a plain one."""
+    lay = memo_layout(layer)
+    total = sum(simd * (b if g else lay.plain_bits) for g, b in zip(lay.grouped, lay.index_bits,
+                                                                    strict=True))
+    return math.ceil(total / len(lay.grouped))
+
+
+def cycles(layer) -> int:
+    """Cycles per inference of the MVU when never stalled (:func:`hwquant.plan.mvu_cycles`)."""
+    _check(layer)
+    return mvu_cycles(layer)

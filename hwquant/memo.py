@@ -1,0 +1,227 @@
+"""Value-grouped dot products (the ``memo`` MVU engine's arithmetic, shared by its hardware
+:mod:`hwquant.hw.memo` and its cost face :mod:`hwquant.estimate.memo`; no Amaranth here).
+
+A kernel whose weights take few distinct values needs one product per distinct value, not one
+per tap: by distributivity, for the row ``w`` of channel ``c`` with the distinct values
+``{b} ∪ {g_1 .. g_k}``,
+
+    sum_i w_i x_i = b * S + sum_j (g_j - b) * G_j,   S = sum_i x_i,   G_j = sum_{i: w_i = g_j} x_i
+
+(for two values ``a, b``: ``b * sum x + (a - b) * sum_A x``). The *base* ``b`` is 0 when the
+row has a zero weight (then ``S`` is not needed), else its most frequent value (ties: the
+smallest); ``S`` is one sum shared by every channel of the layer. The group sums ``G_j`` are
+adds of the taps (AND-gated lanes when the weights come from a ROM), accumulated over the
+folds; the multiplications by the constants ``g_j - b`` and ``b`` happen once per output, after
+accumulation. This is the template engine's ``s * (2P - S)`` with any two values, and any
+number of groups.
+
+The engine decides per PE (the channels ``p, p + PE, ...``): a PE is **grouped** when the
+products it would need, ``K_p + [some channel of it has b != 0]`` with ``K_p`` the most groups
+of any of its channels, are fewer than the ``SIMD`` multipliers of a plain dot lane; any other
+PE computes the plain dot ``sum w x`` (a ``fixed`` lane of the layer's integer weight width).
+The layer's integer semantics are those of its kind (``ACC = sum W * value(X)``): memo is an
+implementation choice, so it serves any layer with non-bipolar inputs that has a grouped PE.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import ir
+from .errors import HwquantError
+
+__all__ = ["MemoError", "ChannelGroups", "MemoLayout", "channel_groups", "memo_layout",
+           "memo_refusal", "check_memo", "sum_range", "part_ranges", "combine_terms",
+           "combine_multiplies", "common_factor", "is_shift"]
+
+
+class MemoError(HwquantError, ValueError):
+    """The memo engine cannot serve a layer."""
+
+
+@dataclass(frozen=True)
+class ChannelGroups:
+    """One channel's decomposition: ``base`` ``b`` and the other distinct weights ``values``
+    (ascending); ``coefficients`` are ``g_j - b``."""
+
+    base: int
+    values: tuple
+
+    @property
+    def coefficients(self) -> tuple:
+        return tuple(v - self.base for v in self.values)
+
+    def index_row(self, row) -> np.ndarray:
+        """Per tap the group index: 0 for the base, ``j + 1`` for ``values[j]``."""
+        row = np.asarray(row, dtype=np.int64)
+        idx = np.zeros(row.shape, dtype=np.int64)
+        for j, v in enumerate(self.values):
+            idx[row == v] = j + 1
+        return idx
+
+
+def channel_groups(row) -> ChannelGroups:
+    """The decomposition of one weight row (see the module docstring)."""
+    vals, counts = np.unique(np.asarray(row, dtype=np.int64), return_counts=True)
+    base = 0 if (vals == 0).any() else int(vals[int(np.argmax(counts))])
+    return ChannelGroups(base, tuple(int(v) for v in vals if v != base))
+
+
+@dataclass(frozen=True)
+class MemoLayout:
+    """How the memo engine lays out a layer at its fold.
+
+    ``groups`` per channel; per PE ``grouped`` and ``index_bits`` (ROM bits per lane of a
+    grouped PE: the group index); ``parts`` the partial sums per PE (``max K_p`` over the
+    grouped PEs, at least 1); ``shared`` whether ``S`` is built; ``plain_bits`` the signed width
+    of a plain PE's weight lanes (the layer's integer weights)."""
+
+    groups: tuple
+    grouped: tuple
+    index_bits: tuple
+    parts: int
+    shared: bool
+    plain_bits: int
+
+    def pe_groups(self, p) -> int:
+        """``K_p``: the most groups of PE ``p``'s channels."""
+        pe = len(self.grouped)
+        return max(len(g.values) for g in self.groups[p::pe])
+
+    def pe_products(self, p) -> int:
+        """Products a grouped PE forms in its combine at most: ``K_p`` plus one for
+        ``b * S``."""
+        pe = len(self.grouped)
+        return self.pe_groups(p) + int(any(g.base for g in self.groups[p::pe]))
+
+
+def memo_layout(layer, fold: ir.Fold | None = None) -> MemoLayout:
+    """The :class:`MemoLayout` of ``layer`` at ``fold`` (default: its own). Group membership
+    does not depend on the lane order, so the layer's natural weight matrix serves. Cached
+    per layer object (layers are immutable) and fold."""
+    return _layout(layer, fold or layer.fold)
+
+
+@functools.lru_cache(maxsize=256)
+def _layout(layer, fold) -> MemoLayout:
+    w = layer.weight_matrix()
+    groups = tuple(channel_groups(row) for row in w)
+    pe, simd = fold.pe, fold.simd
+    unrolled = fold.pe == layer.out_channels and fold.simd == layer.fan_in
+    grouped, bits = [], []
+    for p in range(pe):
+        chans = groups[p::pe]
+        need = _multiplies(_terms(chans))
+        sums = max(len(g.values) for g in chans) + int(any(g.base for g in chans))
+        # Folded: fewer multiplies and fewer gated SIMD-lane sums (parts and S) than the plain
+        # lane's SIMD multipliers. Unrolled, where the plain rows are an adder graph without
+        # multipliers: at most one multiply (a template's factor).
+        ok = need <= 1 if unrolled else max(need, sums) < simd
+        grouped.append(ok)
+        bits.append(max(len(g.values) for g in chans).bit_length() if ok else 0)
+    parts = max([max(len(g.values) for g in groups[p::pe])
+                 for p in range(pe) if grouped[p]] + [1])
+    shared = any(g.base for p in range(pe) if grouped[p] for g in groups[p::pe])
+    plain_bits = ir.signed_bits_for(int(min(w.min(), 0)), int(max(w.max(), 0)))
+    return MemoLayout(groups, tuple(grouped), tuple(bits), parts, shared, max(plain_bits, 2))
+
+
+def memo_refusal(layer, fold: ir.Fold | None = None) -> str | None:
+    """Why the memo engine cannot serve ``layer`` at ``fold``, or None."""
+    fold = fold or layer.fold
+    if layer.in_format.bipolar:
+        return "its input is bipolar (the memo engine sums input values, not codes)"
+    lay = memo_layout(layer, fold)
+    if not any(lay.grouped):
+        unrolled = fold.pe == layer.out_channels and fold.simd == layer.fan_in
+        if unrolled:
+            most = min(_multiplies(_terms(lay.groups[p::fold.pe])) for p in range(fold.pe))
+            return (f"no PE needs at most 1 multiply when grouped by weight value (fewest: "
+                    f"{most}; unrolled, the plain rows are an adder graph)")
+        most = min(lay.pe_products(p) for p in range(fold.pe))
+        return (f"no PE needs fewer sums and multiplies than its SIMD={fold.simd} multipliers "
+                f"when grouped by weight value (fewest: {most}; grouping pays with few "
+                f"distinct weights per kernel)")
+    return None
+
+
+def check_memo(layer, fold: ir.Fold | None = None) -> None:
+    """Raise :class:`MemoError` naming the layer when the memo engine cannot serve it."""
+    why = memo_refusal(layer, fold)
+    if why is not None:
+        raise MemoError(f"Layer '{layer.name}': the memo engine cannot serve it: {why}")
+
+
+def sum_range(n, fmt) -> tuple:
+    """``(lo, hi)`` of a sum of ``n`` inputs of format ``fmt`` (0 included)."""
+    return n * min(fmt.lo, 0), n * max(fmt.hi, 0)
+
+
+def part_ranges(layer, weights) -> np.ndarray:
+    """Worst-case ``(lo, hi)`` of each partial sum over a whole vector, ``(OC, parts, 2)``:
+    a group sum ``G_j`` of a grouped PE's channel, the dot of a plain PE's channel in part 0,
+    ``(0, 0)`` for the parts a channel does not use. ``weights`` ``(OC, F)``."""
+    lay = memo_layout(layer)
+    fmt, pe = layer.in_format, layer.fold.pe
+    w = np.asarray(weights, dtype=np.int64)
+    out = np.zeros((layer.out_channels, lay.parts, 2), dtype=np.int64)
+    for c in range(layer.out_channels):
+        if lay.grouped[c % pe]:
+            for j, v in enumerate(lay.groups[c].values):
+                out[c, j] = sum_range(int((w[c] == v).sum()), fmt)
+        else:
+            lo, hi = ir.matrix_range(w[c][None], np.zeros(1, dtype=np.int64), fmt)
+            out[c, 0] = (int(lo[0]), int(hi[0]))
+    return out
+
+
+def combine_terms(lay: MemoLayout, p: int) -> list:
+    """The products of grouped PE ``p``'s combine: ``(source, coefficients per fold)`` with
+    ``source`` the part index ``j`` (coefficient ``g_j - b``) or ``-1`` for ``S`` (``b``);
+    columns that are 0 on every fold are left out."""
+    return _terms(lay.groups[p::len(lay.grouped)])
+
+
+def _terms(chans) -> list:
+    out = []
+    for j in range(max(len(g.values) for g in chans)):
+        coefs = tuple(g.coefficients[j] if j < len(g.values) else 0 for g in chans)
+        if any(coefs):
+            out.append((j, coefs))
+    bases = tuple(g.base for g in chans)
+    if any(bases):
+        out.append((-1, bases))
+    return out
+
+
+def _multiplies(terms) -> int:
+    """Multiplies a grouped PE's combine builds: with constant coefficients (one channel per
+    PE, or equal ones) one by their common factor and one per remaining coefficient that is
+    not ``+-2^k``; with coefficient tables one per term that is not a constant shift."""
+    if all(len(set(c)) == 1 for _, c in terms):
+        d, inner = common_factor([c[0] for _, c in terms])
+        return int(not is_shift(d)) + sum(not is_shift(c) for c in inner)
+    return sum(not (len(set(c)) == 1 and is_shift(c[0])) for _, c in terms)
+
+
+def combine_multiplies(lay: MemoLayout, p: int) -> int:
+    """Multiplies grouped PE ``p``'s combine builds (see :func:`_multiplies`)."""
+    return _multiplies(combine_terms(lay, p))
+
+
+def common_factor(coefs) -> tuple:
+    """``(d, coefs / d)``: the greatest common divisor ``d > 0`` of constant coefficients (one
+    per term), taken out so the terms are summed with small coefficients and multiplied by
+    ``d`` once (a template kernel ``+-A``: ``A * (2 * G - S)``)."""
+    d = math.gcd(*[int(c) for c in coefs]) or 1
+    return d, tuple(int(c) // d for c in coefs)
+
+
+def is_shift(c) -> bool:
+    """Whether a multiply by the constant ``c`` is wiring (and a negation): ``+-2^k``."""
+    c = abs(int(c))
+    return c > 0 and c & (c - 1) == 0

@@ -1,0 +1,142 @@
+"""The per-sample range of the ``bdcnn`` kind (``--range sample``): the quantization
+sub-layer's reciprocal form is the exact rounded division, the layer's ACC is ``RHU(W . z)``
+of the values the codes stand for (exact zero padding), golden = fake-quant = int64 path, and
+the digits default within two points of float."""
+
+import json
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from test_bdcnn_quant import _quantize, _random_layer
+
+from hwquant import golden, hwq, ir
+from hwquant.cli import main
+from hwquant.golden import bdcnn as gbd
+from hwquant.golden.exact import int64_only
+from hwquant.quant.fakequant import FakeQuantNetwork
+
+
+def _sample_layer(rng, fmt, qbits, **kw):
+    base = _random_layer(rng, ir.ActFormat(qbits, fmt.signed, 0), **kw)
+    fields = {k: getattr(base, k) for k in ("name", "inputs", "weight", "weight_bits",
+                                            "weight_frac", "bias", "epilogue", "encoding")}
+    fields["out_format"] = ir.ActFormat(24, True, fmt.frac + base.weight_frac)  # logits
+    data = ir.BdcnnData(basis=base.kind_data.basis, qbits=qbits, coef_bits=4,
+                        coefficients=base.kind_data.coefficients, range="sample")
+    extra = {"in_shape": base.in_shape, "padding": base.padding} \
+        if isinstance(base, ir.Conv2d) else {}
+    return type(base)(**{**fields, **extra, "in_format": fmt, "kind_data": data})
+
+
+@pytest.mark.parametrize("qbits", range(2, 9))
+def test_reciprocal_quantizer_is_the_exact_rounded_division(qbits):
+    """Every 8-bit range R and offset X - m: ((X - m) * ceil(L 2^S / R) + 2^(S-1)) >> S is
+    floor((X - m) L / R + 1/2); R = 0 gives 0."""
+    fmt = ir.ActFormat(8, False, 0)
+    layer = _sample_layer(np.random.default_rng(0), fmt, qbits, conv=False)
+    top = (1 << qbits) - 1
+    r = np.repeat(np.arange(256), 256)
+    d = np.tile(np.arange(256), 256)
+    keep = d <= r
+    r, d = r[keep], d[keep]
+    # One sample per (R, X - m): a map holding 0, R and R - d ... (only its min and max
+    # matter), read back at the position of X = d.
+    x = np.zeros((len(r), layer.fan_in), dtype=np.int64)
+    x[:, 1], x[:, 2] = r, d
+    q, m, rr = gbd.sample_codes(layer, x)
+    np.testing.assert_array_equal(m, 0)
+    np.testing.assert_array_equal(rr, r)
+    want = np.where(r > 0, (2 * d * top + r) // (2 * np.maximum(r, 1)), 0)
+    np.testing.assert_array_equal(q[:, 2], want)
+    assert q.min() >= 0 and q.max() <= top
+
+
+def _exact_acc(layer, x):
+    """RHU(W . z) with z = m + q R / L in Fractions, zero padding, for (N, C, H, W) input."""
+    q, m, r = gbd.sample_codes(layer, x)
+    top = (1 << layer.kind_data.qbits) - 1
+    (kh, kw), (ph, pw) = layer.kernel, layer.padding
+    n, c, h, w = x.shape
+    out = np.zeros((n, layer.out_channels, h + 2 * ph - kh + 1, w + 2 * pw - kw + 1),
+                   dtype=np.int64)
+    for s in range(n):
+        z = [[[Fraction(int(m[s])) + Fraction(int(q[s, ch, i, j]) * int(r[s]), top)
+               for j in range(w)] for i in range(h)] for ch in range(c)]
+        for o in range(out.shape[1]):
+            for i in range(out.shape[2]):
+                for j in range(out.shape[3]):
+                    acc = Fraction(0)
+                    for ch in range(c):
+                        for a in range(kh):
+                            for b in range(kw):
+                                y, xx = i + a - ph, j + b - pw
+                                if 0 <= y < h and 0 <= xx < w:
+                                    acc += int(layer.weight[o, ch, a, b]) * z[ch][y][xx]
+                    out[s, o, i, j] = int(np.floor(acc + Fraction(1, 2)))
+    return out
+
+
+@pytest.mark.parametrize("fmt,qbits", [(ir.ActFormat(8, False, 3), 4),
+                                       (ir.ActFormat(6, True, 2), 3)], ids=["u8q4", "s6q3"])
+def test_padded_conv_is_the_rounded_exact_value(fmt, qbits):
+    """Golden (reference and fast entry) and fake-quant equal RHU(W . z) in exact
+    arithmetic, padded taps 0; one sample constant (R = 0)."""
+    rng = np.random.default_rng(qbits)
+    layer = _sample_layer(rng, fmt, qbits, oc=3, ic=2, k=3, padding=1)
+    net = ir.Network("n", (2, 4, 4), fmt, (layer,))
+    x = rng.integers(fmt.lo, fmt.hi + 1, size=(5, 2, 4, 4))
+    x[0] = fmt.hi  # R = 0
+    x[1, 0, 0, 0], x[1, 1, 3, 3] = fmt.lo, fmt.hi  # the whole range
+    want = _exact_acc(layer, x)
+    with int64_only():
+        ref = golden.run(net, x)["l"]
+    np.testing.assert_array_equal(ref, want)
+    np.testing.assert_array_equal(golden.run(net, x)["l"], want)
+    np.testing.assert_array_equal(FakeQuantNetwork(net).integer_outputs(x)["l"], want)
+
+
+def test_ir_checks_and_hwq_keep_the_range(tmp_path):
+    rng = np.random.default_rng(3)
+    layer = _sample_layer(rng, ir.ActFormat(8, False, 0), 4, conv=False)
+    assert layer.kind_data.range == "sample"
+    net = ir.Network("n", (layer.fan_in,), layer.in_format, (layer,))
+    hwq.save(net, tmp_path / "n.hwq")
+    assert hwq.load(tmp_path / "n.hwq").layers[0].kind_data.range == "sample"
+    with pytest.raises(ValueError, match=r"^bdcnn range must be one of static, sample, not "
+                                         r"'dynamic'"):
+        ir.BdcnnData(basis=1, qbits=4, range="dynamic")
+    with pytest.raises(ValueError, match=r"^Layer 'l': bdcnn with a per-sample range "
+                                         r"quantizes a non-bipolar input"):
+        _sample_layer(rng, ir.BIPOLAR, 4, conv=False)
+
+
+def test_default_cnn_sample_range_k6_q6(trained_default_pt2, digits, tmp_path, capsys):
+    """``quantize --range sample`` at K = Q = 6: within two points of float, golden equal to
+    fake-quant and to the int64 path on the test images; compile refuses it in one line."""
+    code, out, rep = _quantize(trained_default_pt2, tmp_path, "--basis", "6", "--qbits", "6",
+                               "--range", "sample")
+    assert code == 0
+    acc = json.loads(rep.read_text())["accuracy"]
+    assert acc["quantized"] >= acc["float"] - 0.02
+    net = hwq.load(out)
+    for layer in net.weight_layers:
+        assert layer.kind_data.range == "sample" and layer.kind_data.qbits == 6
+        assert layer.in_format.bits == 8
+    x = np.asarray(digits.x_test)
+    x_int = np.clip(np.floor(x * 2.0 ** net.input_format.frac + 0.5).astype(np.int64),
+                    net.input_format.lo, net.input_format.hi)
+    gold = golden.run(net, x_int)
+    with int64_only():
+        ref = golden.run(net, x_int)
+    fq = FakeQuantNetwork(net).integer_outputs(x_int)
+    for name in gold:
+        np.testing.assert_array_equal(fq[name], gold[name], err_msg=name)
+        np.testing.assert_array_equal(ref[name], gold[name], err_msg=name)
+    capsys.readouterr()
+    assert main(["compile", str(out), "-o", str(tmp_path / "build")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == ("error: Layer 'conv1': bdcnn with the per-sample range has no hardware "
+                       "yet (golden model and fake-quant only); quantize with --range static "
+                       "to build"), err
+    assert not (tmp_path / "build").exists()
