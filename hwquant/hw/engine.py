@@ -125,7 +125,11 @@ class Engine(wiring.Component):
 
     @classmethod
     def combine_ranges(cls, layer, weights) -> np.ndarray:
-        raise NotImplementedError
+        """Default: ``ACC`` is the plain ``W @ x`` (whatever the engine's own sums), so its
+        range is the matrix's over the input format (kinds whose ``ACC`` differs override)."""
+        w = np.asarray(weights, dtype=np.int64)
+        lo, hi = ir.matrix_range(w, np.zeros(len(w), dtype=np.int64), layer.in_format)
+        return np.stack([lo, hi], axis=1)
 
     # -- instance ------------------------------------------------------------------------------
     def __init__(self, layer, weights, *, pe, simd, part_bits, shared_bits=2):

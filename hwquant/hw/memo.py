@@ -101,12 +101,6 @@ class MemoEngine(Engine):
             return []
         return [sum_range(layer.fan_in, layer.in_format)]
 
-    @classmethod
-    def combine_ranges(cls, layer, weights) -> np.ndarray:
-        w = np.asarray(weights, dtype=np.int64)
-        lo, hi = ir.matrix_range(w, np.zeros(len(w), dtype=np.int64), layer.in_format)
-        return np.stack([lo, hi], axis=1)
-
     def __init__(self, layer, weights, *, pe, simd):
         check_memo(layer, ir.Fold(pe, simd))
         fmt = layer.in_format

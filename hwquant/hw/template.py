@@ -123,12 +123,6 @@ class TemplateEngine(Engine):
         fmt = layer.in_format
         return [(layer.fan_in * min(fmt.lo, 0), layer.fan_in * max(fmt.hi, 0))]
 
-    @classmethod
-    def combine_ranges(cls, layer, weights) -> np.ndarray:
-        w = np.asarray(weights, dtype=np.int64)
-        lo, hi = ir.matrix_range(w, np.zeros(len(w), dtype=np.int64), layer.in_format)
-        return np.stack([lo, hi], axis=1)
-
     def __init__(self, layer, weights, *, pe, simd):
         fmt = layer.in_format
         weights = np.asarray(weights, dtype=np.int64)
