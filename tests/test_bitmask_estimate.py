@@ -11,6 +11,7 @@ sums into LUT6s than it counts). The unrolled form is the constant-matrix graph,
 import numpy as np
 import pytest
 from amaranth.back import verilog
+from families import rotated
 
 from hwquant import ir
 from hwquant.bitmask import parse
@@ -43,8 +44,8 @@ def test_folded_cost_scales_with_active_bits_not_span():
 
 
 @pytest.mark.synth
-@pytest.mark.parametrize("family", ["ice40", "xilinx"])
-@pytest.mark.parametrize("shape", SHAPES, ids=[s[0] for s in SHAPES])
+@pytest.mark.parametrize("shape, family", rotated(SHAPES, ["ice40", "xilinx"],
+                                                  ids=[s[0] for s in SHAPES]))
 def test_folded_engine_cost_matches_yosys(shape, family, tmp_path):
     from hwquant.estimate.synth import synthesize
 

@@ -8,6 +8,7 @@ import zlib
 import numpy as np
 import pytest
 from amaranth.back import verilog
+from families import rotated
 
 from hwquant import ir
 from hwquant import plan as P
@@ -148,8 +149,7 @@ def check_against_yosys(lay, family, tmp_path, lut_tolerance):
 
 
 @pytest.mark.synth
-@pytest.mark.parametrize("family", ["ice40", "xilinx"])
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("case, family", rotated(CASES, ["ice40", "xilinx"]))
 def test_model_matches_yosys(case, family, tmp_path):
     check_against_yosys(CASES[case](), family, tmp_path, LUT_TOLERANCE[family])
 

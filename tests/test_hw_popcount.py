@@ -135,7 +135,7 @@ def synth_luts(component, family, tmp_path, name):
 
 
 @pytest.mark.synth
-@pytest.mark.parametrize("family", ["xilinx", "ice40"])
+@pytest.mark.parametrize("family", [pytest.param("xilinx", marks=pytest.mark.slow), "ice40"])
 def test_popcount_beats_the_adder_loop(family, tmp_path):
     """N = 64: ours <= 1.2 LUT6/bit (xilinx) and <= 1.2 LUT4/bit (ice40), below Yosys's own
     (measured: 1.08 and 0.98; the adder loop 1.45 and 1.77)."""

@@ -23,6 +23,7 @@ from hwquant.vectors import expected_words, input_words
 
 sys.path.insert(0, os.path.dirname(__file__))
 from enginesim import all_inputs, simulate_engine
+from families import rotated
 from streamsim import simulate_stream
 
 FORMATS = [ir.ActFormat(3, True, 0), ir.ActFormat(3, False, 0)]
@@ -251,8 +252,7 @@ def bench_layer(fold_kind):
 
 
 @pytest.mark.synth
-@pytest.mark.parametrize("family", ["ice40", "xilinx"])
-@pytest.mark.parametrize("fold_kind", ["unrolled", "folded"])
+@pytest.mark.parametrize("fold_kind, family", rotated(["unrolled", "folded"], ["ice40", "xilinx"]))
 def test_mvu_has_no_multiplier_and_no_dsp(fold_kind, family, tmp_path):
     """DSP inference left on (``nodsp=False``; ``-dsp`` on ice40): no ``$mul`` cell before
     technology mapping and no DSP block after."""
