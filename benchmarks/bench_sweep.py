@@ -1,5 +1,5 @@
-"""Wall time of one ``hwquant sweep`` with 1 and with 2 local Ray workers, side by side, and of
-an immediate re-run (every point from the cache).
+"""Wall time of one ``hwquant sweep`` with 1 and with 2 local Ray workers, side by side, with
+the CPU time of every task, and of an immediate re-run (every point from the cache).
 
 The sweep: a small two-conv digits model (trained briefly here, or ``--model``), fixed point
 at 8 and 6 bits x four foldings (every point emits different Verilog, so no synthesis is
@@ -8,6 +8,15 @@ Each run is the command line as a user runs it (``python -m hwquant sweep``, Ray
 stopped by it), with a cache of its own; the re-run repeats the 2-worker sweep into the same
 directory. Goals: 2 workers >= 1.7x faster than 1 on a 2-core machine; the re-run < 5 % of the
 first run.
+
+Every task reports its wall and CPU seconds (its worker process and the tools it ran:
+``sweep.json`` ``seconds``, ``cpu_seconds``, ``quant_seconds``, ``quant_cpu_seconds``). On a
+machine that others load, wall ratios say little; the CPU seconds do not depend on the load.
+So the table also gives, per run, the sum of the tasks' CPU seconds (the same in both runs
+when running two at once adds no work), their CPU / wall (1.0: each task had a core of its
+own; 0.5: it shared one), and the wall time the tasks' CPU seconds give on idle cores
+(``idle``: the driver's own time, Ray's start, and the tasks scheduled as the sweep schedules
+them, each taking its CPU seconds), whose ratio is the speed-up an idle machine shows.
 
     PYTHONPATH=. python benchmarks/bench_sweep.py [--points 8|4] [--no-synth] [--out DIR]
 """
@@ -63,6 +72,43 @@ def run(model, out, workers, *, points, synth) -> tuple:
     return seconds, report
 
 
+def tasks(report) -> tuple:
+    """``(quantizations, points)`` of a report: ``{label: (wall s, cpu s)}`` and
+    ``[(quantization label, wall s, cpu s)]`` of the points that ran (not cached)."""
+    quants, points = {}, []
+    for r in report["points"]:
+        if r["status"] != "ok" or r.get("cached"):
+            continue
+        q = r["label"].rpartition("/")[0]
+        if r.get("quant_seconds") is not None:
+            quants.setdefault(q, (r["quant_seconds"], r.get("quant_cpu_seconds") or 0.0))
+        points.append((q, r["seconds"], r.get("cpu_seconds") or 0.0))
+    return quants, points
+
+
+def idle_makespan(quants, points, workers) -> float:
+    """Seconds the sweep's tasks take on ``workers`` idle cores, each task taking its CPU
+    seconds: the sweep's own order (every quantization submitted first, a finished
+    quantization's points ahead of the queue, one task per worker)."""
+    import heapq
+
+    queue = [("quant", q, cpu) for q, (_wall, cpu) in quants.items()]
+    free = [0.0] * workers
+    running = []  # (end, kind, label)
+    now = 0.0
+    while queue or running:
+        queue.sort(key=lambda e: e[0] != "point")
+        while queue and free:
+            free.pop()
+            kind, label, cpu = queue.pop(0)
+            heapq.heappush(running, (now + cpu, kind, label))
+        now, kind, label = heapq.heappop(running)
+        free.append(now)
+        if kind == "quant":
+            queue += [("point", label, cpu) for q, _w, cpu in points if q == label]
+    return now
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--points", type=int, default=8, choices=[2, 4, 6, 8])
@@ -77,12 +123,15 @@ def main() -> None:
     if not args.model:
         make_model(model)
     synth = not args.no_synth
-    results = {}
+    results, loads = {}, {}
     for workers in (1, 2):
         out = base / f"w{workers}"
         shutil.rmtree(out, ignore_errors=True)
+        before = os.getloadavg()[0]
         results[workers] = run(model, out, workers, points=args.points, synth=synth)
-        print(f"  {workers} worker(s): {results[workers][0]:7.1f} s", flush=True)
+        loads[workers] = (before, os.getloadavg()[0])
+        print(f"  {workers} worker(s): {results[workers][0]:7.1f} s (load average "
+              f"{before:.1f} -> {loads[workers][1]:.1f})", flush=True)
     rerun, rep = run(model, base / "w2", 2, points=args.points, synth=synth)
     t1, t2 = results[1][0], results[2][0]
     r1 = results[1][1]
@@ -90,17 +139,38 @@ def main() -> None:
     print()
     print(f"hwquant sweep, {r1['counts']['points']} points (fixed 8/6 bits x "
           f"{len(r1['folds'])} foldings{', Yosys synth_ice40' if synth else ''}; {ok} ok), "
-          f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}:")
-    print(f"{'run':<34}{'wall s':>9}{'ratio':>9}")
-    print(f"{'1 worker':<34}{t1:>9.1f}{1.0:>8.2f}x")
-    print(f"{'2 workers':<34}{t2:>9.1f}{t1 / t2:>8.2f}x   (goal >= 1.7x)")
-    print(f"{'re-run, 2 workers (cache)':<34}{rerun:>9.1f}{rerun / t2:>8.1%}    "
-          f"of the first 2-worker run (goal < 5 %); {rep['counts']['cached']} of "
-          f"{rep['counts']['points']} points cached")
-    synth_s = [r.get("seconds") or 0 for r in r1["points"] if r["status"] == "ok"]
-    print(f"point tasks (1 worker): {sum(synth_s):.1f} s in total, Ray start "
-          f"{r1['ray']['start_seconds']:.1f} s; 2 workers: Ray start "
-          f"{results[2][1]['ray']['start_seconds']:.1f} s")
+          f"{os.cpu_count()} cores, load average now {os.getloadavg()[0]:.1f}:")
+    print(f"{'run':<28}{'wall s':>8}{'ratio':>8}{'Ray s':>7}{'driver s':>9}{'task cpu s':>11}"
+          f"{'cpu/wall':>9}{'idle s':>8}{'idle ratio':>11}{'load':>11}")
+    idle = {}
+    for workers in (1, 2):
+        wall, report = results[workers]
+        quants, points = tasks(report)
+        cpu = sum(c for _w, c in quants.values()) + sum(c for _q, _w, c in points)
+        task_wall = sum(w for w, _c in quants.values()) + sum(w for _q, w, _c in points)
+        ray_s = report["ray"]["start_seconds"]
+        # The driver's own time: the command's wall less what its tasks took at best.
+        makespan = idle_makespan(quants, points, workers)
+        driver = wall - ray_s - idle_makespan({q: (w, w) for q, (w, _c) in quants.items()},
+                                              [(q, w, w) for q, w, _c in points], workers)
+        idle[workers] = max(driver, 0.0) + ray_s + makespan
+        print(f"{f'{workers} worker' + ('s' if workers > 1 else ''):<28}{wall:>8.1f}"
+              f"{t1 / wall:>7.2f}x{ray_s:>7.1f}{driver:>9.1f}{cpu:>11.1f}"
+              f"{cpu / task_wall:>9.2f}{idle[workers]:>8.1f}{idle[1] / idle[workers]:>10.2f}x"
+              f"{loads[workers][0]:>5.1f}->{loads[workers][1]:<4.1f}")
+    print(f"2 workers / 1 worker: {t1 / t2:.2f}x wall (goal >= 1.7x), {idle[1] / idle[2]:.2f}x "
+          f"on idle cores by the tasks' CPU seconds")
+    print(f"re-run, 2 workers (cache): {rerun:.1f} s, {rerun / t2:.1%} of the first 2-worker run "
+          f"(goal < 5 %); {rep['counts']['cached']} of {rep['counts']['points']} points cached")
+    print()
+    print(f"{'task':<48}{'1 worker: wall':>15}{'cpu':>7}{'2 workers: wall':>16}{'cpu':>7}"
+          f"{'import s':>9}")
+    rows = {w: {r["label"]: r for r in results[w][1]["points"]} for w in (1, 2)}
+    for label in rows[1]:
+        a, b = rows[1][label], rows[2].get(label, {})
+        print(f"{label:<48}{a.get('seconds') or 0:>15.1f}{a.get('cpu_seconds') or 0:>7.1f}"
+              f"{b.get('seconds') or 0:>16.1f}{b.get('cpu_seconds') or 0:>7.1f}"
+              f"{b.get('import_seconds') or 0:>9.1f}")
     if not args.out:
         shutil.rmtree(base, ignore_errors=True)
 

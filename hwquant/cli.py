@@ -687,6 +687,17 @@ def _int_list(text):
     return [_integer(v.strip(), 2, 16) for v in text.split(",")]
 
 
+def _method_specs(text):
+    """``sweep --methods``: :func:`hwquant.sweep.parse_method_specs`."""
+    from .sweep import parse_method_specs
+
+    try:
+        return parse_method_specs(text)
+    except HwquantError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("--methods").lstrip(": ")) \
+            from None
+
+
 def _choices(allowed):
     def parse(text):
         values = [v.strip() for v in text.split(",")]
@@ -889,9 +900,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="board the points are fitted to and chosen for (default icebreaker)")
     p.add_argument("--boards-dir", default=None, metavar="DIR",
                    help="a directory of your own board files (<id>.toml), beside the bundled")
-    p.add_argument("--methods", type=_choices(METHODS), default=["fixed", "inq", "ternary"],
-                   help="comma-separated methods (default fixed,inq,ternary; ternary and "
-                        "binary run once, at their one width)")
+    p.add_argument("--methods", type=_method_specs, default="fixed,inq,ternary",
+                   metavar="METHOD[:KEY=V[/V...]...],...",
+                   help="comma-separated method specs (default fixed,inq,ternary): "
+                        f"{', '.join(METHODS)}, twn, ttq (ternary's variants), each with "
+                        "options of its own after colons, a value list '/'-separated, e.g. "
+                        "bdcnn:basis=4/6:qbits=6, bitmask:active=3/4:span=6, "
+                        "ttq:retrain-epochs=5, fixed:abits=6 (README, Design sweeps); "
+                        "ternary and binary run once, at their one width")
     p.add_argument("--bits", default="4,8", metavar="SPEC,...",
                    help="comma-separated weight-width specs, each B or B:LAYER=B:... "
                         "(per-layer widths; edges = the first and the last layer), e.g. "
@@ -1089,7 +1105,14 @@ class _Terminated(KeyboardInterrupt):
     """SIGTERM, turned into an interrupt so that every temporary output is removed."""
 
 
+#: Set by the SIGTERM handler: code that catches the interrupt and raises its own (Ray's
+#: ``ray.wait`` and ``ray.get`` turn any KeyboardInterrupt raised in a signal handler into
+#: a plain one) still ends with :data:`EXIT_TERMINATED`.
+_terminated = threading.Event()
+
+
 def _on_sigterm(signum, frame):
+    _terminated.set()
     raise _Terminated
 
 
@@ -1097,6 +1120,7 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     in_main_thread = threading.current_thread() is threading.main_thread()
+    _terminated.clear()
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main_thread else None
     debug = bool(os.environ.get("HWQUANT_DEBUG"))
     stderr = sys.stderr
@@ -1111,7 +1135,8 @@ def main(argv=None) -> int:
         _forget(e)
         _start_message_line()
         _say("interrupted")
-        return EXIT_TERMINATED if isinstance(e, _Terminated) else EXIT_INTERRUPTED
+        terminated = isinstance(e, _Terminated) or _terminated.is_set()
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     except (ToolNotFoundError, ToolFailedError, VerificationFailed) as e:
         _say(f"error: {e}")
         _forget(e)

@@ -65,7 +65,8 @@ def plot_fronts(rows, path, *, title: str, chosen=None, area_label="LUT-equivale
     """Two panels: accuracy vs ``row["lut_eq"]`` (less is better) and accuracy vs
     ``row["images_per_s"]`` (more is better). Each panel's non-dominated points are coloured
     and joined, the dominated ones grey; ``chosen`` (a row) gets a star. Rows without numbers
-    are left out."""
+    are left out; colours by ``row["spec"]`` (the method and its options), else
+    ``row["method"]``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -75,14 +76,15 @@ def plot_fronts(rows, path, *, title: str, chosen=None, area_label="LUT-equivale
             and r.get("images_per_s")]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
     panels = ((axes[0], "lut_eq", -1, area_label), (axes[1], "images_per_s", +1, rate_label))
-    methods = list(dict.fromkeys(r["method"] for r in rows))
+    methods = list(dict.fromkeys(r.get("spec", r["method"]) for r in rows))
     for ax, key, sense, label in panels:
         front = set(non_dominated(rows, [(lambda r: r["accuracy"], +1),
                                          (lambda r, k=key: r[k], sense)]))
         for i, r in enumerate(rows):
             on = i in front
             ax.scatter(r[key], 100 * r["accuracy"], s=36 if on else 22, zorder=3 if on else 2,
-                       color=f"C{methods.index(r['method']) % 10}" if on else "0.75",
+                       color=f"C{methods.index(r.get('spec', r['method'])) % 10}" if on
+                       else "0.75",
                        edgecolors="k" if on else "none", linewidths=0.5)
         line = sorted((rows[i][key], 100 * rows[i]["accuracy"]) for i in front)
         if line:

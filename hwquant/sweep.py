@@ -1,7 +1,8 @@
 """``hwquant sweep``: the design space of one model on one board, run as Ray tasks.
 
-Every *point* is a quantization (method x weight-width spec) and a folding: it is quantized
-(:func:`hwquant.flow.quantize_model`, accuracy of the integer golden model on the test split),
+Every *point* is a quantization (method spec x weight-width spec; a method spec is a method of
+:data:`METHOD_KEYS` with options of its own, :func:`parse_method_specs`) and a folding: it is
+quantized (:func:`hwquant.flow.quantize_model`, accuracy of the integer golden model on the test split),
 folded and compiled (:func:`hwquant.compile.compile_network`), modelled
 (:func:`hwquant.estimate.report.estimate_build`, :func:`hwquant.board_fit.model_board_fit`),
 and with ``synth`` synthesised by Yosys (:func:`hwquant.estimate.report.synthesize_build`),
@@ -16,16 +17,18 @@ Execution (:class:`_Runner`): one Ray task per quantization (``num_cpus=1``,
 :data:`QUANT_MEMORY`), then one per point (``num_cpus=1``: Yosys and nextpnr are
 single-threaded; memory :data:`POINT_MEMORY`, or :data:`SYNTH_MEMORY` with synthesis). Each
 task works in a temporary directory of its own on the worker and returns its results as data,
-so workers need no shared file system. The driver keeps at most one task per CPU of the
+so workers need no shared file system; it runs with one thread (:data:`WORKER_THREADS_ENV`)
+and reports its wall and CPU seconds (:func:`_timings`). The driver keeps at most one task per CPU of the
 cluster in flight, so a task starts when it is submitted and its time limit counts from
 there; a task past ``timeout`` is cancelled (its worker killed), a task that raises or whose
 worker dies is recorded with its error; neither stops the sweep. Ray does not retry tasks.
 
-Caching (under ``cache_dir``, content-addressed): a quantization by the model's digest, the
-dataset, every quantization option, the calibration size and seed and the versions
+Caching (under ``cache_dir``, content-addressed, every key a :func:`cache_key`): a
+quantization by the model's digest, the dataset, every quantization option (its method
+spec's included), the calibration size and seed and the versions
 (:func:`versions`: a digest of hwquant's own source files, the Python packages and the
 YoWASP tools); it is shared by all the foldings of that quantization. A point by its
-quantization's key, the folding, the board, the budget and the flags. Synthesis and
+quantization's key, its label, the folding, the board, the budget and the flags. Synthesis and
 place-and-route by the digest of the emitted ``network.v`` (with the family, resp. board):
 two foldings that emit the same Verilog are synthesised once. Every finished point is written
 to the cache at once (atomically) and ``sweep.json`` is rewritten, so an interrupted sweep
@@ -50,8 +53,9 @@ from pathlib import Path
 
 from .errors import HwquantError
 
-__all__ = ["BitSpec", "QuantPoint", "Point", "SweepConfig", "parse_bit_specs", "parse_folds",
-           "plan_points", "check_address", "versions", "validate", "run_sweep",
+__all__ = ["BitSpec", "MethodSpec", "QuantPoint", "Point", "SweepConfig", "parse_bit_specs",
+           "parse_method_specs", "parse_folds", "plan_points", "cache_key", "quant_key",
+           "point_key", "METHOD_KEYS", "METHOD_ALIASES", "WORKER_THREADS_ENV", "check_address", "versions", "validate", "run_sweep",
            "render_markdown", "CHOICE_RULE", "FAIL_ENV", "SWEEP_FILES"]
 
 #: Report files of a sweep directory (``sweep.json`` also marks the directory as a sweep's).
@@ -142,16 +146,170 @@ def parse_folds(values) -> list:
     return folds
 
 
+# -- Method specs --------------------------------------------------------------------------
+
+#: ``--ternary`` variants as method names of their own: ``twn`` is ``ternary:variant=twn``.
+METHOD_ALIASES = {"twn": ("ternary", "twn"), "ttq": ("ternary", "ttq")}
+#: What a method spec may set (``--methods METHOD:KEY=V[/V...]:...``), per key: the
+#: :class:`hwquant.quant.options.QuantOptions` field (``retrain.epochs``: the retraining's)
+#: and the values it takes (``int``, ``float``, a tuple of choices, or ``bool``: yes/no).
+#: Ranges are checked with the method's other options (:func:`validate`).
+SPEC_KEYS = {
+    "abits": ("abits", int), "scale": ("granularity", ("layer", "channel")),
+    "edge-layers": ("edge_layers", ("same", "fixed8")),
+    "schedule": ("schedule", ("simple", "incremental", "layerwise", "none")),
+    "retrain-epochs": ("retrain.epochs", int), "calib-percentile": ("calib_percentile", float),
+    "partition": ("partition", ("magnitude", "random")), "tie": ("tie", ("paper", "caffe")),
+    "variant": ("ternary", ("twn", "ttq")),
+    "alpha": ("alpha", ("none", "channel")), "input-bits": ("input_bits", int),
+    "active": ("wbits", int), "span": ("span", int),
+    "rounding": ("rounding", ("projection", "literal")),
+    "search-budget": ("search_budget", int), "same-pattern": ("same_pattern", bool),
+    "basis": ("wbits", int), "qbits": ("abits", int), "coef-bits": ("coef_bits", int),
+    "range": ("range_mode", ("static", "sample")), "restarts": ("restarts", int),
+}
+_COMMON = ("abits", "scale", "edge-layers", "schedule", "retrain-epochs", "calib-percentile")
+#: The keys of each method's spec, in the order its label lists them. ``active`` (bitmask)
+#: and ``basis`` (bdcnn) are the method's weight width: given, they replace ``--bits``.
+METHOD_KEYS = {
+    "fixed": _COMMON,
+    "inq": _COMMON + ("partition", "tie"),
+    "ternary": ("variant",) + _COMMON,
+    "binary": ("abits", "alpha", "input-bits", "schedule", "retrain-epochs",
+               "calib-percentile"),
+    "bitmask": ("active", "span", "rounding", "search-budget", "same-pattern", "abits",
+                "calib-percentile"),
+    "bdcnn": ("basis", "qbits", "coef-bits", "range", "restarts", "calib-percentile"),
+}
+#: The key of a method's spec that is its weight width.
+WIDTH_KEYS = {"bitmask": "active", "bdcnn": "basis"}
+
+
 @dataclass(frozen=True)
-class QuantPoint:
-    """One quantization of the sweep: a method and a width spec."""
+class MethodSpec:
+    """A quantization method with options of its own (``options``: ``(key, value)`` pairs
+    of :data:`SPEC_KEYS`, in :data:`METHOD_KEYS` order), e.g. ``bdcnn:basis=4:qbits=6``."""
 
     method: str
-    bits: BitSpec
+    options: tuple = ()
+
+    @property
+    def width(self):
+        """The weight width the spec gives (bitmask ``active``, bdcnn ``basis``), or None."""
+        return dict(self.options).get(WIDTH_KEYS.get(self.method))
+
+    @property
+    def text(self) -> str:
+        """The spec as ``--methods`` reads it back."""
+        return ":".join([self.method, *(f"{k}={_spec_value(v)}" for k, v in self.options)])
 
     @property
     def label(self) -> str:
-        return f"{self.method}-{self.bits.label}"
+        """The method and, in brackets, the options other than the width: ``bdcnn[qbits=6]``."""
+        own = [f"{k}={_spec_value(v)}" for k, v in self.options
+               if k != WIDTH_KEYS.get(self.method)]
+        return self.method + (f"[{','.join(own)}]" if own else "")
+
+    def apply(self, opts):
+        """``opts`` (a :class:`QuantOptions`) with this spec's options set."""
+        fields, retrain = {}, {}
+        for key, value in self.options:
+            name = SPEC_KEYS[key][0]
+            if name.startswith("retrain."):
+                retrain[name.partition(".")[2]] = value
+            else:
+                fields[name] = value
+        if retrain:
+            fields["retrain"] = dataclasses.replace(opts.retrain, **retrain)
+        return dataclasses.replace(opts, **fields) if fields else opts
+
+
+def _spec_value(v) -> str:
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _spec_parse_value(item, key, text):
+    kind = SPEC_KEYS[key][1]
+    if isinstance(kind, tuple):
+        if text not in kind:
+            raise HwquantError(f"--methods {item}: {key} must be one of {', '.join(kind)}, "
+                               f"not {text!r}")
+        return text
+    if kind is bool:
+        if text not in ("yes", "no"):
+            raise HwquantError(f"--methods {item}: {key} must be yes or no, not {text!r}")
+        return text == "yes"
+    try:
+        return kind(text)
+    except ValueError:
+        what = "an integer" if kind is int else "a number"
+        raise HwquantError(f"--methods {item}: {key} must be {what}, not {text!r}") from None
+
+
+def parse_method_specs(text) -> list:
+    """``--methods`` of a sweep: comma-separated method specs, each ``METHOD`` or
+    ``METHOD:KEY=V:...`` (:data:`METHOD_KEYS`; a value may list several, ``/``-separated:
+    one spec per combination), e.g. ``fixed,ttq,bdcnn:basis=4/6:qbits=6``. ``twn`` and
+    ``ttq`` are ``ternary:variant=twn|ttq`` (:data:`METHOD_ALIASES`). A list of
+    :class:`MethodSpec` (duplicates dropped); a bad spec raises :class:`HwquantError` naming
+    it, the key and the allowed keys or values."""
+    import itertools
+
+    known = (*METHOD_KEYS, *METHOD_ALIASES)
+    specs = []
+    for item in str(text).split(","):
+        item = item.strip()
+        name, *parts = [p.strip() for p in item.split(":")]
+        if name not in known:
+            raise HwquantError(f"--methods: {name or repr(item)} not among {', '.join(known)}")
+        method, given = name, {}
+        if name in METHOD_ALIASES:
+            method, variant = METHOD_ALIASES[name]
+            given["variant"] = [variant]
+        allowed = METHOD_KEYS[method]
+        for part in parts:
+            key, eq, values = part.partition("=")
+            key = key.strip()
+            if not eq or not key or not values.strip():
+                raise HwquantError(f"--methods {item}: options are KEY=VALUE after ':' (e.g. "
+                                   f"bdcnn:basis=4/6:qbits=6), not {part!r}")
+            if key not in allowed:
+                raise HwquantError(f"--methods {item}: {method} takes no option {key!r} (its "
+                                   f"options: {', '.join(allowed)})")
+            if key in given:
+                raise HwquantError(f"--methods {item}: {key} is given twice")
+            given[key] = list(dict.fromkeys(
+                _spec_parse_value(item, key, v.strip()) for v in values.split("/")))
+        keys = [k for k in allowed if k in given]
+        for combo in itertools.product(*(given[k] for k in keys)):
+            spec = MethodSpec(method, tuple(zip(keys, combo)))
+            if spec not in specs:
+                specs.append(spec)
+    if not specs:
+        raise HwquantError("--methods needs at least one method")
+    return specs
+
+
+@dataclass(frozen=True)
+class QuantPoint:
+    """One quantization of the sweep: a method spec and a width spec."""
+
+    spec: MethodSpec
+    bits: BitSpec
+
+    @property
+    def method(self) -> str:
+        return self.spec.method
+
+    @property
+    def label(self) -> str:
+        """``METHOD-BITS`` and the spec's other options in brackets: ``fixed-4:edges=8``,
+        ``bdcnn-4[qbits=6]``, ``ternary-2[variant=ttq]``."""
+        own = self.spec.label
+        name, bracket, rest = own.partition("[")
+        return f"{name}-{self.bits.label}" + (f"[{rest}" if bracket else "")
 
 
 @dataclass(frozen=True)
@@ -167,17 +325,25 @@ class Point:
 
 
 def plan_points(methods, specs, folds) -> tuple:
-    """``(quantizations, points)``: every method x width spec, every quantization x folding.
-    A method with one weight width (ternary 2, binary 1) runs once at that width, whatever
-    the specs say."""
+    """``(quantizations, points)``: every method spec x width spec, every quantization x
+    folding. ``methods`` are :class:`MethodSpec` (or ``--methods`` text). A method with one
+    weight width (ternary 2, binary 1) runs once at that width, and a spec that gives its
+    width (bitmask ``active``, bdcnn ``basis``) at that width, whatever ``specs`` say."""
     from .quant.options import METHOD_BITS
 
+    methods = [x for m in ([methods] if isinstance(methods, str) else methods)
+               for x in (parse_method_specs(m) if isinstance(m, str) else [m])]
     quants = []
-    for method in methods:
-        lo, hi = METHOD_BITS.get(method, (None, None))
-        own = [BitSpec(lo)] if lo is not None and lo == hi else list(specs)
+    for mspec in methods:
+        lo, hi = METHOD_BITS.get(mspec.method, (None, None))
+        if mspec.width is not None:
+            own = [BitSpec(mspec.width)]
+        elif lo is not None and lo == hi:
+            own = [BitSpec(lo)]
+        else:
+            own = list(specs)
         for spec in own:
-            q = QuantPoint(method, spec)
+            q = QuantPoint(mspec, spec)
             if q not in quants:
                 quants.append(q)
     return quants, [Point(q, f) for q in quants for f in folds]
@@ -187,8 +353,9 @@ def plan_points(methods, specs, folds) -> tuple:
 class SweepConfig:
     """Everything one sweep needs (the CLI fills it; see :func:`run_sweep`).
 
-    ``options(method, wbits, layer_bits)`` returns the :class:`QuantOptions` of a
-    quantization; ``dataset`` is ``{"name": "digits"}`` or ``{"path": F.npz}``; ``board`` a
+    ``methods`` are :class:`MethodSpec` (:func:`parse_method_specs`); ``options(method,
+    wbits, layer_bits)`` returns the :class:`QuantOptions` of a quantization before its
+    method spec's options are set (:meth:`MethodSpec.apply`); ``dataset`` is ``{"name": "digits"}`` or ``{"path": F.npz}``; ``board`` a
     :class:`hwquant.boards.Board`."""
 
     model: Path
@@ -255,7 +422,7 @@ def validate(cfg: SweepConfig) -> tuple:
     quants, points = plan_points(cfg.methods, cfg.specs, cfg.folds)
     opts = {}
     for q in quants:
-        o = cfg.options(q.method, q.bits.wbits, q.bits.layer_dict())
+        o = q.spec.apply(cfg.options(q.method, q.bits.wbits, q.bits.layer_dict()))
         try:
             check_options(o)
         except HwquantError as e:
@@ -306,6 +473,28 @@ def _cached_layers(cfg):
 def _digest(obj) -> str:
     text = json.dumps(obj, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def cache_key(kind: str, *parts) -> str:
+    """The name of a cache entry: ``KIND-`` and a digest of ``parts`` (JSON, keys sorted;
+    the last part is the versions' digest, :func:`versions`). Quantizations (``q``), points
+    (``p``), Yosys (``synth``) and nextpnr (``place``) runs are all named so."""
+    return f"{kind}-{_digest(list(parts))}"
+
+
+def quant_key(model_digest, data_id, opts, calib, seed, version_key) -> str:
+    """A quantization's cache key: the model, the dataset, every option of ``opts`` (not
+    whether a progress bar is shown), the calibration size and seed, the versions."""
+    o = dataclasses.asdict(opts)
+    o["retrain"].pop("progress", None)
+    return cache_key("q", model_digest, data_id, o, calib, seed, version_key)
+
+
+def point_key(qkey, point, board, lut_budget, synth, place, pnr_seed, version_key) -> str:
+    """A point's cache key: its quantization's key, its label (method spec, widths and
+    folding), the board (:func:`board_json`), the budget and flags, the versions."""
+    return cache_key("p", qkey, point.label, point.fold, board, lut_budget, synth, place,
+                     pnr_seed if place else None, version_key)
 
 
 def _file_digest(path) -> str:
@@ -370,6 +559,51 @@ def _maybe_fail(label: str) -> None:
         time.sleep(1e6)
 
 
+#: Environment of every local worker: one thread for OpenMP and the BLAS libraries (torch's
+#: intra-op pool follows ``OMP_NUM_THREADS``), as a task reserves one CPU (``num_cpus=1``);
+#: the tasks also call ``torch.set_num_threads(1)`` (a cluster's workers have their own
+#: environment).
+WORKER_THREADS_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                      "OPENBLAS_NUM_THREADS": "1"}
+
+
+def _cpu_seconds() -> float:
+    """CPU time (user + system) of this process and of its children that have ended (the
+    YoWASP tools run as child processes)."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _clock():
+    """``(wall, cpu)`` now, for :func:`_timings`."""
+    return time.monotonic(), _cpu_seconds()
+
+
+def _timings(start, imported) -> dict:
+    """What a task reports of its time: ``seconds`` (wall, from the task's start),
+    ``cpu_seconds`` (this worker and its tools), ``import_seconds`` (the wall time of its
+    imports: a worker's first task pays for torch and Amaranth) and ``worker`` (the process,
+    to see which tasks shared one)."""
+    import threading
+
+    info = {"pid": os.getpid(), "threads": threading.active_count()}
+    if "torch" in sys.modules:
+        info["torch_threads"] = sys.modules["torch"].get_num_threads()
+    return {"seconds": round(time.monotonic() - start[0], 2),
+            "cpu_seconds": round(_cpu_seconds() - start[1], 2),
+            "import_seconds": round(imported - start[0], 2), "worker": info}
+
+
+def _one_thread() -> None:
+    """One torch thread in this worker (a task reserves one CPU)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
+
+
 @contextlib.contextmanager
 def _workdir(label):
     """A temporary working directory of the task's own (and the process's cwd meanwhile)."""
@@ -387,11 +621,16 @@ def _workdir(label):
 def _quantize_task(label, model_bytes, dataset, opts, calib, seed) -> dict:
     """Quantize the model (bytes of the .pt2) as ``opts`` says; the network as .hwq bytes,
     its accuracies and layers."""
+    start = _clock()
     _maybe_fail(label)
+    import torch  # noqa: F401 - imported here, so that its time counts as the imports'
+
     from . import hwq
     from .data import load_dataset
     from .flow import quantize_model
 
+    _one_thread()
+    imported = time.monotonic()
     with _workdir(label) as wd:
         model = wd / "model.pt2"
         model.write_bytes(model_bytes)
@@ -400,14 +639,14 @@ def _quantize_task(label, model_bytes, dataset, opts, calib, seed) -> dict:
             ds = load_dataset(None, path=wd / "data.npz")
         else:
             ds = load_dataset(dataset["name"])
-        start = time.monotonic()
         net, rep = quantize_model(model, ds, dataset.get("info", {}), options=opts,
                                   calib=calib, seed=seed)
         return {"hwq": hwq.dumps(net), "accuracy": rep["accuracy"],
                 "schedule": rep["schedule"], "options": opts.to_json(),
                 "layers": [{"name": layer.name, "weight_bits": layer.weight_bits,
-                            "encoding": layer.encoding} for layer in net.weight_layers],
-                "seconds": round(time.monotonic() - start, 2)}
+                            "encoding": getattr(layer, "encoding", None)}
+                           for layer in net.weight_layers],
+                **_timings(start, imported)}
 
 
 def _point_task(label, hwq_bytes, fold, board_id, boards_dir, synth, place, lut_budget,
@@ -416,6 +655,7 @@ def _point_task(label, hwq_bytes, fold, board_id, boards_dir, synth, place, lut_
     ``place`` the board build (Yosys + nextpnr) when the model says it fits. ``known`` maps
     synthesis / place keys (digest of the Verilog and what else they depend on) to results
     the sweep already has; new ones come back under ``new``."""
+    start = _clock()
     _maybe_fail(label)
     from . import hwq
     from .board_fit import fold_for_board, model_board_fit
@@ -426,9 +666,10 @@ def _point_task(label, hwq_bytes, fold, board_id, boards_dir, synth, place, lut_
     from .fold import apply_folding
     from .hw.binary import popcount_for
 
+    _one_thread()
+    imported = time.monotonic()
     board = load_board(board_id, boards_dir)  # a user board: the same path on every worker
     family = board.family
-    start = time.monotonic()
     notes, new, search = [], {}, None
     with _workdir(label) as wd:
         net = hwq.loads(hwq_bytes)
@@ -456,7 +697,7 @@ def _point_task(label, hwq_bytes, fold, board_id, boards_dir, synth, place, lut_
                                                        "over": over},
                   "verilog_sha256": verilog, "synth": None, "build": None}
         if synth:
-            key = "synth-" + _digest([verilog, family, version_key])
+            key = cache_key("synth", verilog, family, version_key)
             result["synth"] = known.get(key)
             result["synth_cached"] = result["synth"] is not None
             if result["synth"] is None:
@@ -464,8 +705,8 @@ def _point_task(label, hwq_bytes, fold, board_id, boards_dir, synth, place, lut_
         if place and not over:
             from .fpga_flow import build_for_board
 
-            key = "place-" + _digest([verilog, board_json(board), lut_budget, pnr_seed,
-                                      version_key])
+            key = cache_key("place", verilog, board_json(board), lut_budget, pnr_seed,
+                            version_key)
             result["build"] = known.get(key)
             result["place_cached"] = result["build"] is not None
             if result["build"] is None:
@@ -477,7 +718,7 @@ def _point_task(label, hwq_bytes, fold, board_id, boards_dir, synth, place, lut_
         elif place:
             notes.append("not placed: the model says it does not fit the board")
         result["new"] = new
-        result["seconds"] = round(time.monotonic() - start, 2)
+        result.update(_timings(start, imported))
         return result
 
 
@@ -489,13 +730,16 @@ def _row(point: Point, board, quant: dict | None, res: dict | None, *, status="o
     from .pareto import lut_equivalents
 
     q = point.quant
-    row = {"label": point.label, "method": q.method, "bits": q.bits.label, "wbits": q.bits.wbits,
+    row = {"label": point.label, "method": q.method, "spec": q.spec.label,
+           "method_options": dict(q.spec.options) or None, "bits": q.bits.label,
+           "wbits": q.bits.wbits,
            "layer_bits": dict(q.bits.layer_bits) or None, "fold": point.fold,
            "status": status, "error": error, "cached": cached}
     if quant is not None:
         row.update(accuracy=quant["accuracy"]["quantized"],
                    float_accuracy=quant["accuracy"]["float"], schedule=quant["schedule"],
-                   layers=quant["layers"])
+                   layers=quant["layers"], quant_seconds=quant.get("seconds"),
+                   quant_cpu_seconds=quant.get("cpu_seconds"))
     if res is None or status != "ok":
         return row
     cap = board.capacity
@@ -531,7 +775,9 @@ def _row(point: Point, board, quant: dict | None, res: dict | None, *, status="o
                cycles_per_inference=cycles, clock_mhz=clock,
                clock="fmax" if fmax else "board", images_per_s=clock * 1e6 / cycles,
                images_per_s_board_clock=board.clock_mhz * 1e6 / cycles,
-               notes=res.get("notes", []), seconds=res.get("seconds"))
+               notes=res.get("notes", []), seconds=res.get("seconds"),
+               cpu_seconds=res.get("cpu_seconds"), import_seconds=res.get("import_seconds"),
+               worker=res.get("worker"))
     return row
 
 
@@ -645,6 +891,7 @@ def _start_ray(cfg: SweepConfig):
     env = {} if cfg.address else {"PYTHONPATH": os.pathsep.join(
         [str(Path(__file__).resolve().parent.parent)]
         + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
+    env.update(WORKER_THREADS_ENV)
     if os.environ.get(FAIL_ENV):
         env[FAIL_ENV] = os.environ[FAIL_ENV]
     if ray.is_initialized():
@@ -704,13 +951,11 @@ def run_sweep(cfg: SweepConfig, log=None) -> dict:
     bjson = board_json(board)
 
     def qkey(q):
-        o = dataclasses.asdict(opts[q])
-        o["retrain"].pop("progress", None)
-        return "q-" + _digest([model_digest, data_id, o, cfg.calib, cfg.seed, version_key])
+        return quant_key(model_digest, data_id, opts[q], cfg.calib, cfg.seed, version_key)
 
     def pkey(p):
-        return "p-" + _digest([qkey(p.quant), p.fold, bjson, cfg.lut_budget, cfg.synth,
-                               cfg.place, cfg.pnr_seed if cfg.place else None, version_key])
+        return point_key(qkey(p.quant), p, bjson, cfg.lut_budget, cfg.synth, cfg.place,
+                         cfg.pnr_seed, version_key)
 
     known = {}
     for f in sorted((cache / "tools").glob("*.json")) if (cache / "tools").is_dir() else ():
@@ -732,7 +977,7 @@ def run_sweep(cfg: SweepConfig, log=None) -> dict:
               "dataset": data_id, "board": {k: bjson[k] for k in
                                             ("id", "name", "family", "device", "clock_mhz")},
               "capacity": bjson["capacity"], "lut_budget": cfg.lut_budget,
-              "methods": list(cfg.methods), "bits": [s.label for s in cfg.specs],
+              "methods": [getattr(m, "text", m) for m in cfg.methods], "bits": [s.label for s in cfg.specs],
               "folds": list(cfg.folds), "synth": cfg.synth, "place": cfg.place,
               "calibration_images": cfg.calib, "seed": cfg.seed,
               "rule": CHOICE_RULE, "lut_equivalents": _area_note(board.family),

@@ -93,6 +93,10 @@ def test_sweep_on_local_ray_records_a_crashed_point_and_reuses_the_rest(tiny_pt2
         assert 0 <= row["accuracy"] <= 1 and row["model"]["lut"] > 0
         assert row["images_per_s"] == pytest.approx(12e6 / row["cycles_per_inference"])
         assert row["clock"] == "board" and row["yosys"] is None
+        # Wall and CPU seconds of the task, its imports, its worker (one torch thread).
+        assert row["seconds"] > 0 and 0 < row["cpu_seconds"] and row["import_seconds"] >= 0
+        assert row["worker"]["pid"] > 0 and row["quant_cpu_seconds"] > 0
+        assert row["spec"] == "fixed" and row["method_options"] is None
     assert rows["fixed-8/min"]["folding"] == "conv2d_0=1:1,conv2d_3=1:1,linear_6=1:1"
     assert rows[f"fixed-8/{FOLD}"]["folding"] == FOLD
     assert rows["fixed-8/min"]["cycles_per_inference"] > \
@@ -135,6 +139,14 @@ def _free_port() -> int:
     (["--methods", "fixed", "--bits", "4,conv2d_0=8"], ("per-layer widths follow a width "
                                                         "with ':'")),
     (["--methods", "fixed", "--fold", "nosuch=1:1"], "nosuch is not a weight layer"),
+    (["--methods", "bdcnn:qbits=9"], ("point bdcnn-4[qbits=9]: --qbits must be an integer in "
+                                      "2..8, not 9")),
+    (["--methods", "fixed,bdcnn:basis=2/0"], "point bdcnn-0: --basis must be an integer in 1..8"),
+    (["--methods", "bitmask:active=5:span=4"], "point bitmask-5[span=4]: --active 5 is more "
+                                               "than --span 4"),
+    (["--methods", "ttq:nosuch=1"], ("ternary takes no option 'nosuch' (its options: variant, "
+                                     "abits")),
+    (["--methods", "bdcnn:range=dynamic"], "range must be one of static, sample"),
     (["--methods", "fixed", "--place", "--board", "arty_a7_35"], "no open place and route"),
     (["--methods", "fixed", "--address", "ADDRESS"], "is unreachable"),
 ])
@@ -285,3 +297,207 @@ def test_sweep_synth_and_place_share_runs_of_the_same_verilog(tiny_pt2, tmp_path
     assert tools == ["place", "synth"]  # one run each for the two points
     md = (out / "sweep.md").read_text()
     assert "MHz" in md
+
+
+def test_method_specs():
+    """``--methods``: methods with options of their own after colons, value lists expanded,
+    ``twn``/``ttq`` as ternary's variants, canonical order and labels; the width key (bdcnn
+    basis, bitmask active) replaces ``--bits``; one line naming the spec for bad ones."""
+    from hwquant.errors import HwquantError
+    from hwquant.quant.options import QuantOptions
+    from hwquant.sweep import MethodSpec, parse_bit_specs, parse_method_specs, plan_points
+
+    specs = parse_method_specs("fixed, bdcnn:qbits=4/6:basis=2/4, ttq, twn:scale=layer, "
+                               "bitmask:span=6:active=3:same-pattern=yes, fixed, "
+                               "binary:abits=1/2:alpha=channel, inq:retrain-epochs=3")
+    assert [s.text for s in specs] == [
+        "fixed", "bdcnn:basis=2:qbits=4", "bdcnn:basis=2:qbits=6", "bdcnn:basis=4:qbits=4",
+        "bdcnn:basis=4:qbits=6", "ternary:variant=ttq", "ternary:variant=twn:scale=layer",
+        "bitmask:active=3:span=6:same-pattern=yes", "binary:abits=1:alpha=channel",
+        "binary:abits=2:alpha=channel", "inq:retrain-epochs=3"]
+    assert specs[1] == MethodSpec("bdcnn", (("basis", 2), ("qbits", 4)))
+    assert parse_method_specs(specs[7].text) == [specs[7]]  # the text reads back
+    quants, points = plan_points(specs, parse_bit_specs("4,8"), ["min"])
+    labels = [q.label for q in quants]
+    assert labels == ["fixed-4", "fixed-8", "bdcnn-2[qbits=4]", "bdcnn-2[qbits=6]",
+                      "bdcnn-4[qbits=4]", "bdcnn-4[qbits=6]", "ternary-2[variant=ttq]",
+                      "ternary-2[variant=twn,scale=layer]",
+                      "bitmask-3[span=6,same-pattern=yes]", "binary-1[abits=1,alpha=channel]",
+                      "binary-1[abits=2,alpha=channel]", "inq-4[retrain-epochs=3]",
+                      "inq-8[retrain-epochs=3]"]
+    assert points[2].label == "bdcnn-2[qbits=4]/min"
+    # The options land on the QuantOptions (retrain-epochs on its retraining).
+    o = quants[3].spec.apply(QuantOptions(method="bdcnn", wbits=2))
+    assert (o.wbits, o.abits) == (2, 6)
+    o = quants[8].spec.apply(QuantOptions(method="bitmask", wbits=3))
+    assert (o.span, o.same_pattern) == (6, True)
+    o = quants[7].spec.apply(QuantOptions(method="ternary", wbits=2))
+    assert (o.ternary, o.granularity) == ("twn", "layer")
+    assert quants[-1].spec.apply(QuantOptions(method="inq")).retrain.epochs == 3
+    assert quants[0].spec.apply(QuantOptions()) == QuantOptions()
+    for text, message in [
+            ("nosuch", "nosuch not among fixed, inq, ternary, binary, bitmask, bdcnn, twn, ttq"),
+            ("bdcnn:qbits=x", "bdcnn:qbits=x: qbits must be an integer, not 'x'"),
+            ("fixed:qbits=4", "fixed takes no option 'qbits' (its options: abits, scale"),
+            ("bdcnn:range=dynamic", "range must be one of static, sample, not 'dynamic'"),
+            ("bdcnn:basis", "options are KEY=VALUE after ':'"),
+            ("bdcnn:basis=2:basis=4", "basis is given twice"),
+            ("bitmask:same-pattern=1", "same-pattern must be yes or no"),
+            ("twn:variant=ttq", "variant is given twice")]:
+        with pytest.raises(HwquantError) as err:
+            parse_method_specs(text)
+        assert message in str(err.value) and "\n" not in str(err.value), (text, err.value)
+
+
+def test_cache_keys():
+    """One digest shape for every cache entry; a quantization's key follows every option
+    (a method spec's too) but not the progress bar, a point's key its label and folding."""
+    import dataclasses
+
+    from hwquant import sweep
+    from hwquant.quant.options import QuantOptions
+    from hwquant.sweep import BitSpec, MethodSpec, Point, QuantPoint
+
+    cache_key, point_key, quant_key = sweep.cache_key, sweep.point_key, sweep.quant_key
+
+    key = cache_key("synth", "abc", "ice40", "v1")
+    assert key.startswith("synth-") and len(key) == len("synth-") + 24
+    assert key == cache_key("synth", "abc", "ice40", "v1") != cache_key("synth", "abc",
+                                                                        "ecp5", "v1")
+    base = QuantOptions(method="bdcnn", wbits=4, abits=6)
+
+    def qk(opts, calib=256, version="v1"):
+        return quant_key("m" * 64, {"name": "digits"}, opts, calib, 0, version)
+
+    k = qk(base)
+    assert k.startswith("q-") and k == qk(dataclasses.replace(base))
+    quiet = dataclasses.replace(base, retrain=dataclasses.replace(base.retrain,
+                                                                  progress=False))
+    assert qk(quiet) == k
+    spec = MethodSpec("bdcnn", (("basis", 4), ("qbits", 4)))
+    assert qk(spec.apply(base)) != k
+    for other in (dataclasses.replace(base, range_mode="sample"),
+                  dataclasses.replace(base, coef_bits=6), dataclasses.replace(base, restarts=2)):
+        assert qk(other) != k
+    assert qk(base, calib=128) != k and qk(base, version="v2") != k
+    q = QuantPoint(spec, BitSpec(4))
+    pk = point_key(k, Point(q, "min"), {"id": "icebreaker"}, 0.7, False, False, 1, "v1")
+    assert pk.startswith("p-")
+    assert pk != point_key(k, Point(q, "max"), {"id": "icebreaker"}, 0.7, False, False, 1,
+                           "v1")
+    other = QuantPoint(MethodSpec("bdcnn", (("basis", 4), ("qbits", 6))), BitSpec(4))
+    assert pk != point_key(k, Point(other, "min"), {"id": "icebreaker"}, 0.7, False, False, 1,
+                           "v1")
+    # The nextpnr seed matters only with --place.
+    assert pk == point_key(k, Point(q, "min"), {"id": "icebreaker"}, 0.7, False, False, 7, "v1")
+    assert pk != point_key(k, Point(q, "min"), {"id": "icebreaker"}, 0.7, False, True, 7, "v1")
+
+
+def _processes_mentioning(text) -> list:
+    """Pids whose command line contains ``text`` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if text.encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+@pytest.mark.slow
+def test_sweep_sigterm_while_waiting_for_ray_exits_143_and_keeps_finished_points(tiny_pt2,
+                                                                                  tmp_path):
+    """SIGTERM to a real ``hwquant sweep`` while it waits in ``ray.wait`` (one point done,
+    the other hanging): exit 143 as every command (not 130, which Ray's wait would turn it
+    into), ``interrupted`` as the last line, ``sweep.json`` interrupted with the finished
+    point, that point in the cache, and no process of its Ray instance left."""
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+
+    pytest.importorskip("ray")
+    from hwquant.sweep import FAIL_ENV
+
+    out = tmp_path / "sw"
+    ray_tmp = tempfile.mkdtemp(prefix="hwqray")  # short: Ray's socket paths live under it
+    env = dict(os.environ, RAY_TMPDIR=ray_tmp, **{FAIL_ENV: f"hang:fixed-8/{FOLD}"})
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parent.parent),
+                                         *filter(None, env.get("PYTHONPATH", "").split(
+                                             os.pathsep))])
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "hwquant.cli", "sweep", str(tiny_pt2),
+                                 "--methods", "fixed", "--bits", "8", "--fold", "min", "--fold",
+                                 FOLD, "--workers", "2", "--quiet", "-o", str(out)],
+                                stderr=subprocess.PIPE, env=env, cwd=tmp_path)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    try:
+        deadline = time.monotonic() + 240
+        done = 0
+        while done < 1 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.5)
+            try:
+                done = json.loads((out / "sweep.json").read_text())["counts"]["done"]
+            except (OSError, ValueError, KeyError):
+                pass
+        assert done == 1, proc.poll()
+        time.sleep(1.0)  # in ray.wait's loop, the hanging point in flight
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    err = err.decode()
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines()[-1] == "interrupted" and "Traceback" not in err, err
+    report = json.loads((out / "sweep.json").read_text())
+    assert report["status"] == "interrupted"
+    assert [(r["label"], r["status"]) for r in report["points"]] == [("fixed-8/min", "ok")]
+    assert len(list((out / "cache" / "points").iterdir())) == 1
+    deadline = time.monotonic() + 20
+    while _processes_mentioning(ray_tmp) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _processes_mentioning(ray_tmp) == []
+
+
+@pytest.mark.slow
+def test_sweep_runs_every_method_with_its_options(tiny_pt2, tmp_path):
+    """bdcnn at two Q, bitmask, TTQ, binary and INQ (the last three retrained on the training
+    split) in one sweep on two workers: every point completes, each quantization is its own
+    cache entry with its spec's options, the labels carry them; a re-run is all cached."""
+    pytest.importorskip("ray")
+    out = tmp_path / "sw"
+    argv = ["sweep", str(tiny_pt2), "--methods",
+            "bdcnn:basis=2:qbits=4/6:restarts=1,bitmask:active=3:search-budget=5,ttq,binary,inq",
+            "--bits", "4", "--retrain-epochs", "1", "--fold", "min", "--workers", "2",
+            "--quiet", "-o", str(out)]
+    assert main(argv) == 0
+    report = json.loads((out / "sweep.json").read_text())
+    rows = {r["label"]: r for r in report["points"]}
+    assert list(rows) == ["bdcnn-2[qbits=4,restarts=1]/min", "bdcnn-2[qbits=6,restarts=1]/min",
+                          "bitmask-3[search-budget=5]/min", "ternary-2[variant=ttq]/min",
+                          "binary-1/min", "inq-4/min"]
+    assert all(r["status"] == "ok" for r in rows.values()), rows
+    assert report["methods"] == ["bdcnn:basis=2:qbits=4:restarts=1",
+                                 "bdcnn:basis=2:qbits=6:restarts=1",
+                                 "bitmask:active=3:search-budget=5", "ternary:variant=ttq",
+                                 "binary", "inq"]
+    assert {r["schedule"] for r in rows.values() if r["method"] in ("ternary", "binary")} == \
+        {"simple"} and rows["inq-4/min"]["schedule"] == "incremental"
+    assert rows["bdcnn-2[qbits=4,restarts=1]/min"]["method_options"] == \
+        {"basis": 2, "qbits": 4, "restarts": 1}
+    metas = [json.loads((d / "quant.json").read_text())
+             for d in (out / "cache" / "quant").iterdir()]
+    assert len(metas) == 6
+    bd = sorted((m["options"]["basis"], m["options"]["qbits"], m["options"]["restarts"])
+                for m in metas if m["options"]["method"] == "bdcnn")
+    assert bd == [(2, 4, 1), (2, 6, 1)]
+    assert {m["options"].get("ternary") for m in metas} >= {"ttq"}
+    assert [m["options"]["retrain"]["epochs"] for m in metas if "retrain" in m["options"]] \
+        == [1, 1, 1]
+    assert main(argv) == 0
+    again = json.loads((out / "sweep.json").read_text())
+    assert again["counts"]["cached"] == 6 and "ray" not in again
