@@ -577,6 +577,15 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
+def _own_cpu_seconds() -> float:
+    """CPU time of this process so far (the sweep's driver: its imports, checks, Ray client
+    and report), without its children."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    return own.ru_utime + own.ru_stime
+
+
 def _clock():
     """``(wall, cpu)`` now, for :func:`_timings`."""
     return time.monotonic(), _cpu_seconds()
@@ -992,7 +1001,8 @@ def run_sweep(cfg: SweepConfig, log=None) -> dict:
                               "ok": sum(r["status"] == "ok" for r in ordered),
                               "failed": sum(r["status"] != "ok" for r in ordered),
                               "cached": sum(bool(r.get("cached")) for r in ordered)},
-                      seconds=round(time.monotonic() - t0, 2))
+                      seconds=round(time.monotonic() - t0, 2),
+                      driver_cpu_seconds=round(_own_cpu_seconds(), 2))
         from .paths import write_text
 
         write_text(out / "sweep.json", json.dumps(report, indent=2, default=str),
