@@ -17,7 +17,9 @@ when running two at once adds no work), their CPU / wall (1.0: each task had a c
 own; 0.5: it shared one), and the wall time the tasks' CPU seconds give on idle cores
 (``idle``: the command's own CPU seconds, ``driver_cpu_seconds``, and Ray's start, its wall
 time as measured, in series with the tasks scheduled as the sweep schedules them, each taking
-its CPU seconds), whose ratio estimates the speed-up an idle machine shows.
+its CPU seconds), whose ratio estimates the speed-up an idle machine shows; and the same for
+the 1-worker run's tasks put on two idle cores (the speed-up when running two at once costs
+no extra CPU and the load inflated neither run's CPU seconds).
 
     PYTHONPATH=. python benchmarks/bench_sweep.py [--points 8|4] [--no-synth] [--out DIR]
 """
@@ -160,6 +162,13 @@ def main() -> None:
               f"{loads[workers][0]:>6.1f}->{loads[workers][1]:<4.1f}")
     print(f"2 workers / 1 worker: {t1 / t2:.2f}x wall (goal >= 1.7x), {idle[1] / idle[2]:.2f}x "
           f"on idle cores by the CPU seconds")
+    # The 1-worker run's tasks on two idle cores: what two workers give when running two at
+    # once costs no CPU (the second worker's imports aside) and the load inflated neither.
+    r1 = results[1][1]
+    quants, points = tasks(r1)
+    same = (r1.get("driver_cpu_seconds") or 0.0) + r1["ray"]["start_seconds"] + \
+        idle_makespan(quants, points, 2)
+    print(f"the 1-worker run's tasks on 2 idle cores: {same:.1f} s, {idle[1] / same:.2f}x")
     print(f"re-run, 2 workers (cache): {rerun:.1f} s, {rerun / t2:.1%} of the first 2-worker run "
           f"(goal < 5 %); {rep['counts']['cached']} of {rep['counts']['points']} points cached")
     print()

@@ -142,8 +142,8 @@ def _free_port() -> int:
     (["--methods", "bdcnn:qbits=9"], ("point bdcnn-4[qbits=9]: --qbits must be an integer in "
                                       "2..8, not 9")),
     (["--methods", "fixed,bdcnn:basis=2/0"], "point bdcnn-0: --basis must be an integer in 1..8"),
-    (["--methods", "bitmask:active=5:span=4"], "point bitmask-5[span=4]: --active 5 is more "
-                                               "than --span 4"),
+    (["--methods", "bitmask:active=5:span=4"], ("point bitmask-5[span=4]: --active 5 is "
+                                                "more than --span 4")),
     (["--methods", "ttq:nosuch=1"], ("ternary takes no option 'nosuch' (its options: variant, "
                                      "abits")),
     (["--methods", "bdcnn:range=dynamic"], "range must be one of static, sample"),
