@@ -15,8 +15,11 @@ machine that others load, wall ratios say little; the CPU seconds do not depend 
 So the table also gives, per run, the sum of the tasks' CPU seconds (the same in both runs
 when running two at once adds no work), their CPU / wall (1.0: each task had a core of its
 own; 0.5: it shared one), and the wall time the tasks' CPU seconds give on idle cores
-(``idle``: the driver's own time, Ray's start, and the tasks scheduled as the sweep schedules
-them, each taking its CPU seconds), whose ratio is the speed-up an idle machine shows.
+(``idle``: the command's own CPU seconds, ``driver_cpu_seconds``, and Ray's start, its wall
+time as measured, in series with the tasks scheduled as the sweep schedules them, each taking
+its CPU seconds), whose ratio estimates the speed-up an idle machine shows; and the same for
+the 1-worker run's tasks put on two idle cores (the speed-up when running two at once costs
+no extra CPU and the load inflated neither run's CPU seconds).
 
     PYTHONPATH=. python benchmarks/bench_sweep.py [--points 8|4] [--no-synth] [--out DIR]
 """
@@ -140,8 +143,8 @@ def main() -> None:
     print(f"hwquant sweep, {r1['counts']['points']} points (fixed 8/6 bits x "
           f"{len(r1['folds'])} foldings{', Yosys synth_ice40' if synth else ''}; {ok} ok), "
           f"{os.cpu_count()} cores, load average now {os.getloadavg()[0]:.1f}:")
-    print(f"{'run':<28}{'wall s':>8}{'ratio':>8}{'Ray s':>7}{'driver s':>9}{'task cpu s':>11}"
-          f"{'cpu/wall':>9}{'idle s':>8}{'idle ratio':>11}{'load':>11}")
+    print(f"{'run':<12}{'wall s':>8}{'ratio':>8}{'Ray s':>7}{'driver cpu s':>13}"
+          f"{'task cpu s':>11}{'cpu/wall':>9}{'idle s':>8}{'idle ratio':>11}{'load':>12}")
     idle = {}
     for workers in (1, 2):
         wall, report = results[workers]
@@ -149,17 +152,23 @@ def main() -> None:
         cpu = sum(c for _w, c in quants.values()) + sum(c for _q, _w, c in points)
         task_wall = sum(w for w, _c in quants.values()) + sum(w for _q, w, _c in points)
         ray_s = report["ray"]["start_seconds"]
-        # The driver's own time: the command's wall less what its tasks took at best.
-        makespan = idle_makespan(quants, points, workers)
-        driver = wall - ray_s - idle_makespan({q: (w, w) for q, (w, _c) in quants.items()},
-                                              [(q, w, w) for q, w, _c in points], workers)
-        idle[workers] = max(driver, 0.0) + ray_s + makespan
-        print(f"{f'{workers} worker' + ('s' if workers > 1 else ''):<28}{wall:>8.1f}"
-              f"{t1 / wall:>7.2f}x{ray_s:>7.1f}{driver:>9.1f}{cpu:>11.1f}"
+        driver = report.get("driver_cpu_seconds") or 0.0
+        # On idle cores: the command's own CPU seconds and Ray's start (its wall time, as
+        # measured) in series with the tasks, scheduled as the sweep schedules them.
+        idle[workers] = driver + ray_s + idle_makespan(quants, points, workers)
+        print(f"{f'{workers} worker' + ('s' if workers > 1 else ''):<12}{wall:>8.1f}"
+              f"{t1 / wall:>7.2f}x{ray_s:>7.1f}{driver:>13.1f}{cpu:>11.1f}"
               f"{cpu / task_wall:>9.2f}{idle[workers]:>8.1f}{idle[1] / idle[workers]:>10.2f}x"
-              f"{loads[workers][0]:>5.1f}->{loads[workers][1]:<4.1f}")
+              f"{loads[workers][0]:>6.1f}->{loads[workers][1]:<4.1f}")
     print(f"2 workers / 1 worker: {t1 / t2:.2f}x wall (goal >= 1.7x), {idle[1] / idle[2]:.2f}x "
-          f"on idle cores by the tasks' CPU seconds")
+          f"on idle cores by the CPU seconds")
+    # The 1-worker run's tasks on two idle cores: what two workers give when running two at
+    # once costs no CPU (the second worker's imports aside) and the load inflated neither.
+    r1 = results[1][1]
+    quants, points = tasks(r1)
+    same = (r1.get("driver_cpu_seconds") or 0.0) + r1["ray"]["start_seconds"] + \
+        idle_makespan(quants, points, 2)
+    print(f"the 1-worker run's tasks on 2 idle cores: {same:.1f} s, {idle[1] / same:.2f}x")
     print(f"re-run, 2 workers (cache): {rerun:.1f} s, {rerun / t2:.1%} of the first 2-worker run "
           f"(goal < 5 %); {rep['counts']['cached']} of {rep['counts']['points']} points cached")
     print()

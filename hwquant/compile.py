@@ -141,12 +141,14 @@ def _fifo_rows(plan):
 
 def compile_network(net: ir.Network, out_dir, *, fold: str = "auto",
                     target_cycles: int | None = None, fifo_depth="auto", board=None,
-                    engines=None, progress=None) -> CompileResult:
+                    engines=None, progress=None, probes: bool = True) -> CompileResult:
     """Fold ``net``, choose each weight layer's dot engine (:func:`hwquant.engines.
     choose_engines`; ``engines``: ``{layer: "plain" | "memo"}`` or ``LAYER=ENGINE`` strings
     overriding the cost model), plan its dataflow, size its FIFOs, emit Verilog (plain and
     with probes) and write the build directory. With ``board`` (a board name), check the
-    design fits the board by the cost model first. Nothing is written when any step fails."""
+    design fits the board by the cost model first. Nothing is written when any step fails.
+    ``probes=False`` leaves out the Verilog with probes (``verilog_probes`` None: the build
+    cannot be simulated, ``hwquant sweep`` only models and synthesises ``network.v``)."""
     from .engines import choose_engines, parse_engine_specs
 
     step = progress or (lambda msg: None)
@@ -181,15 +183,17 @@ def compile_network(net: ir.Network, out_dir, *, fold: str = "auto",
             (popcount_for(family) if family is not None else contextlib.nullcontext()):
         step("emitting Verilog")
         (tmp / "network.v").write_text(emit_verilog(plan))
-        step("emitting Verilog with probes")
-        from amaranth.back import verilog
+        probe_lanes = {}
+        if probes:
+            step("emitting Verilog with probes")
+            from amaranth.back import verilog
 
-        from .hw.network import NetworkTop
+            from .hw.network import NetworkTop
 
-        top = NetworkTop(plan, probes=True)
-        probes = {name: lanes for name, (_, lanes) in top.probe_points().items()}
-        (tmp / "network_probes.v").write_text(
-            verilog.convert(top, name=TOP_NAME, emit_src=False))
+            top = NetworkTop(plan, probes=True)
+            probe_lanes = {name: lanes for name, (_, lanes) in top.probe_points().items()}
+            (tmp / "network_probes.v").write_text(
+                verilog.convert(top, name=TOP_NAME, emit_src=False))
         hwq.save(net, tmp / "network.hwq")
         out = net.output
         fifos = _fifo_rows(plan)
@@ -197,7 +201,7 @@ def compile_network(net: ir.Network, out_dir, *, fold: str = "auto",
             "top": TOP_NAME,
             # File names are relative to the build directory (it may be moved).
             "verilog": "network.v",
-            "verilog_probes": "network_probes.v",
+            "verilog_probes": "network_probes.v" if probes else None,
             "network": "network.hwq",
             "fifo_depths": {name: row["depth"] for name, row in fifos.items()},
             "fifos": fifos,
@@ -211,7 +215,7 @@ def compile_network(net: ir.Network, out_dir, *, fold: str = "auto",
             "engines": engine_choices,
             "stages": [{"name": st.name, "kind": type(st).__name__, "layer": st.layer,
                         "lanes": st.lanes, "busy_cycles": st.busy} for st in plan.stages],
-            "probes": probes,
+            "probes": probe_lanes,
             "built_for_family": family or "any",
             "ports": {
                 "i_stream": {"lanes": net.input_shape[0], "bits": net.input_format.bits,

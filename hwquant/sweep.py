@@ -355,8 +355,8 @@ class SweepConfig:
 
     ``methods`` are :class:`MethodSpec` (:func:`parse_method_specs`); ``options(method,
     wbits, layer_bits)`` returns the :class:`QuantOptions` of a quantization before its
-    method spec's options are set (:meth:`MethodSpec.apply`); ``dataset`` is ``{"name": "digits"}`` or ``{"path": F.npz}``; ``board`` a
-    :class:`hwquant.boards.Board`."""
+    method spec's options are set (:meth:`MethodSpec.apply`); ``dataset`` is ``{"name":
+    "digits"}`` or ``{"path": F.npz}``; ``board`` a :class:`hwquant.boards.Board`."""
 
     model: Path
     dataset: dict
@@ -559,10 +559,11 @@ def _maybe_fail(label: str) -> None:
         time.sleep(1e6)
 
 
-#: Environment of every local worker: one thread for OpenMP and the BLAS libraries (torch's
-#: intra-op pool follows ``OMP_NUM_THREADS``), as a task reserves one CPU (``num_cpus=1``);
-#: the tasks also call ``torch.set_num_threads(1)`` (a cluster's workers have their own
-#: environment).
+#: Environment of the sweep's workers (Ray's ``runtime_env``, on a local Ray and on a
+#: cluster): one thread for OpenMP and the BLAS libraries (torch's intra-op pool follows
+#: ``OMP_NUM_THREADS``), as a task reserves one CPU (``num_cpus=1``); it overrides what the
+#: environment says (Ray itself sets ``OMP_NUM_THREADS`` only where it is unset). The tasks
+#: also call ``torch.set_num_threads(1)``.
 WORKER_THREADS_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
                       "OPENBLAS_NUM_THREADS": "1"}
 
@@ -575,6 +576,15 @@ def _cpu_seconds() -> float:
     own = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _own_cpu_seconds() -> float:
+    """CPU time of this process so far (the sweep's driver: its imports, checks, Ray client
+    and report), without its children."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    return own.ru_utime + own.ru_stime
 
 
 def _clock():
@@ -686,7 +696,7 @@ def _point_task(label, hwq_bytes, fold, board_id, boards_dir, synth, place, lut_
         spec = ",".join(f"{layer.name}={layer.fold.pe}:{layer.fold.simd}"
                         for layer in net.weight_layers)
         with popcount_for(family):  # binary popcounts as the board's family maps them
-            comp = compile_network(net, wd / "build", fold=spec or "auto")
+            comp = compile_network(net, wd / "build", fold=spec or "auto", probes=False)
         est = estimate_build(wd / "build", family=family)
         fit, over, allowed, _cycles = model_board_fit(net, board, lut_budget=lut_budget)
         verilog = hashlib.sha256((wd / "build" / "network.v").read_bytes()).hexdigest()
@@ -992,7 +1002,8 @@ def run_sweep(cfg: SweepConfig, log=None) -> dict:
                               "ok": sum(r["status"] == "ok" for r in ordered),
                               "failed": sum(r["status"] != "ok" for r in ordered),
                               "cached": sum(bool(r.get("cached")) for r in ordered)},
-                      seconds=round(time.monotonic() - t0, 2))
+                      seconds=round(time.monotonic() - t0, 2),
+                      driver_cpu_seconds=round(_own_cpu_seconds(), 2))
         from .paths import write_text
 
         write_text(out / "sweep.json", json.dumps(report, indent=2, default=str),
