@@ -21,7 +21,7 @@ import numpy as np
 from . import ir
 
 __all__ = ["is_sample", "code_format", "token_format", "mvu_twin", "inside_sums", "acc_range",
-           "quantizer_cycles"]
+           "quantizer_cycles", "division_constants"]
 
 
 def is_sample(layer) -> bool:
@@ -89,3 +89,22 @@ def acc_range(layer) -> tuple:
     ``z`` in ``[min X, max X]`` or 0 at a padded tap)."""
     w = layer.weight_matrix()
     return ir.matrix_range(w, np.zeros(len(w), dtype=np.int64), layer.in_format)
+
+
+def division_constants(in_format, p_format, qbits: int) -> tuple:
+    """``(c, M, k)`` such that the combine's ``floor(n / (2 L))``, ``n = 2 * R * P + L``, is
+    ``((n + c * 2 L) * M >> k) - c`` for every ``R`` in ``0 .. 2^in_bits - 1`` and ``P`` in
+    ``p_format``: ``c`` lifts the least ``n`` to zero or more, ``N`` bits hold the largest
+    lifted ``n``, ``l = ceil(log2 2L)``, ``k = N + l`` and ``M = ceil(2^k / 2L)``, so ``M * 2L -
+    2^k < 2^l`` and the product's floor is the exact quotient on ``0 .. 2^N - 1`` (Granlund and
+    Montgomery, "Division by invariant integers using multiplication", 1994, theorem 4.2):
+    a constant multiply and a shift instead of a divider."""
+    top = (1 << qbits) - 1
+    d = 2 * top
+    r_max = (1 << in_format.bits) - 1
+    n_lo = 2 * r_max * min(p_format.lo, 0) + top
+    n_hi = 2 * r_max * max(p_format.hi, 0) + top
+    c = -(n_lo // d) if n_lo < 0 else 0
+    n_bits = max((n_hi + c * d).bit_length(), 1)
+    k = n_bits + (d - 1).bit_length()
+    return c, -(-(1 << k) // d), k

@@ -147,3 +147,25 @@ def test_default_cnn_sample_range_k6_q6(trained_default_pt2, digits, tmp_path):
     rows = estimate_network(plan, "ice40").components
     buffers = {r["layer"] for r in rows if r["component"] == "sample_quant.map_buffer"}
     assert buffers == {layer.name for layer in net.weight_layers}
+
+
+@pytest.mark.parametrize("qbits", range(2, 9))
+@pytest.mark.parametrize("in_bits,p_bits", [(8, 14), (4, 6), (8, 20)])
+def test_combine_division_is_a_multiply_and_shift(qbits, in_bits, p_bits):
+    """The combine's ``floor((2 R P + L) / 2L)`` as ``((n + c 2L) M >> k) - c``
+    (:func:`hwquant.sample_range.division_constants`) over the corners of ``R`` and ``P`` and
+    random values in between."""
+    from hwquant.sample_range import division_constants
+
+    fmt, p_fmt = ir.ActFormat(in_bits, True, 0), ir.ActFormat(p_bits, True, 0)
+    c, mult, k = division_constants(fmt, p_fmt, qbits)
+    top = (1 << qbits) - 1
+    rng = np.random.default_rng(qbits)
+    r_vals = [0, 1, 2, (1 << in_bits) - 2, (1 << in_bits) - 1] + \
+        rng.integers(0, 1 << in_bits, 200).tolist()
+    p_vals = [p_fmt.lo, p_fmt.lo + 1, -1, 0, 1, p_fmt.hi - 1, p_fmt.hi] + \
+        rng.integers(p_fmt.lo, p_fmt.hi + 1, 200).tolist()
+    for r in r_vals:
+        for p in p_vals:
+            n = 2 * r * p + top
+            assert ((n + c * 2 * top) * mult >> k) - c == n // (2 * top), (r, p)

@@ -20,7 +20,7 @@ here from the plan and the IR without importing it):
   RAM, LUT RAM or flip-flops) and the rest of :func:`hwquant.estimate.bdcnn.sample_stage`
   (min/max trees, the reciprocal's divider, a multiplier per lane, control).
 * :class:`~hwquant.plan.SampleCombine` -> :class:`hwquant.hw.sample_quant.SampleCombine`: per
-  lane ``R * P``, the division by the constant ``2 L``, ``m * Rin`` (``Rin`` a constant table
+  lane ``R * P``, the division by the constant ``2 L`` (a constant multiply), ``m * Rin`` (``Rin`` a constant table
   by position and fold), the ``ACC`` register, the layer's epilogue and the output register.
 * :class:`~hwquant.plan.Source` is the top's input port: no hardware.
 
@@ -167,16 +167,29 @@ def _sample_quant(rows, st, plan, family):
         (total.bram, mem.bram)))))
 
 
+def _division_multiply(mult, nbits, shift, family):
+    """``(n * M) >> k`` of an ``nbits``-bit ``n``: in DSP blocks only the product bits above
+    the shift need the fabric adders of a split product (Yosys drops the rest; measured on
+    iCE40, 25 x 26 bits >> 30: 4 SB_MAC16 and 21 LUT4); without DSP blocks the constant
+    multiply."""
+    from .resources import dsp_product
+
+    mbits = mult.bit_length()
+    on_dsp = dsp_product(nbits, mbits, family, False) if USE_DSP else None
+    if on_dsp is None:
+        return const_multiplier(mult, nbits, False, family, use_dsp=USE_DSP)
+    return Resources(dsp=on_dsp.dsp) + adder(max(nbits + mbits - shift, 1), family)
+
+
 def _sample_combine(rows, st, plan, family):
     """:class:`hwquant.hw.sample_quant.SampleCombine`, lane by lane: the product ``R * P``
     (``in_bits + 1`` by the MVU's ``P`` width), the rounding adder, the floor division by the
-    constant ``2 L`` (Yosys keeps the restoring array: per quotient bit a subtractor of the
-    divisor's width and a mux, plus the sign corrections of a signed floor division), ``m *
-    Rin`` (a constant multiply when the lane's ``Rin`` is one value, else a multiplier by a
+    constant ``2 L`` as its constant multiply (:func:`hwquant.sample_range.
+    division_constants`) and the quotient's correction, ``m * Rin`` (a constant multiply when the lane's ``Rin`` is one value, else a multiplier by a
     constant table over positions and folds), the sum into the ``ACC`` register, then the
     layer's epilogue (:mod:`hwquant.estimate.epilogue`) and the output register."""
     from .. import ir
-    from ..sample_range import acc_range, inside_sums, mvu_twin
+    from ..sample_range import acc_range, division_constants, inside_sums, mvu_twin
     from . import epilogue as epilogue_face
     from .resources import multiplier
 
@@ -188,21 +201,24 @@ def _sample_combine(rows, st, plan, family):
     lo, hi = acc_range(layer)
     acc_bits = ir.signed_bits_for(int(min(lo.min(), 0)), int(max(hi.max(), 0)))
     rin = inside_sums(layer)
-    prod = tbits + pbits + 1
-    dbits = (2 * top).bit_length()
-    quotient = max(prod - dbits + 1, 1)
+    lift, mult, shift = division_constants(layer.in_format, mvu_twin(layer).out_format, qbits)
+    nbits = max(shift - (2 * top - 1).bit_length(), 1)  # the lifted n
     lanes = Resources()
     for p in range(pe):
-        lanes += multiplier(tbits, pbits, family, USE_DSP, signed=True) + adder(prod, family)
-        lanes += (adder(dbits + 1, family) + mux(dbits, 2, family)) * quotient
-        lanes += adder(prod, family) * 2  # |n| in and the floor correction out
+        lanes += multiplier(tbits, pbits, family, USE_DSP, signed=True) + adder(nbits, family)
+        lanes += _division_multiply(mult, nbits, shift, family)
+        if lift:
+            lanes += adder(shift - nbits + 1, family)  # - c on the quotient
         values = [int(rin[q, n * pe + p]) for q in range(len(rin)) for n in range(nf)]
         if len(set(values)) == 1:
             lanes += const_multiplier(values[0], tbits, True, family, use_dsp=USE_DSP)
         else:
             vbits = ir.signed_bits_for(min(values + [0]), max(values + [0]))
-            lanes += const_select(values, family) + multiplier(tbits, vbits, family, USE_DSP,
-                                                               signed=True)
+            # An asynchronous table over positions and folds (never a block RAM): Yosys
+            # reduces it to the distinct values (the border classes) and their decode.
+            distinct = sorted(set(values))
+            lanes += const_select(distinct, family) + luts(range_bits(len(values)))
+            lanes += multiplier(tbits, vbits, family, USE_DSP, signed=True)
         lanes += adder(acc_bits, family) + register(acc_bits)
     rows.add("combine", lanes)
     bias = layer.bias

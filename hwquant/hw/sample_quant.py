@@ -173,9 +173,12 @@ class SampleCombine(wiring.Component):
     register, the output register; a beat is taken when both inputs are valid and the
     pipeline advances. One beat per cycle.
 
-    Resources: per lane a ``(in_bits + 1) x p_bits`` multiplier, the multiply of ``m`` by the
-    channel's ``Rin`` (a constant table indexed by position and beat), a division by the
-    constant ``2 L``, the ``ACC`` register, the epilogue and the output register; beat and
+    The division by the constant ``2 L`` is a constant multiply and a shift, exact over every
+    ``R`` and ``P`` (:func:`hwquant.sample_range.division_constants`).
+
+    Resources: per lane a ``(in_bits + 1) x p_bits`` multiplier, the constant multiply of the
+    division, the multiply of ``m`` by the channel's ``Rin`` (a constant table indexed by
+    position and beat), the ``ACC`` register, the epilogue and the output register; beat and
     position counters.
     """
 
@@ -183,7 +186,7 @@ class SampleCombine(wiring.Component):
     LATENCY = 3
 
     def __init__(self, layer, *, p_format, rin):
-        from ..sample_range import acc_range
+        from ..sample_range import acc_range, division_constants
 
         self._layer = layer
         self._pe = pe = layer.fold.pe
@@ -192,6 +195,7 @@ class SampleCombine(wiring.Component):
         self._rin = np.asarray(rin, dtype=np.int64).reshape(-1, nf * pe)
         lo, hi = acc_range(layer)
         self._acc_range = (lo, hi)
+        self._division = division_constants(layer.in_format, p_format, self._q)
         self.acc_format = ir.ActFormat(ir.signed_bits_for(int(min(lo.min(), 0)),
                                                           int(max(hi.max(), 0))), True, 0)
         super().__init__({
@@ -225,6 +229,7 @@ class SampleCombine(wiring.Component):
             width = ir.signed_bits_for(min(values + [0]), max(values + [0]))
             return Array(Const(v, signed(width)) for v in values)[sel]
 
+        lift, mult, shift = self._division
         epi = epilogue_unit(self._layer, acc_range=self._acc_range)
         m.submodules.epilogue = epi
         valid1, valid2 = Signal(), Signal()
@@ -240,7 +245,9 @@ class SampleCombine(wiring.Component):
             for p in range(pe):
                 rin = pick([self._rin[q, n * pe + p] for q in range(positions)
                             for n in range(nf)], index)
-                acc = mm * rin + (2 * rr * p_s.payload[p] + top) // (2 * top)
+                # floor((2 R P + L) / 2L) as a constant multiply and a shift
+                n = 2 * rr * p_s.payload[p] + (top + lift * 2 * top)
+                acc = mm * rin + (((n * mult) >> shift) - lift)
                 m.d.sync += epi.acc[p].eq(acc)
         m.d.comb += [epi.nf.eq(nf1), epi.en.eq(en)]
         return m
