@@ -532,11 +532,13 @@ def _plan_weight_layer(b, net, layer):
         vectors = 1
         x = read(simd)
     out_fmt = mvu_twin(layer).out_format if sample else layer.out_format
-    ref = b.add(Mvu(layer.name, layer.name, (x,), out_fmt, pe, vectors * nf,
+    # The stage producing the layer's output carries its name: the MVU, or the combine.
+    mvu_name = b.unique(f"{layer.name}_mvu") if sample else layer.name
+    ref = b.add(Mvu(mvu_name, layer.name, (x,), out_fmt, pe, vectors * nf,
                     vectors=vectors, nf=nf, sf=sf, sample=sample))
     if sample:
-        ref = b.add(SampleCombine(b.unique(f"{layer.name}_combine"), layer.name, (ref, tokens),
-                                  layer.out_format, pe, vectors * nf, positions=vectors, nf=nf))
+        ref = b.add(SampleCombine(layer.name, layer.name, (ref, tokens), layer.out_format, pe,
+                                  vectors * nf, positions=vectors, nf=nf))
     return ref, pe, vectors * nf
 
 
