@@ -86,11 +86,11 @@ def _flow(model, tmp_path, quant_args, fold, *, vectors, data=None):
 
 
 def test_unseen_shapes_sample_range_bit_exact(tmp_path):
-    """Signed padded convs (register and memory windows), a 1x1 conv, a flatten + linear;
-    K = 3, Q = 4, 6-bit coefficients."""
+    """Signed padded convs (register and memory windows), a 1x1 conv, a flatten + linear
+    fully unrolled (its quantizer holds a one-beat map); K = 3, Q = 4, 6-bit coefficients."""
     model, data = _make_model(tmp_path)
     _, net, comp, _ = _flow(model, tmp_path, ["--basis", "3", "--qbits", "4", "--coef-bits",
-                                              "6"], "c1=2:6,c2=3:4,c3=2:3,fc=1:16",
+                                              "6"], "c1=2:6,c2=3:4,c3=2:3,fc=3:64",
                             vectors=6, data=data)
     c1, c2 = net.layer("c1"), net.layer("c2")
     assert c1.in_format.signed and c2.in_format.signed and c2.padding == (1, 1)

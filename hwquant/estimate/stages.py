@@ -159,8 +159,10 @@ def _sample_quant(rows, st, plan, family):
     :func:`hwquant.estimate.bdcnn.sample_stage` counts them."""
     from .bdcnn import sample_stage
 
-    total = sample_stage(st.in_format, st.lanes, st.beats, st.qbits, family, use_dsp=USE_DSP)
-    mem, cells, _ = ram(st.beats, st.lanes * st.in_format.bits, family, transparent=False)
+    total = sample_stage(st.in_format, st.lanes, max(st.beats, 2), st.qbits, family,
+                         use_dsp=USE_DSP)
+    mem, cells, _ = ram(max(st.beats, 2), st.lanes * st.in_format.bits, family,
+                        transparent=False)
     rows.add("map_buffer", mem, cells)
     rows.add("range", Resources(*(max(0, a - b) for a, b in (
         (total.lut, mem.lut), (total.ff, mem.ff), (total.dsp, mem.dsp),

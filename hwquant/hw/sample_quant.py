@@ -80,7 +80,9 @@ class SampleQuantizer(wiring.Component):
         i_s, o_s = self.i_stream, self.o_stream
         shape = lane_shape(fmt)
 
-        mem = memory.Memory(shape=lanes * bits, depth=beats, init=[])
+        # Never a one-entry memory (Verilator rejects a [-1:0] address): a map of one beat
+        # gets two words, the second unused.
+        mem = memory.Memory(shape=lanes * bits, depth=max(beats, 2), init=[])
         m.submodules.map = mem
         wr, rd = mem.write_port(), mem.read_port()
 
