@@ -85,12 +85,15 @@ def _flow(model, tmp_path, quant_args, fold, *, vectors, data=None):
     return json.loads(q.read_text()), net, comp, res
 
 
-def test_unseen_shapes_sample_range_bit_exact(tmp_path):
+@pytest.mark.parametrize("fc", [
+    "1:16", pytest.param("3:64", marks=pytest.mark.slow, id="fc_unrolled")])
+def test_unseen_shapes_sample_range_bit_exact(fc, tmp_path):
     """Signed padded convs (register and memory windows), a 1x1 conv, a flatten + linear
-    fully unrolled (its quantizer holds a one-beat map); K = 3, Q = 4, 6-bit coefficients."""
+    (folded; or fully unrolled: its quantizer holds a one-beat map); K = 3, Q = 4, 6-bit
+    coefficients."""
     model, data = _make_model(tmp_path)
     _, net, comp, _ = _flow(model, tmp_path, ["--basis", "3", "--qbits", "4", "--coef-bits",
-                                              "6"], "c1=2:6,c2=3:4,c3=2:3,fc=3:64",
+                                              "6"], f"c1=2:6,c2=3:4,c3=2:3,fc={fc}",
                             vectors=6, data=data)
     c1, c2 = net.layer("c1"), net.layer("c2")
     assert c1.in_format.signed and c2.in_format.signed and c2.padding == (1, 1)
