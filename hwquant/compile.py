@@ -80,10 +80,16 @@ def check_hardware(plan) -> None:
     net = plan.network
     for st in plan.stages:
         if isinstance(st, P.Mvu):
-            layer = net.layer(st.layer)
-            ranges = engine_for(layer).combine_ranges(layer, P.mvu_weights(net, layer))
+            layer = P.mvu_layer(net, st)
+            ranges = engine_for(layer).combine_ranges(
+                layer, P.mvu_weights(net, net.layer(st.layer)))
             epilogue_class(layer).validate(layer, epilogue_of(layer),
                                            acc_range=(ranges[:, 0], ranges[:, 1]))
+        elif isinstance(st, P.SampleCombine):
+            from .sample_range import acc_range
+
+            layer = net.layer(st.layer)
+            epilogue_class(layer).validate(layer, epilogue_of(layer), acc_range=acc_range(layer))
         elif isinstance(st, P.AvgReduce):
             layer = net.layer(st.layer)
             rq, fmt = layer.requant, layer.out_format

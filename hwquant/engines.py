@@ -82,10 +82,15 @@ def choose_engines(net: ir.Network, overrides=None, *, family=None) -> tuple:
             raise EngineError(f"Engine names layer {name!r}, which is not a weight layer; "
                               f"weight layers: {', '.join(names)}")
     choices = {}
+    from .sample_range import is_sample, mvu_twin
+
     for layer in net.weight_layers:
         weights = P.mvu_weights(net, layer)
-        plain = dataclasses.replace(layer, fold=dataclasses.replace(layer.fold, engine="plain"))
-        memo = dataclasses.replace(layer, fold=dataclasses.replace(layer.fold, engine="memo"))
+        # A per-sample bdcnn layer's MVU computes its twin on the Q-bit codes.
+        mvu_layer = mvu_twin(layer) if is_sample(layer) else layer
+        plain = dataclasses.replace(mvu_layer,
+                                    fold=dataclasses.replace(layer.fold, engine="plain"))
+        memo = dataclasses.replace(mvu_layer, fold=dataclasses.replace(layer.fold, engine="memo"))
         why_not = memo_refusal(layer)
         want = overrides.get(layer.name)
         if want == "memo" and why_not:

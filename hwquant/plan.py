@@ -21,6 +21,12 @@ How layers map to stages:
 * pooling: :class:`Window` in channel order -> :class:`MaxReduce` / :class:`AvgReduce`, at
   the producer's lane count.
 * add: :class:`Join` of its two operand streams.
+* a ``bdcnn`` layer with the per-sample range (:mod:`hwquant.sample_range`):
+  :class:`SampleQuant` (the whole input map buffered; its ``Q``-bit codes on port 0, one
+  ``[m, R]`` token per sample on port 1 into a 1-beat-per-sample :class:`Fifo`) -> the
+  :class:`Window` on the codes (conv) -> :class:`Mvu` (``P = W @ q``, ``sample=True``) ->
+  :class:`SampleCombine` (reads the MVU and the tokens; ``m * Rin + RHU(R * P / L)``, the
+  layer's epilogue).
 * A tensor read by several layers goes through a :class:`Fork`; every fork branch and every
   layer output but the last gets a :class:`Fifo` (depths from
   :func:`hwquant.schedule.replay.size_fifos` unless given).
@@ -31,6 +37,8 @@ How layers map to stages:
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+
+import numpy as np
 
 from . import ir
 from .errors import HwquantError, UnsupportedLayerError
@@ -48,6 +56,8 @@ __all__ = [
     "Fork",
     "Join",
     "Fifo",
+    "SampleQuant",
+    "SampleCombine",
     "ArgMax",
     "Plan",
     "plan_network",
@@ -55,6 +65,7 @@ __all__ = [
     "layer_simd_choices",
     "needs_window",
     "mvu_weights",
+    "mvu_layer",
     "mvu_cycles",
 ]
 
@@ -129,11 +140,14 @@ class Window(Stage):
 @dataclass(frozen=True)
 class Mvu(Stage):
     """Matrix-vector unit of a conv2d or linear layer (:class:`hwquant.hw.mvu.MatrixVectorUnit`);
-    ``vectors`` input vectors per inference, each ``nf * sf`` cycles (:func:`mvu_cycles`)."""
+    ``vectors`` input vectors per inference, each ``nf * sf`` cycles (:func:`mvu_cycles`).
+    ``sample``: the MVU of a per-sample ``bdcnn`` layer, computing :func:`mvu_layer` (``P = W @
+    q`` on the codes)."""
 
     vectors: int = 1
     nf: int = 1
     sf: int = 1
+    sample: bool = False
 
     @property
     def busy(self) -> int:
@@ -197,6 +211,39 @@ class Fifo(Stage):
 
 
 @dataclass(frozen=True)
+class SampleQuant(Stage):
+    """Per-sample quantizer of a ``bdcnn`` layer's whole input map
+    (:class:`hwquant.hw.sample_quant.SampleQuantizer`): reads ``beats`` beats of ``lanes``
+    values of ``in_format`` per sample; port 0 the same beats as ``Q``-bit codes (``fmt``),
+    port 1 one ``[m, R]`` token per sample (two lanes of
+    :func:`hwquant.sample_range.token_format`). Map memory of ``beats`` words; no overlap of
+    two samples: :attr:`busy` is ``2 * beats + Q + S + 4``."""
+
+    in_format: ir.ActFormat = None
+    qbits: int = 8
+
+    @property
+    def outputs(self) -> int:
+        return 2
+
+    @property
+    def busy(self) -> int:
+        from .sample_range import quantizer_cycles
+
+        return quantizer_cycles(self.in_format, self.beats, self.qbits)
+
+
+@dataclass(frozen=True)
+class SampleCombine(Stage):
+    """The combine of a per-sample ``bdcnn`` layer (:class:`hwquant.hw.sample_quant.
+    SampleCombine`): inputs the MVU's ``P`` beats and the token FIFO; ``positions * nf`` beats
+    per sample, one per cycle, the layer's output format out."""
+
+    positions: int = 1
+    nf: int = 1
+
+
+@dataclass(frozen=True)
 class ArgMax(Stage):
     """The logits (``in_beats`` beats of ``in_lanes``) to one ``{cls, logits}`` beat."""
 
@@ -247,7 +294,7 @@ class Plan:
         stream the per-layer probes observe), in network order."""
         out = {}
         for st in self.stages:
-            if isinstance(st, (Mvu, MaxReduce, AvgReduce, Join)):
+            if isinstance(st, (Mvu, MaxReduce, AvgReduce, Join, SampleCombine)):
                 out[st.layer] = st
         return out
 
@@ -401,10 +448,6 @@ def plan_network(net: ir.Network, *, fifo_depths: dict | None = None) -> Plan:
         raise UnsupportedLayerError(f"Layer '{last.name}': the last layer must be a linear "
                                     f"layer producing the logits")
     for layer in net.layers:
-        if getattr(getattr(layer, "kind_data", None), "range", "static") == "sample":
-            raise UnsupportedLayerError(
-                f"Layer '{layer.name}': bdcnn with the per-sample range has no hardware yet "
-                f"(golden model and fake-quant only); quantize with --range static to build")
         if isinstance(layer, ir.Flatten):
             consumers = net.consumers(layer.name)
             if not all(isinstance(c, ir.Linear) for c in consumers):
@@ -445,31 +488,57 @@ def plan_network(net: ir.Network, *, fifo_depths: dict | None = None) -> Plan:
 
 
 def _plan_weight_layer(b, net, layer):
+    from .sample_range import code_format, is_sample, mvu_twin, token_format
+
     pe, simd = layer.fold.pe, layer.fold.simd
     choices = layer_simd_choices(layer)
     if simd not in choices:
         raise PlanError(f"Layer '{layer.name}': SIMD={simd} cannot be streamed; this layer "
                         f"supports SIMD {choices}")
     nf, sf = layer.out_channels // pe, layer.fan_in // simd
+    sample = is_sample(layer)
+    fmt, tokens = layer.in_format, None
+
+    def read(lanes):
+        nonlocal fmt, tokens
+        x = b.read(layer.inputs[0], lanes, layer.name)
+        if not sample:
+            return x
+        # The quantizer buffers the whole map (any beat order) and re-emits it as codes.
+        d = layer.kind_data
+        size = int(np.prod(layer.in_shape)) if isinstance(layer, ir.Conv2d) else layer.fan_in
+        fmt = code_format(d.qbits)
+        q = b.add(SampleQuant(b.unique(f"{layer.name}_quant"), layer.name, (x,), fmt, lanes,
+                              size // lanes, in_format=layer.in_format, qbits=d.qbits))
+        tokens = b.add(Fifo(b.unique(f"{layer.name}_tokens"), layer.name, (Ref(q.stage, 1),),
+                            token_format(layer.in_format), 2, 1, depth=2))
+        return Ref(q.stage, 0)
+
     if isinstance(layer, ir.Conv2d):
         c = layer.in_shape[0]
         vectors = _pixels(layer.out_shape)
         if needs_window(layer):
             in_lanes = _window_in_lanes(c, simd)
-            x = b.read(layer.inputs[0], in_lanes, layer.name)
+            x = read(in_lanes)
             wshape = layer.in_shape
             windows = vectors
-            x = b.add(Window(f"{layer.name}_window", layer.name, (x,), layer.in_format, simd,
+            x = b.add(Window(f"{layer.name}_window", layer.name, (x,), fmt, simd,
                              windows * sf, in_shape=wshape, kernel=layer.kernel,
                              stride=layer.stride, padding=layer.padding, simd=simd,
                              order="kernel", pad_value=0, in_lanes=in_lanes))
         else:
-            x = b.read(layer.inputs[0], simd, layer.name)
+            x = read(simd)
     else:
         vectors = 1
-        x = b.read(layer.inputs[0], simd, layer.name)
-    ref = b.add(Mvu(layer.name, layer.name, (x,), layer.out_format, pe, vectors * nf,
-                    vectors=vectors, nf=nf, sf=sf))
+        x = read(simd)
+    out_fmt = mvu_twin(layer).out_format if sample else layer.out_format
+    # The stage producing the layer's output carries its name: the MVU, or the combine.
+    mvu_name = b.unique(f"{layer.name}_mvu") if sample else layer.name
+    ref = b.add(Mvu(mvu_name, layer.name, (x,), out_fmt, pe, vectors * nf,
+                    vectors=vectors, nf=nf, sf=sf, sample=sample))
+    if sample:
+        ref = b.add(SampleCombine(layer.name, layer.name, (ref, tokens), layer.out_format, pe,
+                                  vectors * nf, positions=vectors, nf=nf))
     return ref, pe, vectors * nf
 
 
@@ -492,6 +561,17 @@ def _plan_pool(b, layer):
                     window=window))
     return ref, lanes, positions * chunks
 
+
+
+def mvu_layer(net: ir.Network, stage: Mvu):
+    """The layer an :class:`Mvu` stage computes: its IR layer, or for a per-sample ``bdcnn``
+    layer the twin on the ``Q``-bit codes (:func:`hwquant.sample_range.mvu_twin`)."""
+    layer = net.layer(stage.layer)
+    if stage.sample:
+        from .sample_range import mvu_twin
+
+        return mvu_twin(layer)
+    return layer
 
 
 def mvu_weights(net: ir.Network, layer):

@@ -11,7 +11,6 @@ import pytest
 from test_bdcnn_quant import _quantize, _random_layer
 
 from hwquant import golden, hwq, ir
-from hwquant.cli import main
 from hwquant.golden import bdcnn as gbd
 from hwquant.golden.exact import int64_only
 from hwquant.quant.fakequant import FakeQuantNetwork
@@ -111,9 +110,9 @@ def test_ir_checks_and_hwq_keep_the_range(tmp_path):
         _sample_layer(rng, ir.BIPOLAR, 4, conv=False)
 
 
-def test_default_cnn_sample_range_k6_q6(trained_default_pt2, digits, tmp_path, capsys):
+def test_default_cnn_sample_range_k6_q6(trained_default_pt2, digits, tmp_path):
     """``quantize --range sample`` at K = Q = 6: within two points of float, golden equal to
-    fake-quant and to the int64 path on the test images; compile refuses it in one line."""
+    fake-quant and to the int64 path on the test images; planned, replayed and costed."""
     code, out, rep = _quantize(trained_default_pt2, tmp_path, "--basis", "6", "--qbits", "6",
                                "--range", "sample")
     assert code == 0
@@ -133,10 +132,40 @@ def test_default_cnn_sample_range_k6_q6(trained_default_pt2, digits, tmp_path, c
     for name in gold:
         np.testing.assert_array_equal(fq[name], gold[name], err_msg=name)
         np.testing.assert_array_equal(ref[name], gold[name], err_msg=name)
-    capsys.readouterr()
-    assert main(["compile", str(out), "-o", str(tmp_path / "build")]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1] == ("error: Layer 'conv1': bdcnn with the per-sample range has no hardware "
-                       "yet (golden model and fake-quant only); quantize with --range static "
-                       "to build"), err
-    assert not (tmp_path / "build").exists()
+    # The network plans (the whole-map quantizer, window, MVU and combine per layer), its
+    # schedule replays and the cost model counts the map buffers; the Verilog and its
+    # simulation are tests/test_bdcnn_sample_flow_sim.py.
+    from hwquant import plan as P
+    from hwquant.estimate import estimate_network
+    from hwquant.fold import apply_folding
+    from hwquant.schedule.replay import replay
+
+    plan = P.plan_network(apply_folding(net, "auto"))
+    quants = [st for st in plan.stages if isinstance(st, P.SampleQuant)]
+    assert [st.layer for st in quants] == [layer.name for layer in net.weight_layers]
+    assert replay(plan, images=2).period >= max(st.busy for st in quants)
+    rows = estimate_network(plan, "ice40").components
+    buffers = {r["layer"] for r in rows if r["component"] == "sample_quant.map_buffer"}
+    assert buffers == {layer.name for layer in net.weight_layers}
+
+
+@pytest.mark.parametrize("qbits", range(2, 9))
+@pytest.mark.parametrize("in_bits,p_bits", [(8, 14), (4, 6), (8, 20)])
+def test_combine_division_is_a_multiply_and_shift(qbits, in_bits, p_bits):
+    """The combine's ``floor((2 R P + L) / 2L)`` as ``((n + c 2L) M >> k) - c``
+    (:func:`hwquant.sample_range.division_constants`) over the corners of ``R`` and ``P`` and
+    random values in between."""
+    from hwquant.sample_range import division_constants
+
+    fmt, p_fmt = ir.ActFormat(in_bits, True, 0), ir.ActFormat(p_bits, True, 0)
+    c, mult, k = division_constants(fmt, p_fmt, qbits)
+    top = (1 << qbits) - 1
+    rng = np.random.default_rng(qbits)
+    r_vals = [0, 1, 2, (1 << in_bits) - 2, (1 << in_bits) - 1] + \
+        rng.integers(0, 1 << in_bits, 200).tolist()
+    p_vals = [p_fmt.lo, p_fmt.lo + 1, -1, 0, 1, p_fmt.hi - 1, p_fmt.hi] + \
+        rng.integers(p_fmt.lo, p_fmt.hi + 1, 200).tolist()
+    for r in r_vals:
+        for p in p_vals:
+            n = 2 * r * p + top
+            assert ((n + c * 2 * top) * mult >> k) - c == n // (2 * top), (r, p)

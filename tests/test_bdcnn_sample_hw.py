@@ -189,3 +189,38 @@ def test_stage_cost_matches_yosys(case, family, tmp_path):
     assert abs(model.lut - res.lut) <= lut_tol * res.lut, (model, res)
     if ff_tol is not None:
         assert abs(model.ff - res.ff) <= ff_tol * res.ff, (model, res)
+
+
+#: LUT and FF tolerance of the combine stage's model (``estimate.stages._sample_combine``)
+#: against Yosys 0.70 on iCE40. Measured on the digits default at K = Q = 6 (model / Yosys):
+#: conv1 790 / 651 LUT, 201 / 173 FF; conv2 1843 / 1320 LUT, 425 / 369 FF; fc 159 / 138 LUT,
+#: 81 / 82 FF; DSP blocks and block RAMs equal. The model is high on the constant tables of
+#: ``Rin`` (Yosys folds the border classes further) and the epilogue.
+COMBINE_TOLERANCE = (0.45, 0.20)
+
+
+@pytest.mark.synth
+@pytest.mark.slow
+def test_combine_cost_matches_yosys(tmp_path):
+    from amaranth.back import verilog
+    from test_bdcnn_sample_flow_sim import _conv_linear_net
+
+    from hwquant import plan as P
+    from hwquant.estimate import estimate_network
+    from hwquant.estimate.synth import synthesize
+    from hwquant.hw.network import build_stage
+
+    plan = P.plan_network(_conv_linear_net((2, 6), (1, 16)))
+    est = estimate_network(plan, "ice40")
+    for st in plan.stages:
+        if not isinstance(st, P.SampleCombine):
+            continue
+        path = tmp_path / f"{st.name}.v"
+        path.write_text(verilog.convert(build_stage(plan, st), name="top"))
+        res = synthesize(path, "top", "ice40", workdir=tmp_path / st.name, splitnets=True)
+        rows = [r for r in est.components if r["stage"] == st.name]
+        lut, ff = sum(r["lut"] for r in rows), sum(r["ff"] for r in rows)
+        dsp, bram = sum(r["dsp"] for r in rows), sum(r["bram"] for r in rows)
+        assert (dsp, bram) == (res.dsp, res.bram), (st.name, rows, res)
+        assert abs(lut - res.lut) <= COMBINE_TOLERANCE[0] * res.lut, (st.name, lut, res)
+        assert abs(ff - res.ff) <= COMBINE_TOLERANCE[1] * res.ff, (st.name, ff, res)

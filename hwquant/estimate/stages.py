@@ -15,6 +15,13 @@ here from the plan and the IR without importing it):
 * :class:`~hwquant.plan.Fork`, :class:`~hwquant.plan.Join`, :class:`~hwquant.plan.Fifo`,
   :class:`~hwquant.plan.ArgMax`: :mod:`hwquant.hw.fork`, :mod:`hwquant.hw.add`,
   :mod:`hwquant.hw.fifo`, :mod:`hwquant.hw.output`.
+* :class:`~hwquant.plan.SampleQuant` -> :class:`hwquant.hw.sample_quant.SampleQuantizer`:
+  the map buffer (``beats`` words of ``lanes * in_bits``, placed as Yosys places a RAM: block
+  RAM, LUT RAM or flip-flops) and the rest of :func:`hwquant.estimate.bdcnn.sample_stage`
+  (min/max trees, the reciprocal's divider, a multiplier per lane, control).
+* :class:`~hwquant.plan.SampleCombine` -> :class:`hwquant.hw.sample_quant.SampleCombine`: per
+  lane ``R * P``, the division by the constant ``2 L`` (a constant multiply), ``m * Rin`` (``Rin`` a constant table
+  by position and fold), the ``ACC`` register, the layer's epilogue and the output register.
 * :class:`~hwquant.plan.Source` is the top's input port: no hardware.
 
 :data:`STAGE_COSTS` maps each stage type to its function ``f(rows, stage, plan, family)``.
@@ -142,8 +149,89 @@ def _window_register(rows, st, geo, family):
 
 
 def _mvu(rows, st, plan, family):
+    net = plan.network
+    mvu(rows, P.mvu_layer(net, st), P.mvu_weights(net, net.layer(st.layer)), family)
+
+
+def _sample_quant(rows, st, plan, family):
+    """:class:`hwquant.hw.sample_quant.SampleQuantizer`: the map buffer as its own row (its
+    distributed-RAM cells counted), the min/max, divider and per-lane multiply-shift as
+    :func:`hwquant.estimate.bdcnn.sample_stage` counts them."""
+    from .bdcnn import sample_stage
+
+    total = sample_stage(st.in_format, st.lanes, max(st.beats, 2), st.qbits, family,
+                         use_dsp=USE_DSP)
+    mem, cells, _ = ram(max(st.beats, 2), st.lanes * st.in_format.bits, family,
+                        transparent=False)
+    rows.add("map_buffer", mem, cells)
+    rows.add("range", Resources(*(max(0, a - b) for a, b in (
+        (total.lut, mem.lut), (total.ff, mem.ff), (total.dsp, mem.dsp),
+        (total.bram, mem.bram)))))
+
+
+def _division_multiply(mult, nbits, shift, family):
+    """``(n * M) >> k`` of an ``nbits``-bit ``n``: in DSP blocks only the product bits above
+    the shift need the fabric adders of a split product (Yosys drops the rest; measured on
+    iCE40, 25 x 26 bits >> 30: 4 SB_MAC16 and 21 LUT4); without DSP blocks the constant
+    multiply."""
+    from .resources import dsp_product
+
+    mbits = mult.bit_length()
+    on_dsp = dsp_product(nbits, mbits, family, False) if USE_DSP else None
+    if on_dsp is None:
+        return const_multiplier(mult, nbits, False, family, use_dsp=USE_DSP)
+    return Resources(dsp=on_dsp.dsp) + adder(max(nbits + mbits - shift, 1), family)
+
+
+def _sample_combine(rows, st, plan, family):
+    """:class:`hwquant.hw.sample_quant.SampleCombine`, lane by lane: the product ``R * P``
+    (``in_bits + 1`` by the MVU's ``P`` width), the rounding adder, the floor division by the
+    constant ``2 L`` as its constant multiply (:func:`hwquant.sample_range.
+    division_constants`) and the quotient's correction, ``m * Rin`` (a constant multiply when the lane's ``Rin`` is one value, else a multiplier by a
+    constant table over positions and folds), the sum into the ``ACC`` register, then the
+    layer's epilogue (:mod:`hwquant.estimate.epilogue`) and the output register."""
+    from .. import ir
+    from ..sample_range import acc_range, division_constants, inside_sums, mvu_twin
+    from . import epilogue as epilogue_face
+    from .resources import multiplier
+
     layer = plan.network.layer(st.layer)
-    mvu(rows, layer, P.mvu_weights(plan.network, layer), family)
+    pe, nf = layer.fold.pe, layer.out_channels // layer.fold.pe
+    qbits, tbits = layer.kind_data.qbits, layer.in_format.bits + 1
+    top = (1 << qbits) - 1
+    pbits = mvu_twin(layer).out_format.bits
+    lo, hi = acc_range(layer)
+    acc_bits = ir.signed_bits_for(int(min(lo.min(), 0)), int(max(hi.max(), 0)))
+    rin = inside_sums(layer)
+    lift, mult, shift = division_constants(layer.in_format, mvu_twin(layer).out_format, qbits)
+    nbits = max(shift - (2 * top - 1).bit_length(), 1)  # the lifted n
+    lanes = Resources()
+    for p in range(pe):
+        lanes += multiplier(tbits, pbits, family, USE_DSP, signed=True) + adder(nbits, family)
+        lanes += _division_multiply(mult, nbits, shift, family)
+        if lift:
+            lanes += adder(shift - nbits + 1, family)  # - c on the quotient
+        values = [int(rin[q, n * pe + p]) for q in range(len(rin)) for n in range(nf)]
+        if len(set(values)) == 1:
+            lanes += const_multiplier(values[0], tbits, True, family, use_dsp=USE_DSP)
+        else:
+            vbits = ir.signed_bits_for(min(values + [0]), max(values + [0]))
+            # An asynchronous table over positions and folds (never a block RAM): Yosys
+            # reduces it to the distinct values (the border classes) and their decode.
+            distinct = sorted(set(values))
+            lanes += const_select(distinct, family) + luts(range_bits(len(values)))
+            lanes += multiplier(tbits, vbits, family, USE_DSP, signed=True)
+        lanes += adder(acc_bits, family) + register(acc_bits)
+    rows.add("combine", lanes)
+    bias = layer.bias
+    epi_bits = ir.signed_bits_for(int(min(lo.min(), (lo + bias).min(), 0)),
+                                  int(max(hi.max(), (hi + bias).max(), 0)))
+    rows.add("epilogue", epilogue_face.resources(layer, family, acc_bits=epi_bits,
+                                                 use_dsp=USE_DSP))
+    rows.add("output_register", register(pe * layer.out_format.bits + 3))
+    control = counter(nf, family) + counter(st.positions, family)
+    control += counter(st.positions * nf, family) + register(max(nf - 1, 1).bit_length())
+    rows.add("control", control + luts(3))
 
 
 def _reducer_frame(rows, st, family, acc_bits):
@@ -292,4 +380,6 @@ STAGE_COSTS = {
     P.Join: _join,
     P.Fifo: _fifo,
     P.ArgMax: _argmax,
+    P.SampleQuant: _sample_quant,
+    P.SampleCombine: _sample_combine,
 }

@@ -8,12 +8,14 @@ from amaranth.lib.wiring import In, Out
 
 from .. import ir
 from .. import plan as P
+from ..sample_range import inside_sums, mvu_twin
 from .add import AddJoin
 from .fifo import StreamFifo
 from .fork import Fork
 from .mvu import MatrixVectorUnit
 from .output import ArgMax, output_layout
 from .pool import AvgReduce, MaxReduce
+from .sample_quant import SampleCombine, SampleQuantizer
 from .streams import activation_signature, probe_signature
 from .width import StreamWidth
 from .window import SlidingWindow
@@ -29,8 +31,14 @@ def build_stage(plan: P.Plan, stage: P.Stage):
                              stage.fmt, simd=stage.simd, order=stage.order,
                              pad_value=stage.pad_value)
     if isinstance(stage, P.Mvu):
+        layer = P.mvu_layer(net, stage)
+        return MatrixVectorUnit(layer, P.mvu_weights(net, net.layer(stage.layer)))
+    if isinstance(stage, P.SampleQuant):
+        return SampleQuantizer(stage.in_format, stage.lanes, stage.beats, stage.qbits)
+    if isinstance(stage, P.SampleCombine):
         layer = net.layer(stage.layer)
-        return MatrixVectorUnit(layer, P.mvu_weights(net, layer))
+        return SampleCombine(layer, p_format=mvu_twin(layer).out_format,
+                             rin=inside_sums(layer))
     if isinstance(stage, P.MaxReduce):
         return MaxReduce(stage.lanes, stage.window, stage.fmt)
     if isinstance(stage, P.AvgReduce):
@@ -53,12 +61,16 @@ def build_stage(plan: P.Plan, stage: P.Stage):
 def _in_ports(stage, comp):
     if isinstance(stage, P.Join):
         return [comp.a_stream, comp.b_stream]
+    if isinstance(stage, P.SampleCombine):
+        return [comp.p_stream, comp.t_stream]
     return [comp.i_stream]
 
 
 def _out_port(stage, comp, port):
     if isinstance(stage, P.Fork):
         return getattr(comp, f"o_stream{port}")
+    if isinstance(stage, P.SampleQuant):
+        return (comp.o_stream, comp.r_stream)[port]
     return comp.o_stream
 
 

@@ -9,9 +9,10 @@ any order: min and max do not care); ``o_stream`` the same beats in the same ord
 ``lanes`` unsigned ``Q``-bit codes (an MVU input of ``ActFormat(Q, False, 0)``); ``r_stream``
 one token per map, before its first code beat: ``[m, R]`` (the map's minimum and range, two
 lanes of ``token_format(in_format)``) for the combine (:class:`SampleCombine`,
-``ACC = m * Rin + RHU(R * P / L)``). :class:`SampleLinear` and :class:`SampleConv` chain
-them around the existing MVU (and sliding window) for one layer; the network does not use them
-yet (no plan, schedule or network wiring).
+``ACC = m * Rin + RHU(R * P / L)``, then the layer's epilogue). In the network the planner
+(:mod:`hwquant.plan`) makes quantizer, token FIFO, window (conv), MVU and combine separate
+stages (:mod:`hwquant.sample_range`); :class:`SampleLinear` and :class:`SampleConv` chain the
+same components for one standalone layer (``ACC + B`` out).
 
 Phases (one map at a time, no overlap): *load*, one input beat per cycle into the map memory
 while the running minimum and maximum take the beat's lane minimum and maximum; *divide*, a
@@ -27,6 +28,8 @@ quotient and numerator shift register, an ``in_bits + 1``-bit remainder, subtrac
 compare); per lane a ``in_bits`` x ``(Q + S + 1)``-bit multiplier; the output register.
 """
 
+import dataclasses
+
 import numpy as np
 from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import memory, wiring
@@ -34,22 +37,13 @@ from amaranth.lib.wiring import In, Out, connect
 
 from .. import ir
 from ..golden.bdcnn import reciprocal_shift
+from ..sample_range import code_format, token_format
 from .fifo import StreamFifo
 from .mvu import MatrixVectorUnit
 from .streams import activation_signature, lane_shape
 
 __all__ = ["SampleQuantizer", "SampleCombine", "SampleLinear", "SampleConv", "token_format",
            "code_format"]
-
-
-def token_format(in_format) -> ir.ActFormat:
-    """Lane format of the ``[m, R]`` token: signed, one bit wider than the input."""
-    return ir.ActFormat(in_format.bits + 1, True, 0)
-
-
-def code_format(qbits: int) -> ir.ActFormat:
-    """Format of the quantized codes: unsigned ``Q`` bits."""
-    return ir.ActFormat(qbits, False, 0)
 
 
 def _tree(values, pick):
@@ -86,7 +80,9 @@ class SampleQuantizer(wiring.Component):
         i_s, o_s = self.i_stream, self.o_stream
         shape = lane_shape(fmt)
 
-        mem = memory.Memory(shape=lanes * bits, depth=beats, init=[])
+        # Never a one-entry memory (Verilator rejects a [-1:0] address): a map of one beat
+        # gets two words, the second unused.
+        mem = memory.Memory(shape=lanes * bits, depth=max(beats, 2), init=[])
         m.submodules.map = mem
         wr, rd = mem.write_port(), mem.read_port()
 
@@ -162,34 +158,57 @@ class SampleQuantizer(wiring.Component):
 
 
 class SampleCombine(wiring.Component):
-    """``ACC = m * Rin[n] + floor((2 * R * P + L) / (2 * L)) + B[n]`` per channel: the
-    per-sample range's combine after an MVU that computed ``P = W @ q`` on the codes.
+    """``ACC = m * Rin[pos, n] + floor((2 * R * P + L) / (2 * L))`` per channel, then the
+    layer's epilogue on ``ACC + B`` (:func:`hwquant.hw.epilogue.epilogue_unit`, the same unit
+    the MVU ends in): the per-sample range's combine after an MVU that computed ``P = W @ q``
+    on the codes.
 
-    Streams: ``p_stream`` the MVU's beats (``pe`` lanes of ``p_format``; per output position
-    ``nf`` beats, channel ``n = beat * pe + lane``; ``positions`` positions per sample);
-    ``t_stream`` the ``[m, R]`` tokens, one per sample, read for its ``positions * nf`` beats
-    and taken with the last; ``o_stream`` ``pe`` lanes of ``out_format``. Latency 1 (the
-    output register), one beat per cycle. ``rin`` ``(positions, OC)``: the sum of each
-    channel's weights over the window's in-bounds taps at each position (a linear layer: one
-    position, ``sum_i W[n, i]``); ``bias`` per channel.
+    Streams: ``p_stream`` the MVU's beats (``PE`` lanes of ``p_format``; per output position
+    ``NF`` beats, channel ``n = beat * PE + lane``; ``positions`` positions per sample, the
+    rows of ``rin``); ``t_stream`` the ``[m, R]`` tokens, one per sample, read for its
+    ``positions * NF`` beats and taken with the last; ``o_stream`` ``PE`` lanes of
+    ``layer.out_format``. ``rin`` ``(positions, OC)``: the sum of each channel's weights over
+    the window's in-bounds taps at each position (:func:`hwquant.sample_range.inside_sums`).
 
-    Resources: per lane a ``(in_bits + 1) x p_bits`` multiplier, a multiply of ``m`` by the
-    channel's ``Rin`` (a constant table indexed by position and beat), a division by the
-    constant ``2 L`` and the output register; beat and position counters.
+    Pipeline of :data:`LATENCY` (3) stages on one enable (the output register empty or being
+    taken): the combine register (``ACC`` and the beat's fold index), the epilogue's own
+    register, the output register; a beat is taken when both inputs are valid and the
+    pipeline advances. One beat per cycle.
+
+    The division by the constant ``2 L`` is a constant multiply and a shift, exact over every
+    ``R`` and ``P`` (:func:`hwquant.sample_range.division_constants`).
+
+    Resources: per lane a ``(in_bits + 1) x p_bits`` multiplier, the constant multiply of the
+    division, the multiply of ``m`` by the channel's ``Rin`` (a constant table indexed by
+    position and beat), the ``ACC`` register, the epilogue and the output register; beat and
+    position counters.
     """
 
-    def __init__(self, *, pe, nf, qbits, in_format, p_format, out_format, rin, bias):
-        self._pe, self._nf, self._q = pe, nf, qbits
+    #: Cycles from taking a beat to offering its result.
+    LATENCY = 3
+
+    def __init__(self, layer, *, p_format, rin):
+        from ..sample_range import acc_range, division_constants
+
+        self._layer = layer
+        self._pe = pe = layer.fold.pe
+        self._nf = nf = layer.out_channels // pe
+        self._q = layer.kind_data.qbits
         self._rin = np.asarray(rin, dtype=np.int64).reshape(-1, nf * pe)
-        self._bias = [int(v) for v in bias]
-        self._out = out_format
+        lo, hi = acc_range(layer)
+        self._acc_range = (lo, hi)
+        self._division = division_constants(layer.in_format, p_format, self._q)
+        self.acc_format = ir.ActFormat(ir.signed_bits_for(int(min(lo.min(), 0)),
+                                                          int(max(hi.max(), 0))), True, 0)
         super().__init__({
             "p_stream": In(activation_signature(p_format, pe)),
-            "t_stream": In(activation_signature(token_format(in_format), 2)),
-            "o_stream": Out(activation_signature(out_format, pe)),
+            "t_stream": In(activation_signature(token_format(layer.in_format), 2)),
+            "o_stream": Out(activation_signature(layer.out_format, pe)),
         })
 
     def elaborate(self, platform):
+        from .epilogue import epilogue_unit
+
         m = Module()
         pe, nf = self._pe, self._nf
         top = (1 << self._q) - 1
@@ -200,8 +219,8 @@ class SampleCombine(wiring.Component):
         index = Signal(range(max(positions * nf, 2)))  # pos * nf + beat
         last_beat = beat == nf - 1
         last = last_beat & (pos == positions - 1)
-        take = Signal()
-        m.d.comb += [take.eq(p_s.valid & t_s.valid & (~o_s.valid | o_s.ready)),
+        en, take = Signal(), Signal()
+        m.d.comb += [en.eq(~o_s.valid | o_s.ready), take.eq(p_s.valid & t_s.valid & en),
                      p_s.ready.eq(take), t_s.ready.eq(take & last)]
         mm, rr = t_s.payload[0], t_s.payload[1]
 
@@ -212,71 +231,75 @@ class SampleCombine(wiring.Component):
             width = ir.signed_bits_for(min(values + [0]), max(values + [0]))
             return Array(Const(v, signed(width)) for v in values)[sel]
 
+        lift, mult, shift = self._division
+        epi = epilogue_unit(self._layer, acc_range=self._acc_range)
+        m.submodules.epilogue = epi
+        valid1, valid2 = Signal(), Signal()
+        nf1 = Signal.like(epi.nf)
         with m.If(take):
-            m.d.sync += [beat.eq(Mux(last_beat, 0, beat + 1)), o_s.valid.eq(1),
+            m.d.sync += [beat.eq(Mux(last_beat, 0, beat + 1)),
                          index.eq(Mux(last, 0, index + 1))]
             with m.If(last_beat):
                 m.d.sync += pos.eq(Mux(last, 0, pos + 1))
+        with m.If(en):
+            m.d.sync += [valid1.eq(take), nf1.eq(beat), valid2.eq(valid1),
+                         o_s.valid.eq(valid2), o_s.payload.eq(epi.y)]
             for p in range(pe):
                 rin = pick([self._rin[q, n * pe + p] for q in range(positions)
                             for n in range(nf)], index)
-                bias = pick([self._bias[n * pe + p] for n in range(nf)], beat)
-                acc = mm * rin + (2 * rr * p_s.payload[p] + top) // (2 * top) + bias
-                m.d.sync += o_s.payload[p].eq(acc)
-        with m.Elif(o_s.ready):
-            m.d.sync += o_s.valid.eq(0)
+                # floor((2 R P + L) / 2L) as a constant multiply and a shift
+                n = 2 * rr * p_s.payload[p] + (top + lift * 2 * top)
+                acc = mm * rin + (((n * mult) >> shift) - lift)
+                m.d.sync += epi.acc[p].eq(acc)
+        m.d.comb += [epi.nf.eq(nf1), epi.en.eq(en)]
         return m
 
 
+def _acc_out(layer):
+    """``layer`` with a ``Logits`` epilogue into a format holding every ``ACC + B`` (the
+    standalone layers' output)."""
+    alo, ahi = ir.matrix_range(layer.weight_matrix(), layer.bias, layer.in_format)
+    fmt = ir.ActFormat(ir.signed_bits_for(int(min(alo.min(), 0)), int(max(ahi.max(), 0))),
+                       True, 0)
+    return dataclasses.replace(layer, epilogue=ir.Logits(), out_format=fmt)
+
+
 class SampleLinear(wiring.Component):
-    """A linear ``bdcnn`` layer with the per-sample range, ``ACC + B`` out (no epilogue):
+    """A linear ``bdcnn`` layer with the per-sample range, ``ACC + B`` out (a ``Logits``
+    epilogue into :attr:`acc_format`, whatever the layer's own epilogue):
     :class:`SampleQuantizer` (``SIMD`` lanes, ``F / SIMD`` beats per sample) into the
-    existing AND-popcount MVU (:class:`hwquant.hw.mvu.MatrixVectorUnit` of the layer on
-    ``Q``-bit unsigned codes, ``P = W @ q``), its ``[m, R]`` tokens through a 2-deep FIFO
-    into :class:`SampleCombine`. Streams: ``i_stream`` ``SIMD`` lanes of the layer's input
-    format; ``o_stream`` ``PE`` lanes of ``acc_format`` (the layer's worst-case ``ACC + B``
-    range), ``NF`` beats per sample."""
+    existing AND-popcount MVU (:class:`hwquant.hw.mvu.MatrixVectorUnit` of
+    :func:`hwquant.sample_range.mvu_twin`, ``P = W @ q``), its ``[m, R]`` tokens through a
+    2-deep FIFO into :class:`SampleCombine`. Streams: ``i_stream`` ``SIMD`` lanes of the layer's
+    input format; ``o_stream`` ``PE`` lanes of ``acc_format``, ``NF`` beats per sample. The
+    network plans the same three stages itself (:mod:`hwquant.plan`)."""
 
     def __init__(self, layer):
-        if not isinstance(layer, ir.Linear) or layer.kind_data is None or \
-                getattr(layer.kind_data, "range", None) != "sample":
+        from ..sample_range import is_sample, mvu_twin
+
+        if not isinstance(layer, ir.Linear) or not is_sample(layer):
             raise ValueError(f"Layer '{layer.name}': SampleLinear takes a linear bdcnn layer "
                              f"with the per-sample range")
-        self._layer = layer
-        d, pe, simd = layer.kind_data, layer.fold.pe, layer.fold.simd
-        w = layer.weight_matrix()
-        codes = code_format(d.qbits)
-        zero = np.zeros(len(w), dtype=np.int64)
-        lo, hi = ir.matrix_range(w, zero, codes)
-        p_fmt = ir.ActFormat(ir.signed_bits_for(int(lo.min()), int(hi.max())), True, 0)
-        self._twin = ir.Linear(layer.name, layer.inputs, codes, layer.weight, layer.weight_bits,
-                               0, zero, ir.Logits(), p_fmt, encoding="bdcnn",
-                               kind_data=ir.BdcnnData(basis=d.basis, qbits=d.qbits,
-                                                      coef_bits=d.coef_bits,
-                                                      coefficients=d.coefficients),
-                               fold=layer.fold)
-        alo, ahi = ir.matrix_range(w, layer.bias, layer.in_format)
-        self.acc_format = ir.ActFormat(ir.signed_bits_for(int(min(alo.min(), 0)),
-                                                          int(max(ahi.max(), 0))), True, 0)
-        self._p_fmt = p_fmt
+        self._layer = _acc_out(layer)
+        self._twin = mvu_twin(layer)
+        self.acc_format = self._layer.out_format
         super().__init__({
-            "i_stream": In(activation_signature(layer.in_format, simd)),
-            "o_stream": Out(activation_signature(self.acc_format, pe)),
+            "i_stream": In(activation_signature(layer.in_format, layer.fold.simd)),
+            "o_stream": Out(activation_signature(self.acc_format, layer.fold.pe)),
         })
 
     def elaborate(self, platform):
+        from ..sample_range import inside_sums
+
         m = Module()
         layer, d = self._layer, self._layer.kind_data
-        pe, simd = layer.fold.pe, layer.fold.simd
-        w = layer.weight_matrix()
+        simd = layer.fold.simd
         m.submodules.quantizer = qz = SampleQuantizer(layer.in_format, simd,
                                                       layer.fan_in // simd, d.qbits)
-        m.submodules.mvu = mvu = MatrixVectorUnit(self._twin, w)
+        m.submodules.mvu = mvu = MatrixVectorUnit(self._twin, layer.weight_matrix())
         m.submodules.tokens = tok = StreamFifo(token_format(layer.in_format), 2, 2)
-        m.submodules.combine = cb = SampleCombine(
-            pe=pe, nf=layer.out_channels // pe, qbits=d.qbits, in_format=layer.in_format,
-            p_format=self._p_fmt, out_format=self.acc_format, rin=w.sum(axis=1)[None, :],
-            bias=layer.bias)
+        m.submodules.combine = cb = SampleCombine(layer, p_format=self._twin.out_format,
+                                                  rin=inside_sums(layer))
         connect(m, wiring.flipped(self.i_stream), qz.i_stream)
         connect(m, qz.o_stream, mvu.i_stream)
         connect(m, qz.r_stream, tok.i_stream)
@@ -286,47 +309,30 @@ class SampleLinear(wiring.Component):
         return m
 
 
-
 class SampleConv(wiring.Component):
-    """A conv ``bdcnn`` layer with the per-sample range, ``ACC + B`` out (no epilogue):
-    :class:`SampleQuantizer` (the map's raster pixels, ``in_lanes`` channels per beat) into
-    the existing :class:`~hwquant.hw.window.SlidingWindow` on the codes (a padded tap is code
-    0) and AND-popcount MVU (``P = W @ q``), the ``[m, R]`` tokens through a 2-deep FIFO into
-    :class:`SampleCombine` with ``Rin`` per output position (the in-bounds taps' weight sums).
-    Streams: ``i_stream`` the window's input lanes of the layer's input format;
-    ``o_stream`` ``PE`` lanes of ``acc_format``, per output position ``NF`` beats."""
+    """A conv ``bdcnn`` layer with the per-sample range, ``ACC + B`` out (as
+    :class:`SampleLinear`): :class:`SampleQuantizer` (the map's raster pixels, ``in_lanes``
+    channels per beat) into the existing :class:`~hwquant.hw.window.SlidingWindow` on the
+    codes (a padded tap is code 0) and AND-popcount MVU (``P = W @ q``), the ``[m, R]`` tokens
+    through a 2-deep FIFO into :class:`SampleCombine` with ``Rin`` per output position (the
+    in-bounds taps' weight sums). Streams: ``i_stream`` the window's input lanes of the layer's
+    input format; ``o_stream`` ``PE`` lanes of ``acc_format``, per output position ``NF``
+    beats."""
 
     def __init__(self, layer):
-        from ..golden.network import im2col
+        from ..sample_range import is_sample, mvu_twin
         from .window import SlidingWindow
 
-        if not isinstance(layer, ir.Conv2d) or getattr(layer.kind_data, "range", None) \
-                != "sample":
+        if not isinstance(layer, ir.Conv2d) or not is_sample(layer):
             raise ValueError(f"Layer '{layer.name}': SampleConv takes a conv bdcnn layer with "
                              f"the per-sample range")
-        self._layer = layer
-        d, simd = layer.kind_data, layer.fold.simd
-        codes = code_format(d.qbits)
+        d = layer.kind_data
         self._window = SlidingWindow(layer.in_shape, layer.kernel, layer.stride, layer.padding,
-                                     codes, simd=simd, order="kernel", pad_value=0)
-        w = layer.weight_matrix()
-        zero = np.zeros(len(w), dtype=np.int64)
-        lo, hi = ir.matrix_range(w, zero, codes)
-        self._p_fmt = ir.ActFormat(ir.signed_bits_for(int(lo.min()), int(hi.max())), True, 0)
-        self._twin = ir.Conv2d(layer.name, layer.inputs, codes, layer.weight, layer.weight_bits,
-                               0, zero, ir.Logits(), self._p_fmt, in_shape=layer.in_shape,
-                               stride=layer.stride, padding=layer.padding,
-                               encoding="bdcnn",
-                               kind_data=ir.BdcnnData(basis=d.basis, qbits=d.qbits,
-                                                      coef_bits=d.coef_bits,
-                                                      coefficients=d.coefficients),
-                               fold=layer.fold)
-        ones = im2col(np.ones((1, *layer.in_shape), dtype=np.int64), layer.kernel,
-                      layer.stride, layer.padding, 0)
-        self._rin = ones.reshape(-1, layer.fan_in) @ w.T  # (positions, OC)
-        alo, ahi = ir.matrix_range(w, layer.bias, layer.in_format)
-        self.acc_format = ir.ActFormat(ir.signed_bits_for(int(min(alo.min(), 0)),
-                                                          int(max(ahi.max(), 0))), True, 0)
+                                     code_format(d.qbits), simd=layer.fold.simd,
+                                     order="kernel", pad_value=0)
+        self._layer = _acc_out(layer)
+        self._twin = mvu_twin(layer)
+        self.acc_format = self._layer.out_format
         super().__init__({
             "i_stream": In(activation_signature(layer.in_format, self._window.in_lanes)),
             "o_stream": Out(activation_signature(self.acc_format, layer.fold.pe)),
@@ -338,6 +344,7 @@ class SampleConv(wiring.Component):
 
     def elaborate(self, platform):
         from ..layout import conv_weight_matrix
+        from ..sample_range import inside_sums
 
         m = Module()
         layer, d = self._layer, self._layer.kind_data
@@ -348,10 +355,8 @@ class SampleConv(wiring.Component):
         m.submodules.window = win = self._window
         m.submodules.mvu = mvu = MatrixVectorUnit(self._twin, conv_weight_matrix(layer.weight))
         m.submodules.tokens = tok = StreamFifo(token_format(layer.in_format), 2, 2)
-        m.submodules.combine = cb = SampleCombine(
-            pe=layer.fold.pe, nf=layer.out_channels // layer.fold.pe, qbits=d.qbits,
-            in_format=layer.in_format, p_format=self._p_fmt, out_format=self.acc_format,
-            rin=self._rin, bias=layer.bias)
+        m.submodules.combine = cb = SampleCombine(layer, p_format=self._twin.out_format,
+                                                  rin=inside_sums(layer))
         connect(m, wiring.flipped(self.i_stream), qz.i_stream)
         connect(m, qz.o_stream, win.i_stream)
         connect(m, win.o_stream, mvu.i_stream)

@@ -10,6 +10,7 @@ to predict cycles per inference and to size FIFOs.
 from .base import TimingModel
 from .mvu import MatrixVectorUnitTiming
 from .replay import Deadlock, ReplayResult, replay, size_fifos
+from .sample import SampleCombineTiming, SampleQuantizerTiming
 from .streams import (
     AddJoinTiming,
     ArgMaxTiming,
@@ -32,6 +33,8 @@ __all__ = [
     "AddJoinTiming",
     "ReduceTiming",
     "ArgMaxTiming",
+    "SampleQuantizerTiming",
+    "SampleCombineTiming",
     "ReplayResult",
     "Deadlock",
     "replay",

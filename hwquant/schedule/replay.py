@@ -53,6 +53,7 @@ class _SourceTiming(TimingModel):
 def stage_model(stage, *, fifo_depth=None):
     """The timing model of one plan stage (``fifo_depth`` overrides a FIFO's depth)."""
     from .mvu import MatrixVectorUnitTiming
+    from .sample import SampleCombineTiming, SampleQuantizerTiming
     from .streams import (
         AddJoinTiming,
         ArgMaxTiming,
@@ -63,6 +64,13 @@ def stage_model(stage, *, fifo_depth=None):
     )
     from .window import SlidingWindowTiming
 
+    if isinstance(stage, P.SampleQuant):
+        from ..golden.bdcnn import reciprocal_shift
+
+        return SampleQuantizerTiming(stage.beats,
+                                     stage.qbits + reciprocal_shift(stage.in_format.bits))
+    if isinstance(stage, P.SampleCombine):
+        return SampleCombineTiming(stage.beats)
     if isinstance(stage, P.Window):
         return SlidingWindowTiming(stage.in_shape, stage.kernel, stage.stride, stage.padding,
                                    simd=stage.simd, order=stage.order)
@@ -129,7 +137,10 @@ def replay(plan, *, images: int = 3, fifo_depths: dict | None = None,
                   + [st.window for st in stages if isinstance(st, (P.MaxReduce, P.AvgReduce))])
     # The longest any stage works between transfers on the watched streams: an MVU's vector,
     # a window's row of windows (a few of its input rows, at one beat per cycle).
-    rows = max([1] + [st.beats for st in stages if isinstance(st, P.Window)])
+    # A per-sample quantizer loads a whole map (reading a FIFO, watched) and then emits it
+    # while its input waits: up to its own busy time between transfers of a watched stream.
+    rows = max([1] + [st.beats for st in stages if isinstance(st, P.Window)]
+               + [st.busy for st in stages if isinstance(st, P.SampleQuant)])
     idle_limit = 4 * busiest + 2 * rows + 256
     if max_cycles is None:
         max_cycles = (images + 2) * 4 * plan.bottleneck_cycles() + 100_000
