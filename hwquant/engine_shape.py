@@ -13,7 +13,9 @@ A shape is a class with class methods only:
   and the combine register's ranges);
 * ``beat_part_ranges(layer, weights, *, pe, simd)`` -> ``(PE, P, 2)`` and
   ``beat_shared_ranges(layer, *, simd)`` -> ``S`` pairs: the range of each sum the engine
-  produces in one beat (its own lanes of the sums register), over every fold the PE serves.
+  produces in one beat (its own lanes of the sums register), over every fold the PE serves;
+* ``combine_zero_bits(layer)``: low bits of the combined ``ACC`` that are constant;
+  ``live_parts(layer, *, pe)``: which partial sums the combine step reads.
 
 :func:`shape_for` gives a layer's shape (the registry's ``engine`` class names it).
 """
@@ -76,6 +78,17 @@ class EngineShape:
     def beat_shared_ranges(cls, layer, *, simd) -> list:
         return []
 
+    @classmethod
+    def combine_zero_bits(cls, layer) -> int:
+        """Low bits of every combined ``ACC`` that are constant (no flip-flops)."""
+        return 0
+
+    @classmethod
+    def live_parts(cls, layer, *, pe) -> np.ndarray:
+        """Bool ``(PE, P)``: which partial sums the combine step reads (one it never reads is
+        no logic: synthesis removes it with its registers)."""
+        return np.ones((pe, cls.parts_per_pe(layer)), dtype=bool)
+
 
 def _constant(layer, pe, simd) -> bool:
     return pe == layer.out_channels and simd == layer.fan_in
@@ -116,6 +129,11 @@ class BinaryShape(EngineShape):
         if layer.in_format.bipolar:
             return np.array([(-f, f)] * oc, dtype=np.int64)
         return cls.part_ranges(layer, weights)[:, 0, :]
+
+    @classmethod
+    def combine_zero_bits(cls, layer) -> int:
+        """``2P - F`` has a constant least significant bit (that of ``F``)."""
+        return 1 if layer.in_format.bipolar else 0
 
     @classmethod
     def beat_part_ranges(cls, layer, weights, *, pe, simd) -> np.ndarray:
@@ -243,6 +261,16 @@ class BdcnnShape(EngineShape):
     @classmethod
     def beat_shared_ranges(cls, layer, *, simd) -> list:
         return [(0, simd)] * layer.kind_data.qbits
+
+    @classmethod
+    def live_parts(cls, layer, *, pe) -> np.ndarray:
+        """A basis whose coefficient is 0 in every channel of a PE is skipped by the combine
+        step (:meth:`hwquant.hw.bdcnn.BdcnnEngine.combine`): its ``Q`` popcounts are unread."""
+        c = bdcnn_coefficients(layer)
+        q = layer.kind_data.qbits
+        used = np.array([[bool(np.any(c[p::pe, a])) for a in range(c.shape[1])]
+                         for p in range(pe)])
+        return np.repeat(used, q, axis=1)
 
 
 #: Shapes of the kinds with their own MVU engine (the lane-engine kinds size their single

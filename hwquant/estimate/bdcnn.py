@@ -19,9 +19,11 @@ import math
 import numpy as np
 
 from .. import ir
+from ..bdcnn import basis_bits
+from ..engine_shape import BdcnnShape, bdcnn_coefficients
 from ..plan import mvu_cycles
 from .binary import popcount_luts
-from .common import check_family
+from .common import carry_save, check_family, const_select
 from .resources import (
     Resources,
     adder,
@@ -41,53 +43,88 @@ def _check(layer):
                          f"a bdcnn conv2d or linear layer")
 
 
+def _negated_power_of_two(c) -> bool:
+    return c < 0 and (-c) & (-c - 1) == 0
+
+
+def _popcount_nodes(layer, family, live) -> Resources:
+    """The ``K * Q`` AND-popcounts of every PE for all planes. Folded: one popcount of
+    ``SIMD`` gated bits per live sum. Unrolled: per live basis of a PE, a popcount of the
+    lanes whose basis bit is set; the same nodes over the same lanes of a plane are the same
+    logic in every PE and basis (Yosys merges them), so each distinct node costs once per
+    plane."""
+    from ..popcount_tree import DEFAULT_LUT_INPUTS, tree_nodes
+    from .binary import node_luts
+
+    d = layer.kind_data
+    pe, simd = layer.fold.pe, layer.fold.simd
+    if not (pe == layer.out_channels and simd == layer.fan_in):
+        return popcount_luts(simd, family) * int(live.sum())
+    bits = basis_bits(layer.weight_matrix(), bdcnn_coefficients(layer))
+    distinct = set()
+    for p in range(pe):
+        for a in range(d.basis):
+            if not live[p, a * d.qbits]:
+                continue
+            sel = np.flatnonzero(bits[p, a])
+            for kind, width, support in tree_nodes(len(sel), DEFAULT_LUT_INPUTS):
+                distinct.add((kind, width, tuple(int(sel[i]) for i in support)))
+    per_plane = sum(node_luts(kind, width, family, DEFAULT_LUT_INPUTS)
+                    for kind, width, _ in distinct)
+    return Resources(lut=round(per_plane * d.qbits))
+
+
+def _plane_sum(widths_shifts, family) -> Resources:
+    """A carry-save sum of shifted terms (``(width, shift)`` each), as ``maccmap`` maps it."""
+    top = max(w + s for w, s in widths_shifts)
+    counts = [0] * top
+    for w, s in widths_shifts:
+        for col in range(s, s + w):
+            counts[col] += 1
+    return carry_save(counts, family)
+
+
 def resources(layer, family, *, use_dsp=True, **_) -> Resources:
-    """LUT/DSP of the engine and its combine step (accumulators and ROM: estimate.model)."""
+    """LUT/DSP of the engine and its combine step (its sums' registers and accumulators:
+    :mod:`hwquant.estimate.mvu`, from the engine contract)."""
     _check(layer)
     check_family(family)
     d = layer.kind_data
-    pe, simd = layer.fold.pe, layer.fold.simd
-    nf = layer.out_channels // pe
-    pop = popcount_luts(simd, family)
-    total = pop * d.qbits + pop * (pe * d.basis * d.qbits)
-    t_bits = math.ceil(math.log2(layer.fan_in * ((1 << d.qbits) - 1) + 1)) + 2
-    total = total + _sums(layer, family)
-    coef = np.array(d.coefficients, dtype=np.int64).reshape(layer.out_channels, d.basis)
-    for p in range(pe):
-        # T_a per basis: Q shifted part sums less the shared plane sum.
-        total = total + adder(t_bits, family) * (d.basis * d.qbits)
-        for a in range(d.basis):
-            if nf == 1:  # the channel's own constant (0: no product, as the engine skips it)
-                if not coef[p, a]:
-                    continue
-                prod = const_multiplier(int(coef[p, a]), t_bits, True, family,
-                                        use_dsp=use_dsp)
-            else:
-                prod = multiplier(t_bits, d.coef_bits, family, use_dsp, signed=True)
-            total = total + prod + adder(t_bits + d.coef_bits, family)
-    return total
-
-
-def _sums(layer, family) -> Resources:
-    """The registers and accumulators of the parts beyond the MVU's one per PE, and the rest
-    of the combine register."""
-    d = layer.kind_data
+    k, q = d.basis, d.qbits
     pe, simd, f = layer.fold.pe, layer.fold.simd, layer.fan_in
-    # Popcounts are never negative: their constant sign bits are no flip-flops.
-    part_bits, acc_bits = simd.bit_length(), f.bit_length()
-    extra = pe * (d.basis * d.qbits - 1) + d.qbits
-    if f // simd > 1:
-        one = register(part_bits) + register(acc_bits) + adder(acc_bits, family) + \
-            mux(acc_bits, 2, family)
-    else:
-        one = register(part_bits)
-    # The combine register of a PE: as wide as its channels' range of W @ X.
-    w = layer.weight_matrix()
-    lo, hi = ir.matrix_range(w, np.zeros(len(w), dtype=np.int64), layer.in_format)
-    combine = sum(max(ir.signed_bits_for(int(min(lo[p::pe].min(), 0)),
-                                         int(max(hi[p::pe].max(), 0))) - acc_bits, 0)
-                  for p in range(pe))
-    return one * extra + register(combine)
+    nf = layer.out_channels // pe
+    live = BdcnnShape.live_parts(layer, pe=pe)
+    total = popcount_luts(simd, family) * q  # the shared plane popcounts
+    total += _popcount_nodes(layer, family, live)
+    # sq = sum_b S_b << b, once for every PE.
+    acc_bits = max(f.bit_length(), 1)
+    total += _plane_sum([(acc_bits, b) for b in range(q)], family)
+    sq_bits = acc_bits + q
+    t_bits = math.ceil(math.log2(f * ((1 << q) - 1) + 1)) + 2
+    coef = bdcnn_coefficients(layer)
+    for p in range(pe):
+        for a in range(k):
+            if not live[p, a * q]:
+                continue
+            # T_a: the Q shifted plane sums less sq, one carry-save sum.
+            total += _plane_sum([(acc_bits, b + 1) for b in range(q)] + [(sq_bits, 0)],
+                                family)
+            if nf == 1:  # the channel's own constant
+                c = int(coef[p, a])
+                if c > 0 and c & (c - 1) == 0:
+                    prod = Resources()  # a shift
+                elif _negated_power_of_two(c):
+                    prod = Resources()  # a shift, subtracted in the sum below
+                else:
+                    prod = const_multiplier(c, t_bits, True, family, use_dsp=use_dsp)
+            else:
+                prod = const_select(coef[p::pe, a].tolist(), family) + \
+                    multiplier(t_bits, d.coef_bits, family, use_dsp, signed=True)
+            # The sum of the products: a DSP48E1 or SB_MAC16 takes the adder after its
+            # multiply in (as for the requantization's rounding constant).
+            in_dsp = prod.dsp > 0 and family in ("xilinx", "ice40")
+            total += prod + (Resources() if in_dsp else adder(t_bits + d.coef_bits, family))
+    return total
 
 
 def cycles(layer) -> int:

@@ -77,7 +77,9 @@ def _check(layer):
                          f"encoding {layer.encoding!r}")
 
 
-def _node_luts(kind, width, family, lut_inputs, unrolled=False) -> float:
+def node_luts(kind, width, family, lut_inputs, unrolled=False) -> float:
+    """LUTs of one popcount node (``kind`` ``"adder"`` of ``width``-bit operands or
+    ``"counter"``) built for ``lut_inputs`` on ``family``."""
     if kind == "counter":
         return COUNTER_LUTS[family]
     if unrolled and family in UNROLLED_ADDER_LUTS_PER_BIT:
@@ -101,7 +103,7 @@ def popcount_luts(n: int, family: str, lut_inputs: int = DEFAULT_LUT_INPUTS,
         return Resources()
     nodes = tree_nodes(n, lut_inputs)
     if rows is None:
-        return Resources(lut=round(sum(_node_luts(k, w, family, lut_inputs)
+        return Resources(lut=round(sum(node_luts(k, w, family, lut_inputs)
                                        for k, w, _ in nodes)))
     signs = np.asarray(rows) > 0
     total = 0.0
@@ -110,7 +112,7 @@ def popcount_luts(n: int, family: str, lut_inputs: int = DEFAULT_LUT_INPUTS,
         if family in COMPLEMENT_SHARING:
             pats = pats ^ pats[:, :1]  # a pattern and its complement are one class
         distinct = len({r.tobytes() for r in pats})
-        total += distinct * _node_luts(kind, width, family, lut_inputs, unrolled=True)
+        total += distinct * node_luts(kind, width, family, lut_inputs, unrolled=True)
     return Resources(lut=round(total))
 
 

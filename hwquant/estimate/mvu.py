@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import ir
+from ..engine_shape import register_bits, shape_for
 from ..kinds import cost_model, uses_constant_matrix
 from . import cmvm as constant_matrix
 from . import epilogue as epilogue_face
@@ -118,6 +119,10 @@ def mvu(rows, layer, weights, family, *, use_dsp=USE_DSP):
         rows.add("accumulators", acc)
         _tail(rows, layer, family, acc_widths, use_dsp)
         return
+    shape = shape_for(layer)
+    if shape is not None:  # a kind with its own engine: its contract names the sums
+        _contract_sums(rows, layer, weights, family, shape, use_dsp)
+        return
 
     # Stage 2: engine sums, one per PE, as wide as the engine's worst-case sum (the lanes of
     # the register share one width, but sign-extension copies of a flip-flop merge).
@@ -152,6 +157,43 @@ def mvu(rows, layer, weights, family, *, use_dsp=USE_DSP):
     _tail(rows, layer, family, acc_widths, use_dsp, zero_bits=zero_bits)
 
 
+def _contract_sums(rows, layer, weights, family, shape, use_dsp):
+    """Stages 2-4 of an MVU whose engine keeps ``P`` partial sums per PE and ``S`` shared
+    sums (the engine contract, :mod:`hwquant.engine_shape`): the sums register (each lane
+    as wide as its own per-beat range: constant-zero sign bits of popcounts and masked sums
+    are no flip-flops, an engine lane that is always 0 none), ``PE * P + S`` accumulators
+    sized from the whole-vector ranges (a copy of the sums lane when ``SF = 1``; a sum the
+    combine step never reads is none), the
+    combine register of each PE as wide as its channels' ``ACC`` range; then the epilogue
+    and the output register (:func:`_tail`). The engine's combine logic is in its cost face
+    (``dot_engines``)."""
+    pe, simd = layer.fold.pe, layer.fold.simd
+    oc, sf = layer.out_channels, layer.fan_in // layer.fold.simd
+    n_parts = shape.parts_per_pe(layer)
+    beat = np.asarray(shape.beat_part_ranges(layer, weights, pe=pe, simd=simd))
+    whole = np.asarray(shape.part_ranges(layer, weights)).reshape(oc, n_parts, 2)
+    live = shape.live_parts(layer, pe=pe)
+    lanes = [(beat[p, j], (whole[p::pe, j, 0].min(), whole[p::pe, j, 1].max()))
+             for p in range(pe) for j in range(n_parts) if live[p, j]]
+    lanes += list(zip(shape.beat_shared_ranges(layer, simd=simd), shape.shared_ranges(layer),
+                      strict=True))
+    dots, acc = Resources(), Resources()
+    for (blo, bhi), (wlo, whi) in lanes:
+        dots += register(register_bits(blo, bhi))
+        if sf == 1:
+            acc += register(register_bits(blo, bhi))
+        elif (blo, bhi) != (0, 0):
+            bits = register_bits(wlo, whi)
+            acc += register(bits) + adder(bits, family) + mux(bits, 2, family)
+    rows.add("dot_registers", dots)
+    rows.add("accumulators", acc)
+    ranges = np.asarray(shape.combine_ranges(layer, weights))
+    widths = [register_bits(ranges[p::pe, 0].min(), ranges[p::pe, 1].max())
+              for p in range(pe)]
+    zero = shape.combine_zero_bits(layer)
+    _tail(rows, layer, family, widths, use_dsp, zero_bits=[min(zero, w) for w in widths])
+
+
 def _tail(rows, layer, family, acc_widths, use_dsp, *, zero_bits=None):
     """Stages 4 and 5: the combine register (``acc_widths`` per PE, sign-extended to the
     epilogue's width, less ``zero_bits`` constant-zero low bits per PE), the epilogue and the
@@ -161,13 +203,17 @@ def _tail(rows, layer, family, acc_widths, use_dsp, *, zero_bits=None):
     # Stage 4: the combine register (identity combine: the sign-extended accumulators).
     # On Xilinx the DSP block of a lane's requantization multiply absorbs its register.
     epi_bits = ir.accumulator_bits(layer)
-    into_dsp = epilogue_face.absorbed_lanes(layer, family, acc_bits=epi_bits, use_dsp=USE_DSP)
+    lane_bits = [min(b, epi_bits) for b in acc_widths]
+    into_dsp = epilogue_face.absorbed_lanes(layer, family, acc_bits=epi_bits,
+                                            lane_bits=lane_bits, use_dsp=USE_DSP)
     rows.add("combine_register", register(sum(min(b, epi_bits) - z for b, z, gone
                                               in zip(acc_widths, zero_bits, into_dsp,
                                                      strict=True)
                                               if not gone)))
 
     # Stage 5: the epilogue into the PE-lane output register.
+    # The epilogue works on each lane's own width (the sign-extension above it is one
+    # flip-flop, and Yosys narrows the arithmetic behind it).
     rows.add("epilogue", epilogue_face.resources(layer, family, acc_bits=epi_bits,
-                                                 use_dsp=use_dsp))
+                                                 lane_bits=lane_bits, use_dsp=use_dsp))
     rows.add("output_register", register(pe * layer.out_format.bits))

@@ -2,8 +2,8 @@
 TemplateEngine` builds for one MVU (see its module docstring).
 
 * the shared window sum ``S``: one adder tree of ``SIMD`` lanes (a :func:`~hwquant.estimate.
-  common.macc`), its register and, folded, its accumulator (``S`` is the one sum the generic
-  MVU model does not know about, so it is costed here);
+  common.macc`; its register and accumulator are the MVU's, sized from the engine contract,
+  :class:`hwquant.engine_shape.TemplateShape`);
 * **unrolled**: per template channel ``n_on - 1`` adders of its mask lanes (0-2), the
   ``fixed`` channels as their constant-matrix adder graph (:mod:`hwquant.estimate.cmvm`);
 * **folded**: per template PE ``SIMD`` AND-gated lanes (one LUT per bit on LUT4 families,
@@ -29,7 +29,7 @@ from ..plan import mvu_cycles
 from . import cmvm as constant_matrix
 from . import fixed as fixed_cost
 from .common import check_family, macc
-from .resources import Resources, adder, mux, register
+from .resources import Resources, adder, mux
 
 __all__ = ["resources", "cycles", "dot_range", "word_bits", "multipliers", "fold_cost"]
 
@@ -71,19 +71,13 @@ def fold_cost(layer, fold: ir.Fold) -> int:
 
 
 def resources(layer, family, *, use_dsp=True) -> Resources:
-    """LUT/FF/DSP of the template engine of ``layer``'s MVU (the shared sum's register and
-    accumulator included)."""
+    """LUT/DSP of the template engine of ``layer``'s MVU and its combine step."""
     _check(layer)
     check_family(family)
     fmt, simd, pe = layer.in_format, layer.fold.simd, layer.fold.pe
     xbits = fmt.bits
     ids = _ids(layer)
-    sf = layer.fan_in // simd
-    shared_bits = ir.signed_bits_for(simd * min(fmt.lo, 0), simd * max(fmt.hi, 0))
-    total_bits = ir.signed_bits_for(layer.fan_in * min(fmt.lo, 0), layer.fan_in * max(fmt.hi, 0))
-    res = macc([xbits] * simd, family) + register(shared_bits)
-    if sf > 1:
-        res += register(total_bits) + adder(total_bits, family) + mux(total_bits, 2, family)
+    res = macc([xbits] * simd, family)  # S
     acc_bits = ir.accumulator_bits(layer)
     if fixed_cost.is_unrolled(layer):
         w = conv_weight_matrix(layer.weight)
