@@ -15,7 +15,10 @@ A shape is a class with class methods only:
   ``beat_shared_ranges(layer, *, simd)`` -> ``S`` pairs: the range of each sum the engine
   produces in one beat (its own lanes of the sums register), over every fold the PE serves;
 * ``combine_zero_bits(layer)``: low bits of the combined ``ACC`` that are constant;
-  ``live_parts(layer, *, pe)``: which partial sums the combine step reads.
+  ``live_parts(layer, *, pe)``: which partial sums the combine step reads;
+  ``reads_part_sign(layer)``: whether it reads the partial sums' sign bits;
+  ``part_dead_bits(layer, acc_dead)``: the partial sums' low bits that do not reach the
+  bits of ``ACC`` the epilogue reads.
 
 :func:`shape_for` gives a layer's shape (the registry's ``engine`` class names it).
 """
@@ -89,6 +92,19 @@ class EngineShape:
         no logic: synthesis removes it with its registers)."""
         return np.ones((pe, cls.parts_per_pe(layer)), dtype=bool)
 
+    @classmethod
+    def reads_part_sign(cls, layer) -> bool:
+        """Whether the combine step reads the sign bit of the (never negative) partial-sum
+        accumulators; when it does not, that bit is no logic."""
+        return True
+
+    @classmethod
+    def part_dead_bits(cls, layer, acc_dead) -> int:
+        """Low bits of every partial sum that do not reach the combined ``ACC``'s bits at and
+        above ``acc_dead`` (the ones the epilogue reads). Default 0: a combine step may mix
+        every bit."""
+        return 0
+
 
 def _constant(layer, pe, simd) -> bool:
     return pe == layer.out_channels and simd == layer.fan_in
@@ -134,6 +150,23 @@ class BinaryShape(EngineShape):
     def combine_zero_bits(cls, layer) -> int:
         """``2P - F`` has a constant least significant bit (that of ``F``)."""
         return 1 if layer.in_format.bipolar else 0
+
+    @classmethod
+    def reads_part_sign(cls, layer) -> bool:
+        """``2P - F`` is formed in the combine register's width, which the doubled sign bit
+        of ``P`` falls out of."""
+        return not layer.in_format.bipolar
+
+    @classmethod
+    def part_dead_bits(cls, layer, acc_dead) -> int:
+        """Multi-bit inputs: ``ACC`` is the sum itself. Bipolar: bit ``i`` of ``2P`` is bit
+        ``i - 1`` of ``P``, and subtracting ``F`` (a multiple of ``2**t``) carries from bit
+        ``t`` up, so ``ACC``'s bits from ``L`` on read ``2P``'s from ``min(L, t)`` on."""
+        if not layer.in_format.bipolar:
+            return acc_dead
+        f = layer.fan_in
+        t = (f & -f).bit_length() - 1
+        return max(min(acc_dead, t) - 1, 0)
 
     @classmethod
     def beat_part_ranges(cls, layer, weights, *, pe, simd) -> np.ndarray:

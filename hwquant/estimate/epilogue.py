@@ -32,7 +32,8 @@ from .. import ir
 from .common import const_add, const_select, csd_digits, saturation
 from .resources import Resources, adder, comparator, ice40_piece_in_dsp, multiplier, mux, popcount
 
-__all__ = ["resources", "requant", "thresholds", "logits", "absorbed_lanes", "USE_DSP"]
+__all__ = ["resources", "requant", "thresholds", "logits", "absorbed_lanes", "dead_low_bits",
+           "USE_DSP"]
 
 #: Yosys infers DSP blocks by default (``synthesize(..., allow_dsp=True)``); so does the model.
 USE_DSP = True
@@ -191,7 +192,9 @@ def thresholds(epilogue, layer, family, *, acc_bits, use_dsp=USE_DSP) -> Resourc
             if all(abs(k) == reach for k in ks) and len(set(ks)) == 1:
                 continue  # always or never passed: a constant
             if len(set(ks)) == 1:
-                res += const_add(bits, 1, family)  # compare with a constant: the carry out
+                # Compare with a constant: the carry out of the bits at and above the
+                # constant's lowest set bit (the bits below cannot change the outcome).
+                res += const_add(max(bits - _trailing_zeros(ks[0], bits), 1), 1, family)
             else:
                 kbits = ir.signed_bits_for(min(ks), max(ks))
                 res += const_select(ks, family) + comparator(max(bits, kbits), family)
@@ -202,6 +205,53 @@ def thresholds(epilogue, layer, family, *, acc_bits, use_dsp=USE_DSP) -> Resourc
             res += adder(max(count.bit_length(), 1), family)
         total += res
     return total
+
+
+def _trailing_zeros(k, bits) -> int:
+    """Low bits of a ``bits``-wide value that ``value >= k`` does not depend on:
+    ``value >= k`` is ``value >> t >= k >> t`` for ``k`` a multiple of ``2**t``."""
+    if k == 0:
+        return bits - 1  # the sign bit alone
+    return min((k & -k).bit_length() - 1, bits - 1)
+
+
+def dead_low_bits(layer, acc_bits, zero_bits=None) -> list:
+    """Per PE lane: the low bits of ``ACC`` the epilogue never reads (``acc_bits`` per lane;
+    ``zero_bits``: low bits of ``ACC`` known to be constant zero).
+
+    A threshold epilogue whose thresholds are constants (the same over the folds) compares
+    ``ACC >= K``, which does not depend on the bits below ``K``'s lowest set bit (with ``z``
+    constant-zero low bits, ``ACC >= K`` is ``ACC >= K'``, ``K`` rounded up to a multiple of
+    ``2**z``: ABC finds this); a threshold that is always or never passed reads nothing. Yosys removes the unread bits
+    with the logic and the flip-flops that only feed them, back through the registers that
+    merely copy them (the MVU's combine register, and its accumulators when ``SF = 1``).
+    Requantization and logits read every bit (0)."""
+    ep = layer.epilogue
+    pe = layer.fold.pe
+    if not isinstance(ep, ir.Thresholds):
+        return [0] * pe
+    thr = np.asarray(ep.thresholds, dtype=np.int64)
+    direction = np.asarray(ep.direction, dtype=np.int64)
+    bias = np.asarray(layer.bias, dtype=np.int64)
+    zero_bits = zero_bits or [0] * pe
+    out = []
+    for chans, bits, z in zip(_lanes(layer), acc_bits, zero_bits, strict=True):
+        if any(direction[c] < 0 for c in chans):
+            out.append(0)
+            continue
+        reach = 1 << bits
+        dead = bits
+        for t in range(thr.shape[1]):
+            ks = [int(np.clip(thr[c, t] - bias[c], -reach, reach)) for c in chans]
+            if len(set(ks)) > 1:
+                dead = 0
+                break
+            if abs(ks[0]) == reach:
+                continue  # always or never passed
+            k = -((-ks[0]) >> z) << z  # rounded up to a multiple of 2**z
+            dead = min(dead, max(_trailing_zeros(k, bits), z))
+        out.append(dead)
+    return out
 
 
 def logits(epilogue, layer, family, *, acc_bits, use_dsp=USE_DSP) -> Resources:

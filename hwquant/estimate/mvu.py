@@ -162,36 +162,47 @@ def _contract_sums(rows, layer, weights, family, shape, use_dsp):
     sums (the engine contract, :mod:`hwquant.engine_shape`): the sums register (each lane
     as wide as its own per-beat range: constant-zero sign bits of popcounts and masked sums
     are no flip-flops, an engine lane that is always 0 none), ``PE * P + S`` accumulators
-    sized from the whole-vector ranges (a copy of the sums lane when ``SF = 1``; a sum the
-    combine step never reads is none), the
-    combine register of each PE as wide as its channels' ``ACC`` range; then the epilogue
+    sized from the whole-vector ranges, sign bit included (it is an adder's output; a copy
+    of the sums lane when ``SF = 1``; a sum the combine step never reads is none), the
+    combine register of each PE as wide as its channels' ``ACC`` range, less its constant
+    low bits and those the epilogue never reads (:func:`~.epilogue.dead_low_bits`, traced
+    back through the copies of ``SF = 1``); then the epilogue
     and the output register (:func:`_tail`). The engine's combine logic is in its cost face
     (``dot_engines``)."""
     pe, simd = layer.fold.pe, layer.fold.simd
     oc, sf = layer.out_channels, layer.fan_in // layer.fold.simd
     n_parts = shape.parts_per_pe(layer)
-    beat = np.asarray(shape.beat_part_ranges(layer, weights, pe=pe, simd=simd))
-    whole = np.asarray(shape.part_ranges(layer, weights)).reshape(oc, n_parts, 2)
-    live = shape.live_parts(layer, pe=pe)
-    lanes = [(beat[p, j], (whole[p::pe, j, 0].min(), whole[p::pe, j, 1].max()))
-             for p in range(pe) for j in range(n_parts) if live[p, j]]
-    lanes += list(zip(shape.beat_shared_ranges(layer, simd=simd), shape.shared_ranges(layer),
-                      strict=True))
-    dots, acc = Resources(), Resources()
-    for (blo, bhi), (wlo, whi) in lanes:
-        dots += register(register_bits(blo, bhi))
-        if sf == 1:
-            acc += register(register_bits(blo, bhi))
-        elif (blo, bhi) != (0, 0):
-            bits = register_bits(wlo, whi)
-            acc += register(bits) + adder(bits, family) + mux(bits, 2, family)
-    rows.add("dot_registers", dots)
-    rows.add("accumulators", acc)
+    # The combine register, and the low bits of it the epilogue never reads: with SF = 1
+    # the sums and accumulators only copy the parts, so their bits that do not reach the
+    # read ones are no flip-flops either.
     ranges = np.asarray(shape.combine_ranges(layer, weights))
     widths = [register_bits(ranges[p::pe, 0].min(), ranges[p::pe, 1].max())
               for p in range(pe)]
     zero = shape.combine_zero_bits(layer)
-    _tail(rows, layer, family, widths, use_dsp, zero_bits=[min(zero, w) for w in widths])
+    dead = epilogue_face.dead_low_bits(layer, widths, [min(zero, w) for w in widths])
+    part_dead = [shape.part_dead_bits(layer, d) if sf == 1 else 0 for d in dead]
+    beat = np.asarray(shape.beat_part_ranges(layer, weights, pe=pe, simd=simd))
+    whole = np.asarray(shape.part_ranges(layer, weights)).reshape(oc, n_parts, 2)
+    live = shape.live_parts(layer, pe=pe)
+    lanes = [(beat[p, j], (whole[p::pe, j, 0].min(), whole[p::pe, j, 1].max()), part_dead[p])
+             for p in range(pe) for j in range(n_parts) if live[p, j]]
+    lanes += [(b, w, 0) for b, w in zip(shape.beat_shared_ranges(layer, simd=simd),
+                                        shape.shared_ranges(layer), strict=True)]
+    dots, acc = Resources(), Resources()
+    for (blo, bhi), (wlo, whi), gone in lanes:
+        dots += register(max(register_bits(blo, bhi) - gone, 0))
+        if sf == 1:
+            acc += register(max(register_bits(blo, bhi) - gone, 0))
+        elif (blo, bhi) != (0, 0):
+            # An accumulating register's sign bit is an adder output: it stays, unless the
+            # combine step never reads it.
+            bits = (_range_bits(wlo, whi) if wlo < 0 or shape.reads_part_sign(layer)
+                    else register_bits(wlo, whi))
+            acc += register(bits) + adder(bits, family) + mux(bits, 2, family)
+    rows.add("dot_registers", dots)
+    rows.add("accumulators", acc)
+    _tail(rows, layer, family, widths, use_dsp,
+          zero_bits=[min(max(zero, d), w) for d, w in zip(dead, widths, strict=True)])
 
 
 def _tail(rows, layer, family, acc_widths, use_dsp, *, zero_bits=None):
