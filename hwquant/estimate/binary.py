@@ -116,9 +116,26 @@ def popcount_luts(n: int, family: str, lut_inputs: int = DEFAULT_LUT_INPUTS,
     return Resources(lut=round(total))
 
 
+def _combine(layer, family) -> Resources:
+    """``2P - F`` per PE: ``2P`` is wiring, and subtracting ``F`` (a multiple of ``2**t``)
+    leaves the bits below ``t`` alone: a constant adder over the bits from ``t`` up, of
+    which only those the epilogue reads cost LUTs where the family's carry chain allows
+    (:func:`~hwquant.estimate.epilogue.dead_low_bits`)."""
+    from .common import const_add
+    from .epilogue import dead_low_bits
+
+    f, pe = layer.fan_in, layer.fold.pe
+    width = ir.signed_bits_for(-f, f)
+    t = (f & -f).bit_length() - 1
+    res = Resources()
+    for dead in dead_low_bits(layer, [width] * pe, [1] * pe):
+        res += const_add(max(width - t, 1), max(width - max(t, dead), 0), family)
+    return res
+
+
 def _bipolar_engines(layer, family, lut_inputs, unrolled) -> Resources:
     pe, simd = layer.fold.pe, layer.fold.simd
-    combine = adder(max(layer.fan_in.bit_length(), 1) + 1, family) * pe  # 2P - F
+    combine = _combine(layer, family)
     if unrolled:
         return popcount_luts(simd, family, lut_inputs, rows=layer.weight_matrix()) + combine
     if lut_inputs == 6:
