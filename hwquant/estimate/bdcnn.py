@@ -24,11 +24,11 @@ from ..engine_shape import BdcnnShape, bdcnn_coefficients
 from ..plan import mvu_cycles
 from .binary import popcount_luts
 from .common import carry_save, check_family, const_select
+from .fixed import _DSP_Y_MIN, const_product
 from .resources import (
     Resources,
     adder,
     comparator,
-    const_multiplier,
     multiplier,
     mux,
     register,
@@ -102,6 +102,10 @@ def resources(layer, family, *, use_dsp=True, **_) -> Resources:
     sq_bits = acc_bits + q
     t_bits = math.ceil(math.log2(f * ((1 << q) - 1) + 1)) + 2
     coef = bdcnn_coefficients(layer)
+    # The products are summed into the combine register: Yosys keeps only its width of each
+    # product, and a product narrower than the family's DSP minimum stays in LUTs.
+    y_bits = min(t_bits + d.coef_bits, ir.accumulator_bits(layer))
+    dsp = use_dsp and y_bits >= _DSP_Y_MIN[family]
     for p in range(pe):
         for a in range(k):
             if not live[p, a * q]:
@@ -116,10 +120,12 @@ def resources(layer, family, *, use_dsp=True, **_) -> Resources:
                 elif _negated_power_of_two(c):
                     prod = Resources()  # a shift, subtracted in the sum below
                 else:
-                    prod = const_multiplier(c, t_bits, True, family, use_dsp=use_dsp)
+                    # T is signed: the constant is a signed operand (one bit wider than
+                    # its magnitude), as the fixed kind's products are.
+                    prod = const_product(c, t_bits, True, family, use_dsp=dsp)[0]
             else:
                 prod = const_select(coef[p::pe, a].tolist(), family) + \
-                    multiplier(t_bits, d.coef_bits, family, use_dsp, signed=True)
+                    multiplier(t_bits, d.coef_bits, family, dsp, signed=True)
             # The sum of the products: a DSP48E1 or SB_MAC16 takes the adder after its
             # multiply in (as for the requantization's rounding constant).
             in_dsp = prod.dsp > 0 and family in ("xilinx", "ice40")
