@@ -392,10 +392,12 @@ _GOWIN_PASSES = ((36, 36, 22, 22), (18, 18, 10, 4), (18, 18, 4, 10), (9, 9, 4, 4
 
 def _gowin_blocks(a, b, start) -> int:
     """Gowin multiplier blocks of an ``a`` x ``b`` product from pass ``start`` on: the first
-    pass whose minimums the operands meet splits them into pieces of its maximums, takes
-    every piece that meets its minimums, and leaves the others to the later passes (a piece
-    no pass takes stays in LUTs: a 21 x 4 product is one MULT18X18 and a 3 x 4 LUT
-    multiplier)."""
+    pass whose minimums the operands meet (the wider one on A) splits them into pieces of
+    its maximums, takes every piece that meets its minimums, and leaves the others to the
+    later passes (a piece no pass takes stays in LUTs). Measured with Yosys 0.70: 21 x 4 is
+    one MULT18X18 (and a 3 x 4 LUT multiplier), 24 x 16 one MULT18X18 and two MULT9X9
+    (the 6 x 16 piece), 30 x 6 two MULT18X18."""
+    a, b = max(a, b), min(a, b)  # mul2dsp puts the wider operand on A
     for i in range(start, len(_GOWIN_PASSES)):
         amax, bmax, amin, bmin = _GOWIN_PASSES[i]
         if a < amin or b < bmin:
