@@ -92,7 +92,6 @@ def resources(layer, family, *, use_dsp=True, **_) -> Resources:
     d = layer.kind_data
     k, q = d.basis, d.qbits
     pe, simd, f = layer.fold.pe, layer.fold.simd, layer.fan_in
-    nf = layer.out_channels // pe
     live = BdcnnShape.live_parts(layer, pe=pe)
     total = popcount_luts(simd, family) * q  # the shared plane popcounts
     total += _popcount_nodes(layer, family, live)
@@ -113,8 +112,9 @@ def resources(layer, family, *, use_dsp=True, **_) -> Resources:
             # T_a: the Q shifted plane sums less sq, one carry-save sum.
             total += _plane_sum([(acc_bits, b + 1) for b in range(q)] + [(sq_bits, 0)],
                                 family)
-            if nf == 1:  # the channel's own constant
-                c = int(coef[p, a])
+            vals = [int(v) for v in coef[p::pe, a]]
+            if len(set(vals)) == 1:  # one constant for every fold (NF = 1: the channel's)
+                c = vals[0]
                 if c > 0 and c & (c - 1) == 0:
                     prod = Resources()  # a shift
                 elif _negated_power_of_two(c):
@@ -123,9 +123,10 @@ def resources(layer, family, *, use_dsp=True, **_) -> Resources:
                     # T is signed: the constant is a signed operand (one bit wider than
                     # its magnitude), as the fixed kind's products are.
                     prod = const_product(c, t_bits, True, family, use_dsp=dsp)[0]
-            else:
-                prod = const_select(coef[p::pe, a].tolist(), family) + \
-                    multiplier(t_bits, d.coef_bits, family, dsp, signed=True)
+            else:  # selected by the fold index: as wide as this PE's coefficients need
+                cbits = ir.signed_bits_for(min(vals + [0]), max(vals + [0]))
+                prod = const_select(vals, family) + \
+                    multiplier(t_bits, cbits, family, dsp, signed=True)
             # The sum of the products: a DSP48E1 or SB_MAC16 takes the adder after its
             # multiply in (as for the requantization's rounding constant).
             in_dsp = prod.dsp > 0 and family in ("xilinx", "ice40")
