@@ -1,15 +1,19 @@
 """Cost face of the ``bdcnn`` arithmetic kind: what :class:`hwquant.hw.bdcnn.BdcnnEngine`
-builds in the MVU, calibrated against Yosys (``tests/test_bdcnn_estimate.py``).
+builds in the MVU, calibrated against Yosys (``tests/test_bdcnn_estimate.py``,
+``benchmarks/calibrate_estimator.py``).
 
-Per MVU: ``Q`` shared popcounts of ``SIMD`` bits; per PE ``K * Q`` popcounts (of ``SIMD`` bits
-folded, with the AND of the ROM bits in their first LUTs; of the selected lanes when unrolled)
-and the combine: per basis the plane sum ``T_a = sum_b P_ab << (b + 1) - sum_b S_b << b``
-(``Q`` adds), its product by the channel's coefficient (a constant multiply when ``NF = 1``, a
-``coef_bits``-wide multiplier otherwise) and the adder tree. The MVU
-(:mod:`hwquant.estimate.mvu`) counts one engine sum, one accumulator and a combine register
-of the accumulator's width per PE; this face adds the other ``K * Q - 1`` part registers and
-accumulators per PE, the ``Q`` shared ones, and the combine register's rest up to the
-accumulator width.
+Per MVU: ``Q`` shared popcounts of ``SIMD`` bits and ``sq = sum_b S_b << b``; per PE and
+basis the combine step reads (:meth:`hwquant.engine_shape.BdcnnShape.live_parts`: a basis
+whose coefficient is 0 in every channel of the PE is skipped, its popcounts unread) ``Q``
+AND-popcounts (folded: of ``SIMD`` gated bits; unrolled: of the lanes whose basis bit is set,
+each tree node over the same lanes of a plane built once for all PEs and bases, as Yosys
+merges them), the plane sum ``T_a = sum_b P_ab << (b + 1) - sq`` (one carry-save sum), its
+product by the coefficient (a positive or negated power of two is a shift; another constant a
+constant product with the fixed kind's operand widths; selected by the fold index, a
+multiplier as wide as the PE's coefficients; each product as wide as the combine register
+keeps it, below the family's DSP minimum in LUTs) and the sum of the products (inside the
+DSP block on xilinx and ice40). The registers and accumulators of the ``K * Q`` partial and
+``Q`` shared sums are the MVU's (:mod:`hwquant.estimate.mvu`, from the engine contract).
 """
 
 from __future__ import annotations

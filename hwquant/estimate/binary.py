@@ -12,8 +12,9 @@ What :class:`hwquant.hw.binary.BinaryEngine` builds, per processing element:
   with ROM weights each XNOR of an input with a weight bit is one more LUT for the LUT4 tree
   (its first LUTs feed a carry chain), and for the LUT6 structure the XNORs sit inside (3:2)
   counters of three lanes (:class:`hwquant.hw.popcount.XnorPopcount`; modelled 95 LUT6 for 64
-  lanes, measured 120). Then ``2P - F`` once per PE: one adder of ``log2 F + 2`` bits (the MVU's combine
-  step, counted here with the engines).
+  lanes, measured 120). Then ``2P - F`` once per PE (the MVU's combine step, counted here
+  with the engines): ``2P`` is wiring and ``F`` is added from its lowest set bit up, LUTs only
+  for the bits the epilogue reads.
 * **multi-bit inputs** (the first layer): the add/subtract tree. Unrolled, Yosys merges the
   ``+1`` and ``-1`` lanes into one multi-operand sum (a carry-save tree,
   :func:`hwquant.estimate.common.macc`) with the subtracted lanes inverted and a constant

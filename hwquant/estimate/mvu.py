@@ -8,8 +8,12 @@ the operand mux in front of the engine; the ``SIMD``-lane operand register; the 
 engines (the arithmetic kind's cost face, :func:`hwquant.kinds.cost_model`; a fully unrolled
 layer of a constant-matrix kind costs its shared adder graph, :mod:`hwquant.estimate.cmvm`);
 the engine-sum register; ``PE`` accumulators sized from each PE's channels' whole-vector range;
-the combine register; the epilogue (:mod:`hwquant.estimate.epilogue`); the ``PE``-lane output
-register.
+the combine register; the epilogue (:mod:`hwquant.estimate.epilogue`, each lane at its own
+width); the ``PE``-lane output register. For a kind with its own engine (``binary``,
+``template``, ``bdcnn``) the sums, accumulators and combine register come from the engine
+contract's shape (:mod:`hwquant.engine_shape`, the class the hardware engine inherits):
+``PE * P`` partial and ``S`` shared sums, each register lane as wide as its range needs, unread
+sums and unread low bits dropped (:func:`_contract_sums`).
 Nothing scales with ``F`` or ``OC`` but the memories.
 """
 
