@@ -58,14 +58,15 @@ def _parts(layer, family="ice40"):
 
 def test_mvu_sums_follow_the_contract():
     """Folded bdcnn: one sums-register lane and one accumulator per partial sum (K * Q per
-    PE) and per shared plane sum (Q), each as wide as its range."""
+    PE) and per shared plane sum (Q): a popcount lane without its constant sign bit, an
+    accumulator with it (an adder's output)."""
     for k, q in ((2, 3), (3, 4)):
         layer = _bdcnn(k, q, ir.Fold(2, 4))
         assert shape_for(layer) is BdcnnShape
         parts = _parts(layer)
         lanes = 2 * k * q + q
         assert parts["mvu.dot_registers"]["ff"] == lanes * register_bits(0, 4)
-        assert parts["mvu.accumulators"]["ff"] == lanes * register_bits(0, 16)
+        assert parts["mvu.accumulators"]["ff"] == lanes * ir.signed_bits_for(0, 16)
 
 
 def test_unread_bdcnn_sums_cost_nothing():
@@ -76,3 +77,42 @@ def test_unread_bdcnn_sums_cost_nothing():
     a, b = _parts(full), _parts(half)
     assert b["mvu.dot_registers"]["ff"] < a["mvu.dot_registers"]["ff"]
     assert b["mvu.dot_engines"]["lut"] < a["mvu.dot_engines"]["lut"]
+
+
+def _bnn(thresholds, fold=None):
+    fold = fold or ir.Fold(4, 16)
+    w = np.random.default_rng(1).choice([-1, 1], (4, 16))
+    t = np.asarray(thresholds, dtype=np.int64).reshape(4, -1)
+    ep = ir.Thresholds(t, np.ones(4, dtype=np.int64))
+    return ir.Linear("fc", ("input",), ir.BIPOLAR, w, 1, 0, np.zeros(4, dtype=np.int64), ep,
+                     ir.BIPOLAR, encoding="binary", fold=fold)
+
+
+def test_dead_low_bits_of_constant_thresholds():
+    from hwquant.estimate.epilogue import dead_low_bits
+
+    # ACC >= K reads the bits from K's lowest set bit; with ACC even (2P - F), -9 is -8.
+    assert dead_low_bits(_bnn([8, 1, -9, 6]), [6] * 4, [1] * 4) == [3, 1, 3, 1]
+    assert dead_low_bits(_bnn([8, 1, -9, 6]), [6] * 4) == [3, 0, 0, 1]
+    # Folded over the channels, a threshold selected by the fold index reads every bit.
+    assert dead_low_bits(_bnn([8, 1, -9, 6], ir.Fold(2, 16)), [6] * 2, [1] * 2) == [0, 0]
+    rq = _bnn([8, 1, -9, 6])
+    rq = ir.Linear("fc", ("input",), ir.ActFormat(4, False, 0), rq.weight, 1, 0, rq.bias,
+                   ir.Requant(np.ones(4), 2, 0, 15), ir.ActFormat(4, False, 0),
+                   encoding="binary", fold=rq.fold)
+    assert dead_low_bits(rq, [8] * 4) == [0] * 4
+
+
+def test_unread_low_bits_cost_no_flip_flops():
+    """Unrolled (SF = 1): thresholds at multiples of 8 leave three low bits of the combine
+    register unread (odd multiples of 2: only the constant one), and two of each popcount's
+    copies (2P - 16: bit i of ACC is bit i - 1 of P); folded over SIMD the accumulators carry
+    into the read bits, so only the combine register loses them."""
+    low, round_ = _parts(_bnn([2, 6, 10, -2])), _parts(_bnn([8, -8, 8, -8]))
+    for part, fewer in (("mvu.combine_register", 4 * 2), ("mvu.dot_registers", 4 * 2),
+                        ("mvu.accumulators", 4 * 2)):
+        assert low[part]["ff"] - round_[part]["ff"] == fewer, part
+    low, round_ = _parts(_bnn([2, 6, 10, -2], ir.Fold(4, 4))), _parts(_bnn([8, -8, 8, -8],
+                                                                          ir.Fold(4, 4)))
+    assert low["mvu.accumulators"]["ff"] == round_["mvu.accumulators"]["ff"]
+    assert low["mvu.combine_register"]["ff"] - round_["mvu.combine_register"]["ff"] == 4 * 2
