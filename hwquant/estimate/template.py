@@ -24,6 +24,7 @@ import math
 import numpy as np
 
 from .. import ir
+from ..engine_shape import TemplateShape
 from ..layout import conv_weight_matrix
 from ..plan import mvu_cycles
 from . import cmvm as constant_matrix
@@ -78,16 +79,19 @@ def resources(layer, family, *, use_dsp=True) -> Resources:
     xbits = fmt.bits
     ids = _ids(layer)
     res = macc([xbits] * simd, family)  # S
-    acc_bits = ir.accumulator_bits(layer)
+    w = conv_weight_matrix(layer.weight)
+    # The combine of a PE (2P - S, S - 2P or P) is as wide as its channels' ACC range.
+    lo, hi = np.asarray(TemplateShape.combine_ranges(layer, w)).T
+    widths = [ir.signed_bits_for(int(min(lo[p::pe].min(), 0)), int(max(hi[p::pe].max(), 0)))
+              for p in range(pe)]
     if fixed_cost.is_unrolled(layer):
-        w = conv_weight_matrix(layer.weight)
         for c in np.flatnonzero(ids >= 0):
             on = int((w[c] * layer.kind_data.signs[c] > 0).sum())
             res += macc([xbits] * on, family)
         fixed = np.flatnonzero(ids < 0)
         if fixed.size:
             res += constant_matrix.resources(layer, w[fixed], family)
-        res += adder(acc_bits, family) * int((ids >= 0).sum())
+        res += sum((adder(widths[c], family) for c in np.flatnonzero(ids >= 0)), Resources())
         return res
     tpes = _template_pes(layer)
     gates = Resources(lut=0 if family == "xilinx" else xbits * simd)
@@ -99,9 +103,9 @@ def resources(layer, family, *, use_dsp=True) -> Resources:
         res += (gates + macc([xbits] * simd, family)) if tpe else one_fixed
         channels = ids[p::pe]
         if np.any(channels >= 0):
-            res += adder(acc_bits, family)
+            res += adder(widths[p], family)
             if np.any(channels < 0) or len(set(layer.kind_data.signs[p::pe])) > 1:
-                res += mux(acc_bits, 2, family)
+                res += mux(widths[p], 2, family)
     return res
 
 
