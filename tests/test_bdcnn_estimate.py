@@ -1,15 +1,17 @@
 # amaranth: UnusedElaboratable=no
 """The ``bdcnn`` cost face (:mod:`hwquant.estimate.bdcnn`) in the MVU model against Yosys.
 
-Tolerance: folded over the channels (``NF > 1``, a coefficient multiplier per basis and PE,
-the shapes ``--fold auto`` picks for wide layers) modelled LUTs within 25 % and flip-flops
-within 10 % of Yosys 0.70's on ice40 and xilinx, DSP blocks equal. Measured, (model - Yosys) /
-Yosys, LUT / FF: ``folded`` ice40 -7.6 % / -3.7 %, xilinx +21.7 % / +2.0 %; the bench MVU
-(32 x 144, PE 4, SIMD 16, K = Q = 4) ice40 -15.8 % / -4.0 %, xilinx -8.9 % / +1.6 %.
-With one channel per PE (``NF = 1``: constant coefficients) the model is high, more so on
-xilinx (ice40 +14.9 % / +15.6 %, xilinx +53 % / +32 %: Yosys packs the shifted plane sums
-and constant products of small layers tighter than the per-adder count, and DSP48 registers
-absorb part of the pipeline); that case is checked against its own looser bound."""
+The MVU's ``K * Q`` partial and ``Q`` shared sums, their accumulators and the combine register
+come from the engine contract (:class:`hwquant.engine_shape.BdcnnShape`), the popcounts and
+the combine step from the face. Tolerance: folded over the channels (``NF > 1``, a
+coefficient multiplier per basis and PE, the shapes ``--fold auto`` picks for wide layers)
+modelled LUTs within 25 % and flip-flops within 10 % of Yosys 0.70's on ice40 and xilinx, DSP
+blocks equal. Measured, (model - Yosys) / Yosys, LUT / FF: ``folded`` ice40 -9.1 % / -1.3 %,
+xilinx +16.3 % / +4.3 %. With one channel per PE (``NF = 1``: constant coefficients) ice40
++1.8 % / +9.5 %, xilinx +31.2 % / +23.1 % (was +53 % / +32 % before the contract-based
+model): LUT6 packs the carry-save plane sums tighter than the per-full-adder cost, and DSP48
+registers absorb part of the pipeline; that case is checked against its own looser bound.
+The bench MVU (slow; 32 x 144, PE 4, SIMD 16, K = Q = 4) keeps the folded bound."""
 
 import numpy as np
 import pytest
@@ -22,7 +24,7 @@ from hwquant.estimate.resources import Resources
 from hwquant.hw.mvu import MatrixVectorUnit
 
 #: (LUT, FF) tolerance per case, relative to Yosys (module docstring).
-TOLERANCE = {"folded": (0.25, 0.10), "bench": (0.25, 0.10), "nf1": (0.60, 0.35)}
+TOLERANCE = {"folded": (0.25, 0.10), "bench": (0.25, 0.10), "nf1": (0.40, 0.30)}
 #: (out channels, fan-in, PE, SIMD, K, Q, coefficient bits).
 CASES = {
     "folded": (8, 36, 2, 9, 3, 4, 6),

@@ -84,6 +84,11 @@ def test_dsp_blocks():
     assert dsp_blocks(6, 4, "xilinx") == 1
     assert dsp_blocks(4, 4, "gowin") == 1
     assert dsp_blocks(24, 16, "gowin") == 3
+    # synth_gowin's passes (Yosys 0.70): the 18 x 18 pass takes 18 x 4; the 3 x 4 rest of a
+    # 21 x 4 stays in LUTs; a 12 x 6 rest is another 18 x 18.
+    assert dsp_blocks(21, 4, "gowin") == 1
+    assert dsp_blocks(30, 6, "gowin", signed=True) == 2
+    assert dsp_blocks(8, 8, "gowin") == 1
     assert multiplier(24, 16, "ecp5", True).dsp == 2
     assert multiplier(8, 8, "ice40", False).dsp == 0
 

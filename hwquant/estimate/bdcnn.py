@@ -1,15 +1,19 @@
 """Cost face of the ``bdcnn`` arithmetic kind: what :class:`hwquant.hw.bdcnn.BdcnnEngine`
-builds in the MVU, calibrated against Yosys (``tests/test_bdcnn_estimate.py``).
+builds in the MVU, calibrated against Yosys (``tests/test_bdcnn_estimate.py``,
+``benchmarks/calibrate_estimator.py``).
 
-Per MVU: ``Q`` shared popcounts of ``SIMD`` bits; per PE ``K * Q`` popcounts (of ``SIMD`` bits
-folded, with the AND of the ROM bits in their first LUTs; of the selected lanes when unrolled)
-and the combine: per basis the plane sum ``T_a = sum_b P_ab << (b + 1) - sum_b S_b << b``
-(``Q`` adds), its product by the channel's coefficient (a constant multiply when ``NF = 1``, a
-``coef_bits``-wide multiplier otherwise) and the adder tree. The MVU
-(:mod:`hwquant.estimate.mvu`) counts one engine sum, one accumulator and a combine register
-of the accumulator's width per PE; this face adds the other ``K * Q - 1`` part registers and
-accumulators per PE, the ``Q`` shared ones, and the combine register's rest up to the
-accumulator width.
+Per MVU: ``Q`` shared popcounts of ``SIMD`` bits and ``sq = sum_b S_b << b``; per PE and
+basis the combine step reads (:meth:`hwquant.engine_shape.BdcnnShape.live_parts`: a basis
+whose coefficient is 0 in every channel of the PE is skipped, its popcounts unread) ``Q``
+AND-popcounts (folded: of ``SIMD`` gated bits; unrolled: of the lanes whose basis bit is set,
+each tree node over the same lanes of a plane built once for all PEs and bases, as Yosys
+merges them), the plane sum ``T_a = sum_b P_ab << (b + 1) - sq`` (one carry-save sum), its
+product by the coefficient (a positive or negated power of two is a shift; another constant a
+constant product with the fixed kind's operand widths; selected by the fold index, a
+multiplier as wide as the PE's coefficients; each product as wide as the combine register
+keeps it, below the family's DSP minimum in LUTs) and the sum of the products (inside the
+DSP block on xilinx and ice40). The registers and accumulators of the ``K * Q`` partial and
+``Q`` shared sums are the MVU's (:mod:`hwquant.estimate.mvu`, from the engine contract).
 """
 
 from __future__ import annotations
@@ -19,14 +23,16 @@ import math
 import numpy as np
 
 from .. import ir
+from ..bdcnn import basis_bits
+from ..engine_shape import BdcnnShape, bdcnn_coefficients
 from ..plan import mvu_cycles
 from .binary import popcount_luts
-from .common import check_family
+from .common import carry_save, check_family, const_select
+from .fixed import _DSP_Y_MIN, const_product
 from .resources import (
     Resources,
     adder,
     comparator,
-    const_multiplier,
     multiplier,
     mux,
     register,
@@ -41,53 +47,95 @@ def _check(layer):
                          f"a bdcnn conv2d or linear layer")
 
 
+def _negated_power_of_two(c) -> bool:
+    return c < 0 and (-c) & (-c - 1) == 0
+
+
+def _popcount_nodes(layer, family, live) -> Resources:
+    """The ``K * Q`` AND-popcounts of every PE for all planes. Folded: one popcount of
+    ``SIMD`` gated bits per live sum. Unrolled: per live basis of a PE, a popcount of the
+    lanes whose basis bit is set; the same nodes over the same lanes of a plane are the same
+    logic in every PE and basis (Yosys merges them), so each distinct node costs once per
+    plane."""
+    from ..popcount_tree import DEFAULT_LUT_INPUTS, tree_nodes
+    from .binary import node_luts
+
+    d = layer.kind_data
+    pe, simd = layer.fold.pe, layer.fold.simd
+    if not (pe == layer.out_channels and simd == layer.fan_in):
+        return popcount_luts(simd, family) * int(live.sum())
+    bits = basis_bits(layer.weight_matrix(), bdcnn_coefficients(layer))
+    distinct = set()
+    for p in range(pe):
+        for a in range(d.basis):
+            if not live[p, a * d.qbits]:
+                continue
+            sel = np.flatnonzero(bits[p, a])
+            for kind, width, support in tree_nodes(len(sel), DEFAULT_LUT_INPUTS):
+                distinct.add((kind, width, tuple(int(sel[i]) for i in support)))
+    per_plane = sum(node_luts(kind, width, family, DEFAULT_LUT_INPUTS)
+                    for kind, width, _ in distinct)
+    return Resources(lut=round(per_plane * d.qbits))
+
+
+def _plane_sum(widths_shifts, family) -> Resources:
+    """A carry-save sum of shifted terms (``(width, shift)`` each), as ``maccmap`` maps it."""
+    top = max(w + s for w, s in widths_shifts)
+    counts = [0] * top
+    for w, s in widths_shifts:
+        for col in range(s, s + w):
+            counts[col] += 1
+    return carry_save(counts, family)
+
+
 def resources(layer, family, *, use_dsp=True, **_) -> Resources:
-    """LUT/DSP of the engine and its combine step (accumulators and ROM: estimate.model)."""
+    """LUT/DSP of the engine and its combine step (its sums' registers and accumulators:
+    :mod:`hwquant.estimate.mvu`, from the engine contract)."""
     _check(layer)
     check_family(family)
     d = layer.kind_data
-    pe, simd = layer.fold.pe, layer.fold.simd
-    nf = layer.out_channels // pe
-    pop = popcount_luts(simd, family)
-    total = pop * d.qbits + pop * (pe * d.basis * d.qbits)
-    t_bits = math.ceil(math.log2(layer.fan_in * ((1 << d.qbits) - 1) + 1)) + 2
-    total = total + _sums(layer, family)
-    coef = np.array(d.coefficients, dtype=np.int64).reshape(layer.out_channels, d.basis)
-    for p in range(pe):
-        # T_a per basis: Q shifted part sums less the shared plane sum.
-        total = total + adder(t_bits, family) * (d.basis * d.qbits)
-        for a in range(d.basis):
-            if nf == 1:  # the channel's own constant (0: no product, as the engine skips it)
-                if not coef[p, a]:
-                    continue
-                prod = const_multiplier(int(coef[p, a]), t_bits, True, family,
-                                        use_dsp=use_dsp)
-            else:
-                prod = multiplier(t_bits, d.coef_bits, family, use_dsp, signed=True)
-            total = total + prod + adder(t_bits + d.coef_bits, family)
-    return total
-
-
-def _sums(layer, family) -> Resources:
-    """The registers and accumulators of the parts beyond the MVU's one per PE, and the rest
-    of the combine register."""
-    d = layer.kind_data
+    k, q = d.basis, d.qbits
     pe, simd, f = layer.fold.pe, layer.fold.simd, layer.fan_in
-    # Popcounts are never negative: their constant sign bits are no flip-flops.
-    part_bits, acc_bits = simd.bit_length(), f.bit_length()
-    extra = pe * (d.basis * d.qbits - 1) + d.qbits
-    if f // simd > 1:
-        one = register(part_bits) + register(acc_bits) + adder(acc_bits, family) + \
-            mux(acc_bits, 2, family)
-    else:
-        one = register(part_bits)
-    # The combine register of a PE: as wide as its channels' range of W @ X.
-    w = layer.weight_matrix()
-    lo, hi = ir.matrix_range(w, np.zeros(len(w), dtype=np.int64), layer.in_format)
-    combine = sum(max(ir.signed_bits_for(int(min(lo[p::pe].min(), 0)),
-                                         int(max(hi[p::pe].max(), 0))) - acc_bits, 0)
-                  for p in range(pe))
-    return one * extra + register(combine)
+    live = BdcnnShape.live_parts(layer, pe=pe)
+    total = popcount_luts(simd, family) * q  # the shared plane popcounts
+    total += _popcount_nodes(layer, family, live)
+    # sq = sum_b S_b << b, once for every PE.
+    acc_bits = max(f.bit_length(), 1)
+    total += _plane_sum([(acc_bits, b) for b in range(q)], family)
+    sq_bits = acc_bits + q
+    t_bits = math.ceil(math.log2(f * ((1 << q) - 1) + 1)) + 2
+    coef = bdcnn_coefficients(layer)
+    # The products are summed into the combine register: Yosys keeps only its width of each
+    # product, and a product narrower than the family's DSP minimum stays in LUTs.
+    y_bits = min(t_bits + d.coef_bits, ir.accumulator_bits(layer))
+    dsp = use_dsp and y_bits >= _DSP_Y_MIN[family]
+    for p in range(pe):
+        for a in range(k):
+            if not live[p, a * q]:
+                continue
+            # T_a: the Q shifted plane sums less sq, one carry-save sum.
+            total += _plane_sum([(acc_bits, b + 1) for b in range(q)] + [(sq_bits, 0)],
+                                family)
+            vals = [int(v) for v in coef[p::pe, a]]
+            if len(set(vals)) == 1:  # one constant for every fold (NF = 1: the channel's)
+                c = vals[0]
+                if c > 0 and c & (c - 1) == 0:
+                    prod = Resources()  # a shift
+                elif _negated_power_of_two(c):
+                    prod = Resources()  # a shift, subtracted in the sum below
+                else:
+                    # T is signed: the constant is a signed operand (one bit wider than
+                    # its magnitude), as the fixed kind's products are.
+                    prod = const_product(c, t_bits, True, family, use_dsp=dsp)[0]
+            else:  # selected by the fold index: as wide as this PE's coefficients need
+                cbits = ir.signed_bits_for(min(vals + [0]), max(vals + [0]))
+                prod = const_select(vals, family) + \
+                    multiplier(t_bits, cbits, family, dsp, signed=True)
+            # The sum of the products: a DSP48E1 or SB_MAC16 takes the adder after its
+            # multiply in (as for the requantization's rounding constant).
+            in_dsp = prod.dsp > 0 and family in ("xilinx", "ice40")
+            total += prod + (Resources() if in_dsp else adder(t_bits + d.coef_bits, family))
+    return total
 
 
 def cycles(layer) -> int:

@@ -12,8 +12,9 @@ What :class:`hwquant.hw.binary.BinaryEngine` builds, per processing element:
   with ROM weights each XNOR of an input with a weight bit is one more LUT for the LUT4 tree
   (its first LUTs feed a carry chain), and for the LUT6 structure the XNORs sit inside (3:2)
   counters of three lanes (:class:`hwquant.hw.popcount.XnorPopcount`; modelled 95 LUT6 for 64
-  lanes, measured 120). Then ``2P - F`` once per PE: one adder of ``log2 F + 2`` bits (the MVU's combine
-  step, counted here with the engines).
+  lanes, measured 120). Then ``2P - F`` once per PE (the MVU's combine step, counted here
+  with the engines): ``2P`` is wiring and ``F`` is added from its lowest set bit up, LUTs only
+  for the bits the epilogue reads.
 * **multi-bit inputs** (the first layer): the add/subtract tree. Unrolled, Yosys merges the
   ``+1`` and ``-1`` lanes into one multi-operand sum (a carry-save tree,
   :func:`hwquant.estimate.common.macc`) with the subtracted lanes inverted and a constant
@@ -77,7 +78,9 @@ def _check(layer):
                          f"encoding {layer.encoding!r}")
 
 
-def _node_luts(kind, width, family, lut_inputs, unrolled=False) -> float:
+def node_luts(kind, width, family, lut_inputs, unrolled=False) -> float:
+    """LUTs of one popcount node (``kind`` ``"adder"`` of ``width``-bit operands or
+    ``"counter"``) built for ``lut_inputs`` on ``family``."""
     if kind == "counter":
         return COUNTER_LUTS[family]
     if unrolled and family in UNROLLED_ADDER_LUTS_PER_BIT:
@@ -101,7 +104,7 @@ def popcount_luts(n: int, family: str, lut_inputs: int = DEFAULT_LUT_INPUTS,
         return Resources()
     nodes = tree_nodes(n, lut_inputs)
     if rows is None:
-        return Resources(lut=round(sum(_node_luts(k, w, family, lut_inputs)
+        return Resources(lut=round(sum(node_luts(k, w, family, lut_inputs)
                                        for k, w, _ in nodes)))
     signs = np.asarray(rows) > 0
     total = 0.0
@@ -110,13 +113,30 @@ def popcount_luts(n: int, family: str, lut_inputs: int = DEFAULT_LUT_INPUTS,
         if family in COMPLEMENT_SHARING:
             pats = pats ^ pats[:, :1]  # a pattern and its complement are one class
         distinct = len({r.tobytes() for r in pats})
-        total += distinct * _node_luts(kind, width, family, lut_inputs, unrolled=True)
+        total += distinct * node_luts(kind, width, family, lut_inputs, unrolled=True)
     return Resources(lut=round(total))
+
+
+def _combine(layer, family) -> Resources:
+    """``2P - F`` per PE: ``2P`` is wiring, and subtracting ``F`` (a multiple of ``2**t``)
+    leaves the bits below ``t`` alone: a constant adder over the bits from ``t`` up, of
+    which only those the epilogue reads cost LUTs where the family's carry chain allows
+    (:func:`~hwquant.estimate.epilogue.dead_low_bits`)."""
+    from .common import const_add
+    from .epilogue import dead_low_bits
+
+    f, pe = layer.fan_in, layer.fold.pe
+    width = ir.signed_bits_for(-f, f)
+    t = (f & -f).bit_length() - 1
+    res = Resources()
+    for dead in dead_low_bits(layer, [width] * pe, [1] * pe):
+        res += const_add(max(width - t, 1), max(width - max(t, dead), 0), family)
+    return res
 
 
 def _bipolar_engines(layer, family, lut_inputs, unrolled) -> Resources:
     pe, simd = layer.fold.pe, layer.fold.simd
-    combine = adder(max(layer.fan_in.bit_length(), 1) + 1, family) * pe  # 2P - F
+    combine = _combine(layer, family)
     if unrolled:
         return popcount_luts(simd, family, lut_inputs, rows=layer.weight_matrix()) + combine
     if lut_inputs == 6:

@@ -32,7 +32,8 @@ from .. import ir
 from .common import const_add, const_select, csd_digits, saturation
 from .resources import Resources, adder, comparator, ice40_piece_in_dsp, multiplier, mux, popcount
 
-__all__ = ["resources", "requant", "thresholds", "logits", "absorbed_lanes", "USE_DSP"]
+__all__ = ["resources", "requant", "thresholds", "logits", "absorbed_lanes", "dead_low_bits",
+           "USE_DSP"]
 
 #: Yosys infers DSP blocks by default (``synthesize(..., allow_dsp=True)``); so does the model.
 USE_DSP = True
@@ -45,8 +46,15 @@ def _lanes(layer):
     return [[n * pe + p for n in range(nf)] for p in range(pe)]
 
 
-def resources(layer, family, *, acc_bits, use_dsp=USE_DSP) -> Resources:
+def resources(layer, family, *, acc_bits, lane_bits=None, use_dsp=USE_DSP) -> Resources:
     """The epilogue lanes of ``layer``'s MVU, by the type of ``layer.epilogue``.
+
+    ``acc_bits`` is the epilogue's input width; ``lane_bits`` (per PE, at most ``acc_bits``)
+    the bits that vary in each lane's input: the combine register sign-extends each PE's
+    ``ACC`` to ``acc_bits``, its copies of the sign bit are one flip-flop, and Yosys's
+    ``wreduce`` narrows the adders, comparators and multipliers behind it to the lane's own
+    width (a 21-bit requantization input holding a 15-bit template sum is one ECP5 DSP
+    block, not two).
 
     Raises
     ------
@@ -60,10 +68,17 @@ def resources(layer, family, *, acc_bits, use_dsp=USE_DSP) -> Resources:
     if face is None:
         raise TypeError(f"Layer '{layer.name}': the cost model has no face for epilogue "
                         f"{type(ep).__name__}")
-    return face(ep, layer, family, acc_bits=acc_bits, use_dsp=use_dsp)
+    return face(ep, layer, family, acc_bits=_lane_bits(layer, acc_bits, lane_bits),
+                use_dsp=use_dsp)
 
 
-def absorbed_lanes(layer, family, *, acc_bits, use_dsp=USE_DSP) -> list:
+def _lane_bits(layer, acc_bits, lane_bits) -> list:
+    if lane_bits is None:
+        return [acc_bits] * layer.fold.pe
+    return [max(1, min(int(b), acc_bits)) for b in lane_bits]
+
+
+def absorbed_lanes(layer, family, *, acc_bits, lane_bits=None, use_dsp=USE_DSP) -> list:
     """Per PE lane: whether the DSP block of its requantization multiply takes the MVU's
     combine register in as its input register (``xilinx_dsp`` packs the flip-flops that feed a
     DSP48E1's A port; measured on one-layer 4-bit networks: the Xilinx flip-flops fall short of
@@ -71,10 +86,11 @@ def absorbed_lanes(layer, family, *, acc_bits, use_dsp=USE_DSP) -> list:
     if family != "xilinx" or not isinstance(layer.epilogue, ir.Requant):
         return [False] * layer.fold.pe
     rq = layer.epilogue
-    return [_requant_lane(acc_bits, [int(layer.bias[c]) for c in chans],
+    return [_requant_lane(bits, [int(layer.bias[c]) for c in chans],
                           [int(rq.multiplier[c]) for c in chans], rq.shift, rq.lo, rq.hi,
                           layer.out_format.bits, family, use_dsp).dsp > 0
-            for chans in _lanes(layer)]
+            for chans, bits in zip(_lanes(layer), _lane_bits(layer, acc_bits, lane_bits),
+                                   strict=True)]
 
 
 def _bias_add(biases, acc_bits, family) -> tuple:
@@ -88,10 +104,10 @@ def requant(epilogue, layer, family, *, acc_bits, use_dsp=USE_DSP) -> Resources:
     """``sat(rshift_rhu((ACC + B) * M, shift), lo, hi)`` on every lane."""
     rq = epilogue
     total = Resources()
-    for chans in _lanes(layer):
+    for chans, bits in zip(_lanes(layer), acc_bits, strict=True):
         biases = [int(layer.bias[c]) for c in chans]
         mults = [int(rq.multiplier[c]) for c in chans]
-        total += _requant_lane(acc_bits, biases, mults, rq.shift, rq.lo, rq.hi,
+        total += _requant_lane(bits, biases, mults, rq.shift, rq.lo, rq.hi,
                                layer.out_format.bits, family, use_dsp)
     return total
 
@@ -155,20 +171,20 @@ def thresholds(epilogue, layer, family, *, acc_bits, use_dsp=USE_DSP) -> Resourc
     thr = np.asarray(epilogue.thresholds, dtype=np.int64)
     direction = np.asarray(epilogue.direction, dtype=np.int64)
     bias = np.asarray(layer.bias, dtype=np.int64)
-    reach = 1 << acc_bits
     count = thr.shape[1]
     total = Resources()
-    for chans in _lanes(layer):
+    for chans, lane_bits in zip(_lanes(layer), acc_bits, strict=True):
         dirs = [int(direction[c]) for c in chans]
-        bits = acc_bits
+        bits = lane_bits
+        reach = 1 << lane_bits
         res = Resources()
         if len(set(dirs)) > 1:
             # Mux(neg[nf], -acc, acc): a negation and a 2:1 mux, one bit wider.
             res += const_select([int(d < 0) for d in dirs], family)
-            res += adder(acc_bits, family) + mux(acc_bits + 1, 2, family)
+            res += adder(lane_bits, family) + mux(lane_bits + 1, 2, family)
             bits += 1
         elif dirs[0] < 0:
-            res += adder(acc_bits, family)
+            res += adder(lane_bits, family)
             bits += 1
         for t in range(count):
             ks = [int(np.clip(direction[c] * (thr[c, t] - bias[c]), -reach, reach))
@@ -176,7 +192,9 @@ def thresholds(epilogue, layer, family, *, acc_bits, use_dsp=USE_DSP) -> Resourc
             if all(abs(k) == reach for k in ks) and len(set(ks)) == 1:
                 continue  # always or never passed: a constant
             if len(set(ks)) == 1:
-                res += const_add(bits, 1, family)  # compare with a constant: the carry out
+                # Compare with a constant: the carry out of the bits at and above the
+                # constant's lowest set bit (the bits below cannot change the outcome).
+                res += const_add(max(bits - _trailing_zeros(ks[0], bits), 1), 1, family)
             else:
                 kbits = ir.signed_bits_for(min(ks), max(ks))
                 res += const_select(ks, family) + comparator(max(bits, kbits), family)
@@ -189,16 +207,63 @@ def thresholds(epilogue, layer, family, *, acc_bits, use_dsp=USE_DSP) -> Resourc
     return total
 
 
+def _trailing_zeros(k, bits) -> int:
+    """Low bits of a ``bits``-wide value that ``value >= k`` does not depend on:
+    ``value >= k`` is ``value >> t >= k >> t`` for ``k`` a multiple of ``2**t``."""
+    if k == 0:
+        return bits - 1  # the sign bit alone
+    return min((k & -k).bit_length() - 1, bits - 1)
+
+
+def dead_low_bits(layer, acc_bits, zero_bits=None) -> list:
+    """Per PE lane: the low bits of ``ACC`` the epilogue never reads (``acc_bits`` per lane;
+    ``zero_bits``: low bits of ``ACC`` known to be constant zero).
+
+    A threshold epilogue whose thresholds are constants (the same over the folds) compares
+    ``ACC >= K``, which does not depend on the bits below ``K``'s lowest set bit (with ``z``
+    constant-zero low bits, ``ACC >= K`` is ``ACC >= K'``, ``K`` rounded up to a multiple of
+    ``2**z``: ABC finds this); a threshold that is always or never passed reads nothing. Yosys removes the unread bits
+    with the logic and the flip-flops that only feed them, back through the registers that
+    merely copy them (the MVU's combine register, and its accumulators when ``SF = 1``).
+    Requantization and logits read every bit (0)."""
+    ep = layer.epilogue
+    pe = layer.fold.pe
+    if not isinstance(ep, ir.Thresholds):
+        return [0] * pe
+    thr = np.asarray(ep.thresholds, dtype=np.int64)
+    direction = np.asarray(ep.direction, dtype=np.int64)
+    bias = np.asarray(layer.bias, dtype=np.int64)
+    zero_bits = zero_bits or [0] * pe
+    out = []
+    for chans, bits, z in zip(_lanes(layer), acc_bits, zero_bits, strict=True):
+        if any(direction[c] < 0 for c in chans):
+            out.append(0)
+            continue
+        reach = 1 << bits
+        dead = bits
+        for t in range(thr.shape[1]):
+            ks = [int(np.clip(thr[c, t] - bias[c], -reach, reach)) for c in chans]
+            if len(set(ks)) > 1:
+                dead = 0
+                break
+            if abs(ks[0]) == reach:
+                continue  # always or never passed
+            k = -((-ks[0]) >> z) << z  # rounded up to a multiple of 2**z
+            dead = min(dead, max(_trailing_zeros(k, bits), z))
+        out.append(dead)
+    return out
+
+
 def logits(epilogue, layer, family, *, acc_bits, use_dsp=USE_DSP) -> Resources:
     """``(ACC + B) * scale`` (``scale`` None: ``ACC + B``) on every lane."""
     scale = None if epilogue is None else epilogue.scale
     total = Resources()
-    for chans in _lanes(layer):
+    for chans, lane_bits in zip(_lanes(layer), acc_bits, strict=True):
         biases = [int(layer.bias[c]) for c in chans]
-        res, bits, constant = _bias_add(biases, acc_bits, family)
+        res, bits, constant = _bias_add(biases, lane_bits, family)
         scales = [1] * len(chans) if scale is None else [int(scale[c]) for c in chans]
         if constant:
-            res += const_add(acc_bits, acc_bits, family)  # a constant bias
+            res += const_add(lane_bits, lane_bits, family)  # a constant bias
         if any(s != 1 for s in scales):
             if len(set(scales)) == 1:
                 res += shift_add(scales[0], bits, family)

@@ -31,13 +31,18 @@ and 10 % FF of Yosys.
 
 Over every arithmetic kind (``benchmarks/calibrate_estimator.py``: one-layer networks of each
 kind, fully unrolled, partly folded and folded, narrow (3-4 bit, requantized) and wide (6-8
-bit, logits), four families, 144 runs): fixed, pow2, bitmask and the constant-matrix engine
-(72 runs) have median |LUT error| 3.2 % (ice40), 3.7 % (ecp5), 7.5 % (xilinx), 3.5 % (gowin),
-worst 13.9 %, flip-flops median 0.8-1.2 %, worst 7.1 %, DSP and BRAM exact on all 72. Binary
-layers are overestimated (median 28.6 %, worst +89 % LUT, +46 % FF on unrolled bipolar
-layers), template layers within 10 % folded but up to +37 % fully unrolled, and bdcnn layers
-are about half their Yosys size (the MVU model costs one partial sum per PE; the bdcnn
-engine keeps one per basis and bit plane).
+bit, logits), four families, 144 runs, Yosys 0.70), median / worst |error|: LUT 6.4 % /
+89 %, FF 2.6 % / 26.8 %; DSP exact on 142, BRAM on all 144. Per kind (LUT median / worst, FF
+median / worst): fixed 5.8 / 14.5 %, 2.1 / 10.7 %; pow2 5.2 / 8.6 %, 2.0 / 18.2 %; bitmask
+4.7 / 10.0 %, 2.1 / 17.5 %; the constant-matrix engine 4.7 / 13.0 %, 10.0 / 26.8 % (the
+flip-flops of small unrolled requantized layers, Xilinx worst); binary 10.8 / 55.7 %, 3.6 /
+10.2 %; template 6.5 / 35.5 %, 4.4 / 11.8 %; bdcnn 12.7 / 89 %, 2.0 / 24.3 %. The kinds with
+their own engine are sized from the engine contract (:mod:`hwquant.engine_shape`); what is
+left is LUTs of fully unrolled layers: binary 8 x 16 with one threshold (ecp5 +56 %, xilinx
++49 %: Yosys maps much of the constant-weight popcounts outside carry chains), template and
+bdcnn on xilinx (+36 %, +89 %: LUT6 packs the carry-save sums tighter than the per-full-adder
+cost), and bdcnn folded layers on ecp5/gowin (-13 % to -19 %). Folded layers meet the goals
+on every kind (LUT median 5.1 %, worst 16 %).
 
 Stage by stage, after the corrections (each component synthesized alone; ice40 / xilinx):
 MVUs -10 % to +19 % / +1 % to +23 % (four MVUs; the worst a small linear layer with a

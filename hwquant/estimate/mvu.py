@@ -8,8 +8,12 @@ the operand mux in front of the engine; the ``SIMD``-lane operand register; the 
 engines (the arithmetic kind's cost face, :func:`hwquant.kinds.cost_model`; a fully unrolled
 layer of a constant-matrix kind costs its shared adder graph, :mod:`hwquant.estimate.cmvm`);
 the engine-sum register; ``PE`` accumulators sized from each PE's channels' whole-vector range;
-the combine register; the epilogue (:mod:`hwquant.estimate.epilogue`); the ``PE``-lane output
-register.
+the combine register; the epilogue (:mod:`hwquant.estimate.epilogue`, each lane at its own
+width); the ``PE``-lane output register. For a kind with its own engine (``binary``,
+``template``, ``bdcnn``) the sums, accumulators and combine register come from the engine
+contract's shape (:mod:`hwquant.engine_shape`, the class the hardware engine inherits):
+``PE * P`` partial and ``S`` shared sums, each register lane as wide as its range needs, unread
+sums and unread low bits dropped (:func:`_contract_sums`).
 Nothing scales with ``F`` or ``OC`` but the memories.
 """
 
@@ -18,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import ir
+from ..engine_shape import register_bits, shape_for
 from ..kinds import cost_model, uses_constant_matrix
 from . import cmvm as constant_matrix
 from . import epilogue as epilogue_face
@@ -118,6 +123,10 @@ def mvu(rows, layer, weights, family, *, use_dsp=USE_DSP):
         rows.add("accumulators", acc)
         _tail(rows, layer, family, acc_widths, use_dsp)
         return
+    shape = shape_for(layer)
+    if shape is not None:  # a kind with its own engine: its contract names the sums
+        _contract_sums(rows, layer, weights, family, shape, use_dsp)
+        return
 
     # Stage 2: engine sums, one per PE, as wide as the engine's worst-case sum (the lanes of
     # the register share one width, but sign-extension copies of a flip-flop merge).
@@ -152,6 +161,54 @@ def mvu(rows, layer, weights, family, *, use_dsp=USE_DSP):
     _tail(rows, layer, family, acc_widths, use_dsp, zero_bits=zero_bits)
 
 
+def _contract_sums(rows, layer, weights, family, shape, use_dsp):
+    """Stages 2-4 of an MVU whose engine keeps ``P`` partial sums per PE and ``S`` shared
+    sums (the engine contract, :mod:`hwquant.engine_shape`): the sums register (each lane
+    as wide as its own per-beat range: constant-zero sign bits of popcounts and masked sums
+    are no flip-flops, an engine lane that is always 0 none), ``PE * P + S`` accumulators
+    sized from the whole-vector ranges, sign bit included (it is an adder's output; a copy
+    of the sums lane when ``SF = 1``; a sum the combine step never reads is none), the
+    combine register of each PE as wide as its channels' ``ACC`` range, less its constant
+    low bits and those the epilogue never reads (:func:`~.epilogue.dead_low_bits`, traced
+    back through the copies of ``SF = 1``); then the epilogue
+    and the output register (:func:`_tail`). The engine's combine logic is in its cost face
+    (``dot_engines``)."""
+    pe, simd = layer.fold.pe, layer.fold.simd
+    oc, sf = layer.out_channels, layer.fan_in // layer.fold.simd
+    n_parts = shape.parts_per_pe(layer)
+    # The combine register, and the low bits of it the epilogue never reads: with SF = 1
+    # the sums and accumulators only copy the parts, so their bits that do not reach the
+    # read ones are no flip-flops either.
+    ranges = np.asarray(shape.combine_ranges(layer, weights))
+    widths = [register_bits(ranges[p::pe, 0].min(), ranges[p::pe, 1].max())
+              for p in range(pe)]
+    zero = shape.combine_zero_bits(layer)
+    dead = epilogue_face.dead_low_bits(layer, widths, [min(zero, w) for w in widths])
+    part_dead = [shape.part_dead_bits(layer, d) if sf == 1 else 0 for d in dead]
+    beat = np.asarray(shape.beat_part_ranges(layer, weights, pe=pe, simd=simd))
+    whole = np.asarray(shape.part_ranges(layer, weights)).reshape(oc, n_parts, 2)
+    live = shape.live_parts(layer, pe=pe)
+    lanes = [(beat[p, j], (whole[p::pe, j, 0].min(), whole[p::pe, j, 1].max()), part_dead[p])
+             for p in range(pe) for j in range(n_parts) if live[p, j]]
+    lanes += [(b, w, 0) for b, w in zip(shape.beat_shared_ranges(layer, simd=simd),
+                                        shape.shared_ranges(layer), strict=True)]
+    dots, acc = Resources(), Resources()
+    for (blo, bhi), (wlo, whi), gone in lanes:
+        dots += register(max(register_bits(blo, bhi) - gone, 0))
+        if sf == 1:
+            acc += register(max(register_bits(blo, bhi) - gone, 0))
+        elif (blo, bhi) != (0, 0):
+            # An accumulating register's sign bit is an adder output: it stays, unless the
+            # combine step never reads it.
+            bits = (_range_bits(wlo, whi) if wlo < 0 or shape.reads_part_sign(layer)
+                    else register_bits(wlo, whi))
+            acc += register(bits) + adder(bits, family) + mux(bits, 2, family)
+    rows.add("dot_registers", dots)
+    rows.add("accumulators", acc)
+    _tail(rows, layer, family, widths, use_dsp,
+          zero_bits=[min(max(zero, d), w) for d, w in zip(dead, widths, strict=True)])
+
+
 def _tail(rows, layer, family, acc_widths, use_dsp, *, zero_bits=None):
     """Stages 4 and 5: the combine register (``acc_widths`` per PE, sign-extended to the
     epilogue's width, less ``zero_bits`` constant-zero low bits per PE), the epilogue and the
@@ -161,13 +218,17 @@ def _tail(rows, layer, family, acc_widths, use_dsp, *, zero_bits=None):
     # Stage 4: the combine register (identity combine: the sign-extended accumulators).
     # On Xilinx the DSP block of a lane's requantization multiply absorbs its register.
     epi_bits = ir.accumulator_bits(layer)
-    into_dsp = epilogue_face.absorbed_lanes(layer, family, acc_bits=epi_bits, use_dsp=USE_DSP)
+    lane_bits = [min(b, epi_bits) for b in acc_widths]
+    into_dsp = epilogue_face.absorbed_lanes(layer, family, acc_bits=epi_bits,
+                                            lane_bits=lane_bits, use_dsp=USE_DSP)
     rows.add("combine_register", register(sum(min(b, epi_bits) - z for b, z, gone
                                               in zip(acc_widths, zero_bits, into_dsp,
                                                      strict=True)
                                               if not gone)))
 
     # Stage 5: the epilogue into the PE-lane output register.
+    # The epilogue works on each lane's own width (the sign-extension above it is one
+    # flip-flop, and Yosys narrows the arithmetic behind it).
     rows.add("epilogue", epilogue_face.resources(layer, family, acc_bits=epi_bits,
-                                                 use_dsp=use_dsp))
+                                                 lane_bits=lane_bits, use_dsp=use_dsp))
     rows.add("output_register", register(pe * layer.out_format.bits))

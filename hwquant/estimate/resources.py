@@ -348,10 +348,11 @@ def dsp_blocks(abits, bbits, family, *, signed=False):
 
     The rules of ``mul2dsp`` per family: ice40 ``SB_MAC16`` 16x16, only for products of at
     least 11 bits; ecp5 ``MULT18X18D`` 18x18 for any product of at least 2x2; xilinx
-    ``DSP48E1`` 25x18 signed (24x17 unsigned), for products of at least 9 bits; gowin 9x9 or
-    18x18 multipliers (each counted as one block) when both operands have at least 4 bits.
-    Wider operands are split into blocks of the maximum size (on gowin a leftover piece of at
-    most 9 bits against a wider one takes 9x9 multipliers).
+    ``DSP48E1`` 25x18 signed (24x17 unsigned), for products of at least 9 bits; gowin
+    ``MULT36X36``, ``MULT18X18`` or ``MULT9X9`` (each counted as one block) by the passes of
+    ``synth_gowin`` (:data:`_GOWIN_PASSES`: both operands at least 4 bits, one at least 10
+    for 18x18). Wider operands are split into blocks of the maximum size; on gowin a piece
+    too small for its pass goes to the later ones, or stays in LUTs.
 
     Parameters
     ----------
@@ -381,17 +382,33 @@ def dsp_blocks(abits, bbits, family, *, signed=False):
             return 0
         amax, bmax = (25, 18) if signed else (24, 17)
         return -(-a // amax) * -(-b // bmax)
-    if b < 4:
-        return 0
-    if a <= 18:
-        return 1  # one MULT9X9 or MULT18X18
-    # Split into 18-bit pieces; a leftover piece of at most 9 bits takes 9x9 multipliers.
-    blocks = 0
-    for piece_a in [18] * (a // 18) + ([a % 18] if a % 18 else []):
-        for piece_b in [18] * (b // 18) + ([b % 18] if b % 18 else []):
-            small, large = sorted((piece_a, piece_b))
-            blocks += -(-large // 9) if small <= 9 < large else 1
-    return blocks
+    return _gowin_blocks(a, b, 0)
+
+
+#: ``synth_gowin``'s ``mul2dsp`` passes, in order: (max A, max B, min A, min B) of
+#: ``MULT36X36``, ``MULT18X18`` (twice, the minimums mirrored) and ``MULT9X9``.
+_GOWIN_PASSES = ((36, 36, 22, 22), (18, 18, 10, 4), (18, 18, 4, 10), (9, 9, 4, 4))
+
+
+def _gowin_blocks(a, b, start) -> int:
+    """Gowin multiplier blocks of an ``a`` x ``b`` product from pass ``start`` on: the first
+    pass whose minimums the operands meet (the wider one on A) splits them into pieces of
+    its maximums, takes every piece that meets its minimums, and leaves the others to the
+    later passes (a piece no pass takes stays in LUTs). Measured with Yosys 0.70: 21 x 4 is
+    one MULT18X18 (and a 3 x 4 LUT multiplier), 24 x 16 one MULT18X18 and two MULT9X9
+    (the 6 x 16 piece), 30 x 6 two MULT18X18."""
+    a, b = max(a, b), min(a, b)  # mul2dsp puts the wider operand on A
+    for i in range(start, len(_GOWIN_PASSES)):
+        amax, bmax, amin, bmin = _GOWIN_PASSES[i]
+        if a < amin or b < bmin:
+            continue
+        blocks = 0
+        for pa in [amax] * (a // amax) + ([a % amax] if a % amax else []):
+            for pb in [bmax] * (b // bmax) + ([b % bmax] if b % bmax else []):
+                taken = pa >= amin and pb >= bmin
+                blocks += 1 if taken else _gowin_blocks(pa, pb, i + 1)
+        return blocks
+    return 0
 
 
 def _ice40_pieces(a, b) -> list:

@@ -2,8 +2,8 @@
 TemplateEngine` builds for one MVU (see its module docstring).
 
 * the shared window sum ``S``: one adder tree of ``SIMD`` lanes (a :func:`~hwquant.estimate.
-  common.macc`), its register and, folded, its accumulator (``S`` is the one sum the generic
-  MVU model does not know about, so it is costed here);
+  common.macc`; its register and accumulator are the MVU's, sized from the engine contract,
+  :class:`hwquant.engine_shape.TemplateShape`);
 * **unrolled**: per template channel ``n_on - 1`` adders of its mask lanes (0-2), the
   ``fixed`` channels as their constant-matrix adder graph (:mod:`hwquant.estimate.cmvm`);
 * **folded**: per template PE ``SIMD`` AND-gated lanes (one LUT per bit on LUT4 families,
@@ -24,12 +24,13 @@ import math
 import numpy as np
 
 from .. import ir
+from ..engine_shape import TemplateShape
 from ..layout import conv_weight_matrix
 from ..plan import mvu_cycles
 from . import cmvm as constant_matrix
 from . import fixed as fixed_cost
 from .common import check_family, macc
-from .resources import Resources, adder, mux, register
+from .resources import Resources, adder, mux
 
 __all__ = ["resources", "cycles", "dot_range", "word_bits", "multipliers", "fold_cost"]
 
@@ -71,29 +72,26 @@ def fold_cost(layer, fold: ir.Fold) -> int:
 
 
 def resources(layer, family, *, use_dsp=True) -> Resources:
-    """LUT/FF/DSP of the template engine of ``layer``'s MVU (the shared sum's register and
-    accumulator included)."""
+    """LUT/DSP of the template engine of ``layer``'s MVU and its combine step."""
     _check(layer)
     check_family(family)
     fmt, simd, pe = layer.in_format, layer.fold.simd, layer.fold.pe
     xbits = fmt.bits
     ids = _ids(layer)
-    sf = layer.fan_in // simd
-    shared_bits = ir.signed_bits_for(simd * min(fmt.lo, 0), simd * max(fmt.hi, 0))
-    total_bits = ir.signed_bits_for(layer.fan_in * min(fmt.lo, 0), layer.fan_in * max(fmt.hi, 0))
-    res = macc([xbits] * simd, family) + register(shared_bits)
-    if sf > 1:
-        res += register(total_bits) + adder(total_bits, family) + mux(total_bits, 2, family)
-    acc_bits = ir.accumulator_bits(layer)
+    res = macc([xbits] * simd, family)  # S
+    w = conv_weight_matrix(layer.weight)
+    # The combine of a PE (2P - S, S - 2P or P) is as wide as its channels' ACC range.
+    lo, hi = np.asarray(TemplateShape.combine_ranges(layer, w)).T
+    widths = [ir.signed_bits_for(int(min(lo[p::pe].min(), 0)), int(max(hi[p::pe].max(), 0)))
+              for p in range(pe)]
     if fixed_cost.is_unrolled(layer):
-        w = conv_weight_matrix(layer.weight)
         for c in np.flatnonzero(ids >= 0):
             on = int((w[c] * layer.kind_data.signs[c] > 0).sum())
             res += macc([xbits] * on, family)
         fixed = np.flatnonzero(ids < 0)
         if fixed.size:
             res += constant_matrix.resources(layer, w[fixed], family)
-        res += adder(acc_bits, family) * int((ids >= 0).sum())
+        res += sum((adder(widths[c], family) for c in np.flatnonzero(ids >= 0)), Resources())
         return res
     tpes = _template_pes(layer)
     gates = Resources(lut=0 if family == "xilinx" else xbits * simd)
@@ -105,9 +103,9 @@ def resources(layer, family, *, use_dsp=True) -> Resources:
         res += (gates + macc([xbits] * simd, family)) if tpe else one_fixed
         channels = ids[p::pe]
         if np.any(channels >= 0):
-            res += adder(acc_bits, family)
+            res += adder(widths[p], family)
             if np.any(channels < 0) or len(set(layer.kind_data.signs[p::pe])) > 1:
-                res += mux(acc_bits, 2, family)
+                res += mux(widths[p], 2, family)
     return res
 
 

@@ -26,7 +26,8 @@ import numpy as np
 from amaranth.hdl import Array, Cat, Const, Module, signed
 
 from ..bdcnn import basis_bits
-from ..ir import matrix_range, signed_bits_for
+from ..engine_shape import BdcnnShape
+from ..ir import signed_bits_for
 from .engine import Engine
 from .fixed import DotEngine as _FixedDotEngine
 from .popcount import Popcount
@@ -43,16 +44,9 @@ def _coefficients(layer):
     return np.array(d.coefficients, dtype=np.int64).reshape(layer.out_channels, d.basis)
 
 
-class BdcnnEngine(Engine):
-    """The AND-popcount engine of ``bdcnn`` layers; see the module docstring."""
-
-    @classmethod
-    def parts_per_pe(cls, layer) -> int:
-        return layer.kind_data.basis * layer.kind_data.qbits
-
-    @classmethod
-    def shared_count(cls, layer) -> int:
-        return layer.kind_data.qbits
+class BdcnnEngine(BdcnnShape, Engine):
+    """The AND-popcount engine of ``bdcnn`` layers; see the module docstring. Its sums and
+    ranges are :class:`hwquant.engine_shape.BdcnnShape`'s."""
 
     @classmethod
     def word_bits(cls, layer, *, pe, simd) -> int:
@@ -69,21 +63,6 @@ class BdcnnEngine(Engine):
                 lanes = bits[p, a, sf * simd:(sf + 1) * simd]
                 word |= int(sum(int(v) << i for i, v in enumerate(lanes))) << ((p * k + a) * simd)
         return word
-
-    @classmethod
-    def part_ranges(cls, layer, weights) -> np.ndarray:
-        oc, f = np.asarray(weights).shape
-        return np.tile(np.array([0, f], dtype=np.int64), (oc, cls.parts_per_pe(layer), 1))
-
-    @classmethod
-    def shared_ranges(cls, layer) -> list:
-        return [(0, layer.fan_in)] * layer.kind_data.qbits
-
-    @classmethod
-    def combine_ranges(cls, layer, weights) -> np.ndarray:
-        w = np.asarray(weights, dtype=np.int64)
-        lo, hi = matrix_range(w, np.zeros(len(w), dtype=np.int64), layer.in_format)
-        return np.stack([lo, hi], axis=1)
 
     def __init__(self, layer, weights, *, pe, simd):
         self._bits = basis_bits(np.asarray(weights), _coefficients(layer))  # (OC, K, F)

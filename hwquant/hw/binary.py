@@ -25,6 +25,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..engine_shape import BinaryShape, multibit_range
 from ..golden.binary import weight_bits_of
 from ..ir import signed_bits_for
 from ..layout import pack_lanes
@@ -103,16 +104,6 @@ def signed_sum(m, x, x_format, weights=None, w=None):
     return adder_tree(terms + [adder_tree(negatives)])
 
 
-def _multibit_range(weights, x_format, simd):
-    xlo, xhi = x_format.value_lo, x_format.value_hi
-    if weights is None:
-        mag = max(abs(xlo), abs(xhi))
-        return -simd * mag, simd * mag
-    lo = sum(min(w * xlo, w * xhi) for w in weights)
-    hi = sum(max(w * xlo, w * xhi) for w in weights)
-    return lo, hi
-
-
 class DotEngine(wiring.Component):
     """``y = sum_i w[i] * value(x[i])`` over ``simd`` lanes for binary weights, combinational.
 
@@ -163,7 +154,7 @@ class DotEngine(wiring.Component):
     @staticmethod
     def value_range(weights, *, simd, x_format, weight_bits=1):
         """Worst-case ``(lo, hi)`` of ``y`` (exact for constant weights)."""
-        return _multibit_range(weights, x_format, simd)
+        return multibit_range(weights, x_format, simd)
 
     @staticmethod
     def encode_weights(weights, weight_bits=1) -> int:
@@ -188,7 +179,7 @@ class DotEngine(wiring.Component):
         return m
 
 
-class BinaryEngine(Engine):
+class BinaryEngine(BinaryShape, Engine):
     """The MVU engine of binary layers: ``PE`` XNOR-popcounts (bipolar inputs) or ``PE``
     add/subtract trees (multi-bit inputs) over the ``SIMD`` lanes of a beat.
 
@@ -225,24 +216,6 @@ class BinaryEngine(Engine):
             word |= pack_lanes(weight_bits_of(row), 1) << (p * simd)
         return word
 
-    @classmethod
-    def part_ranges(cls, layer, weights) -> np.ndarray:
-        weights = np.asarray(weights, dtype=np.int64)
-        oc, f = weights.shape
-        if layer.in_format.bipolar:
-            rows = [(0, f)] * oc
-        else:
-            rows = [_multibit_range(row.tolist(), layer.in_format, f) for row in weights]
-        return np.array(rows, dtype=np.int64).reshape(oc, 1, 2)
-
-    @classmethod
-    def combine_ranges(cls, layer, weights) -> np.ndarray:
-        weights = np.asarray(weights, dtype=np.int64)
-        oc, f = weights.shape
-        if layer.in_format.bipolar:
-            return np.array([(-f, f)] * oc, dtype=np.int64)
-        return cls.part_ranges(layer, weights)[:, 0, :]
-
     def __init__(self, layer, weights, *, pe, simd):
         weights = np.asarray(weights, dtype=np.int64)
         if layer.in_format.bipolar:
@@ -250,7 +223,7 @@ class BinaryEngine(Engine):
         else:
             constant = (layer.out_channels // pe) * (layer.fan_in // simd) == 1
             rows = weights[:pe].tolist() if constant else [None]
-            ranges = [_multibit_range(r, layer.in_format, simd) for r in rows]
+            ranges = [multibit_range(r, layer.in_format, simd) for r in rows]
             bits = max(signed_bits_for(min(lo, 0), max(hi, 0)) for lo, hi in ranges)
         super().__init__(layer, weights, pe=pe, simd=simd, part_bits=bits)
         #: LUT size the popcounts are built for (:func:`popcount_for`).

@@ -54,6 +54,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .. import ir
+from ..engine_shape import EngineShape
 from .streams import lane_shape
 
 __all__ = ["Engine", "LaneEngine", "engine_for"]
@@ -76,7 +77,7 @@ def engine_for(layer):
     return LaneEngine if lookup is None else lookup(layer)
 
 
-class Engine(wiring.Component):
+class Engine(EngineShape, wiring.Component):
     """Base class of MVU-level dot engines; see the module docstring for the contract.
 
     Subclasses call ``super().__init__(layer, weights, pe=..., simd=..., part_bits=...,
@@ -98,15 +99,8 @@ class Engine(wiring.Component):
     shared : ``Out(data.ArrayLayout(signed(shared_bits), S))``, only when ``S > 0``
     """
 
-    # -- static face (override) --------------------------------------------------------------
-    @classmethod
-    def parts_per_pe(cls, layer) -> int:
-        return 1
-
-    @classmethod
-    def shared_count(cls, layer) -> int:
-        return 0
-
+    # -- static face (override): the sums and their ranges come from the kind's shape
+    # (:class:`hwquant.engine_shape.EngineShape`, shared with the cost model); the ROM here.
     @classmethod
     def word_bits(cls, layer, *, pe, simd) -> int:
         raise NotImplementedError
@@ -114,22 +108,6 @@ class Engine(wiring.Component):
     @classmethod
     def encode(cls, layer, weights, nf, sf, *, pe, simd) -> int:
         raise NotImplementedError
-
-    @classmethod
-    def part_ranges(cls, layer, weights) -> np.ndarray:
-        raise NotImplementedError
-
-    @classmethod
-    def shared_ranges(cls, layer) -> list:
-        return []
-
-    @classmethod
-    def combine_ranges(cls, layer, weights) -> np.ndarray:
-        """Default: ``ACC`` is the plain ``W @ x`` (whatever the engine's own sums), so its
-        range is the matrix's over the input format (kinds whose ``ACC`` differs override)."""
-        w = np.asarray(weights, dtype=np.int64)
-        lo, hi = ir.matrix_range(w, np.zeros(len(w), dtype=np.int64), layer.in_format)
-        return np.stack([lo, hi], axis=1)
 
     # -- instance ------------------------------------------------------------------------------
     def __init__(self, layer, weights, *, pe, simd, part_bits, shared_bits=2):

@@ -34,6 +34,7 @@ import numpy as np
 from amaranth.hdl import Module, Mux, Signal, signed
 
 from .. import ir
+from ..engine_shape import TemplateShape, channel_roles, template_pes
 from ..layout import pack_lanes
 from .arith import adder_tree
 from .engine import Engine
@@ -43,32 +44,11 @@ from .streams import lane_shape
 __all__ = ["TemplateEngine", "DotEngine", "channel_roles", "template_pes"]
 
 
-def channel_roles(layer, weights):
-    """Per channel ``(sign, on)``: ``sign`` 0 for a ``fixed`` channel, ``+-1`` for a
-    template; ``on`` the 0/1 mask lanes of ``weights`` (``(OC, F)``, window-lane order)."""
-    data = layer.kind_data
-    w = np.asarray(weights, dtype=np.int64)
-    roles = []
-    for c in range(layer.out_channels):
-        if data.template_ids[c] >= 0:
-            s = int(data.signs[c])
-            roles.append((s, (w[c] * s > 0).astype(np.int64)))
-        else:
-            roles.append((0, None))
-    return roles
-
-
-def template_pes(layer, pe) -> list:
-    """Per PE: whether every channel it computes is a template channel."""
-    ids = layer.kind_data.template_ids
-    return [all(ids[c] >= 0 for c in range(p, layer.out_channels, pe)) for p in range(pe)]
-
-
 def _field_bits(layer, pe, simd) -> list:
     return [simd if t else simd * layer.weight_bits for t in template_pes(layer, pe)]
 
 
-class TemplateEngine(Engine):
+class TemplateEngine(TemplateShape, Engine):
     """The ``template`` kind's MVU engine; see the module docstring.
 
     Members: ``x`` (``SIMD`` lanes), ``w`` (folded), ``parts`` (``PE`` sums: ``P`` of a
@@ -78,14 +58,6 @@ class TemplateEngine(Engine):
     its share of a constant adder graph (unrolled) or ``SIMD`` multipliers (folded); per PE
     one subtractor and, for a PE with both kinds of channel, a multiplexer in the combine.
     """
-
-    @classmethod
-    def parts_per_pe(cls, layer) -> int:
-        return 1
-
-    @classmethod
-    def shared_count(cls, layer) -> int:
-        return 1
 
     @classmethod
     def word_bits(cls, layer, *, pe, simd) -> int:
@@ -106,22 +78,6 @@ class TemplateEngine(Engine):
             word |= field << pos
             pos += bits
         return word
-
-    @classmethod
-    def part_ranges(cls, layer, weights) -> np.ndarray:
-        fmt = layer.in_format
-        w = np.asarray(weights, dtype=np.int64)
-        rows = []
-        for c, (sign, on) in enumerate(channel_roles(layer, w)):
-            row = on if sign else w[c]
-            lo, hi = ir.matrix_range(row[None], np.zeros(1, dtype=np.int64), fmt)
-            rows.append((int(lo[0]), int(hi[0])))
-        return np.array(rows, dtype=np.int64).reshape(len(rows), 1, 2)
-
-    @classmethod
-    def shared_ranges(cls, layer) -> list:
-        fmt = layer.in_format
-        return [(layer.fan_in * min(fmt.lo, 0), layer.fan_in * max(fmt.hi, 0))]
 
     def __init__(self, layer, weights, *, pe, simd):
         fmt = layer.in_format
