@@ -241,18 +241,26 @@ class SlidingWindow(wiring.Component):
 
         # Output-row handshake with the writer: rows needed before the row's first beat, rows
         # released after its last one.
+        issue = Signal()
         if levels and levels[-1][0] == "oy":
             oy = counters[-1]
             row_end = Cat(*last[:-1]).all() if len(levels) > 1 else Const(1)
-            need = Array(Const(v, range(rows + 1)) for v in g.need)[oy]
-            release = Array(Const(v, range(h + 1)) for v in g.release)[oy]
+            # The current row's need and release as registers, loaded with the next row's
+            # when a row ends: the issue test compares two registers, no table lookup.
+            oh = levels[-1][1]
+            need = Signal(range(rows + 1), init=g.need[0], name="need")
+            release = Signal(range(h + 1), init=g.release[0], name="release")
+            next_need = Array(Const(g.need[(k + 1) % oh], range(rows + 1)) for k in range(oh))
+            next_release = Array(Const(g.release[(k + 1) % oh], range(h + 1))
+                                 for k in range(oh))
+            with m.If(issue & row_end):
+                m.d.sync += [need.eq(next_need[oy]), release.eq(next_release[oy])]
         else:
             row_end = Cat(*last).all() if levels else Const(1)
             need, release = Const(g.need[0], range(rows + 1)), Const(g.release[0], range(h + 1))
 
         advance = Signal()
         can = Signal()
-        issue = Signal()
         m.d.comb += [
             advance.eq(~o_s.valid | o_s.ready),
             can.eq(held >= need),
