@@ -39,7 +39,7 @@ class StreamFifo(wiring.Component):
     Deeper: a ``depth``-entry memory with a synchronous read port (its data register is the
     output register, so synthesis can map it to block RAM), one bypass register of a beat
     (for a beat arriving at an empty FIFO), a 2:1 output mux, two pointers and a level
-    counter. One memory entry always stays unused: it keeps the read and the write address
+    counter with two flags (the memory empty, full). One memory entry always stays unused: it keeps the read and the write address
     distinct, so the design never relies on read-during-write behaviour.
 
     Parameters
@@ -136,18 +136,28 @@ class StreamFifo(wiring.Component):
         from_mem = Signal(name="from_mem")
         o_valid = Signal(name="o_valid")
 
+        # held == 0 and held == d - 1 as registers (held moves by one beat a cycle at most):
+        # the handshake is a few gates of registers, no comparison of the level.
+        mem_empty = Signal(init=1, name="mem_empty")
+        mem_full = Signal(name="mem_full")
+
         take = o_valid & o_s.ready
         head_free = ~o_valid | o_s.ready
         m.d.comb += [
             o_s.valid.eq(o_valid),
             o_s.payload.eq(Mux(from_mem, rp.data, bypass)),
-            i_s.ready.eq(~o_valid | (held != d - 1) if self._registered_ready
-                         else ~o_valid | (held != d - 1) | take),
+            i_s.ready.eq(~o_valid | ~mem_full if self._registered_ready
+                         else ~o_valid | ~mem_full | take),
         ]
         accept = i_s.valid & i_s.ready
-        load_mem = head_free & (held != 0)
-        load_bypass = head_free & (held == 0) & accept
+        load_mem = head_free & ~mem_empty
+        load_bypass = head_free & mem_empty & accept
         write = accept & ~load_bypass
+        inc, dec = write & ~load_mem, load_mem & ~write
+        with m.If(inc):
+            m.d.sync += [mem_empty.eq(0), mem_full.eq(held == d - 2)]
+        with m.Elif(dec):
+            m.d.sync += [mem_empty.eq(held == 1), mem_full.eq(0)]
         m.d.comb += [
             rp.addr.eq(rptr), rp.en.eq(load_mem),
             wp.addr.eq(wptr), wp.data.eq(i_s.payload.as_value()), wp.en.eq(write),

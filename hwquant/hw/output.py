@@ -121,7 +121,9 @@ class ArgMax(wiring.Component):
                          cls.eq(new_i), logits.eq(Cat(gather, x.as_value()))]
         with m.Elif(o_s.ready):
             m.d.sync += o_s.valid.eq(0)
-        with m.If(accept & ~last):
+        # accept & ~last is i_s.valid & ~last (ready is high before the last beat): written so,
+        # the running maximum's enable is one gate after the comparison.
+        with m.If(i_s.valid & ~last):
             m.d.sync += [count.eq(count + 1), first.eq(0), last.eq(count == beats - 2),
                          best_v.eq(new_v), best_i.eq(new_i),
                          gather.eq(Cat(gather[width:], x.as_value()) if beats > 2
