@@ -182,28 +182,31 @@ class MatrixVectorUnit(wiring.Component):
                          lead_out.eq(Mux(accept, lead + (1 - sf), lead - sf)),
                          avail_in.eq(Mux(accept, avail + 1, avail)),
                          avail_step.eq(Mux(accept, avail, avail - 1))]
-            lead_next = Mux(done, lead_out, lead_in)
-            # After a vector's last step lead <= words - sf < words; otherwise lead grows by
-            # the accepted beat.
-            m.d.sync += [lead.eq(lead_next),
-                         room.eq(done | Mux(accept, lead < words - 1, room))]
-            with m.If(issue & last_sf):
-                m.d.sync += [avail.eq(lead_next), first_fold.eq(last_nf)]
-            with m.Elif(issue):
-                m.d.sync += avail.eq(avail_step)
-            with m.Else():
-                m.d.sync += avail.eq(avail_in)
-            # from_mem's next value: ~first_fold' | (avail' != 0) in each branch above.
-            lead_in_nz = (lead != 0) | accept
+            # Each register's next value is formed for "a step issues" and for "none does"
+            # from registers and accept alone; issue, the one signal that waits on the
+            # downstream ready, is the last select.
+            lead_at_row_end = Mux(last_nf, lead_out, lead_in)  # the vector's last step or not
+            # from_mem's next value: ~first_fold' | (avail' != 0) in each branch.
             lead_out_nz = Mux(accept, lead != sf - 1, lead != sf)  # lead + accept != sf
             step_nz = Mux(accept, avail != 0, avail != 1)  # avail + accept != 1
+            issued = Signal.like(lead, name="lead_issued")
+            avail_issued = Signal.like(avail, name="avail_issued")
+            mem_issued = Signal(name="from_mem_issued")
+            m.d.comb += [
+                issued.eq(Mux(last_sf, lead_at_row_end, lead_in)),
+                avail_issued.eq(Mux(last_sf, lead_at_row_end, avail_step)),
+                mem_issued.eq(Mux(last_sf, ~last_nf | lead_out_nz,
+                                  ~first_fold | step_nz)),
+                mem_next.eq(Mux(issue, mem_issued, from_mem | accept)),
+            ]
+            # After a vector's last step lead <= words - sf < words; otherwise lead grows by
+            # the accepted beat.
+            m.d.sync += [lead.eq(Mux(issue, issued, lead_in)),
+                         avail.eq(Mux(issue, avail_issued, avail_in)),
+                         room.eq(done | Mux(accept, lead < words - 1, room)),
+                         from_mem.eq(mem_next)]
             with m.If(issue & last_sf):
-                m.d.comb += mem_next.eq(~last_nf | Mux(last_nf, lead_out_nz, lead_in_nz))
-            with m.Elif(issue):
-                m.d.comb += mem_next.eq(~first_fold | step_nz)
-            with m.Else():
-                m.d.comb += mem_next.eq(from_mem | accept)
-            m.d.sync += from_mem.eq(mem_next)
+                m.d.sync += first_fold.eq(last_nf)
             with m.If(issue):
                 with m.If(last_step):
                     m.d.sync += [bank.eq(~bank), ra.eq(Mux(bank, 0, sf))]
