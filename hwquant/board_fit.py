@@ -10,11 +10,13 @@ flip-flops, DSP blocks and block RAMs within the device. A design that does not 
 (layer, stage, part) and what to change.
 
 :func:`fold_for_board` searches the folding (PE/SIMD per weight layer). Each candidate cycle
-target ``T`` (every ``vectors * NF * SF`` some layer can reach) gives one folding, the fewest
-multipliers per layer that meet ``T`` (:func:`hwquant.fold.apply_folding` with
-``target_cycles=T``); area falls as ``T`` grows, so a bisection over the sorted targets finds
-the smallest ``T``, the most images/s, that fits. With ``target_fps`` the target is the
-board clock's cycles per image at that rate, and the folding the least area meeting it.
+target ``T`` (every ``vectors * NF * SF`` some layer can reach) gives two foldings, per layer
+the fewest multipliers or the fewest PEs that meet ``T`` (:func:`hwquant.fold.apply_folding`
+with ``target_cycles=T`` and ``prefer``); the targets are walked from the fastest up and the
+first candidate within every capacity wins (resources are not monotone in ``T``: a DSP count
+follows the PEs), each screened first by the model without the FIFO replay. With
+``target_fps`` the target is the board clock's cycles per image at that rate, and the folding
+the least area meeting it.
 """
 
 from __future__ import annotations
@@ -158,59 +160,106 @@ def candidate_targets(net: ir.Network) -> list:
     return sorted(targets)
 
 
+def _screen_over(net: ir.Network, board, lut_budget) -> list:
+    """The resources a folded network is over by the model with every FIFO at depth 1 and
+    no replay (milliseconds): FIFOs cost least at depth 1 and nothing else depends on their
+    depths, so a resource over here is over in :func:`model_board_fit` too."""
+    from .estimate.model import estimate_network
+    from .golden.binary import flip_negative_directions
+    from .plan import plan_network
+
+    plan = plan_network(flip_negative_directions(net))
+    plan = plan.with_fifo_depths({name: 1 for name in plan.fifos})
+    fit = check_fit(estimate_network(plan, board.family), board, raise_error=False)
+    allowed = dict(fit.available)
+    allowed["lut"] = int(lut_budget * fit.available["lut"])
+    return [k for k in ("lut", "ff", "dsp", "bram") if fit.used[k] > allowed[k]]
+
+
 def fold_for_board(net: ir.Network, board, *, lut_budget: float = DEFAULT_LUT_BUDGET,
-                   target_fps: float | None = None) -> FoldChoice:
-    """The fastest folding of ``net`` that fits ``board`` by the model (or, with
-    ``target_fps``, the least area that reaches that many images/s at the board clock).
+                   target_fps: float | None = None,
+                   clock_mhz: float | None = None) -> FoldChoice:
+    """The fastest folding of ``net`` that fits ``board`` by the model, every capacity
+    (LUTs within ``lut_budget``, flip-flops, DSP blocks, block RAMs) at once; or, with
+    ``target_fps``, the least area that reaches that many images/s at the board clock (or at
+    ``clock_mhz``, the design clock of a build with a PLL).
+
+    The candidates are, for every cycle target from the fastest up
+    (:func:`candidate_targets`), the per-layer foldings of ``auto`` in both orders of
+    :data:`hwquant.fold.PREFER` (fewest multipliers; fewest PEs, which saves the per-PE
+    epilogue multipliers a DSP budget counts). Resources are not monotone in the target
+    (a DSP count follows the PEs, a fully unrolled layer becomes an adder graph), so the
+    search walks the targets in order instead of bisecting: each candidate is screened
+    without the FIFO replay (:func:`_screen_over`, exact for DSP blocks, a lower bound
+    otherwise) and only those that pass are modelled in full; the first that fits wins.
 
     Raises
     ------
     DoesNotFitError
         Not even the most folded design fits (or none reaching ``target_fps`` does); the
-        message names the largest consumer of the folding tried last.
+        message names the largest consumer of the most folded candidate.
     HwquantError
         ``target_fps`` is not positive, or faster than the fastest folding at the board clock.
     """
-    from .fold import apply_folding
+    from .fold import PREFER, apply_folding
 
     _check_budget(lut_budget)
     targets = candidate_targets(net)
     seen = {}
 
-    def model(target):
-        folded = apply_folding(net, "auto", target_cycles=target)
+    def fold(target, prefer="multipliers"):
+        return apply_folding(net, "auto", target_cycles=target, prefer=prefer)
+
+    def model(folded):
         key = tuple((layer.fold.pe, layer.fold.simd) for layer in folded.weight_layers)
         if key not in seen:
             seen[key] = (folded, *model_board_fit(folded, board, lut_budget=lut_budget))
         return seen[key]
 
+    def first_fit(target_list):
+        """The first candidate that fits, walking ``target_list`` in order, or None."""
+        screened = set()
+        for target in target_list:
+            for prefer in PREFER:
+                folded = fold(target, prefer)
+                key = tuple((layer.fold.pe, layer.fold.simd) for layer in folded.weight_layers)
+                if key in screened:
+                    continue
+                screened.add(key)
+                if _screen_over(folded, board, lut_budget):
+                    continue
+                found = model(folded)
+                if not found[2]:
+                    return target, found
+        return None
+
     if target_fps is not None:
         if isinstance(target_fps, bool) or not target_fps > 0:
             raise HwquantError(f"Target images/s must be positive, not {target_fps!r}")
-        target = int(board.clock_mhz * 1e6 // target_fps)
-        folded, fit, over, allowed, cycles = model(max(target, 1))
+        mhz = board.clock_mhz if clock_mhz is None else clock_mhz
+        target = max(int(mhz * 1e6 // target_fps), 1)
+        folded, fit, over, allowed, cycles = model(fold(target))
         if cycles > target:
-            fastest = model(targets[0])[4]
+            fastest = model(fold(targets[0]))[4]
             raise HwquantError(
-                f"{target_fps:g} images/s needs at most {target} cycles per image at the "
-                f"{board.clock_mhz:g} MHz board clock of '{board.id}'; the fastest folding "
-                f"takes {fastest} ({board.clock_mhz * 1e6 / fastest:,.0f} images/s)")
+                f"{target_fps:g} images/s needs at most {target} cycles per "
+                f"image at the {mhz:.4g} MHz clock of '{board.id}'; the "
+                f"fastest folding takes {fastest} ({mhz * 1e6 / fastest:,.0f} "
+                f"images/s)")
+        if over:
+            other = model(fold(target, "pe"))
+            if not other[2] and other[4] <= target:
+                folded, fit, over, allowed, cycles = other
         if over:
             raise DoesNotFitError(_message(board, fit, over, allowed, lut_budget,
                                            f"No folding reaching {target_fps:g} images/s fits"))
         return FoldChoice(folded, target, cycles, len(seen),
                           f"least area for {target_fps:g} images/s")
 
-    lo, hi = 0, len(targets) - 1
-    folded, fit, over, allowed, cycles = model(targets[hi])
-    if over:  # the most folded design does not fit
+    found = first_fit(targets)
+    if found is None:  # not even the most folded design fits
+        folded, fit, over, allowed, cycles = model(fold(targets[-1]))
         raise DoesNotFitError(_message(board, fit, over, allowed, lut_budget,
                                        "Even the most folded network does not fit"))
-    while lo < hi:  # smallest index whose folding fits
-        mid = (lo + hi) // 2
-        if model(targets[mid])[2]:
-            lo = mid + 1
-        else:
-            hi = mid
-    folded, fit, over, allowed, cycles = model(targets[lo])
-    return FoldChoice(folded, targets[lo], cycles, len(seen), "most images/s")
+    target, (folded, fit, over, allowed, cycles) = found
+    return FoldChoice(folded, target, cycles, len(seen), "most images/s")

@@ -493,7 +493,8 @@ def cmd_build(args) -> dict:
         rep = build_for_board(net, board, args.output, fold=args.fold,
                               bitstream=args.bitstream, seed=args.seed,
                               boards_dir=args.boards_dir, lut_budget=args.lut_budget,
-                              target_fps=args.target_fps, progress=_progress("build"))
+                              target_fps=args.target_fps, clock_mhz=args.clock_mhz,
+                              progress=_progress("build"))
     except BuildToolError as e:  # a tool's log tail: shown as it is, then one error line
         head, _, tail = str(e).partition("\n")
         for line in tail.splitlines():
@@ -505,10 +506,17 @@ def cmd_build(args) -> dict:
          f"({model['utilization']['lut']:.0%}), {model['used']['dsp']} DSP, "
          f"{model['used']['bram']} BRAM; yosys {rep['synth']['lut']} LUT, "
          f"{rep['synth']['ff']} FF, {rep['synth']['dsp']} DSP, {rep['synth']['bram']} BRAM")
+    pll = rep["clock"]["pll"]
+    if pll is not None:
+        _say(f"  clock: {pll['primitive']} {pll['f_in_mhz']:g} MHz -> {pll['f_out_mhz']:.4g} MHz "
+             f"(asked {pll['requested_mhz']:g}; {', '.join(f'{k}={v}' for k, v in pll['params'].items())})")
     if pnr is not None:
-        _say(f"  nextpnr: Fmax {pnr['fmax_mhz']:.1f} MHz (board clock {board.clock_mhz:g} MHz)"
+        clock = (f"board clock {board.clock_mhz:g} MHz" if pll is None else
+                 f"PLL clock {rep['clock']['design_mhz']:.4g} MHz")
+        at = ("the board clock" if pll is None else "the PLL clock")
+        _say(f"  nextpnr: Fmax {pnr['fmax_mhz']:.1f} MHz ({clock})"
              f"; {rep['cycles_per_inference']} cycles per image: "
-             f"{rate['at_board_clock']:,.0f} images/s at the board clock, "
+             f"{rate['at_design_clock']:,.0f} images/s at {at}, "
              f"{rate['at_fmax']:,.0f} at Fmax (the {rep['uart']['baud']} baud link carries "
              f"{rate['uart_bound']:,.0f})")
     if "bitstream" in rep["files"]:
@@ -976,6 +984,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bitstream", action="store_true",
                    help="also pack the bitstream (icepack, ecppack, gowin_pack)")
     p.add_argument("--seed", type=int, default=1, help="nextpnr placer seed (default 1)")
+    p.add_argument("--clock-mhz", type=_positive_float, default=None, metavar="F",
+                   help="run the design on a PLL (iCE40, ECP5) at the closest frequency at or "
+                        "below F MHz that it makes from the board clock, instead of on the "
+                        "board clock (nextpnr's target follows)")
     p.add_argument("-o", "--output", required=True, metavar="DIR")
 
     p = command("boards", cmd_boards, "list the boards, their FPGAs and capacities")

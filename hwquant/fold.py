@@ -81,11 +81,17 @@ def _fold_cost(layer):
     return None if face is None else (lambda fold: face(layer, fold))
 
 
-def _auto_fold(layer, target: int) -> ir.Fold:
+#: Per-layer orders of ``auto`` (:func:`apply_folding`'s ``prefer``): ``"multipliers"``, the
+#: fewest PE*SIMD, then the fewest PEs; ``"pe"``, the fewest PEs (accumulators, epilogues and
+#: their multipliers, one per PE), then the fewest PE*SIMD.
+PREFER = ("multipliers", "pe")
+
+
+def _auto_fold(layer, target: int, prefer: str = "multipliers") -> ir.Fold:
     """Fewest multipliers (PE*SIMD) whose cycles ``vectors * NF * SF`` meet ``target``; ties
-    prefer fewer PEs (fewer accumulators and epilogues). A kind whose cost face ranks folds
-    (``fold_cost``) is ranked by that cost instead. SIMD is one the streams support
-    (:func:`hwquant.plan.layer_simd_choices`)."""
+    prefer fewer PEs (fewer accumulators and epilogues); ``prefer="pe"`` ranks the PEs
+    first. A kind whose cost face ranks folds (``fold_cost``) is ranked by that cost
+    instead. SIMD is one the streams support (:func:`hwquant.plan.layer_simd_choices`)."""
     best = None
     cost = _fold_cost(layer)
     for pe in divisors(layer.out_channels):
@@ -93,7 +99,8 @@ def _auto_fold(layer, target: int) -> ir.Fold:
             cycles = mvu_cycles(layer, ir.Fold(pe, simd))
             if cycles > target:
                 continue
-            key = (pe * simd, pe) if cost is None else (cost(ir.Fold(pe, simd)), pe * simd, pe)
+            order = (pe * simd, pe) if prefer == "multipliers" else (pe, pe * simd)
+            key = order if cost is None else (cost(ir.Fold(pe, simd)), *order)
             if cycles <= target and (best is None or key < best[0]):
                 best = (key, pe, simd)
     if best is None:  # even the widest folding is slower than the target
@@ -101,14 +108,18 @@ def _auto_fold(layer, target: int) -> ir.Fold:
     return ir.Fold(best[1], best[2])
 
 
-def apply_folding(net: ir.Network, spec: str = "auto", *, target_cycles: int | None = None):
+def apply_folding(net: ir.Network, spec: str = "auto", *, target_cycles: int | None = None,
+                  prefer: str = "multipliers"):
     """Return ``net`` with a :class:`~hwquant.ir.Fold` on every weight layer.
 
     ``max``: fully unrolled (every weight a constant). ``min``: one multiplier per layer.
     ``auto``: per layer the fewest multipliers meeting ``target_cycles`` (default
-    :func:`default_target`). Per-layer overrides ``LAYER=PE:SIMD`` are checked against the
-    network (known name, PE divides the output channels, SIMD divides the fan-in).
+    :func:`default_target`; ``prefer="pe"``: the fewest PEs, see :data:`PREFER`). Per-layer
+    overrides ``LAYER=PE:SIMD`` are checked against the network (known name, PE divides the
+    output channels, SIMD divides the fan-in).
     """
+    if prefer not in PREFER:
+        raise FoldError(f"Fold preference must be one of {', '.join(PREFER)}, not {prefer!r}")
     mode, overrides = parse_fold_spec(spec)
     names = {layer.name for layer in net.weight_layers}
     for name, (pe, simd) in overrides.items():
@@ -136,7 +147,7 @@ def apply_folding(net: ir.Network, spec: str = "auto", *, target_cycles: int | N
         elif mode == "min":
             fold = ir.Fold(1, 1)
         else:
-            fold = _auto_fold(layer, target)
+            fold = _auto_fold(layer, target, prefer)
         net = net.replace_layer(layer.name, fold=fold)
     net.validate()
     return net

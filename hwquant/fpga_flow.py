@@ -33,7 +33,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from amaranth.hdl import Module
+from amaranth.hdl import Instance, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -90,6 +90,12 @@ class BoardPins(wiring.Component):
     (its reset synchroniser still holds the design in reset for two cycles after
     configuration), so the only pins are the clock and the UART.
 
+    With ``pll`` (a :class:`hwquant.pll.PllSetting`) the design runs on the PLL's output
+    instead of the board clock: ``SB_PLL40_PAD`` (iCE40, simple feedback, the clock pin as its
+    pad, ``PLLOUTGLOBAL`` onto a global net) or ``EHXPLLL`` (ECP5, feedback from ``CLKOP``),
+    and the design is held in reset until the PLL reports lock. ``clock_hz`` is then the PLL's
+    output frequency (the UART divisor follows it).
+
     Members
     -------
     clk : ``In(1)``, the board clock.
@@ -101,10 +107,11 @@ class BoardPins(wiring.Component):
     rx: In(1, init=1)
     tx: Out(1, init=1)
 
-    def __init__(self, plan, *, clock_hz: float, baud: int, logits: bool = False):
+    def __init__(self, plan, *, clock_hz: float, baud: int, logits: bool = False, pll=None):
         from .hw.board_top import BoardTop
 
         self._top = BoardTop.for_clock(plan, clock_hz, baud, logits=logits)
+        self._pll = pll
         super().__init__()
 
     @property
@@ -118,9 +125,42 @@ class BoardPins(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.board_top = top = self._top
-        m.d.comb += [top.clk.eq(self.clk), top.rst.eq(0), top.rx.eq(self.rx),
-                     self.tx.eq(top.tx)]
+        m.d.comb += [top.rx.eq(self.rx), self.tx.eq(top.tx)]
+        if self._pll is None:
+            m.d.comb += [top.clk.eq(self.clk), top.rst.eq(0)]
+            return m
+        clk_out, locked = Signal(name="pll_clk"), Signal(name="pll_locked")
+        m.submodules.pll = _pll_instance(self._pll, self.clk, clk_out, locked)
+        m.d.comb += [top.clk.eq(clk_out), top.rst.eq(~locked)]
         return m
+
+
+def _pll_instance(pll, clk_in, clk_out, locked):
+    """The family's PLL primitive for ``pll`` (:class:`hwquant.pll.PllSetting`)."""
+    p = pll.params
+    if pll.primitive == "SB_PLL40_PAD":
+        return Instance("SB_PLL40_PAD", p_FEEDBACK_PATH="SIMPLE", p_PLLOUT_SELECT="GENCLK",
+                        p_DIVR=p["DIVR"], p_DIVF=p["DIVF"], p_DIVQ=p["DIVQ"],
+                        p_FILTER_RANGE=p["FILTER_RANGE"],
+                        i_PACKAGEPIN=clk_in, i_RESETB=1, i_BYPASS=0,
+                        o_PLLOUTGLOBAL=clk_out, o_LOCK=locked)
+    if pll.primitive == "EHXPLLL":
+        return Instance("EHXPLLL",
+                        a_FREQUENCY_PIN_CLKI=f"{pll.f_in_mhz:g}",
+                        a_FREQUENCY_PIN_CLKOP=f"{pll.f_out_mhz:.6g}",
+                        a_ICP_CURRENT="12", a_LPF_RESISTOR="8",
+                        a_MFG_ENABLE_FILTEROPAMP="1", a_MFG_GMCREF_SEL="2",
+                        p_PLLRST_ENA="DISABLED", p_INTFB_WAKE="DISABLED",
+                        p_STDBY_ENABLE="DISABLED", p_DPHASE_SOURCE="DISABLED",
+                        p_OUTDIVIDER_MUXA="DIVA", p_CLKOP_ENABLE="ENABLED",
+                        p_CLKI_DIV=p["CLKI_DIV"], p_CLKFB_DIV=p["CLKFB_DIV"],
+                        p_CLKOP_DIV=p["CLKOP_DIV"], p_CLKOP_CPHASE=p["CLKOP_DIV"] - 1,
+                        p_CLKOP_FPHASE=0, p_FEEDBK_PATH="CLKOP",
+                        i_CLKI=clk_in, i_CLKFB=clk_out, i_RST=0, i_STDBY=0,
+                        i_PHASESEL0=0, i_PHASESEL1=0, i_PHASEDIR=1, i_PHASESTEP=1,
+                        i_PHASELOADREG=1, i_PLLWAKESYNC=0, i_ENCLKOP=0,
+                        o_CLKOP=clk_out, o_LOCK=locked)
+    raise ValueError(f"No PLL primitive {pll.primitive!r}")
 
 
 # -- Tools -------------------------------------------------------------------------------------
@@ -187,16 +227,20 @@ def _run_tool(tool, argv, *, workdir: Path, log_name: str, own_log: bool, step):
 # -- Command lines -----------------------------------------------------------------------------
 
 def yosys_script(family: str, *, verilog: str, top: str = BOARD_TOP,
-                 netlist: str = "netlist.json", stat: str = "stat.json") -> str:
+                 netlist: str = "netlist.json", stat: str = "stat.json",
+                 primitives: bool = False) -> str:
     """The Yosys script of a board build: read the board top, synthesize for the family
     (iCE40 with ``-dsp``: multipliers to ``SB_MAC16``; Xilinx flattened, without I/O buffers,
     for the counts only), count the cells (``stat -json``) and write the netlist nextpnr
-    reads."""
+    reads. With ``primitives`` (the top instantiates a vendor cell, e.g. a PLL) the first
+    hierarchy pass does not check for missing modules: the synthesis pass checks after it
+    has read the family's cell library."""
     synth = {"ice40": f"synth_ice40 -top {top} -dsp",
              "ecp5": f"synth_ecp5 -top {top}",
              "gowin": f"synth_gowin -top {top}",
              "xilinx": f"synth_xilinx -top {top} -flatten -noiopad -noclkbuf"}[family]
-    lines = [f"read_verilog -sv {verilog}", f"hierarchy -check -top {top}", synth,
+    check = "" if primitives else "-check "
+    lines = [f"read_verilog -sv {verilog}", f"hierarchy {check}-top {top}", synth,
              f"tee -q -o {stat} stat -json"]
     if family != "xilinx":
         lines.append(f"write_json {netlist}")
@@ -216,8 +260,11 @@ def nextpnr_argv(board, *, netlist: str, constraints: str, report: str, log: str
         argv += ["--lpf", constraints]
     else:
         argv += ["--vopt", f"cst={constraints}"]
+    # --timing-allow-fail: a design that misses the target is reported (Fmax in the report)
+    # and judged by the build (require_timing), not dropped by nextpnr.
     return argv + ["--json", netlist, flag, BOARD_TOP + suffix, "--report", report,
-                   "--freq", f"{freq_mhz:g}", "--seed", str(seed), "--log", log, "-q"]
+                   "--freq", f"{freq_mhz:g}", "--timing-allow-fail", "--seed", str(seed),
+                   "--log", log, "-q"]
 
 
 def _gowin_family(board) -> str:
@@ -296,7 +343,8 @@ def _board_ref(board, boards_dir):
 def build_for_board(net, board, out_dir, *, fold: str = "auto", bitstream: bool = False,
                     seed: int = 1, boards_dir=None, lut_budget: float = 0.7,
                     target_fps: float | None = None, baud: int = 115200,
-                    require_timing: bool = True, progress=None) -> dict:
+                    require_timing: bool = True, clock_mhz: float | None = None,
+                    progress=None) -> dict:
     """Fold ``net`` for ``board``, check it fits, compile it, synthesize, place and route
     (and pack) the board design into ``out_dir``; return the report (``build.json``).
 
@@ -321,9 +369,15 @@ def build_for_board(net, board, out_dir, *, fold: str = "auto", bitstream: bool 
     baud : int
         UART baud rate of the host link.
     require_timing : bool
-        A design whose Fmax misses the board clock is an error (default); with False it is
+        A design whose Fmax misses its clock is an error (default); with False it is
         reported (``pnr.fmax_mhz``, ``pnr.timing_met``) and the build completes, as a design
         sweep wants to rank it by its images/s at Fmax.
+    clock_mhz : float, optional
+        Run the design on a PLL (:func:`hwquant.pll.pll_for`) at the closest frequency at or
+        below this that the PLL makes from the board clock (within 1 %), instead of on the
+        board clock: the board top instantiates the PLL, nextpnr's frequency target, the
+        timing check, the UART divisor and the images/s follow the achieved frequency
+        (``build.json`` ``clock``).
 
     Raises
     ------
@@ -331,6 +385,8 @@ def build_for_board(net, board, out_dir, *, fold: str = "auto", bitstream: bool 
         The design does not fit by the model (before anything runs).
     BuildToolError
         A tool is missing (before anything runs) or failed.
+    hwquant.pll.PllError
+        ``clock_mhz`` is unreachable or the family has no PLL here (before anything runs).
     """
     from . import board_fit
     from .compile import compile_network
@@ -352,6 +408,12 @@ def build_for_board(net, board, out_dir, *, fold: str = "auto", bitstream: bool 
         raise HwquantError(f"Board '{board.id}' ({board.family}) has no open place and route, "
                            f"so no bitstream; drop --bitstream: the build writes the Verilog, "
                            f"the constraints and vivado.tcl for the vendor flow")
+    pll = None
+    if clock_mhz is not None:
+        from .pll import pll_for
+
+        pll = pll_for(board, clock_mhz)
+    design_mhz = board.clock_mhz if pll is None else pll.f_out_mhz
     out_dir = check_output_dir(out_dir, what="board build", marker="build.json")
     constraint_name, constraint_text = constraints_for(board)  # needs the UART pins
     tools = check_tools(board, bitstream=bitstream)
@@ -363,7 +425,7 @@ def build_for_board(net, board, out_dir, *, fold: str = "auto", bitstream: bool 
              + (f" (least area for {target_fps:g} images/s)" if target_fps else
                 " (most images/s that fits)"))
         choice = board_fit.fold_for_board(net, board, lut_budget=lut_budget,
-                                          target_fps=target_fps)
+                                          target_fps=target_fps, clock_mhz=design_mhz)
         net = choice.network
     else:
         net = apply_folding(net, fold)
@@ -383,18 +445,20 @@ def build_for_board(net, board, out_dir, *, fold: str = "auto", bitstream: bool 
         timings["compile_s"] = time.monotonic() - t
 
         t = time.monotonic()
-        step(f"emitting the board top {BOARD_TOP} ({board.clock_mhz:g} MHz clock, UART "
-             f"{baud} baud)")
+        clock_text = (f"{board.clock_mhz:g} MHz clock" if pll is None else
+                      f"{pll.primitive} {board.clock_mhz:g} -> {design_mhz:.4g} MHz")
+        step(f"emitting the board top {BOARD_TOP} ({clock_text}, UART {baud} baud)")
         from amaranth.back import verilog
 
         with popcount_for(board.family):
-            pins = BoardPins(comp.plan, clock_hz=board.clock_mhz * 1e6, baud=baud)
+            pins = BoardPins(comp.plan, clock_hz=design_mhz * 1e6, baud=baud, pll=pll)
             (tmp / f"{BOARD_TOP}.v").write_text(
                 verilog.convert(pins, name=BOARD_TOP, emit_src=False))
         (tmp / constraint_name).write_text(constraint_text)
         timings["board_top_s"] = time.monotonic() - t
 
-        (tmp / "synth.ys").write_text(yosys_script(board.family, verilog=f"{BOARD_TOP}.v"))
+        (tmp / "synth.ys").write_text(yosys_script(board.family, verilog=f"{BOARD_TOP}.v",
+                                                   primitives=pll is not None))
         timings["yosys_s"] = _run_tool(
             "yosys", [*tools["yosys"], "-q", "-l", "logs/yosys.log", "-s", "synth.ys"],
             workdir=tmp, log_name="yosys.log", own_log=True, step=step)
@@ -409,23 +473,24 @@ def build_for_board(net, board, out_dir, *, fold: str = "auto", bitstream: bool 
             tool = board.nextpnr.tool
             argv = nextpnr_argv(board, netlist="netlist.json", constraints=constraint_name,
                                 report="report.json", log="logs/nextpnr.log", seed=seed,
-                                freq_mhz=board.clock_mhz)
+                                freq_mhz=round(design_mhz, 4))
             timings["nextpnr_s"] = _run_tool(tool, [*tools[tool], *argv], workdir=tmp,
                                              log_name="nextpnr.log", own_log=True, step=step)
             pnr = read_pnr_report(tmp / "report.json")
-            pnr.update(seed=seed, constraint_mhz=board.clock_mhz)
+            pnr.update(seed=seed, constraint_mhz=round(design_mhz, 4))
             adder = _adder_fmax(board)
             pnr["adder16_fmax_mhz"] = adder
             pnr["fmax_fraction_of_adder16"] = (round(pnr["fmax_mhz"] / adder, 3)
                                                if adder and pnr["fmax_mhz"] else None)
-            step(f"nextpnr: Fmax {pnr['fmax_mhz']:.1f} MHz (board clock "
-                 f"{board.clock_mhz:g} MHz); " + _summary(pnr["utilization"], board.family))
-            pnr["timing_met"] = pnr["fmax_mhz"] is None or pnr["fmax_mhz"] >= board.clock_mhz
+            what = "board clock" if pll is None else "PLL clock"
+            step(f"nextpnr: Fmax {pnr['fmax_mhz']:.1f} MHz ({what} {design_mhz:.4g} MHz); "
+                 + _summary(pnr["utilization"], board.family))
+            pnr["timing_met"] = pnr["fmax_mhz"] is None or pnr["fmax_mhz"] >= design_mhz
             if require_timing and not pnr["timing_met"]:
                 raise BuildToolError(f"Timing not met on board '{board.id}': Fmax "
-                                     f"{pnr['fmax_mhz']:.1f} MHz is below the board clock "
-                                     f"{board.clock_mhz:g} MHz; fold more (fewer PE*SIMD) or "
-                                     f"try another --seed")
+                                     f"{pnr['fmax_mhz']:.1f} MHz is below the {what} "
+                                     f"{design_mhz:.4g} MHz; fold more (fewer PE*SIMD), "
+                                     f"ask for a slower --clock-mhz or try another --seed")
             files.update(report="report.json", placed=BOARD_TOP + _PNR_OUTPUT[board.family][1])
             if bitstream:
                 packer = _PACKERS[board.family][0]
@@ -447,6 +512,8 @@ def build_for_board(net, board, out_dir, *, fold: str = "auto", bitstream: bool 
         cycles = comp.report["cycles_per_inference"]
         rate = {"board_clock_mhz": board.clock_mhz,
                 "at_board_clock": board.clock_mhz * 1e6 / cycles,
+                "design_clock_mhz": round(design_mhz, 4),
+                "at_design_clock": design_mhz * 1e6 / cycles,
                 "at_fmax": (pnr["fmax_mhz"] * 1e6 / cycles
                             if pnr and pnr["fmax_mhz"] else None),
                 "uart_bound": baud / 10 / (pins.link.image_bytes + pins.link.reply_bytes)}
@@ -456,6 +523,8 @@ def build_for_board(net, board, out_dir, *, fold: str = "auto", bitstream: bool 
                       "device": board.device, "package": board.package, "speed": board.speed,
                       "clock_mhz": board.clock_mhz},
             "top": BOARD_TOP,
+            "clock": {"board_mhz": board.clock_mhz, "design_mhz": round(design_mhz, 4),
+                      "pll": None if pll is None else pll.summary()},
             "fold": folds,
             "fold_search": None if fold != "auto" else choice.summary(),
             "model": fit,

@@ -126,28 +126,71 @@ def test_stream_fifo_data(depth, stalls):
     np.testing.assert_array_equal(got, beats)
 
 
+@pytest.mark.parametrize("registered", [False, True], ids=["pass_ready", "reg_ready"])
 @pytest.mark.parametrize("stalls", TIMING_STALLS, ids=TIMING_IDS)
 @pytest.mark.parametrize("depth", FIFO_DEPTHS)
-def test_stream_fifo_timing(depth, stalls):
-    fired = check_timing(StreamFifo(FMT, 2, depth), StreamFifoTiming(depth), in_beats=[150],
+def test_stream_fifo_timing(depth, stalls, registered):
+    fired = check_timing(StreamFifo(FMT, 2, depth, registered_ready=registered),
+                         StreamFifoTiming(depth, registered_ready=registered), in_beats=[150],
                          cycles=160, seed=depth, valid_gap=stalls[0], ready_stall=stalls[1])
     assert fired["o_stream"] > 0
 
 
+@pytest.mark.parametrize("depth", [1, 2, 5])
+def test_stream_fifo_registered_ready_data(depth):
+    beats = random_beats(np.random.default_rng(depth + 7), FMT, 60, 4)
+    got = run(StreamFifo(FMT, 4, depth, registered_ready=True), beats, 3, len(beats), 3, 4,
+              True, seed=depth, stalls=TIMING_STALLS[-1])
+    np.testing.assert_array_equal(got, beats)
+
+
+@pytest.mark.parametrize("registered", [False, True], ids=["pass_ready", "reg_ready"])
 @pytest.mark.parametrize("depth", FIFO_DEPTHS)
-def test_stream_fifo_holds_exactly_depth_beats(depth):
+def test_stream_fifo_holds_exactly_depth_beats(depth, registered):
     """With the consumer never ready, the FIFO takes ``depth`` beats, then none."""
-    fired = check_timing(StreamFifo(FMT, 1, depth), StreamFifoTiming(depth), in_beats=[99],
+    fired = check_timing(StreamFifo(FMT, 1, depth, registered_ready=registered),
+                         StreamFifoTiming(depth, registered_ready=registered), in_beats=[99],
                          cycles=depth + 6, ready_stall=1.0)
     assert fired == {"i_stream": depth, "o_stream": 0}
 
 
+@pytest.mark.parametrize("registered", [False, True], ids=["pass_ready", "reg_ready"])
 @pytest.mark.parametrize("depth", FIFO_DEPTHS)
-def test_stream_fifo_full_throughput(depth):
-    """Ready consumer, producer always valid: one beat per cycle after one cycle of latency."""
-    fired = check_timing(StreamFifo(FMT, 1, depth), StreamFifoTiming(depth), in_beats=[40],
+def test_stream_fifo_full_throughput(depth, registered):
+    """Ready consumer, producer always valid: one beat per cycle after one cycle of latency;
+    with a registered ready that needs two slots, a one-beat FIFO passes every other cycle."""
+    fired = check_timing(StreamFifo(FMT, 1, depth, registered_ready=registered),
+                         StreamFifoTiming(depth, registered_ready=registered), in_beats=[40],
                          cycles=41)
-    assert fired == {"i_stream": 40, "o_stream": 40}
+    if registered and depth == 1:
+        assert fired == {"i_stream": 21, "o_stream": 20}
+    else:
+        assert fired == {"i_stream": 40, "o_stream": 40}
+
+
+def test_stream_fifo_registered_ready_ignores_consumer():
+    """``registered_ready``: the input's ready is a function of the FIFO's state only."""
+    from amaranth.sim import Simulator
+
+    dut = StreamFifo(FMT, 1, 2, registered_ready=True)
+    seen = []
+
+    async def bench(ctx):
+        ctx.set(dut.i_stream.valid, 1)
+        for _ in range(4):
+            await ctx.tick()
+        for ready in (0, 1, 0, 1):  # full: the consumer's ready does not open the input
+            ctx.set(dut.o_stream.ready, ready)
+            seen.append(ctx.get(dut.i_stream.ready))
+        ctx.set(dut.o_stream.ready, 1)
+        await ctx.tick()
+        seen.append(ctx.get(dut.i_stream.ready))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen == [0, 0, 0, 0, 1]
 
 
 @pytest.mark.parametrize("depth", [1, 2, 3, 4, 5, 6])

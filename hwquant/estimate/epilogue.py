@@ -5,8 +5,9 @@ MVU model, :mod:`hwquant.estimate.mvu`).
 One function per epilogue type, named as in :data:`hwquant.epilogues.EPILOGUE_KINDS`, each
 ``f(epilogue, layer, family, *, acc_bits, use_dsp=True) -> Resources`` for all ``PE`` lanes;
 :func:`resources` picks it through the registry. The per-channel constants of channel
-``nf*PE + p`` are selected by the output-fold index (:func:`~.common.const_select`, free when
-they agree over the folds, e.g. ``NF = 1``):
+``nf*PE + p`` are selected by the output-fold index into a register (:func:`picked`: the
+selection of :func:`~.common.const_select` and the register; free when they agree over the
+folds, e.g. ``NF = 1``):
 
 * :func:`requant`: a bias adder (or a constant folded into the rounding adder), the multiply
   (a constant one as Yosys maps ``x * const``, or a selected constant into a
@@ -93,10 +94,21 @@ def absorbed_lanes(layer, family, *, acc_bits, lane_bits=None, use_dsp=USE_DSP) 
                                    strict=True)]
 
 
+def picked(values, family) -> Resources:
+    """A per-channel constant selected by the fold index into its register
+    (:meth:`hwquant.hw.epilogue.Epilogue._picked`): the selection and, when the values vary,
+    a reset-less register of their width."""
+    values = [int(v) for v in values]
+    res = const_select(values, family)
+    if len(set(values)) > 1:
+        res += Resources(ff=ir.signed_bits_for(min(min(values), 0), max(max(values), 0)))
+    return res
+
+
 def _bias_add(biases, acc_bits, family) -> tuple:
     """``(cost, bits after, constant left to fold into a later adder)`` of ``ACC + B``."""
     if len(set(biases)) > 1:
-        return const_select(biases, family) + adder(acc_bits, family), acc_bits + 1, 0
+        return picked(biases, family) + adder(acc_bits, family), acc_bits + 1, 0
     return Resources(), acc_bits, biases[0]
 
 
@@ -115,7 +127,7 @@ def requant(epilogue, layer, family, *, acc_bits, use_dsp=USE_DSP) -> Resources:
 def _requant_lane(acc_bits, biases, mults, shift, lo, hi, out_bits, family, use_dsp):
     from .fixed import const_product
 
-    res = const_select(biases, family)
+    res = picked(biases, family)
     t_bits = acc_bits
     varying = len(set(biases)) > 1
     scaled = any(m != 1 for m in mults)
@@ -143,7 +155,7 @@ def _requant_lane(acc_bits, biases, mults, shift, lo, hi, out_bits, family, use_
                 product = (multiplier(t_bits - left, mbits, family, use_dsp, signed=True)
                            + adder(left + mbits, family) * max(rows - 1, 0)
                            + adder(max(t_bits + mbits - 18, 1), family))
-            product += const_select(mults, family)
+            product += picked(mults, family)
             t_bits += mbits
     # A DSP48E1 multiply takes the bias adder in front (its pre-adder) and the rounding
     # constant after it (its post-adder): xilinx_dsp packs both; ice40_dsp packs the rounding
@@ -172,7 +184,9 @@ def thresholds(epilogue, layer, family, *, acc_bits, use_dsp=USE_DSP) -> Resourc
     direction = np.asarray(epilogue.direction, dtype=np.int64)
     bias = np.asarray(layer.bias, dtype=np.int64)
     count = thr.shape[1]
-    total = Resources()
+    nf = layer.out_channels // layer.fold.pe
+    # The fold index one stage on (the selections read a register of it).
+    total = Resources(ff=max(1, (nf - 1).bit_length())) if nf > 1 else Resources()
     for chans, lane_bits in zip(_lanes(layer), acc_bits, strict=True):
         dirs = [int(direction[c]) for c in chans]
         bits = lane_bits
@@ -269,7 +283,7 @@ def logits(epilogue, layer, family, *, acc_bits, use_dsp=USE_DSP) -> Resources:
                 res += shift_add(scales[0], bits, family)
             else:
                 sbits = max(s.bit_length() for s in scales) + 1
-                res += const_select(scales, family)
+                res += picked(scales, family)
                 res += multiplier(bits, sbits, family, use_dsp, signed=True)
         total += res + Resources(ff=layer.out_format.bits)  # the pipeline register
     return total

@@ -108,9 +108,11 @@ _RULES = {
 # Carry cells that are built from the LUTs of the fabric, and how many LUT4s each one takes.
 _ALSO_LUT = {"ecp5": {"CCU2C": 2}, "gowin": {"ALU": 1}}
 
-# Cells that carry no logic cost (constants, I/O buffers, wide-function muxes of a slice).
+# Cells that carry no logic cost (constants, I/O buffers, wide-function muxes of a slice,
+# the PLL of a board top built with --clock-mhz).
 _IGNORED = re.compile(r"\$scopeinfo|GND|VCC|VCC_DRV|GND_DRV|SB_IO\w*|IBUF|OBUF|IOBUF|BUFG|"
-                      r"TRELLIS_IO|IB|OB|L6MUX21|PFUMX|MUXF[5-8]|MUX2_LUT[5-8]")
+                      r"TRELLIS_IO|IB|OB|L6MUX21|PFUMX|MUXF[5-8]|MUX2_LUT[5-8]|"
+                      r"SB_PLL40\w*|EHXPLLL")
 
 #: Per family, the rules that map technology cells onto ``lut``/``ff``/``dsp``/``bram``/
 #: ``carry``/``lutram`` as ``(regex, class, weight)`` tuples (read-only).

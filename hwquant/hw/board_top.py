@@ -190,7 +190,8 @@ class BoardTop(wiring.Component):
         net = self._plan.network
         link = self._link
         m.submodules.uart_rx = rx = UartRx(self._divisor)
-        m.submodules.buffer = buffer = StreamFifo(ir.ActFormat(8, False, 0), 1, self._buffer)
+        m.submodules.buffer = buffer = StreamFifo(ir.ActFormat(8, False, 0), 1, self._buffer,
+                                                  registered_ready=True)
         m.submodules.assembler = assembler = PixelAssembler(net.input_format, link.lanes,
                                                             link.lane_bytes)
         m.submodules.network = network = NetworkTop(self._plan)

@@ -55,15 +55,23 @@ class Epilogue(wiring.Component):
     -------
     acc : ``In(data.ArrayLayout(signed(acc_bits), pe))``, ``acc_bits`` holding ``ACC`` and
         ``ACC + B`` over every channel
-    nf : ``In(unsigned(nf_bits))``, the output-fold index of the beat (``0 .. NF-1``)
-    en : ``In(1)``, advances the pipeline register
+    nf : ``In(unsigned(nf_bits))``, the output-fold index (``0 .. NF-1``) of the beat that
+        ``acc`` holds *after* the next cycle ``en`` is high: the fold index travels one
+        pipeline stage ahead of its value, so the per-channel constants it selects are
+        registered (``reset_less``, loaded under ``en``) by the time their ``acc`` arrives
+    en : ``In(1)``, advances the pipeline registers
     y : ``Out(data.ArrayLayout(lane_shape(layer.out_format), pe))``
 
-    Latency :data:`LATENCY` (1): ``y`` is the result for the ``acc`` and ``nf`` of the last
-    cycle ``en`` was high. Each type registers its lanes where the logic splits about evenly
-    (below), so that the per-channel constant selection, the bias adder and the multiplier
-    are not one combinational path with the rounding and the saturation. Resources per lane: one bias adder and the type's own logic (below), plus a
-    multiplexer over the ``NF`` values of each per-channel constant when ``NF > 1``.
+    Latency :data:`LATENCY` (1): ``y`` is the result for the ``acc`` of the last cycle ``en``
+    was high (and the ``nf`` of the ``en`` before it). Each type registers its lanes where the
+    logic splits about evenly (below), so that the per-channel constant selection, the bias
+    adder and the multiplier are not one combinational path with the rounding and the
+    saturation; a selected constant enters its adder or multiplier from a register, so the
+    ``NF``-way multiplexer is not on that path either. Resources per lane: one bias adder and
+    the type's own logic (below), plus, when ``NF > 1``, a multiplexer over the ``NF`` values
+    of each per-channel constant and its register (the requantization's bias and multiplier,
+    the logits' bias and scale; the thresholds' comparisons select from a registered fold
+    index instead, ``nf_bits`` flip-flops).
     """
 
     #: Cycles (of ``en``) from ``acc`` to ``y``.
@@ -94,15 +102,40 @@ class Epilogue(wiring.Component):
     def layer(self):
         return self._layer
 
-    def _channel_values(self, p, values):
-        """``values[nf*PE + p]`` as a value chosen by ``nf``."""
-        return _select(self.nf, [values[n * self._pe + p] for n in range(self._nf)])
+    def _picked(self, m, values, name):
+        """``values[n]`` for the fold ``n`` of the current ``acc``: a constant when all agree,
+        else a register loaded under ``en`` from the ``NF``-way selection by ``nf``."""
+        values = [int(v) for v in values]
+        if len(set(values)) == 1:
+            return const_signed(values[0])
+        reg = Signal(signed(ir.signed_bits_for(min(min(values), 0), max(max(values), 0))),
+                     name=name, reset_less=True)
+        with m.If(self.en):
+            m.d.sync += reg.eq(Array(const_signed(v) for v in values)[self.nf])
+        return reg
 
-    def _biased(self, p):
-        return self.acc[p] + self._channel_values(p, self._layer.bias)
+    def _channel_values(self, m, p, values, name):
+        """``values[nf*PE + p]`` for the current ``acc`` (:meth:`_picked`)."""
+        return self._picked(m, [values[n * self._pe + p] for n in range(self._nf)],
+                            f"{name}{p}")
+
+    def _biased(self, m, p):
+        return self.acc[p] + self._channel_values(m, p, self._layer.bias, "bias")
+
+    def _fold_index(self, m):
+        """The fold index of the current ``acc`` (``nf`` one ``en`` later), for the types
+        that select from it combinationally."""
+        if self._nf == 1:
+            return self.nf
+        if self._nf_r is None:
+            self._nf_r = Signal.like(self.nf, name="nf_r", reset_less=True)
+            with m.If(self.en):
+                m.d.sync += self._nf_r.eq(self.nf)
+        return self._nf_r
 
     def elaborate(self, platform):
         m = Module()
+        self._nf_r = None
         for p in range(self._pe):
             m.d.comb += self.y[p].eq(self._lane(m, p))
         return m
@@ -127,10 +160,10 @@ class Requantizer(Epilogue):
     def _lane(self, m, p):
         rq = self._epilogue
         chans = [n * self._pe + p for n in range(self._nf)]
-        t = self.acc[p] + self._channel_values(p, self._layer.bias)
+        t = self._biased(m, p)
         mult = [int(rq.multiplier[c]) for c in chans]
         if not all(v == 1 for v in mult):
-            t = t * _select(self.nf, mult)
+            t = t * self._picked(m, mult, f"mult{p}")
         t = self._register(m, t, f"scaled{p}")
         # One signal that the saturation's comparisons and muxes share (Amaranth's Verilog
         # repeats an expression at each use; Yosys does not always merge the copies).
@@ -156,18 +189,19 @@ class MultiThreshold(Epilogue):
         chans = [n * self._pe + p for n in range(self._nf)]
         dirs = [int(direction[c]) for c in chans]
         acc = self.acc[p]
+        nf = self._fold_index(m)
         reach = 1 << self.acc_bits  # |d * ACC| < reach
         if all(d < 0 for d in dirs):
             s = -acc
         elif all(d > 0 for d in dirs):
             s = acc
         else:
-            neg = Array(int(d < 0) for d in dirs)[self.nf]
+            neg = Array(int(d < 0) for d in dirs)[nf]
             s = Mux(neg, -acc, acc)
         passed = []
         for t in range(thr.shape[1]):
             k = [int(np.clip(direction[c] * (thr[c, t] - bias[c]), -reach, reach)) for c in chans]
-            passed.append(s >= _select(self.nf, k))
+            passed.append(s >= _select(nf, k))
         if not passed:
             return self._register(m, Const(self._layer.out_format.lo,
                                            lane_shape(self._layer.out_format)), f"level{p}")
@@ -208,11 +242,11 @@ class LogitScaler(Epilogue):
         super().__init__(layer, epilogue, acc_range=acc_range)
 
     def _lane(self, m, p):
-        v = self._biased(p)
+        v = self._biased(m, p)
         if self._scale is not None:
             scale = [int(self._scale[n * self._pe + p]) for n in range(self._nf)]
             if scale != [1] * self._nf:
-                v = v * _select(self.nf, scale)
+                v = v * self._picked(m, scale, f"scale{p}")
         return self._register(m, v, f"logit{p}")
 
 

@@ -22,9 +22,14 @@ class StreamFifo(wiring.Component):
 
     Timing: let ``n`` be the number of beats held (accepted, not yet delivered).
     ``o_stream.valid`` is ``n > 0`` and comes from a register. ``i_stream.ready`` is
-    ``n < depth``, or a beat leaves this cycle (``o_stream.valid & o_stream.ready``): a full
-    FIFO whose consumer is ready accepts a beat in the same cycle, so ``depth = 1`` is a
-    full-throughput pipeline register. Latency 1 cycle: a beat accepted at cycle ``t`` is
+    ``n < depth``, or (unless ``registered_ready``) a beat leaves this cycle
+    (``o_stream.valid & o_stream.ready``): a full FIFO whose consumer is ready accepts a beat
+    in the same cycle, so ``depth = 1`` is a full-throughput pipeline register. With
+    ``registered_ready`` the input's ready is ``n < depth`` alone, a function of registers:
+    the FIFO cuts the combinational ready chain between its producer and its consumer (what
+    the dataflow network's FIFOs do, for timing), and full throughput needs ``depth >= 2``
+    (a ``depth = 1`` FIFO then passes a beat every other cycle). Latency 1 cycle: a beat
+    accepted at cycle ``t`` is
     offered from ``t + 1``, also when the FIFO is deep. One beat in and one out per cycle in
     any combination; the capacity is exactly ``depth`` (no slot is lost to the
     implementation). :class:`hwquant.schedule.streams.StreamFifoTiming` is this contract.
@@ -34,7 +39,7 @@ class StreamFifo(wiring.Component):
     Deeper: a ``depth``-entry memory with a synchronous read port (its data register is the
     output register, so synthesis can map it to block RAM), one bypass register of a beat
     (for a beat arriving at an empty FIFO), a 2:1 output mux, two pointers and a level
-    counter. One memory entry always stays unused: it keeps the read and the write address
+    counter with two flags (the memory empty, full). One memory entry always stays unused: it keeps the read and the write address
     distinct, so the design never relies on read-during-write behaviour.
 
     Parameters
@@ -45,6 +50,9 @@ class StreamFifo(wiring.Component):
         Lanes per beat.
     depth : int
         Capacity in beats, at least 1.
+    registered_ready : bool
+        ``i_stream.ready`` from the FIFO's state only (``n < depth``), not from
+        ``o_stream.ready``.
 
     Members
     -------
@@ -57,12 +65,13 @@ class StreamFifo(wiring.Component):
         If ``lanes`` or ``depth`` is not a positive integer.
     """
 
-    def __init__(self, fmt, lanes, depth):
+    def __init__(self, fmt, lanes, depth, *, registered_ready=False):
         if not isinstance(depth, int) or isinstance(depth, bool) or depth < 1:
             raise ValueError(f"FIFO depth must be a positive integer, not {depth!r}")
         if not isinstance(lanes, int) or isinstance(lanes, bool) or lanes < 1:
             raise ValueError(f"FIFO lanes must be a positive integer, not {lanes!r}")
         self._fmt, self._lanes, self._depth = fmt, lanes, depth
+        self._registered_ready = bool(registered_ready)
         super().__init__({
             "i_stream": In(activation_signature(fmt, lanes)),
             "o_stream": Out(activation_signature(fmt, lanes)),
@@ -75,6 +84,10 @@ class StreamFifo(wiring.Component):
     @property
     def lanes(self) -> int:
         return self._lanes
+
+    @property
+    def registered_ready(self) -> bool:
+        return self._registered_ready
 
     def elaborate(self, platform):
         m = Module()
@@ -93,7 +106,7 @@ class StreamFifo(wiring.Component):
         m.d.comb += [
             o_s.valid.eq(full[0]),
             o_s.payload.eq(data[0]),
-            i_s.ready.eq(~full[d - 1] | take),
+            i_s.ready.eq(~full[d - 1] if self._registered_ready else ~full[d - 1] | take),
         ]
         accept = i_s.valid & i_s.ready
         # After this cycle's output shifts the queue down, the beat goes to the first free slot.
@@ -123,17 +136,28 @@ class StreamFifo(wiring.Component):
         from_mem = Signal(name="from_mem")
         o_valid = Signal(name="o_valid")
 
+        # held == 0 and held == d - 1 as registers (held moves by one beat a cycle at most):
+        # the handshake is a few gates of registers, no comparison of the level.
+        mem_empty = Signal(init=1, name="mem_empty")
+        mem_full = Signal(name="mem_full")
+
         take = o_valid & o_s.ready
         head_free = ~o_valid | o_s.ready
         m.d.comb += [
             o_s.valid.eq(o_valid),
             o_s.payload.eq(Mux(from_mem, rp.data, bypass)),
-            i_s.ready.eq(~o_valid | (held != d - 1) | take),
+            i_s.ready.eq(~o_valid | ~mem_full if self._registered_ready
+                         else ~o_valid | ~mem_full | take),
         ]
         accept = i_s.valid & i_s.ready
-        load_mem = head_free & (held != 0)
-        load_bypass = head_free & (held == 0) & accept
+        load_mem = head_free & ~mem_empty
+        load_bypass = head_free & mem_empty & accept
         write = accept & ~load_bypass
+        inc, dec = write & ~load_mem, load_mem & ~write
+        with m.If(inc):
+            m.d.sync += [mem_empty.eq(0), mem_full.eq(held == d - 2)]
+        with m.Elif(dec):
+            m.d.sync += [mem_empty.eq(held == 1), mem_full.eq(0)]
         m.d.comb += [
             rp.addr.eq(rptr), rp.en.eq(load_mem),
             wp.addr.eq(wptr), wp.data.eq(i_s.payload.as_value()), wp.en.eq(write),

@@ -153,6 +153,10 @@ class MatrixVectorUnit(wiring.Component):
             room = Signal(init=1)  # lead < words
             avail = Signal(range(words + 1))  # lead - sf_i: beats buffered ahead of this step
             first_fold = Signal(init=1)  # nf_i == 0
+            # ~first_fold | (avail != 0), a register: issue is one gate of registers. Its next
+            # value is formed per branch of avail's update from comparisons of registers
+            # with constants, so no comparison waits on issue.
+            mem_next = Signal()
             wa = Signal(range(words))  # write address
             ra = Signal(range(words))  # read address: bank start + sf_i
             bank = Signal()  # bank of the current vector
@@ -161,7 +165,6 @@ class MatrixVectorUnit(wiring.Component):
             m.d.comb += [
                 i_s.ready.eq(room),
                 accept.eq(i_s.valid & room),
-                from_mem.eq(~first_fold | (avail != 0)),
                 issue.eq(en & (from_mem | i_s.valid)),
                 done.eq(issue & last_step),
                 wr.addr.eq(wa), wr.en.eq(accept), wr.data.eq(i_s.payload.as_value()),
@@ -171,21 +174,39 @@ class MatrixVectorUnit(wiring.Component):
                 m.d.sync += wa.eq(Mux(wa == words - 1, 0, wa + 1))
             # Every sum below is formed from registers (and the upstream valid) alone; issue
             # (which waits on the downstream ready) only picks among them.
+            # The sums add constants to registers; accept (from the upstream valid) only
+            # selects between them, so it never waits on a carry chain (nor feeds one).
             lead_in, lead_out = Signal.like(lead), Signal.like(lead)
             avail_in, avail_step = Signal.like(avail), Signal.like(avail)
-            m.d.comb += [lead_in.eq(lead + accept), lead_out.eq(lead + accept - sf),
-                         avail_in.eq(avail + accept), avail_step.eq(avail + accept - 1)]
-            lead_next = Mux(done, lead_out, lead_in)
+            m.d.comb += [lead_in.eq(Mux(accept, lead + 1, lead)),
+                         lead_out.eq(Mux(accept, lead + (1 - sf), lead - sf)),
+                         avail_in.eq(Mux(accept, avail + 1, avail)),
+                         avail_step.eq(Mux(accept, avail, avail - 1))]
+            # Each register's next value is formed for "a step issues" and for "none does"
+            # from registers and accept alone; issue, the one signal that waits on the
+            # downstream ready, is the last select.
+            lead_at_row_end = Mux(last_nf, lead_out, lead_in)  # the vector's last step or not
+            # from_mem's next value: ~first_fold' | (avail' != 0) in each branch.
+            lead_out_nz = Mux(accept, lead != sf - 1, lead != sf)  # lead + accept != sf
+            step_nz = Mux(accept, avail != 0, avail != 1)  # avail + accept != 1
+            issued = Signal.like(lead, name="lead_issued")
+            avail_issued = Signal.like(avail, name="avail_issued")
+            mem_issued = Signal(name="from_mem_issued")
+            m.d.comb += [
+                issued.eq(Mux(last_sf, lead_at_row_end, lead_in)),
+                avail_issued.eq(Mux(last_sf, lead_at_row_end, avail_step)),
+                mem_issued.eq(Mux(last_sf, ~last_nf | lead_out_nz,
+                                  ~first_fold | step_nz)),
+                mem_next.eq(Mux(issue, mem_issued, from_mem | accept)),
+            ]
             # After a vector's last step lead <= words - sf < words; otherwise lead grows by
             # the accepted beat.
-            m.d.sync += [lead.eq(lead_next),
-                         room.eq(done | Mux(accept, lead < words - 1, room))]
+            m.d.sync += [lead.eq(Mux(issue, issued, lead_in)),
+                         avail.eq(Mux(issue, avail_issued, avail_in)),
+                         room.eq(done | Mux(accept, lead < words - 1, room)),
+                         from_mem.eq(mem_next)]
             with m.If(issue & last_sf):
-                m.d.sync += [avail.eq(lead_next), first_fold.eq(last_nf)]
-            with m.Elif(issue):
-                m.d.sync += avail.eq(avail_step)
-            with m.Else():
-                m.d.sync += avail.eq(avail_in)
+                m.d.sync += first_fold.eq(last_nf)
             with m.If(issue):
                 with m.If(last_step):
                     m.d.sync += [bank.eq(~bank), ra.eq(Mux(bank, 0, sf))]
@@ -256,19 +277,20 @@ class MatrixVectorUnit(wiring.Component):
         # -- stage 4: combine ----------------------------------------------------------------
         epi = epilogue_unit(layer, acc_range=self._acc_range)
         d4 = Signal()
-        nf4 = Signal.like(nf_i)
         fold = nf3 if nf > 1 else Const(0, 1)
         combined = engine.combine(m, [[a for a, _ in row] for row in accs],
                                   [a for a, _ in shared_accs], fold)
         comb_r = [Signal(signed(epi.acc_bits), name=f"combined{p}") for p in range(pe)]
         with m.If(en):
-            m.d.sync += [d4.eq(d3), nf4.eq(nf3)]
+            m.d.sync += d4.eq(d3)
             m.d.sync += [r.eq(v) for r, v in zip(comb_r, combined)]
 
         # -- stages 5 and 6: the epilogue (its own pipeline register) into the output register
         m.submodules.epilogue = epi
         m.d.comb += [epi.acc[p].eq(r) for p, r in enumerate(comb_r)]
-        m.d.comb += [epi.nf.eq(nf4), epi.en.eq(en)]
+        # The epilogue takes the fold index one stage ahead of its value (it registers the
+        # per-channel constants the index selects).
+        m.d.comb += [epi.nf.eq(nf3), epi.en.eq(en)]
         d5 = Signal()
         with m.If(en):
             m.d.sync += [d5.eq(d4), o_s.valid.eq(d5)]

@@ -9,6 +9,7 @@ from amaranth.lib.wiring import In, Out
 from .. import ir
 from .. import plan as P
 from ..sample_range import inside_sums, mvu_twin
+from ..schedule.streams import NETWORK_FIFO_REGISTERED_READY
 from .add import AddJoin
 from .fifo import StreamFifo
 from .fork import Fork
@@ -52,7 +53,8 @@ def build_stage(plan: P.Plan, stage: P.Stage):
     if isinstance(stage, P.Join):
         return AddJoin(net.layer(stage.layer), stage.lanes)
     if isinstance(stage, P.Fifo):
-        return StreamFifo(stage.fmt, stage.lanes, stage.depth)
+        return StreamFifo(stage.fmt, stage.lanes, stage.depth,
+                          registered_ready=NETWORK_FIFO_REGISTERED_READY)
     if isinstance(stage, P.ArgMax):
         return ArgMax(stage.fmt, stage.classes, stage.in_lanes)
     raise TypeError(f"No hardware for stage {stage.name!r} ({type(stage).__name__})")

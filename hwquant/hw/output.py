@@ -97,16 +97,21 @@ class ArgMax(wiring.Component):
             return m
 
         count = Signal(range(beats), name="count")
-        best_v = Signal(lane_shape(self._fmt), name="best_v")
-        best_i = Signal(len(cls), name="best_i")
+        # The running maximum and the gather register have no reset (the first beat loads
+        # them): on iCE40 a synchronous reset sits in the flip-flop's enable, behind the
+        # comparison.
+        best_v = Signal(lane_shape(self._fmt), name="best_v", reset_less=True)
+        best_i = Signal(len(cls), name="best_i", reset_less=True)
         width = len(x.as_value())
-        gather = Signal(width * (beats - 1), name="gather")
+        gather = Signal(width * (beats - 1), name="gather", reset_less=True)
         # count == 0 and count == beats - 1 as registers: the running maximum's update waits
         # on one comparison's carry chain and a single gate.
         first = Signal(init=1, name="first")
         last = Signal(init=int(beats == 1), name="last")
         index = count * lanes + local_i if lanes > 1 else count
-        better = first | (local_v > best_v)  # an earlier beat wins ties
+        # An earlier beat wins ties. local_v > best_v as the sign of best_v - local_v: a
+        # subtraction maps to the carry chain (a comparison may become a tree of LUTs).
+        better = first | (best_v - local_v)[-1]
         new_v, new_i = Mux(better, local_v, best_v), Mux(better, index, best_i)
 
         m.d.comb += i_s.ready.eq(~last | ~o_s.valid | o_s.ready)
@@ -116,7 +121,9 @@ class ArgMax(wiring.Component):
                          cls.eq(new_i), logits.eq(Cat(gather, x.as_value()))]
         with m.Elif(o_s.ready):
             m.d.sync += o_s.valid.eq(0)
-        with m.If(accept & ~last):
+        # accept & ~last is i_s.valid & ~last (ready is high before the last beat): written so,
+        # the running maximum's enable is one gate after the comparison.
+        with m.If(i_s.valid & ~last):
             m.d.sync += [count.eq(count + 1), first.eq(0), last.eq(count == beats - 2),
                          best_v.eq(new_v), best_i.eq(new_i),
                          gather.eq(Cat(gather[width:], x.as_value()) if beats > 2

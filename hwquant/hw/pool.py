@@ -30,17 +30,17 @@ def _window_reduce(m, i_s, o_s, lanes, window, acc_shape, combine, finish):
             m.d.sync += [y[k].eq(finish(x[k])) for k in range(lanes)]
         return
     count = Signal(range(window), name="count")
-    acc = [Signal(acc_shape, name=f"acc{k}") for k in range(lanes)]
-    last = count == window - 1
+    acc = [Signal(acc_shape, name=f"acc{k}", reset_less=True) for k in range(lanes)]
+    last = Signal(name="last")  # count == window - 1, a register: ready is one gate
     m.d.comb += i_s.ready.eq(~last | ~o_s.valid | o_s.ready)
     accept = i_s.valid & i_s.ready
     with m.If(accept & last):
-        m.d.sync += [count.eq(0), o_s.valid.eq(1)]
+        m.d.sync += [count.eq(0), last.eq(0), o_s.valid.eq(1)]
         m.d.sync += [y[k].eq(finish(combine(acc[k], x[k]))) for k in range(lanes)]
     with m.Elif(o_s.ready):
         m.d.sync += o_s.valid.eq(0)
-    with m.If(accept & ~last):
-        m.d.sync += count.eq(count + 1)
+    with m.If(i_s.valid & ~last):  # accept & ~last: ready is high before the last beat
+        m.d.sync += [count.eq(count + 1), last.eq(count == window - 2)]
         m.d.sync += [acc[k].eq(Mux(count == 0, x[k], combine(acc[k], x[k])))
                      for k in range(lanes)]
 

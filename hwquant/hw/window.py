@@ -240,22 +240,38 @@ class SlidingWindow(wiring.Component):
         m.d.comb += inside.eq(Cat(*inside_terms).all() if inside_terms else 1)
 
         # Output-row handshake with the writer: rows needed before the row's first beat, rows
-        # released after its last one.
-        if levels and levels[-1][0] == "oy":
+        # released after its last one. The issue test held >= need[oy] is the sign bit of a
+        # register, short = need[oy] - held - 1, which moves with held (a row written: -1)
+        # and, when a row ends, by the next row's need minus this one's plus this row's
+        # release. That step and the release are registers loaded, when a row ends, with the
+        # next row's: no comparison or table lookup before issue.
+        issue = Signal()
+        oh = levels[-1][1] if levels and levels[-1][0] == "oy" else 1
+        steps = [g.need[(k + 1) % oh] - g.need[k] + g.release[k] for k in range(oh)]
+        if oh > 1:
             oy = counters[-1]
             row_end = Cat(*last[:-1]).all() if len(levels) > 1 else Const(1)
-            need = Array(Const(v, range(rows + 1)) for v in g.need)[oy]
-            release = Array(Const(v, range(h + 1)) for v in g.release)[oy]
+            lo_s, hi_s = min(steps + [0]), max(steps + [0])
+            release = Signal(range(h + 1), init=g.release[0], name="release")
+            step = Signal(range(lo_s, hi_s + 1), init=steps[0], name="short_step")
+            next_release = Array(Const(g.release[(k + 1) % oh], range(h + 1))
+                                 for k in range(oh))
+            next_step = Array(Const(steps[(k + 1) % oh], range(lo_s, hi_s + 1))
+                              for k in range(oh))
+            with m.If(issue & row_end):
+                m.d.sync += [release.eq(next_release[oy]), step.eq(next_step[oy])]
         else:
             row_end = Cat(*last).all() if levels else Const(1)
-            need, release = Const(g.need[0], range(rows + 1)), Const(g.release[0], range(h + 1))
+            release = Const(g.release[0], range(h + 1))
+            step = Const(steps[0], range(min(steps[0], 0), max(steps[0], 0) + 1))
+        span = rows + h + max(abs(v) for v in steps) + 2
+        short = Signal(range(-span, span + 1), init=g.need[0] - 1, name="short")
 
         advance = Signal()
         can = Signal()
-        issue = Signal()
         m.d.comb += [
             advance.eq(~o_s.valid | o_s.ready),
-            can.eq(held >= need),
+            can.eq(short[-1]),  # short < 0
             issue.eq(advance & can),
             rd.addr.eq(addr),
             rd.en.eq(issue & inside),
@@ -274,6 +290,7 @@ class SlidingWindow(wiring.Component):
         released = Signal(range(h + 1))
         m.d.comb += released.eq(Mux(issue & row_end, release, 0))
         m.d.sync += held.eq(held + row_done - released)
+        m.d.sync += short.eq(short - row_done + Mux(issue & row_end, step, 0))
 
         if inside_terms:
             m.d.comb += o_s.payload.eq(Mux(pad_r, self._pad_word(g.simd), rd.data))

@@ -55,6 +55,7 @@ def stage_model(stage, *, fifo_depth=None):
     from .mvu import MatrixVectorUnitTiming
     from .sample import SampleCombineTiming, SampleQuantizerTiming
     from .streams import (
+        NETWORK_FIFO_REGISTERED_READY,
         AddJoinTiming,
         ArgMaxTiming,
         ForkTiming,
@@ -85,7 +86,8 @@ def stage_model(stage, *, fifo_depth=None):
     if isinstance(stage, P.Join):
         return AddJoinTiming()
     if isinstance(stage, P.Fifo):
-        return StreamFifoTiming(stage.depth if fifo_depth is None else fifo_depth)
+        return StreamFifoTiming(stage.depth if fifo_depth is None else fifo_depth,
+                                registered_ready=NETWORK_FIFO_REGISTERED_READY)
     if isinstance(stage, P.ArgMax):
         return ArgMaxTiming(stage.classes // stage.in_lanes)
     raise TypeError(f"No timing model for stage {stage.name!r} ({type(stage).__name__})")

@@ -17,7 +17,14 @@ from .base import TimingModel
 _T, _F = (True,), (False,)
 _PAIRS = ((False, False), (False, True), (True, False), (True, True))
 
+#: The dataflow network's FIFOs (plan stage :class:`hwquant.plan.Fifo`) take their input's
+#: ``ready`` from their state alone (``StreamFifo(..., registered_ready=True)``): every layer
+#: boundary cuts the combinational ready chain, so no path runs through several stages'
+#: handshakes.
+NETWORK_FIFO_REGISTERED_READY = True
+
 __all__ = [
+    "NETWORK_FIFO_REGISTERED_READY",
     "StreamFifoTiming",
     "StreamWidthTiming",
     "GatherTiming",
@@ -37,19 +44,23 @@ def _positive(value, what):
 class StreamFifoTiming(TimingModel):
     """:class:`hwquant.hw.fifo.StreamFifo` of ``depth`` beats.
 
-    ``valid`` while it holds a beat; ``ready`` while it holds fewer than ``depth`` beats or a
-    beat leaves this cycle. A beat accepted at cycle ``t`` is offered from ``t + 1``.
+    ``valid`` while it holds a beat; ``ready`` while it holds fewer than ``depth`` beats or
+    (unless ``registered_ready``) a beat leaves this cycle. A beat accepted at cycle ``t`` is
+    offered from ``t + 1``.
     """
 
-    def __init__(self, depth: int):
+    def __init__(self, depth: int, *, registered_ready: bool = False):
         self.depth = _positive(depth, "FIFO depth")
+        self.registered_ready = bool(registered_ready)
         self.level = 0
 
     def valid(self):
         return _T if self.level else _F
 
     def ready(self, in_valid, out_ready):
-        return _T if self.level < self.depth or (self.level and out_ready[0]) else _F
+        if self.level < self.depth:
+            return _T
+        return _F if self.registered_ready or not out_ready[0] else _T
 
     def tick(self, in_valid, in_ready, out_valid, out_ready):
         if in_valid[0] and in_ready[0]:
