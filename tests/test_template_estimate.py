@@ -50,7 +50,7 @@ def test_shared_sum_registers_follow_the_folding():
 
 @pytest.mark.synth
 def test_folded_mvu_matches_yosys(tmp_path):
-    """Measured (Yosys 0.70): LUT model 1176, Yosys 1313 (-10.4 %); FF 354 / 331 (+6.9 %);
+    """Measured (Yosys 0.70): LUT model 1176, Yosys 1321 (-11.0 %); FF 362 / 335 (+8.1 %);
     DSP 2 / 2. About 11 s."""
     from hwquant.estimate.synth import synthesize
 

@@ -27,6 +27,8 @@ as flip-flops of the value's width.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from .. import ir
@@ -97,11 +99,17 @@ def absorbed_lanes(layer, family, *, acc_bits, lane_bits=None, use_dsp=USE_DSP) 
 def picked(values, family) -> Resources:
     """A per-channel constant selected by the fold index into its register
     (:meth:`hwquant.hw.epilogue.Epilogue._picked`): the selection and, when the values vary,
-    a reset-less register of their width."""
+    a reset-less register of the bits that vary (a bit equal in every value is a constant
+    input: Yosys removes its flip-flop)."""
     values = [int(v) for v in values]
     res = const_select(values, family)
     if len(set(values)) > 1:
-        res += Resources(ff=ir.signed_bits_for(min(min(values), 0), max(max(values), 0)))
+        width = ir.signed_bits_for(min(min(values), 0), max(max(values), 0))
+        mask = (1 << width) - 1
+        varying = 0
+        for v in values:
+            varying |= (v ^ values[0]) & mask
+        res += Resources(ff=varying.bit_count())
     return res
 
 
@@ -155,7 +163,11 @@ def _requant_lane(acc_bits, biases, mults, shift, lo, hi, out_bits, family, use_
                 product = (multiplier(t_bits - left, mbits, family, use_dsp, signed=True)
                            + adder(left + mbits, family) * max(rows - 1, 0)
                            + adder(max(t_bits + mbits - 18, 1), family))
-            product += picked(mults, family)
+            chosen = picked(mults, family)
+            if product.dsp and family in ("ice40", "xilinx"):
+                # ice40_dsp / xilinx_dsp pack the multiplier's input register into the block.
+                chosen = dataclasses.replace(chosen, ff=0)
+            product += chosen
             t_bits += mbits
     # A DSP48E1 multiply takes the bias adder in front (its pre-adder) and the rounding
     # constant after it (its post-adder): xilinx_dsp packs both; ice40_dsp packs the rounding

@@ -235,14 +235,13 @@ class SampleCombine(wiring.Component):
         epi = epilogue_unit(self._layer, acc_range=self._acc_range)
         m.submodules.epilogue = epi
         valid1, valid2 = Signal(), Signal()
-        nf1 = Signal.like(epi.nf)
         with m.If(take):
             m.d.sync += [beat.eq(Mux(last_beat, 0, beat + 1)),
                          index.eq(Mux(last, 0, index + 1))]
             with m.If(last_beat):
                 m.d.sync += pos.eq(Mux(last, 0, pos + 1))
         with m.If(en):
-            m.d.sync += [valid1.eq(take), nf1.eq(beat), valid2.eq(valid1),
+            m.d.sync += [valid1.eq(take), valid2.eq(valid1),
                          o_s.valid.eq(valid2), o_s.payload.eq(epi.y)]
             for p in range(pe):
                 rin = pick([self._rin[q, n * pe + p] for q in range(positions)
@@ -251,7 +250,8 @@ class SampleCombine(wiring.Component):
                 n = 2 * rr * p_s.payload[p] + (top + lift * 2 * top)
                 acc = mm * rin + (((n * mult) >> shift) - lift)
                 m.d.sync += epi.acc[p].eq(acc)
-        m.d.comb += [epi.nf.eq(nf1), epi.en.eq(en)]
+        # The epilogue takes the fold index one stage ahead of its ``acc``: the beat's own.
+        m.d.comb += [epi.nf.eq(beat), epi.en.eq(en)]
         return m
 
 
