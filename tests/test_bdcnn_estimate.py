@@ -16,6 +16,7 @@ The bench MVU (slow; 32 x 144, PE 4, SIMD 16, K = Q = 4) keeps the folded bound.
 import numpy as np
 import pytest
 from amaranth.back import verilog
+from families import rotated
 
 from hwquant import ir
 from hwquant.bdcnn import sign_patterns
@@ -81,8 +82,7 @@ def check_against_yosys(shape, family, tmp_path, tolerance):
 
 
 @pytest.mark.synth
-@pytest.mark.parametrize("family", ["ice40", "xilinx"])
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("case, family", rotated(list(CASES), ["ice40", "xilinx"]))
 def test_model_matches_yosys(case, family, tmp_path):
     check_against_yosys(CASES[case], family, tmp_path, TOLERANCE[case])
 

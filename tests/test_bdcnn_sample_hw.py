@@ -9,6 +9,7 @@ against the golden layer, every output word."""
 
 import numpy as np
 import pytest
+from families import rotated
 from streamsim import simulate_stream
 from test_bdcnn_sample import _sample_layer
 from test_hw_streams import simulate_streams
@@ -169,9 +170,7 @@ STAGE_TOLERANCE = {"ice40": (0.30, 0.05), "xilinx": (0.30, None)}
 
 
 @pytest.mark.synth
-@pytest.mark.parametrize("family", ["ice40", "xilinx"])
-@pytest.mark.parametrize("case", [pytest.param("4x256"),
-                                  pytest.param("16x64", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("case, family", rotated(list(STAGE_CASES), ["ice40", "xilinx"]))
 def test_stage_cost_matches_yosys(case, family, tmp_path):
     from amaranth.back import verilog
 
