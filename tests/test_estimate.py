@@ -420,7 +420,7 @@ def synth_build(tmp_path_factory):
 
 
 @pytest.mark.synth
-@pytest.mark.parametrize("family", ["ice40", "xilinx"])
+@pytest.mark.parametrize("family", ["ice40", pytest.param("xilinx", marks=pytest.mark.slow)])
 def test_model_matches_yosys(synth_build, family):
     res = estimate_build(synth_build, family=family, synth=True)
     synth, model = res["synth"], res["model"]
