@@ -717,7 +717,7 @@ def _choices(allowed):
 
 
 def _add_quant_args(p):
-    from .quant.options import PARTITIONS, SCHEDULE_RETRAIN
+    from .quant.options import OPTION_CHOICES, SCHEDULE_RETRAIN
 
     g = p.add_argument_group("quantization")
     g.add_argument("--abits", type=lambda t: _integer(t, 1, 16), default=8,
@@ -726,21 +726,21 @@ def _add_quant_args(p):
                    help="INQ accumulated portions, increasing to 1.0 (default per width: "
                         "5+ bits 0.5,0.75,0.875,1.0; 3 and 4 bits "
                         "0.2,0.4,0.6,0.7,0.8,0.9,0.95,1.0; 2 bits ten steps)")
-    g.add_argument("--partition", choices=list(PARTITIONS), default="magnitude",
+    g.add_argument("--partition", choices=OPTION_CHOICES["partition"], default="magnitude",
                    help="which weights INQ quantizes first (default magnitude)")
-    g.add_argument("--ternary", choices=["twn", "ttq"], default="twn",
+    g.add_argument("--ternary", choices=OPTION_CHOICES["ternary"], default="twn",
                    help="twn: one scale (Δ = 0.7·E|W|); ttq: trained positive/negative scales")
-    g.add_argument("--scale", choices=["layer", "channel"], default=None,
+    g.add_argument("--scale", choices=OPTION_CHOICES["scale"], default=None,
                    help="fixed-point scale / TWN α / INQ exponent range per layer or per "
                         "output channel (default: channel for TWN, layer otherwise; the "
                         "logits layer always has one)")
-    g.add_argument("--edge-layers", choices=["same", "fixed8"], default=None,
+    g.add_argument("--edge-layers", choices=OPTION_CHOICES["edge-layers"], default=None,
                    help="weights of the first and last conv/linear layer: same (the method's) "
                         "or fixed8 (8-bit fixed point, as TWN/TTQ keep them at full "
                         "precision); default per method (README, Quantization defaults)")
-    g.add_argument("--tie", choices=["paper", "caffe"], default="paper",
+    g.add_argument("--tie", choices=OPTION_CHOICES["tie"], default="paper",
                    help="INQ tie rule (default paper: ties to the larger magnitude)")
-    g.add_argument("--alpha", choices=["none", "channel"], default="none",
+    g.add_argument("--alpha", choices=OPTION_CHOICES["alpha"], default="none",
                    help="binary: XNOR-Net per-output-channel weight scale mean|w| (channel) or "
                         "none (BNN, default); folded into the thresholds")
     g.add_argument("--input-bits", type=lambda t: _integer(t, 1, 16), default=None,
@@ -776,7 +776,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .quant.options import METHODS, SCHEDULES
+    from .quant.options import METHODS, OPTION_CHOICES, SCHEDULES
 
     parser = _Parser(
         prog="hwquant", description="Quantized CNNs to bit-exact FPGA hardware.")
@@ -817,7 +817,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weight bits: fixed 2..16 (default 8), inq 2..8 (default 5), "
                         "ternary 2, binary 1; fixed and inq also per layer: 4,conv2d_0=8 or "
                         "4,edges=8 (edges: the first and the last conv/linear layer)")
-    p.add_argument("--schedule", choices=[*SCHEDULES, "none"], default=None,
+    p.add_argument("--schedule", choices=OPTION_CHOICES["schedule"], default=None,
                    help="when weights are quantized and what is retrained (default: none for "
                         "fixed above 4 bits, simple at 4 and fewer; incremental for inq, "
                         "simple for ternary)")
@@ -827,7 +827,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--span", type=lambda t: _integer(t, -(1 << 30)), default=None,
                    metavar="N", help="bitmask: bits of the masked sign-magnitude format, sign "
                                      "included, 2..16 (default 8)")
-    g.add_argument("--rounding", choices=["projection", "literal"], default="projection",
+    g.add_argument("--rounding", choices=OPTION_CHOICES["rounding"], default="projection",
                    help="bitmask: nearest value under the mask (projection, ties to the larger "
                         "magnitude; default) or round to N bits then clear the masked bits "
                         "(literal)")
@@ -851,7 +851,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--coef-bits", type=lambda t: _integer(t, -(1 << 30)), default=None,
                    metavar="B", help="bdcnn: fixed-point bits of the coefficients, 2..16 "
                                      "(default 8)")
-    g.add_argument("--range", choices=["static", "sample"], default="static",
+    g.add_argument("--range", choices=OPTION_CHOICES["range"], default="static",
                    help="bdcnn: activation range calibrated offline (static, default) or per "
                         "sample (the paper's: each layer quantizes its whole input map)")
     g.add_argument("--restarts", type=lambda t: _integer(t, 1), default=None, metavar="L",
@@ -881,7 +881,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "W1A4)")
     p.add_argument("--bits", type=_int_list, default=[2, 3, 4, 5],
                    help="comma-separated weight widths (default 2,3,4,5; ternary is 2-bit)")
-    p.add_argument("--schedules", type=_choices((*SCHEDULES, "none")),
+    p.add_argument("--schedules", type=_choices(OPTION_CHOICES["schedule"]),
                    default=list(SCHEDULES), help="comma-separated (default: "
                    "simple,incremental,layerwise; 'none' = post-training)")
     g = p.add_argument_group("bdcnn grid (--methods bdcnn: one run per K and Q)")
@@ -892,7 +892,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bdcnn: bit planes, each 2..8 (default 2,4,6,8)")
     g.add_argument("--coef-bits", dest="grid_coef_bits", type=lambda t: _integer(t, -(1 << 30)),
                    default=None, metavar="B", help="bdcnn: coefficient bits, 2..16 (default 8)")
-    g.add_argument("--range", dest="grid_range", choices=["static", "sample"],
+    g.add_argument("--range", dest="grid_range", choices=OPTION_CHOICES["range"],
                    default="static", help="bdcnn: activation range (default static)")
     g.add_argument("--restarts", dest="grid_restarts", type=lambda t: _integer(t, 1),
                    default=None, metavar="L", help="bdcnn: decomposition restarts (default 10)")

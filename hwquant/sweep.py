@@ -52,11 +52,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import HwquantError
+from .quant.options import OPTION_CHOICES
 
 __all__ = ["BitSpec", "MethodSpec", "QuantPoint", "Point", "SweepConfig", "parse_bit_specs",
            "parse_method_specs", "parse_folds", "plan_points", "cache_key", "quant_key",
-           "point_key", "METHOD_KEYS", "METHOD_ALIASES", "WORKER_THREADS_ENV", "check_address", "versions", "validate", "run_sweep",
-           "render_markdown", "CHOICE_RULE", "FAIL_ENV", "SWEEP_FILES"]
+           "point_key", "METHOD_KEYS", "METHOD_ALIASES", "WORKER_THREADS_ENV",
+           "check_address", "versions", "validate", "run_sweep", "render_markdown",
+           "CHOICE_RULE", "FAIL_ENV", "SWEEP_FILES"]
 
 #: Report files of a sweep directory (``sweep.json`` also marks the directory as a sweep's).
 SWEEP_FILES = ("sweep.json", "sweep.md", "sweep.png")
@@ -155,18 +157,18 @@ METHOD_ALIASES = {"twn": ("ternary", "twn"), "ttq": ("ternary", "ttq")}
 #: and the values it takes (``int``, ``float``, a tuple of choices, or ``bool``: yes/no).
 #: Ranges are checked with the method's other options (:func:`validate`).
 SPEC_KEYS = {
-    "abits": ("abits", int), "scale": ("granularity", ("layer", "channel")),
-    "edge-layers": ("edge_layers", ("same", "fixed8")),
-    "schedule": ("schedule", ("simple", "incremental", "layerwise", "none")),
+    "abits": ("abits", int), "scale": ("granularity", OPTION_CHOICES["scale"]),
+    "edge-layers": ("edge_layers", OPTION_CHOICES["edge-layers"]),
+    "schedule": ("schedule", OPTION_CHOICES["schedule"]),
     "retrain-epochs": ("retrain.epochs", int), "calib-percentile": ("calib_percentile", float),
-    "partition": ("partition", ("magnitude", "random")), "tie": ("tie", ("paper", "caffe")),
-    "variant": ("ternary", ("twn", "ttq")),
-    "alpha": ("alpha", ("none", "channel")), "input-bits": ("input_bits", int),
+    "partition": ("partition", OPTION_CHOICES["partition"]),
+    "tie": ("tie", OPTION_CHOICES["tie"]), "variant": ("ternary", OPTION_CHOICES["ternary"]),
+    "alpha": ("alpha", OPTION_CHOICES["alpha"]), "input-bits": ("input_bits", int),
     "active": ("wbits", int), "span": ("span", int),
-    "rounding": ("rounding", ("projection", "literal")),
+    "rounding": ("rounding", OPTION_CHOICES["rounding"]),
     "search-budget": ("search_budget", int), "same-pattern": ("same_pattern", bool),
     "basis": ("wbits", int), "qbits": ("abits", int), "coef-bits": ("coef_bits", int),
-    "range": ("range_mode", ("static", "sample")), "restarts": ("restarts", int),
+    "range": ("range_mode", OPTION_CHOICES["range"]), "restarts": ("restarts", int),
 }
 _COMMON = ("abits", "scale", "edge-layers", "schedule", "retrain-epochs", "calib-percentile")
 #: The keys of each method's spec, in the order its label lists them. ``active`` (bitmask)

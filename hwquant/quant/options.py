@@ -17,7 +17,7 @@ __all__ = ["QuantOptions", "RetrainConfig", "check_options", "check_portions", "
            "DEFAULT_PORTIONS", "INQ_PORTIONS", "default_portions", "default_schedule",
            "FIXED_RETRAIN_BITS", "DEFAULT_GRANULARITY", "SCHEDULE_RETRAIN", "EDGE_LAYERS",
            "DEFAULT_EDGE_LAYERS", "HINT_DROP_POINTS", "accuracy_hint", "LAYER_BITS_METHODS",
-           "EDGES", "parse_bits", "bits_label", "resolve_layer_bits"]
+           "EDGES", "parse_bits", "bits_label", "resolve_layer_bits", "OPTION_CHOICES"]
 
 SCHEDULES = ("simple", "incremental", "layerwise")
 PARTITIONS = ("magnitude", "random")
@@ -329,6 +329,21 @@ class QuantOptions:
 #: Weights of the first and last conv/linear layer per method when none is given.
 DEFAULT_EDGE_LAYERS = {"ternary": "fixed8"}
 EDGE_LAYERS = ("same", "fixed8")
+
+#: The values each quantization option with a fixed set of them takes, by its command-line
+#: name: the choices of ``hwquant quantize`` / ``compare`` and of ``hwquant sweep``'s method
+#: specs (one table, so the two cannot drift apart).
+OPTION_CHOICES = {
+    "schedule": (*SCHEDULES, "none"),
+    "partition": PARTITIONS,
+    "ternary": ("twn", "ttq"),
+    "scale": ("layer", "channel"),
+    "edge-layers": EDGE_LAYERS,
+    "tie": ("paper", "caffe"),
+    "alpha": ("none", "channel"),
+    "rounding": ("projection", "literal"),
+    "range": ("static", "sample"),
+}
 
 #: Scale granularity per (method, ternary variant) when none is given.
 DEFAULT_GRANULARITY = {("ternary", "twn"): "channel"}
