@@ -206,11 +206,16 @@ class MethodSpec:
         return ":".join([self.method, *(f"{k}={_spec_value(v)}" for k, v in self.options)])
 
     @property
-    def label(self) -> str:
-        """The method and, in brackets, the options other than the width: ``bdcnn[qbits=6]``."""
+    def options_label(self) -> str:
+        """The options other than the width, in brackets (``[qbits=6]``), or ``""``."""
         own = [f"{k}={_spec_value(v)}" for k, v in self.options
                if k != WIDTH_KEYS.get(self.method)]
-        return self.method + (f"[{','.join(own)}]" if own else "")
+        return f"[{','.join(own)}]" if own else ""
+
+    @property
+    def label(self) -> str:
+        """The method and its :attr:`options_label`: ``bdcnn[qbits=6]``."""
+        return self.method + self.options_label
 
     def apply(self, opts):
         """``opts`` (a :class:`QuantOptions`) with this spec's options set."""
@@ -309,9 +314,7 @@ class QuantPoint:
     def label(self) -> str:
         """``METHOD-BITS`` and the spec's other options in brackets: ``fixed-4:edges=8``,
         ``bdcnn-4[qbits=6]``, ``ternary-2[variant=ttq]``."""
-        own = self.spec.label
-        name, bracket, rest = own.partition("[")
-        return f"{name}-{self.bits.label}" + (f"[{rest}" if bracket else "")
+        return f"{self.spec.method}-{self.bits.label}{self.spec.options_label}"
 
 
 @dataclass(frozen=True)
