@@ -34,9 +34,13 @@ def _quantize_compile_sim(model, tmp_path, quant_args, fold, vectors=8, data=Non
 
 
 def test_default_cnn_inq4_bit_exact(trained_default_pt2, tmp_path):
-    """The default CNN quantized with INQ 4-bit simulates bit-exact end to end."""
+    """The default CNN quantized with INQ 4-bit simulates bit-exact end to end (three
+    portions of 3 epochs each: half the time of the 4-bit default schedule, whose accuracy
+    ``test_schedules`` checks)."""
     rep, net = _quantize_compile_sim(trained_default_pt2, tmp_path,
-                                     ["--method", "inq", "--bits", "4"], "auto", vectors=12)
+                                     ["--method", "inq", "--bits", "4", "--portions",
+                                      "0.5,0.875,1.0", "--retrain-epochs", "3"], "auto",
+                                     vectors=12)
     assert rep["accuracy"]["quantized"] >= rep["accuracy"]["float"] - 0.01
     assert {layer.encoding for layer in net.weight_layers} == {"pow2"}
 
