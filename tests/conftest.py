@@ -6,6 +6,23 @@ from dataclasses import dataclass
 import pytest
 
 
+def pytest_collection_modifyitems(config, items):
+    """Run the modules with the most Verilator (``sim``) and Yosys (``synth``) tests first.
+
+    ``make test`` hands whole modules to the xdist workers in collection order; with the
+    long simulation and synthesis modules last (alphabetically), one worker was left with
+    them while the other had finished. Longest first leaves only short modules for the end.
+    Within a module the order is unchanged, and the order does not change what a test
+    checks."""
+    weight, first = {}, {}
+    for index, item in enumerate(items):
+        module = item.nodeid.split("::", 1)[0]
+        first.setdefault(module, index)
+        heavy = any(item.get_closest_marker(name) for name in ("sim", "synth"))
+        weight[module] = weight.get(module, 0) + int(heavy)
+    items.sort(key=lambda item: (-weight[m := item.nodeid.split("::", 1)[0]], first[m]))
+
+
 @dataclass(frozen=True)
 class TrainedModel:
     """The default CNN trained on digits (``model`` is left in eval mode: do not train it)."""
