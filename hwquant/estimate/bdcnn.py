@@ -73,7 +73,9 @@ def _popcount_nodes(layer, family, live) -> Resources:
             sel = np.flatnonzero(bits[p, a])
             for kind, width, support in tree_nodes(len(sel), DEFAULT_LUT_INPUTS):
                 distinct.add((kind, width, tuple(int(sel[i]) for i in support)))
-    per_plane = sum(node_luts(kind, width, family, DEFAULT_LUT_INPUTS)
+    # Constant basis bits select lanes (no AND gates): the nodes are small adders of
+    # constant-weight popcounts, as the binary kind's unrolled ones.
+    per_plane = sum(node_luts(kind, width, family, DEFAULT_LUT_INPUTS, unrolled=True)
                     for kind, width, _ in distinct)
     return Resources(lut=round(per_plane * d.qbits))
 
