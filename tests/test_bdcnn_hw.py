@@ -3,8 +3,8 @@ every fold shape, random stalls, signed and unsigned inputs (the offset term).""
 
 import numpy as np
 import pytest
-from test_bdcnn_quant import _random_layer
-from test_hw_mvu import FOLDS, random_x, run_mvu
+from mvusim import FOLDS, random_x, run_mvu
+from netbuilders import random_bdcnn_layer
 
 from hwquant import golden, ir
 from hwquant.hw.bdcnn import BdcnnEngine
@@ -16,7 +16,7 @@ from hwquant.hw.engine import engine_for
 def test_mvu_equals_golden(fold, signed):
     rng = np.random.default_rng(list(FOLDS).index(fold) + 10 * signed)
     fmt = ir.ActFormat(3, signed, 1)
-    base = _random_layer(rng, fmt, oc=4, ic=1, k=3, conv=False)  # F = 9
+    base = random_bdcnn_layer(rng, fmt, oc=4, ic=1, k=3, conv=False)  # F = 9
     pe, simd = {"unrolled": (4, 9), "nf1": (4, 3), "sf1": (2, 9), "both": (2, 3),
                 "serial": (1, 1)}[fold]
     lo, hi = ir.matrix_range(base.weight, base.bias, fmt)

@@ -5,29 +5,15 @@ import json
 
 import numpy as np
 import pytest
+from flows import quantize_bdcnn
+from netbuilders import random_bdcnn_layer
 
 from hwquant import golden, hwq, ir
-from hwquant.bdcnn import basis_bits, sign_patterns
+from hwquant.bdcnn import basis_bits
 from hwquant.cli import main
 from hwquant.golden import bdcnn as gbd
 from hwquant.golden.exact import int64_only
 from hwquant.quant.fakequant import FakeQuantNetwork
-
-
-def _random_layer(rng, fmt, *, oc=3, ic=2, k=2, conv=True, padding=1):
-    c = rng.integers(-8, 8, size=(oc, k))
-    shape = (oc, ic, 3, 3) if conv else (oc, ic * 9)
-    pat = rng.integers(0, 1 << k, size=(oc, int(np.prod(shape[1:]))))
-    w = np.take_along_axis(c @ sign_patterns(k).T, pat, axis=1).reshape(shape)
-    data = ir.BdcnnData(basis=k, qbits=fmt.bits, coef_bits=4,
-                        coefficients=tuple(map(tuple, c.tolist())))
-    common = {"name": "l", "inputs": ("input",), "in_format": fmt, "weight": w,
-              "weight_bits": 8, "weight_frac": 0, "bias": np.zeros(oc, dtype=np.int64),
-              "epilogue": ir.Logits(), "out_format": ir.ActFormat(24, True, 0),
-              "encoding": "bdcnn", "kind_data": data}
-    if conv:
-        return ir.Conv2d(in_shape=(ic, 4, 4), padding=(padding, padding), **common)
-    return ir.Linear(**common)
 
 
 @pytest.mark.parametrize("fmt", [ir.ActFormat(3, True, 0), ir.ActFormat(3, False, 0),
@@ -37,7 +23,7 @@ def test_and_popcount_form_equals_the_product(fmt, seed):
     """Random inputs and the extremes, incl. negative inputs where the offset term
     ``lo * sum W`` matters."""
     rng = np.random.default_rng(seed)
-    layer = _random_layer(rng, fmt, conv=False, k=int(rng.integers(1, 5)))
+    layer = random_bdcnn_layer(rng, fmt, conv=False, k=int(rng.integers(1, 5)))
     x = rng.integers(fmt.lo, fmt.hi + 1, size=(500, layer.fan_in))
     x[:2] = [fmt.lo] * layer.fan_in, [fmt.hi] * layer.fan_in
     with int64_only():
@@ -50,7 +36,7 @@ def test_padded_conv_with_negative_input_through_the_golden_network():
     with a plain convolution."""
     rng = np.random.default_rng(5)
     fmt = ir.ActFormat(4, True, 2)
-    layer = _random_layer(rng, fmt, oc=4, ic=2, k=3, padding=1)
+    layer = random_bdcnn_layer(rng, fmt, oc=4, ic=2, k=3, padding=1)
     net = ir.Network("n", (2, 4, 4), fmt, (layer,))
     x = rng.integers(fmt.lo, fmt.hi + 1, size=(6, 2, 4, 4))
     with int64_only():
@@ -66,7 +52,7 @@ def test_padded_conv_with_negative_input_through_the_golden_network():
 
 def test_canonical_bits_rebuild_the_weights():
     rng = np.random.default_rng(0)
-    layer = _random_layer(rng, ir.ActFormat(3, False, 0), conv=False, k=4)
+    layer = random_bdcnn_layer(rng, ir.ActFormat(3, False, 0), conv=False, k=4)
     c = gbd.coefficients_of(layer)
     m = basis_bits(layer.weight_matrix(), c)
     np.testing.assert_array_equal(np.einsum("nk,nkd->nd", c, 2 * m - 1), layer.weight_matrix())
@@ -74,7 +60,7 @@ def test_canonical_bits_rebuild_the_weights():
 
 def test_kind_data_is_validated():
     rng = np.random.default_rng(1)
-    good = _random_layer(rng, ir.ActFormat(3, False, 0), conv=False, k=2)
+    good = random_bdcnn_layer(rng, ir.ActFormat(3, False, 0), conv=False, k=2)
     with pytest.raises(ValueError, match=r"^Layer 'l': weight \d+ of row 0 is no signed sum"):
         w = good.weight.copy()
         w[0, 0] = int(np.abs(gbd.coefficients_of(good)[0]).sum()) + 1
@@ -90,16 +76,10 @@ def _fields(layer):
                                            "out_format", "encoding", "kind_data")}
 
 
-def _quantize(model, tmp_path, *args):
-    out, rep = tmp_path / "n.hwq", tmp_path / "q.json"
-    code = main(["quantize", str(model), "--method", "bdcnn", *args, "--quiet",
-                 "-o", str(out), "--json", str(rep)])
-    return code, out, rep
-
-
 def test_default_cnn_k6_q6_within_two_points_and_fake_quant_tie(trained_default_pt2, digits,
                                                                 tmp_path):
-    code, out, rep = _quantize(trained_default_pt2, tmp_path, "--basis", "6", "--qbits", "6")
+    code, out, rep = quantize_bdcnn(trained_default_pt2, tmp_path, "--basis", "6",
+                                    "--qbits", "6")
     assert code == 0
     report = json.loads(rep.read_text())
     acc = report["accuracy"]
@@ -130,7 +110,7 @@ def test_default_cnn_k6_q6_within_two_points_and_fake_quant_tie(trained_default_
 ])
 def test_bad_input_one_error_line_exit_2_nothing_written(trained_default_pt2, tmp_path,
                                                          capsys, args, message):
-    code, out, rep = _quantize(trained_default_pt2, tmp_path, *args)
+    code, out, rep = quantize_bdcnn(trained_default_pt2, tmp_path, *args)
     err = capsys.readouterr().err.strip().splitlines()
     if message is None:  # K = 8 < D = 9 of conv1: allowed
         assert code == 0
@@ -174,7 +154,7 @@ def test_compare_grid_accuracy_and_stored_bits(trained_default_pt2, tmp_path, ca
 
 
 def _one_bdcnn(model, tmp_path):
-    code, out, _ = _quantize(model, tmp_path, "--basis", "2", "--restarts", "1")
+    code, out, _ = quantize_bdcnn(model, tmp_path, "--basis", "2", "--restarts", "1")
     assert code == 0
     return out
 
@@ -235,7 +215,7 @@ def test_compare_grid_refuses_basis_not_below_fan_in_before_any_run(narrow_pt2, 
 
 
 def test_basis_not_below_fan_in_names_the_layer(narrow_pt2, tmp_path, capsys):
-    code, out, rep = _quantize(narrow_pt2, tmp_path, "--basis", "4")
+    code, out, rep = quantize_bdcnn(narrow_pt2, tmp_path, "--basis", "4")
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and not out.exists() and not rep.exists()
     assert err == [("error: Layer 'conv2d_0': K=4 bases must be fewer than the 4 weights of "
@@ -250,7 +230,7 @@ def test_layer_too_large_to_decompose(trained_default_pt2, tmp_path, capsys, mon
     conv2 = bdcnn.decomposition_bytes(32, 144, 6)
     monkeypatch.setattr(bdcnn, "MEMORY_LIMIT", conv2 // 2)
     assert bdcnn.decomposition_bytes(16, 9, 6) < conv2 // 2  # conv1 still fits
-    code, out, rep = _quantize(trained_default_pt2, tmp_path, "--basis", "6")
+    code, out, rep = quantize_bdcnn(trained_default_pt2, tmp_path, "--basis", "6")
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and not out.exists() and not rep.exists()
     assert err == [("error: Layer 'conv2': decomposing 32 neurons of 144 weights at K=6 "

@@ -8,7 +8,8 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from test_bdcnn_quant import _quantize, _random_layer
+from flows import quantize_bdcnn
+from netbuilders import sample_bdcnn_layer
 
 from hwquant import golden, hwq, ir
 from hwquant.golden import bdcnn as gbd
@@ -16,24 +17,12 @@ from hwquant.golden.exact import int64_only
 from hwquant.quant.fakequant import FakeQuantNetwork
 
 
-def _sample_layer(rng, fmt, qbits, **kw):
-    base = _random_layer(rng, ir.ActFormat(qbits, fmt.signed, 0), **kw)
-    fields = {k: getattr(base, k) for k in ("name", "inputs", "weight", "weight_bits",
-                                            "weight_frac", "bias", "epilogue", "encoding")}
-    fields["out_format"] = ir.ActFormat(24, True, fmt.frac + base.weight_frac)  # logits
-    data = ir.BdcnnData(basis=base.kind_data.basis, qbits=qbits, coef_bits=4,
-                        coefficients=base.kind_data.coefficients, range="sample")
-    extra = {"in_shape": base.in_shape, "padding": base.padding} \
-        if isinstance(base, ir.Conv2d) else {}
-    return type(base)(**{**fields, **extra, "in_format": fmt, "kind_data": data})
-
-
 @pytest.mark.parametrize("qbits", range(2, 9))
 def test_reciprocal_quantizer_is_the_exact_rounded_division(qbits):
     """Every 8-bit range R and offset X - m: ((X - m) * ceil(L 2^S / R) + 2^(S-1)) >> S is
     floor((X - m) L / R + 1/2); R = 0 gives 0."""
     fmt = ir.ActFormat(8, False, 0)
-    layer = _sample_layer(np.random.default_rng(0), fmt, qbits, conv=False)
+    layer = sample_bdcnn_layer(np.random.default_rng(0), fmt, qbits, conv=False)
     top = (1 << qbits) - 1
     r = np.repeat(np.arange(256), 256)
     d = np.tile(np.arange(256), 256)
@@ -82,7 +71,7 @@ def test_padded_conv_is_the_rounded_exact_value(fmt, qbits):
     """Golden (reference and fast entry) and fake-quant equal RHU(W . z) in exact
     arithmetic, padded taps 0; one sample constant (R = 0)."""
     rng = np.random.default_rng(qbits)
-    layer = _sample_layer(rng, fmt, qbits, oc=3, ic=2, k=3, padding=1)
+    layer = sample_bdcnn_layer(rng, fmt, qbits, oc=3, ic=2, k=3, padding=1)
     net = ir.Network("n", (2, 4, 4), fmt, (layer,))
     x = rng.integers(fmt.lo, fmt.hi + 1, size=(5, 2, 4, 4))
     x[0] = fmt.hi  # R = 0
@@ -97,7 +86,7 @@ def test_padded_conv_is_the_rounded_exact_value(fmt, qbits):
 
 def test_ir_checks_and_hwq_keep_the_range(tmp_path):
     rng = np.random.default_rng(3)
-    layer = _sample_layer(rng, ir.ActFormat(8, False, 0), 4, conv=False)
+    layer = sample_bdcnn_layer(rng, ir.ActFormat(8, False, 0), 4, conv=False)
     assert layer.kind_data.range == "sample"
     net = ir.Network("n", (layer.fan_in,), layer.in_format, (layer,))
     hwq.save(net, tmp_path / "n.hwq")
@@ -107,14 +96,14 @@ def test_ir_checks_and_hwq_keep_the_range(tmp_path):
         ir.BdcnnData(basis=1, qbits=4, range="dynamic")
     with pytest.raises(ValueError, match=r"^Layer 'l': bdcnn with a per-sample range "
                                          r"quantizes a non-bipolar input"):
-        _sample_layer(rng, ir.BIPOLAR, 4, conv=False)
+        sample_bdcnn_layer(rng, ir.BIPOLAR, 4, conv=False)
 
 
 def test_default_cnn_sample_range_k6_q6(trained_default_pt2, digits, tmp_path):
     """``quantize --range sample`` at K = Q = 6: within two points of float, golden equal to
     fake-quant and to the int64 path on the test images; planned, replayed and costed."""
-    code, out, rep = _quantize(trained_default_pt2, tmp_path, "--basis", "6", "--qbits", "6",
-                               "--range", "sample")
+    code, out, rep = quantize_bdcnn(trained_default_pt2, tmp_path, "--basis", "6",
+                                    "--qbits", "6", "--range", "sample")
     assert code == 0
     acc = json.loads(rep.read_text())["accuracy"]
     assert acc["quantized"] >= acc["float"] - 0.02

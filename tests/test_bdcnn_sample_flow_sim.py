@@ -13,6 +13,8 @@ import json
 import numpy as np
 import pytest
 import torch
+from flows import export, make_unseen, save_split, train_full_batch
+from netbuilders import sample_conv_linear_net
 from torch import nn
 
 from hwquant import golden, hwq, ir
@@ -45,18 +47,10 @@ def _make_model(tmp_path):
     x = rng.normal(size=(96, 2, 8, 8)).astype(np.float32)
     y = (x[:, 0, :4].mean(axis=(1, 2)) > 0).astype(np.int64) + \
         (x[:, 1, :, 4:].mean(axis=(1, 2)) > 0).astype(np.int64)
-    data = tmp_path / "data.npz"
-    np.savez(data, x_train=x[:72], y_train=y[:72], x_test=x[72:], y_test=y[72:])
+    data = save_split(tmp_path / "data.npz", x, y, 72)
     torch.manual_seed(0)
-    model = _SampleShapes()
-    opt = torch.optim.Adam(model.parameters(), 1e-2)
-    for _ in range(30):
-        opt.zero_grad()
-        nn.functional.cross_entropy(model(torch.tensor(x[:72])), torch.tensor(y[:72])).backward()
-        opt.step()
-    model.eval()
-    torch.export.save(torch.export.export(model, (torch.tensor(x[:2]),)), tmp_path / "m.pt2")
-    return tmp_path / "m.pt2", data
+    model = train_full_batch(_SampleShapes(), x[:72], y[:72], epochs=30)
+    return export(model, x[:2], tmp_path / "m.pt2"), data
 
 
 def _flow(model, tmp_path, quant_args, fold, *, vectors, data=None):
@@ -116,40 +110,11 @@ def test_default_cnn_sample_range_k6_q6_bit_exact(trained_default_pt2, tmp_path)
 @pytest.mark.slow
 def test_unseen_signed_padded_stem_sample_range_k4_q4(tmp_path):
     """The 5x5 stride-2, padding-2 stem on signed data (unrolled), the rest folded."""
-    from test_flow_sim import make_unseen
-
     model, data = make_unseen(tmp_path)
     _, net, _, _ = _flow(model, tmp_path, ["--basis", "4", "--qbits", "4", "--coef-bits", "6"],
                          "stem=12:75,conv=2:12", vectors=8, data=data)
     stem = net.layer("stem")
     assert stem.in_format.signed and stem.padding == (2, 2)
-
-
-def _bdcnn_weights(rng, shape, k):
-    from hwquant.bdcnn import sign_patterns
-
-    c = rng.integers(-8, 8, size=(shape[0], k))
-    pat = rng.integers(0, 1 << k, size=(shape[0], int(np.prod(shape[1:]))))
-    w = np.take_along_axis(c @ sign_patterns(k).T, pat, axis=1).reshape(shape)
-    return w, ir.BdcnnData(basis=k, qbits=4, coef_bits=4,
-                           coefficients=tuple(map(tuple, c.tolist())), range="sample")
-
-
-def _conv_linear_net(fold_conv, fold_fc):
-    """A signed padded 3x3 conv (2 -> 4 channels, 4x4) into flatten + linear (3 classes),
-    both bdcnn with the per-sample range."""
-    rng = np.random.default_rng(2)
-    fmt, mid = ir.ActFormat(6, True, 1), ir.ActFormat(8, True, 0)
-    w1, d1 = _bdcnn_weights(rng, (4, 2, 3, 3), 3)
-    conv = ir.Conv2d("conv", ("input",), fmt, w1, 8, 0, np.zeros(4, dtype=np.int64),
-                     ir.Requant([1] * 4, 4, mid.lo, mid.hi), mid, in_shape=(2, 4, 4),
-                     padding=(1, 1), encoding="bdcnn", kind_data=d1, fold=ir.Fold(*fold_conv))
-    flat = ir.Flatten("flat", ("conv",), (4, 4, 4), mid)
-    w2, d2 = _bdcnn_weights(rng, (3, 64), 2)
-    fc = ir.Linear("fc", ("flat",), mid, w2, 8, 0, np.arange(3), ir.Logits(),
-                   ir.ActFormat(24, True, 0), encoding="bdcnn", kind_data=d2,
-                   fold=ir.Fold(*fold_fc))
-    return ir.Network("n", (2, 4, 4), fmt, (conv, flat, fc))
 
 
 def test_plan_of_sample_layers():
@@ -158,7 +123,7 @@ def test_plan_of_sample_layers():
     linear layer's quantizer reads the conv's stream through a width converter."""
     from hwquant.schedule.replay import replay
 
-    plan = P.plan_network(_conv_linear_net((2, 6), (1, 16)))
+    plan = P.plan_network(sample_conv_linear_net((2, 6), (1, 16)))
     kinds = [type(st).__name__ for st in plan.stages]
     assert kinds == ["Source", "SampleQuant", "Fifo", "Window", "Mvu", "SampleCombine", "Fifo",
                      "Width", "SampleQuant", "Fifo", "Mvu", "SampleCombine", "ArgMax"], kinds
@@ -185,14 +150,14 @@ def test_network_top_bit_exact_and_cycles_equal_the_replay(folds):
     """The network top in the Amaranth simulator: every output word the golden model's under
     random stalls; never stalled, each further inference costs exactly the replayed
     schedule's period (the quantizer's load, divide and emit included)."""
-    from test_network_hw import check
+    from netsim import check_network
 
     from hwquant.compile import plan_build
 
-    net = _conv_linear_net(*folds)
+    net = sample_conv_linear_net(*folds)
     plan, sched = plan_build(net, "auto")
-    check(net, n=3, seed=1, stalls=0.3, plan=plan)
-    one = check(net, n=1, seed=0, stalls=0.0, plan=plan)
-    three = check(net, n=3, seed=0, stalls=0.0, plan=plan)
+    check_network(net, n=3, seed=1, stalls=0.3, plan=plan)
+    one = check_network(net, n=1, seed=0, stalls=0.0, plan=plan)
+    three = check_network(net, n=3, seed=0, stalls=0.0, plan=plan)
     assert (three - one) / 2 == sched.period
     assert sched.period >= plan.bottleneck_cycles()

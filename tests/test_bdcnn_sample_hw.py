@@ -10,9 +10,8 @@ against the golden layer, every output word."""
 import numpy as np
 import pytest
 from families import rotated
-from streamsim import simulate_stream
-from test_bdcnn_sample import _sample_layer
-from test_hw_streams import simulate_streams
+from netbuilders import sample_bdcnn_layer, sample_conv_linear_net
+from streamsim import simulate_stream, simulate_streams
 
 from hwquant import golden, ir
 from hwquant.golden.bdcnn import quantize_map
@@ -92,7 +91,7 @@ def test_stage_rate_without_stalls():
 def test_quantizer_feeds_the_mvu_and_combine(signed, fold, stalls):
     rng = np.random.default_rng(7 + fold[0])
     fmt = ir.ActFormat(6, signed, 2)
-    base = _sample_layer(rng, fmt, 4, oc=4, ic=12, k=3, conv=False)  # F = 108
+    base = sample_bdcnn_layer(rng, fmt, 4, oc=4, ic=12, k=3, conv=False)  # F = 108
     layer = ir.Linear(base.name, base.inputs, fmt, base.weight, base.weight_bits,
                       base.weight_frac, rng.integers(-50, 50, base.out_channels),
                       ir.Logits(), base.out_format, encoding="bdcnn",
@@ -135,7 +134,7 @@ def test_quantizer_feeds_the_window_mvu_and_combine(signed, fold, padding, stall
     per output position; every output word equals the golden layer's."""
     rng = np.random.default_rng(11 + fold[1])
     fmt = ir.ActFormat(5, signed, 1)
-    base = _sample_layer(rng, fmt, 3, oc=4, ic=2, k=3, padding=padding)
+    base = sample_bdcnn_layer(rng, fmt, 3, oc=4, ic=2, k=3, padding=padding)
     layer = ir.Conv2d(base.name, base.inputs, fmt, base.weight, base.weight_bits,
                       base.weight_frac, rng.integers(-20, 20, base.out_channels), ir.Logits(),
                       base.out_format, in_shape=base.in_shape, padding=base.padding,
@@ -202,14 +201,13 @@ COMBINE_TOLERANCE = (0.45, 0.20)
 @pytest.mark.slow
 def test_combine_cost_matches_yosys(tmp_path):
     from amaranth.back import verilog
-    from test_bdcnn_sample_flow_sim import _conv_linear_net
 
     from hwquant import plan as P
     from hwquant.estimate import estimate_network
     from hwquant.estimate.synth import synthesize
     from hwquant.hw.network import build_stage
 
-    plan = P.plan_network(_conv_linear_net((2, 6), (1, 16)))
+    plan = P.plan_network(sample_conv_linear_net((2, 6), (1, 16)))
     est = estimate_network(plan, "ice40")
     for st in plan.stages:
         if not isinstance(st, P.SampleCombine):

@@ -6,7 +6,7 @@ against their components in the Amaranth simulator under random valid gaps and r
 
 import numpy as np
 import pytest
-from test_bdcnn_sample import _sample_layer
+from netbuilders import sample_bdcnn_layer
 from timingsim import check_timing
 
 from hwquant import ir
@@ -35,8 +35,8 @@ def test_quantizer_model_is_cycle_exact(beats, lanes, qbits, stalls):
 @pytest.mark.parametrize("stalls", [0.0, 0.3, 0.6], ids=["free", "stalls", "heavy"])
 def test_combine_model_is_cycle_exact(conv, fold, stalls):
     rng = np.random.default_rng(3)
-    base = _sample_layer(rng, ir.ActFormat(6, True, 0), 4, oc=4, ic=2, k=3, conv=conv,
-                         **({"padding": 1} if conv else {}))
+    base = sample_bdcnn_layer(rng, ir.ActFormat(6, True, 0), 4, oc=4, ic=2, k=3, conv=conv,
+                              **({"padding": 1} if conv else {}))
     layer = type(base)(**{**{f: getattr(base, f) for f in base.__dataclass_fields__},
                           "fold": ir.Fold(*fold)})
     positions = len(inside_sums(layer))

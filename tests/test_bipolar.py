@@ -8,7 +8,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from test_hwq import assert_same
+from netbuilders import assert_same
 
 from hwquant import golden, hwq, ir
 from hwquant.quant.fakequant import FakeQuantNetwork

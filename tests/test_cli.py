@@ -6,32 +6,19 @@ import re
 import numpy as np
 import pytest
 import torch
+from netbuilders import tiny_net
 from torch import nn
 
 import hwquant
-from hwquant import golden, hwq, ir
+from hwquant import golden, hwq
 from hwquant.cli import main
 from hwquant.simulate import quantize_input
-
-
-def _tiny_net():
-    rng = np.random.default_rng(0)
-    fin, fo = ir.ActFormat(8, False, 7), ir.ActFormat(8, False, 4)
-    conv = ir.Conv2d(name="conv1", inputs=("input",), in_format=fin,
-                     weight=rng.integers(-127, 128, (4, 1, 3, 3)), weight_bits=8, weight_frac=7,
-                     bias=rng.integers(-50, 50, 4), epilogue=ir.Requant(np.ones(4), 10, 0, 255),
-                     out_format=fo, in_shape=(1, 6, 6), padding=1)
-    flat = ir.Flatten("flat", ("conv1",), (4, 6, 6), fo)
-    fc = ir.Linear(name="fc", inputs=("flat",), in_format=fo,
-                   weight=rng.integers(-127, 128, (3, 144)), weight_bits=8, weight_frac=7,
-                   bias=np.zeros(3), epilogue=ir.Logits(), out_format=ir.ActFormat(24, True, 11))
-    return ir.Network("tiny", (1, 6, 6), fin, (conv, flat, fc))
 
 
 @pytest.fixture
 def tiny_hwq(tmp_path):
     path = tmp_path / "tiny.hwq"
-    hwq.save(_tiny_net(), path)
+    hwq.save(tiny_net(), path)
     return path
 
 

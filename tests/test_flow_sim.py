@@ -7,10 +7,8 @@ random stalls, measured cycles.
 
 import json
 
-import numpy as np
 import pytest
-import torch
-from torch import nn
+from flows import make_unseen
 
 from hwquant import hwq, ir
 from hwquant.cli import main
@@ -88,45 +86,6 @@ def test_mismatch_names_the_first_bad_layer(default_build, tmp_path):
         assert json.loads(report.read_text())["first_mismatch_layer"] == "conv2"
     finally:
         hwq.save(net, default_build / "network.hwq")
-
-
-class _Unseen(nn.Module):
-    """Shapes no other test uses: 3 channels, 5x5 kernel with stride 2 and padding 2, no bias
-    + BatchNorm, 3x3 conv without padding, average pooling, 12 output channels."""
-
-    def __init__(self):
-        super().__init__()
-        self.stem = nn.Conv2d(3, 12, 5, stride=2, padding=2, bias=False)
-        self.bn = nn.BatchNorm2d(12)
-        self.conv = nn.Conv2d(12, 6, 3)
-        self.pool = nn.AvgPool2d(2)
-        self.head = nn.Linear(6 * 2 * 2, 4)
-
-    def forward(self, x):
-        x = torch.relu(self.bn(self.stem(x)))
-        x = self.pool(torch.relu(self.conv(x)))
-        return self.head(torch.flatten(x, 1))
-
-
-def make_unseen(tmp_path):
-    """Train :class:`_Unseen` on random signed 3-channel data; returns ``(model.pt2, data.npz)``."""
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(160, 3, 12, 12)).astype(np.float32)
-    y = (x[:, 0, :6].mean(axis=(1, 2)) > 0).astype(np.int64) * 2 + \
-        (x[:, 1, :, :6].mean(axis=(1, 2)) > 0).astype(np.int64)
-    data = tmp_path / "data.npz"
-    np.savez(data, x_train=x[:120], y_train=y[:120], x_test=x[120:], y_test=y[120:])
-    torch.manual_seed(0)
-    model = _Unseen()
-    opt = torch.optim.Adam(model.parameters(), 1e-2)
-    for _ in range(40):
-        opt.zero_grad()
-        nn.functional.cross_entropy(model(torch.tensor(x[:120])), torch.tensor(y[:120])).backward()
-        opt.step()
-    model.eval()
-    ep = torch.export.export(model, (torch.tensor(x[:2]),))
-    torch.export.save(ep, tmp_path / "unseen.pt2")
-    return tmp_path / "unseen.pt2", data
 
 
 def test_unseen_model_through_the_cli(tmp_path):

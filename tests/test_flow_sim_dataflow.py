@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from flows import export, save_split, train_full_batch
 from torch import nn
 
 from hwquant import hwq, ir
@@ -79,19 +80,12 @@ def test_mlp_on_vector_data_with_default_options(tmp_path):
     rng = np.random.default_rng(3)
     x = rng.normal(size=(200, 13)).astype(np.float32)
     y = (x[:, :4].sum(1) > 0).astype(np.int64) + (x[:, 4:8].sum(1) > 1).astype(np.int64)
-    data = tmp_path / "vec.npz"
-    np.savez(data, x_train=x[:160], y_train=y[:160], x_test=x[160:], y_test=y[160:])
+    data = save_split(tmp_path / "vec.npz", x, y, 160)
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(13, 24), nn.BatchNorm1d(24), nn.ReLU(), nn.Linear(24, 12),
                           nn.ReLU(), nn.Linear(12, 3))
-    opt = torch.optim.Adam(model.parameters(), 1e-2)
-    for _ in range(60):
-        opt.zero_grad()
-        nn.functional.cross_entropy(model(torch.tensor(x[:160])),
-                                    torch.tensor(y[:160])).backward()
-        opt.step()
-    model.eval()
-    torch.export.save(torch.export.export(model, (torch.tensor(x[:2]),)), tmp_path / "m.pt2")
+    train_full_batch(model, x[:160], y[:160], epochs=60)
+    export(model, x[:2], tmp_path / "m.pt2")
     assert main(["quantize", str(tmp_path / "m.pt2"), "--data", str(data), "-o",
                  str(tmp_path / "m.hwq")]) == 0
     assert main(["compile", str(tmp_path / "m.hwq"), "-o", str(tmp_path / "build")]) == 0
@@ -112,11 +106,8 @@ def _cnv(tmp_path):
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 1, size=(40, 3, 32, 32)).astype(np.float32)
     y = rng.integers(0, 10, size=40)
-    data = tmp_path / "cnv.npz"
-    np.savez(data, x_train=x[:32], y_train=y[:32], x_test=x[32:], y_test=y[32:],
-             num_classes=10)
-    torch.export.save(torch.export.export(model, (torch.tensor(x[:2]),)), tmp_path / "cnv.pt2")
-    return tmp_path / "cnv.pt2", data
+    data = save_split(tmp_path / "cnv.npz", x, y, 32, num_classes=10)
+    return export(model, x[:2], tmp_path / "cnv.pt2"), data
 
 
 @pytest.mark.slow

@@ -5,42 +5,21 @@ random valid gaps and ready stalls (``hwquant sim``), for the default CNN and fo
 no other test uses, with unrolled (constant shifts) and folded (code ROM + shifters) layers.
 """
 
-import json
 
 import pytest
-from test_flow_sim import make_unseen
-
-from hwquant import hwq
-from hwquant.cli import main
+from flows import make_unseen, quantize_compile_sim
 
 pytestmark = pytest.mark.sim
-
-
-def _quantize_compile_sim(model, tmp_path, quant_args, fold, vectors=8, data=None):
-    data_args = ["--data", str(data)] if data else []
-    q, s = tmp_path / "q.json", tmp_path / "s.json"
-    assert main(["quantize", str(model), *quant_args, *data_args, "--quiet",
-                 "-o", str(tmp_path / "n.hwq"), "--json", str(q)]) == 0
-    assert main(["compile", str(tmp_path / "n.hwq"), "--fold", fold,
-                 "-o", str(tmp_path / "build")]) == 0
-    assert main(["sim", str(tmp_path / "build"), "--vectors", str(vectors), "--seed", "5",
-                 "--stall", "0.3", "--json", str(s)]) == 0
-    res = json.loads(s.read_text())
-    assert res["passed"] and res["mismatches"] == 0 and res["vectors"] == vectors
-    for name, stream in res["streams"].items():
-        assert stream["received"] == stream["expected"] > 0, name
-    assert abs(res["cycle_error"]) <= 0.05, res
-    return json.loads(q.read_text()), hwq.load(tmp_path / "n.hwq")
 
 
 def test_default_cnn_inq4_bit_exact(trained_default_pt2, tmp_path):
     """The default CNN quantized with INQ 4-bit simulates bit-exact end to end (three
     portions of 3 epochs each: half the time of the 4-bit default schedule, whose accuracy
     ``test_schedules`` checks)."""
-    rep, net = _quantize_compile_sim(trained_default_pt2, tmp_path,
-                                     ["--method", "inq", "--bits", "4", "--portions",
-                                      "0.5,0.875,1.0", "--retrain-epochs", "3"], "auto",
-                                     vectors=12)
+    rep, net = quantize_compile_sim(trained_default_pt2, tmp_path,
+                                    ["--method", "inq", "--bits", "4", "--portions",
+                                     "0.5,0.875,1.0", "--retrain-epochs", "3"], "auto",
+                                    vectors=12)
     assert rep["accuracy"]["quantized"] >= rep["accuracy"]["float"] - 0.01
     assert {layer.encoding for layer in net.weight_layers} == {"pow2"}
 
@@ -50,7 +29,7 @@ def test_unseen_model_inq3_unrolled_and_folded(tmp_path):
     """A user's model and data: 3 channels, 5x5 stride-2 conv + BatchNorm, avg pool; INQ
     3-bit; the stem fully unrolled (constant shifts), the rest folded (code ROMs)."""
     model, data = make_unseen(tmp_path)
-    _, net = _quantize_compile_sim(
+    _, net = quantize_compile_sim(
         model, tmp_path,
         ["--method", "inq", "--bits", "3", "--retrain-epochs", "4", "--abits", "7"],
         "stem=12:75,conv=2:12,head=1:8", data=data)
@@ -60,7 +39,7 @@ def test_unseen_model_inq3_unrolled_and_folded(tmp_path):
 @pytest.mark.slow
 def test_default_cnn_ttq_asymmetric_bit_exact(trained_default_pt2, tmp_path):
     """Asymmetric ternary (two scales P, N per layer, applied after the per-sign sums)."""
-    _, net = _quantize_compile_sim(
+    _, net = quantize_compile_sim(
         trained_default_pt2, tmp_path,
         ["--method", "ternary", "--ternary", "ttq", "--retrain-epochs", "2", "--edge-layers",
          "same"], "conv1=16:9")
@@ -70,7 +49,7 @@ def test_default_cnn_ttq_asymmetric_bit_exact(trained_default_pt2, tmp_path):
 @pytest.mark.slow
 def test_default_cnn_twn_per_channel_bit_exact(trained_default_pt2, tmp_path):
     """TWN with one α per output channel: ternary codes, α in the requant multipliers."""
-    _, net = _quantize_compile_sim(
+    _, net = quantize_compile_sim(
         trained_default_pt2, tmp_path,
         ["--method", "ternary", "--scale", "channel", "--retrain-epochs", "2", "--edge-layers",
          "same"], "max")

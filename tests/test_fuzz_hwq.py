@@ -21,7 +21,7 @@ from hwquant.errors import HwqFormatError, HwquantError
 from hwquant.fold import apply_folding
 
 sys.path.insert(0, os.path.dirname(__file__))
-from test_hwq import rich_network
+from netbuilders import rich_network
 
 FAST = settings(max_examples=100, deadline=None, derandomize=True, print_blob=True,
                 suppress_health_check=[HealthCheck.too_slow])

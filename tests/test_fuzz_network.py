@@ -21,8 +21,8 @@ from hwquant.errors import HwquantError
 from hwquant.fold import apply_folding
 
 sys.path.insert(0, os.path.dirname(__file__))
+import netsim
 from netbuilders import add_layer, avg_requant, weight_layer
-from test_network_hw import check
 
 FAST = settings(max_examples=60, deadline=None, derandomize=True, print_blob=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -109,7 +109,7 @@ def check_network(case):
         event("folding refused")
         return
     event("simulated: " + ", ".join(sorted({type(la).__name__ for la in net.layers})))
-    check(folded, n=2, seed=0, stalls=stalls)
+    netsim.check_network(folded, n=2, seed=0, stalls=stalls)
 
 
 @FAST

@@ -13,8 +13,13 @@ from hwquant.golden import exact
 from hwquant.golden import pow2 as gpow2
 
 sys.path.insert(0, os.path.dirname(__file__))
-from netbuilders import random_chain, residual_net, vector_chain
-from test_hw_pow2 import linear, random_weights
+from netbuilders import (
+    pow2_linear,
+    random_chain,
+    random_pow2_weights,
+    residual_net,
+    vector_chain,
+)
 
 
 def _extreme(rng, shape, lo, hi):
@@ -72,7 +77,7 @@ def _as_pow2(net, rng):
     layers = []
     for layer in net.layers:
         if isinstance(layer, (ir.Conv2d, ir.Linear)):
-            w = random_weights(rng, layer.weight.shape, 4, (3, 5))
+            w = random_pow2_weights(rng, layer.weight.shape, 4, (3, 5))
             layer = dataclasses.replace(layer, weight=w, weight_bits=4, encoding="pow2",
                                         kind_data=ir.Pow2Data((3, 5)))
             layer = dataclasses.replace(layer, **_widened(layer))
@@ -119,8 +124,8 @@ def test_network_fast_path_equals_int64_path(kind, seed, encoding):
 def test_pow2_dot_with_sign_scales_equals_reference():
     rng = np.random.default_rng(11)
     fmt = ir.ActFormat(8, True, 0)
-    w = random_weights(rng, (7, 40), 5, (3, 5), zeros=0.2)
-    layer = linear(w, 5, fmt, scales=(3, 5))
+    w = random_pow2_weights(rng, (7, 40), 5, (3, 5), zeros=0.2)
+    layer = pow2_linear(w, 5, fmt, scales=(3, 5))
     xs = _extreme(rng, (500, 40), fmt.lo, fmt.hi)
     fast = gpow2.dot(layer, xs)
     with exact.int64_only():

@@ -25,7 +25,7 @@ from hwquant.compile import compile_network
 from hwquant.train import export_model
 
 sys.path.insert(0, os.path.dirname(__file__))
-from test_cli import _tiny_net
+from netbuilders import tiny_net
 
 
 def run(argv):
@@ -58,7 +58,7 @@ def repack(data, *, header=None, arrays=None):
 @pytest.fixture
 def files(tmp_path):
     """A tiny network, a 3-logit model and 3- and 5-class data sets, a plain file, a dir."""
-    hwq.save(_tiny_net(), tmp_path / "tiny.hwq")
+    hwq.save(tiny_net(), tmp_path / "tiny.hwq")
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(32, 3))
     export_model(model.eval(), torch.zeros(2, 1, 6, 6), tmp_path / "m3.pt2")
@@ -134,11 +134,11 @@ def test_outputs_get_the_umask_mode(files, capsys):
         build, net, rep = files / "build", files / "n.hwq", files / "r.json"
         assert main(["compile", str(files / "tiny.hwq"), "--fold", "min", "-o", str(build),
                      "--json", str(rep)]) == 0
-        hwq.save(_tiny_net(), net)
+        hwq.save(tiny_net(), net)
         modes = {p.name: stat.S_IMODE(p.stat().st_mode)
                  for p in (build, build / "network.hwq", build / "network.v", net, rep)}
         os.umask(0o027)
-        hwq.save(_tiny_net(), net)
+        hwq.save(tiny_net(), net)
         modes["n.hwq, umask 027"] = stat.S_IMODE(net.stat().st_mode)
     finally:
         os.umask(old)
@@ -165,7 +165,7 @@ def huge_logit_bias(tmp_path):
     def edit(arrays):
         arrays["fc.bias"] = np.full(3, 2 ** 40, dtype=np.int64)
 
-    path.write_bytes(repack(hwq.dumps(_tiny_net()), arrays=edit))
+    path.write_bytes(repack(hwq.dumps(tiny_net()), arrays=edit))
     return path
 
 
@@ -197,7 +197,7 @@ def test_compile_validates_before_constructing_components(files):
 ])
 def test_non_integer_arrays_are_refused(edit, message, files, capsys):
     path = files / "bad.hwq"
-    path.write_bytes(repack(hwq.dumps(_tiny_net()), arrays=edit))
+    path.write_bytes(repack(hwq.dumps(tiny_net()), arrays=edit))
     assert run(["compile", path, "-o", files / "b"]) == 2
     err = lines(capsys)
     assert len(err) == 1 and re.search(r"^error: .*bad\.hwq describes an invalid network: "
@@ -220,7 +220,7 @@ def test_hwq_field_types_are_checked(field, value, message):
 
     with pytest.raises(hwq.HwqFormatError, match=r"^<bytes> describes an invalid network: "
                                                  r"Layer 'conv1': " + message):
-        hwq.loads(repack(hwq.dumps(_tiny_net()), header=edit))
+        hwq.loads(repack(hwq.dumps(tiny_net()), header=edit))
 
 
 # -- 3. interrupts -------------------------------------------------------------------------------

@@ -19,55 +19,15 @@ from hwquant import golden, ir
 from hwquant.hw import mvu as mvu_module
 from hwquant.hw.engine import Engine, LaneEngine, engine_for
 from hwquant.hw.mvu import MatrixVectorUnit
-from hwquant.layout import conv_weight_matrix, pack_lanes, unpack_lanes
+from hwquant.layout import conv_weight_matrix, pack_lanes
 from hwquant.schedule.mvu import MatrixVectorUnitTiming
 
 sys.path.insert(0, os.path.dirname(__file__))
-from streamsim import simulate_stream
+from mvusim import FOLDS, divisors, random_x, run_mvu
 from timingsim import check_timing
 
 STALLS = [0.0, 0.4]
 STALL_IDS = ["no_stalls", "stalls"]
-
-
-def divisors(n):
-    return [d for d in range(1, n + 1) if n % d == 0]
-
-
-def proper(n):
-    ds = [d for d in divisors(n) if 1 < d < n]
-    return ds[len(ds) // 2] if ds else n
-
-
-#: Named folds (PE, SIMD) of an (OC, F) layer.
-FOLDS = {
-    "unrolled": lambda oc, f: (oc, f),
-    "nf1": lambda oc, f: (oc, proper(f)),  # NF = 1, SF > 1: no input buffer
-    "sf1": lambda oc, f: (proper(oc), f),  # SF = 1, NF > 1: one-word banks
-    "both": lambda oc, f: (proper(oc), proper(f)),
-    "serial": lambda oc, f: (1, 1),
-}
-
-
-def run_mvu(layer, x, *, weights=None, seed=0, stalls=0.0):
-    """Stream vectors ``x`` (N, F) through the layer's MVU; return ``((N, OC) outputs,
-    cycles)``."""
-    wm = layer.weight_matrix() if weights is None else weights
-    pe, simd = layer.fold.pe, layer.fold.simd
-    fin, fout = layer.in_format, layer.out_format
-    words = [pack_lanes(beat, fin.bits) for v in x for beat in np.reshape(v, (-1, simd))]
-    n_out = len(x) * layer.out_channels // pe
-    out, cycles = simulate_stream(MatrixVectorUnit(layer, wm), words, n_out, seed=seed,
-                                  valid_gap=stalls, ready_stall=stalls)
-    assert None not in out, f"{out.count(None)} extra output beat(s)"
-    beats = [unpack_lanes(w, fout.bits, pe, fout.signed) for w in out]
-    return np.array(beats).reshape(len(x), layer.out_channels), cycles
-
-
-def random_x(rng, fmt, n, fan_in):
-    x = rng.integers(fmt.lo, fmt.hi, (n, fan_in), endpoint=True)
-    x[0, 0], x[-1, -1] = fmt.lo, fmt.hi
-    return x
 
 
 def fixed_linear(rng, fold, *, oc=None, fan_in=None, epilogue="requant", in_signed=None):

@@ -24,29 +24,11 @@ from hwquant.vectors import expected_words, input_words
 sys.path.insert(0, os.path.dirname(__file__))
 from enginesim import all_inputs, simulate_engine
 from families import rotated
+from netbuilders import pow2_linear, random_pow2_weights
 from streamsim import simulate_stream
 
 FORMATS = [ir.ActFormat(3, True, 0), ir.ActFormat(3, False, 0)]
 SCALES = [(1, 1), (3, 5)]
-
-
-def random_weights(rng, shape, bits, scales=(1, 1), zeros=0.25):
-    """Valid pow2 integer weights: ``0``, ``+P * 2**e``, ``-N * 2**e``, every exponent."""
-    emax = (1 << (bits - 2)) - 1
-    e = rng.integers(0, emax + 1, shape)
-    w = np.where(rng.integers(0, 2, shape) == 1, -(scales[1] << e), scales[0] << e)
-    w[rng.random(shape) < zeros] = 0
-    return w
-
-
-def linear(w, bits, in_fmt, *, scales=(1, 1), fold=None, requant=None, out_fmt=None):
-    w = np.asarray(w)
-    if out_fmt is None:
-        lo, hi = ir.matrix_range(w, np.zeros(len(w), dtype=np.int64), in_fmt)
-        out_fmt = ir.ActFormat(ir.signed_bits_for(int(lo.min()), int(hi.max())), True, 0)
-    return ir.Linear("fc", ("input",), in_fmt, w, bits, 0, np.zeros(len(w), dtype=np.int64),
-                     requant, out_fmt, encoding="pow2", kind_data=ir.Pow2Data(scales),
-                     fold=fold or ir.Fold(len(w), w.shape[1]))
 
 
 # -- the dot engine ----------------------------------------------------------------------------
@@ -58,11 +40,11 @@ def test_constant_engine_equals_golden(bits, fmt, scales):
     """Unrolled engines (constant weights, every exponent and both signs among them) on every
     input of three 3-bit lanes."""
     rng = np.random.default_rng(bits * 10 + fmt.signed)
-    weights = random_weights(rng, (4, 3), bits, scales)
+    weights = random_pow2_weights(rng, (4, 3), bits, scales)
     emax = (1 << (bits - 2)) - 1
     weights[0] = [scales[0] << emax, -(scales[1] << emax), 0]
     xs = all_inputs(fmt, 3)
-    layer = linear(weights, bits, fmt, scales=scales)
+    layer = pow2_linear(weights, bits, fmt, scales=scales)
     expected = gpow2.dot(layer, xs)
     np.testing.assert_array_equal(expected, xs @ weights.T)  # the golden model itself
     for p, row in enumerate(weights):
@@ -92,7 +74,7 @@ def test_port_engine_equals_golden(bits, fmt, scales):
     dut = DotEngine(simd=simd, x_format=fmt, weight_bits=bits, sign_scales=scales)
     got = simulate_engine(dut, xs, codes).reshape(len(codes), len(xs))
     weights = gpow2.decode(codes, bits, scales)
-    layer = linear(weights, bits, fmt, scales=scales)
+    layer = pow2_linear(weights, bits, fmt, scales=scales)
     np.testing.assert_array_equal(got.T, gpow2.dot(layer, xs))
     np.testing.assert_array_equal(got, weights @ xs.T)
     # The worst case over any code is exact: reached by the extreme codes and inputs.
@@ -123,7 +105,7 @@ def test_encode_weights_packs_codes_lane_0_first():
 
 
 def test_options_come_from_the_layer():
-    layer = linear([[3, -5]], 2, FORMATS[0], scales=(3, 5))
+    layer = pow2_linear([[3, -5]], 2, FORMATS[0], scales=(3, 5))
     assert DotEngine.options(layer) == {"sign_scales": (3, 5)}
 
 
@@ -169,13 +151,14 @@ def random_pow2_linear(seed, fold_kind, *, logits=False):
     bits, in_fmt, scales = CONFIGS[seed % len(CONFIGS)]
     rng = np.random.default_rng(seed)
     oc, fan_in = 4, 6
-    w = random_weights(rng, (oc, fan_in), bits, scales)
+    w = random_pow2_weights(rng, (oc, fan_in), bits, scales)
     if logits:
-        return linear(w, bits, in_fmt, scales=scales, fold=ir.Fold(*FOLDS[fold_kind](oc, fan_in)))
+        return pow2_linear(w, bits, in_fmt, scales=scales,
+                           fold=ir.Fold(*FOLDS[fold_kind](oc, fan_in)))
     out_fmt = ir.ActFormat(5, bool(seed % 2), 1)
     requant = ir.Requant(rng.integers(1, 5, oc), bits + 1, out_fmt.lo, out_fmt.hi)
-    return linear(w, bits, in_fmt, scales=scales, fold=ir.Fold(*FOLDS[fold_kind](oc, fan_in)),
-                  requant=requant, out_fmt=out_fmt)
+    return pow2_linear(w, bits, in_fmt, scales=scales, fold=ir.Fold(*FOLDS[fold_kind](oc, fan_in)),
+                       requant=requant, out_fmt=out_fmt)
 
 
 def check_mvu(layer, n, *, seed, stalls):
@@ -216,10 +199,10 @@ def test_network_of_pow2_layers(mode):
     """linear (INQ, 4-bit codes) -> linear (ternary TTQ logits) through the network top."""
     rng = np.random.default_rng(9)
     in_fmt, mid = ir.ActFormat(4, False, 0), ir.ActFormat(4, False, 0)
-    w1 = random_weights(rng, (6, 8), 4)
+    w1 = random_pow2_weights(rng, (6, 8), 4)
     fc1 = ir.Linear("fc1", ("input",), in_fmt, w1, 4, 0, rng.integers(-20, 20, 6),
                     ir.Requant(np.ones(6), 4, 0, mid.hi), mid, encoding="pow2")
-    w2 = random_weights(rng, (3, 6), 2, (3, 5))
+    w2 = random_pow2_weights(rng, (3, 6), 2, (3, 5))
     lo, hi = ir.matrix_range(w2, np.zeros(3, dtype=np.int64), mid)
     fc2 = ir.Linear("fc2", ("fc1",), mid, w2, 2, 0, np.zeros(3), None,
                     ir.ActFormat(ir.signed_bits_for(int(lo.min()), int(hi.max())), True, 0),
@@ -246,9 +229,9 @@ def synth(component, family, tmp_path, name, **kwargs):
 def bench_layer(fold_kind):
     """A 4-bit INQ layer (8 x 16, signed 6-bit inputs), unrolled or folded PE=4, SIMD=4."""
     rng = np.random.default_rng(5)
-    w = random_weights(rng, (8, 16), 4)
+    w = random_pow2_weights(rng, (8, 16), 4)
     fold = (8, 16) if fold_kind == "unrolled" else (4, 4)
-    return linear(w, 4, ir.ActFormat(6, True, 0), fold=ir.Fold(*fold))
+    return pow2_linear(w, 4, ir.ActFormat(6, True, 0), fold=ir.Fold(*fold))
 
 
 @pytest.mark.synth
@@ -270,7 +253,7 @@ def test_zero_weights_build_no_logic(tmp_path):
     a single nonzero weight is wiring; LUTs grow with the nonzero weights."""
     fmt = ir.ActFormat(8, False, 0)
     rng = np.random.default_rng(3)
-    dense = random_weights(rng, (16,), 4, zeros=0.0)
+    dense = random_pow2_weights(rng, (16,), 4, zeros=0.0)
     sparse = dense * (np.arange(16) % 4 == 0)  # 4 nonzero
     single = np.abs(dense) * (np.arange(16) == 5)
     luts = {}

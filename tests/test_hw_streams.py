@@ -5,7 +5,6 @@ golden model or NumPy, with and without random stalls, and their timing models c
 cycle (:mod:`hwquant.schedule.streams`)."""
 
 import os
-import random
 import sys
 
 import numpy as np
@@ -31,7 +30,7 @@ from hwquant.schedule.streams import (
 )
 
 sys.path.insert(0, os.path.dirname(__file__))
-from streamsim import simulate_stream
+from streamsim import simulate_stream, simulate_streams
 from timingsim import check_timing
 
 STALLS = [(0.0, 0.0), (0.4, 0.4)]
@@ -49,58 +48,6 @@ def run(dut, in_beats, in_bits, n_out, out_bits, out_lanes, out_signed, *, seed,
                              ready_stall=stalls[1])
     assert None not in out, f"{out.count(None)} extra beat(s) after the expected {n_out}"
     return np.array([unpack_lanes(w, out_bits, out_lanes, out_signed) for w in out])
-
-
-def simulate_streams(dut, inputs, outputs, *, seed=0, valid_gap=0.0, ready_stall=0.0,
-                     max_cycles=20_000):
-    """Multi-stream :func:`simulate_stream`: ``inputs`` maps stream names to packed words
-    (each driven with its own random gaps), ``outputs`` maps stream names to the number of
-    beats to collect (each with its own random stalls). Returns ``{name: words}``; a beat
-    after the expected ones appears as ``None``."""
-    got = {name: [] for name in outputs}
-
-    def producer(name, words, rng):
-        async def bench(ctx):
-            s = getattr(dut, name)
-            for word in words:
-                while valid_gap and rng.random() < valid_gap:
-                    ctx.set(s.valid, 0)
-                    await ctx.tick()
-                ctx.set(s.payload.as_value(), word)
-                ctx.set(s.valid, 1)
-                await ctx.tick().until(s.ready)
-            ctx.set(s.valid, 0)
-        return bench
-
-    def consumer(name, n, rng):
-        async def bench(ctx):
-            s, out = getattr(dut, name), got[name]
-            for _ in range(max_cycles):
-                if len(out) == n:
-                    break
-                ready = not (ready_stall and rng.random() < ready_stall)
-                ctx.set(s.ready, ready)
-                *_, valid, payload = await ctx.tick().sample(s.valid, s.payload.as_value())
-                if valid and ready:
-                    out.append(payload)
-            else:
-                raise TimeoutError(f"{name} produced {len(out)} of {n} beats")
-            ctx.set(s.ready, 1)
-            for _ in range(8):
-                *_, valid = await ctx.tick().sample(s.valid)
-                if valid:
-                    out.append(None)
-        return bench
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    for k, (name, words) in enumerate(inputs.items()):
-        sim.add_testbench(producer(name, words, random.Random(seed * 100 + k)),
-                          background=True)
-    for k, (name, n) in enumerate(outputs.items()):
-        sim.add_testbench(consumer(name, n, random.Random(seed * 100 + 50 + k)))
-    sim.run()
-    return got
 
 
 def random_beats(rng, fmt, n, lanes):
@@ -170,7 +117,6 @@ def test_stream_fifo_full_throughput(depth, registered):
 
 def test_stream_fifo_registered_ready_ignores_consumer():
     """``registered_ready``: the input's ready is a function of the FIFO's state only."""
-    from amaranth.sim import Simulator
 
     dut = StreamFifo(FMT, 1, 2, registered_ready=True)
     seen = []

@@ -9,66 +9,12 @@ import re
 
 import numpy as np
 import pytest
+from netbuilders import assert_same, rich_network
 
 from hwquant import hwq, ir
 from hwquant.errors import HwqFormatError
 
-S8 = ir.ActFormat(8, True, 5)
-U6 = ir.ActFormat(6, False, 2)
-S5 = ir.ActFormat(5, True, -1)
-
-
-def rich_network():
-    """One layer of every IR type and epilogue type, with non-default folds, multipliers,
-    strides and formats."""
-    rng = np.random.default_rng(7)
-
-    def rq(n, shift, fmt, relu=False, mult=None):
-        mult = np.ones(n, dtype=np.int64) if mult is None else mult
-        return ir.Requant(mult, shift, 0 if relu else fmt.lo, fmt.hi)
-
-    c1 = ir.Conv2d("c1", ("input",), S8, rng.integers(-8, 8, (4, 2, 3, 2)), 4, 3,
-                   rng.integers(-300, 300, 4), rq(4, 7, U6, True, np.array([1, 3, 2, 5])), U6,
-                   fold=ir.Fold(2, 3), in_shape=(2, 7, 6), stride=(1, 2), padding=(1, 0))
-    thresholds = ir.Thresholds(np.sort(rng.integers(-40, 40, (4, 3)), axis=1), [1, -1, 1, 1])
-    c2 = ir.Conv2d("c2", ("c1",), U6, rng.integers(-2, 2, (4, 4, 1, 1)), 2, 1,
-                   np.zeros(4), thresholds, S5, in_shape=(4, 7, 3))
-    add = ir.Add("res", ("c1", "c2"), (4, 7, 3), (U6, S5), U6, relu=True)
-    mp = ir.MaxPool2d("mp", ("res",), (4, 7, 3), (3, 2), (2, 1), (1, 1), U6)
-    ap = ir.AvgPool2d("ap", ("mp",), (4, 4, 4), 3, 1, 1, U6, out_format=U6,
-                      requant=ir.Requant([3641], 15, 0, U6.hi))
-    flat = ir.Flatten("flat", ("ap",), (4, 4, 4), U6)
-    fc1 = ir.Linear("fc1", ("flat",), U6, rng.integers(-128, 128, (6, 64)), 8, 6,
-                    rng.integers(-1000, 1000, 6), rq(6, 4, S8), S8, fold=ir.Fold(3, 16))
-    w2 = rng.integers(-4, 4, (3, 6))
-    lo, hi = ir.matrix_range(w2, np.zeros(3, dtype=np.int64), S8)
-    fc2 = ir.Linear("fc2", ("fc1",), S8, w2, 3, 1, np.zeros(3), ir.Logits(np.array([1, 3, 2])),
-                    ir.ActFormat(ir.signed_bits_for(3 * int(lo.min()), 3 * int(hi.max())), True,
-                                 6))
-    return ir.Network("rich", (2, 7, 6), S8, (c1, c2, add, mp, ap, flat, fc1, fc2),
-                      metadata={"method": "fixed", "accuracy": 0.96875, "classes": ["a", "b", "c"],
-                                "nested": {"wbits": 4, "seed": None}})
-
-
-def assert_same(a, b, where="network"):
-    """Deep equality of IR objects: types, every dataclass field, arrays with dtype."""
-    assert type(a) is type(b), f"{where}: {type(a).__name__} != {type(b).__name__}"
-    if isinstance(a, np.ndarray):
-        assert a.dtype == b.dtype, f"{where}: dtype {a.dtype} != {b.dtype}"
-        np.testing.assert_array_equal(a, b, err_msg=where)
-    elif dataclasses.is_dataclass(a):
-        for f in dataclasses.fields(a):
-            assert_same(getattr(a, f.name), getattr(b, f.name), f"{where}.{f.name}")
-    elif isinstance(a, (tuple, list)):
-        assert len(a) == len(b), f"{where}: length {len(a)} != {len(b)}"
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_same(x, y, f"{where}[{i}]")
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), f"{where}: keys differ"
-        for k in a:
-            assert_same(a[k], b[k], f"{where}[{k!r}]")
-    else:
-        assert a == b, f"{where}: {a!r} != {b!r}"
+S5 = ir.ActFormat(5, True, -1)  # the output format of rich_network's c2
 
 
 def rewrite(data, edit_header=None, drop=(), add=None):

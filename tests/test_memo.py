@@ -15,8 +15,8 @@ from hwquant.layout import conv_weight_matrix, pack_lanes, unpack_lanes
 from hwquant.memo import MemoError, channel_groups, check_memo, memo_layout
 
 sys.path.insert(0, os.path.dirname(__file__))
+from netbuilders import template_layer
 from streamsim import simulate_stream
-from test_template import template_layer
 
 
 def fixed_layer(rng, *, oc=6, ic=3, values=(-2, -1, 0, 1), in_fmt=None,

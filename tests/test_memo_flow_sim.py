@@ -8,7 +8,7 @@ compiler chooses its engines."""
 import json
 
 import pytest
-from test_memo_network import FOLD, few_valued_net
+from netbuilders import FEW_VALUED_FOLD, few_valued_net
 
 from hwquant import hwq
 from hwquant.cli import main
@@ -43,7 +43,7 @@ def test_default_cnn_2bit_memo_convs(trained_default_pt2, tmp_path):
 def test_unseen_few_valued_net(tmp_path):
     hwq.save(few_valued_net(), tmp_path / "n.hwq")
     c = tmp_path / "c.json"
-    assert main(["compile", str(tmp_path / "n.hwq"), "--fold", FOLD, "-o",
+    assert main(["compile", str(tmp_path / "n.hwq"), "--fold", FEW_VALUED_FOLD, "-o",
                  str(tmp_path / "build"), "--json", str(c)]) == 0
     engines = json.loads(c.read_text())["engines"]
     assert {k: v["engine"] for k, v in engines.items()} == {"stem": "memo", "head": "memo"}

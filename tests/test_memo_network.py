@@ -6,12 +6,10 @@ stalls: a shape no other test uses (3 signed input channels of 9 x 7, a stride-2
 stem of 5 kernels that each take two values of their own, max pooling, a linear head of
 low-bit weights)."""
 
-import dataclasses
 import json
 import os
 import sys
 
-import numpy as np
 import pytest
 
 from hwquant import ir
@@ -19,36 +17,13 @@ from hwquant.compile import compile_network
 from hwquant.engines import EngineError
 
 sys.path.insert(0, os.path.dirname(__file__))
-from netbuilders import weight_layer
-from test_network_hw import check
-
-
-def few_valued_net(seed=0):
-    rng = np.random.default_rng(seed)
-    in_fmt = ir.ActFormat(4, True, 2)
-    shape = (3, 9, 7)
-    stem = weight_layer(rng, "stem", "input", shape, in_fmt, 5, conv=((3, 3), (2, 2), (1, 1)))
-    ab = np.array([[3, -5], [6, -2], [-7, 1], [5, 2], [-3, 7]])
-    pick = rng.integers(0, 2, stem.weight.shape) == 1
-    w = np.where(pick, ab[:, 0, None, None, None], ab[:, 1, None, None, None])
-    stem = dataclasses.replace(stem, weight=w, weight_bits=4)
-    mp = ir.MaxPool2d("mp", ("stem",), stem.out_shape, 2, 2, 0, stem.out_format)
-    flat = ir.Flatten("flat", ("mp",), mp.out_shape, mp.out_format)
-    head = weight_layer(rng, "head", "flat", flat.out_shape, flat.out_format, 3, last=True)
-    hw = rng.choice([-1, 0, 0, 2], head.weight.shape)
-    lo, hi = ir.matrix_range(hw, head.bias, head.in_format)
-    out = ir.ActFormat(ir.signed_bits_for(int(lo.min()), int(hi.max())), True,
-                       head.out_format.frac)
-    head = dataclasses.replace(head, weight=hw, weight_bits=3, out_format=out)
-    return ir.Network("few", shape, in_fmt, (stem, mp, flat, head))
-
-
-FOLD = "stem=5:9,head=1:10"
+from netbuilders import FEW_VALUED_FOLD, few_valued_net
+from netsim import check_network
 
 
 def test_compiler_chooses_memo_and_sim_bit_exact(tmp_path):
     net = few_valued_net()
-    res = compile_network(net, tmp_path / "b", fold=FOLD)
+    res = compile_network(net, tmp_path / "b", fold=FEW_VALUED_FOLD)
     engines = {name: row["engine"] for name, row in res.report["engines"].items()}
     assert engines == {"stem": "memo", "head": "memo"}, res.report["engines"]
     for row in res.report["engines"].values():
@@ -60,17 +35,17 @@ def test_compiler_chooses_memo_and_sim_bit_exact(tmp_path):
     assert {r["name"]: r.get("engine") for r in report["layers"]
             if r["pe"]} == {"stem": "memo", "head": "memo"}
     assert res.network.layer("stem").fold == ir.Fold(5, 9, "memo")
-    check(res.network, n=3, seed=1, stalls=0.3, plan=res.plan)
+    check_network(res.network, n=3, seed=1, stalls=0.3, plan=res.plan)
 
 
 def test_override_plain_and_memo(tmp_path):
     net = few_valued_net()
-    res = compile_network(net, tmp_path / "b", fold=FOLD, engines=["head=plain"])
+    res = compile_network(net, tmp_path / "b", fold=FEW_VALUED_FOLD, engines=["head=plain"])
     assert res.report["engines"]["head"] == {**res.report["engines"]["head"],
                                              "engine": "plain",
                                              "reason": "requested (--engine)"}
     assert res.report["engines"]["stem"]["engine"] == "memo"
-    check(res.network, n=2, seed=2, stalls=0.4, plan=res.plan)
+    check_network(res.network, n=2, seed=2, stalls=0.4, plan=res.plan)
 
 
 @pytest.mark.parametrize("engines, message", [
@@ -82,7 +57,7 @@ def test_override_plain_and_memo(tmp_path):
 ])
 def test_bad_engine_requests(engines, message, tmp_path):
     with pytest.raises(EngineError, match=message):
-        compile_network(few_valued_net(), tmp_path / "b", fold=FOLD, engines=engines)
+        compile_network(few_valued_net(), tmp_path / "b", fold=FEW_VALUED_FOLD, engines=engines)
     assert not (tmp_path / "b").exists()
 
 
@@ -100,12 +75,12 @@ def test_cli_engine_flag(tmp_path, capsys):
     from hwquant.cli import main
 
     hwq.save(few_valued_net(), tmp_path / "n.hwq")
-    assert main(["compile", str(tmp_path / "n.hwq"), "--fold", FOLD, "--engine", "stem=plain",
-                 "--engine", "head=memo", "-o", str(tmp_path / "b")]) == 0
+    assert main(["compile", str(tmp_path / "n.hwq"), "--fold", FEW_VALUED_FOLD, "--engine",
+                 "stem=plain", "--engine", "head=memo", "-o", str(tmp_path / "b")]) == 0
     cap = capsys.readouterr()
     out = cap.out + cap.err
     assert "engine plain" in out and "engine memo" in out and "requested (--engine)" in out
-    assert main(["compile", str(tmp_path / "n.hwq"), "--fold", FOLD, "--engine", "stem=turbo",
-                 "-o", str(tmp_path / "c")]) == 2
+    assert main(["compile", str(tmp_path / "n.hwq"), "--fold", FEW_VALUED_FOLD, "--engine",
+                 "stem=turbo", "-o", str(tmp_path / "c")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["error: Engine for layer 'stem' must be one of plain, memo, not 'turbo'"]

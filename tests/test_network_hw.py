@@ -8,17 +8,15 @@ import os
 import re
 import sys
 
-import numpy as np
 import pytest
 
-from hwquant import golden, ir
+from hwquant import ir
 from hwquant.compile import plan_build
 from hwquant.errors import UnsupportedLayerError
 from hwquant.fold import apply_folding, default_target
 from hwquant.hw.network import NetworkTop
 from hwquant.plan import Fifo, Fork, Join, PlanError, layer_simd_choices, plan_network
 from hwquant.schedule.replay import Deadlock, replay
-from hwquant.vectors import expected_words, input_words
 
 sys.path.insert(0, os.path.dirname(__file__))
 from netbuilders import (
@@ -29,35 +27,7 @@ from netbuilders import (
     truncated,
     vector_chain,
 )
-from streamsim import simulate_stream
-
-
-def check(net, *, n, seed, stalls, fifo_depth="auto", plan=None):
-    """Simulate ``net`` (planned with ``fifo_depth``, or the given ``plan``) on ``n`` random
-    inputs; every output word against the golden model. Returns the cycles taken."""
-    fmt = net.input_format
-    rng = np.random.default_rng(seed + 7)
-    x = rng.integers(fmt.lo, fmt.hi, (n, *net.input_shape), endpoint=True)
-    gold = golden.run(net, x)
-    expected = expected_words(net, gold)["o_stream"]
-    if plan is None:
-        plan, _ = plan_build(net, fifo_depth)
-    dut = NetworkTop(plan)
-    out, cycles = simulate_stream(dut, input_words(net, x), len(expected), seed=seed,
-                                  valid_gap=stalls, ready_stall=stalls)
-    assert None not in out, "extra output beat"
-    out_fmt, classes = net.output.out_format, net.output.out_channels
-    cls_bits = max(1, (classes - 1).bit_length())
-    got_cls = np.array([w & ((1 << cls_bits) - 1) for w in out])
-    got_logits = np.array([[((w >> (cls_bits + i * out_fmt.bits)) & ((1 << out_fmt.bits) - 1))
-                            for i in range(classes)] for w in out])
-    got_logits = np.where(got_logits >> (out_fmt.bits - 1), got_logits - (1 << out_fmt.bits),
-                          got_logits)
-    np.testing.assert_array_equal(got_logits, gold[net.output.name].reshape(n, -1))
-    np.testing.assert_array_equal(got_cls, golden.predict(net, x))
-    assert out == expected  # and the packed words themselves
-    return cycles
-
+from netsim import check_network
 
 MODES = ["max", "min", "auto", "auto_fast", "override"]
 
@@ -77,12 +47,12 @@ def fold(net, mode):
 @pytest.mark.parametrize("seed", range(3))
 def test_random_chain(seed, mode):
     net = fold(random_chain(seed), mode)
-    check(net, n=2, seed=seed, stalls=0.4 if (seed + MODES.index(mode)) % 2 else 0.0)
+    check_network(net, n=2, seed=seed, stalls=0.4 if (seed + MODES.index(mode)) % 2 else 0.0)
 
 
 @pytest.mark.parametrize("mode", ["max", "min"])
 def test_pointwise_conv_with_padding(mode):
-    check(apply_folding(pointwise_padded_chain(5), mode), n=3, seed=5, stalls=0.4)
+    check_network(apply_folding(pointwise_padded_chain(5), mode), n=3, seed=5, stalls=0.4)
 
 
 def test_random_chains_cover_the_folds():
@@ -101,13 +71,13 @@ def test_random_chains_cover_the_folds():
 @pytest.mark.parametrize("fifo_depth", [1, 4])
 def test_chain_with_fifo_depths(fifo_depth):
     net = fold(random_chain(3), "auto_fast")
-    check(net, n=2, seed=3, stalls=0.4, fifo_depth=fifo_depth)
+    check_network(net, n=2, seed=3, stalls=0.4, fifo_depth=fifo_depth)
 
 
 @pytest.mark.parametrize("mode", ["max", "min", "auto"])
 def test_vector_network(mode):
     net = apply_folding(vector_chain(4), mode)
-    check(net, n=5, seed=4, stalls=0.4)
+    check_network(net, n=5, seed=4, stalls=0.4)
 
 
 @pytest.mark.parametrize("seed, mode", [(0, "auto"), pytest.param(1, "min", marks=pytest.mark.slow),
@@ -116,7 +86,7 @@ def test_residual_network(seed, mode):
     """Identity and projection skips: forks, joins and skip FIFOs, with stalls."""
     net = fold(residual_net(seed), mode) if mode != "auto_fast" else apply_folding(
         residual_net(seed), "auto", target_cycles=default_target(residual_net(seed)) // 4)
-    check(net, n=2, seed=seed, stalls=0.4 if seed % 2 else 0.25)
+    check_network(net, n=2, seed=seed, stalls=0.4 if seed % 2 else 0.25)
 
 
 @pytest.mark.parametrize("seed, mode", [(0, "auto"), (1, "min")])
@@ -124,7 +94,7 @@ def test_residual_block_on_the_network_input(seed, mode):
     """The input itself is forked: its skip branch gets a FIFO like any other."""
     net = apply_folding(input_residual_net(seed), mode)
     assert "input_to_res_fifo" in plan_network(net).fifos
-    check(net, n=2, seed=seed, stalls=0.3)
+    check_network(net, n=2, seed=seed, stalls=0.3)
 
 
 def test_residual_plan_has_forks_joins_and_skip_fifos():
@@ -146,8 +116,8 @@ def test_steady_state_cycles_equal_the_replayed_schedule(net, mode):
     derived FIFO depths within 5 % of it."""
     net = fold(net, mode)
     plan, sched = plan_build(net, "auto")
-    one = check(net, n=1, seed=0, stalls=0.0, plan=plan)
-    three = check(net, n=3, seed=0, stalls=0.0, plan=plan)
+    one = check_network(net, n=1, seed=0, stalls=0.0, plan=plan)
+    three = check_network(net, n=3, seed=0, stalls=0.0, plan=plan)
     per_inference = (three - one) / 2
     assert per_inference == sched.period
     assert sched.period >= plan.bottleneck_cycles()
@@ -169,9 +139,9 @@ def test_skip_fifo_smaller_than_derived_stalls_or_deadlocks():
         slower = None
     assert slower is None or slower > sched.period
     # The hardware agrees: with the smaller skip FIFO, three inferences take longer (or hang).
-    good = check(net, n=3, seed=0, stalls=0.0, plan=plan)
+    good = check_network(net, n=3, seed=0, stalls=0.0, plan=plan)
     try:
-        bad = check(net, n=3, seed=0, stalls=0.0, plan=small)
+        bad = check_network(net, n=3, seed=0, stalls=0.0, plan=small)
     except TimeoutError:
         bad = None
     assert (bad is None) == (slower is None)

@@ -22,7 +22,7 @@ from hwquant.quant.report import input_saturation, unusual
 from hwquant.train import default_model, export_model, train
 
 sys.path.insert(0, os.path.dirname(__file__))
-from test_network_hw import check
+from netsim import check_network
 
 
 class _TinyConv(nn.Module):
@@ -78,7 +78,7 @@ def test_large_bias_network_is_bit_exact_in_hardware(tmp_path):
     assert rc == 0
     net = hwq.load(out)
     assert ir.accumulator_bits(net.layers[0]) > 40  # wider than the old clip at 2^40
-    check(net, n=2, seed=1, stalls=0.3)
+    check_network(net, n=2, seed=1, stalls=0.3)
 
 
 def test_a_bias_beyond_the_accumulator_is_refused_with_one_line(tmp_path, capsys):
@@ -141,7 +141,7 @@ def test_per_channel_fixed_network_is_bit_exact(tmp_path, outlier_model):
     assert rc == 0
     net = hwq.load(out)
     assert not net.layers[0].epilogue.is_shift_only  # the channel scales are multipliers
-    check(net, n=2, seed=2, stalls=0.4)
+    check_network(net, n=2, seed=2, stalls=0.4)
 
 
 def test_percentile_calibration_saturates_and_says_so(tmp_path, outlier_model):
@@ -197,4 +197,4 @@ def test_extreme_batchnorm_is_bit_exact_or_refused(tmp_path, args, capsys):
         assert len(err) == 1 and err[0].startswith("error: Layer ") and not out.exists()
         return
     assert rc == 0
-    check(hwq.load(out), n=2, seed=3, stalls=0.3)
+    check_network(hwq.load(out), n=2, seed=3, stalls=0.3)

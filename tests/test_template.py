@@ -12,34 +12,10 @@ import pytest
 from hwquant import golden, ir
 from hwquant.golden import template as gtemplate
 from hwquant.layout import pack_lanes, unpack_lanes
-from hwquant.templates import masks
 
 sys.path.insert(0, os.path.dirname(__file__))
+from netbuilders import template_layer
 from streamsim import simulate_stream
-
-U4 = ir.ActFormat(4, False, 0)
-
-
-def template_layer(rng, *, ic=2, ids=(3, -1, 24, -1), signs=(1, 1, -1, 1), wbits=4,
-                   in_fmt=U4, fold=None, requant=True):
-    """A 3x3 conv over an ``ic x 3 x 3`` input (one output pixel) mixing templates and
-    fixed channels."""
-    oc = len(ids)
-    w = rng.integers(-(1 << (wbits - 1)), 1 << (wbits - 1), (oc, ic, 3, 3))
-    for c, (t, s) in enumerate(zip(ids, signs, strict=True)):
-        if t >= 0:
-            w[c] = s * (2 * masks()[t] - 1)
-    lo, hi = ir.matrix_range(w.reshape(oc, -1), np.zeros(oc, dtype=np.int64), in_fmt)
-    if requant:
-        out_fmt = ir.ActFormat(5, True, 0)
-        epi = ir.Requant(rng.integers(1, 9, oc), 3, out_fmt.lo, out_fmt.hi)
-    else:
-        out_fmt = ir.ActFormat(ir.signed_bits_for(int(lo.min()), int(hi.max())), True, 0)
-        epi = None
-    return ir.Conv2d("conv", ("input",), in_fmt, w, wbits, 0, rng.integers(-9, 9, oc), epi,
-                     out_fmt, encoding="template",
-                     kind_data=ir.TemplateData(ids, signs), fold=fold or ir.Fold(oc, ic * 9),
-                     in_shape=(ic, 3, 3))
 
 
 class TestKindData:

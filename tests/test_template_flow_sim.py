@@ -9,7 +9,7 @@ stem fully unrolled."""
 import numpy as np
 import pytest
 import torch
-from test_flow_sim_pow2 import _quantize_compile_sim
+from flows import quantize_compile_sim, save_split, train_full_batch
 from torch import nn
 
 from hwquant.templates import fix_templates
@@ -25,7 +25,7 @@ def test_default_cnn_with_templates_folded(digits, tmp_path):
     assert acc >= 0.97
     export_model(model, digits.x_test[:2], tmp_path / "t.pt2")
     # conv1=4:3: PE p computes channels p, p+4, p+8 (templates) and p+12 (fixed)
-    rep, net = _quantize_compile_sim(tmp_path / "t.pt2", tmp_path, [], "conv1=4:3", vectors=10)
+    rep, net = quantize_compile_sim(tmp_path / "t.pt2", tmp_path, [], "conv1=4:3", vectors=10)
     conv1 = net.layer("conv1")
     assert conv1.encoding == "template"
     assert conv1.kind_data.template_ids == tuple(range(12)) + (-1,) * 4
@@ -51,25 +51,17 @@ def test_unseen_templated_model_inq_unrolled(tmp_path):
     rng = np.random.default_rng(1)
     x = rng.normal(size=(150, 2, 8, 8)).astype(np.float32)
     y = (x[:, 0].mean(axis=(1, 2)) > 0).astype(np.int64) + (x[:, 1, :4].mean(axis=(1, 2)) > 0)
-    data = tmp_path / "data.npz"
-    np.savez(data, x_train=x[:110], y_train=y[:110], x_test=x[110:], y_test=y[110:])
+    data = save_split(tmp_path / "data.npz", x, y, 110)
     torch.manual_seed(1)
     model = _Unseen()
     freeze = fix_templates(model, 7)
-    opt = torch.optim.Adam(model.parameters(), 1e-2, weight_decay=1e-3)
-    for _ in range(30):
-        opt.zero_grad()
-        nn.functional.cross_entropy(model(torch.tensor(x[:110])), torch.tensor(y[:110])).backward()
-        freeze.mask_grads()
-        opt.step()
-        freeze.restore()
+    train_full_batch(model, x[:110], y[:110], epochs=30, weight_decay=1e-3, freeze=freeze)
     with torch.no_grad():
         model.bn.weight[2] = -model.bn.weight[2].abs()  # template 2 folds with sign -1
-    model.eval()
     export_model(model, x[:2], tmp_path / "u.pt2")
-    _, net = _quantize_compile_sim(tmp_path / "u.pt2", tmp_path,
-                                   ["--method", "inq", "--bits", "5", "--retrain-epochs", "1"],
-                                   "stem=10:18", vectors=8, data=data)
+    _, net = quantize_compile_sim(tmp_path / "u.pt2", tmp_path,
+                                  ["--method", "inq", "--bits", "5", "--retrain-epochs", "1"],
+                                  "stem=10:18", vectors=8, data=data)
     stem = net.layer("stem")
     assert stem.encoding == "template" and stem.weight_bits == 8
     assert stem.kind_data.template_ids == tuple(range(7)) + (-1,) * 3
