@@ -28,7 +28,7 @@ from ..engine_shape import BdcnnShape, bdcnn_coefficients
 from ..plan import mvu_cycles
 from .binary import popcount_luts
 from .common import carry_save, check_family, const_select
-from .fixed import _DSP_Y_MIN, const_product
+from .fixed import DSP_Y_MIN, const_product
 from .resources import (
     Resources,
     adder,
@@ -110,7 +110,7 @@ def resources(layer, family, *, use_dsp=True, **_) -> Resources:
     # The products are summed into the combine register: Yosys keeps only its width of each
     # product, and a product narrower than the family's DSP minimum stays in LUTs.
     y_bits = min(t_bits + d.coef_bits, ir.accumulator_bits(layer))
-    dsp = use_dsp and y_bits >= _DSP_Y_MIN[family]
+    dsp = use_dsp and y_bits >= DSP_Y_MIN[family]
     for p in range(pe):
         for a in range(k):
             if not live[p, a * q]:

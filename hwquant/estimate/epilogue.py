@@ -139,13 +139,14 @@ def _requant_lane(acc_bits, biases, mults, shift, lo, hi, out_bits, family, use_
     t_bits = acc_bits
     varying = len(set(biases)) > 1
     scaled = any(m != 1 for m in mults)
+    constant_mult = len(set(mults)) == 1
     pre_add = varying or (scaled and any(biases))
     if pre_add:
         t_bits += 1  # a variable bias, or one the multiplier needs first
         biases = [0]
     product = Resources()
     if scaled:
-        if len(set(mults)) == 1:
+        if constant_mult:
             product = const_product(mults[0], t_bits, True, family, use_dsp=use_dsp)[0]
             t_bits += max(2, mults[0].bit_length() + 1)
         else:
@@ -177,8 +178,15 @@ def _requant_lane(acc_bits, biases, mults, shift, lo, hi, out_bits, family, use_
     if pre_add and not in_dsp:
         res += adder(acc_bits, family)
     res += product
-    res += Resources(ff=t_bits)  # the pipeline register on the product
     used = max(t_bits - max(shift, 0) + 1, 1)
+    # The pipeline register on the product. By a constant multiplier (one channel per lane)
+    # Yosys keeps only the bits the rounding reads (from bit ``shift - 1`` up), and on xilinx
+    # packs even those into the DSP48E1 (its MREG). By a selected multiplier the whole product
+    # is registered in the fabric.
+    if constant_mult and scaled:
+        res += Resources(ff=0 if in_dsp else min(used, t_bits))
+    else:
+        res += Resources(ff=t_bits)
     # The pipeline register stands between the bias adder and the rounding adder: Yosys
     # cannot fold the rounding constant into the bias adder.
     merged = False

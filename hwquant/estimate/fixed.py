@@ -38,11 +38,12 @@ from .common import macc
 from .resources import Resources, const_multiplier, dsp_product, multiplier
 
 __all__ = ["resources", "absorbed_registers", "cycles", "is_unrolled",
-           "product_bits", "adder_tree", "macc", "const_product", "dot_range", "word_bits"]
+           "product_bits", "adder_tree", "macc", "const_product", "dot_range", "word_bits",
+           "DSP_Y_MIN"]
 
 # Smallest product (Y) width mul2dsp maps to a DSP block (Yosys 0.70 synth scripts:
 # DSP_Y_MINWIDTH); the operand minimums are in resources.dsp_blocks.
-_DSP_Y_MIN = {"ice40": 11, "ecp5": 0, "xilinx": 9, "gowin": 0}
+DSP_Y_MIN = {"ice40": 11, "ecp5": 0, "xilinx": 9, "gowin": 0}
 
 # Which adders after a DSP multiply Yosys packs into the block: one post-adder per block, fed
 # by its product. ``xilinx_dsp`` (DSP48E1, with the P and A registers around it) takes any;
@@ -121,7 +122,7 @@ def const_product(weight, xbits, signed_x, family, *, use_dsp=True):
         return Resources(), False
     if use_dsp:
         a, b, y, signed = _dsp_operands(weight, xbits, signed_x)
-        if b >= 1 and y >= _DSP_Y_MIN[family]:
+        if b >= 1 and y >= DSP_Y_MIN[family]:
             on_dsp = dsp_product(a, b, family, signed)
             if on_dsp is not None:
                 if signed_x:

@@ -42,7 +42,7 @@ import torch
 from .. import ir
 from ..bitmask import Mask, candidates, parse
 from .grid import frac_for_range
-from .weights import LoweredWeights, WeightQuantError, _abs_max
+from .weights import LoweredWeights, WeightQuantError, abs_max
 
 __all__ = ["BitmaskWeights", "search_masks", "SearchResult", "point_for", "ROUNDINGS",
            "DEFAULT_SPAN", "DEFAULT_BUDGET", "CALIB_FRACTION"]
@@ -84,7 +84,7 @@ class BitmaskWeights:
                 else self.mask.literal(scaled))
 
     def fit(self, w):
-        _abs_max(w)
+        abs_max(w)
         return {"mask": self.mask}
 
     def quantize(self, w, state):

@@ -19,7 +19,7 @@ from .grid import frac_for_range, quantize_to_grid
 
 __all__ = ["quantize_fixed", "QuantizationError", "activation_format", "input_format",
            "weight_layer", "build_network", "calibrated_range", "channel_fixed_weights",
-           "BIAS_LIMIT_BITS"]
+           "BIAS_LIMIT_BITS", "check_bits"]
 
 #: Fraction bits never exceed this (keeps shifts and test vectors sane for dead layers).
 MAX_FRAC = 24
@@ -53,7 +53,8 @@ def input_format(x_cal, bits: int, percentile=None) -> ir.ActFormat:
     return activation_format(calibrated_range(x, percentile), bits, bool((x < 0).any()))
 
 
-def _check_bits(name, value, lo=2, hi=16):
+def check_bits(name, value, lo=2, hi=16):
+    """Raise :class:`QuantizationError` unless ``value`` is an integer in ``lo..hi``."""
     if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
         raise QuantizationError(f"{name} must be an integer in {lo}..{hi}, not {value!r}")
 
@@ -173,7 +174,7 @@ def build_network(graph, x_cal, *, abits, weight_quantizer, name="network", meta
     calibrates every activation range at that percentile of the magnitudes instead of the
     maximum (:func:`calibrated_range`).
     """
-    _check_bits("Activation width", abits)
+    check_bits("Activation width", abits)
     acts = graph.run(np.asarray(x_cal, dtype=np.float64))
     fmts = {ir.INPUT: input_format(x_cal, abits, calib_percentile)}
     layers = []
@@ -243,10 +244,10 @@ def quantize_fixed(graph, x_cal, *, wbits: int, abits: int, name="network", meta
     power-of-two scale (:func:`channel_fixed_weights`; the logits layer keeps one, its
     channels are compared by the arg-max). ``layer_bits`` (``{layer: bits}``) gives the
     layers it names their own weight width (mixed precision), the others have ``wbits``."""
-    _check_bits("Weight width", wbits)
+    check_bits("Weight width", wbits)
     widths = dict(layer_bits or {})
     for layer, bits in widths.items():
-        _check_bits(f"Weight width of layer '{layer}'", bits)
+        check_bits(f"Weight width of layer '{layer}'", bits)
     last = graph.nodes[-1].name
 
     from .template import lower_templates, template_channels, templated_layers

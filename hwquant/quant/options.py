@@ -10,7 +10,7 @@ import itertools
 from dataclasses import dataclass, field
 
 from .. import ir
-from .fixed import QuantizationError, _check_bits
+from .fixed import QuantizationError, check_bits
 
 __all__ = ["QuantOptions", "RetrainConfig", "check_options", "check_portions", "METHODS",
            "METHOD_BITS", "DEFAULT_SCHEDULE", "DEFAULT_BITS", "SCHEDULES", "PARTITIONS",
@@ -493,7 +493,7 @@ def _check_layer_bits(opts, lo, hi) -> None:
     for name, bits in given.items():
         if not isinstance(name, str) or not name:
             raise QuantizationError(f"Per-layer weight widths name layers, not {name!r}")
-        _check_bits(f"Weight width of layer '{name}' for {opts.method}", bits, lo, hi)
+        check_bits(f"Weight width of layer '{name}' for {opts.method}", bits, lo, hi)
 
 
 def check_options(opts: QuantOptions) -> None:
@@ -513,12 +513,12 @@ def check_options(opts: QuantOptions) -> None:
     elif opts.method == "bdcnn":
         _check_bdcnn(opts)
     else:
-        _check_bits(f"Weight width for {opts.method}", opts.wbits, lo, hi)
+        check_bits(f"Weight width for {opts.method}", opts.wbits, lo, hi)
     _check_layer_bits(opts, lo, hi)
     if opts.method == "binary":
         _check_binary(opts)
     elif opts.method != "bdcnn":
-        _check_bits("Activation width", opts.abits)
+        check_bits("Activation width", opts.abits)
     if opts.method != "binary" and (opts.alpha != "none" or opts.input_bits is not None):
         raise QuantizationError(f"--alpha and --input-bits apply to --method binary, not "
                                 f"{opts.method} (its input has --abits bits)")

@@ -35,7 +35,7 @@ from .. import ir
 from .grid import frac_for_range, quantize_to_grid
 
 __all__ = ["LoweredWeights", "FixedWeights", "InqWeights", "TernaryWeights", "make_quantizer",
-           "inq_exponents", "inq_project", "WeightQuantError", "TTQ_THRESHOLD"]
+           "inq_exponents", "inq_project", "WeightQuantError", "TTQ_THRESHOLD", "abs_max"]
 
 #: Fraction bits never exceed this (a dead layer must not ask for absurd shifts).
 MAX_FRAC = 24
@@ -67,7 +67,8 @@ def _ste(w, q):
     return w + (q - w).detach()
 
 
-def _abs_max(w) -> float:
+def abs_max(w) -> float:
+    """The largest weight magnitude of ``w``; raises :class:`WeightQuantError` if all are 0."""
     m = float(torch.as_tensor(w).detach().abs().max()) if torch.as_tensor(w).numel() else 0.0
     if m == 0.0:
         raise WeightQuantError("all weights are zero")
@@ -87,7 +88,7 @@ class FixedWeights:
         self.hi = (1 << (bits - 1)) - 1
 
     def fit(self, w):
-        layer = frac_for_range(_abs_max(w), self.hi, MAX_FRAC)
+        layer = frac_for_range(abs_max(w), self.hi, MAX_FRAC)
         if not self.per_channel:
             return {"frac": layer}
         rows = torch.as_tensor(w).detach().abs().reshape(len(w), -1).amax(dim=1).tolist()
@@ -178,10 +179,10 @@ class InqWeights:
 
     def fit(self, w):
         if not self.per_channel:
-            n1, n2 = inq_exponents(_abs_max(w), self.bits)
+            n1, n2 = inq_exponents(abs_max(w), self.bits)
             return {"n1": n1, "n2": n2}
         w = torch.as_tensor(w).detach()
-        _abs_max(w)
+        abs_max(w)
         peaks = w.abs().reshape(len(w), -1).max(dim=1).values
         top = float(peaks.max())
         # A dead channel takes the layer's range (its weights quantize to zero anyway).
@@ -256,7 +257,7 @@ class TernaryWeights:
 
     def fit(self, w):
         w = torch.as_tensor(w).detach()
-        _abs_max(w)
+        abs_max(w)
         if self.asymmetric:
             delta = self.t * float(w.abs().max())
             pos, neg = w[w > delta], w[w < -delta]
