@@ -9,11 +9,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from hwquant import hwq
+from hwquant import golden, hwq
 from hwquant.cli import main
+from hwquant.golden.exact import int64_only
+from hwquant.quant.fakequant import FakeQuantNetwork
+from hwquant.simulate import quantize_input
 
 __all__ = ["save_split", "train_full_batch", "export", "UnseenCnn", "make_unseen",
-           "quantize_compile_sim", "quantize_bdcnn"]
+           "quantize_compile_sim", "quantize_bdcnn", "assert_integer_faces_agree"]
 
 
 def save_split(path, x, y, n_train, **extra):
@@ -107,3 +110,18 @@ def quantize_bdcnn(model, tmp_path, *args):
     code = main(["quantize", str(model), "--method", "bdcnn", *args, "--quiet",
                  "-o", str(out), "--json", str(rep)])
     return code, out, rep
+
+
+def assert_integer_faces_agree(net, x):
+    """The golden model, its int64-only path and the fake-quant network give the same
+    integers at every layer of ``net`` on the real inputs ``x`` (quantized to the input
+    format); returns the golden outputs (``{layer name: array}``)."""
+    x_int = quantize_input(net, np.asarray(x))
+    gold = golden.run(net, x_int)
+    with int64_only():
+        ref = golden.run(net, x_int)
+    fq = FakeQuantNetwork(net).integer_outputs(x_int)
+    for name in gold:
+        np.testing.assert_array_equal(fq[name], gold[name], err_msg=name)
+        np.testing.assert_array_equal(ref[name], gold[name], err_msg=name)
+    return gold

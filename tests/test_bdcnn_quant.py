@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from flows import quantize_bdcnn
+from flows import assert_integer_faces_agree, quantize_bdcnn
 from netbuilders import random_bdcnn_layer
 
 from hwquant import golden, hwq, ir
@@ -13,7 +13,6 @@ from hwquant.bdcnn import basis_bits
 from hwquant.cli import main
 from hwquant.golden import bdcnn as gbd
 from hwquant.golden.exact import int64_only
-from hwquant.quant.fakequant import FakeQuantNetwork
 
 
 @pytest.mark.parametrize("fmt", [ir.ActFormat(3, True, 0), ir.ActFormat(3, False, 0),
@@ -89,15 +88,7 @@ def test_default_cnn_k6_q6_within_two_points_and_fake_quant_tie(trained_default_
         assert layer.encoding == "bdcnn" and layer.kind_data.basis == 6
         assert layer.in_format.bits == 6 and layer.kind_data.coef_bits == 8
     x = np.asarray(digits.x_test[:16])
-    x_int = np.clip(np.floor(x * 2.0 ** net.input_format.frac + 0.5).astype(np.int64),
-                    net.input_format.lo, net.input_format.hi)
-    gold = golden.run(net, x_int)
-    with int64_only():
-        ref = golden.run(net, x_int)
-    fq = FakeQuantNetwork(net).integer_outputs(x_int)
-    for name in gold:
-        np.testing.assert_array_equal(fq[name], gold[name], err_msg=name)
-        np.testing.assert_array_equal(ref[name], gold[name], err_msg=name)
+    assert_integer_faces_agree(net, x)
 
 
 @pytest.mark.parametrize("args,message", [

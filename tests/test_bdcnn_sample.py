@@ -8,7 +8,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from flows import quantize_bdcnn
+from flows import assert_integer_faces_agree, quantize_bdcnn
 from netbuilders import sample_bdcnn_layer
 
 from hwquant import golden, hwq, ir
@@ -112,15 +112,7 @@ def test_default_cnn_sample_range_k6_q6(trained_default_pt2, digits, tmp_path):
         assert layer.kind_data.range == "sample" and layer.kind_data.qbits == 6
         assert layer.in_format.bits == 8
     x = np.asarray(digits.x_test)
-    x_int = np.clip(np.floor(x * 2.0 ** net.input_format.frac + 0.5).astype(np.int64),
-                    net.input_format.lo, net.input_format.hi)
-    gold = golden.run(net, x_int)
-    with int64_only():
-        ref = golden.run(net, x_int)
-    fq = FakeQuantNetwork(net).integer_outputs(x_int)
-    for name in gold:
-        np.testing.assert_array_equal(fq[name], gold[name], err_msg=name)
-        np.testing.assert_array_equal(ref[name], gold[name], err_msg=name)
+    assert_integer_faces_agree(net, x)
     # The network plans (the whole-map quantizer, window, MVU and combine per layer), its
     # schedule replays and the cost model counts the map buffers; the Verilog and its
     # simulation are tests/test_bdcnn_sample_flow_sim.py.

@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pytest
 import torch
+from flows import assert_integer_faces_agree
 
-from hwquant import golden, hwq
+from hwquant import hwq
 from hwquant.bitmask import parse
 from hwquant.cli import main
 from hwquant.quant.bitmask import BitmaskWeights, point_for
-from hwquant.quant.fakequant import FakeQuantNetwork
 
 
 @pytest.mark.parametrize("rounding", ["projection", "literal"])
@@ -72,12 +72,7 @@ def test_default_cnn_per_layer_search_and_golden_tie(trained_default_pt2, digits
     assert record["accuracy"] >= record["uniform_accuracy"]
     assert report["accuracy"]["quantized"] >= report["accuracy"]["float"] - 0.03
     x = np.asarray(digits.x_test[:16])
-    x_int = np.floor(x * 2.0 ** net.input_format.frac + 0.5).astype(np.int64)
-    x_int = np.clip(x_int, net.input_format.lo, net.input_format.hi)
-    gold = golden.run(net, x_int)
-    fq = FakeQuantNetwork(net).integer_outputs(x_int)
-    for name in gold:
-        np.testing.assert_array_equal(fq[name], gold[name], err_msg=name)
+    assert_integer_faces_agree(net, x)
 
 
 def test_same_pattern_and_patterns_by_hand(trained_default_pt2, tmp_path):
