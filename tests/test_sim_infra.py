@@ -164,7 +164,10 @@ def test_throughput_one_cycle_per_item(toy_sum, toy_vectors, build_root):
 def test_second_run_reuses_build(toy_sum, toy_vectors, build_root, monkeypatch):
     inputs, outputs = toy_vectors
     spec = toy_spec(inputs[:20], outputs[:20])
-    first = hwquant.sim.build(toy_sum, "toy_sum", build_root=build_root)
+    # The build hwquant.sim.run makes (its flags are part of the key), as the tests above
+    # made it: reused, not rebuilt.
+    flags = sim_runner.DRIVEN_BUILD_ARGS
+    first = hwquant.sim.build(toy_sum, "toy_sum", build_root=build_root, extra_args=flags)
     stamp = first / "hwquant-build.json"
     before = (stamp.stat().st_mtime_ns, (first / "toy_sum").stat().st_mtime_ns)
 
@@ -177,7 +180,7 @@ def test_second_run_reuses_build(toy_sum, toy_vectors, build_root, monkeypatch):
     result = hwquant.sim.run(toy_sum, "toy_sum", spec=spec, build_root=build_root)
     assert result["passed"] is True
     assert builds == []
-    assert hwquant.sim.build(toy_sum, "toy_sum", build_root=build_root) == first
+    assert hwquant.sim.build(toy_sum, "toy_sum", build_root=build_root, extra_args=flags) == first
     assert (stamp.stat().st_mtime_ns, (first / "toy_sum").stat().st_mtime_ns) == before
     assert not [p for p in build_root.iterdir() if ".partial-" in p.name]
 
