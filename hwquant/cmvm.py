@@ -3,21 +3,36 @@
 ``y = W @ x`` for a constant integer matrix ``W`` (``n_out x n_in``) and integer inputs with
 known ranges, built from additions and subtractions of shifted signals only:
 
-1. **Recoding.** Every weight becomes its canonical signed digits (:func:`hwquant.intmath.csd_digits`):
-   row ``j`` is the set of terms ``±(x_i << s)``, the fewest nonzero digits of any signed-binary
-   form.
-2. **Common-subexpression elimination across the whole matrix.** The most frequent pair of
-   terms ``±x_a << s, ±x_b << (s + d)`` (same relative shift ``d`` and sign product, over
-   all rows and within a row) becomes a new signal ``x_a ± (x_b << d)``, built once; every
-   non-overlapping occurrence is replaced by one shifted term of it. Repeated while a pair
-   occurs at least twice, so new signals pair with inputs and with each other: shared terms of
-   one column (the digits of one weight also used elsewhere), of several columns (the same
-   input combination in several rows) and partial sums all come out of the same rule. Ties go
-   to the wider adder.
-3. **Adder trees.** What is left of each row is summed as two trees, of the added and of the
-   subtracted terms, each adding the two shallowest terms first (Huffman by depth), and one
-   subtraction at the root; the depth stays near ``log2`` of the row's terms on top of the
-   shared signals. A row with subtracted terms only costs one negation.
+1. **Recoding.** Every weight becomes signed digits with the fewest nonzero digits: its plain
+   binary digits when they are no more than the canonical signed digits
+   (:func:`hwquant.intmath.csd_digits`; ``3 = 2 + 1``, ``6 = 4 + 2``, all of the weight's
+   sign), else the canonical ones (``7 = 8 - 1``). Row ``j`` is the set of terms
+   ``+-(x_i << s)``.
+2. **Common-subexpression elimination across the whole matrix.** A pair of terms
+   ``+-x_a << s, +-x_b << (s + d)`` (same relative shift ``d`` and sign product, over all rows
+   and within a row) becomes a new signal ``x_a +- (x_b << d)``, built once; its
+   non-overlapping occurrences are replaced by one shifted term of it, and new signals pair
+   with inputs and with each other, so shared digits of one weight, input combinations of
+   several rows and partial sums all come out of the same rule. The pair chosen is the one
+   that saves the most adder bits: ``(occurrences - 1) x`` the width of the adder it makes
+   (its result bits that need logic, plus half its operands' overlap: what a carry-chain LUT
+   pays for), a difference counting :data:`SUBTRACTION_PENALTY` occurrences less; ties to the
+   wider adder. Greedy and lazy: the candidates sit in a heap under their last known value,
+   which can only drop (occurrences are only consumed, rows only deepen — up to the split of
+   a row's depth between its two trees); the top is re-valued on popping (its occurrences
+   that fit the depth bound) and re-queued if it fell, else taken. Repeated while a pair is
+   worth sharing.
+3. **Depth bound.** An occurrence is replaced only while its row still fits
+   :func:`depth_bound` (the depth of the plain signed-digit trees) plus :data:`DEPTH_SLACK`
+   adders: each row tracks the Kraft sum ``sum 2**depth`` of its terms, and a tree of those
+   terms fits ``D`` levels iff that sum is at most ``2**D``. Sharing deepens terms; the bound
+   keeps the engine's timing (and where pipeline registers would go) near the unshared one.
+4. **Adder trees.** What is left of each row is summed as two trees, of the added and of the
+   subtracted terms, with one subtraction at the root (a row with subtracted terms only costs
+   one negation). Each tree greedily adds the pair of terms whose adder is cheapest (fewest
+   overlapping operand bits, a signed operand's sign extension included; then the narrower
+   sum) among the pairs that keep the tree within the depth bound; adding a narrow term to
+   a wide sum costs only the narrow one's bits, so within the bound this leans to chains.
 
 Every signal carries its exact coefficient vector over the inputs, so its range (and so the
 adder's width) is the exact interval of that linear form over the input box — the same rule
@@ -156,8 +171,17 @@ class AdderGraph:
         return np.stack(cols, axis=1) if cols else np.zeros((len(x), 0), dtype=dtype)
 
 
-def signed_digit_terms(weights) -> list:
-    """Per row, the canonical-signed-digit terms ``{(input, shift): sign}`` of the row."""
+#: Whether a weight whose plain binary digits are no more than its canonical signed digits is
+#: recoded in binary (``3 = 2 + 1``: terms of one sign, fewer subtractions and signed sums).
+PREFER_BINARY = True
+
+
+def signed_digit_terms(weights, prefer_binary=None) -> list:
+    """Per row, the signed-digit terms ``{(input, shift): sign}`` of the row: canonical signed
+    digits, or plain binary where it is as short (``prefer_binary``, by default
+    :data:`PREFER_BINARY`)."""
+    if prefer_binary is None:
+        prefer_binary = PREFER_BINARY
     w = np.asarray(weights, dtype=np.int64)
     rows = []
     for row in w:
@@ -165,7 +189,11 @@ def signed_digit_terms(weights) -> list:
         for i, value in enumerate(row.tolist()):
             if value:
                 sign = 1 if value > 0 else -1
-                for shift, digit in csd_digits(abs(value)):
+                digits = csd_digits(abs(value))
+                if prefer_binary and abs(value).bit_count() <= len(digits):
+                    digits = [(k, 1) for k in range(abs(value).bit_length())
+                              if abs(value) >> k & 1]
+                for shift, digit in digits:
                     terms[(i, shift)] = sign * digit
         rows.append(terms)
     return rows
@@ -230,10 +258,12 @@ class _Builder:
 #: Whether a shared signal may be a difference ``x_a - (x_b << d)`` (else sums only).
 MIXED_SIGN_PAIRS = True
 
-#: Occurrences a shared difference needs beyond those of a shared sum (see ``worth``): Yosys
+#: Occurrences a shared difference needs beyond those of a shared sum (see ``score``): Yosys
 #: inverts a subtrahend's bits (all of them beside the LUT4 families' carry chains, those
-#: outside the operands' overlap on xilinx). Measured with Yosys on a 16x64 4-bit matrix: 1 is
-#: the best of 0, 1 and 2 on both xilinx (8,574 LUT; 0: 8,654) and ice40 (10,994; 2: 11,120).
+#: outside the operands' overlap on xilinx), and a signed signal makes the adders above it
+#: sign-extend. Measured with Yosys 0.70 on the bench's 16x64 4-bit matrix (xilinx, the final
+#: construction): 1 gives 8,221 LUT, 2 8,270; no shared differences at all cost 0.9 % more
+#: than 2 (8,415 vs 8,342, with an earlier tree rule).
 SUBTRACTION_PENALTY = 1
 
 #: Adders a shared pair may add to the graph's depth beyond that of the plain signed-digit trees
@@ -284,7 +314,8 @@ def build_adder_graph(weights, input_ranges, *, cse: bool = True,
         raise ValueError(f"{len(input_ranges)} input ranges for a matrix of {w.shape[1]} columns")
     b = _Builder(input_ranges)
     rows = [{(i, s): v for (i, s), v in r.items()} for r in signed_digit_terms(w)]
-    bound = depth_bound(rows) + depth_slack
+    # The depth of canonical-signed-digit trees (binary digits may need a level more).
+    bound = depth_bound(signed_digit_terms(w, prefer_binary=False)) + depth_slack
     kraft = [[sum(1 for v in r.values() if v > 0), sum(1 for v in r.values() if v < 0)]
              for r in rows]
     if cse:
@@ -412,12 +443,16 @@ def _eliminate_common_pairs(b: _Builder, rows: list, kraft: list, bound: int,
 
     def width(key):
         # Adder bits of the shared node the pair would make (its exact range less the
-        # pass-through low bits): what each further occurrence saves.
+        # pass-through low bits, plus half its operands' overlap, what a carry-chain LUT
+        # pays for): about what each further occurrence saves.
         w = widths.get(key)
         if w is None:
             g1, g2, d, sigma = _unpack(key)
             lo, hi = b.pair_range(g1, g2, d, sigma)
-            w = widths[key] = range_bits(lo, hi) - min(d, b.width(g1))
+            w = range_bits(lo, hi) - min(d, b.width(g1))
+            r2 = b.ranges[g2] if sigma > 0 else (-b.ranges[g2][1], -b.ranges[g2][0])
+            ov = _overlap_cost(b.ranges[g1], 0, r2, d)[0]
+            w = widths[key] = w + ov / 2
         return w
 
     def score(key, occurrences):
@@ -545,9 +580,6 @@ def _overlap_cost(r1, s1, r2, s2) -> tuple:
     return max(0, min(top1, top2, width) - (max(s1, s2) - base)), width
 
 
-_TREE_WIDTH_WEIGHT = 1.0
-
-
 def _cheap_tree(b: _Builder, terms: list, depth: int):
     """Sum of ``terms`` (``(signal, shift)``, all added) as ``(signal, shift)``, ``None`` if
     there are none: greedily the pair of terms whose adder has the fewest overlapping bits
@@ -568,7 +600,7 @@ def _cheap_tree(b: _Builder, terms: list, depth: int):
     def entry(m, n):
         (g1, s1), (g2, s2) = live[m], live[n]
         cost, width = _overlap_cost(b.ranges[g1], s1, b.ranges[g2], s2)
-        return (cost + _TREE_WIDTH_WEIGHT * width, width, max(b.depth[g1], b.depth[g2]), m, n)
+        return (cost, width, max(b.depth[g1], b.depth[g2]), m, n)
 
     heap = [entry(m, n) for m in live for n in live if m < n]
     heapq.heapify(heap)

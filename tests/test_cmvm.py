@@ -37,7 +37,12 @@ def test_signed_digits_are_the_weights():
         for (i, s), v in terms.items():
             back[i] += v << s
         assert back.tolist() == w[j].tolist()
-    assert len(rows[0]) == 2 + 2 + 1  # 7 = 8 - 1, 3 = 4 - 1, 8
+    assert len(rows[0]) == 2 + 2 + 1  # 7 = 8 - 1, 3 = 2 + 1, 8
+    # Binary where it is as short as the canonical digits (one sign), canonical otherwise.
+    assert rows[0][(1, 0)] == rows[0][(1, 1)] == -1
+    assert signed_digit_terms(w, prefer_binary=False)[0][(1, 2)] == -1  # -3 = -4 + 1
+    assert signed_digit_terms(np.array([[6, 7]]))[0] == {(0, 1): 1, (0, 2): 1, (1, 0): -1,
+                                                        (1, 3): 1}
 
 
 @pytest.mark.parametrize("signed_x", [False, True])
@@ -137,7 +142,7 @@ def test_depth_stays_within_the_signed_digit_bound(slack):
     rng = np.random.default_rng(21)
     for w in (rng.integers(-8, 8, size=(16, 64)), rng.integers(-128, 128, size=(6, 20)),
               np.tile(rng.integers(-8, 8, size=(1, 24)), (8, 1))):
-        bound = depth_bound(signed_digit_terms(w)) + slack
+        bound = depth_bound(signed_digit_terms(w, prefer_binary=False)) + slack
         graph = build_adder_graph(w, [(0, 255)] * w.shape[1], depth_slack=slack)
         assert graph.depth <= bound
         xs = rng.integers(0, 256, size=(50, w.shape[1]))
