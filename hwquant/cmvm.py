@@ -505,6 +505,13 @@ def _eliminate_common_pairs(b: _Builder, rows: list, kraft: list, bound: int,
         # ever grows deeper); the true value is recomputed and the pair re-queued if it fell.
         if key not in counts:
             continue
+        # Pair counts first (cheap, an upper bound), then the true occurrences.
+        value = score(key, counts[key])
+        if value <= 0:
+            continue
+        if value < -neg_value:
+            heapq.heappush(heap, entry(key, value))
+            continue
         todo = plan(key)
         value = score(key, sum(len(m) for _, m in todo))
         if value <= 0:
