@@ -16,11 +16,12 @@ Per node, as Yosys 0.70 maps it (measured on single adders and on whole graphs):
 * plus :data:`NODE_OVERHEAD` LUTs per node.
 
 Calibration: two 8x16 matrices (INQ 4-bit, random 4-bit weights; unsigned 8-bit inputs),
-``-nodsp``: within 2 % on xilinx and ice40. On the 16x64 random 4-bit matrix of
-``benchmarks/bench_cmvm.py`` (Yosys 0.70, ``-nodsp``, two graphs of the construction's
-settings) xilinx is 2.5 % and 3.2 % under Yosys (without the sign-extension bits: 4.5 % and
-3.7 %), and ice40 15 % under: wide graphs cost more per node than the small calibration
-matrices, most on the LUT4 families. ecp5 and gowin are not measured.
+``-nodsp``: within 2 % on xilinx and ice40. On the matrices of ``benchmarks/bench_cmvm.py``
+(Yosys 0.70, ``-nodsp``, the graphs of this construction with a subtraction penalty of 1),
+xilinx: 16x64 random 4-bit -1.3 % (8,115 vs 8,221 LUT), 16x64 INQ +1.7 % (5,148 vs 5,061),
+the CNN's first layer +0.3 % (1,951 vs 1,945); without the sign-extension bits the face was
+-3.4 %, +1.2 %, -2.2 %. ice40: -13.5 %, -8.7 %, +3.2 % (wide graphs cost the LUT4 families
+more per node than the small calibration matrices). ecp5 and gowin are not measured.
 """
 
 from __future__ import annotations
