@@ -261,10 +261,12 @@ MIXED_SIGN_PAIRS = True
 #: Occurrences a shared difference needs beyond those of a shared sum (see ``score``): Yosys
 #: inverts a subtrahend's bits (all of them beside the LUT4 families' carry chains, those
 #: outside the operands' overlap on xilinx), and a signed signal makes the adders above it
-#: sign-extend. Measured with Yosys 0.70 on the bench's 16x64 4-bit matrix (xilinx, the final
-#: construction): 1 gives 8,221 LUT, 2 8,270; no shared differences at all cost 0.9 % more
-#: than 2 (8,415 vs 8,342, with an earlier tree rule).
-SUBTRACTION_PENALTY = 1
+#: sign-extend. Measured with Yosys 0.70 on ``benchmarks/bench_cmvm.py`` (xilinx, this
+#: construction): 16x64 4-bit 8,221 LUT with 1, 8,270 with 2; the CNN's first layer 1,945
+#: with 1 (0.904x da4ml), about 1,910 with 2 by the estimate; 2 keeps every case under 0.9x.
+#: No shared differences at all cost 0.9 % more than 2 on the 4-bit matrix (8,415 vs 8,342,
+#: with an earlier tree rule).
+SUBTRACTION_PENALTY = 2
 
 #: Adders a shared pair may add to the graph's depth beyond that of the plain signed-digit trees
 #: (:func:`depth_bound`): sharing makes a term deeper, and the engine's timing is that depth.
