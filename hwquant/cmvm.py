@@ -39,8 +39,8 @@ adder's width) is the exact interval of that linear form over the input box — 
 that sizes the accumulators. :meth:`AdderGraph.evaluate` is the integer reference of the graph
 (tests compare it with ``W @ x``, exhaustively on small shapes).
 
-Cost: ``O(T^2)`` per row for the first pair count (``T`` terms in the row) and ``O(T)`` per
-replacement after it; beyond :data:`PAIR_BUDGET` pairs the columns are shared in blocks, so the
+Cost: ``O(T^2)`` per row for the first pair count (``T`` terms in the row), ``O(T)`` per
+replacement after it and ``O(T^2 log T)`` for a row's trees (every pair of its terms, queued); beyond :data:`PAIR_BUDGET` pairs the columns are shared in blocks, so the
 construction grows linearly with the number of blocks.
 """
 
@@ -401,9 +401,9 @@ def _ceil_log2(n: int) -> int:
 
 def _row_depth(pos: int, neg: int) -> int:
     """Depth of a row's sum (see :func:`_sum_tree`) from the Kraft sums ``pos``/``neg`` of its
-    added and subtracted terms (``sum 2**depth``): each tree, adding its two shallowest terms
-    first, is ``ceil(log2 sum)`` deep (the optimum), and a row with subtracted terms needs one
-    more level (the root subtraction, or the negation when nothing is added)."""
+    added and subtracted terms (``sum 2**depth``): the shallowest tree of terms of those
+    depths is ``ceil(log2 sum)`` deep, and a row with subtracted terms needs one more level
+    (the root subtraction, or the negation when nothing is added)."""
     if not neg:
         return _ceil_log2(pos) if pos else 0
     return max(_ceil_log2(pos) if pos else 0, _ceil_log2(neg)) + 1
