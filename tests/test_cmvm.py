@@ -162,3 +162,15 @@ def test_sharing_ranks_pairs_by_adder_bits_saved():
     assert sum(n.shared for n in graph.nodes) == 2
     xs = np.array(list(itertools.product([0, 1], [0, 1], [0, 9, 65535], [0, 65535])))
     assert np.array_equal(graph.evaluate(xs), xs @ w.T)
+
+
+def test_xilinx_face_counts_sign_extension_as_overlap():
+    from hwquant.estimate.cmvm import node_logic_bits
+
+    # a (8-bit unsigned) + b (4-bit): unsigned b leaves a's upper 4 bits to the carry chain;
+    # a signed b sign-extends over them, a LUT each (above a's top its sign is a wire).
+    for (lo, hi), want in (((0, 15), 4), ((-8, 7), 8)):
+        graph = build_adder_graph(np.array([[1, 1]]), [(0, 255), (lo, hi)])
+        (node,) = graph.nodes
+        assert graph.evaluate(np.array([[255, hi], [0, lo]])).ravel().tolist() == [255 + hi, lo]
+        assert node_logic_bits(graph, node, "xilinx") == want
