@@ -21,7 +21,9 @@ Calibration: two 8x16 matrices (INQ 4-bit, random 4-bit weights; unsigned 8-bit 
 xilinx: 16x64 random 4-bit -1.3 % (8,115 vs 8,221 LUT), 16x64 INQ +1.7 % (5,148 vs 5,061),
 the CNN's first layer +0.3 % (1,951 vs 1,945); without the sign-extension bits the face was
 -3.4 %, +1.2 %, -2.2 %. ice40: -13.5 %, -8.7 %, +3.2 % (wide graphs cost the LUT4 families
-more per node than the small calibration matrices). ecp5 and gowin are not measured.
+more per node than the small calibration matrices). With the penalty of 2 (the default):
+xilinx -2.5 %, +1.0 %, +0.9 %; ice40 -13.1 %, -9.8 %, +4.1 %. ecp5 and gowin are not
+measured.
 """
 
 from __future__ import annotations
