@@ -3,29 +3,44 @@
 ``y = W @ x`` for a constant integer matrix ``W`` (``n_out x n_in``) and integer inputs with
 known ranges, built from additions and subtractions of shifted signals only:
 
-1. **Recoding.** Every weight becomes its canonical signed digits (:func:`hwquant.intmath.csd_digits`):
-   row ``j`` is the set of terms ``±(x_i << s)``, the fewest nonzero digits of any signed-binary
-   form.
-2. **Common-subexpression elimination across the whole matrix.** The most frequent pair of
-   terms ``±x_a << s, ±x_b << (s + d)`` (same relative shift ``d`` and sign product, over
-   all rows and within a row) becomes a new signal ``x_a ± (x_b << d)``, built once; every
-   non-overlapping occurrence is replaced by one shifted term of it. Repeated while a pair
-   occurs at least twice, so new signals pair with inputs and with each other: shared terms of
-   one column (the digits of one weight also used elsewhere), of several columns (the same
-   input combination in several rows) and partial sums all come out of the same rule. Ties go
-   to the wider adder.
-3. **Adder trees.** What is left of each row is summed as two trees, of the added and of the
-   subtracted terms, each adding the two shallowest terms first (Huffman by depth), and one
-   subtraction at the root; the depth stays near ``log2`` of the row's terms on top of the
-   shared signals. A row with subtracted terms only costs one negation.
+1. **Recoding.** Every weight becomes signed digits with the fewest nonzero digits: its plain
+   binary digits when they are no more than the canonical signed digits
+   (:func:`hwquant.intmath.csd_digits`; ``3 = 2 + 1``, ``6 = 4 + 2``, all of the weight's
+   sign), else the canonical ones (``7 = 8 - 1``). Row ``j`` is the set of terms
+   ``+-(x_i << s)``.
+2. **Common-subexpression elimination across the whole matrix.** A pair of terms
+   ``+-x_a << s, +-x_b << (s + d)`` (same relative shift ``d`` and sign product, over all rows
+   and within a row) becomes a new signal ``x_a +- (x_b << d)``, built once; its
+   non-overlapping occurrences are replaced by one shifted term of it, and new signals pair
+   with inputs and with each other, so shared digits of one weight, input combinations of
+   several rows and partial sums all come out of the same rule. The pair chosen is the one
+   that saves the most adder bits: ``(occurrences - 1) x`` the width of the adder it makes
+   (its result bits that need logic, plus half its operands' overlap: what a carry-chain LUT
+   pays for), a difference counting :data:`SUBTRACTION_PENALTY` occurrences less; ties to the
+   wider adder. Greedy and lazy: the candidates sit in a heap under their last known value,
+   which can only drop (occurrences are only consumed, rows only deepen — up to the split of
+   a row's depth between its two trees); the top is re-valued on popping (its occurrences
+   that fit the depth bound) and re-queued if it fell, else taken. Repeated while a pair is
+   worth sharing.
+3. **Depth bound.** An occurrence is replaced only while its row still fits
+   :func:`depth_bound` (the depth of the plain signed-digit trees) plus :data:`DEPTH_SLACK`
+   adders: each row tracks the Kraft sum ``sum 2**depth`` of its terms, and a tree of those
+   terms fits ``D`` levels iff that sum is at most ``2**D``. Sharing deepens terms; the bound
+   keeps the engine's timing (and where pipeline registers would go) near the unshared one.
+4. **Adder trees.** What is left of each row is summed as two trees, of the added and of the
+   subtracted terms, with one subtraction at the root (a row with subtracted terms only costs
+   one negation). Each tree greedily adds the pair of terms whose adder is cheapest (fewest
+   overlapping operand bits, a signed operand's sign extension included; then the narrower
+   sum) among the pairs that keep the tree within the depth bound; adding a narrow term to
+   a wide sum costs only the narrow one's bits, so within the bound this leans to chains.
 
 Every signal carries its exact coefficient vector over the inputs, so its range (and so the
 adder's width) is the exact interval of that linear form over the input box — the same rule
 that sizes the accumulators. :meth:`AdderGraph.evaluate` is the integer reference of the graph
 (tests compare it with ``W @ x``, exhaustively on small shapes).
 
-Cost: ``O(T^2)`` per row for the first pair count (``T`` terms in the row) and ``O(T)`` per
-replacement after it; beyond :data:`PAIR_BUDGET` pairs the columns are shared in blocks, so the
+Cost: ``O(T^2)`` per row for the first pair count (``T`` terms in the row), ``O(T)`` per
+replacement after it and ``O(T^2 log T)`` for a row's trees (every pair of its terms, queued); beyond :data:`PAIR_BUDGET` pairs the columns are shared in blocks, so the
 construction grows linearly with the number of blocks.
 """
 
@@ -40,8 +55,9 @@ import numpy as np
 from .intmath import csd_digits
 from .ir import range_bits
 
-__all__ = ["CSE_MAX_WEIGHTS", "PAIR_BUDGET", "SUBTRACTION_PENALTY", "AdderNode", "AdderGraph",
-           "build_adder_graph", "layer_adder_graph", "signed_digit_terms"]
+__all__ = ["CSE_MAX_WEIGHTS", "DEPTH_SLACK", "PAIR_BUDGET", "SUBTRACTION_PENALTY", "AdderGraph",
+           "AdderNode", "build_adder_graph", "depth_bound", "layer_adder_graph",
+           "signed_digit_terms"]
 
 #: Largest relative shift a shared pair may have (keeps the key packing simple).
 _MAX_SHIFT = 64
@@ -155,8 +171,17 @@ class AdderGraph:
         return np.stack(cols, axis=1) if cols else np.zeros((len(x), 0), dtype=dtype)
 
 
-def signed_digit_terms(weights) -> list:
-    """Per row, the canonical-signed-digit terms ``{(input, shift): sign}`` of the row."""
+#: Whether a weight whose plain binary digits are no more than its canonical signed digits is
+#: recoded in binary (``3 = 2 + 1``: terms of one sign, fewer subtractions and signed sums).
+PREFER_BINARY = True
+
+
+def signed_digit_terms(weights, prefer_binary=None) -> list:
+    """Per row, the signed-digit terms ``{(input, shift): sign}`` of the row: canonical signed
+    digits, or plain binary where it is as short (``prefer_binary``, by default
+    :data:`PREFER_BINARY`)."""
+    if prefer_binary is None:
+        prefer_binary = PREFER_BINARY
     w = np.asarray(weights, dtype=np.int64)
     rows = []
     for row in w:
@@ -164,7 +189,11 @@ def signed_digit_terms(weights) -> list:
         for i, value in enumerate(row.tolist()):
             if value:
                 sign = 1 if value > 0 else -1
-                for shift, digit in csd_digits(abs(value)):
+                digits = csd_digits(abs(value))
+                if prefer_binary and abs(value).bit_count() <= len(digits):
+                    digits = [(k, 1) for k in range(abs(value).bit_length())
+                              if abs(value) >> k & 1]
+                for shift, digit in digits:
                     terms[(i, shift)] = sign * digit
         rows.append(terms)
     return rows
@@ -193,6 +222,20 @@ class _Builder:
     def width(self, s) -> int:
         return range_bits(*self.ranges[s])
 
+    def pair_range(self, a, b, d, sigma):
+        """Exact range of ``a + sigma * (b << d)`` (without making it)."""
+        ca, cb = self.coef[a], self.coef[b]
+        k = sigma << d
+        if a != b and (ca.keys().isdisjoint(cb) if len(ca) < len(cb) else
+                       cb.keys().isdisjoint(ca)):
+            # Independent inputs: the exact ranges add.
+            (la, ha), (lb, hb) = self.ranges[a], self.ranges[b]
+            return la + min(k * lb, k * hb), ha + max(k * lb, k * hb)
+        coef = dict(ca)
+        for i, c in cb.items():
+            coef[i] = coef.get(i, 0) + c * k
+        return self._range_of({i: c for i, c in coef.items() if c})
+
     def add(self, a, sa, na, b, sb, nb, shared):
         coef = {}
         for s, sh, neg in ((a, sa, na), (b, sb, nb)):
@@ -215,11 +258,19 @@ class _Builder:
 #: Whether a shared signal may be a difference ``x_a - (x_b << d)`` (else sums only).
 MIXED_SIGN_PAIRS = True
 
-#: Occurrences a shared difference needs beyond those of a shared sum (see ``worth``): Yosys
+#: Occurrences a shared difference needs beyond those of a shared sum (see ``score``): Yosys
 #: inverts a subtrahend's bits (all of them beside the LUT4 families' carry chains, those
-#: outside the operands' overlap on xilinx). Measured with Yosys on a 16x64 4-bit matrix: 1 is
-#: the best of 0, 1 and 2 on both xilinx (8,574 LUT; 0: 8,654) and ice40 (10,994; 2: 11,120).
-SUBTRACTION_PENALTY = 1
+#: outside the operands' overlap on xilinx), and a signed signal makes the adders above it
+#: sign-extend. Measured with Yosys 0.70 on ``benchmarks/bench_cmvm.py`` (xilinx, this
+#: construction): 16x64 4-bit 8,221 LUT with 1, 8,270 with 2; the CNN's first layer 1,945
+#: with 1 (0.904x da4ml), about 1,910 with 2 by the estimate; 2 keeps every case under 0.9x.
+#: No shared differences at all cost 0.9 % more than 2 on the 4-bit matrix (8,415 vs 8,342,
+#: with an earlier tree rule).
+SUBTRACTION_PENALTY = 2
+
+#: Adders a shared pair may add to the graph's depth beyond that of the plain signed-digit trees
+#: (:func:`depth_bound`): sharing makes a term deeper, and the engine's timing is that depth.
+DEPTH_SLACK = 1
 
 #: Signals per graph (key packing); far beyond any unrolled layer.
 _SIGNALS = 1 << 24
@@ -248,12 +299,15 @@ def _unpack(key):
 
 
 def build_adder_graph(weights, input_ranges, *, cse: bool = True,
-                      subtraction_penalty: int = SUBTRACTION_PENALTY) -> AdderGraph:
+                      subtraction_penalty: int = SUBTRACTION_PENALTY,
+                      depth_slack: int = DEPTH_SLACK) -> AdderGraph:
     """The shared adder graph of ``y = weights @ x`` (see the module docstring).
 
     ``weights`` is an integer matrix ``(n_out, n_in)``; ``input_ranges`` one ``(lo, hi)`` per
     input. ``cse=False`` skips the sharing (plain signed-digit adder trees per row), for
-    comparison; ``subtraction_penalty`` overrides :data:`SUBTRACTION_PENALTY`.
+    comparison; ``subtraction_penalty`` overrides :data:`SUBTRACTION_PENALTY`;
+    ``depth_slack`` :data:`DEPTH_SLACK` (the graph is at most :func:`depth_bound` of the
+    signed-digit rows plus this many adders deep).
     """
     w = np.asarray(weights, dtype=np.int64)
     if w.ndim != 2:
@@ -262,6 +316,10 @@ def build_adder_graph(weights, input_ranges, *, cse: bool = True,
         raise ValueError(f"{len(input_ranges)} input ranges for a matrix of {w.shape[1]} columns")
     b = _Builder(input_ranges)
     rows = [{(i, s): v for (i, s), v in r.items()} for r in signed_digit_terms(w)]
+    # The depth of canonical-signed-digit trees (binary digits may need a level more).
+    bound = depth_bound(signed_digit_terms(w, prefer_binary=False)) + depth_slack
+    kraft = [[sum(1 for v in r.values() if v > 0), sum(1 for v in r.values() if v < 0)]
+             for r in rows]
     if cse:
         # Pair counting is quadratic in a row's terms: beyond the budget, share within column
         # blocks (whose results the row trees then add).
@@ -275,13 +333,13 @@ def build_adder_graph(weights, input_ranges, *, cse: bool = True,
                 parts[block_of[k[0]]][j][k] = v
         merged = [{} for _ in rows]
         for part in parts:
-            _eliminate_common_pairs(b, part, subtraction_penalty)
+            _eliminate_common_pairs(b, part, kraft, bound, subtraction_penalty)
             for m, r in zip(merged, part, strict=True):
                 m.update(r)
         rows = merged
     outputs, out_ranges = [], []
     for j, terms in enumerate(rows):
-        outputs.append(_sum_tree(b, [(g, s, v) for (g, s), v in terms.items()]))
+        outputs.append(_sum_tree(b, [(g, s, v) for (g, s), v in terms.items()], bound))
         coef = {}
         for i, c in enumerate(w[j].tolist()):
             if c:
@@ -337,7 +395,32 @@ def _count_pairs(rows):
     return counts, holders
 
 
-def _eliminate_common_pairs(b: _Builder, rows: list, penalty: int) -> None:
+def _ceil_log2(n: int) -> int:
+    return (n - 1).bit_length() if n > 1 else 0
+
+
+def _row_depth(pos: int, neg: int) -> int:
+    """Depth of a row's sum (see :func:`_sum_tree`) from the Kraft sums ``pos``/``neg`` of its
+    added and subtracted terms (``sum 2**depth``): the shallowest tree of terms of those
+    depths is ``ceil(log2 sum)`` deep, and a row with subtracted terms needs one more level
+    (the root subtraction, or the negation when nothing is added)."""
+    if not neg:
+        return _ceil_log2(pos) if pos else 0
+    return max(_ceil_log2(pos) if pos else 0, _ceil_log2(neg)) + 1
+
+
+def depth_bound(rows) -> int:
+    """Depth of the plain signed-digit trees of ``rows`` (``{(input, shift): sign}`` each): the
+    deepest row's :func:`_row_depth` with every term at depth 0."""
+    return max([_row_depth(sum(1 for v in r.values() if v > 0),
+                           sum(1 for v in r.values() if v < 0)) for r in rows] + [0])
+
+
+def _eliminate_common_pairs(b: _Builder, rows: list, kraft: list, bound: int,
+                            penalty: int) -> None:
+    """Greedy sharing of term pairs within ``rows`` (edited in place; ``kraft[r]`` the row's
+    ``[pos, neg]`` Kraft sums over all its terms, also those outside ``rows``, kept up to
+    date), by adder bits saved, never past depth ``bound`` (see the module docstring)."""
     # rows[r]: {(signal, shift): sign}; by_signal[r]: {signal: set of shifts} (for matching).
     by_signal = []
     for terms in rows:
@@ -345,6 +428,7 @@ def _eliminate_common_pairs(b: _Builder, rows: list, penalty: int) -> None:
         for g, s in terms:
             index.setdefault(g, set()).add(s)
         by_signal.append(index)
+
     def bump(key, delta, r):
         c = counts.get(key, 0) + delta
         if c > 0:
@@ -357,54 +441,98 @@ def _eliminate_common_pairs(b: _Builder, rows: list, penalty: int) -> None:
         return c
 
     counts, holders = _count_pairs(rows)
+    widths = {}
 
-    def worth(key, count):
-        # A difference costs about twice a sum (the subtrahend's bits are inverted): it is
-        # shared when it saves one more row adder than a sum would need to.
-        return count - (penalty if key & 1 else 0)
+    def width(key):
+        # Adder bits of the shared node the pair would make (its exact range less the
+        # pass-through low bits, plus half its operands' overlap, what a carry-chain LUT
+        # pays for): about what each further occurrence saves.
+        w = widths.get(key)
+        if w is None:
+            g1, g2, d, sigma = _unpack(key)
+            lo, hi = b.pair_range(g1, g2, d, sigma)
+            w = range_bits(lo, hi) - min(d, b.width(g1))
+            r2 = b.ranges[g2] if sigma > 0 else (-b.ranges[g2][1], -b.ranges[g2][0])
+            ov = _overlap_cost(b.ranges[g1], 0, r2, d)[0]
+            w = widths[key] = w + ov / 2
+        return w
 
-    def priority(key, count):
-        # Most (effective) occurrences first; then the wider shared adder (each occurrence
-        # saves a row adder at least as wide; measured 1 % fewer adder bits than narrowest
-        # first).
-        g1, g2, d, _ = _unpack(key)
-        cost = max(b.width(g1), b.width(g2) + d) + 1 - d
-        return (-worth(key, count), -cost, 0, key)
+    def score(key, occurrences):
+        # Adder bits saved: k occurrences cost one shared adder instead of k row adders of
+        # about its width. A difference needs `penalty` more occurrences than a sum (Yosys
+        # inverts a subtrahend's bits).
+        return (occurrences - 1 - (penalty if key & 1 else 0)) * width(key)
 
-    heap = [priority(k, c) for k, c in counts.items() if worth(k, c) >= 2]
-    heapq.heapify(heap)
-    while heap:
-        neg_worth, _, _, key = heapq.heappop(heap)
-        current = counts.get(key, 0)
-        if worth(key, current) < 2:
-            continue
-        if worth(key, current) != -neg_worth:
-            heapq.heappush(heap, priority(key, current))
-            continue
+    def plan(key):
+        # The non-overlapping occurrences of `key` that keep their row within the depth bound:
+        # [(row, [(shift, sign_a, sign_b), ...])], applied in this order.
         g1, g2, d, sigma = _unpack(key)
-        new = None
-        touched = set()
+        grown = 1 << (max(b.depth[g1], b.depth[g2]) + 1)
+        w1, w2 = 1 << b.depth[g1], 1 << b.depth[g2]
+        out = []
         for r in sorted(holders.get(key, ())):
             terms, index = rows[r], by_signal[r]
-            matches = []
-            used = set()
+            pos, neg = kraft[r]
+            matches, used = [], set()
             for s in sorted(index.get(g1, ())):
                 partner = (g2, s + d)
                 pv = terms.get(partner)
                 if pv is None or (g1, s) in used or partner in used \
                         or terms[(g1, s)] * pv != sigma:
                     continue
+                v = terms[(g1, s)]
+                p2, n2 = pos, neg
+                for sign, weight in ((v, -w1), (pv, -w2), (v, grown)):
+                    if sign > 0:
+                        p2 += weight
+                    else:
+                        n2 += weight
+                if _row_depth(p2, n2) > bound:
+                    break
+                pos, neg = p2, n2
                 used.update({(g1, s), partner})
-                matches.append((s, terms[(g1, s)], pv))
-            if not matches:
-                continue
-            if new is None:
-                new = b.add(g1, 0, False, g2, d, sigma < 0, shared=True)
+                matches.append((s, v, pv))
+            if matches:
+                out.append((r, matches))
+        return out
+
+    def entry(key, value):
+        return (-value, -width(key), key)
+
+    heap = [entry(k, score(k, c)) for k, c in counts.items() if score(k, c) > 0]
+    heapq.heapify(heap)
+    while heap:
+        neg_value, _, key = heapq.heappop(heap)
+        # Lazy greedy: the heap holds upper bounds (occurrences only ever drop, and a row only
+        # ever grows deeper); the true value is recomputed and the pair re-queued if it fell.
+        if key not in counts:
+            continue
+        # Pair counts first (cheap, an upper bound), then the true occurrences.
+        value = score(key, counts[key])
+        if value <= 0:
+            continue
+        if value < -neg_value:
+            heapq.heappush(heap, entry(key, value))
+            continue
+        todo = plan(key)
+        value = score(key, sum(len(m) for _, m in todo))
+        if value <= 0:
+            continue
+        if value < -neg_value:
+            heapq.heappush(heap, entry(key, value))
+            continue
+        g1, g2, d, sigma = _unpack(key)
+        new = b.add(g1, 0, False, g2, d, sigma < 0, shared=True)
+        grown = 1 << b.depth[new]
+        touched = set()
+        for r, matches in todo:
+            terms, index = rows[r], by_signal[r]
             for s, v, pv in matches:
                 # Remove both terms and their pairs with the rest of the row.
                 for gone in ((g1, s, v), (g2, s + d, pv)):
                     del terms[(gone[0], gone[1])]
                     index[gone[0]].discard(gone[1])
+                    kraft[r][0 if gone[2] > 0 else 1] -= 1 << b.depth[gone[0]]
                     for (g, sh), vv in terms.items():
                         k = _key(gone, (g, sh, vv))
                         if k is not None:
@@ -417,23 +545,27 @@ def _eliminate_common_pairs(b: _Builder, rows: list, penalty: int) -> None:
                         touched.add(k)
                 terms[(new, s)] = v
                 index.setdefault(new, set()).add(s)
+                kraft[r][0 if v > 0 else 1] += grown
         for k in touched:
             c = counts.get(k, 0)
-            if worth(k, c) >= 2:
-                heapq.heappush(heap, priority(k, c))
+            if score(k, c) > 0:
+                heapq.heappush(heap, entry(k, score(k, c)))
 
 
-def _sum_tree(b: _Builder, terms: list) -> tuple:
-    """Sum ``terms`` (``(signal, shift, sign)``); ``(signal, shift, negate)`` of the result.
+def _sum_tree(b: _Builder, terms: list, bound: int) -> tuple:
+    """Sum ``terms`` (``(signal, shift, sign)``) within ``bound`` adders of depth;
+    ``(signal, shift, negate)`` of the result.
 
-    The added terms and the subtracted ones are summed apart, each the two shallowest (then
-    narrowest) first, and the row subtracts once at the root: an adder is cheaper than a
-    subtractor (the subtrahend's bits outside the overlap need inverting). Each adder keeps its
-    less-shifted operand unshifted, so the bits below the other operand's shift are wires."""
+    The added terms and the subtracted ones are summed apart (:func:`_cheap_tree`) and the row
+    subtracts once at the root: an adder is cheaper than a subtractor (the subtrahend's bits
+    outside the overlap need inverting). Each adder keeps its less-shifted operand unshifted,
+    so the bits below the other operand's shift are wires."""
     if not terms:
         return (-1, 0, False)
-    pos = _huffman(b, [(g, s) for g, s, v in terms if v > 0])
-    neg = _huffman(b, [(g, s) for g, s, v in terms if v < 0])
+    both = any(v > 0 for _, _, v in terms) and any(v < 0 for _, _, v in terms)
+    # Each tree one level short of the bound when the root subtracts (or negates).
+    pos = _cheap_tree(b, [(g, s) for g, s, v in terms if v > 0], bound - (1 if both else 0))
+    neg = _cheap_tree(b, [(g, s) for g, s, v in terms if v < 0], bound - 1)
     if neg is None:
         return (pos[0], pos[1], False)
     if pos is None:
@@ -444,28 +576,69 @@ def _sum_tree(b: _Builder, terms: list) -> tuple:
     return (b.add(gp, sp - sn, False, gn, 0, True, shared=False), sn, False)
 
 
-def _huffman(b: _Builder, terms: list):
-    """Sum of ``terms`` (``(signal, shift)``, all added) as ``(signal, shift)``; ``None`` if
-    there are none."""
+def _overlap_cost(r1, s1, r2, s2) -> tuple:
+    """``(LUT bits, result bits)`` of adding ``r1 << s1`` and ``r2 << s2`` (ranges ``r``):
+    the bits where both operands have logic, a signed operand's sign extension included (what
+    a carry-chain adder needs a LUT for; elsewhere the chain passes the one operand through)."""
+    lo = (r1[0] << s1) + (r2[0] << s2)
+    hi = (r1[1] << s1) + (r2[1] << s2)
+    base = min(s1, s2)
+    width = range_bits(lo >> base, hi >> base)
+    top1 = width if r1[0] < 0 else s1 - base + range_bits(*r1)
+    top2 = width if r2[0] < 0 else s2 - base + range_bits(*r2)
+    return max(0, min(top1, top2, width) - (max(s1, s2) - base)), width
+
+
+def _cheap_tree(b: _Builder, terms: list, depth: int):
+    """Sum of ``terms`` (``(signal, shift)``, all added) as ``(signal, shift)``, ``None`` if
+    there are none: greedily the pair of terms whose adder has the fewest overlapping bits
+    (:func:`_overlap_cost`; then the narrower sum, then the shallower), among the pairs after
+    which the rest still fits a tree ``depth`` adders deep (the Kraft sum ``sum 2**depth`` of
+    the terms stays within ``2**depth``; merging two terms never lowers it, so a pair that does
+    not fit never will). Adding a narrow term to a wide sum costs only the narrow one's bits,
+    so within the depth this leans to chains of narrow terms into wide sums."""
     if not terms:
         return None
-    heap = [(b.depth[g], b.width(g) + s, n, (g, s)) for n, (g, s) in enumerate(terms)]
+    live = {}
+    for n, (g, s) in enumerate(terms):
+        live[n] = (g, s)
+    kraft = sum(1 << b.depth[g] for g, _ in terms)
+    cap = max(1 << max(depth, 0), 1 << _ceil_log2(kraft))
+    serial = len(terms)
+
+    def entry(m, n):
+        (g1, s1), (g2, s2) = live[m], live[n]
+        cost, width = _overlap_cost(b.ranges[g1], s1, b.ranges[g2], s2)
+        return (cost, width, max(b.depth[g1], b.depth[g2]), m, n)
+
+    heap = [entry(m, n) for m in live for n in live if m < n]
     heapq.heapify(heap)
-    serial = len(heap)
-    while len(heap) > 1:
-        _, _, _, t1 = heapq.heappop(heap)
-        _, _, _, t2 = heapq.heappop(heap)
-        (gu, su), (go, so) = (t1, t2) if t1[1] <= t2[1] else (t2, t1)
+    while len(live) > 1:
+        _, _, _, m, n = heapq.heappop(heap)
+        if m not in live or n not in live:
+            continue
+        (g1, s1), (g2, s2) = live[m], live[n]
+        d1, d2 = b.depth[g1], b.depth[g2]
+        grown = kraft - (1 << d1) - (1 << d2) + (1 << (max(d1, d2) + 1))
+        if grown > cap:
+            continue
+        kraft = grown
+        del live[m], live[n]
+        (gu, su), (go, so) = ((g1, s1), (g2, s2)) if s1 <= s2 else ((g2, s2), (g1, s1))
         node = b.add(gu, 0, False, go, so - su, False, shared=False)
-        heapq.heappush(heap, (b.depth[node], b.width(node) + su, serial, (node, su)))
+        live[serial] = (node, su)
+        for k in list(live):
+            if k != serial:
+                heapq.heappush(heap, entry(k, serial))
         serial += 1
-    return heap[0][3]
+    return next(iter(live.values()))
 
 
 @functools.lru_cache(maxsize=64)
-def _cached_graph(weights_bytes, shape, lo, hi, cse, penalty):
+def _cached_graph(weights_bytes, shape, lo, hi, cse, penalty, slack):
     w = np.frombuffer(weights_bytes, dtype=np.int64).reshape(shape)
-    return build_adder_graph(w, [(lo, hi)] * shape[1], cse=cse, subtraction_penalty=penalty)
+    return build_adder_graph(w, [(lo, hi)] * shape[1], cse=cse, subtraction_penalty=penalty,
+                             depth_slack=slack)
 
 
 #: Largest matrix (weights) whose adder graph shares subexpressions; larger ones (far beyond
@@ -480,4 +653,4 @@ def layer_adder_graph(layer, weights) -> AdderGraph:
     w = np.ascontiguousarray(np.asarray(weights, dtype=np.int64))
     fmt = layer.in_format
     return _cached_graph(w.tobytes(), w.shape, int(fmt.lo), int(fmt.hi),
-                         w.size <= CSE_MAX_WEIGHTS, SUBTRACTION_PENALTY)
+                         w.size <= CSE_MAX_WEIGHTS, SUBTRACTION_PENALTY, DEPTH_SLACK)

@@ -9,7 +9,7 @@ import pytest
 from amaranth.hdl import signed, unsigned
 from amaranth.sim import Simulator
 
-from hwquant.cmvm import build_adder_graph, signed_digit_terms
+from hwquant.cmvm import build_adder_graph, depth_bound, signed_digit_terms
 from hwquant.hw.cmvm import ConstantMatrix
 
 
@@ -37,7 +37,12 @@ def test_signed_digits_are_the_weights():
         for (i, s), v in terms.items():
             back[i] += v << s
         assert back.tolist() == w[j].tolist()
-    assert len(rows[0]) == 2 + 2 + 1  # 7 = 8 - 1, 3 = 4 - 1, 8
+    assert len(rows[0]) == 2 + 2 + 1  # 7 = 8 - 1, 3 = 2 + 1, 8
+    # Binary where it is as short as the canonical digits (one sign), canonical otherwise.
+    assert rows[0][(1, 0)] == rows[0][(1, 1)] == -1
+    assert signed_digit_terms(w, prefer_binary=False)[0][(1, 2)] == -1  # -3 = -4 + 1
+    assert signed_digit_terms(np.array([[6, 7]]))[0] == {(0, 1): 1, (0, 2): 1, (1, 0): -1,
+                                                        (1, 3): 1}
 
 
 @pytest.mark.parametrize("signed_x", [False, True])
@@ -115,3 +120,57 @@ def test_column_blocks_beyond_the_pair_budget_stay_exact(monkeypatch):
     xs = rng.integers(0, 16, size=(100, 30))
     assert np.array_equal(blocked.evaluate(xs), xs @ w.T)
     assert blocked.adders >= whole.adders
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_lazy_greedy_is_exact_exhaustively_at_small_sizes(seed):
+    rng = np.random.default_rng(100 + seed)
+    w = rng.integers(-15, 16, size=(4, 4))
+    w[rng.random(w.shape) < 0.2] = 0
+    w[3] = w[0] * 2  # a repeated (shifted) row: shared pairs across rows
+    lo, hi = (-2, 1) if seed % 2 else (0, 3)
+    xs = np.array(list(itertools.product(range(lo, hi + 1), repeat=4)))
+    for slack in (0, 1, 3):
+        for penalty in (0, 1):
+            graph = build_adder_graph(w, [(lo, hi)] * 4, depth_slack=slack,
+                                      subtraction_penalty=penalty)
+            assert np.array_equal(graph.evaluate(xs), xs @ w.T)
+
+
+@pytest.mark.parametrize("slack", [0, 1, 2])
+def test_depth_stays_within_the_signed_digit_bound(slack):
+    rng = np.random.default_rng(21)
+    for w in (rng.integers(-8, 8, size=(16, 64)), rng.integers(-128, 128, size=(6, 20)),
+              np.tile(rng.integers(-8, 8, size=(1, 24)), (8, 1))):
+        bound = depth_bound(signed_digit_terms(w, prefer_binary=False)) + slack
+        graph = build_adder_graph(w, [(0, 255)] * w.shape[1], depth_slack=slack)
+        assert graph.depth <= bound
+        xs = rng.integers(0, 256, size=(50, w.shape[1]))
+        assert np.array_equal(graph.evaluate(xs), xs @ w.T)
+    # The bound is what plain signed-digit trees need: 7 = 8 - 1 and 64 inputs.
+    assert depth_bound(signed_digit_terms(np.full((1, 64), 7))) == 7
+
+
+def test_sharing_ranks_pairs_by_adder_bits_saved():
+    # x0 + x1 occurs in three rows but is a 2-bit adder; x2 + x3 in two rows, 17 bits: the
+    # wide pair saves more and is shared first (a raw occurrence count would take x0 + x1).
+    w = np.array([[1, 1, 0, 0], [1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 1], [0, 0, 1, 1]])
+    ranges = [(0, 1), (0, 1), (0, 65535), (0, 65535)]
+    graph = build_adder_graph(w, ranges)
+    first = graph.nodes[0]
+    assert first.shared and {first.a, first.b} == {2, 3}
+    assert sum(n.shared for n in graph.nodes) == 2
+    xs = np.array(list(itertools.product([0, 1], [0, 1], [0, 9, 65535], [0, 65535])))
+    assert np.array_equal(graph.evaluate(xs), xs @ w.T)
+
+
+def test_xilinx_face_counts_sign_extension_as_overlap():
+    from hwquant.estimate.cmvm import node_logic_bits
+
+    # a (8-bit unsigned) + b (4-bit): unsigned b leaves a's upper 4 bits to the carry chain;
+    # a signed b sign-extends over them, a LUT each (above a's top its sign is a wire).
+    for (lo, hi), want in (((0, 15), 4), ((-8, 7), 8)):
+        graph = build_adder_graph(np.array([[1, 1]]), [(0, 255), (lo, hi)])
+        (node,) = graph.nodes
+        assert graph.evaluate(np.array([[255, hi], [0, lo]])).ravel().tolist() == [255 + hi, lo]
+        assert node_logic_bits(graph, node, "xilinx") == want
