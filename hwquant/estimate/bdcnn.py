@@ -7,7 +7,9 @@ basis the combine step reads (:meth:`hwquant.engine_shape.BdcnnShape.live_parts`
 whose coefficient is 0 in every channel of the PE is skipped, its popcounts unread) ``Q``
 AND-popcounts (folded: of ``SIMD`` gated bits; unrolled: of the lanes whose basis bit is set,
 each tree node over the same lanes of a plane built once for all PEs and bases, as Yosys
-merges them), the plane sum ``T_a = sum_b P_ab << (b + 1) - sq`` (one carry-save sum), its
+merges them; on xilinx at the binary kind's shared-popcount price,
+:func:`hwquant.estimate.binary.sharing_factor`, ``R`` the live bases of all PEs per lane), the
+plane sum ``T_a = sum_b P_ab << (b + 1) - sq`` (one carry-save sum), its
 product by the coefficient (a positive or negated power of two is a shift; another constant a
 constant product with the fixed kind's operand widths; selected by the fold index, a
 multiplier as wide as the PE's coefficients; each product as wide as the combine register
@@ -65,17 +67,20 @@ def _popcount_nodes(layer, family, live) -> Resources:
     if not (pe == layer.out_channels and simd == layer.fan_in):
         return popcount_luts(simd, family) * int(live.sum())
     bits = basis_bits(layer.weight_matrix(), bdcnn_coefficients(layer))
-    distinct = set()
+    distinct, trees = set(), 0
     for p in range(pe):
         for a in range(d.basis):
             if not live[p, a * d.qbits]:
                 continue
             sel = np.flatnonzero(bits[p, a])
+            trees += 1
             for kind, width, support in tree_nodes(len(sel), DEFAULT_LUT_INPUTS):
                 distinct.add((kind, width, tuple(int(sel[i]) for i in support)))
     # Constant basis bits select lanes (no AND gates): the nodes are small adders of
-    # constant-weight popcounts, as the binary kind's unrolled ones.
-    per_plane = sum(node_luts(kind, width, family, DEFAULT_LUT_INPUTS, unrolled=True)
+    # constant-weight popcounts, as the binary kind's unrolled ones, ``trees / SIMD`` of them
+    # over each lane of a plane (:func:`hwquant.estimate.binary.sharing_factor`).
+    per_plane = sum(node_luts(kind, width, family, DEFAULT_LUT_INPUTS, unrolled=True,
+                              density=trees / simd)
                     for kind, width, _ in distinct)
     return Resources(lut=round(per_plane * d.qbits))
 
