@@ -18,9 +18,39 @@ It prints, per design, the Yosys LUT6 count (``synth_xilinx`` through
 face less its ``2P - F`` combine, which is not in the engine; the bdcnn face's popcounts), and
 the ratio. ``--json`` writes the rows.
 
+``--combine``: the bdcnn engines with a register on every sum and their combine step
+(:class:`EngineCombine`), and the engines alone; ``--calibration``: the engines of the
+calibration's unrolled binary, bdcnn and template cases (a check, not part of the fit).
+
+Measured (Yosys 0.70; model with the fitted xilinx prices, before them in brackets)::
+
+    engine alone                       Yosys  model
+    bin  4 x 32                          107    105  (113)
+    bin 16 x 8                            32     40  (86)
+    bin  6 x 24                          107    103  (118)
+    bin 12 x 12                           70     50  (79)
+    bin  6 x 24, LUT6 structure           88    168  (192)   not what builds use
+    mb   4 x 24, 4-bit                   550    716          the compiler builds these as
+    mb   6 x 12, 8-bit                   588    906          constant-matrix or memo
+    mb  12 x 8, 5-bit                    293    708          engines: not fitted
+    bd   4 x 24, K 2, Q 3                267    293  (330)
+    bd   6 x 12, K 3, Q 5                225    213  (335)
+    bd  12 x 8,  K 2, Q 4                108    109  (228)
+    engine + combine (--combine)
+    bd   4 x 24, K 2, Q 3                358    382  (526)
+    bd   6 x 12, K 3, Q 5                437    423  (873)
+    bd  12 x 8,  K 2, Q 4                413    436  (916)
+    checks (--calibration, not fitted)
+    binary-unrolled-narrow 8 x 16         69     78  (100)
+    bdcnn-unrolled-wide 8 x 16           504    500  (816)
+    bdcnn-unrolled-wide, + combine      1086    974  (1772)
+    template-unrolled-narrow            1133   1220  (1220)
+    template-unrolled-wide              3045   3055  (3055)
+
 Usage::
 
     .venv/bin/python benchmarks/bench_unrolled_lut6.py [--only bin,mb,bd] [--json out.json]
+        [--combine] [--calibration]
 """
 
 import argparse
@@ -35,6 +65,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np
 from amaranth.back import verilog
+from amaranth.hdl import Module, Signal
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
 
 from hwquant import ir
 from hwquant.bdcnn import sign_patterns
@@ -45,6 +78,7 @@ from hwquant.estimate.synth import synthesize
 from hwquant.hw.bdcnn import BdcnnEngine
 from hwquant.hw.binary import BinaryEngine, popcount_for
 from hwquant.hw.registered import Registered
+from hwquant.hw.streams import lane_shape
 from hwquant.hw.template import TemplateEngine
 
 __all__ = ["DESIGNS", "binary_layer", "bdcnn_layer", "engine_model", "measure", "main"]
@@ -122,6 +156,61 @@ def calibration_layer(case):
     return case_network(*CASES[case]).weight_layers[0]
 
 
+class EngineCombine(wiring.Component):
+    """A bdcnn engine, a register on every sum and the engine's combine step (fold 0), as the
+    MVU has them when fully unrolled (``SF = 1``)."""
+
+    def __init__(self, layer):
+        self._layer = layer
+        self._engine = BdcnnEngine(layer, layer.weight_matrix(), pe=layer.out_channels,
+                                   simd=layer.fan_in)
+        self._bits = ir.accumulator_bits(layer)
+        super().__init__({"x": In(data.ArrayLayout(lane_shape(layer.in_format), layer.fan_in)),
+                          "y": Out(layer.out_channels * self._bits)})
+
+    def elaborate(self, platform):
+        m = Module()
+        layer, e = self._layer, self._engine
+        m.submodules.engine = e
+        m.d.comb += e.x.eq(self.x)
+
+        def reg(v):
+            s = Signal(v.shape())
+            m.d.sync += s.eq(v)
+            return s
+
+        n = e.parts_per_pe(layer)
+        parts = [[reg(e.parts[p * n + j]) for j in range(n)] for p in range(layer.out_channels)]
+        shared = [reg(e.shared[i]) for i in range(e.shared_count(layer))]
+        for p, v in enumerate(e.combine(m, parts, shared, 0)):
+            m.d.comb += self.y[p * self._bits:(p + 1) * self._bits].eq(v)
+        return m
+
+
+def combine_model(layer) -> dict:
+    """Modelled LUT6 of the bdcnn combine step's parts (unrolled, xilinx)."""
+    full = bdcnn_cost.resources(layer, "xilinx").lut
+    saved = dict(bdcnn_cost.UNROLLED_PLANE_SUM_FACTOR)
+    bdcnn_cost.UNROLLED_PLANE_SUM_FACTOR.clear()
+    try:
+        unscaled = bdcnn_cost.resources(layer, "xilinx").lut
+    finally:
+        bdcnn_cost.UNROLLED_PLANE_SUM_FACTOR.update(saved)
+    return {"face": full, "face_unscaled_t": unscaled, "engine": engine_model(layer)}
+
+
+def measure_combine(params, workdir):
+    """Yosys LUT6 of the engine with its combine step, and of the engine alone."""
+    layer = calibration_layer(params["case"]) if "case" in params else bdcnn_layer(**params)
+    name = "comb_" + "_".join(f"{k}{v}" for k, v in params.items())
+    path = Path(workdir) / f"{name}.v"
+    path.write_text(verilog.convert(Registered(EngineCombine(layer)), name="top"))
+    res = synthesize(path, "top", "xilinx", workdir=Path(workdir) / name, splitnets=True)
+    alone = measure("bd", params, workdir)["yosys"]
+    return {"design": name, **params, "yosys": res.lut, "yosys_engine": alone,
+            **combine_model(layer)}
+
+
 def measure(kind, params, workdir):
     params = dict(params)
     lut = params.pop("lut", 4)
@@ -156,6 +245,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--only", default="bin,mb,bd")
     ap.add_argument("--json")
+    ap.add_argument("--combine", action="store_true",
+                    help="bdcnn: the engine with its combine step (and the engine alone)")
     ap.add_argument("--calibration", action="store_true",
                     help="measure the engines of the calibration's unrolled binary and bdcnn "
                     "cases instead (a check, not the fit)")
@@ -163,8 +254,19 @@ def main(argv=None):
     kinds = args.only.split(",")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        designs = [("cal", {"case": c}) for c in CALIBRATION] if args.calibration \
-            else [d for d in DESIGNS if d[0] in kinds]
+        if args.combine:
+            designs = [("bd", {"case": "bdcnn-unrolled-wide"})] if args.calibration else \
+                [d for d in DESIGNS if d[0] == "bd"]
+            for _, params in designs:
+                r = measure_combine(params, tmp)
+                rows.append(r)
+                print(f"{r['design']:48s} yosys {r['yosys']:5d} (engine {r['yosys_engine']:4d})"
+                      f"  model {r['face']:5d} (engine {r['engine']:4d}, unscaled T "
+                      f"{r['face_unscaled_t']:5d})", flush=True)
+            designs = []
+        else:
+            designs = [("cal", {"case": c}) for c in CALIBRATION] if args.calibration \
+                else [d for d in DESIGNS if d[0] in kinds]
         for kind, params in designs:
             r = measure(kind, params, tmp)
             rows.append(r)
