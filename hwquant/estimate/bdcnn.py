@@ -7,7 +7,10 @@ basis the combine step reads (:meth:`hwquant.engine_shape.BdcnnShape.live_parts`
 whose coefficient is 0 in every channel of the PE is skipped, its popcounts unread) ``Q``
 AND-popcounts (folded: of ``SIMD`` gated bits; unrolled: of the lanes whose basis bit is set,
 each tree node over the same lanes of a plane built once for all PEs and bases, as Yosys
-merges them), the plane sum ``T_a = sum_b P_ab << (b + 1) - sq`` (one carry-save sum), its
+merges them; on xilinx at the binary kind's shared-popcount price,
+:func:`hwquant.estimate.binary.sharing_factor`, ``R`` the live bases of all PEs per lane), the
+plane sum ``T_a = sum_b P_ab << (b + 1) - sq`` (one carry-save sum; unrolled on xilinx a
+quarter of it, :data:`UNROLLED_PLANE_SUM_FACTOR`), its
 product by the coefficient (a positive or negated power of two is a shift; another constant a
 constant product with the fixed kind's operand widths; selected by the fold index, a
 multiplier as wide as the PE's coefficients; each product as wide as the combine register
@@ -47,6 +50,17 @@ def _check(layer):
                          f"a bdcnn conv2d or linear layer")
 
 
+#: Fully unrolled, the plane sums ``T_a`` of a PE feed constant products and their sum; on
+#: xilinx Yosys maps them together much cheaper than a plane sum alone (presumably one
+#: ``$macc`` per PE, where the ``sq`` terms and the shifts fold): the plane sums cost this
+#: fraction of their carry-save price there. Measured (Yosys 0.70 ``synth_xilinx``) on the
+#: engine and its combine step between registers less the engine alone
+#: (``benchmarks/bench_unrolled_lut6.py --combine``) of bdcnn 4 x 24 (K = 2, Q = 3),
+#: 6 x 12 (3, 5) and 12 x 8 (2, 4): 0.26, 0.25, 0.23, so engine and combine within 7 % with
+#: it (a plane sum alone, without the products behind it, is within 6 % of its price).
+UNROLLED_PLANE_SUM_FACTOR = {"xilinx": 0.25}
+
+
 def _negated_power_of_two(c) -> bool:
     return c < 0 and (-c) & (-c - 1) == 0
 
@@ -65,17 +79,20 @@ def _popcount_nodes(layer, family, live) -> Resources:
     if not (pe == layer.out_channels and simd == layer.fan_in):
         return popcount_luts(simd, family) * int(live.sum())
     bits = basis_bits(layer.weight_matrix(), bdcnn_coefficients(layer))
-    distinct = set()
+    distinct, trees = set(), 0
     for p in range(pe):
         for a in range(d.basis):
             if not live[p, a * d.qbits]:
                 continue
             sel = np.flatnonzero(bits[p, a])
+            trees += 1
             for kind, width, support in tree_nodes(len(sel), DEFAULT_LUT_INPUTS):
                 distinct.add((kind, width, tuple(int(sel[i]) for i in support)))
     # Constant basis bits select lanes (no AND gates): the nodes are small adders of
-    # constant-weight popcounts, as the binary kind's unrolled ones.
-    per_plane = sum(node_luts(kind, width, family, DEFAULT_LUT_INPUTS, unrolled=True)
+    # constant-weight popcounts, as the binary kind's unrolled ones, ``trees / SIMD`` of them
+    # over each lane of a plane (:func:`hwquant.estimate.binary.sharing_factor`).
+    per_plane = sum(node_luts(kind, width, family, DEFAULT_LUT_INPUTS, unrolled=True,
+                              density=trees / simd)
                     for kind, width, _ in distinct)
     return Resources(lut=round(per_plane * d.qbits))
 
@@ -111,13 +128,15 @@ def resources(layer, family, *, use_dsp=True, **_) -> Resources:
     # product, and a product narrower than the family's DSP minimum stays in LUTs.
     y_bits = min(t_bits + d.coef_bits, ir.accumulator_bits(layer))
     dsp = use_dsp and y_bits >= DSP_Y_MIN[family]
+    unrolled = pe == layer.out_channels and simd == f
+    t_share = UNROLLED_PLANE_SUM_FACTOR.get(family, 1.0) if unrolled else 1.0
     for p in range(pe):
         for a in range(k):
             if not live[p, a * q]:
                 continue
             # T_a: the Q shifted plane sums less sq, one carry-save sum.
-            total += _plane_sum([(acc_bits, b + 1) for b in range(q)] + [(sq_bits, 0)],
-                                family)
+            t_sum = _plane_sum([(acc_bits, b + 1) for b in range(q)] + [(sq_bits, 0)], family)
+            total += Resources(lut=round(t_sum.lut * t_share))
             vals = [int(v) for v in coef[p::pe, a]]
             if len(set(vals)) == 1:  # one constant for every fold (NF = 1: the channel's)
                 c = vals[0]

@@ -8,7 +8,12 @@ What :class:`hwquant.hw.binary.BinaryEngine` builds, per processing element:
   LUTs per node measured with Yosys 0.70 for each structure and family
   (``benchmarks/bench_popcount.py``). With constant weights (unrolled) the XNORs are inverters
   folded into the tree's first LUTs, and the PEs share every node whose input bits carry the
-  same weight signs (Yosys merges the identical logic);
+  same weight signs (Yosys merges the identical logic); on xilinx ABC shares more of the
+  popcounts over the same bits than their identical nodes, so each node costs
+  ``1 / (1 + R / 1.75)`` of its price, ``R = PE / F`` popcounts per input bit
+  (:func:`sharing_factor`; measured on the engines alone of binary 4 x 32, 16 x 8, 6 x 24,
+  12 x 12 and three bdcnn layers, Yosys 0.70 ``synth_xilinx``, ``benchmarks/
+  bench_unrolled_lut6.py``: within 29 %, median 3 %);
   with ROM weights each XNOR of an input with a weight bit is one more LUT for the LUT4 tree
   (its first LUTs feed a carry chain), and for the LUT6 structure the XNORs sit inside (3:2)
   counters of three lanes (:class:`hwquant.hw.popcount.XnorPopcount`; modelled 95 LUT6 for 64
@@ -45,7 +50,8 @@ from .fixed import is_unrolled
 from .resources import Resources, adder
 
 __all__ = ["resources", "cycles", "dot_range", "word_bits", "popcount_luts", "fold_cost",
-           "ADDER_LUTS_PER_BIT", "COUNTER_LUTS"]
+           "node_luts", "sharing_factor", "ADDER_LUTS_PER_BIT", "COUNTER_LUTS",
+           "UNROLLED_SHARING_DENSITY"]
 
 #: LUTs per operand bit of one carry-in adder node (``a + b + c`` of ``w``-bit operands costs
 #: ``w`` times this), by the structure's LUT size and the family; and LUTs per (6:3) counter of
@@ -67,6 +73,22 @@ COMPLEMENT_SHARING = ("xilinx",)
 #: where the inverters and the small adders map into LUT6 together (measured: 0.98 per bit
 #: for 4 PEs of 128 lanes, against 1.45 for a popcount alone).
 UNROLLED_ADDER_LUTS_PER_BIT = {"xilinx": 1.0}
+#: On those families ABC shares more of many constant-weight popcounts over the same few input
+#: bits than their identical nodes (sub-sums of one tree's bits reappear, complemented or not,
+#: in the others' nodes): every node costs ``1 / (1 + R / R0)`` of its price, ``R`` the
+#: density of the trees (popcounts per input bit: ``PE / F`` for binary, live bases of all PEs
+#: per lane for bdcnn). ``R0`` fitted on the engines alone between registers
+#: (``benchmarks/bench_unrolled_lut6.py``, Yosys 0.70 ``synth_xilinx``): binary 4 x 32,
+#: 16 x 8, 6 x 24, 12 x 12 and bdcnn 4 x 24 (K = 2, Q = 3), 6 x 12 (3, 5), 12 x 8 (2, 4),
+#: within 28 % (median 3 %; R from 0.125 to 3, the factor from 0.93 to 0.37).
+UNROLLED_SHARING_DENSITY = {"xilinx": 1.75}
+
+
+def sharing_factor(density, family) -> float:
+    """The fraction of its price a constant-weight popcount node costs when ``density``
+    popcounts share each input bit (:data:`UNROLLED_SHARING_DENSITY`; 1 elsewhere)."""
+    r0 = UNROLLED_SHARING_DENSITY.get(family)
+    return 1.0 if r0 is None else 1.0 / (1.0 + density / r0)
 
 
 def _check(layer):
@@ -78,13 +100,15 @@ def _check(layer):
                          f"encoding {layer.encoding!r}")
 
 
-def node_luts(kind, width, family, lut_inputs, unrolled=False) -> float:
+def node_luts(kind, width, family, lut_inputs, unrolled=False, density=0.0) -> float:
     """LUTs of one popcount node (``kind`` ``"adder"`` of ``width``-bit operands or
-    ``"counter"``) built for ``lut_inputs`` on ``family``."""
+    ``"counter"``) built for ``lut_inputs`` on ``family``; ``unrolled``: of constant-weight
+    popcounts, ``density`` of them per input bit (:func:`sharing_factor`)."""
+    share = sharing_factor(density, family) if unrolled else 1.0
     if kind == "counter":
-        return COUNTER_LUTS[family]
+        return COUNTER_LUTS[family] * share
     if unrolled and family in UNROLLED_ADDER_LUTS_PER_BIT:
-        return UNROLLED_ADDER_LUTS_PER_BIT[family] * width
+        return UNROLLED_ADDER_LUTS_PER_BIT[family] * width * share
     return ADDER_LUTS_PER_BIT[lut_inputs][family] * width
 
 
@@ -107,13 +131,15 @@ def popcount_luts(n: int, family: str, lut_inputs: int = DEFAULT_LUT_INPUTS,
         return Resources(lut=round(sum(node_luts(k, w, family, lut_inputs)
                                        for k, w, _ in nodes)))
     signs = np.asarray(rows) > 0
+    density = len(signs) / n
     total = 0.0
     for kind, width, support in nodes:
         pats = signs[:, list(support)]
         if family in COMPLEMENT_SHARING:
             pats = pats ^ pats[:, :1]  # a pattern and its complement are one class
         distinct = len({r.tobytes() for r in pats})
-        total += distinct * node_luts(kind, width, family, lut_inputs, unrolled=True)
+        total += distinct * node_luts(kind, width, family, lut_inputs, unrolled=True,
+                                      density=density)
     return Resources(lut=round(total))
 
 

@@ -71,6 +71,26 @@ def fold_cost(layer, fold: ir.Fold) -> int:
     return fold.simd * sum(bool(np.any(ids[p::pe] < 0)) for p in range(pe))
 
 
+def _combine_widths(layer):
+    """Width of the combine of each PE (``2P - S``, ``S - 2P`` or ``P``): its channels'
+    ``ACC`` range."""
+    pe = layer.fold.pe
+    lo, hi = np.asarray(TemplateShape.combine_ranges(layer, conv_weight_matrix(layer.weight))).T
+    return [ir.signed_bits_for(int(min(lo[p::pe].min(), 0)), int(max(hi[p::pe].max(), 0)))
+            for p in range(pe)]
+
+
+def _unrolled_combine(layer, widths, family) -> Resources:
+    """Unrolled: one subtractor per template channel."""
+    return sum((adder(widths[c], family) for c in np.flatnonzero(_ids(layer) >= 0)),
+               Resources())
+
+
+def combine_luts(layer, family) -> int:
+    """LUTs of the combine step alone (not in the engine's own logic), unrolled."""
+    return _unrolled_combine(layer, _combine_widths(layer), family).lut
+
+
 def resources(layer, family, *, use_dsp=True) -> Resources:
     """LUT/DSP of the template engine of ``layer``'s MVU and its combine step."""
     _check(layer)
@@ -80,10 +100,7 @@ def resources(layer, family, *, use_dsp=True) -> Resources:
     ids = _ids(layer)
     res = macc([xbits] * simd, family)  # S
     w = conv_weight_matrix(layer.weight)
-    # The combine of a PE (2P - S, S - 2P or P) is as wide as its channels' ACC range.
-    lo, hi = np.asarray(TemplateShape.combine_ranges(layer, w)).T
-    widths = [ir.signed_bits_for(int(min(lo[p::pe].min(), 0)), int(max(hi[p::pe].max(), 0)))
-              for p in range(pe)]
+    widths = _combine_widths(layer)
     if fixed_cost.is_unrolled(layer):
         for c in np.flatnonzero(ids >= 0):
             on = int((w[c] * layer.kind_data.signs[c] > 0).sum())
@@ -91,8 +108,7 @@ def resources(layer, family, *, use_dsp=True) -> Resources:
         fixed = np.flatnonzero(ids < 0)
         if fixed.size:
             res += constant_matrix.resources(layer, w[fixed], family)
-        res += sum((adder(widths[c], family) for c in np.flatnonzero(ids >= 0)), Resources())
-        return res
+        return res + _unrolled_combine(layer, widths, family)
     tpes = _template_pes(layer)
     gates = Resources(lut=0 if family == "xilinx" else xbits * simd)
     one_fixed = fixed_cost.resources(
