@@ -8,6 +8,29 @@ from amaranth.sim import Simulator
 __all__ = ["simulate_stream", "simulate_streams"]
 
 
+async def _drive(ctx, s, words, rng, valid_gap):
+    """Send ``words`` on stream ``s``, holding ``valid`` low for random gaps of probability
+    ``valid_gap`` before each beat."""
+    for word in words:
+        while valid_gap and rng.random() < valid_gap:
+            ctx.set(s.valid, 0)
+            await ctx.tick()
+        ctx.set(s.payload.as_value(), word)
+        ctx.set(s.valid, 1)
+        await ctx.tick().until(s.ready)
+    ctx.set(s.valid, 0)
+
+
+async def _watch_extra_beats(ctx, s, out):
+    """A few idle cycles with ``ready`` high after the expected beats: each extra beat is
+    appended to ``out`` as ``None`` (an error the caller sees)."""
+    ctx.set(s.ready, 1)
+    for _ in range(8):
+        *_, valid = await ctx.tick().sample(s.valid)
+        if valid:
+            out.append(None)
+
+
 def simulate_stream(dut, in_words, n_out, *, seed=0, valid_gap=0.0, ready_stall=0.0,
                     max_cycles=200_000, i_name="i_stream", o_name="o_stream"):
     """Drive packed integer beats into ``dut.<i_name>``, collect ``n_out`` packed beats from
@@ -17,14 +40,7 @@ def simulate_stream(dut, in_words, n_out, *, seed=0, valid_gap=0.0, ready_stall=
     out, state = [], {"cycles": 0}
 
     async def producer(ctx):
-        for word in in_words:
-            while valid_gap and rng_in.random() < valid_gap:
-                ctx.set(i_s.valid, 0)
-                await ctx.tick()
-            ctx.set(i_s.payload.as_value(), word)
-            ctx.set(i_s.valid, 1)
-            await ctx.tick().until(i_s.ready)
-        ctx.set(i_s.valid, 0)
+        await _drive(ctx, i_s, in_words, rng_in, valid_gap)
 
     async def consumer(ctx):
         while len(out) < n_out:
@@ -37,12 +53,7 @@ def simulate_stream(dut, in_words, n_out, *, seed=0, valid_gap=0.0, ready_stall=
             if state["cycles"] > max_cycles:
                 raise TimeoutError(f"stream produced {len(out)} of {n_out} beats in "
                                    f"{max_cycles} cycles")
-        # A few idle cycles with ready high: an extra beat would be an error.
-        ctx.set(o_s.ready, 1)
-        for _ in range(8):
-            *_, valid = await ctx.tick().sample(o_s.valid)
-            if valid:
-                out.append(None)
+        await _watch_extra_beats(ctx, o_s, out)
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -62,15 +73,7 @@ def simulate_streams(dut, inputs, outputs, *, seed=0, valid_gap=0.0, ready_stall
 
     def producer(name, words, rng):
         async def bench(ctx):
-            s = getattr(dut, name)
-            for word in words:
-                while valid_gap and rng.random() < valid_gap:
-                    ctx.set(s.valid, 0)
-                    await ctx.tick()
-                ctx.set(s.payload.as_value(), word)
-                ctx.set(s.valid, 1)
-                await ctx.tick().until(s.ready)
-            ctx.set(s.valid, 0)
+            await _drive(ctx, getattr(dut, name), words, rng, valid_gap)
         return bench
 
     def consumer(name, n, rng):
@@ -86,11 +89,7 @@ def simulate_streams(dut, inputs, outputs, *, seed=0, valid_gap=0.0, ready_stall
                     out.append(payload)
             else:
                 raise TimeoutError(f"{name} produced {len(out)} of {n} beats")
-            ctx.set(s.ready, 1)
-            for _ in range(8):
-                *_, valid = await ctx.tick().sample(s.valid)
-                if valid:
-                    out.append(None)
+            await _watch_extra_beats(ctx, s, out)
         return bench
 
     sim = Simulator(dut)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from amaranth.back import verilog
 from families import rotated
+from netbuilders import random_pow2_weights
 
 from hwquant import ir
 from hwquant import plan as P
@@ -25,17 +26,9 @@ LUT_TOLERANCE = {"ice40": 0.10, "xilinx": 0.20}
 FF_TOLERANCE = 0.05
 
 
-def pow2_weights(rng, shape, bits, scales=(1, 1), zeros=0.25):
-    emax = (1 << (bits - 2)) - 1
-    e = rng.integers(0, emax + 1, shape)
-    w = np.where(rng.integers(0, 2, shape) == 1, -(scales[1] << e), scales[0] << e)
-    w[rng.random(shape) < zeros] = 0
-    return w
-
-
 def layer(name, oc, fan_in, fold, bits, fmt, *, scales=(1, 1), weights=None):
     rng = np.random.default_rng(zlib.crc32(name.encode()))
-    w = pow2_weights(rng, (oc, fan_in), bits, scales) if weights is None else weights
+    w = random_pow2_weights(rng, (oc, fan_in), bits, scales) if weights is None else weights
     lo, hi = ir.matrix_range(w, np.zeros(oc, dtype=np.int64), fmt)
     out = ir.ActFormat(ir.signed_bits_for(int(lo.min()), int(hi.max())), True, 0)
     return ir.Linear(name, ("input",), fmt, w, bits, 0, np.zeros(oc), None, out,
