@@ -232,6 +232,18 @@ class TemplateShape(EngineShape):
         return [_lane_sum_range(layer.in_format, layer.fan_in)]
 
     @classmethod
+    def unrolled_matrix(cls, layer, weights) -> np.ndarray:
+        """The constant matrix a fully unrolled engine builds as one adder graph: row 0 the
+        window sum ``S`` (all ones), then row ``1 + c`` channel ``c``'s part: its 0/1 mask
+        ``P`` for a template channel, its weights for a fixed one. One graph lets the lane
+        sums that ``S`` and the masks have in common (the same pixel over the input
+        channels, for HLAC masks) be built once."""
+        w = np.asarray(weights, dtype=np.int64)
+        rows = [np.ones(w.shape[1], dtype=np.int64)]
+        rows += [on if sign else w[c] for c, (sign, on) in enumerate(channel_roles(layer, w))]
+        return np.stack(rows)
+
+    @classmethod
     def beat_part_ranges(cls, layer, weights, *, pe, simd) -> np.ndarray:
         fmt = layer.in_format
         if _constant(layer, pe, simd):

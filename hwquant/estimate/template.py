@@ -1,11 +1,11 @@
 """Cost face of the ``template`` arithmetic kind: what :class:`hwquant.hw.template.
 TemplateEngine` builds for one MVU (see its module docstring).
 
-* the shared window sum ``S``: one adder tree of ``SIMD`` lanes (a :func:`~hwquant.estimate.
-  common.macc`; its register and accumulator are the MVU's, sized from the engine contract,
-  :class:`hwquant.engine_shape.TemplateShape`);
-* **unrolled**: per template channel ``n_on - 1`` adders of its mask lanes (0-2), the
-  ``fixed`` channels as their constant-matrix adder graph (:mod:`hwquant.estimate.cmvm`);
+* folded, the shared window sum ``S``: one adder tree of ``SIMD`` lanes (a
+  :func:`~hwquant.estimate.common.macc`; its register and accumulator are the MVU's, sized
+  from the engine contract, :class:`hwquant.engine_shape.TemplateShape`);
+* **unrolled**: ``S``, the template channels' mask sums and the ``fixed`` channels' dots as
+  one constant-matrix adder graph (:mod:`hwquant.estimate.cmvm`);
 * **folded**: per template PE ``SIMD`` AND-gated lanes (one LUT per bit on LUT4 families,
   absorbed into the adder on xilinx) and their sum; per other PE a ``fixed`` dot engine of
   ``SIMD`` ``weight_bits x x_bits`` products (:mod:`hwquant.estimate.fixed`);
@@ -98,17 +98,12 @@ def resources(layer, family, *, use_dsp=True) -> Resources:
     fmt, simd, pe = layer.in_format, layer.fold.simd, layer.fold.pe
     xbits = fmt.bits
     ids = _ids(layer)
-    res = macc([xbits] * simd, family)  # S
     w = conv_weight_matrix(layer.weight)
     widths = _combine_widths(layer)
     if fixed_cost.is_unrolled(layer):
-        for c in np.flatnonzero(ids >= 0):
-            on = int((w[c] * layer.kind_data.signs[c] > 0).sum())
-            res += macc([xbits] * on, family)
-        fixed = np.flatnonzero(ids < 0)
-        if fixed.size:
-            res += constant_matrix.resources(layer, w[fixed], family)
-        return res + _unrolled_combine(layer, widths, family)
+        graph = constant_matrix.resources(layer, TemplateShape.unrolled_matrix(layer, w), family)
+        return graph + _unrolled_combine(layer, widths, family)
+    res = macc([xbits] * simd, family)  # S
     tpes = _template_pes(layer)
     gates = Resources(lut=0 if family == "xilinx" else xbits * simd)
     one_fixed = fixed_cost.resources(

@@ -16,9 +16,11 @@ channel carries its real magnitude ``a``.
 One layer, one MVU, mixed channels (no split of the layer): channel ``c`` sits on PE
 ``c mod PE`` at fold ``c div PE``.
 
-* **Fully unrolled** (``NF = SF = 1``): a template PE sums its 1-3 mask lanes (0-2 adders);
-  the ``fixed`` channels are one constant-matrix adder graph (:mod:`hwquant.cmvm`) over
-  their rows. No multiplier anywhere.
+* **Fully unrolled** (``NF = SF = 1``): ``S``, the mask sums ``P`` of the template channels
+  and the dots of the ``fixed`` channels are the outputs of one constant-matrix adder graph
+  (:mod:`hwquant.cmvm`): the lane sums the masks and ``S`` have in common (for an HLAC mask,
+  each pixel's sum over the input channels) are built once, so a template adds the 0-2
+  adders of its 1-3 pixels. No multiplier anywhere.
 * **Folded** (weights from the ROM): a PE all of whose channels are templates reads one mask
   bit per lane (``SIMD`` bits) and sums ``b ? x : 0`` (AND gates and an adder tree, no
   multiplier); any other PE is a ``fixed`` dot engine of ``weight_bits`` per lane, whose
@@ -53,9 +55,9 @@ class TemplateEngine(TemplateShape, Engine):
 
     Members: ``x`` (``SIMD`` lanes), ``w`` (folded), ``parts`` (``PE`` sums: ``P`` of a
     template channel, the dot of a fixed one), ``shared`` (one: ``S``, the lanes' sum).
-    Resources: one ``SIMD``-input adder tree for ``S``; per template PE 0-2 adders
-    (unrolled) or ``SIMD`` AND-gated lanes and their adder tree (folded); per fixed channel
-    its share of a constant adder graph (unrolled) or ``SIMD`` multipliers (folded); per PE
+    Resources: unrolled, one constant adder graph for ``S`` and every part; folded, one
+    ``SIMD``-input adder tree for ``S``, per template PE ``SIMD`` AND-gated lanes and their
+    adder tree, per fixed PE ``SIMD`` multipliers; per PE
     one subtractor and, for a PE with both kinds of channel, a multiplexer in the combine.
     """
 
@@ -98,10 +100,10 @@ class TemplateEngine(TemplateShape, Engine):
         m = Module()
         layer, simd, pe = self._layer, self._simd, self._pe
         x = [self.x[i] for i in range(simd)]
-        m.d.comb += self.shared[0].eq(adder_tree(x))
         if self.constant:
-            self._constant_parts(m, x)
+            self._constant_parts(m)
             return m
+        m.d.comb += self.shared[0].eq(adder_tree(x))
         tpes = template_pes(layer, pe)
         pos = 0
         for p, (tpe, bits) in enumerate(zip(tpes, _field_bits(layer, pe, simd), strict=True)):
@@ -116,23 +118,19 @@ class TemplateEngine(TemplateShape, Engine):
             m.d.comb += [eng.x.eq(self.x), eng.w.eq(field), self.parts[p].eq(eng.y)]
         return m
 
-    def _constant_parts(self, m, x):
-        """Unrolled: mask sums of the template channels, one adder graph for the others."""
+    def _constant_parts(self, m):
+        """Unrolled: ``S`` and every channel's part as outputs of one constant-matrix adder
+        graph (:meth:`TemplateShape.unrolled_matrix`)."""
         from ..cmvm import layer_adder_graph
         from .cmvm import ConstantMatrix
 
-        fixed = [c for c, (sign, _) in enumerate(self._roles) if not sign]
-        for c, (sign, on) in enumerate(self._roles):
-            if sign:
-                m.d.comb += self.parts[c].eq(adder_tree([x[i] for i in np.flatnonzero(on)]))
-        if fixed:
-            graph = layer_adder_graph(self._layer, self._weights[fixed])
-            width = self.parts.shape().elem_shape.width
-            m.submodules.matrix = matrix = ConstantMatrix(
-                graph, lane_shape(self._layer.in_format), width)
-            m.d.comb += matrix.x.eq(self.x)
-            for j, c in enumerate(fixed):
-                m.d.comb += self.parts[c].eq(matrix.y[j])
+        graph = layer_adder_graph(self._layer, self.unrolled_matrix(self._layer, self._weights))
+        width = max(self.parts.shape().elem_shape.width, len(self.shared[0]))
+        m.submodules.matrix = matrix = ConstantMatrix(
+            graph, lane_shape(self._layer.in_format), width)
+        m.d.comb += [matrix.x.eq(self.x), self.shared[0].eq(matrix.y[0])]
+        for c in range(self._layer.out_channels):
+            m.d.comb += self.parts[c].eq(matrix.y[1 + c])
 
     def combine(self, m, parts, shared, nf):
         """``s * (2P - S)`` for a template channel, ``P`` for a fixed one, chosen per PE by
