@@ -186,6 +186,54 @@ def combine_terms(lay: MemoLayout, p: int) -> list:
     return _terms(lay.groups[p::len(lay.grouped)])
 
 
+def combine_bits(lay: MemoLayout, p: int, part_bits, shared_bits: int, *,
+                 factor: bool = True) -> int:
+    """Width of the combine expression of PE ``p`` as :meth:`hwquant.hw.memo.MemoEngine.
+    combine` writes it, by Amaranth's rules for signed operands (``a + b``: one bit wider
+    than the wider; ``a * c``: the widths added, ``c`` as :func:`hwquant.hw.arith.
+    const_signed`; ``a << k``: ``k`` wider; ``-a``: one wider), from the widths of its
+    accumulators (``part_bits[j]`` and ``shared_bits`` of ``S``). The MVU's combine register
+    holds it sign-extended; Yosys merges the copies of its sign bit, so the epilogue's
+    arithmetic sees at most this many bits even where the ``ACC`` range would need more.
+    ``factor=False``: the width of the sum before the multiply by the common factor."""
+    if not lay.grouped[p]:
+        return int(part_bits[0])
+    terms = combine_terms(lay, p)
+    widths = [shared_bits if j < 0 else part_bits[j] for j, _ in terms]
+    if all(len(set(c)) == 1 for _, c in terms):
+        d, inner = common_factor([c[0] for _, c in terms])
+        inner_sum = _tree_bits([_times_bits(w, c) for w, c in zip(widths, inner, strict=True)])
+        return _times_bits(inner_sum, d) if factor else inner_sum
+    out = []
+    for w, (_, coefs) in zip(widths, terms, strict=True):
+        if len(set(coefs)) == 1:
+            out.append(_times_bits(w, coefs[0]))
+        else:
+            out.append(w + max(ir.signed_bits_for(min(min(coefs), 0), max(max(coefs), 0)), 2))
+    return _tree_bits(out)
+
+
+def _times_bits(width, c) -> int:
+    """Width of ``value * c`` as ``MemoEngine`` builds it (a shift and a negation for ``+-2^k``)."""
+    c = int(c)
+    if is_shift(c):
+        return width + abs(c).bit_length() - 1 + (1 if c < 0 else 0)
+    return width + max(2, c.bit_length() + 1)
+
+
+def _tree_bits(widths) -> int:
+    """Width of :func:`hwquant.hw.arith.adder_tree` over signed terms of ``widths``."""
+    widths = list(widths)
+    if not widths:
+        return 2
+    while len(widths) > 1:
+        nxt = [max(a, b) + 1 for a, b in zip(widths[0::2], widths[1::2])]
+        if len(widths) % 2:
+            nxt.append(widths[-1])
+        widths = nxt
+    return widths[0]
+
+
 def _terms(chans) -> list:
     out = []
     for j in range(max(len(g.values) for g in chans)):

@@ -29,6 +29,7 @@ import numpy as np
 
 from .. import ir
 from ..memo import (
+    combine_bits,
     combine_multiplies,
     combine_terms,
     common_factor,
@@ -41,7 +42,16 @@ from ..plan import mvu_cycles
 from . import cmvm as constant_matrix
 from . import fixed as fixed_cost
 from .common import check_family, const_select, macc
-from .resources import Resources, adder, const_multiplier, multiplier, mux, register
+from .fixed import DSP_Y_MIN
+from .resources import (
+    Resources,
+    adder,
+    const_multiplier,
+    dsp_product,
+    multiplier,
+    mux,
+    register,
+)
 
 __all__ = ["resources", "parts_resources", "multipliers", "word_bits", "dot_range", "cycles"]
 
@@ -60,14 +70,34 @@ def _unrolled(layer) -> bool:
     return fixed_cost.is_unrolled(layer)
 
 
+def _product(c, xbits, family, use_dsp, keep=None) -> Resources:
+    """``x * c`` as the memo combine writes it (``c`` a signed constant,
+    :func:`hwquant.hw.arith.const_signed`) and Yosys maps it: its trailing zero bits are a
+    shift, the product keeps at most ``keep`` bits (what the combine register reads), and a
+    product narrower than the family's DSP minimum stays in LUTs."""
+    c = int(c)
+    cbits = max(2, c.bit_length() + 1)
+    tz = (abs(c) & -abs(c)).bit_length() - 1
+    y = xbits + cbits if keep is None else min(xbits + cbits, keep)
+    if use_dsp and y - tz >= DSP_Y_MIN[family]:
+        on_dsp = dsp_product(xbits, cbits - tz, family, True)
+        if on_dsp is not None:
+            return on_dsp
+    return const_multiplier(c, xbits, True, family, use_dsp=False)
+
+
 def _combine(layer, lay, p, ranges, family, use_dsp) -> Resources:
     """The combine of grouped PE ``p`` as :meth:`hwquant.hw.memo.MemoEngine.combine` builds
     it: constant coefficients summed after taking out their common factor (shifts free, a
     negation folded into the adder as a subtraction, other constants a constant multiply),
     then one multiply by the factor; coefficients that differ by fold, a table and a variable
-    multiply per term."""
+    multiply per term. Operand widths are the expression's (:func:`hwquant.memo.
+    combine_bits`' rules), the products cut to the combine register's width."""
     fmt, pe = layer.in_format, layer.fold.pe
     acc_bits = ir.accumulator_bits(layer)
+    w = np.asarray(_lane_weights(layer), dtype=np.int64).reshape(layer.out_channels, -1)
+    lo, hi = ir.matrix_range(w[p::pe], np.zeros(len(w[p::pe]), dtype=np.int64), fmt)
+    reg_bits = min(_bits(lo.min(), hi.max()), acc_bits)
     terms = combine_terms(lay, p)
     widths = []
     for j, _ in terms:
@@ -79,19 +109,25 @@ def _combine(layer, lay, p, ranges, family, use_dsp) -> Resources:
     res = adder(acc_bits, family) * max(len(terms) - 1, 0)
     if all(len(set(c)) == 1 for _, c in terms):
         d, inner = common_factor([c[0] for _, c in terms])
+        # The sum is cut to the register too when the factor is a shift.
+        keep = reg_bits - (d.bit_length() - 1) if is_shift(d) else None
         for c, bits in zip(inner, widths, strict=True):
             if not is_shift(c):
-                res += const_multiplier(int(c), bits, True, family, use_dsp=use_dsp)
+                res += _product(c, bits, family, use_dsp, keep)
         if len(terms) == 1 and inner[0] < 0:
             res += adder(acc_bits, family)  # a lone negation
         if not is_shift(d):
-            inner_bits = max(acc_bits - d.bit_length() + 1, 2)
-            res += const_multiplier(int(d), inner_bits, True, family, use_dsp=use_dsp)
+            n_parts = lay.pe_groups(p)
+            part_bits = [_bits(ranges[p::pe, j, 0].min(), ranges[p::pe, j, 1].max())
+                         for j in range(n_parts)]
+            inner_bits = combine_bits(lay, p, part_bits, _bits(*sum_range(layer.fan_in, fmt)),
+                                      factor=False)
+            res += _product(d, inner_bits, family, use_dsp, reg_bits)
         return res
     for (_, coefs), bits in zip(terms, widths, strict=True):
         if len(set(coefs)) == 1:
             if not is_shift(coefs[0]):
-                res += const_multiplier(int(coefs[0]), bits, True, family, use_dsp=use_dsp)
+                res += _product(coefs[0], bits, family, use_dsp, reg_bits)
             continue
         cbits = max(_bits(min(coefs), max(coefs)), 2)
         res += const_select(coefs, family)
@@ -179,11 +215,14 @@ def parts_resources(layer, weights, family):
     ranges = part_ranges(layer, w)
     unrolled = _unrolled(layer)
     dots, accs, widths = Resources(), Resources(), []
+    shared_bits = _bits(*sum_range(layer.fan_in, fmt))
     for p in range(pe):
         parts = lay.pe_groups(p) if lay.grouped[p] else 1
+        part_bits = []
         for j in range(parts):
             r = ranges[p::pe, j]
             acc = _bits(r[:, 0].min(), r[:, 1].max())
+            part_bits.append(acc)
             if unrolled:
                 beat = acc
             elif lay.grouped[p]:
@@ -199,7 +238,8 @@ def parts_resources(layer, weights, family):
             else:
                 accs += register(min(acc, beat))
         lo, hi = ir.matrix_range(w[p::pe], np.zeros(len(w[p::pe]), dtype=np.int64), fmt)
-        widths.append(_bits(lo.min(), hi.max()))
+        widths.append(min(_bits(lo.min(), hi.max()),
+                          combine_bits(lay, p, part_bits, shared_bits)))
     return dots, accs, widths
 
 

@@ -205,20 +205,26 @@ def _contract_sums(rows, layer, weights, family, shape, use_dsp):
             acc += register(bits) + adder(bits, family) + mux(bits, 2, family)
     rows.add("dot_registers", dots)
     rows.add("accumulators", acc)
+    # The epilogue's arithmetic reads each PE's register as a signed value of its range.
+    signed_widths = [_range_bits(ranges[p::pe, 0].min(), ranges[p::pe, 1].max())
+                     for p in range(pe)]
     _tail(rows, layer, family, widths, use_dsp,
-          zero_bits=[min(max(zero, d), w) for d, w in zip(dead, widths, strict=True)])
+          zero_bits=[min(max(zero, d), w) for d, w in zip(dead, widths, strict=True)],
+          lane_widths=signed_widths)
 
 
-def _tail(rows, layer, family, acc_widths, use_dsp, *, zero_bits=None):
-    """Stages 4 and 5: the combine register (``acc_widths`` per PE, sign-extended to the
-    epilogue's width, less ``zero_bits`` constant-zero low bits per PE), the epilogue and the
-    output register."""
+def _tail(rows, layer, family, acc_widths, use_dsp, *, zero_bits=None, lane_widths=None):
+    """Stages 4 and 5: the combine register (``acc_widths`` flip-flops per PE, sign-extended
+    to the epilogue's width, less ``zero_bits`` constant-zero low bits per PE), the epilogue
+    (on ``lane_widths`` per PE, default ``acc_widths``: the signed width of the register) and
+    the output register."""
     pe = layer.fold.pe
     zero_bits = zero_bits or [0] * pe
     # Stage 4: the combine register (identity combine: the sign-extended accumulators).
     # On Xilinx the DSP block of a lane's requantization multiply absorbs its register.
     epi_bits = ir.accumulator_bits(layer)
-    lane_bits = [min(b, epi_bits) for b in acc_widths]
+    lane_bits = [min(b, epi_bits) for b in (acc_widths if lane_widths is None
+                                            else lane_widths)]
     into_dsp = epilogue_face.absorbed_lanes(layer, family, acc_bits=epi_bits,
                                             lane_bits=lane_bits, use_dsp=USE_DSP)
     rows.add("combine_register", register(sum(min(b, epi_bits) - z for b, z, gone

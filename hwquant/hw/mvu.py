@@ -280,7 +280,11 @@ class MatrixVectorUnit(wiring.Component):
         fold = nf3 if nf > 1 else Const(0, 1)
         combined = engine.combine(m, [[a for a, _ in row] for row in accs],
                                   [a for a, _ in shared_accs], fold)
-        comb_r = [Signal(signed(epi.acc_bits), name=f"combined{p}") for p in range(pe)]
+        # Each PE's register as wide as its channels' ACC range (the combine's expression may
+        # be wider): the epilogue sees the sign-extended value, and Yosys sizes the
+        # arithmetic behind it (the bias adder, the requantization product) from that width.
+        comb_r = [Signal(signed(min(_range_bits(self._combine_ranges[p::pe]), epi.acc_bits)),
+                         name=f"combined{p}") for p in range(pe)]
         with m.If(en):
             m.d.sync += d4.eq(d3)
             m.d.sync += [r.eq(v) for r, v in zip(comb_r, combined)]
