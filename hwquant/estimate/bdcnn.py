@@ -39,6 +39,7 @@ from .resources import (
     multiplier,
     mux,
     register,
+    truncated_multiplier,
 )
 
 __all__ = ["resources", "cycles", "dot_range", "word_bits", "sample_stage"]
@@ -124,13 +125,17 @@ def resources(layer, family, *, use_dsp=True, **_) -> Resources:
     sq_bits = acc_bits + q
     t_bits = math.ceil(math.log2(f * ((1 << q) - 1) + 1)) + 2
     coef = bdcnn_coefficients(layer)
-    # The products are summed into the combine register: Yosys keeps only its width of each
-    # product, and a product narrower than the family's DSP minimum stays in LUTs.
-    y_bits = min(t_bits + d.coef_bits, ir.accumulator_bits(layer))
-    dsp = use_dsp and y_bits >= DSP_Y_MIN[family]
+    # The products are summed into the combine register of their PE, as wide as its
+    # channels' ACC range (hwquant.hw.mvu): Yosys keeps only that many bits of each product
+    # (less a constant coefficient's trailing zeros, a shift), and a product narrower than
+    # the family's DSP minimum stays in LUTs.
+    acc_lo, acc_hi = BdcnnShape.combine_ranges(layer, layer.weight_matrix()).T
+    epi_bits = ir.accumulator_bits(layer)
     unrolled = pe == layer.out_channels and simd == f
     t_share = UNROLLED_PLANE_SUM_FACTOR.get(family, 1.0) if unrolled else 1.0
     for p in range(pe):
+        reg_bits = min(ir.signed_bits_for(int(min(acc_lo[p::pe].min(), 0)),
+                                          int(max(acc_hi[p::pe].max(), 0))), epi_bits)
         for a in range(k):
             if not live[p, a * q]:
                 continue
@@ -138,6 +143,9 @@ def resources(layer, family, *, use_dsp=True, **_) -> Resources:
             t_sum = _plane_sum([(acc_bits, b + 1) for b in range(q)] + [(sq_bits, 0)], family)
             total += Resources(lut=round(t_sum.lut * t_share))
             vals = [int(v) for v in coef[p::pe, a]]
+            cbits = ir.signed_bits_for(min(vals + [0]), max(vals + [0]))
+            tz = min((abs(v) & -abs(v)).bit_length() - 1 for v in vals if v) if any(vals) else 0
+            dsp = use_dsp and min(t_bits + cbits, reg_bits) - tz >= DSP_Y_MIN[family]
             if len(set(vals)) == 1:  # one constant for every fold (NF = 1: the channel's)
                 c = vals[0]
                 if c > 0 and c & (c - 1) == 0:
@@ -149,9 +157,12 @@ def resources(layer, family, *, use_dsp=True, **_) -> Resources:
                     # its magnitude), as the fixed kind's products are.
                     prod = const_product(c, t_bits, True, family, use_dsp=dsp)[0]
             else:  # selected by the fold index: as wide as this PE's coefficients need
-                cbits = ir.signed_bits_for(min(vals + [0]), max(vals + [0]))
-                prod = const_select(vals, family) + \
-                    multiplier(t_bits, cbits, family, dsp, signed=True)
+                prod = const_select(vals, family)
+                if dsp:
+                    prod += multiplier(t_bits, cbits, family, dsp, signed=True)
+                else:  # in LUTs, cut to the register's width
+                    prod += truncated_multiplier(t_bits, cbits - tz,
+                                                 min(t_bits + cbits, reg_bits) - tz, family)
             # The sum of the products: a DSP48E1 or SB_MAC16 takes the adder after its
             # multiply in (as for the requantization's rounding constant).
             in_dsp = prod.dsp > 0 and family in ("xilinx", "ice40")

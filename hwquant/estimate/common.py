@@ -43,6 +43,7 @@ __all__ = [
     "const_add",
     "saturation",
     "select_step",
+    "const_compare",
 ]
 
 
@@ -242,12 +243,31 @@ def const_add(bits, used, family) -> Resources:
     """``v + constant`` over ``bits``, of which only the top ``used`` sum bits are used (a
     rounding shift drops the rest): iCE40 builds LUTs only for used sum bits beside its
     carry chain, a Xilinx carry chain takes the constant without LUTs for half of them, ECP5
-    and Gowin carry chains are LUTs throughout."""
+    and Gowin carry chains are LUTs throughout, but ABC maps a short one (up to 4 bits on
+    ECP5, 2 on Gowin) to a LUT per sum bit (measured: ``2P - F`` on 2 to 5 live bits, Yosys
+    0.70)."""
     if family == "ice40":
         return luts(used)
     if family == "xilinx":
         return luts(math.ceil(used / 2))
+    if bits <= {"ecp5": 4, "gowin": 2}[family]:
+        return luts(max(used, 1))
     return adder(bits, family)
+
+
+def const_compare(live, family) -> Resources:
+    """``v >= k`` for a constant ``k``, on the ``live`` bits of ``v`` at and above ``k``'s
+    lowest set bit, as Yosys 0.70 maps it (measured on 6- and 9-bit signed values against
+    twelve constants, with and without a constant-zero low bit): one LUT on iCE40 and Xilinx
+    (the carry chain beside it); on ECP5 one LUT4 up to 4 live bits, else a ``CCU2C`` per two
+    bits but one and a LUT4; on Gowin one LUT4 up to 2 live bits, else an ``ALU`` per bit but
+    one and a LUT4."""
+    live = max(int(live), 1)
+    if family in ("ice40", "xilinx"):
+        return luts(1)
+    if family == "ecp5":
+        return luts(1 if live <= 4 else 2 * ((live - 1) // 2) + 1)
+    return luts(1 if live <= 2 else live)
 
 
 def saturation(bits, lo, hi, out_bits, family) -> Resources:

@@ -32,7 +32,7 @@ import dataclasses
 import numpy as np
 
 from .. import ir
-from .common import const_add, const_select, csd_digits, saturation
+from .common import const_add, const_compare, const_select, csd_digits, saturation
 from .resources import Resources, adder, comparator, ice40_piece_in_dsp, multiplier, mux, popcount
 
 __all__ = ["resources", "requant", "thresholds", "logits", "absorbed_lanes", "dead_low_bits",
@@ -49,7 +49,8 @@ def _lanes(layer):
     return [[n * pe + p for n in range(nf)] for p in range(pe)]
 
 
-def resources(layer, family, *, acc_bits, lane_bits=None, use_dsp=USE_DSP) -> Resources:
+def resources(layer, family, *, acc_bits, lane_bits=None, zero_bits=None,
+              use_dsp=USE_DSP) -> Resources:
     """The epilogue lanes of ``layer``'s MVU, by the type of ``layer.epilogue``.
 
     ``acc_bits`` is the epilogue's input width; ``lane_bits`` (per PE, at most ``acc_bits``)
@@ -57,7 +58,7 @@ def resources(layer, family, *, acc_bits, lane_bits=None, use_dsp=USE_DSP) -> Re
     ``ACC`` to ``acc_bits``, its copies of the sign bit are one flip-flop, and Yosys's
     ``wreduce`` narrows the adders, comparators and multipliers behind it to the lane's own
     width (a 21-bit requantization input holding a 15-bit template sum is one ECP5 DSP
-    block, not two).
+    block, not two). ``zero_bits`` (per PE): low bits of the lane known to be constant zero.
 
     Raises
     ------
@@ -72,7 +73,7 @@ def resources(layer, family, *, acc_bits, lane_bits=None, use_dsp=USE_DSP) -> Re
         raise TypeError(f"Layer '{layer.name}': the cost model has no face for epilogue "
                         f"{type(ep).__name__}")
     return face(ep, layer, family, acc_bits=_lane_bits(layer, acc_bits, lane_bits),
-                use_dsp=use_dsp)
+                zero_bits=zero_bits or [0] * layer.fold.pe, use_dsp=use_dsp)
 
 
 def _lane_bits(layer, acc_bits, lane_bits) -> list:
@@ -120,7 +121,8 @@ def _bias_add(biases, acc_bits, family) -> tuple:
     return Resources(), acc_bits, biases[0]
 
 
-def requant(epilogue, layer, family, *, acc_bits, use_dsp=USE_DSP) -> Resources:
+def requant(epilogue, layer, family, *, acc_bits, zero_bits=None,
+            use_dsp=USE_DSP) -> Resources:
     """``sat(rshift_rhu((ACC + B) * M, shift), lo, hi)`` on every lane."""
     rq = epilogue
     total = Resources()
@@ -197,9 +199,12 @@ def _requant_lane(acc_bits, biases, mults, shift, lo, hi, out_bits, family, use_
     return res + saturation(used, lo, hi, out_bits, family)
 
 
-def thresholds(epilogue, layer, family, *, acc_bits, use_dsp=USE_DSP) -> Resources:
+def thresholds(epilogue, layer, family, *, acc_bits, zero_bits=None,
+               use_dsp=USE_DSP) -> Resources:
     """``lo + #{t : d*(ACC + B) >= d*T[c, t]}`` on every lane (no multiplier, no bias
-    adder: the bias is folded into the constants)."""
+    adder: the bias is folded into the constants); a comparison with a constant as
+    :func:`~hwquant.estimate.common.const_compare` prices it, on the lane's bits above the
+    constant's trailing zeros (the constant rounded up to the lane's ``zero_bits``)."""
     thr = np.asarray(epilogue.thresholds, dtype=np.int64)
     direction = np.asarray(epilogue.direction, dtype=np.int64)
     bias = np.asarray(layer.bias, dtype=np.int64)
@@ -207,7 +212,8 @@ def thresholds(epilogue, layer, family, *, acc_bits, use_dsp=USE_DSP) -> Resourc
     nf = layer.out_channels // layer.fold.pe
     # The fold index one stage on (the selections read a register of it).
     total = Resources(ff=max(1, (nf - 1).bit_length())) if nf > 1 else Resources()
-    for chans, lane_bits in zip(_lanes(layer), acc_bits, strict=True):
+    zero_bits = zero_bits or [0] * layer.fold.pe
+    for chans, lane_bits, zero in zip(_lanes(layer), acc_bits, zero_bits, strict=True):
         dirs = [int(direction[c]) for c in chans]
         bits = lane_bits
         reach = 1 << lane_bits
@@ -226,9 +232,13 @@ def thresholds(epilogue, layer, family, *, acc_bits, use_dsp=USE_DSP) -> Resourc
             if all(abs(k) == reach for k in ks) and len(set(ks)) == 1:
                 continue  # always or never passed: a constant
             if len(set(ks)) == 1:
-                # Compare with a constant: the carry out of the bits at and above the
-                # constant's lowest set bit (the bits below cannot change the outcome).
-                res += const_add(max(bits - _trailing_zeros(ks[0], bits), 1), 1, family)
+                # Compare with a constant: the bits at and above the constant's lowest set
+                # bit (the bits below cannot change the outcome; with z constant-zero low
+                # bits, v >= k is v >= k rounded up to a multiple of 2**z). A negated lane's
+                # zero bits stay zero.
+                k = -(-ks[0] >> zero << zero) if zero and abs(ks[0]) < reach else ks[0]
+                res += const_compare(max(bits - max(_trailing_zeros(k, bits), zero), 1),
+                                     family)
             else:
                 kbits = ir.signed_bits_for(min(ks), max(ks))
                 res += const_select(ks, family) + comparator(max(bits, kbits), family)
@@ -288,7 +298,8 @@ def dead_low_bits(layer, acc_bits, zero_bits=None) -> list:
     return out
 
 
-def logits(epilogue, layer, family, *, acc_bits, use_dsp=USE_DSP) -> Resources:
+def logits(epilogue, layer, family, *, acc_bits, zero_bits=None,
+           use_dsp=USE_DSP) -> Resources:
     """``(ACC + B) * scale`` (``scale`` None: ``ACC + B``) on every lane."""
     scale = None if epilogue is None else epilogue.scale
     total = Resources()

@@ -158,7 +158,8 @@ def mvu(rows, layer, weights, family, *, use_dsp=USE_DSP):
         else:
             acc += register(min(bits - zero_bits[p], dot_bits[p]))
     rows.add("accumulators", acc)
-    _tail(rows, layer, family, acc_widths, use_dsp, zero_bits=zero_bits)
+    _tail(rows, layer, family, acc_widths, use_dsp, zero_bits=zero_bits,
+          const_zero_bits=zero_bits)
 
 
 def _contract_sums(rows, layer, weights, family, shape, use_dsp):
@@ -210,14 +211,16 @@ def _contract_sums(rows, layer, weights, family, shape, use_dsp):
                      for p in range(pe)]
     _tail(rows, layer, family, widths, use_dsp,
           zero_bits=[min(max(zero, d), w) for d, w in zip(dead, widths, strict=True)],
-          lane_widths=signed_widths)
+          lane_widths=signed_widths, const_zero_bits=[min(zero, w) for w in widths])
 
 
-def _tail(rows, layer, family, acc_widths, use_dsp, *, zero_bits=None, lane_widths=None):
+def _tail(rows, layer, family, acc_widths, use_dsp, *, zero_bits=None, lane_widths=None,
+          const_zero_bits=None):
     """Stages 4 and 5: the combine register (``acc_widths`` flip-flops per PE, sign-extended
-    to the epilogue's width, less ``zero_bits`` constant-zero low bits per PE), the epilogue
-    (on ``lane_widths`` per PE, default ``acc_widths``: the signed width of the register) and
-    the output register."""
+    to the epilogue's width, less ``zero_bits`` low bits per PE that are constant zero or
+    never read), the epilogue (on ``lane_widths`` per PE, default ``acc_widths``: the signed
+    width of the register; ``const_zero_bits`` of them constant zero) and the output
+    register."""
     pe = layer.fold.pe
     zero_bits = zero_bits or [0] * pe
     # Stage 4: the combine register (identity combine: the sign-extended accumulators).
@@ -236,5 +239,6 @@ def _tail(rows, layer, family, acc_widths, use_dsp, *, zero_bits=None, lane_widt
     # The epilogue works on each lane's own width (the sign-extension above it is one
     # flip-flop, and Yosys narrows the arithmetic behind it).
     rows.add("epilogue", epilogue_face.resources(layer, family, acc_bits=epi_bits,
-                                                 lane_bits=lane_bits, use_dsp=use_dsp))
+                                                 lane_bits=lane_bits,
+                                                 zero_bits=const_zero_bits, use_dsp=use_dsp))
     rows.add("output_register", register(pe * layer.out_format.bits))
