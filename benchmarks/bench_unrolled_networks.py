@@ -7,26 +7,27 @@ interface, epilogue and output stage) with other shapes and seeds: ``OC x F`` li
 the Yosys LUT6 count (``synth_xilinx``), the model's and its ``mvu.dot_engines`` part (the
 engines and their combine step), and the engine the compiler chose (``plain`` or ``memo``).
 A check of the xilinx price of the constant-weight popcounts (fitted on the engines alone,
-``benchmarks/bench_unrolled_lut6.py``) in whole networks. Measured (Yosys 0.70; model after
-the sharing factor of :func:`hwquant.estimate.binary.sharing_factor`, before it in brackets)::
+``benchmarks/bench_unrolled_lut6.py``) in whole networks. Measured (Yosys 0.70; the model
+after the priority-encoder price of a 1-bit arg-max, the template engine as one
+constant-matrix graph and the memo combine's products cut to the register width)::
 
-    binary-narrow 4 x 32   plain  Yosys  143  model  135  -5.6 %  (+0.0 %)
-    binary-narrow 16 x 8   plain  Yosys  110  model  184 +67.3 %  (+110.0 %)
-    binary-narrow 12 x 12  plain  Yosys  113  model  166 +46.9 %  (+72.6 %)
-    binary-narrow 6 x 24   plain  Yosys  135  model  154 +14.1 %  (+24.4 %)
-    bdcnn-wide 4 x 24      memo   Yosys  761  model  789  +3.7 %
-    bdcnn-wide 12 x 8      memo   Yosys 1034  model 1096  +6.0 %
-    bdcnn-narrow 6 x 24    memo   Yosys  501  model  541  +8.0 %
-    bdcnn-narrow 12 x 12   memo   Yosys  930  model  905  -2.7 %
-    template-narrow 8, IC 2  plain  Yosys  782  model  935 +19.6 %
-    template-wide 8, IC 3    plain  Yosys 2631  model 2886  +9.7 %
-    template-narrow 8, IC 6  plain  Yosys 1735  model 2265 +30.5 %
+    binary-narrow 4 x 32   plain  Yosys  143  model  125 -12.6 %
+    binary-narrow 16 x 8   plain  Yosys  110  model  104  -5.5 %
+    binary-narrow 12 x 12  plain  Yosys  113  model  108  -4.4 %
+    binary-narrow 6 x 24   plain  Yosys  135  model  132  -2.2 %
+    bdcnn-wide 4 x 24      memo   Yosys  770  model  827  +7.4 %
+    bdcnn-wide 12 x 8      memo   Yosys 1028  model 1116  +8.6 %
+    bdcnn-narrow 6 x 24    memo   Yosys  536  model  657 +22.6 %
+    bdcnn-narrow 12 x 12   memo   Yosys  921  model 1118 +21.4 %
+    template-narrow 8, IC 2  plain  Yosys  703  model  744  +5.8 %
+    template-wide 8, IC 3    plain  Yosys 2200  model 2256  +2.5 %
+    template-narrow 8, IC 6  plain  Yosys 1489  model 1516  +1.8 %
 
-What remains of the binary errors is outside the engines: the arg-max over the bipolar
-outputs (:func:`hwquant.estimate.common.select_step` chains; the output stage alone, 8 and 16
-bipolar lanes on xilinx: Yosys 10 and 23 LUT6, modelled 42 and 105). The template engines
-alone are within 8 % (``bench_unrolled_lut6.py --calibration``): their network errors are
-outside the engine too.
+Before those three changes the binary errors were up to +67 % (the arg-max of the bipolar
+outputs priced as comparator chains: 8 and 16 lanes, Yosys 10 and 27 LUT6, modelled 42 and
+105) and the template ones up to +30 % (the mask sums as separate adder trees; as one graph
+Yosys also needs 6-14 % fewer LUTs). The narrow bdcnn layers (memo engine) remain about 20 %
+over: their combine's constant products in LUTs.
 
 Usage::
 
