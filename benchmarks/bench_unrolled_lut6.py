@@ -44,8 +44,10 @@ Measured (Yosys 0.70; model with the fitted xilinx prices, before them in bracke
     binary-unrolled-narrow 8 x 16         69     78  (100)
     bdcnn-unrolled-wide 8 x 16           504    500  (816)
     bdcnn-unrolled-wide, + combine      1086    974  (1772)
-    template-unrolled-narrow            1133   1220  (1220)
-    template-unrolled-wide              3045   3055  (3055)
+    template-unrolled-narrow             766    740          one adder graph for S, the
+    template-unrolled-wide              2205   2173          masks and the fixed channels
+                                                             (as separate trees: Yosys
+                                                             1133 / 3045, model 1220 / 3055)
 
 Usage::
 
