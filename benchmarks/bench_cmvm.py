@@ -31,6 +31,16 @@ structure, not a verified netlist. Matrices: ``int4`` 16x64 random signed 4-bit;
 
     .venv/bin/python benchmarks/bench_cmvm.py [--cases int4,pow2,int8,conv1,mask3]
         [--families xilinx,ice40] [--designs graph,mul,da4ml] [--out DIR] [--json F]
+        [--stages S] [--fmax]
+
+(``--designs pipe`` with ``--stages S``: the pipelined graph without the combinational one.)
+
+``--stages S`` also builds the adder graph with ``S`` pipeline register cuts
+(:class:`hwquant.hw.cmvm.ConstantMatrix` ``stages``; checked in Verilator at its latency,
+synthesized: LUT and FF against the combinational graph, and the cost model's register
+bits); ``--fmax`` places and routes the graph (and the pipelined one) on an iCE40-HX8K
+(CT256) behind a pin harness (:class:`_PinHarness`), median nextpnr Fmax of 3 seeds: only
+cases that fit its 7,680 LCs (conv1; int4's 10.5 k ice40 LUTs do not).
 
 The ``x * c`` form is slow to synthesise (the issue's measurement: 31 min for 16x64 on
 xilinx); ``--designs graph,da4ml`` leaves it out.
@@ -50,14 +60,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 from amaranth.back import verilog
-from amaranth.hdl import Module, signed, unsigned
+from amaranth.hdl import Cat, Module, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
 from hwquant import ir
-from hwquant.cmvm import build_adder_graph
-from hwquant.estimate.synth import synthesize
+from hwquant.cmvm import build_adder_graph, pipeline_plan
+from hwquant.estimate.synth import place_and_route, synthesize
 from hwquant.hw.cmvm import ConstantMatrix
 from hwquant.hw.registered import Registered
 
@@ -217,6 +227,53 @@ endmodule
     return True
 
 
+class _PinHarness(wiring.Component):
+    """A registered top (flat ``x``, ``y``) behind few pins, for place and route: ``X_BITS``
+    input pins shifted into ``x`` one lane a cycle, ``y``'s bits XOR-reduced to one output pin
+    by a tree of 4-input XORs, registered at every level (so the harness's own paths are one
+    LUT deep and the engine's set Fmax)."""
+
+    def __init__(self, top):
+        self._top = top
+        super().__init__({"i": In(X_BITS), "o": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.top = top = self._top
+        lanes = Signal(len(top.x), reset_less=True)
+        m.d.sync += lanes.eq(Cat(self.i, lanes[:-X_BITS]))
+        m.d.comb += top.x.eq(lanes)
+        level = [top.y[k] for k in range(len(top.y))]
+        while len(level) > 1:
+            nxt = []
+            for k in range(0, len(level), 4):
+                bit = Signal(reset_less=True, name=f"xor{len(level)}_{k}")
+                m.d.sync += bit.eq(Cat(*level[k:k + 4]).xor())
+                nxt.append(bit)
+            level = nxt
+        m.d.comb += self.o.eq(level[0])
+        return m
+
+
+def _fmax_ice40(top, name, work, seeds=(1, 2, 3)):
+    """Median nextpnr Fmax (MHz) of ``top`` (flat ``x``/``y``) behind :class:`_PinHarness` on
+    an iCE40-HX8K (CT256) over ``seeds``, and its ``ICESTORM_LC`` use."""
+    import statistics
+
+    path = work / f"{name}_pnr.v"
+    path.write_text(verilog.convert(_PinHarness(top), name="cmvm_pnr"))
+    synthesize([path], "cmvm_pnr", "ice40", workdir=work / f"{name}_pnr", nodsp=True,
+               allow_dsp=False, pre_techmap=False, netlist=True)
+    fmax, cells = [], None
+    for seed in seeds:
+        p = place_and_route(work / f"{name}_pnr" / "netlist.json", "ice40", "hx8k", "ct256",
+                            workdir=work / f"{name}_pnr_{seed}", seed=seed, freq_mhz=100)
+        fmax.append(p.fmax)
+        cells = p.utilization.get("ICESTORM_LC", (0, 0))[0]
+    return {"fmax_mhz": round(statistics.median(fmax), 1), "seeds": [round(f, 1) for f in fmax],
+            "lc": cells}
+
+
 def _synth(verilog_paths, top, family, work, *, splitnets=False):
     started = time.perf_counter()
     res = synthesize(verilog_paths, top, family, workdir=work, nodsp=True, allow_dsp=False,
@@ -286,6 +343,31 @@ def _da4ml_rtl_equal(src_dir, w, xs):
     return True
 
 
+def _pipelined(graph, y_bits, stages, xs, want, families, work, fmax):
+    """The adder graph with ``stages`` pipeline cuts: checked in Verilator (latency
+    ``2 + stages`` with the port registers), synthesized for ``families``, and placed and
+    routed on ice40 if ``fmax``."""
+    engine = ConstantMatrix(graph, unsigned(X_BITS), y_bits, stages=stages)
+    top = Registered(engine)
+    path = work / f"graph_s{stages}.v"
+    path.write_text(verilog.convert(top, name="cmvm_graph"))
+    ok = _rtl_check(path, "cmvm_graph", xs, want, y_bits, 2 + engine.latency,
+                    work / f"graph_s{stages}_rtl")
+    plan = pipeline_plan(graph, stages)
+    out = {"stages": stages, "equal": bool(ok), "register_bits": plan.register_bits,
+           "adders_per_stage": -(-graph.depth // (stages + 1))}
+    print("graph", f"stages={stages}", out, flush=True)
+    for fam in families:
+        out[fam] = _synth([path], "cmvm_graph", fam, work / f"graph_s{stages}_{fam}")
+        print("graph", f"stages={stages}", fam, out[fam], flush=True)
+    if fmax:
+        out["pnr"] = _fmax_ice40(Registered(ConstantMatrix(graph, unsigned(X_BITS), y_bits,
+                                                           stages=stages)),
+                                 f"graph_s{stages}", work)
+        print("graph", f"stages={stages}", "ice40 hx8k", out["pnr"], flush=True)
+    return out
+
+
 def _da4ml_python(venv: Path):
     python = venv / "bin" / "python"
     if python.exists():
@@ -310,6 +392,11 @@ def main():
     ap.add_argument("--da4ml-venv", default=str(Path.home() / ".cache" / "hwquant-bench"
                                                 / "da4ml-venv"))
     ap.add_argument("--json", default=None)
+    ap.add_argument("--stages", type=int, default=0,
+                    help="also synthesize the adder graph with this many pipeline cuts")
+    ap.add_argument("--fmax", action="store_true",
+                    help="also place and route the adder graph (and its pipelined form) on an "
+                         "iCE40-HX8K, median Fmax of 3 seeds")
     args = ap.parse_args()
     work = Path(args.out or tempfile.mkdtemp(prefix="hwquant-bench-cmvm-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -348,6 +435,13 @@ def main():
             for fam in families:
                 row["graph"][fam] = _synth([path], "cmvm_graph", fam, case_dir / f"graph_{fam}")
                 print(case, "graph", fam, row["graph"][fam], flush=True)
+            if args.fmax:
+                fresh = Registered(ConstantMatrix(graph, unsigned(X_BITS), y_bits))
+                row["graph"]["pnr"] = _fmax_ice40(fresh, "graph", case_dir)
+                print(case, "graph", "ice40 hx8k", row["graph"]["pnr"], flush=True)
+        if args.stages and ("graph" in designs or "pipe" in designs):
+            row["graph_pipe"] = _pipelined(graph, y_bits, args.stages, xs, want, families,
+                                           case_dir, args.fmax)
         if "mul" in designs:
             ok = np.array_equal(_simulate(_RowProducts(w, y_bits), xs[:50], n_out), want[:50])
             top = Registered(_RowProducts(w, y_bits))
@@ -391,7 +485,9 @@ def main():
     print(head)
     for row in results:
         for fam in families:
-            for name, label in (("graph", "adder graph"), ("mul", "x * c"), ("da4ml", "da4ml")):
+            pipe = f"graph S={args.stages}"
+            for name, label in (("graph", "adder graph"), ("graph_pipe", pipe), ("mul", "x * c"),
+                                ("da4ml", "da4ml")):
                 r = row.get(name)
                 if not r or fam not in r:
                     continue
@@ -399,13 +495,25 @@ def main():
                 rtl = "" if "rtl_equal" not in r else f" (RTL {r['rtl_equal']})"
                 print(f"  {row['case']:<6} {fam:<7} {label:<12} {s['lut']:>7,} {s['carry']:>6,} "
                       f"{s['ff']:>6,} {s['seconds']:>8.1f}  {r['equal']}{rtl}")
-            g = row.get("graph", {}).get(fam)
-            for name, label in (("da4ml", "da4ml"), ("mul", "x * c")):
-                other = row.get(name, {}).get(fam)
-                if g and other:
-                    print(f"  {'':<6} {fam:<7} graph / {label}: LUT {g['lut'] / other['lut']:.2f}x")
+            for mine, mine_label in (("graph", "graph"), ("graph_pipe", pipe)):
+                g = row.get(mine, {}).get(fam)
+                for name, label in (("da4ml", "da4ml"), ("mul", "x * c")):
+                    other = row.get(name, {}).get(fam)
+                    if g and other:
+                        print(f"  {'':<6} {fam:<7} {mine_label} / {label}: LUT "
+                              f"{g['lut'] / other['lut']:.2f}x")
         print(f"  {row['case']} adder graph: adders {row['graph_adders']}, depth "
               f"{row['graph_depth']}, built in {row['graph_build_seconds']} s")
+        if "graph_pipe" in row:
+            p = row["graph_pipe"]
+            print(f"  {row['case']} pipelined: {p['stages']} cuts, at most "
+                  f"{p['adders_per_stage']} adders a stage, {p['register_bits']:,} register "
+                  f"bits (model)")
+        for name in ("graph", "graph_pipe"):
+            pnr = row.get(name, {}).get("pnr")
+            if pnr:
+                print(f"  {row['case']} {name} on iCE40-HX8K: Fmax {pnr['fmax_mhz']} MHz "
+                      f"(seeds {pnr['seeds']}), {pnr['lc']:,} LCs")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
 
