@@ -76,8 +76,10 @@ int8     xilinx  da4ml                 --       --      --      >740     RTL Fal
   expected to reach 0.9x da4ml on int8 (the goal the smaller cases meet). The heuristics'
   knobs barely move it (cost model, xilinx / ice40 LUT): ``DEPTH_SLACK`` 1 -> 3 62,856 ->
   62,610 / 72,574 -> 72,324 (depth 10 -> 12), ``SUBTRACTION_PENALTY`` 2 -> 1 5,775 adders
-  but 63,848 / 72,677: the depth bound is not what limits int8's sharing; the pair choice
-  (greedy on adder bits saved) is, and was not changed here.
+  but 63,848 / 72,677; ranking pairs by occurrences alone (width only breaking ties) 5,859
+  adders, 63,021 / 72,752 (int4 unchanged). The depth bound is not what limits int8's
+  sharing, nor the pair ranking's width weighting; what da4ml finds beyond pairwise
+  greedy sharing is not identified, and the construction is unchanged here.
 * Pipelining costs no LUTs on xilinx int4 (ABC9 maps the shorter cones better: -6 %), 2 %
   on ice40 conv1, and FFs close to the model's register bits: int4 2 cuts 3,931 FF beyond
   the ports' 781 (model 4,022), int8 1 cut 15,457 beyond the ports' 1,856 (model 15,787),
