@@ -56,8 +56,8 @@ from .intmath import csd_digits
 from .ir import range_bits
 
 __all__ = ["CSE_MAX_WEIGHTS", "DEPTH_SLACK", "PAIR_BUDGET", "SUBTRACTION_PENALTY", "AdderGraph",
-           "AdderNode", "build_adder_graph", "depth_bound", "layer_adder_graph",
-           "signed_digit_terms"]
+           "AdderNode", "PipelinePlan", "build_adder_graph", "depth_bound", "layer_adder_graph",
+           "pipeline_plan", "signed_digit_terms"]
 
 #: Largest relative shift a shared pair may have (keeps the key packing simple).
 _MAX_SHIFT = 64
@@ -654,3 +654,64 @@ def layer_adder_graph(layer, weights) -> AdderGraph:
     fmt = layer.in_format
     return _cached_graph(w.tobytes(), w.shape, int(fmt.lo), int(fmt.hi),
                          w.size <= CSE_MAX_WEIGHTS, SUBTRACTION_PENALTY, DEPTH_SLACK)
+
+
+@dataclass(frozen=True)
+class PipelinePlan:
+    """Where the pipeline registers of an adder graph cut it (``stages`` register cuts).
+
+    An adder at depth ``d`` (of the graph's :attr:`AdderGraph.depth` ``D``) sits in stage
+    ``(d - 1) * (stages + 1) // D`` (stage 0 from the inputs, the last one ``stages``: at most
+    ``ceil(D / (stages + 1))`` adders deep each); a row's negation is an adder one deeper than
+    its signal. A value made in stage ``t`` and used in stage ``u > t`` crosses ``u - t``
+    registers, one chain per signal shared by all its users (every live signal registered at
+    every cut); every output leaves in stage ``stages``, so all of them come out ``stages``
+    cycles after their inputs.
+
+    ``signal_stage[s]`` the stage of signal ``s`` (inputs 0); ``signal_last[s]`` the last
+    stage that uses it (its own stage if none later); ``negate_stage[j]`` the stage of output
+    ``j``'s negation (``-1`` if it has none); ``register_bits`` the flip-flops, each signal's
+    width (:func:`hwquant.ir.range_bits` of its range) per register it crosses, a negated
+    output's at its own range.
+    """
+
+    stages: int
+    signal_stage: tuple
+    signal_last: tuple
+    negate_stage: tuple
+    register_bits: int
+
+
+def _stage(depth: int, total: int, stages: int) -> int:
+    return 0 if depth <= 0 or total <= 0 else (depth - 1) * (stages + 1) // total
+
+
+def pipeline_plan(graph: AdderGraph, stages: int) -> PipelinePlan:
+    """The :class:`PipelinePlan` of ``graph`` with ``stages >= 0`` register cuts (0: the
+    combinational graph, no registers)."""
+    if stages < 0:
+        raise ValueError(f"Pipeline stages must be >= 0, not {stages}")
+    total, depths = graph.depth, graph.signal_depths()
+    stage = [_stage(d, total, stages) for d in depths]
+    last = list(stage)
+    for k, node in enumerate(graph.nodes):
+        t = stage[graph.n_inputs + k]
+        last[node.a] = max(last[node.a], t)
+        last[node.b] = max(last[node.b], t)
+    negate = []
+    bits = 0
+    for j, (s, _, neg) in enumerate(graph.outputs):
+        if s < 0:
+            negate.append(-1)
+            continue
+        if neg:
+            t = _stage(depths[s] + 1, total, stages)
+            negate.append(t)
+            last[s] = max(last[s], t)
+            bits += range_bits(*graph.output_ranges[j]) * (stages - t)
+        else:
+            negate.append(-1)
+            last[s] = stages
+    bits += sum(range_bits(*graph.signal_range(s)) * (last[s] - stage[s])
+                for s in range(len(stage)))
+    return PipelinePlan(stages, tuple(stage), tuple(last), tuple(negate), bits)

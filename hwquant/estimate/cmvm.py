@@ -1,7 +1,9 @@
 """Cost of the constant-matrix engine (:class:`hwquant.hw.cmvm.ConstantMatrix`) from its adder
 graph (:mod:`hwquant.cmvm`, pure Python): one adder per graph node, no multipliers, no DSP
 blocks, no registers (the engine is combinational; the MVU's registers are costed by
-:mod:`hwquant.estimate.mvu`).
+:mod:`hwquant.estimate.mvu`). A pipelined engine (``stages > 0``, not built by the MVU yet)
+adds :attr:`hwquant.cmvm.PipelinePlan.register_bits` flip-flops, every live signal's width at
+every cut it crosses (:func:`graph_resources`); its adders are the same.
 
 Per node, as Yosys 0.70 maps it (measured on single adders and on whole graphs):
 
@@ -28,7 +30,7 @@ measured.
 
 from __future__ import annotations
 
-from ..cmvm import layer_adder_graph
+from ..cmvm import layer_adder_graph, pipeline_plan
 from ..ir import range_bits
 from .resources import Resources, adder
 
@@ -62,8 +64,9 @@ def node_logic_bits(graph, node, family) -> int:
     return overlap + w - inside
 
 
-def graph_resources(graph, family) -> Resources:
-    """Resources of the adder graph ``graph`` on ``family``."""
+def graph_resources(graph, family, *, stages=0) -> Resources:
+    """Resources of the adder graph ``graph`` on ``family``, with ``stages`` pipeline register
+    cuts (:class:`hwquant.hw.cmvm.ConstantMatrix`'s option; 0: combinational, no FF)."""
     total = Resources()
     count = 0
     for node in graph.nodes:
@@ -74,7 +77,8 @@ def graph_resources(graph, family) -> Resources:
             bits = range_bits(*graph.output_ranges[j])
             total += adder(bits if family == "xilinx" else 2 * bits, family)
             count += 1
-    return total + Resources(lut=round(NODE_OVERHEAD * count))
+    ff = pipeline_plan(graph, stages).register_bits if stages else 0
+    return total + Resources(lut=round(NODE_OVERHEAD * count), ff=ff)
 
 
 def resources(layer, weights, family) -> Resources:

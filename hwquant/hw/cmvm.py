@@ -8,14 +8,25 @@ constant integer weights (``fixed``, ``pow2`` incl. the TTQ sign scales) builds 
 ``x * c`` product per weight, through :class:`hwquant.hw.engine.LaneEngine`.
 
 Signature: ``x: In(ArrayLayout(x_shape, n_in))``, ``y: Out(ArrayLayout(signed(y_bits),
-n_out))``. Combinational (latency 0: the MVU registers the engine's sums); depth
-:attr:`hwquant.cmvm.AdderGraph.depth` adders. Resources: :attr:`AdderGraph.adder_bits` LUTs
-(one per adder bit that needs logic, with its carry), no multipliers, no DSPs.
+n_out))``. By default combinational (latency 0: the MVU registers the engine's sums); depth
+:attr:`hwquant.cmvm.AdderGraph.depth` adders. With ``stages = S > 0`` the graph is cut by
+depth into ``S + 1`` stages of at most ``ceil(depth / (S + 1))`` adders
+(:func:`hwquant.cmvm.pipeline_plan`): every signal crossing a cut is registered (one
+reset-less register chain per signal, shared by its users), and every output leaves after
+``S`` cycles (:attr:`ConstantMatrix.latency`); a fully pipelined engine takes a vector every
+cycle. Resources: :attr:`AdderGraph.adder_bits` LUTs (one per adder bit that needs logic, with
+its carry), no multipliers, no DSPs; plus :attr:`hwquant.cmvm.PipelinePlan.register_bits`
+flip-flops when pipelined.
+
+The MVU only builds the combinational engine (its latency contract is 0 cycles per engine;
+the pipelined one is an engine option, not wired into the MVU and the schedule model yet).
 """
 
 from amaranth.hdl import Cat, Module, Shape, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
+
+from ..cmvm import pipeline_plan
 
 __all__ = ["ConstantMatrix", "signal_shape"]
 
@@ -34,15 +45,20 @@ class ConstantMatrix(wiring.Component):
     graph : :class:`hwquant.cmvm.AdderGraph`
     x_shape : Amaranth shape of one input lane (its range must lie in ``graph.input_ranges``)
     y_bits : width of every output lane (signed); at least each output's range
+    stages : pipeline register cuts (default 0: combinational); ``y`` follows ``x`` by
+        ``stages`` cycles (:attr:`latency`), one vector a cycle
     """
 
-    def __init__(self, graph, x_shape, y_bits):
+    def __init__(self, graph, x_shape, y_bits, *, stages=0):
         self._graph = graph
         need = max([signal_shape(lo, hi).width + (0 if lo < 0 else 1)
                     for lo, hi in graph.output_ranges] + [2])
-        if y_bits < need:
+        if y_bits < need or stages < 0:
             self._MustUse__silence = True  # never elaborated: no "unused" warning
+            if stages < 0:
+                raise ValueError(f"Constant-matrix pipeline stages must be >= 0, not {stages}")
             raise ValueError(f"Constant-matrix outputs need {need} bits, not {y_bits}")
+        self._plan = pipeline_plan(graph, stages)
         super().__init__({"x": In(data.ArrayLayout(x_shape, graph.n_inputs)),
                           "y": Out(data.ArrayLayout(signed(y_bits), graph.n_outputs))})
 
@@ -50,29 +66,73 @@ class ConstantMatrix(wiring.Component):
     def graph(self):
         return self._graph
 
+    @property
+    def plan(self):
+        """The :class:`hwquant.cmvm.PipelinePlan` (stages of every signal, register bits)."""
+        return self._plan
+
+    @property
+    def latency(self) -> int:
+        """Cycles from ``x`` to ``y``: the pipeline stages (0: combinational)."""
+        return self._plan.stages
+
     def elaborate(self, platform):
         m = Module()
-        g = self._graph
+        g, plan = self._graph, self._plan
         sig = [self.x[i] for i in range(g.n_inputs)]
+        # chains[s][k]: signal s in stage plan.signal_stage[s] + k (k registers later).
+        chains = {}
+
+        def at(s, stage):
+            chain = chains.setdefault(s, [sig[s]])
+            while len(chain) <= stage - plan.signal_stage[s]:
+                name = f"x{s}" if s < g.n_inputs else f"s{s - g.n_inputs}"
+                reg = Signal(signal_shape(*g.signal_range(s)), reset_less=True,
+                             name=f"{name}_p{plan.signal_stage[s] + len(chain)}")
+                m.d.sync += reg.eq(chain[-1])
+                chain.append(reg)
+            return chain[stage - plan.signal_stage[s]]
+
         for k, node in enumerate(g.nodes):
-            out = Signal(signal_shape(node.lo, node.hi), name=f"s{k}")
-            a, b = sig[node.a], sig[node.b]
-            if node.free_bits:
-                # u + (+-o << d) == Cat(u[:f], (u >> f) +- (o << (d - f))), f <= width(u)
-                f = node.free_bits
-                high = (a >> f) + (-(b << (node.shift_b - f)) if node.neg_b
-                                   else b << (node.shift_b - f))
-                hi_part = Signal(signed(out.shape().width - f + 1), name=f"s{k}_hi")
-                m.d.comb += [hi_part.eq(high), out.eq(Cat(a[:f], hi_part))]
-            else:
-                ta = a << node.shift_a
-                tb = b << node.shift_b
-                m.d.comb += out.eq((-ta if node.neg_a else ta) + (-tb if node.neg_b else tb))
-            sig.append(out)
+            t = plan.signal_stage[g.n_inputs + k]
+            sig.append(self._node(m, k, node, at(node.a, t), at(node.b, t)))
         for j, (s, shift, neg) in enumerate(g.outputs):
             if s < 0:
                 m.d.comb += self.y[j].eq(0)
-                continue
-            v = sig[s] << shift
-            m.d.comb += self.y[j].eq(-v if neg else v)
+            elif not neg:
+                m.d.comb += self.y[j].eq(at(s, plan.stages) << shift)
+            elif plan.negate_stage[j] == plan.stages:
+                m.d.comb += self.y[j].eq(-(at(s, plan.stages) << shift))
+            else:
+                m.d.comb += self.y[j].eq(self._delayed_negation(m, j, at(s, plan.negate_stage[j])
+                                                                << shift))
         return m
+
+    @staticmethod
+    def _node(m, k, node, a, b):
+        """Signal ``s{k}``: the adder of ``node`` on the operand values ``a``, ``b``."""
+        out = Signal(signal_shape(node.lo, node.hi), name=f"s{k}")
+        if node.free_bits:
+            # u + (+-o << d) == Cat(u[:f], (u >> f) +- (o << (d - f))), f <= width(u)
+            f = node.free_bits
+            high = (a >> f) + (-(b << (node.shift_b - f)) if node.neg_b
+                               else b << (node.shift_b - f))
+            hi_part = Signal(signed(out.shape().width - f + 1), name=f"s{k}_hi")
+            m.d.comb += [hi_part.eq(high), out.eq(Cat(a[:f], hi_part))]
+        else:
+            ta = a << node.shift_a
+            tb = b << node.shift_b
+            m.d.comb += out.eq((-ta if node.neg_a else ta) + (-tb if node.neg_b else tb))
+        return out
+
+    def _delayed_negation(self, m, j, v):
+        """``-v`` (output ``j``, made in its negation's stage) registered up to the last
+        stage."""
+        lo, hi = self._graph.output_ranges[j]
+        neg = Signal(signal_shape(lo, hi), name=f"y{j}_neg")
+        m.d.comb += neg.eq(-v)
+        for t in range(self._plan.negate_stage[j] + 1, self._plan.stages + 1):
+            reg = Signal(neg.shape(), reset_less=True, name=f"y{j}_neg_p{t}")
+            m.d.sync += reg.eq(neg)
+            neg = reg
+        return neg
