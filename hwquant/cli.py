@@ -573,7 +573,8 @@ def cmd_demo(args) -> dict:
     from .demo import run_demo
 
     return run_demo(args.output, epochs=args.epochs, vectors=args.vectors,
-                    family=args.family, synth=not args.no_synth, progress=_progress("demo"))
+                    family=args.family, board=None if args.no_board else args.board,
+                    synth=not args.no_synth, progress=_progress("demo"))
 
 
 def cmd_run(args) -> dict:
@@ -1047,7 +1048,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="demo_out", metavar="OUT_DIR")
     p.add_argument("--epochs", type=_positive, default=30)
     p.add_argument("--vectors", type=_positive, default=16)
-    p.add_argument("--family", default="ice40", choices=["ice40", "ecp5", "xilinx", "gowin"])
+    p.add_argument("--board", default="icebreaker",
+                   help="build for this board (id or TOML path; default icebreaker): folding "
+                        "that fits it, Yosys, nextpnr, bitstream; Fmax and images/s")
+    p.add_argument("--no-board", action="store_true",
+                   help="no board build: compile with --fold auto, estimate for --family")
+    p.add_argument("--family", default=None, choices=["ice40", "ecp5", "xilinx", "gowin"],
+                   help="estimate for this family (default: the board's, else ice40)")
     p.add_argument("--no-synth", action="store_true", help="skip the Yosys run")
     return parser
 

@@ -15,9 +15,21 @@ from pathlib import Path
 __all__ = ["run_demo", "render_markdown", "plot_layers"]
 
 
-def run_demo(out_dir, *, epochs: int = 30, vectors: int = 16, family: str = "ice40",
-             synth: bool = True, wbits: int = 8, abits: int = 8, progress=None) -> dict:
+#: The board ``hwquant demo`` builds for unless told otherwise (the default network fits it).
+DEFAULT_BOARD = "icebreaker"
+
+
+def run_demo(out_dir, *, epochs: int = 30, vectors: int = 16, family: str | None = None,
+             board: str | None = DEFAULT_BOARD, synth: bool = True, wbits: int = 8,
+             abits: int = 8, progress=None) -> dict:
     """Run the default flow; return the report (also written as ``report.json``).
+
+    With ``board`` (a board id or TOML path, default :data:`DEFAULT_BOARD`) the network is
+    folded for that board (``--fold auto``: the most images/s that fits), and the board build
+    (:func:`hwquant.fpga_flow.build_for_board`: Yosys, nextpnr, the bitstream where the
+    family has an open flow) is what is simulated and estimated; the report adds its
+    utilization, Fmax and images/s at Fmax. With ``board=None`` the network is compiled with
+    ``--fold auto`` alone and estimated for ``family`` (default ice40).
 
     Raises :class:`hwquant.errors.VerificationFailed` (after writing the report) when the
     simulation is not bit-exact.
@@ -35,6 +47,18 @@ def run_demo(out_dir, *, epochs: int = 30, vectors: int = 16, family: str = "ice
 
     step = progress or (lambda msg: None)
     out_dir = Path(out_dir).resolve()
+    target = None
+    if board is not None:
+        from .boards import load_board
+
+        target = load_board(board)
+        if family is not None and family != target.family:
+            from .errors import HwquantError
+
+            raise HwquantError(f"--family {family} contradicts board '{target.id}' "
+                               f"({target.family}); give one of them")
+        family = target.family
+    family = family or "ice40"
     timings = {}
     with atomic_directory(out_dir, marker="report.json", what="demo") as tmp:
         t = time.monotonic()
@@ -53,9 +77,22 @@ def run_demo(out_dir, *, epochs: int = 30, vectors: int = 16, family: str = "ice
         timings["quantize_s"] = time.monotonic() - t
 
         t = time.monotonic()
-        step("compiling to Verilog (auto folding)")
-        comp = compile_network(net, tmp / "build", fold="auto")
-        timings["compile_s"] = time.monotonic() - t
+        built = None
+        if target is None:
+            step("compiling to Verilog (auto folding)")
+            comp = compile_network(net, tmp / "build", fold="auto")
+            compile_report = comp.report
+            timings["compile_s"] = time.monotonic() - t
+        else:
+            from .fpga_flow import build_for_board
+
+            step(f"building for {target.name} ({target.id}): folding, Yosys, place and route"
+                 + (", bitstream" if target.nextpnr is not None else ""))
+            built = build_for_board(net, target, tmp / "build", fold="auto",
+                                    bitstream=target.nextpnr is not None,
+                                    require_timing=False, progress=step)
+            compile_report = json.loads((tmp / "build" / "compile.json").read_text())
+            timings["board_build_s"] = time.monotonic() - t
 
         t = time.monotonic()
         step(f"simulating {vectors} test images in Verilator (random stalls)")
@@ -70,8 +107,9 @@ def run_demo(out_dir, *, epochs: int = 30, vectors: int = 16, family: str = "ice
         report = {
             "accuracy": qrep["accuracy"],
             "quantization": {k: qrep[k] for k in ("method", "wbits", "abits")},
-            "compile": {"cycles_per_inference": comp.report["cycles_per_inference"],
-                        "layers": comp.report["layers"]},
+            "compile": {"cycles_per_inference": compile_report["cycles_per_inference"],
+                        "layers": compile_report["layers"]},
+            "board": None if built is None else _board_summary(built),
             "sim": {k: v for k, v in sim.items() if k not in ("streams", "run_dir")},
             "estimate": est,
             "timings": {k: round(v, 2) for k, v in timings.items()},
@@ -86,6 +124,21 @@ def run_demo(out_dir, *, epochs: int = 30, vectors: int = 16, family: str = "ice
         from .errors import VerificationFailed
         raise VerificationFailed(f"demo simulation is not bit-exact (see {out_dir}/report.md)")
     return report
+
+
+def _board_summary(built: dict) -> dict:
+    """What the demo report shows of a board build (``build.json``)."""
+    pnr = built["pnr"] or {}
+    return {"id": built["board"]["id"], "name": built["board"]["name"],
+            "family": built["board"]["family"], "device": built["board"]["device"],
+            "clock_mhz": built["clock"]["design_mhz"], "fold": built["fold"],
+            "model": built["model"], "synth": {k: built["synth"][k] for k in
+                                                ("lut", "ff", "dsp", "bram")},
+            "fmax_mhz": pnr.get("fmax_mhz"), "timing_met": pnr.get("timing_met"),
+            "fmax_fraction_of_adder16": pnr.get("fmax_fraction_of_adder16"),
+            "utilization": pnr.get("utilization"),
+            "images_per_s": built["images_per_s"],
+            "bitstream": built["files"].get("bitstream")}
 
 
 def plot_layers(report: dict, path) -> None:
@@ -164,6 +217,42 @@ def render_markdown(report: dict) -> str:
         s = est["synth"]
         lines.append(f"| Yosys `synth_{est['family']}` | {s['lut']} | {s['ff']} | {s['dsp']} | "
                      f"{s['bram']} |")
+    lines += _board_lines(report.get("board"))
     lines += ["", "![per-layer cycles and LUTs](layers.png)", "", "## Timings", ""]
     lines += [f"- {k.removesuffix('_s')}: {v} s" for k, v in report["timings"].items()]
     return "\n".join(lines) + "\n"
+
+
+def _board_lines(b) -> list:
+    """The report's board section: utilization, Fmax and images/s of the board build."""
+    if not b:
+        return []
+    rate = b["images_per_s"]
+    used, avail = b["model"]["used"], b["model"]["available"]
+    lines = ["", f"## Board: {b['name']} ({b['device']})", "",
+             "| | LUT | FF | DSP | BRAM |", "|---|---|---|---|---|",
+             ("| model (network), of the device | "
+              + " | ".join(f"{used.get(k, 0)} / {avail.get(k, '—')}"
+                           for k in ("lut", "ff", "dsp", "bram")) + " |"),
+             (f"| Yosys, board top | {b['synth']['lut']} | {b['synth']['ff']} | "
+              f"{b['synth']['dsp']} | {b['synth']['bram']} |"), ""]
+    if b["fmax_mhz"] is not None:
+        frac = b["fmax_fraction_of_adder16"]
+        lines.append(f"nextpnr: Fmax **{b['fmax_mhz']:.1f} MHz** against the "
+                     f"{b['clock_mhz']:g} MHz clock (timing "
+                     f"{'met' if b['timing_met'] else 'NOT met'})"
+                     + (f", {frac:.2f} of the device's 16-bit adder figure" if frac else "")
+                     + ".")
+        lines.append("")
+        used = ", ".join(f"{bel} {u['used']}/{u['available']}"
+                         for bel, u in (b["utilization"] or {}).items() if u.get("used"))
+        if used:
+            lines += [f"Utilization: {used}.", ""]
+    lines.append(f"Images/s: {rate['at_design_clock']:,.0f} at the "
+                 f"{rate['design_clock_mhz']:g} MHz clock"
+                 + (f", {rate['at_fmax']:,.0f} at Fmax" if rate.get("at_fmax") else "")
+                 + f" (the {rate['uart_bound']:,.0f}/s of the UART link bound a host's rate).")
+    if b["bitstream"]:
+        lines += ["", f"Bitstream: `build/{b['bitstream']}`."]
+    return lines
+

@@ -349,7 +349,8 @@ BAD = {
     "sim": [["nope"], ["afile"], ["adir"], ["adir", "--vectors", "0"],
             ["adir", "--stall", "x"]],
     "estimate": [["nope"], ["afile"], ["adir"], ["adir", "--family", "asic"]],
-    "demo": [["--epochs", "0"], ["-o", "afile"], ["--vectors", "x"]],
+    "demo": [["--epochs", "0"], ["-o", "afile"], ["--vectors", "x"],
+             ["--board", "icebreakr", "-o", "d"], ["--family", "ecp5", "-o", "d"]],
 }
 
 
