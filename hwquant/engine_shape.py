@@ -30,7 +30,18 @@ import numpy as np
 from . import ir
 
 __all__ = ["EngineShape", "BinaryShape", "TemplateShape", "BdcnnShape", "shape_for",
-           "multibit_range", "channel_roles", "template_pes", "register_bits"]
+           "multibit_range", "channel_roles", "template_pes", "register_bits",
+           "combine_register_bits"]
+
+
+def combine_register_bits(ranges, pe, acc_bits) -> list:
+    """Per PE, the signed width of the MVU's combine register (:class:`hwquant.hw.mvu.
+    MatrixVectorUnit` builds it so): the range of its channels' ``ACC`` (``ranges`` ``(OC,
+    2)``, channel ``c`` on PE ``c mod PE``), at most the epilogue's ``acc_bits``. The cost
+    model sizes the arithmetic around the register from the same widths."""
+    r = np.asarray(ranges, dtype=np.int64).reshape(-1, 2)
+    return [min(ir.signed_bits_for(int(min(r[p::pe, 0].min(), 0)), int(max(r[p::pe, 1].max(), 0))),
+                acc_bits) for p in range(pe)]
 
 
 def register_bits(lo, hi) -> int:

@@ -49,7 +49,8 @@ def test_shared_sum_registers_follow_the_folding():
     folded, unrolled = _layer(ir.Fold(2, 9)), _layer(ir.Fold(8, 36))
     f, u = _model(folded, "ice40"), _model(unrolled, "ice40")
     assert f.lut > 0 and u.lut > 0 and u.ff > f.ff
-    assert template_cost.multipliers(folded) > 0 == template_cost.multipliers(unrolled)
+    assert template_cost.multipliers(folded) > 0
+    assert template_cost.multipliers(unrolled) == 0
     assert template_cost.resources(unrolled, "ice40").dsp == 0
 
 

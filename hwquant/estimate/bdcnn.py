@@ -27,7 +27,7 @@ import numpy as np
 
 from .. import ir
 from ..bdcnn import basis_bits
-from ..engine_shape import BdcnnShape, bdcnn_coefficients
+from ..engine_shape import BdcnnShape, bdcnn_coefficients, combine_register_bits
 from ..plan import mvu_cycles
 from .binary import popcount_luts
 from .common import carry_save, check_family, const_select
@@ -129,13 +129,12 @@ def resources(layer, family, *, use_dsp=True, **_) -> Resources:
     # channels' ACC range (hwquant.hw.mvu): Yosys keeps only that many bits of each product
     # (less a constant coefficient's trailing zeros, a shift), and a product narrower than
     # the family's DSP minimum stays in LUTs.
-    acc_lo, acc_hi = BdcnnShape.combine_ranges(layer, layer.weight_matrix()).T
-    epi_bits = ir.accumulator_bits(layer)
+    reg_widths = combine_register_bits(BdcnnShape.combine_ranges(layer, layer.weight_matrix()),
+                                       pe, ir.accumulator_bits(layer))
     unrolled = pe == layer.out_channels and simd == f
     t_share = UNROLLED_PLANE_SUM_FACTOR.get(family, 1.0) if unrolled else 1.0
     for p in range(pe):
-        reg_bits = min(ir.signed_bits_for(int(min(acc_lo[p::pe].min(), 0)),
-                                          int(max(acc_hi[p::pe].max(), 0))), epi_bits)
+        reg_bits = reg_widths[p]
         for a in range(k):
             if not live[p, a * q]:
                 continue

@@ -28,6 +28,7 @@ import math
 import numpy as np
 
 from .. import ir
+from ..engine_shape import EngineShape, combine_register_bits
 from ..memo import (
     combine_bits,
     combine_multiplies,
@@ -86,18 +87,15 @@ def _product(c, xbits, family, use_dsp, keep=None) -> Resources:
     return const_multiplier(c, xbits, True, family, use_dsp=False)
 
 
-def _combine(layer, lay, p, ranges, family, use_dsp) -> Resources:
+def _combine(layer, lay, p, ranges, reg_bits, family, use_dsp) -> Resources:
     """The combine of grouped PE ``p`` as :meth:`hwquant.hw.memo.MemoEngine.combine` builds
     it: constant coefficients summed after taking out their common factor (shifts free, a
     negation folded into the adder as a subtraction, other constants a constant multiply),
     then one multiply by the factor; coefficients that differ by fold, a table and a variable
     multiply per term. Operand widths are the expression's (:func:`hwquant.memo.
-    combine_bits`' rules), the products cut to the combine register's width."""
+    combine_bits`' rules), the products cut to the combine register's ``reg_bits``."""
     fmt, pe = layer.in_format, layer.fold.pe
     acc_bits = ir.accumulator_bits(layer)
-    w = np.asarray(_lane_weights(layer), dtype=np.int64).reshape(layer.out_channels, -1)
-    lo, hi = ir.matrix_range(w[p::pe], np.zeros(len(w[p::pe]), dtype=np.int64), fmt)
-    reg_bits = min(_bits(lo.min(), hi.max()), acc_bits)
     terms = combine_terms(lay, p)
     widths = []
     for j, _ in terms:
@@ -166,6 +164,8 @@ def resources(layer, family, *, use_dsp=True) -> Resources:
         if sf > 1:
             res += register(total) + adder(total, family) + mux(total, 2, family)
     ranges = part_ranges(layer, w)
+    reg_widths = combine_register_bits(EngineShape.combine_ranges(layer, w), pe,
+                                       ir.accumulator_bits(layer))
     plain = [p for p in range(pe) if not lay.grouped[p]]
     if _unrolled(layer):
         if plain:
@@ -191,7 +191,7 @@ def resources(layer, family, *, use_dsp=True) -> Resources:
                 gates = Resources(lut=xbits * simd) + (Resources(lut=simd) if ib > 3
                                                        else Resources())
             res += (gates + macc([xbits] * simd, family)) * k
-        res += _combine(layer, lay, p, ranges, family, use_dsp)
+        res += _combine(layer, lay, p, ranges, reg_widths[p], family, use_dsp)
     return res
 
 

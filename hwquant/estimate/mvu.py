@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import ir
-from ..engine_shape import register_bits, shape_for
+from ..engine_shape import combine_register_bits, register_bits, shape_for
 from ..kinds import cost_model, uses_constant_matrix
 from . import cmvm as constant_matrix
 from . import epilogue as epilogue_face
@@ -207,8 +207,7 @@ def _contract_sums(rows, layer, weights, family, shape, use_dsp):
     rows.add("dot_registers", dots)
     rows.add("accumulators", acc)
     # The epilogue's arithmetic reads each PE's register as a signed value of its range.
-    signed_widths = [_range_bits(ranges[p::pe, 0].min(), ranges[p::pe, 1].max())
-                     for p in range(pe)]
+    signed_widths = combine_register_bits(ranges, pe, ir.accumulator_bits(layer))
     _tail(rows, layer, family, widths, use_dsp,
           zero_bits=[min(max(zero, d), w) for d, w in zip(dead, widths, strict=True)],
           lane_widths=signed_widths, const_zero_bits=[min(zero, w) for w in widths])

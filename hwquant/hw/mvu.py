@@ -7,6 +7,7 @@ from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from .. import ir
+from ..engine_shape import combine_register_bits
 from .engine import engine_for
 from .epilogue import epilogue_class, epilogue_of, epilogue_unit
 from .streams import activation_signature
@@ -283,8 +284,8 @@ class MatrixVectorUnit(wiring.Component):
         # Each PE's register as wide as its channels' ACC range (the combine's expression may
         # be wider): the epilogue sees the sign-extended value, and Yosys sizes the
         # arithmetic behind it (the bias adder, the requantization product) from that width.
-        comb_r = [Signal(signed(min(_range_bits(self._combine_ranges[p::pe]), epi.acc_bits)),
-                         name=f"combined{p}") for p in range(pe)]
+        comb_r = [Signal(signed(bits), name=f"combined{p}") for p, bits in
+                  enumerate(combine_register_bits(self._combine_ranges, pe, epi.acc_bits))]
         with m.If(en):
             m.d.sync += d4.eq(d3)
             m.d.sync += [r.eq(v) for r, v in zip(comb_r, combined)]
