@@ -110,7 +110,7 @@ def simulate_build(build_dir, *, vectors: int | str = 16, seed: int = 0, stall: 
     (seconds per step: golden model, vectors, simulation, accuracy; ``simulation_steps``
     splits a bulk run, see :func:`hwquant.sim.bulk.run_bulk`).
     """
-    from .sim.bulk import bulk_build, hex_low_bits, read_capture_arrays, run_bulk
+    from .sim.bulk import bulk_build, low_bits, read_capture_arrays, run_bulk
     from .sim.runner import run
 
     step = progress or (lambda msg: None)
@@ -182,7 +182,8 @@ def simulate_build(build_dir, *, vectors: int | str = 16, seed: int = 0, stall: 
             paths = [paths] if isinstance(paths, str) else paths
             correct = 0
             for path, idx in zip(paths, shards, strict=True):
-                got = hex_low_bits(read_capture_arrays(path)[1], cls_bits)[:len(idx)]
+                words = read_capture_arrays(path, result["capture_widths"]["o_stream"])[1]
+                got = low_bits(words, cls_bits)[:len(idx)].astype(np.int64)
                 # A missing output counts as wrong.
                 correct += int(np.sum(got == labels[idx][:len(got)]))
             accuracy = correct / len(labels)
@@ -286,4 +287,5 @@ def _merge_shards(results) -> dict:
             "timed_out": any(r.get("timed_out") for r in results),
             "captures": {k: [r["captures"][k] for r in results]
                          for k in results[0]["captures"]},
+            "capture_widths": results[0]["capture_widths"],
             "run_dir": results[0].get("run_dir"), "timings": steps}

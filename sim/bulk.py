@@ -10,7 +10,8 @@ Python the simulator imports) only resets, configures and starts each phase and 
 ``done``; the simulator runs freely in between (the clock runs inside the harness). When the
 simulator has exited, :func:`run_bulk` compares every captured word with the expected ones
 and measures the throughput from the cycle stamps, here, with whole-array NumPy operations
-(captures have fixed-length hex lines, so a file is read as one array).
+(input beats are raw bytes, captures fixed-size binary records: a file is one array, written
+and read without any text formatting).
 
 The harness and the design form one Verilog file; its build is content-addressed like every
 other (:func:`hwquant.sim.runner.build`), so one Verilator build serves every bulk run of a
@@ -21,14 +22,13 @@ another generator), and cycle stamps count from the start of each phase.
 
 Beats may also be given as packed arrays: a 2-D uint8 array whose rows are the little-endian
 bytes of the words (:func:`hwquant.layout.pack_lanes_array`, :mod:`hwquant.vectors`'s
-``*_packed``). Those are checked against the port widths, written as hex and compared with
+``*_packed``). Those are checked against the port widths, written as bytes and compared with
 whole-array NumPy operations; nothing in the run loops over words in Python. The result holds
 ``timings``: seconds spent preparing (spec checks, harness), on the build lookup, writing
 the files, in the simulator process (split into start-up, phase 0, compare and the rest) and
 reading the result.
 """
 
-import functools
 import json
 import re
 import shutil
@@ -59,15 +59,17 @@ __all__ = [
     "bulk_build",
     "HARNESS",
     "TB_MODULE",
-    "compare_hex",
-    "hex_low_bits",
+    "as_words",
+    "compare_words",
+    "low_bits",
     "parse_ports",
     "read_capture",
     "read_capture_arrays",
-    "read_hex_words",
     "render_harness",
     "run_bulk",
     "stall_threshold",
+    "word_count",
+    "words_value",
 ]
 
 #: Module name of the rendered harness.
@@ -204,53 +206,42 @@ class _LazyNumpy:
 np = _LazyNumpy()
 
 
-@functools.cache
-def _hex_digits():
-    """Nibble value -> ASCII hex digit."""
-    return np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
-
-
-@functools.cache
-def _hex_value():
-    """ASCII code -> hex digit value; 255 for anything that is not a hex digit."""
-    table = np.full(256, 255, dtype=np.uint8)
-    table[_hex_digits()] = np.arange(16)
-    table[np.frombuffer(b"ABCDEF", dtype=np.uint8)] = np.arange(10, 16)
-    return table
-
-
 def _is_packed(beats):
     return ("numpy" in sys.modules and isinstance(beats, np.ndarray)
             and beats.dtype == np.uint8 and beats.ndim == 2)
 
 
-def _digits(width):
-    """Hex digits of a ``width``-bit payload (what Verilog's ``%h`` prints)."""
-    return max(1, -(-width // 4))
+def _byte_count(width):
+    """Bytes of a ``width``-bit input beat in its file (what ``$fread`` takes)."""
+    return max(1, -(-width // 8))
 
 
-def _packed_hex(packed, digits):
-    """Packed little-endian words as ``(N, digits)`` nibble values, most significant first
-    (the word must fit ``4 * digits`` bits: :func:`_check_fits` runs first)."""
-    big = packed[:, ::-1]
-    nibbles = np.empty((len(packed), 2 * packed.shape[1]), dtype=np.uint8)
-    nibbles[:, 0::2] = big >> 4
-    nibbles[:, 1::2] = big & 15
-    if nibbles.shape[1] < digits:
-        return np.pad(nibbles, ((0, 0), (digits - nibbles.shape[1], 0)))
-    return nibbles[:, nibbles.shape[1] - digits:]
+def word_count(width):
+    """32-bit words of a ``width``-bit payload in a capture record (what ``%u`` writes)."""
+    return max(1, -(-width // 32))
 
 
-def _write_words(path, words, width):
-    """Hex words, one a line, each with the ``%h`` digits of a ``width``-bit port."""
-    digits = _digits(width)
-    if _is_packed(words):
-        lines = np.empty((len(words), digits + 1), dtype=np.uint8)
-        lines[:, :digits] = _hex_digits()[_packed_hex(words, digits)]
-        lines[:, digits] = ord("\n")
-        Path(path).write_bytes(lines.tobytes())
-    else:
-        Path(path).write_text("".join(f"{w:0{digits}x}\n" for w in words))
+def _as_bytes(beats, count):
+    """Beats (ints, or a packed little-endian byte array) as an ``(N, count)`` uint8 array of
+    little-endian bytes (:func:`_check_fits` has checked that every beat fits)."""
+    if _is_packed(beats):
+        have = beats.shape[1]
+        if have >= count:
+            return np.ascontiguousarray(beats[:, :count])
+        return np.pad(beats, ((0, 0), (0, count - have)))
+    data = b"".join(int(w).to_bytes(count, "little") for w in beats)
+    return np.frombuffer(data, dtype=np.uint8).reshape(len(beats), count)
+
+
+def as_words(beats, width):
+    """Beats as the ``(N, word_count(width))`` uint32 array a capture record holds (least
+    significant word first)."""
+    return _as_bytes(beats, 4 * word_count(width)).view("<u4")
+
+
+def _write_beats(path, beats, width):
+    """An input file: each beat as :func:`_byte_count` raw bytes, most significant first."""
+    Path(path).write_bytes(_as_bytes(beats, _byte_count(width))[:, ::-1].tobytes())
 
 
 def _check_fits(name, beats, width, role):
@@ -416,15 +407,15 @@ def run_bulk(verilog_path, toplevel, *, spec, build_root, timeout_s=600.0, optim
     runs.mkdir(parents=True, exist_ok=True)
     run_dir = Path(tempfile.mkdtemp(prefix=f"{toplevel}-bulk-", dir=runs))
     for name, beats in parsed["inputs"].items():
-        _write_words(run_dir / f"phase0.{name}.in", beats, widths[name])
+        _write_beats(run_dir / f"phase0.{name}.in", beats, widths[name])
     expected = {}
     for name, beats in parsed["outputs"].items():
         expected[name] = str(run_dir / f"phase0.{name}.expected")
-        _write_words(expected[name], beats, widths[name])
+        as_words(beats, widths[name]).tofile(expected[name])
     tp = parsed["throughput"]
     if tp is not None:
         for name in parsed["inputs"]:
-            _write_words(run_dir / f"phase1.{name}.in", tp["inputs"].get(name, []),
+            _write_beats(run_dir / f"phase1.{name}.in", tp["inputs"].get(name, []),
                          widths[name])
     result_path = run_dir / "result.json"
     bulk_spec = {
@@ -513,11 +504,8 @@ def _compare(parsed, run_dir, widths, ran):
     captures = {}
     for name, beats in parsed["outputs"].items():
         captures[name] = str(run_dir / f"phase0.{name}.out")
-        digits = _digits(widths[name])
-        cycles, got = read_capture_arrays(captures[name], digits)
-        want = (_hex_digits()[_packed_hex(beats, digits)] if _is_packed(beats)
-                else _words_as_digits(beats, digits))
-        streams[name] = compare_hex(want, got, cycles)
+        cycles, got = read_capture_arrays(captures[name], widths[name])
+        streams[name] = compare_words(as_words(beats, widths[name]), got, cycles)
     passed = not timed_out and all(
         s["mismatches"] == 0 and s["expected"] == s["received"] for s in streams.values())
     throughput = None
@@ -525,121 +513,76 @@ def _compare(parsed, run_dir, widths, ran):
     if tp is not None and len(ran) > 1:
         needed = tp["items"] * tp["beats_per_item"]
         stamps, _ = read_capture_arrays(run_dir / f"phase1.{tp['output']}.out",
-                                        _digits(widths[tp["output"]]))
+                                        widths[tp["output"]])
         bpi = tp["beats_per_item"]
         stamps = stamps[:needed][bpi - 1::bpi]
         throughput = throughput_stats(stamps.tolist(), ran[1]["first_input_cycle"])
     return {"passed": passed, "streams": streams, "cycles": ran[0]["cycles"],
             "throughput": throughput, "timed_out": timed_out, "error": None,
-            "captures": captures}
+            "captures": captures, "capture_widths": {n: widths[n] for n in captures}}
 
 
-# -- hex files as arrays ----------------------------------------------------------------------
-
-_CYCLE_DIGITS = 8
-_NEWLINE, _SPACE = ord("\n"), ord(" ")
+# -- capture files as arrays -------------------------------------------------------------------
 
 
-def _fixed_lines(data, columns):
-    """``data`` as an ``(N, columns)`` ASCII array when it is ``N`` lines of ``columns``
-    characters and a newline each; ``None`` otherwise."""
-    raw = np.frombuffer(data, dtype=np.uint8)
-    if not len(raw):
-        return np.zeros((0, columns), dtype=np.uint8)
-    if columns < 1 or len(raw) % (columns + 1):
-        return None
-    lines = raw.reshape(-1, columns + 1)
-    if np.any(lines[:, columns] != _NEWLINE):
-        return None
-    return lines[:, :columns]
+def read_capture_arrays(path, width):
+    """A harness capture file of a ``width``-bit stream as ``(cycles, words)``: an int64 array
+    of the cycle stamps and the ``(N, word_count(width))`` uint32 array of the payloads (least
+    significant word first), read as one array.
+
+    Raises
+    ------
+    ValueError
+        If the file is not a whole number of records of that width.
+    """
+    raw = np.fromfile(path, dtype="<u4")
+    columns = 1 + word_count(width)
+    size = Path(path).stat().st_size
+    if size % (4 * columns):
+        raise ValueError(f"{path}: {size} bytes is not a whole number of {4 * columns}-byte "
+                         f"capture records of a {width}-bit stream")
+    records = raw.reshape(-1, columns)
+    return records[:, 0].astype(np.int64), records[:, 1:]
 
 
-def _words_as_digits(words, digits):
-    """Ints as an ``(N, D)`` array of lowercase hex digits (ASCII), ``D`` = ``digits`` or
-    the widest word."""
-    digits = max([max(1, digits)] + [len(f"{w:x}") for w in words])
-    return np.frombuffer("".join(f"{w:0{digits}x}" for w in words).encode(),
-                         dtype=np.uint8).reshape(len(words), digits)
+def words_value(row) -> int:
+    """One payload of a capture (a row of uint32 words, least significant first) as an int."""
+    return int.from_bytes(np.ascontiguousarray(row, dtype="<u4").tobytes(), "little")
 
 
-def _check_hex(path, digits):
-    bad = _hex_value()[digits] == 255
-    if bad.any():
-        row = int(np.flatnonzero(bad.any(axis=1))[0])
-        raise ValueError(f"{path}: line {row + 1} is not hexadecimal: "
-                         f"{digits[row].tobytes().decode(errors='replace')!r}")
-    return digits
+def read_capture(path, width):
+    """``[(cycle, payload), ...]`` from a harness capture file of a ``width``-bit stream."""
+    cycles, words = read_capture_arrays(path, width)
+    return [(c, words_value(w)) for c, w in zip(cycles.tolist(), words)]
 
 
-def read_hex_words(path, digits=0):
-    """Hex words, one a line, as an ``(N, D)`` ASCII array of their digits (most significant
-    first). A file of lines of exactly ``digits`` digits is read as one array; any other is
-    parsed line by line (then ``D`` is ``digits`` or the widest word)."""
-    data = Path(path).read_bytes()
-    lines = _fixed_lines(data, digits) if digits else None
-    if lines is None:
-        lines = _words_as_digits([int(word, 16) for word in data.split()], digits)
-    return _check_hex(path, lines)
+def low_bits(words, bits):
+    """The low ``bits`` bits (at most 64) of each payload of a capture, as uint64."""
+    if not 0 <= bits <= 64:
+        raise ValueError(f"low_bits takes up to 64 bits, not {bits}")
+    value = words[:, 0].astype(np.uint64) if words.shape[1] else np.zeros(len(words),
+                                                                         dtype=np.uint64)
+    if bits > 32 and words.shape[1] > 1:
+        value |= words[:, 1].astype(np.uint64) << np.uint64(32)
+    return value & np.uint64((1 << bits) - 1) if bits < 64 else value
 
 
-def read_capture_arrays(path, digits=0):
-    """A harness capture file as ``(cycles, payloads)``: an int64 array of the cycle stamps
-    and an ``(N, D)`` ASCII array of the payloads' hex digits (as :func:`read_hex_words`).
-    Lines are ``"<cycle> <payload>"``, both in hex (8 digits for the cycle)."""
-    data = Path(path).read_bytes()
-    lines = _fixed_lines(data, _CYCLE_DIGITS + 1 + digits) if digits else None
-    if lines is not None and np.all(lines[:, _CYCLE_DIGITS] == _SPACE):
-        stamps = _check_hex(path, lines[:, :_CYCLE_DIGITS])
-        weights = np.int64(16) ** np.arange(_CYCLE_DIGITS - 1, -1, -1, dtype=np.int64)
-        return _hex_value()[stamps].astype(np.int64) @ weights, \
-            _check_hex(path, lines[:, _CYCLE_DIGITS + 1:])
-    tokens = data.split()
-    if len(tokens) % 2:
-        raise ValueError(f"{path}: every capture line must be '<cycle> <payload>'")
-    try:
-        cycles = np.array([int(t, 16) for t in tokens[0::2]], dtype=np.int64)
-        payloads = [int(t, 16) for t in tokens[1::2]]
-    except ValueError:
-        raise ValueError(f"{path}: capture lines must hold hexadecimal numbers") from None
-    return cycles, _words_as_digits(payloads, digits)
+def compare_words(expected, got, cycles):
+    """:func:`hwquant.sim.tb_stream.compare_stream` on word arrays, vectorised.
 
-
-def read_capture(path):
-    """``[(cycle, payload), ...]`` from a harness capture file."""
-    cycles, payloads = read_capture_arrays(path)
-    return [(c, int(p.tobytes(), 16)) for c, p in zip(cycles.tolist(), payloads)]
-
-
-def hex_low_bits(digits, bits):
-    """The low ``bits`` bits (at most 60) of each row of an ASCII hex array, as int64."""
-    if not 0 <= bits <= 60:
-        raise ValueError(f"hex_low_bits takes up to 60 bits, not {bits}")
-    count = min(-(-bits // 4), digits.shape[1])
-    if not count or not len(digits):
-        return np.zeros(len(digits), dtype=np.int64)
-    values = _hex_value()[digits[:, digits.shape[1] - count:]].astype(np.int64)
-    weights = np.int64(16) ** np.arange(count - 1, -1, -1, dtype=np.int64)
-    return (values @ weights) & ((1 << bits) - 1)
-
-
-def compare_hex(expected, got, cycles):
-    """:func:`hwquant.sim.tb_stream.compare_stream` on ASCII hex arrays, vectorised.
-
-    ``expected`` and ``got`` are ``(N, D)`` arrays of hex digits (:func:`read_hex_words`,
-    :func:`read_capture_arrays`), ``cycles`` the cycle stamps of ``got``. Words are compared
-    by value (case and leading zeros do not matter); the result is the same as
-    ``compare_stream``'s on the words as ints.
+    ``expected`` and ``got`` are ``(N, K)`` uint32 arrays of payload words (:func:`as_words`,
+    :func:`read_capture_arrays`), ``cycles`` the cycle stamps of ``got``; the result is the
+    same as ``compare_stream``'s on the words as ints.
     """
     width = max(expected.shape[1], got.shape[1])
 
-    def values(d):
-        v = _hex_value()[d]
-        return v if d.shape[1] == width else np.pad(v, ((0, 0), (width - d.shape[1], 0)))
+    def padded(a):
+        return a if a.shape[1] == width else np.pad(a, ((0, 0), (0, width - a.shape[1])))
 
     count = min(len(expected), len(got))
-    bad = np.flatnonzero(np.any(values(expected[:count]) != values(got[:count]), axis=1))
-    first = [{"index": int(i), "expected": hex(int(expected[i].tobytes(), 16)),
-              "got": hex(int(got[i].tobytes(), 16)), "cycle": int(cycles[i])}
+    bad = np.flatnonzero(np.any(padded(expected[:count]) != padded(got[:count]), axis=1))
+    first = [{"index": int(i), "expected": hex(words_value(expected[i])),
+              "got": hex(words_value(got[i])), "cycle": int(cycles[i])}
              for i in bad[:MAX_REPORTED_MISMATCHES]]
     return {"expected": len(expected), "received": len(got), "mismatches": len(bad),
             "first_mismatches": first}

@@ -283,7 +283,7 @@ def test_bulk_random_stalls_pass_and_stall(toy_sum, toy_vectors, build_root):
     }
     # 30% gaps and 30% stalls slow the stream well below one beat per cycle.
     assert 400 < result["cycles"] < 2_000
-    captured = hwquant.sim.read_capture(result["captures"]["o_stream"])
+    captured = hwquant.sim.read_capture(result["captures"]["o_stream"], 10)
     assert [payload for _, payload in captured] == outputs
     stamps = [cycle for cycle, _ in captured]
     assert stamps == sorted(set(stamps))
@@ -413,8 +413,10 @@ def test_bulk_packed_arrays_are_the_same_spec(toy_sum, toy_vectors, build_root):
         hwquant.sim.run_bulk(toy_sum, "toy_sum", spec=spec, build_root=build_root)
 
 
-def test_hex_compare_equals_compare_stream(tmp_path):
-    """The vectorised compare and capture reader against the per-word definitions."""
+def test_word_compare_equals_compare_stream(tmp_path):
+    """The vectorised compare and capture reader against the per-word definitions, on
+    records written as the harness writes them (a 32-bit cycle, then the payload's 32-bit
+    words, least significant first, little-endian)."""
     import numpy as np
     from hwquant.sim import bulk
     from hwquant.sim.tb_stream import compare_stream
@@ -426,27 +428,23 @@ def test_hex_compare_equals_compare_stream(tmp_path):
         got[index] ^= 1 << rng.randrange(70)
     cycles = sorted(rng.sample(range(1, 10_000), len(got)))
     capture = tmp_path / "phase0.o.out"
-    capture.write_text("".join(f"{c:08x} {w:018x}\n" for c, w in zip(cycles, got)))
-    stamps, digits = bulk.read_capture_arrays(capture, 18)
-    assert stamps.tolist() == cycles
+    capture.write_bytes(b"".join(c.to_bytes(4, "little") + w.to_bytes(12, "little")
+                                 for c, w in zip(cycles, got)))
+    assert bulk.word_count(70) == 3 and bulk.word_count(1) == 1 and bulk.word_count(64) == 2
+    stamps, words = bulk.read_capture_arrays(capture, 70)
+    assert stamps.tolist() == cycles and words.shape == (280, 3)
     reference = compare_stream(want, list(zip(cycles, got)))
-    expected = bulk._words_as_digits(want, 18)
-    assert bulk.compare_hex(expected, digits, stamps) == reference
+    expected = bulk.as_words(want, 70)
+    assert bulk.compare_words(expected, words, stamps) == reference
     assert reference["mismatches"] == 3 and reference["received"] == 280
-    assert bulk.read_capture(capture) == list(zip(cycles, got))
-    # Any other line layout is parsed word by word, with the same result.
-    loose = tmp_path / "loose.out"
-    loose.write_text("".join(f"{c:x} {w:X}\n" for c, w in zip(cycles, got)))
-    stamps2, digits2 = bulk.read_capture_arrays(loose, 18)
-    assert stamps2.tolist() == cycles
-    assert bulk.compare_hex(expected, digits2, stamps2) == reference
-    words = tmp_path / "words"
-    words.write_text("".join(f"{w:x}\n" for w in want))
-    assert bulk.compare_hex(bulk.read_hex_words(words, 18), digits, stamps) == reference
-    assert bulk.hex_low_bits(digits, 12).tolist() == [w & 0xFFF for w in got]
-    (tmp_path / "bad").write_text("00000001 zz\n")
-    with pytest.raises(ValueError, match="bad: line 1 is not hexadecimal: .zz.$"):
-        bulk.read_capture_arrays(tmp_path / "bad", 2)
+    assert bulk.read_capture(capture, 70) == list(zip(cycles, got))
+    assert bulk.low_bits(words, 12).tolist() == [w & 0xFFF for w in got]
+    assert bulk.low_bits(words, 40).tolist() == [w & ((1 << 40) - 1) for w in got]
+    # Packed little-endian byte rows are the same words as the ints.
     packed = np.frombuffer(b"".join(w.to_bytes(9, "little") for w in want),
                            dtype=np.uint8).reshape(-1, 9)
-    np.testing.assert_array_equal(bulk._hex_digits()[bulk._packed_hex(packed, 18)], expected)
+    np.testing.assert_array_equal(bulk.as_words(packed, 70), expected)
+    (tmp_path / "bad").write_bytes(b"\0" * 20)
+    with pytest.raises(ValueError, match=r"bad: 20 bytes is not a whole number of 16-byte "
+                                         r"capture records of a 70-bit stream$"):
+        bulk.read_capture_arrays(tmp_path / "bad", 70)
