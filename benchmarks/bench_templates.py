@@ -8,6 +8,23 @@ xilinx (default DSP inference, and without DSP blocks, Yosys ``-nodsp``: every m
 LUTs), the cost model's LUT/DSP (default inference), and the multipliers each instantiates,
 side by side, unrolled (PE = 16, SIMD = 9) and folded (PE = 16, SIMD = 3).
 
+Measured (Yosys 0.70; LUT+DSP, a DSP block counted as one), folded rows
+synthesized side by side (one ``MatrixVectorUnit`` per row, the layers built below):
+
+============================  ===============  ============  ==============  ============
+folded (PE 16, SIMD 3)        template         memo          plain fixed     template /
+                              LUT + DSP        LUT + DSP     LUT + DSP       plain
+============================  ===============  ============  ==============  ============
+ice40                         559 + 12         706 + 24      601 + 48        0.88 x
+ice40 -nodsp                  2028             3197          4988            0.41 x
+xilinx                        633 + 12         602 + 24      605 + 48        0.99 x
+xilinx -nodsp                 1802             2531          4143            0.43 x
+============================  ===============  ============  ==============  ============
+
+(memo / plain: ice40 1.12 x, ice40 -nodsp 0.64 x, xilinx 0.96 x, xilinx -nodsp 0.61 x.)
+Before the folded template engine's lane pairs it was ice40 667 + 12, xilinx 722 + 12. Unrolled
+template (unchanged): ice40 1098 LUT, xilinx 844 LUT, 0 DSP; plain fixed unrolled ice40 1835.
+
 Run: ``.venv/bin/python benchmarks/bench_templates.py [--json OUT]``. Unsigned 8-bit
 activations; the fixed channels' weights and the template magnitudes ``A_c`` in 40..127 are
 random (seed 0).

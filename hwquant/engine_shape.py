@@ -30,7 +30,8 @@ import numpy as np
 from . import ir
 
 __all__ = ["EngineShape", "BinaryShape", "TemplateShape", "BdcnnShape", "shape_for",
-           "multibit_range", "channel_roles", "template_pes", "register_bits",
+           "multibit_range", "channel_roles", "template_pes", "template_terms",
+           "register_bits",
            "combine_register_bits"]
 
 
@@ -220,27 +221,69 @@ def _lane_sum_range(fmt, n) -> tuple:
 
 
 class TemplateShape(EngineShape):
-    """``template``: one sum per PE (a template channel's mask sum ``P``, a fixed channel's
-    dot) and one shared sum, the window sum ``S``; ``ACC = W @ x``."""
+    """``template``; ``ACC = W @ x``.
+
+    * Unrolled: one sum per channel (a template channel's mask sum ``P``, a fixed channel's
+      dot) and one shared sum, the window sum ``S``; the combine forms ``s * (2P - S)``.
+    * Folded: no shared sum. The beat's lanes form the terms of :func:`template_terms` (lane
+      pairs, and the last lane alone when ``SIMD`` is odd); a template PE adds, per pair, the
+      pair's ``x_a + x_b`` or ``x_a - x_b`` (built once for every PE), its ones' complement
+      (``~t = -t - 1``) where the pair's first weight is ``-1``, and the lone lane ``+-x``
+      (``-x`` built once); each adder's carry-in adds back one complemented pair's 1. With
+      ``SIMD`` even one pair has no adder left: the PE's sum is then ``ACC - K``, ``K`` the
+      channel's count of complemented last pairs (:meth:`negations`), which the combine adds.
+      Any other PE is a ``fixed`` dot engine whose template channels are stored as their
+      ``+-1`` weights (combine: the identity).
+    """
 
     @classmethod
     def shared_count(cls, layer) -> int:
-        return 1
+        return int(_constant(layer, layer.fold.pe, layer.fold.simd))
+
+    @classmethod
+    def negations(cls, layer, weights) -> np.ndarray:
+        """Per channel, the constant the folded combine adds: with ``SIMD`` even, the number
+        of beats whose last pair a template channel on a template PE complements, else 0
+        (int64 ``(OC,)``)."""
+        w = np.asarray(weights, dtype=np.int64)
+        out = np.zeros(layer.out_channels, dtype=np.int64)
+        pe, simd = layer.fold.pe, layer.fold.simd
+        if _constant(layer, pe, simd):
+            return out
+        for p, tpe in enumerate(template_pes(layer, pe)):
+            if tpe:
+                out[p::pe] = _leftover(w[p::pe], simd).sum(axis=1)
+        return out
 
     @classmethod
     def part_ranges(cls, layer, weights) -> np.ndarray:
         fmt = layer.in_format
         w = np.asarray(weights, dtype=np.int64)
+        pe, simd = layer.fold.pe, layer.fold.simd
+        zero = np.zeros(1, dtype=np.int64)
         rows = []
-        for c, (sign, on) in enumerate(channel_roles(layer, w)):
-            row = on if sign else w[c]
-            lo, hi = ir.matrix_range(row[None], np.zeros(1, dtype=np.int64), fmt)
-            rows.append((int(lo[0]), int(hi[0])))
+        if _constant(layer, pe, simd):
+            for c, (sign, on) in enumerate(channel_roles(layer, w)):
+                lo, hi = ir.matrix_range((on if sign else w[c])[None], zero, fmt)
+                rows.append((int(lo[0]), int(hi[0])))
+        else:
+            tpes = template_pes(layer, pe)
+            for c in range(layer.out_channels):
+                if not tpes[c % pe]:
+                    lo, hi = ir.matrix_range(w[c][None], zero, fmt)
+                    rows.append((int(lo[0]), int(hi[0])))
+                    continue
+                # every beat's range with 0: the running sums stay inside their total
+                beats = w[c].reshape(-1, simd)
+                left = _leftover(w[c][None], simd)[0]
+                lo = np.minimum(beats * fmt.lo, beats * fmt.hi).sum(axis=1) - left
+                hi = np.maximum(beats * fmt.lo, beats * fmt.hi).sum(axis=1) - left
+                rows.append((int(np.minimum(lo, 0).sum()), int(np.maximum(hi, 0).sum())))
         return np.array(rows, dtype=np.int64).reshape(len(rows), 1, 2)
 
     @classmethod
     def shared_ranges(cls, layer) -> list:
-        return [_lane_sum_range(layer.in_format, layer.fan_in)]
+        return [_lane_sum_range(layer.in_format, layer.fan_in)] * cls.shared_count(layer)
 
     @classmethod
     def unrolled_matrix(cls, layer, weights) -> np.ndarray:
@@ -261,13 +304,33 @@ class TemplateShape(EngineShape):
             return cls.part_ranges(layer, weights)
         mag = max(abs(fmt.lo), abs(fmt.hi))
         half = 1 << (layer.weight_bits - 1)
-        rows = [_lane_sum_range(fmt, simd) if t else (-simd * mag * half, simd * mag * half)
+        # any +-1 weights: each lane +-x, less the leftover complement's 1 (SIMD even)
+        lo = simd * min(fmt.lo, -fmt.hi, 0) - (1 - simd % 2)
+        hi = simd * max(fmt.hi, -fmt.lo, 0)
+        rows = [(lo, hi) if t else (-simd * mag * half, simd * mag * half)
                 for t in template_pes(layer, pe)]
         return np.array(rows, dtype=np.int64).reshape(pe, 1, 2)
 
     @classmethod
     def beat_shared_ranges(cls, layer, *, simd) -> list:
-        return [_lane_sum_range(layer.in_format, simd)]
+        return [_lane_sum_range(layer.in_format, simd)] * cls.shared_count(layer)
+
+
+def template_terms(simd) -> list:
+    """The lanes of a folded template PE's terms in one beat: ``(0, 1), (2, 3), ...``, and
+    ``(SIMD - 1,)`` alone when ``SIMD`` is odd."""
+    terms = [(i, i + 1) for i in range(0, simd - 1, 2)]
+    return terms + [(simd - 1,)] if simd % 2 else terms
+
+
+def _leftover(weights, simd) -> np.ndarray:
+    """Per row of ``+-1`` ``weights`` ``(N, F)`` and beat, 1 where the beat's last pair is
+    complemented and no adder's carry-in is left for it (``SIMD`` even), int64 ``(N, F /
+    SIMD)``."""
+    beats = np.asarray(weights, dtype=np.int64).reshape(len(weights), -1, simd)
+    if simd % 2:
+        return np.zeros(beats.shape[:2], dtype=np.int64)
+    return (beats[:, :, simd - 2] < 0).astype(np.int64)
 
 
 # -- bdcnn ----------------------------------------------------------------------------------------

@@ -127,11 +127,15 @@ def test_rom_words():
     layer = template_layer(np.random.default_rng(5), ids=(3, -1, 24, -1), signs=(1, 1, -1, 1),
                            fold=ir.Fold(2, 9))
     w = conv_weight_matrix(layer.weight)
-    # PE 0 holds channels 0 and 2 (both templates): 9 mask bits; PE 1 fixed: 9 x 4 bits
+    # PE 0 holds channels 0 and 2 (both templates): 9 term bits; PE 1 fixed: 9 x 4 bits
     assert TemplateEngine.word_bits(layer, pe=2, simd=9) == 9 + 36
     word = TemplateEngine.encode(layer, w, 1, 0, pe=2, simd=9)  # channels 2, 3
-    on = (w[2, :9] * -1 > 0).astype(int)
-    assert word & 0x1FF == int("".join(str(b) for b in on[::-1]), 2)
+    row = w[2, :9]
+    bits = []  # pairs (0, 1) .. (6, 7): "weights differ", "first weight -1"; lane 8: "-1"
+    for a in range(0, 8, 2):
+        bits += [int(row[a] != row[a + 1]), int(row[a] < 0)]
+    bits.append(int(row[8] < 0))
+    assert word & 0x1FF == sum(b << i for i, b in enumerate(bits))
     assert word >> 9 == pack_lanes(w[3, :9], 4)
 
 

@@ -1,16 +1,15 @@
 """Cost face of the ``template`` arithmetic kind: what :class:`hwquant.hw.template.
 TemplateEngine` builds for one MVU (see its module docstring).
 
-* folded, the shared window sum ``S``: one adder tree of ``SIMD`` lanes (a
-  :func:`~hwquant.estimate.common.macc`; its register and accumulator are the MVU's, sized
-  from the engine contract, :class:`hwquant.engine_shape.TemplateShape`);
 * **unrolled**: ``S``, the template channels' mask sums and the ``fixed`` channels' dots as
-  one constant-matrix adder graph (:mod:`hwquant.estimate.cmvm`);
-* **folded**: per template PE ``SIMD`` AND-gated lanes (one LUT per bit on LUT4 families,
-  absorbed into the adder on xilinx) and their sum; per other PE a ``fixed`` dot engine of
-  ``SIMD`` ``weight_bits x x_bits`` products (:mod:`hwquant.estimate.fixed`);
-* the combine: one subtractor per PE with a template channel, a multiplexer per PE that has
-  both kinds.
+  one constant-matrix adder graph (:mod:`hwquant.estimate.cmvm`) and one subtractor per
+  template channel (``2P - S``);
+* **folded**: per lane pair of the beat its sum and difference (two adders, shared by every
+  PE) and, with ``SIMD`` odd, the lone lane's negation (one adder); per template PE one
+  term select per term (one LUT per bit on LUT4 families, absorbed into the adder on xilinx),
+  the adder tree of its ``ceil(SIMD / 2)`` terms and, with ``SIMD`` even, the combine's
+  constant adder; per other PE a ``fixed`` dot engine of ``SIMD`` ``weight_bits x x_bits``
+  products (:mod:`hwquant.estimate.fixed`), its combine the identity.
 
 No multiplier for a template channel on any path. Registers of the parts, accumulators, the
 weight ROM and the epilogue are costed by :mod:`hwquant.estimate.mvu`.
@@ -24,13 +23,13 @@ import math
 import numpy as np
 
 from .. import ir
-from ..engine_shape import TemplateShape
+from ..engine_shape import TemplateShape, template_pes, template_terms
 from ..layout import conv_weight_matrix
 from ..plan import mvu_cycles
 from . import cmvm as constant_matrix
 from . import fixed as fixed_cost
-from .common import check_family, macc
-from .resources import Resources, adder, mux
+from .common import check_family
+from .resources import Resources, adder
 
 __all__ = ["resources", "cycles", "dot_range", "word_bits", "multipliers", "fold_cost"]
 
@@ -48,18 +47,13 @@ def _ids(layer):
     return np.asarray(layer.kind_data.template_ids)
 
 
-def _template_pes(layer):
-    ids, pe = _ids(layer), layer.fold.pe
-    return [bool(np.all(ids[p::pe] >= 0)) for p in range(pe)]
-
-
 def multipliers(layer) -> int:
     """Multipliers the engine instantiates: none unrolled (constants are adder graphs) and
     none for a template PE; ``SIMD`` per other PE when folded."""
     _check(layer)
     if fixed_cost.is_unrolled(layer):
         return 0
-    return layer.fold.simd * sum(not t for t in _template_pes(layer))
+    return layer.fold.simd * sum(not t for t in template_pes(layer, layer.fold.pe))
 
 
 def fold_cost(layer, fold: ir.Fold) -> int:
@@ -97,26 +91,39 @@ def resources(layer, family, *, use_dsp=True) -> Resources:
     check_family(family)
     fmt, simd, pe = layer.in_format, layer.fold.simd, layer.fold.pe
     xbits = fmt.bits
-    ids = _ids(layer)
     w = conv_weight_matrix(layer.weight)
     widths = _combine_widths(layer)
     if fixed_cost.is_unrolled(layer):
         graph = constant_matrix.resources(layer, TemplateShape.unrolled_matrix(layer, w), family)
         return graph + _unrolled_combine(layer, widths, family)
-    res = macc([xbits] * simd, family)  # S
-    tpes = _template_pes(layer)
-    gates = Resources(lut=0 if family == "xilinx" else xbits * simd)
+    terms = template_terms(simd)
+    pairs = sum(len(t) == 2 for t in terms)
+    res = adder(xbits + 1, family) * (2 * pairs + (simd % 2))  # u, v per pair; -x alone
+    term_bits = xbits + 2
+    selects = Resources(lut=0 if family == "xilinx" and len(terms) > 1
+                        else term_bits * len(terms))
+    tree = _tree(len(terms), term_bits, family)
     one_fixed = fixed_cost.resources(
         dataclasses.replace(layer, encoding="fixed", kind_data=None,
                             weight=np.zeros_like(layer.weight), fold=ir.Fold(1, simd)),
         family, use_dsp=use_dsp)
-    for p, tpe in enumerate(tpes):
-        res += (gates + macc([xbits] * simd, family)) if tpe else one_fixed
-        channels = ids[p::pe]
-        if np.any(channels >= 0):
+    for p, tpe in enumerate(template_pes(layer, pe)):
+        if not tpe:
+            res += one_fixed
+            continue
+        res += selects + tree
+        if simd % 2 == 0:  # the last pair's complement: the combine's constant
             res += adder(widths[p], family)
-            if np.any(channels < 0) or len(set(layer.kind_data.signs[p::pe])) > 1:
-                res += mux(widths[p], 2, family)
+    return res
+
+
+def _tree(n, bits, family) -> Resources:
+    """A balanced tree of ``n - 1`` adders over ``n`` terms of ``bits`` (each level one bit
+    wider)."""
+    res = Resources()
+    while n > 1:
+        res += adder(bits, family) * (n // 2)
+        n, bits = n - n // 2, bits + 1
     return res
 
 
@@ -134,7 +141,7 @@ def dot_range(layer, weights=None, *, simd) -> tuple:
 def word_bits(layer, simd) -> int:
     """Bits of the weight-ROM word per PE (rounded up): ``SIMD`` mask bits for a template PE,
     ``SIMD * weight_bits`` for another."""
-    tpes = _template_pes(layer)
+    tpes = template_pes(layer, layer.fold.pe)
     total = sum(simd if t else simd * layer.weight_bits for t in tpes)
     return math.ceil(total / len(tpes))
 

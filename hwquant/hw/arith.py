@@ -13,16 +13,24 @@ def const_signed(value: int) -> Const:
     return Const(int(value), signed(max(2, int(value).bit_length() + 1)))
 
 
-def adder_tree(terms):
+def adder_tree(terms, *, carries=()):
     """Balanced binary tree of additions; Amaranth widens each sum by one bit, so no overflow.
 
     Depth ``ceil(log2(len(terms)))``; ``len(terms) - 1`` adders. An empty list sums to 0.
+    ``carries``: 1-bit values, one added by each adder in turn (its carry-in: no logic), at
+    most ``len(terms) - 1`` of them; one beyond that is a :class:`ValueError`.
     """
-    terms = list(terms)
+    terms, carries = list(terms), list(carries)
+    if len(carries) > max(len(terms) - 1, 0):
+        raise ValueError(f"An adder tree of {len(terms)} terms takes at most "
+                         f"{max(len(terms) - 1, 0)} carries, not {len(carries)}")
     if not terms:
         return Const(0, signed(2))
     while len(terms) > 1:
-        nxt = [terms[i] + terms[i + 1] for i in range(0, len(terms) - 1, 2)]
+        nxt = []
+        for i in range(0, len(terms) - 1, 2):
+            s = terms[i] + terms[i + 1]
+            nxt.append(s + carries.pop(0) if carries else s)
         if len(terms) % 2:
             nxt.append(terms[-1])
         terms = nxt

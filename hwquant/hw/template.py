@@ -2,41 +2,43 @@
 next to ``fixed`` channels of the same layer.
 
 Written from ``docs/arithmetic.md`` ("Template kernels"). A template channel ``c`` of sign
-``s`` has the weights ``s * (2 * mask - 1)``; its accumulator is
+``s`` has the weights ``w = s * (2 * mask - 1)`` (``+-1``); its accumulator is
 
-    ACC[c] = s * (2 * P_c - S),    S = sum_i x_i,    P_c = sum_{i on the mask} x_i
+    ACC[c] = sum_i w_i x_i = s * (2 * P_c - S),    S = sum_i x_i,    P_c = sum_{i on the mask} x_i
 
-so the engine computes one **shared** sum ``S`` of the beat's ``SIMD`` lanes (the contract's
-``shared_count = 1``: the window sum, one adder tree for every template channel of every
-PE), and per PE one partial sum. The MVU accumulates both over the ``SF`` slices; the combine
-step forms ``2 * P - S`` (a shift and one subtractor) or ``S - 2 * P`` for a template channel,
-and passes ``P`` through for a ``fixed`` channel. The requantization multiplier of a template
-channel carries its real magnitude ``a``.
+The requantization multiplier of a template channel carries its real magnitude ``a``. One
+layer, one MVU, mixed channels (no split of the layer): channel ``c`` sits on PE ``c mod PE``
+at fold ``c div PE``.
 
-One layer, one MVU, mixed channels (no split of the layer): channel ``c`` sits on PE
-``c mod PE`` at fold ``c div PE``.
+* **Fully unrolled** (``NF = SF = 1``): ``S`` (the contract's one shared sum), the mask sums
+  ``P`` of the template channels and the dots of the ``fixed`` channels are the outputs of one
+  constant-matrix adder graph (:mod:`hwquant.cmvm`): the lane sums the masks and ``S`` have in
+  common (for an HLAC mask, each pixel's sum over the input channels) are built once, so a
+  template adds the 0-2 adders of its 1-3 pixels. The combine forms ``2P - S`` (a shift and
+  one subtractor) or ``S - 2P`` and passes a fixed channel's dot through.
+* **Folded** (weights from the ROM, no shared sum): the beat's lanes are paired
+  (:func:`~hwquant.engine_shape.template_terms`: lanes ``2k, 2k + 1``, the last lane alone
+  when ``SIMD`` is odd) and each pair's ``u = x_a + x_b`` and ``v = x_a - x_b`` are built
+  once for every PE. A PE all of whose channels are templates reads 2 bits per pair, ``d``
+  (its two weights differ: ``v``, else ``u``) and ``n`` (its first weight is ``-1``: the
+  ones' complement ``~t = -t - 1``), and 1 bit ``n`` for a lone lane; one LUT per bit picks
+  a term, and the PE adds its ``ceil(SIMD / 2)`` terms (half the adders of a lane tree).
+  That sum is ``ACC - K``, ``K`` the channel's count of complemented terms
+  (:meth:`TemplateShape.negations`), which the combine adds (a constant, chosen by the fold
+  index when ``NF > 1``). Any other PE is a ``fixed`` dot engine of ``weight_bits`` per lane
+  whose template channels are stored as their ``+-1`` weights; its combine is the identity.
 
-* **Fully unrolled** (``NF = SF = 1``): ``S``, the mask sums ``P`` of the template channels
-  and the dots of the ``fixed`` channels are the outputs of one constant-matrix adder graph
-  (:mod:`hwquant.cmvm`): the lane sums the masks and ``S`` have in common (for an HLAC mask,
-  each pixel's sum over the input channels) are built once, so a template adds the 0-2
-  adders of its 1-3 pixels. No multiplier anywhere.
-* **Folded** (weights from the ROM): a PE all of whose channels are templates reads one mask
-  bit per lane (``SIMD`` bits) and sums ``b ? x : 0`` (AND gates and an adder tree, no
-  multiplier); any other PE is a ``fixed`` dot engine of ``weight_bits`` per lane, whose
-  template channels are stored as the 0/1 mask (so its sum is ``P``); the combine of such a
-  PE selects, by the fold index, ``2P - S``, ``S - 2P`` or ``P``.
-
-ROM word of a beat: the PE fields from PE 0 in the LSBs; a field is ``SIMD`` mask bits
-(template PE) or ``SIMD`` two's-complement ``weight_bits`` lanes (other PEs), lane 0 lowest.
-Latency 0 (the MVU registers ``parts`` and ``shared``).
+ROM word of a beat: the PE fields from PE 0 in the LSBs; a template PE's field is ``SIMD``
+bits, per term from the lowest lane up ``d, n`` (a pair) or ``n`` (a lone lane); another
+PE's is ``SIMD`` two's-complement ``weight_bits`` lanes, lane 0 lowest. Latency 0 (the MVU
+registers ``parts`` and ``shared``).
 """
 
 import numpy as np
 from amaranth.hdl import Module, Mux, Signal, signed
 
 from .. import ir
-from ..engine_shape import TemplateShape, channel_roles, template_pes
+from ..engine_shape import TemplateShape, channel_roles, template_pes, template_terms
 from ..layout import pack_lanes
 from .arith import adder_tree
 from .engine import Engine
@@ -53,12 +55,14 @@ def _field_bits(layer, pe, simd) -> list:
 class TemplateEngine(TemplateShape, Engine):
     """The ``template`` kind's MVU engine; see the module docstring.
 
-    Members: ``x`` (``SIMD`` lanes), ``w`` (folded), ``parts`` (``PE`` sums: ``P`` of a
-    template channel, the dot of a fixed one), ``shared`` (one: ``S``, the lanes' sum).
-    Resources: unrolled, one constant adder graph for ``S`` and every part; folded, one
-    ``SIMD``-input adder tree for ``S``, per template PE ``SIMD`` AND-gated lanes and their
-    adder tree, per fixed PE ``SIMD`` multipliers; per PE
-    one subtractor and, for a PE with both kinds of channel, a multiplexer in the combine.
+    Members: ``x`` (``SIMD`` lanes), ``w`` (folded), ``parts`` (``PE`` sums: unrolled the
+    mask sum ``P`` of a template channel; folded a template PE's term sum ``ACC - K``; the
+    dot of a fixed one), ``shared`` (unrolled only: ``S``).
+    Resources: unrolled, one constant adder graph for ``S`` and every part and one
+    subtractor per template channel. Folded, two adders per lane pair (shared by every PE);
+    per template PE a term select (one LUT per bit) per term, ``ceil(SIMD / 2) - 1`` adders
+    and one constant adder (its constants a ``NF``-way table when they differ by fold); per
+    other PE ``SIMD`` multipliers and their adder tree.
     """
 
     @classmethod
@@ -67,16 +71,13 @@ class TemplateEngine(TemplateShape, Engine):
 
     @classmethod
     def encode(cls, layer, weights, nf, sf, *, pe, simd) -> int:
-        roles = channel_roles(layer, weights)
         w = np.asarray(weights, dtype=np.int64)
         word, pos = 0, 0
         for p, (tpe, bits) in enumerate(zip(template_pes(layer, pe),
                                             _field_bits(layer, pe, simd), strict=True)):
             c = nf * pe + p
-            sign, on = roles[c]
-            lanes = slice(sf * simd, (sf + 1) * simd)
-            row = on[lanes] if sign else w[c, lanes]
-            field = pack_lanes(row, 1) if tpe else pack_lanes(row, layer.weight_bits)
+            row = w[c, sf * simd:(sf + 1) * simd]
+            field = _term_bits(row, simd) if tpe else pack_lanes(row, layer.weight_bits)
             word |= field << pos
             pos += bits
         return word
@@ -89,8 +90,8 @@ class TemplateEngine(TemplateShape, Engine):
         if constant:
             ranges = [tuple(r) for r in self.part_ranges(layer, weights)[:, 0, :]]
         else:
-            ranges = [DotEngine.value_range(None, simd=simd, x_format=fmt,
-                                            weight_bits=layer.weight_bits)]
+            ranges = [tuple(r) for r in self.beat_part_ranges(layer, weights, pe=pe,
+                                                                simd=simd)[:, 0, :]]
         part_bits = max(ir.signed_bits_for(min(lo, 0), max(hi, 0)) for lo, hi in ranges)
         shared = (simd * min(fmt.lo, 0), simd * max(fmt.hi, 0))
         super().__init__(layer, weights, pe=pe, simd=simd, part_bits=part_bits,
@@ -103,15 +104,39 @@ class TemplateEngine(TemplateShape, Engine):
         if self.constant:
             self._constant_parts(m)
             return m
-        m.d.comb += self.shared[0].eq(adder_tree(x))
         tpes = template_pes(layer, pe)
+        lane = signed(layer.in_format.bits + 1)
+        terms = template_terms(simd)
+        pairs = []  # (u, v) of each pair, or the lone lane
+        for k, t in enumerate(terms):
+            ext = [Signal(lane, name=f"lane{i}") for i in t]
+            m.d.comb += [e.eq(x[i]) for e, i in zip(ext, t, strict=True)]
+            if len(t) == 1:
+                neg = Signal(signed(lane.width + 1), name="lane_neg")
+                m.d.comb += neg.eq(-ext[0])
+                pairs.append((ext[0], neg))
+                continue
+            u, v = Signal(signed(lane.width + 1), name=f"u{k}"), \
+                Signal(signed(lane.width + 1), name=f"v{k}")
+            m.d.comb += [u.eq(ext[0] + ext[1]), v.eq(ext[0] - ext[1])]
+            pairs.append((u, v))
         pos = 0
         for p, (tpe, bits) in enumerate(zip(tpes, _field_bits(layer, pe, simd), strict=True)):
             field = self.w[pos:pos + bits]
             pos += bits
-            if tpe:  # mask bits: sum of the lanes on the mask
-                m.d.comb += self.parts[p].eq(adder_tree(
-                    [Mux(field[i], x[i], 0) for i in range(simd)]))
+            if tpe:  # per pair u or v by d, complemented by n (its 1 a carry-in); lone +-x
+                picked, carries = [], []
+                for k, (t, (u, v)) in enumerate(zip(terms, pairs, strict=True)):
+                    term = Signal(v.shape(), name=f"term{p}_{k}")
+                    if len(t) == 1:
+                        m.d.comb += term.eq(Mux(field[t[0]], v, u))
+                    else:
+                        d, n = field[t[0]], field[t[1]]
+                        m.d.comb += term.eq(Mux(n, ~Mux(d, v, u), Mux(d, v, u)))
+                        carries.append(n)
+                    picked.append(term)
+                carries = carries[:len(picked) - 1]  # SIMD even: the last one is in K
+                m.d.comb += self.parts[p].eq(adder_tree(picked, carries=carries))
                 continue
             eng = DotEngine(simd=simd, x_format=layer.in_format, weight_bits=layer.weight_bits)
             m.submodules[f"pe{p}"] = eng
@@ -133,29 +158,39 @@ class TemplateEngine(TemplateShape, Engine):
             m.d.comb += self.parts[c].eq(matrix.y[1 + c])
 
     def combine(self, m, parts, shared, nf):
-        """``s * (2P - S)`` for a template channel, ``P`` for a fixed one, chosen per PE by
-        the fold index when its channels differ."""
+        """Unrolled: ``s * (2P - S)`` for a template channel, ``P`` for a fixed one. Folded:
+        a template PE's sum plus its channel's ``K`` (chosen by the fold index when the PE's
+        channels differ), any other PE's dot as it is."""
         layer, pe = self._layer, self._pe
-        s_acc = shared[0]
+        if self.constant:
+            s_acc = shared[0]
+            return [parts[c][0] if sign == 0 else
+                    (parts[c][0] << 1) - s_acc if sign > 0 else s_acc - (parts[c][0] << 1)
+                    for c, (sign, _) in enumerate(self._roles)]
+        offsets = self.negations(layer, self._weights)
         out = []
         for p in range(pe):
             acc = parts[p][0]
-            signs = [self._roles[c][0] for c in range(p, layer.out_channels, pe)]
-            options = {0: acc}
-            if 1 in signs:
-                options[1] = (acc << 1) - s_acc
-            if -1 in signs:
-                options[-1] = s_acc - (acc << 1)
-            if len(set(signs)) == 1:
-                out.append(options[signs[0]])
+            k = [int(v) for v in offsets[p::pe]]
+            if len(set(k)) == 1:
+                out.append(acc + k[0] if k[0] else acc)
                 continue
-            lo, hi = self.combine_ranges(layer, self._weights)[p::pe].T
-            value = Signal(signed(ir.signed_bits_for(int(min(lo.min(), 0)),
-                                                     int(max(hi.max(), 0)))),
-                           name=f"combine{p}")
+            off = Signal(range(max(k) + 1), name=f"negations{p}")
             with m.Switch(nf):
-                for n, sign in enumerate(signs):
+                for n, v in enumerate(k):
                     with m.Case(n):
-                        m.d.comb += value.eq(options[sign])
-            out.append(value)
+                        m.d.comb += off.eq(v)
+            out.append(acc + off)
         return out
+
+
+def _term_bits(row, simd) -> int:
+    """A template PE's ROM field for the ``+-1`` weights ``row`` of one beat: per term of
+    :func:`~hwquant.engine_shape.template_terms`, ``d`` (the pair's weights differ) at its
+    first lane's bit and ``n`` (its first weight is ``-1``) above it, or ``n`` alone."""
+    word = 0
+    for t in template_terms(simd):
+        if len(t) == 2:
+            word |= int(row[t[0]] != row[t[1]]) << t[0]
+        word |= int(row[t[0]] < 0) << t[-1]
+    return word
