@@ -42,7 +42,8 @@ that sizes the accumulators. :meth:`AdderGraph.evaluate` is the integer referenc
 (tests compare it with ``W @ x``, exhaustively on small shapes).
 
 Cost: ``O(T^2)`` per row for the first pair count (``T`` terms in the row), ``O(T)`` per
-replacement after it and ``O(T^2 log T)`` for a row's trees (every pair of its terms, queued); beyond :data:`PAIR_BUDGET` pairs the columns are shared in blocks, so the
+replacement after it and ``O(T^2 log T)`` for a row's trees (every pair of its terms,
+queued); beyond :data:`PAIR_BUDGET` pairs the columns are shared in blocks, so the
 construction grows linearly with the number of blocks.
 """
 
