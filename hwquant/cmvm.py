@@ -8,20 +8,22 @@ known ranges, built from additions and subtractions of shifted signals only:
    (:func:`hwquant.intmath.csd_digits`; ``3 = 2 + 1``, ``6 = 4 + 2``, all of the weight's
    sign), else the canonical ones (``7 = 8 - 1``). Row ``j`` is the set of terms
    ``+-(x_i << s)``.
-2. **Common-subexpression elimination across the whole matrix.** A pair of terms
-   ``+-x_a << s, +-x_b << (s + d)`` (same relative shift ``d`` and sign product, over all rows
-   and within a row) becomes a new signal ``x_a +- (x_b << d)``, built once; its
-   non-overlapping occurrences are replaced by one shifted term of it, and new signals pair
+2. **Common-subexpression elimination across the whole matrix.** A pair of terms of one sign
+   ``+-x_a << s, +-x_b << (s + d)`` (same relative shift ``d``, over all rows and within a
+   row) becomes a new signal ``x_a + (x_b << d)``, built once; its non-overlapping
+   occurrences are replaced by one shifted term of it (of their sign), and new signals pair
    with inputs and with each other, so shared digits of one weight, input combinations of
-   several rows and partial sums all come out of the same rule. The pair chosen is the one
-   that saves the most adder bits: ``(occurrences - 1) x`` the width of the adder it makes
-   (its result bits that need logic, plus half its operands' overlap: what a carry-chain LUT
-   pays for), a difference counting :data:`SUBTRACTION_PENALTY` occurrences less; ties to the
-   wider adder. Greedy and lazy: the candidates sit in a heap under their last known value,
-   which can only drop (occurrences are only consumed, rows only deepen — up to the split of
-   a row's depth between its two trees); the top is re-valued on popping (its occurrences
-   that fit the depth bound) and re-queued if it fell, else taken. Repeated while a pair is
-   worth sharing.
+   several rows and partial sums all come out of the same rule. A pair of opposite signs
+   makes a difference ``x_a - (x_b << d)`` instead, which needs :data:`SUBTRACTION_PENALTY`
+   more occurrences than a sum (a shared difference is signed: every adder above it in every
+   row that uses it sign-extends it; ``None``: sums only). The pair chosen is the one that
+   saves the most adder bits: ``(occurrences - 1) x`` the width of the adder it makes (its
+   result bits that need logic, plus half its operands' overlap: what a carry-chain LUT
+   pays for); ties to the wider adder. Greedy and lazy: the candidates sit in a heap under
+   their last known value, which can only drop (occurrences are only consumed, rows only
+   deepen — up to the split of a row's depth between its two trees); the top is re-valued
+   on popping (its occurrences that fit the depth bound) and re-queued if it fell, else
+   taken. Repeated while a pair is worth sharing.
 3. **Depth bound.** An occurrence is replaced only while its row still fits
    :func:`depth_bound` (the depth of the plain signed-digit trees) plus :data:`DEPTH_SLACK`
    adders: each row tracks the Kraft sum ``sum 2**depth`` of its terms, and a tree of those
@@ -40,7 +42,8 @@ that sizes the accumulators. :meth:`AdderGraph.evaluate` is the integer referenc
 (tests compare it with ``W @ x``, exhaustively on small shapes).
 
 Cost: ``O(T^2)`` per row for the first pair count (``T`` terms in the row), ``O(T)`` per
-replacement after it and ``O(T^2 log T)`` for a row's trees (every pair of its terms, queued); beyond :data:`PAIR_BUDGET` pairs the columns are shared in blocks, so the
+replacement after it and ``O(T^2 log T)`` for a row's trees (every pair of its terms,
+queued); beyond :data:`PAIR_BUDGET` pairs the columns are shared in blocks, so the
 construction grows linearly with the number of blocks.
 """
 
@@ -255,17 +258,16 @@ class _Builder:
         return len(self.ranges) - 1
 
 
-#: Whether a shared signal may be a difference ``x_a - (x_b << d)`` (else sums only).
-MIXED_SIGN_PAIRS = True
-
-#: Occurrences a shared difference needs beyond those of a shared sum (see ``score``): Yosys
+#: Occurrences a shared difference ``x_a - (x_b << d)`` needs beyond those of a shared sum (see
+#: ``score``), or ``None``: differences are never shared, every shared signal is a sum. Yosys
 #: inverts a subtrahend's bits (all of them beside the LUT4 families' carry chains, those
-#: outside the operands' overlap on xilinx), and a signed signal makes the adders above it
-#: sign-extend. Measured with Yosys 0.70 on ``benchmarks/bench_cmvm.py`` (xilinx, this
-#: construction): 16x64 4-bit 8,221 LUT with 1, 8,270 with 2; the CNN's first layer 1,945
-#: with 1 (0.904x da4ml), about 1,910 with 2 by the estimate; 2 keeps every case under 0.9x.
-#: No shared differences at all cost 0.9 % more than 2 on the 4-bit matrix (8,415 vs 8,342,
-#: with an earlier tree rule).
+#: outside the operands' overlap on xilinx), and a shared difference is signed: every adder
+#: above it, in every row that uses it, sign-extends it over the other operand (on xilinx a
+#: LUT a bit). Measured with Yosys 0.70 on ``benchmarks/bench_cmvm.py`` (xilinx, this
+#: construction): 16x64 4-bit 8,221 LUT with 1, 8,270 with 2, 8,482 with sums only; the CNN's
+#: first layer 1,945 with 1 (0.904x da4ml), 1,896 with 2; int8 32x144 (one pipeline cut)
+#: 63,424 with 2, 61,781 with sums only. Sums only helps the 8-bit matrix as much as it
+#: hurts the 4-bit one, so 2 stays the default.
 SUBTRACTION_PENALTY = 2
 
 #: Adders a shared pair may add to the graph's depth beyond that of the plain signed-digit trees
@@ -276,17 +278,17 @@ DEPTH_SLACK = 1
 _SIGNALS = 1 << 24
 
 
-def _key(t1, t2):
+def _key(t1, t2, mixed):
     """The packed key of a pair of terms ``(signal, shift, sign)``: it names the shared
     signal ``lo + sigma * (hi << d)`` (``lo`` the less-shifted term, by signal on a tie), as
     ``((lo * _SIGNALS + hi) * _MAX_SHIFT + d) * 2 + (sigma < 0)``; ``None`` when ``d`` is too
-    large to share."""
+    large to share, or the signs differ and differences are not shared (``mixed`` false)."""
     g1, s1, v1 = t1
     g2, s2, v2 = t2
     if (s1, g1) > (s2, g2):
         g1, s1, g2, s2 = g2, s2, g1, s1
     d = s2 - s1
-    if d >= _MAX_SHIFT or (v1 != v2 and not MIXED_SIGN_PAIRS):
+    if d >= _MAX_SHIFT or (v1 != v2 and not mixed):
         return None
     return ((g1 * _SIGNALS + g2) * _MAX_SHIFT + d) * 2 + (v1 != v2)
 
@@ -299,13 +301,14 @@ def _unpack(key):
 
 
 def build_adder_graph(weights, input_ranges, *, cse: bool = True,
-                      subtraction_penalty: int = SUBTRACTION_PENALTY,
+                      subtraction_penalty: int | None = SUBTRACTION_PENALTY,
                       depth_slack: int = DEPTH_SLACK) -> AdderGraph:
     """The shared adder graph of ``y = weights @ x`` (see the module docstring).
 
     ``weights`` is an integer matrix ``(n_out, n_in)``; ``input_ranges`` one ``(lo, hi)`` per
     input. ``cse=False`` skips the sharing (plain signed-digit adder trees per row), for
-    comparison; ``subtraction_penalty`` overrides :data:`SUBTRACTION_PENALTY`;
+    comparison; ``subtraction_penalty`` overrides :data:`SUBTRACTION_PENALTY` (``None``: sums
+    only);
     ``depth_slack`` :data:`DEPTH_SLACK` (the graph is at most :func:`depth_bound` of the
     signed-digit rows plus this many adders deep).
     """
@@ -349,7 +352,7 @@ def build_adder_graph(weights, input_ranges, *, cse: bool = True,
                       tuple(outputs), tuple(out_ranges))
 
 
-def _pair_keys(t1, t2):
+def _pair_keys(t1, t2, mixed):
     """:func:`_key` of arrays of terms ``(n, 3)`` (int64), -1 where it is ``None``."""
     swap = (t1[:, 1] > t2[:, 1]) | ((t1[:, 1] == t2[:, 1]) & (t1[:, 0] > t2[:, 0]))
     lo, hi = np.where(swap[:, None], t2, t1), np.where(swap[:, None], t1, t2)
@@ -357,12 +360,12 @@ def _pair_keys(t1, t2):
     negative = lo[:, 2] != hi[:, 2]
     keys = ((lo[:, 0] * _SIGNALS + hi[:, 0]) * _MAX_SHIFT + d) * 2 + negative
     bad = d >= _MAX_SHIFT
-    if not MIXED_SIGN_PAIRS:
+    if not mixed:
         bad |= negative
     return np.where(bad, -1, keys)
 
 
-def _count_pairs(rows):
+def _count_pairs(rows, mixed):
     """Occurrences of every pair key over ``rows`` (each row counts each of its pairs) and the
     rows holding it, for the keys that occur at least twice: a pair seen once can never be
     shared (the elimination only ever lowers the count of an existing pair; the pairs it
@@ -373,7 +376,7 @@ def _count_pairs(rows):
             continue
         items = np.array([(g, s, v) for (g, s), v in terms.items()], dtype=np.int64)
         i, j = np.triu_indices(len(items), 1)
-        k = _pair_keys(items[i], items[j])
+        k = _pair_keys(items[i], items[j], mixed)
         k = k[k >= 0]
         keys.append(k)
         owners.append(np.full(len(k), r, dtype=np.int64))
@@ -417,10 +420,13 @@ def depth_bound(rows) -> int:
 
 
 def _eliminate_common_pairs(b: _Builder, rows: list, kraft: list, bound: int,
-                            penalty: int) -> None:
+                            penalty: int | None) -> None:
     """Greedy sharing of term pairs within ``rows`` (edited in place; ``kraft[r]`` the row's
     ``[pos, neg]`` Kraft sums over all its terms, also those outside ``rows``, kept up to
-    date), by adder bits saved, never past depth ``bound`` (see the module docstring)."""
+    date), by adder bits saved, never past depth ``bound`` (see the module docstring);
+    differences need ``penalty`` more occurrences than sums, and are not shared if it is
+    ``None``."""
+    mixed = penalty is not None
     # rows[r]: {(signal, shift): sign}; by_signal[r]: {signal: set of shifts} (for matching).
     by_signal = []
     for terms in rows:
@@ -440,7 +446,7 @@ def _eliminate_common_pairs(b: _Builder, rows: list, kraft: list, bound: int,
             holders.pop(key, None)
         return c
 
-    counts, holders = _count_pairs(rows)
+    counts, holders = _count_pairs(rows, mixed)
     widths = {}
 
     def width(key):
@@ -534,13 +540,13 @@ def _eliminate_common_pairs(b: _Builder, rows: list, kraft: list, bound: int,
                     index[gone[0]].discard(gone[1])
                     kraft[r][0 if gone[2] > 0 else 1] -= 1 << b.depth[gone[0]]
                     for (g, sh), vv in terms.items():
-                        k = _key(gone, (g, sh, vv))
+                        k = _key(gone, (g, sh, vv), mixed)
                         if k is not None:
                             bump(k, -1, r)
                 bump(key, -1, r)
                 term = (new, s, v)
                 for (g, sh), vv in terms.items():
-                    k = _key(term, (g, sh, vv))
+                    k = _key(term, (g, sh, vv), mixed)
                     if k is not None and bump(k, 1, r) >= 2:
                         touched.add(k)
                 terms[(new, s)] = v

@@ -131,7 +131,7 @@ def test_lazy_greedy_is_exact_exhaustively_at_small_sizes(seed):
     lo, hi = (-2, 1) if seed % 2 else (0, 3)
     xs = np.array(list(itertools.product(range(lo, hi + 1), repeat=4)))
     for slack in (0, 1, 3):
-        for penalty in (0, 1):
+        for penalty in (0, 1, None):
             graph = build_adder_graph(w, [(lo, hi)] * 4, depth_slack=slack,
                                       subtraction_penalty=penalty)
             assert np.array_equal(graph.evaluate(xs), xs @ w.T)
@@ -174,3 +174,18 @@ def test_xilinx_face_counts_sign_extension_as_overlap():
         (node,) = graph.nodes
         assert graph.evaluate(np.array([[255, hi], [0, lo]])).ravel().tolist() == [255 + hi, lo]
         assert node_logic_bits(graph, node, "xilinx") == want
+
+
+def test_sums_only_sharing_makes_no_shared_difference():
+    # x0 - x1 in every row: shared as a difference with no subtraction penalty, never with
+    # penalty None (every shared signal a sum, unsigned over unsigned inputs); both exact.
+    rng = np.random.default_rng(4)
+    w = rng.integers(-8, 8, size=(6, 8))
+    w[:, 0], w[:, 1] = 5, -5
+    xs = rng.integers(0, 256, size=(100, 8))
+    sums = build_adder_graph(w, [(0, 255)] * 8, subtraction_penalty=None)
+    mixed = build_adder_graph(w, [(0, 255)] * 8, subtraction_penalty=0)
+    for graph in (sums, mixed):
+        assert np.array_equal(graph.evaluate(xs), xs @ w.T)
+    assert all(not (n.neg_a or n.neg_b) and n.lo >= 0 for n in sums.nodes if n.shared)
+    assert any(n.neg_a or n.neg_b for n in mixed.nodes if n.shared)
