@@ -96,9 +96,12 @@ def multipliers(layer):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", default=None)
+    ap.add_argument("--folds", default=",".join(FOLDS),
+                    help=f"comma-separated subset of {', '.join(FOLDS)} (default: all)")
     args = ap.parse_args()
+    folds = {k: FOLDS[k] for k in args.folds.split(",")}
     rows = []
-    for fold_name, fold in FOLDS.items():
+    for fold_name, fold in folds.items():
         for lay in layers(fold, np.random.default_rng(0)):
             for family in ("ice40", "xilinx"):
                 for nodsp in (False, True):
@@ -122,7 +125,7 @@ def main():
                           f"FF {res.ff:>5}  DSP {res.dsp:>3}  multipliers "
                           f"{row['multipliers']:>3}{model_note}", flush=True)
     print()
-    for fold_name in FOLDS:
+    for fold_name in folds:
         for family in ("ice40", "xilinx"):
             for nodsp in (False, True):
                 r = {x["kind"]: x for x in rows if x["fold"] == fold_name

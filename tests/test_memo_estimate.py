@@ -49,6 +49,17 @@ def two_valued_unrolled():
     return _logits_layer("two", w, S4, ir.Fold(8, 16, "memo"))
 
 
+def symmetric_folded():
+    """Six ``+-A`` kernels (lane-pair PEs, ``A`` a constant multiply each, ``SIMD`` odd) and
+    two random 4-bit ones (plain PEs)."""
+    rng = np.random.default_rng(zlib.crc32(b"sym"))
+    w = rng.integers(-8, 8, (8, 4, 3, 3))
+    amps = rng.integers(3, 60, 6)
+    amps[amps & (amps - 1) == 0] += 1  # no shifts
+    w[:6] = amps[:, None, None, None] * np.where(rng.random((6, 4, 3, 3)) < 0.5, 1, -1)
+    return _logits_layer("sym", w, U8, ir.Fold(8, 9, "memo"))
+
+
 def template_conv(engine, fold=(4, 6)):
     rng = np.random.default_rng(zlib.crc32(b"tpl"))
     ids = (0, 5, 9, 13, 17, 24, -1, -1)
@@ -69,6 +80,7 @@ def template_conv(engine, fold=(4, 6)):
 #: the model, which costs each sum on its own, does not.
 CASES = {
     "memo_lowbit_folded": (lowbit_folded, {"ice40": 0.15, "xilinx": 0.15}),
+    "memo_symmetric_folded": (symmetric_folded, {"ice40": 0.20, "xilinx": 0.20}),
     "template_folded": (lambda: template_conv("plain"), {"ice40": 0.20, "xilinx": 0.15}),
 }
 SLOW_CASES = {
@@ -117,6 +129,8 @@ def test_model_matches_yosys_slow(case, family, tmp_path):
 def test_multipliers():
     assert memo_cost.multipliers(lowbit_folded()) == 0  # -2, -1, 1: shifts
     assert memo_cost.multipliers(two_valued_unrolled()) == 8  # one factor per channel
-    # PEs 0, 1 hold templates only: grouped (+-1: 2G - S, no multiply); PEs 2, 3 hold a
+    # PEs 0, 1 hold templates only: lane pairs (+-1: no multiply); PEs 2, 3 hold a
     # fixed channel each: plain, SIMD = 6 multipliers
     assert memo_cost.multipliers(template_conv("memo")) == 2 * 6
+    # six +-A lane-pair PEs: one multiply by A each; two plain PEs of SIMD = 9
+    assert memo_cost.multipliers(symmetric_folded()) == 6 + 2 * 9
