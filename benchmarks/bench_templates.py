@@ -1,29 +1,35 @@
 """The templated conv1 of the digits CNN (16 kernels of 3x3 on one channel, 12 of them HLAC
 templates, 4 fixed 8-bit) as a ``template`` MVU, against the same layer as a ``fixed`` 8-bit
 MVU (the templates stored as ``+-A_c`` integers, as 8-bit fixed point stores them) with the
-plain fixed engine and with the ``memo`` engine (value-grouped sums: a template kernel's two
-values ``+-A_c`` give ``A_c * (2 * sum_on x - sum x)``, one shared window sum, one constant
-multiply per channel; the 4 random kernels stay plain PEs): Yosys LUT/FF/DSP on ice40 and
+plain fixed engine and with the ``memo`` engine (its ``+-A`` template kernels on lane-pair PEs
+folded, as the template engine reads them: ``A_c * sum +-x`` from the shared ``x_a + x_b``,
+``x_a - x_b``, no window sum, one constant multiply per channel; unrolled, grouped sums
+``A_c * (2 * sum_on x - sum x)`` with one shared window sum; the 4 random kernels stay plain
+PEs): Yosys LUT/FF/DSP on ice40 and
 xilinx (default DSP inference, and without DSP blocks, Yosys ``-nodsp``: every multiplier in
 LUTs), the cost model's LUT/DSP (default inference), and the multipliers each instantiates,
 side by side, unrolled (PE = 16, SIMD = 9) and folded (PE = 16, SIMD = 3).
 
-Measured (Yosys 0.70; LUT+DSP, a DSP block counted as one), folded rows
-synthesized side by side (one ``MatrixVectorUnit`` per row, the layers built below):
+Measured (Yosys 0.70; LUT+DSP, a DSP block counted as one), the folded rows all in one run
+(``--folds folded``, one ``MatrixVectorUnit`` per row, the layers built below):
 
-============================  ===============  ============  ==============  ============
-folded (PE 16, SIMD 3)        template         memo          plain fixed     template /
-                              LUT + DSP        LUT + DSP     LUT + DSP       plain
-============================  ===============  ============  ==============  ============
-ice40                         559 + 12         706 + 24      601 + 48        0.88 x
-ice40 -nodsp                  2028             3197          4988            0.41 x
-xilinx                        633 + 12         602 + 24      605 + 48        0.99 x
-xilinx -nodsp                 1802             2531          4143            0.43 x
-============================  ===============  ============  ==============  ============
+========================  ===============  ============  ==============  ============  ==========
+folded (PE 16, SIMD 3)    template         memo          plain fixed     template /    memo /
+                          LUT + DSP        LUT + DSP     LUT + DSP       plain         plain
+========================  ===============  ============  ==============  ============  ==========
+ice40                     559 + 12         559 + 24      601 + 48        0.88 x        0.90 x
+ice40 -nodsp              2022             2977          4992            0.41 x        0.60 x
+xilinx                    633 + 12         634 + 24      605 + 48        0.99 x        1.01 x
+xilinx -nodsp             1809             2384          4148            0.44 x        0.57 x
+========================  ===============  ============  ==============  ============  ==========
 
-(memo / plain: ice40 1.12 x, ice40 -nodsp 0.64 x, xilinx 0.96 x, xilinx -nodsp 0.61 x.)
-Before the folded template engine's lane pairs it was ice40 667 + 12, xilinx 722 + 12. Unrolled
-template (unchanged): ice40 1098 LUT, xilinx 844 LUT, 0 DSP; plain fixed unrolled ice40 1835.
+Before the memo engine's lane pairs (grouped PEs: AND-gated lane trees and ``A * (2G - S)``)
+its folded rows were ice40 706 + 24, ice40 -nodsp 3197, xilinx 602 + 24, xilinx -nodsp 2531
+(an earlier run): the pairs win on ice40 and without DSPs and lose 32 LUT on xilinx, where the
+gated lanes fold into the adders' LUT6s. Before the template engine's lane pairs it was ice40
+667 + 12, xilinx 722 + 12. Unrolled rows (not re-measured here; both engines' unrolled paths
+are unchanged): template ice40 1098 LUT, xilinx 844 LUT, 0 DSP; plain fixed unrolled ice40
+1835.
 
 Run: ``.venv/bin/python benchmarks/bench_templates.py [--json OUT]``. Unsigned 8-bit
 activations; the fixed channels' weights and the template magnitudes ``A_c`` in 40..127 are
@@ -96,9 +102,12 @@ def multipliers(layer):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", default=None)
+    ap.add_argument("--folds", default=",".join(FOLDS),
+                    help=f"comma-separated subset of {', '.join(FOLDS)} (default: all)")
     args = ap.parse_args()
+    folds = {k: FOLDS[k] for k in args.folds.split(",")}
     rows = []
-    for fold_name, fold in FOLDS.items():
+    for fold_name, fold in folds.items():
         for lay in layers(fold, np.random.default_rng(0)):
             for family in ("ice40", "xilinx"):
                 for nodsp in (False, True):
@@ -106,7 +115,7 @@ def main():
                     mvu = MatrixVectorUnit(lay, conv_weight_matrix(lay.weight))
                     (tmp / "mvu.v").write_text(verilog.convert(mvu, name="top"))
                     res = synthesize(tmp / "mvu.v", "top", family, workdir=tmp / family,
-                                     splitnets=True, nodsp=nodsp)
+                                 splitnets=True, nodsp=nodsp)
                     row = {"fold": fold_name, "kind": name(lay), "family": family,
                            "nodsp": nodsp, "lut": res.lut, "ff": res.ff, "dsp": res.dsp,
                            "multipliers": multipliers(lay)}
@@ -115,14 +124,14 @@ def main():
                         est = model(lay, family)
                         row.update(model_lut=est.lut, model_dsp=est.dsp)
                         model_note = (f"   model LUT {est.lut:>5} "
-                                      f"({(est.lut - res.lut) / res.lut:+.0%}) DSP {est.dsp:>3}")
+                                  f"({(est.lut - res.lut) / res.lut:+.0%}) DSP {est.dsp:>3}")
                     rows.append(row)
                     flavour = f"{family}{'-nodsp' if nodsp else ''}"
                     print(f"{fold_name:<9} {name(lay):<9} {flavour:<13} LUT {res.lut:>5}  "
                           f"FF {res.ff:>5}  DSP {res.dsp:>3}  multipliers "
                           f"{row['multipliers']:>3}{model_note}", flush=True)
     print()
-    for fold_name in FOLDS:
+    for fold_name in folds:
         for family in ("ice40", "xilinx"):
             for nodsp in (False, True):
                 r = {x["kind"]: x for x in rows if x["fold"] == fold_name

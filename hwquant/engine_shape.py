@@ -28,11 +28,11 @@ from __future__ import annotations
 import numpy as np
 
 from . import ir
+from .lane_pairs import beat_range, leftovers, vector_ranges
 
 __all__ = ["EngineShape", "BinaryShape", "TemplateShape", "BdcnnShape", "shape_for",
-           "multibit_range", "channel_roles", "template_pes", "template_terms",
-           "register_bits",
-           "combine_register_bits"]
+           "multibit_range", "channel_roles", "template_pes",
+           "register_bits", "combine_register_bits"]
 
 
 def combine_register_bits(ranges, pe, acc_bits) -> list:
@@ -225,7 +225,7 @@ class TemplateShape(EngineShape):
 
     * Unrolled: one sum per channel (a template channel's mask sum ``P``, a fixed channel's
       dot) and one shared sum, the window sum ``S``; the combine forms ``s * (2P - S)``.
-    * Folded: no shared sum. The beat's lanes form the terms of :func:`template_terms` (lane
+    * Folded: no shared sum. The beat's lanes form the terms of :mod:`hwquant.lane_pairs` (lane
       pairs, and the last lane alone when ``SIMD`` is odd); a template PE adds, per pair, the
       pair's ``x_a + x_b`` or ``x_a - x_b`` (built once for every PE), its ones' complement
       (``~t = -t - 1``) where the pair's first weight is ``-1``, and the lone lane ``+-x``
@@ -252,7 +252,7 @@ class TemplateShape(EngineShape):
             return out
         for p, tpe in enumerate(template_pes(layer, pe)):
             if tpe:
-                out[p::pe] = _leftover(w[p::pe], simd).sum(axis=1)
+                out[p::pe] = leftovers(w[p::pe], simd).sum(axis=1)
         return out
 
     @classmethod
@@ -273,12 +273,7 @@ class TemplateShape(EngineShape):
                     lo, hi = ir.matrix_range(w[c][None], zero, fmt)
                     rows.append((int(lo[0]), int(hi[0])))
                     continue
-                # every beat's range with 0: the running sums stay inside their total
-                beats = w[c].reshape(-1, simd)
-                left = _leftover(w[c][None], simd)[0]
-                lo = np.minimum(beats * fmt.lo, beats * fmt.hi).sum(axis=1) - left
-                hi = np.maximum(beats * fmt.lo, beats * fmt.hi).sum(axis=1) - left
-                rows.append((int(np.minimum(lo, 0).sum()), int(np.maximum(hi, 0).sum())))
+                rows.append(tuple(int(v) for v in vector_ranges(w[c][None], fmt, simd)[0]))
         return np.array(rows, dtype=np.int64).reshape(len(rows), 1, 2)
 
     @classmethod
@@ -304,9 +299,7 @@ class TemplateShape(EngineShape):
             return cls.part_ranges(layer, weights)
         mag = max(abs(fmt.lo), abs(fmt.hi))
         half = 1 << (layer.weight_bits - 1)
-        # any +-1 weights: each lane +-x, less the leftover complement's 1 (SIMD even)
-        lo = simd * min(fmt.lo, -fmt.hi, 0) - (1 - simd % 2)
-        hi = simd * max(fmt.hi, -fmt.lo, 0)
+        lo, hi = beat_range(fmt, simd)  # any +-1 weights
         rows = [(lo, hi) if t else (-simd * mag * half, simd * mag * half)
                 for t in template_pes(layer, pe)]
         return np.array(rows, dtype=np.int64).reshape(pe, 1, 2)
@@ -314,23 +307,6 @@ class TemplateShape(EngineShape):
     @classmethod
     def beat_shared_ranges(cls, layer, *, simd) -> list:
         return [_lane_sum_range(layer.in_format, simd)] * cls.shared_count(layer)
-
-
-def template_terms(simd) -> list:
-    """The lanes of a folded template PE's terms in one beat: ``(0, 1), (2, 3), ...``, and
-    ``(SIMD - 1,)`` alone when ``SIMD`` is odd."""
-    terms = [(i, i + 1) for i in range(0, simd - 1, 2)]
-    return terms + [(simd - 1,)] if simd % 2 else terms
-
-
-def _leftover(weights, simd) -> np.ndarray:
-    """Per row of ``+-1`` ``weights`` ``(N, F)`` and beat, 1 where the beat's last pair is
-    complemented and no adder's carry-in is left for it (``SIMD`` even), int64 ``(N, F /
-    SIMD)``."""
-    beats = np.asarray(weights, dtype=np.int64).reshape(len(weights), -1, simd)
-    if simd % 2:
-        return np.zeros(beats.shape[:2], dtype=np.int64)
-    return (beats[:, :, simd - 2] < 0).astype(np.int64)
 
 
 # -- bdcnn ----------------------------------------------------------------------------------------

@@ -15,10 +15,21 @@ folds; the multiplications by the constants ``g_j - b`` and ``b`` happen once pe
 accumulation. This is the template engine's ``s * (2P - S)`` with any two values, and any
 number of groups.
 
-The engine decides per PE (the channels ``p, p + PE, ...``): a PE is **grouped** when the
+A kernel of two symmetric values ``+-A`` (a template kernel stored as fixed point) is
+``A * sum_i s_i x_i`` with signs ``s_i = +-1``: folded, the signed sum is read straight from
+the beat's lane pairs (:mod:`hwquant.lane_pairs`: ``x_a + x_b`` and ``x_a - x_b`` built once
+for every PE, one select per pair, half the adders of a lane tree, no ``S``), and the one
+multiply by ``A`` happens once per output, after accumulation: ``ACC = A * (T + K)``, ``T``
+the accumulated pair sums and ``K`` the channel's leftover complements
+(:func:`negations`).
+
+The engine decides per PE (the channels ``p, p + PE, ...``): folded, a PE is **paired** when
+every channel of it is ``+-A`` and it needs fewer multiplies (one by ``A``, none for
+``A = 2^k``; at least one counted) than ``SIMD``; otherwise it is **grouped** when the
 products it would need, ``K_p + [some channel of it has b != 0]`` with ``K_p`` the most groups
 of any of its channels, are fewer than the ``SIMD`` multipliers of a plain dot lane; any other
 PE computes the plain dot ``sum w x`` (a ``fixed`` lane of the layer's integer weight width).
+Unrolled, a ``+-A`` kernel is grouped (its group's lanes are fixed adds, cheaper than pairs).
 The layer's integer semantics are those of its kind (``ACC = sum W * value(X)``): memo is an
 implementation choice, so it serves any layer with non-bipolar inputs that has a grouped PE.
 """
@@ -33,10 +44,11 @@ import numpy as np
 
 from . import ir
 from .errors import HwquantError
+from .lane_pairs import leftovers, vector_ranges
 
 __all__ = ["MemoError", "ChannelGroups", "MemoLayout", "channel_groups", "memo_layout",
-           "memo_refusal", "check_memo", "sum_range", "part_ranges", "combine_terms",
-           "combine_multiplies", "common_factor", "is_shift"]
+           "memo_refusal", "check_memo", "sum_range", "part_ranges", "negations",
+           "combine_terms", "combine_multiplies", "common_factor", "is_shift"]
 
 
 class MemoError(HwquantError, ValueError):
@@ -54,6 +66,13 @@ class ChannelGroups:
     @property
     def coefficients(self) -> tuple:
         return tuple(v - self.base for v in self.values)
+
+    @property
+    def magnitude(self) -> int:
+        """``A`` when the channel's weights are the two values ``+-A``, else 0."""
+        if len(self.values) == 1 and self.base != 0 and self.values[0] == -self.base:
+            return abs(self.base)
+        return 0
 
     def index_row(self, row) -> np.ndarray:
         """Per tap the group index: 0 for the base, ``j + 1`` for ``values[j]``."""
@@ -75,17 +94,22 @@ def channel_groups(row) -> ChannelGroups:
 class MemoLayout:
     """How the memo engine lays out a layer at its fold.
 
-    ``groups`` per channel; per PE ``grouped`` and ``index_bits`` (ROM bits per lane of a
-    grouped PE: the group index); ``parts`` the partial sums per PE (``max K_p`` over the
-    grouped PEs, at least 1); ``shared`` whether ``S`` is built; ``plain_bits`` the signed width
-    of a plain PE's weight lanes (the layer's integer weights)."""
+    ``groups`` per channel; per PE ``grouped`` (served by value: grouped or paired, not a
+    plain dot), ``paired`` (a lane-pair PE, a subset of ``grouped``) and ``index_bits`` (ROM
+    bits per lane of a grouped PE: the group index; 1 for a paired PE: its pair field);
+    ``parts`` the partial sums per PE (``max K_p`` over the grouped PEs, at least 1);
+    ``shared`` whether ``S`` is built (some grouped, not paired, channel has ``b != 0``);
+    ``plain_bits`` the signed width of a plain PE's weight lanes (the layer's integer
+    weights); ``simd`` the fold's lanes per beat."""
 
     groups: tuple
     grouped: tuple
+    paired: tuple
     index_bits: tuple
     parts: int
     shared: bool
     plain_bits: int
+    simd: int
 
     def pe_groups(self, p) -> int:
         """``K_p``: the most groups of PE ``p``'s channels."""
@@ -112,9 +136,16 @@ def _layout(layer, fold) -> MemoLayout:
     groups = tuple(channel_groups(row) for row in w)
     pe, simd = fold.pe, fold.simd
     unrolled = fold.pe == layer.out_channels and fold.simd == layer.fan_in
-    grouped, bits = [], []
+    grouped, paired, bits = [], [], []
     for p in range(pe):
         chans = groups[p::pe]
+        amps = tuple(g.magnitude for g in chans)
+        if not unrolled and all(amps) and max(_multiplies([(0, amps)]), 1) < simd:
+            grouped.append(True)
+            paired.append(True)
+            bits.append(1)
+            continue
+        paired.append(False)
         need = _multiplies(_terms(chans))
         sums = max(len(g.values) for g in chans) + int(any(g.base for g in chans))
         # Folded: fewer multiplies and fewer gated SIMD-lane sums (parts and S) than the plain
@@ -125,9 +156,11 @@ def _layout(layer, fold) -> MemoLayout:
         bits.append(max(len(g.values) for g in chans).bit_length() if ok else 0)
     parts = max([max(len(g.values) for g in groups[p::pe])
                  for p in range(pe) if grouped[p]] + [1])
-    shared = any(g.base for p in range(pe) if grouped[p] for g in groups[p::pe])
+    shared = any(g.base for p in range(pe) if grouped[p] and not paired[p]
+                 for g in groups[p::pe])
     plain_bits = ir.signed_bits_for(int(min(w.min(), 0)), int(max(w.max(), 0)))
-    return MemoLayout(groups, tuple(grouped), tuple(bits), parts, shared, max(plain_bits, 2))
+    return MemoLayout(groups, tuple(grouped), tuple(paired), tuple(bits), parts, shared,
+                      max(plain_bits, 2), simd)
 
 
 def memo_refusal(layer, fold: ir.Fold | None = None) -> str | None:
@@ -163,14 +196,17 @@ def sum_range(n, fmt) -> tuple:
 
 def part_ranges(layer, weights) -> np.ndarray:
     """Worst-case ``(lo, hi)`` of each partial sum over a whole vector, ``(OC, parts, 2)``:
-    a group sum ``G_j`` of a grouped PE's channel, the dot of a plain PE's channel in part 0,
-    ``(0, 0)`` for the parts a channel does not use. ``weights`` ``(OC, F)``."""
+    a group sum ``G_j`` of a grouped PE's channel, the accumulated pair sums ``T`` of a paired
+    PE's channel in part 0, the dot of a plain PE's channel in part 0, ``(0, 0)`` for the
+    parts a channel does not use. ``weights`` ``(OC, F)`` in window-lane order."""
     lay = memo_layout(layer)
     fmt, pe = layer.in_format, layer.fold.pe
     w = np.asarray(weights, dtype=np.int64)
     out = np.zeros((layer.out_channels, lay.parts, 2), dtype=np.int64)
     for c in range(layer.out_channels):
-        if lay.grouped[c % pe]:
+        if lay.paired[c % pe]:
+            out[c, 0] = vector_ranges(np.sign(w[c])[None], fmt, lay.simd)[0]
+        elif lay.grouped[c % pe]:
             for j, v in enumerate(lay.groups[c].values):
                 out[c, j] = sum_range(int((w[c] == v).sum()), fmt)
         else:
@@ -179,11 +215,29 @@ def part_ranges(layer, weights) -> np.ndarray:
     return out
 
 
+def negations(layer, weights) -> np.ndarray:
+    """Per channel ``K``, the constant a paired PE's combine adds to its accumulated pair sums
+    before the multiply by ``A``: the beats whose last pair's complement had no carry-in
+    (:func:`hwquant.lane_pairs.leftovers`; 0 with ``SIMD`` odd and for a channel not on a
+    paired PE), int64 ``(OC,)``. ``weights`` ``(OC, F)`` in window-lane order."""
+    lay = memo_layout(layer)
+    pe, w = len(lay.grouped), np.asarray(weights, dtype=np.int64)
+    out = np.zeros(layer.out_channels, dtype=np.int64)
+    for p in range(pe):
+        if lay.paired[p]:
+            out[p::pe] = leftovers(np.sign(w[p::pe]), lay.simd).sum(axis=1)
+    return out
+
+
 def combine_terms(lay: MemoLayout, p: int) -> list:
     """The products of grouped PE ``p``'s combine: ``(source, coefficients per fold)`` with
     ``source`` the part index ``j`` (coefficient ``g_j - b``) or ``-1`` for ``S`` (``b``);
-    columns that are 0 on every fold are left out."""
-    return _terms(lay.groups[p::len(lay.grouped)])
+    columns that are 0 on every fold are left out. A paired PE's one product: ``(0, A per
+    fold)``."""
+    chans = lay.groups[p::len(lay.grouped)]
+    if lay.paired[p]:
+        return [(0, tuple(g.magnitude for g in chans))]
+    return _terms(chans)
 
 
 def combine_bits(lay: MemoLayout, p: int, part_bits, shared_bits: int, *,
@@ -199,6 +253,12 @@ def combine_bits(lay: MemoLayout, p: int, part_bits, shared_bits: int, *,
     if not lay.grouped[p]:
         return int(part_bits[0])
     terms = combine_terms(lay, p)
+    if lay.paired[p]:  # A * (T + K), K (one per beat at most) only with SIMD even
+        amps = terms[0][1]
+        w = int(part_bits[0]) + (1 - lay.simd % 2)
+        if len(set(amps)) == 1:
+            return _times_bits(w, amps[0]) if factor else w
+        return w + max(ir.signed_bits_for(0, max(amps)), 2)
     widths = [shared_bits if j < 0 else part_bits[j] for j, _ in terms]
     if all(len(set(c)) == 1 for _, c in terms):
         d, inner = common_factor([c[0] for _, c in terms])

@@ -20,14 +20,20 @@ from streamsim import simulate_stream
 
 
 def fixed_layer(rng, *, oc=6, ic=3, values=(-2, -1, 0, 1), in_fmt=None,
-                fold=None, two_values=False):
+                fold=None, two_values=False, symmetric=False):
     """A 3x3 conv over an ``ic x 3 x 3`` input (one output pixel) with few weight values;
-    ``two_values``: each kernel takes two values ``a, b`` (no zero) of its own."""
+    ``two_values``: each kernel takes two values ``a, b`` (no zero) of its own;
+    ``symmetric``: those two values are ``+-A`` except on channels ``2, 5, ...``."""
     in_fmt = in_fmt or ir.ActFormat(4, False, 0)
     shape = (oc, ic, 3, 3)
     if two_values:
         ab = rng.integers(-7, 8, (oc, 2))
         ab[ab == 0] = 3
+        if symmetric:
+            amp = rng.integers(2, 60, oc)
+            amp[0] = 8  # a shift
+            sym = np.arange(oc) % 3 != 2
+            ab[sym] = np.stack([amp, -amp], axis=1)[sym]
         w = np.where(rng.integers(0, 2, shape) == 1, ab[:, 0, None, None, None],
                      ab[:, 1, None, None, None])
     else:
@@ -56,11 +62,14 @@ def test_layout_per_pe():
     rng = np.random.default_rng(0)
     conv = template_layer(rng, ids=(3, -1, 24, -1), signs=(1, 1, -1, 1), fold=ir.Fold(4, 6))
     lay = memo_layout(conv)
-    # templates: two values +-1 (base the more frequent): 1 group + S = 2 products < 6
+    # templates: two values +-1 -> lane pairs, no multiply, no S
     # fixed 4-bit random rows: many values -> plain
-    assert lay.grouped == (True, False, True, False)
-    assert lay.shared and lay.parts == 1 and lay.index_bits == (1, 0, 1, 0)
+    assert lay.grouped == lay.paired == (True, False, True, False)
+    assert not lay.shared and lay.parts == 1 and lay.index_bits == (1, 0, 1, 0)
     assert lay.plain_bits == 4
+    # unrolled, the +-1 rows are grouped (fixed adds of their lanes, the shared S)
+    un = memo_layout(conv, ir.Fold(4, 18))
+    assert un.grouped == (True, False, True, False) and not any(un.paired) and un.shared
     with pytest.raises(MemoError, match=r"^Layer 'conv': the memo engine cannot serve it: no PE "
                                         r"needs fewer sums and multiplies than its SIMD=1 multipliers"):
         check_memo(conv, ir.Fold(4, 1))
@@ -108,6 +117,21 @@ def test_mvu_equals_golden_fixed(weights, fold):
                         fold=ir.Fold(*FOLDS[fold], "memo"))
     assert any(memo_layout(layer).grouped)
     _simulate(layer, seed=len(fold))
+
+
+@pytest.mark.parametrize("fold", [(3, 9), (3, 6), (3, 18), (6, 2), (6, 18)])
+@pytest.mark.parametrize("signed_in", [False, True])
+def test_mvu_equals_golden_symmetric(fold, signed_in):
+    """``+-A`` kernels on lane-pair PEs (``A`` and ``K`` differing by fold; SIMD odd and
+    even), next to grouped or plain PEs of two-valued kernels."""
+    rng = np.random.default_rng(fold[0] * 100 + fold[1] + signed_in)
+    fmt = ir.ActFormat(3, True, 0) if signed_in else ir.ActFormat(4, False, 0)
+    layer = fixed_layer(rng, ic=2, in_fmt=fmt, two_values=True, symmetric=True,
+                        fold=ir.Fold(*fold, "memo"))
+    lay = memo_layout(layer)
+    assert any(lay.paired) != (fold == (6, 18))  # unrolled: grouped
+    assert not any(lay.paired[p] for p in range(fold[0]) if p % 3 == 2)
+    _simulate(layer, seed=fold[1])
 
 
 @pytest.mark.parametrize("fold", [(4, 18), (4, 6), (2, 6), (2, 9)])

@@ -1,6 +1,12 @@
 """Cost face of the ``memo`` MVU engine (:class:`hwquant.hw.memo.MemoEngine`, value-grouped
 sums; the layout is :func:`hwquant.memo.memo_layout`), from the IR alone.
 
+* the lane pairs (:func:`~hwquant.estimate.lane_pairs.shared_resources`) once when some PE
+  is **paired**; per paired PE its signed lane sum
+  (:func:`~hwquant.estimate.lane_pairs.pe_resources`) and its combine ``A * (T + K)``: the
+  ``K`` adder (when some ``K`` is not 0; a table of ``K`` when they differ by fold) and the
+  multiply by ``A`` (none for ``A = 2^k``; a constant multiply, or a variable multiply by
+  the table of ``A`` when it differs by fold);
 * the shared sum ``S`` (when built): a ``SIMD``-lane :func:`~hwquant.estimate.common.macc`,
   its register and, folded, its accumulator;
 * per **grouped** PE, per group: unrolled, the ``macc`` of the group's lanes; folded, the
@@ -29,6 +35,7 @@ import numpy as np
 
 from .. import ir
 from ..engine_shape import EngineShape, combine_register_bits
+from ..lane_pairs import beat_range
 from ..memo import (
     combine_bits,
     combine_multiplies,
@@ -36,12 +43,14 @@ from ..memo import (
     common_factor,
     is_shift,
     memo_layout,
+    negations,
     part_ranges,
     sum_range,
 )
 from ..plan import mvu_cycles
 from . import cmvm as constant_matrix
 from . import fixed as fixed_cost
+from . import lane_pairs
 from .common import check_family, const_select, macc
 from .fixed import DSP_Y_MIN
 from .resources import (
@@ -97,6 +106,8 @@ def _combine(layer, lay, p, ranges, reg_bits, family, use_dsp) -> Resources:
     fmt, pe = layer.in_format, layer.fold.pe
     acc_bits = ir.accumulator_bits(layer)
     terms = combine_terms(lay, p)
+    if lay.paired[p]:
+        return _paired_combine(layer, lay, p, ranges, reg_bits, family, use_dsp)
     widths = []
     for j, _ in terms:
         if j < 0:
@@ -133,9 +144,29 @@ def _combine(layer, lay, p, ranges, reg_bits, family, use_dsp) -> Resources:
     return res
 
 
+def _paired_combine(layer, lay, p, ranges, reg_bits, family, use_dsp) -> Resources:
+    """``A * (T + K)`` of paired PE ``p`` as :meth:`hwquant.hw.memo.MemoEngine.combine`
+    builds it."""
+    pe = layer.fold.pe
+    amps = combine_terms(lay, p)[0][1]
+    k = negations(layer, _lane_weights(layer))[p::pe]
+    bits = _bits(ranges[p::pe, 0, 0].min(), ranges[p::pe, 0, 1].max())
+    res = Resources()
+    if k.any():
+        res += adder(bits, family) + const_select(k, family)
+        bits += 1
+    if len(set(amps)) == 1:
+        if not is_shift(amps[0]):
+            res += _product(amps[0], bits, family, use_dsp, reg_bits)
+        return res
+    cbits = max(_bits(0, max(amps)), 2)
+    return res + const_select(amps, family) + multiplier(bits, cbits, family, use_dsp,
+                                                         signed=True)
+
+
 def multipliers(layer) -> int:
-    """Multiplies the engine instantiates: per grouped PE with constant coefficients one by
-    their common factor and one per remaining coefficient that is not ``+-2^k`` (wiring), with
+    """Multiplies the engine instantiates: per paired PE one by ``A`` (none for ``A = 2^k``);
+    per grouped PE with constant coefficients one by their common factor and one per remaining coefficient that is not ``+-2^k`` (wiring), with
     coefficient tables one per term; per plain PE ``SIMD`` when folded, none unrolled."""
     _check(layer)
     lay = memo_layout(layer)
@@ -158,6 +189,8 @@ def resources(layer, family, *, use_dsp=True) -> Resources:
     xbits, sf = fmt.bits, layer.fan_in // simd
     w = _lane_weights(layer)
     res = Resources()
+    if any(lay.paired):
+        res += lane_pairs.shared_resources(xbits, simd, family)
     if lay.shared:
         total = _bits(*sum_range(layer.fan_in, fmt))
         res += macc([xbits] * simd, family) + register(_bits(*sum_range(simd, fmt)))
@@ -180,7 +213,9 @@ def resources(layer, family, *, use_dsp=True) -> Resources:
         if not lay.grouped[p]:
             continue
         k = lay.pe_groups(p)
-        if _unrolled(layer):
+        if lay.paired[p]:
+            res += lane_pairs.pe_resources(xbits, simd, family)
+        elif _unrolled(layer):
             for v in lay.groups[p].values:
                 res += macc([xbits] * int((w[p] == v).sum()), family)
         else:
@@ -225,6 +260,8 @@ def parts_resources(layer, weights, family):
             part_bits.append(acc)
             if unrolled:
                 beat = acc
+            elif lay.paired[p]:
+                beat = _bits(*beat_range(fmt, simd))
             elif lay.grouped[p]:
                 beat = _bits(*sum_range(simd, fmt))
             else:

@@ -4,12 +4,12 @@ TemplateEngine` builds for one MVU (see its module docstring).
 * **unrolled**: ``S``, the template channels' mask sums and the ``fixed`` channels' dots as
   one constant-matrix adder graph (:mod:`hwquant.estimate.cmvm`) and one subtractor per
   template channel (``2P - S``);
-* **folded**: per lane pair of the beat its sum and difference (two adders, shared by every
-  PE) and, with ``SIMD`` odd, the lone lane's negation (one adder); per template PE one
-  term select per term (one LUT per bit on LUT4 families, absorbed into the adder on xilinx),
-  the adder tree of its ``ceil(SIMD / 2)`` terms and, with ``SIMD`` even, the combine's
-  constant adder; per other PE a ``fixed`` dot engine of ``SIMD`` ``weight_bits x x_bits``
-  products (:mod:`hwquant.estimate.fixed`), its combine the identity.
+* **folded**: the beat's lane pairs (:func:`~hwquant.estimate.lane_pairs.shared_resources`,
+  shared by every PE); per template PE its signed lane sum
+  (:func:`~hwquant.estimate.lane_pairs.pe_resources`) and, with ``SIMD`` even, the
+  combine's constant adder; per other PE a ``fixed`` dot engine of ``SIMD``
+  ``weight_bits x x_bits`` products (:mod:`hwquant.estimate.fixed`), its combine the
+  identity.
 
 No multiplier for a template channel on any path. Registers of the parts, accumulators, the
 weight ROM and the epilogue are costed by :mod:`hwquant.estimate.mvu`.
@@ -23,11 +23,12 @@ import math
 import numpy as np
 
 from .. import ir
-from ..engine_shape import TemplateShape, template_pes, template_terms
+from ..engine_shape import TemplateShape, template_pes
 from ..layout import conv_weight_matrix
 from ..plan import mvu_cycles
 from . import cmvm as constant_matrix
 from . import fixed as fixed_cost
+from . import lane_pairs
 from .common import check_family
 from .resources import Resources, adder
 
@@ -96,13 +97,8 @@ def resources(layer, family, *, use_dsp=True) -> Resources:
     if fixed_cost.is_unrolled(layer):
         graph = constant_matrix.resources(layer, TemplateShape.unrolled_matrix(layer, w), family)
         return graph + _unrolled_combine(layer, widths, family)
-    terms = template_terms(simd)
-    pairs = sum(len(t) == 2 for t in terms)
-    res = adder(xbits + 1, family) * (2 * pairs + (simd % 2))  # u, v per pair; -x alone
-    term_bits = xbits + 2
-    selects = Resources(lut=0 if family == "xilinx" and len(terms) > 1
-                        else term_bits * len(terms))
-    tree = _tree(len(terms), term_bits, family)
+    res = lane_pairs.shared_resources(xbits, simd, family)
+    per_pe = lane_pairs.pe_resources(xbits, simd, family)
     one_fixed = fixed_cost.resources(
         dataclasses.replace(layer, encoding="fixed", kind_data=None,
                             weight=np.zeros_like(layer.weight), fold=ir.Fold(1, simd)),
@@ -111,19 +107,9 @@ def resources(layer, family, *, use_dsp=True) -> Resources:
         if not tpe:
             res += one_fixed
             continue
-        res += selects + tree
+        res += per_pe
         if simd % 2 == 0:  # the last pair's complement: the combine's constant
             res += adder(widths[p], family)
-    return res
-
-
-def _tree(n, bits, family) -> Resources:
-    """A balanced tree of ``n - 1`` adders over ``n`` terms of ``bits`` (each level one bit
-    wider)."""
-    res = Resources()
-    while n > 1:
-        res += adder(bits, family) * (n // 2)
-        n, bits = n - n // 2, bits + 1
     return res
 
 

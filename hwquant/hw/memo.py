@@ -5,6 +5,10 @@ layer's integer weights in window-lane order); the golden semantics are the kind
 
 Per beat, for PE ``p`` (channels ``p + n*PE``, fold ``n``):
 
+* a **paired** PE (folded; every channel ``+-A``) reads its signed lane sum
+  ``sum_i s_i x_i`` from the beat's lane pairs (:mod:`hwquant.hw.lane_pairs`: ``x_a + x_b``,
+  ``x_a - x_b`` and a lone lane's ``-x`` built once for every paired PE; per pair one
+  select, ``ceil(SIMD / 2) - 1`` adders whose carry-ins take the complements' 1s);
 * a **grouped** PE forms ``K_p`` partial sums, part ``j`` the sum of the lanes whose weight is
   the channel's ``j``-th non-base value: unrolled, adds of fixed lanes (no gate); folded, the
   ROM holds a group index per lane (``index_bits`` each; 0 = the base) and part ``j`` sums
@@ -12,17 +16,24 @@ Per beat, for PE ``p`` (channels ``p + n*PE``, fold ``n``):
 * any other PE computes the plain dot ``sum w x``: unrolled, one constant-matrix adder graph
   over all plain rows (:mod:`hwquant.hw.cmvm`); folded, a ``fixed`` dot engine of
   ``plain_bits``-bit weight lanes;
-* one shared sum ``S`` of the ``SIMD`` lanes when some grouped channel has a non-zero base.
+* one shared sum ``S`` of the ``SIMD`` lanes when some grouped (not paired) channel has a
+  non-zero base.
 
-Combine (combinational, the MVU registers it): ``ACC = sum_j (g_j - b) * G_j + b * S`` for a
+Combine (combinational, the MVU registers it): ``ACC = A * (T + K)`` for a paired PE (``T``
+its accumulated pair sums, ``K`` the leftover complements of :func:`hwquant.memo.negations`;
+``A`` and ``K`` constants, or chosen by the fold index when they differ by fold);
+``ACC = sum_j (g_j - b) * G_j + b * S`` for a
 grouped PE (constant multiplies when ``NF = 1``; otherwise the coefficients are chosen by the
 fold index, a small constant table feeding one multiplier per part), ``G_0`` for a plain PE.
 
-ROM word of a beat: the PE fields from PE 0 in the LSBs; a grouped PE's field is ``SIMD``
-unsigned ``index_bits`` lanes, a plain PE's ``SIMD`` two's-complement ``plain_bits`` lanes,
+ROM word of a beat: the PE fields from PE 0 in the LSBs; a paired PE's field is the ``SIMD``
+bits of :func:`hwquant.lane_pairs.pair_field`; a grouped PE's field is ``SIMD`` unsigned
+``index_bits`` lanes, a plain PE's ``SIMD`` two's-complement ``plain_bits`` lanes,
 lane 0 lowest. Latency 0.
 
-Resources: per grouped PE ``K_p`` gated adder trees of ``SIMD`` lanes (folded) or of its group
+Resources: the lane pairs (two adders per pair) once when some PE is paired; per paired PE
+its term selects (one LUT per bit), ``ceil(SIMD / 2) - 1`` adders, the constant ``K`` adder
+(``SIMD`` even) and one multiply by ``A`` (none for ``A = 2^k``); per grouped PE ``K_p`` gated adder trees of ``SIMD`` lanes (folded) or of its group
 lanes (unrolled) and ``K_p + [b != 0]`` coefficient multiplies in the combine; per plain PE
 ``SIMD`` multipliers (folded) or its rows' share of an adder graph (unrolled); one
 ``SIMD``-lane adder tree for ``S``. No multiplier per tap in a grouped PE.
@@ -32,6 +43,7 @@ import numpy as np
 from amaranth.hdl import Module, Mux, Signal, signed
 
 from .. import ir
+from ..lane_pairs import beat_range, pair_field
 from ..layout import pack_lanes
 from ..memo import (
     check_memo,
@@ -39,12 +51,14 @@ from ..memo import (
     common_factor,
     is_shift,
     memo_layout,
+    negations,
     part_ranges,
     sum_range,
 )
 from .arith import adder_tree, const_signed
 from .engine import Engine
 from .fixed import DotEngine
+from .lane_pairs import lane_pairs, pair_sum
 from .streams import lane_shape
 
 __all__ = ["MemoEngine"]
@@ -59,7 +73,7 @@ class MemoEngine(Engine):
     """The value-grouped MVU engine; see the module docstring.
 
     Members: ``x`` (``SIMD`` lanes), ``w`` (folded), ``parts`` (``PE * P``: the group sums of a
-    grouped PE, the dot of a plain one in its part 0), ``shared`` (``S``, when some grouped
+    grouped PE, the pair sum of a paired one and the dot of a plain one in its part 0), ``shared`` (``S``, when some grouped
     channel has a non-zero base).
     """
 
@@ -83,7 +97,9 @@ class MemoEngine(Engine):
         lanes = slice(sf * simd, (sf + 1) * simd)
         for p, bits in enumerate(_field_bits(lay, simd)):
             c = nf * pe + p
-            if lay.grouped[p]:
+            if lay.paired[p]:
+                field = pair_field(np.sign(w[c, lanes]), simd)
+            elif lay.grouped[p]:
                 field = pack_lanes(lay.groups[c].index_row(w[c, lanes]), lay.index_bits[p])
             else:
                 field = pack_lanes(w[c, lanes], lay.plain_bits)
@@ -111,6 +127,8 @@ class MemoEngine(Engine):
             ranges = [tuple(r) for r in self.part_ranges(layer, weights).reshape(-1, 2)]
         else:
             ranges = [sum_range(simd, fmt)]
+            if any(lay.paired):
+                ranges.append(beat_range(fmt, simd))
             if not all(lay.grouped):
                 ranges.append(DotEngine.value_range(None, simd=simd, x_format=fmt,
                                                     weight_bits=lay.plain_bits))
@@ -130,10 +148,14 @@ class MemoEngine(Engine):
         if self.constant:
             self._constant_parts(m, x)
             return m
+        pairs = lane_pairs(m, x, self._layer.in_format) if any(lay.paired) else None
         pos = 0
         for p, bits in enumerate(_field_bits(lay, simd)):
             field = self.w[pos:pos + bits]
             pos += bits
+            if lay.paired[p]:
+                m.d.comb += self._part(p, 0).eq(pair_sum(m, pairs, field, simd, f"term{p}"))
+                continue
             if lay.grouped[p]:
                 ib = lay.index_bits[p]
                 idx = [field[i * ib:(i + 1) * ib] for i in range(simd)]
@@ -169,16 +191,25 @@ class MemoEngine(Engine):
                 m.d.comb += self._part(c, 0).eq(matrix.y[k])
 
     def combine(self, m, parts, shared, nf):
-        """``sum_j (g_j - b) * G_j + b * S`` per grouped PE, the coefficients of the channel
-        at fold ``nf``; ``G_0`` for a plain PE. With one channel per PE the coefficients are
-        constants and their common factor is multiplied once, after the sum."""
+        """``A * (T + K)`` per paired PE; ``sum_j (g_j - b) * G_j + b * S`` per grouped PE,
+        the coefficients of the channel at fold ``nf``; ``G_0`` for a plain PE. With one
+        channel per PE the coefficients are constants and their common factor is multiplied
+        once, after the sum."""
         lay, pe = self._lay, self._pe
+        ks = negations(self._layer, self._weights)
         out = []
         for p in range(pe):
             if not lay.grouped[p]:
                 out.append(parts[p][0])
                 continue
             terms = combine_terms(lay, p)
+            if lay.paired[p]:
+                k = [int(v) for v in ks[p::pe]]
+                acc = parts[p][0]
+                if any(k):
+                    acc = acc + _tabled_const(m, k, nf, f"negations{p}")
+                out.append(_tabled(m, acc, terms[0][1], nf, f"coef{p}_0"))
+                continue
             value = [shared[0] if j < 0 else parts[p][j] for j, _ in terms]
             if all(len(set(c)) == 1 for _, c in terms):
                 d, inner = common_factor([c[0] for _, c in terms])
@@ -198,6 +229,19 @@ def _times(value, c):
         shifted = value << k if k else value
         return shifted if c > 0 else -shifted
     return value * const_signed(c)
+
+
+def _tabled_const(m, values, nf, name):
+    """``values[nf]`` (non-negative): the constant itself when every fold has the same, else a
+    signal of ``m`` set from the table by the fold index."""
+    if len(set(values)) == 1:
+        return values[0]
+    out = Signal(range(max(values) + 1), name=name)
+    with m.Switch(nf):
+        for n, v in enumerate(values):
+            with m.Case(n):
+                m.d.comb += out.eq(v)
+    return out
 
 
 def _tabled(m, value, coefs, nf, name):

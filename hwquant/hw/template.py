@@ -17,7 +17,7 @@ at fold ``c div PE``.
   template adds the 0-2 adders of its 1-3 pixels. The combine forms ``2P - S`` (a shift and
   one subtractor) or ``S - 2P`` and passes a fixed channel's dot through.
 * **Folded** (weights from the ROM, no shared sum): the beat's lanes are paired
-  (:func:`~hwquant.engine_shape.template_terms`: lanes ``2k, 2k + 1``, the last lane alone
+  (:mod:`hwquant.lane_pairs`: lanes ``2k, 2k + 1``, the last lane alone
   when ``SIMD`` is odd) and each pair's ``u = x_a + x_b`` and ``v = x_a - x_b`` are built
   once for every PE. A PE all of whose channels are templates reads 2 bits per pair, ``d``
   (its two weights differ: ``v``, else ``u``) and ``n`` (its first weight is ``-1``: the
@@ -35,14 +35,15 @@ registers ``parts`` and ``shared``).
 """
 
 import numpy as np
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Module, Signal
 
 from .. import ir
-from ..engine_shape import TemplateShape, channel_roles, template_pes, template_terms
+from ..engine_shape import TemplateShape, channel_roles, template_pes
+from ..lane_pairs import pair_field
 from ..layout import pack_lanes
-from .arith import adder_tree
 from .engine import Engine
 from .fixed import DotEngine
+from .lane_pairs import lane_pairs, pair_sum
 from .streams import lane_shape
 
 __all__ = ["TemplateEngine", "DotEngine", "channel_roles", "template_pes"]
@@ -77,7 +78,7 @@ class TemplateEngine(TemplateShape, Engine):
                                             _field_bits(layer, pe, simd), strict=True)):
             c = nf * pe + p
             row = w[c, sf * simd:(sf + 1) * simd]
-            field = _term_bits(row, simd) if tpe else pack_lanes(row, layer.weight_bits)
+            field = pair_field(row, simd) if tpe else pack_lanes(row, layer.weight_bits)
             word |= field << pos
             pos += bits
         return word
@@ -105,38 +106,13 @@ class TemplateEngine(TemplateShape, Engine):
             self._constant_parts(m)
             return m
         tpes = template_pes(layer, pe)
-        lane = signed(layer.in_format.bits + 1)
-        terms = template_terms(simd)
-        pairs = []  # (u, v) of each pair, or the lone lane
-        for k, t in enumerate(terms):
-            ext = [Signal(lane, name=f"lane{i}") for i in t]
-            m.d.comb += [e.eq(x[i]) for e, i in zip(ext, t, strict=True)]
-            if len(t) == 1:
-                neg = Signal(signed(lane.width + 1), name="lane_neg")
-                m.d.comb += neg.eq(-ext[0])
-                pairs.append((ext[0], neg))
-                continue
-            u, v = Signal(signed(lane.width + 1), name=f"u{k}"), \
-                Signal(signed(lane.width + 1), name=f"v{k}")
-            m.d.comb += [u.eq(ext[0] + ext[1]), v.eq(ext[0] - ext[1])]
-            pairs.append((u, v))
+        pairs = lane_pairs(m, x, layer.in_format)
         pos = 0
         for p, (tpe, bits) in enumerate(zip(tpes, _field_bits(layer, pe, simd), strict=True)):
             field = self.w[pos:pos + bits]
             pos += bits
-            if tpe:  # per pair u or v by d, complemented by n (its 1 a carry-in); lone +-x
-                picked, carries = [], []
-                for k, (t, (u, v)) in enumerate(zip(terms, pairs, strict=True)):
-                    term = Signal(v.shape(), name=f"term{p}_{k}")
-                    if len(t) == 1:
-                        m.d.comb += term.eq(Mux(field[t[0]], v, u))
-                    else:
-                        d, n = field[t[0]], field[t[1]]
-                        m.d.comb += term.eq(Mux(n, ~Mux(d, v, u), Mux(d, v, u)))
-                        carries.append(n)
-                    picked.append(term)
-                carries = carries[:len(picked) - 1]  # SIMD even: the last one is in K
-                m.d.comb += self.parts[p].eq(adder_tree(picked, carries=carries))
+            if tpe:
+                m.d.comb += self.parts[p].eq(pair_sum(m, pairs, field, simd, f"term{p}"))
                 continue
             eng = DotEngine(simd=simd, x_format=layer.in_format, weight_bits=layer.weight_bits)
             m.submodules[f"pe{p}"] = eng
@@ -183,14 +159,3 @@ class TemplateEngine(TemplateShape, Engine):
             out.append(acc + off)
         return out
 
-
-def _term_bits(row, simd) -> int:
-    """A template PE's ROM field for the ``+-1`` weights ``row`` of one beat: per term of
-    :func:`~hwquant.engine_shape.template_terms`, ``d`` (the pair's weights differ) at its
-    first lane's bit and ``n`` (its first weight is ``-1``) above it, or ``n`` alone."""
-    word = 0
-    for t in template_terms(simd):
-        if len(t) == 2:
-            word |= int(row[t[0]] != row[t[1]]) << t[0]
-        word |= int(row[t[0]] < 0) << t[-1]
-    return word
