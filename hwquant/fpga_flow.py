@@ -532,6 +532,8 @@ def build_for_board(net, board, out_dir, *, fold: str = "auto", bitstream: bool 
             "clock": {"board_mhz": board.clock_mhz, "design_mhz": round(design_mhz, 4),
                       "pll": None if pll is None else pll.summary()},
             "fold": folds,
+            "engine_stages": {layer.name: layer.fold.stages
+                              for layer in comp.network.weight_layers},
             "fold_search": None if fold != "auto" else choice.summary(),
             "model": fit,
             "synth": synth,
