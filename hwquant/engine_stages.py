@@ -35,10 +35,11 @@ from .errors import HwquantError
 __all__ = ["AUTO_LEVELS", "EngineStagesError", "auto_stages", "check_stages", "choose_stages",
            "engine_graph", "max_stages", "parse_stage_spec"]
 
-#: Adder levels per stage that ``auto`` allows. Measured on the digits default network's
-#: first conv (``benchmarks/bench_default.py``'s pipeline comparison): a stage of 3 adders
-#: of ~10 bits with their routing is about one requantization epilogue's delay, so deeper
-#: stages are the critical path and shallower ones only add registers.
+#: Adder levels per stage that ``auto`` allows: a stage of 3 ripple adders of ~10-16 bits
+#: with their routing is about the delay of the MVU's other stages (a DSP multiply and its
+#: adder, the epilogue's requantization). Not swept: on iCE40 the digits default's first conv
+#: graph (depth 6) alone went 64.5 -> 113.7 MHz with 2 cuts; in a whole network on the
+#: ULX3S the folded layers' engines bound Fmax first (``benchmarks/bench_engine_stages.py``).
 AUTO_LEVELS = 3
 
 

@@ -13,7 +13,7 @@ undriven it is tied high). By default combinational (latency 0); depth
 :attr:`hwquant.cmvm.AdderGraph.depth` adders. With ``stages = S > 0`` the graph is cut by
 depth into ``S + 1`` stages of at most ``ceil(depth / (S + 1))`` adders
 (:func:`hwquant.cmvm.pipeline_plan`): every signal crossing a cut is registered (one
-reset-less register chain per signal, shared by its users), and every output leaves after
+register chain per signal, shared by its users), and every output leaves after
 ``S`` cycles (:attr:`ConstantMatrix.latency`); a fully pipelined engine takes a vector every
 cycle. Resources: :attr:`AdderGraph.adder_bits` LUTs (one per adder bit that needs logic, with
 its carry), no multipliers, no DSPs; plus :attr:`hwquant.cmvm.PipelinePlan.register_bits`
@@ -86,13 +86,16 @@ class ConstantMatrix(wiring.Component):
         sig = [self.x[i] for i in range(g.n_inputs)]
         # chains[s][k]: signal s in stage plan.signal_stage[s] + k (k registers later).
         chains = {}
-        regs = []  # every pipeline register's update, enabled by en below
+        # Every pipeline register's update, enabled by en below. The registers have the
+        # domain's reset (free in the FPGAs' flip-flops): reset-less ones made Yosys 0.70's
+        # ABC9 pass fail an assertion on an ECP5 board top.
+        regs = []
 
         def at(s, stage):
             chain = chains.setdefault(s, [sig[s]])
             while len(chain) <= stage - plan.signal_stage[s]:
                 name = f"x{s}" if s < g.n_inputs else f"s{s - g.n_inputs}"
-                reg = Signal(signal_shape(*g.signal_range(s)), reset_less=True,
+                reg = Signal(signal_shape(*g.signal_range(s)),
                              name=f"{name}_p{plan.signal_stage[s] + len(chain)}")
                 regs.append(reg.eq(chain[-1]))
                 chain.append(reg)
@@ -140,7 +143,7 @@ class ConstantMatrix(wiring.Component):
         neg = Signal(signal_shape(lo, hi), name=f"y{j}_neg")
         m.d.comb += neg.eq(-v)
         for t in range(self._plan.negate_stage[j] + 1, self._plan.stages + 1):
-            reg = Signal(neg.shape(), reset_less=True, name=f"y{j}_neg_p{t}")
+            reg = Signal(neg.shape(), name=f"y{j}_neg_p{t}")
             regs.append(reg.eq(neg))
             neg = reg
         return neg

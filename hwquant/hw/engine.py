@@ -162,7 +162,7 @@ class Engine(EngineShape, wiring.Component):
         """``value`` through :attr:`latency` registers advancing on ``en`` (itself when
         combinational): an output made outside the pipelined graph, kept in step with it."""
         for k in range(self._stages):
-            reg = Signal.like(value, name=f"{name}_p{k + 1}", reset_less=True)
+            reg = Signal.like(value, name=f"{name}_p{k + 1}")
             with m.If(self.en):
                 m.d.sync += reg.eq(value)
             value = reg
