@@ -372,13 +372,13 @@ def test_no_arguments_at_all(capsys):
 
 
 @pytest.mark.parametrize("spec, message", [
-    ("conv1=x", r"^error: Engine stages must be auto, N or LAYER=N \(N a non-negative integer, "
-                r"comma-separated\), not 'conv1=x'$"),
-    ("nope=1", r"^error: Engine stages name layer 'nope', which is not a weight layer; weight "
-               r"layers: conv1, fc$"),
-    ("conv1=1", r"^error: Layer 'conv1': engine stages must be 0 \(or auto\): its engine is "
-                r"no adder graph \(PE=1 SIMD=1, fixed, engine plain\); only fully unrolled "
-                r"constant-weight layers can be pipelined$"),
+    ("conv1=x", (r"^error: Engine stages must be auto, N or LAYER=N \(N a non-negative "
+                 r"integer, comma-separated\), not 'conv1=x'$")),
+    ("nope=1", (r"^error: Engine stages name layer 'nope', which is not a weight layer; weight "
+                r"layers: conv1, fc$")),
+    ("conv1=1", (r"^error: Layer 'conv1': engine stages must be 0 \(or auto\): its engine is "
+                 r"no adder graph \(PE=1 SIMD=1, fixed, engine plain\); only fully unrolled "
+                 r"constant-weight layers can be pipelined$")),
 ])
 def test_bad_engine_stages_are_one_line_exit_2_and_nothing_is_written(spec, message, files,
                                                                       capsys):
