@@ -177,12 +177,14 @@ def _screen_over(net: ir.Network, board, lut_budget) -> list:
 
 
 def fold_for_board(net: ir.Network, board, *, lut_budget: float = DEFAULT_LUT_BUDGET,
-                   target_fps: float | None = None,
-                   clock_mhz: float | None = None) -> FoldChoice:
+                   target_fps: float | None = None, clock_mhz: float | None = None,
+                   engine_stages="auto") -> FoldChoice:
     """The fastest folding of ``net`` that fits ``board`` by the model, every capacity
     (LUTs within ``lut_budget``, flip-flops, DSP blocks, block RAMs) at once; or, with
     ``target_fps``, the least area that reaches that many images/s at the board clock (or at
-    ``clock_mhz``, the design clock of a build with a PLL).
+    ``clock_mhz``, the design clock of a build with a PLL). Every candidate is modelled with
+    its adder-graph engines cut as ``engine_stages`` asks
+    (:func:`hwquant.engine_stages.choose_stages`): their pipeline registers count.
 
     The candidates are, for every cycle target from the fastest up
     (:func:`candidate_targets`), the per-layer foldings of ``auto`` in both orders of
@@ -201,14 +203,17 @@ def fold_for_board(net: ir.Network, board, *, lut_budget: float = DEFAULT_LUT_BU
     HwquantError
         ``target_fps`` is not positive, or faster than the fastest folding at the board clock.
     """
+    from .engine_stages import choose_stages, parse_stage_spec
     from .fold import PREFER, apply_folding
 
     _check_budget(lut_budget)
+    parse_stage_spec(engine_stages)
     targets = candidate_targets(net)
     seen = {}
 
     def fold(target, prefer="multipliers"):
-        return apply_folding(net, "auto", target_cycles=target, prefer=prefer)
+        folded = apply_folding(net, "auto", target_cycles=target, prefer=prefer)
+        return choose_stages(folded, engine_stages)[0]
 
     def model(folded):
         key = tuple((layer.fold.pe, layer.fold.simd) for layer in folded.weight_layers)

@@ -441,6 +441,15 @@ def cmd_sweep(args) -> dict:
     return report
 
 
+def _add_engine_stages_arg(p):
+    from .engine_stages import AUTO_LEVELS
+
+    p.add_argument("--engine-stages", default="auto", metavar="auto|N|LAYER=N,...",
+                   help=f"pipeline cuts inside each fully unrolled layer's adder graph (each a "
+                   f"cycle of latency): auto (default: at most {AUTO_LEVELS} adder levels per "
+                   f"stage), N for every such layer, or LAYER=N (unnamed layers: auto)")
+
+
 def _board_arg(args):
     """``--board`` as ``compile_network`` takes it: a bundled id, or the file of a user board
     of ``--boards-dir``; an unknown name fails here, before any work."""
@@ -461,7 +470,7 @@ def cmd_compile(args) -> dict:
     net = hwq.load(args.network)
     res = compile_network(net, args.output, fold=args.fold, target_cycles=args.target_cycles,
                           fifo_depth=args.fifo_depth, board=board, engines=args.engine,
-                          progress=_progress("compile"))
+                          engine_stages=args.engine_stages, progress=_progress("compile"))
     report = dict(res.report)
     for key in ("verilog", "verilog_probes", "network"):
         report[key] = str(res.build_dir.resolve() / report[key])
@@ -469,6 +478,8 @@ def cmd_compile(args) -> dict:
     for row in report["layers"]:
         fold = f"PE={row['pe']} SIMD={row['simd']}" if row["pe"] else ""
         engine = f"engine {row['engine']}" if row["pe"] else ""
+        if row["pe"] and row["engine_stages"]:
+            engine += f" +{row['engine_stages']} stages"
         _say(f"  {row['name']:<12} {row['kind']:<10} {fold:<18} {engine:<12} "
              f"{row['cycles']:>8} cycles")
         if row["pe"]:
@@ -494,7 +505,7 @@ def cmd_build(args) -> dict:
                               bitstream=args.bitstream, seed=args.seed,
                               boards_dir=args.boards_dir, lut_budget=args.lut_budget,
                               target_fps=args.target_fps, clock_mhz=args.clock_mhz,
-                              progress=_progress("build"))
+                              engine_stages=args.engine_stages, progress=_progress("build"))
     except BuildToolError as e:  # a tool's log tail: shown as it is, then one error line
         head, _, tail = str(e).partition("\n")
         for line in tail.splitlines():
@@ -966,6 +977,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dot engine of a layer: plain (its kind's own) or memo (value-grouped "
                    "sums, one product per distinct weight value); repeatable; unnamed layers: "
                    "the cheaper by the cost model")
+    _add_engine_stages_arg(p)
     p.add_argument("-o", "--output", required=True, metavar="BUILD_DIR")
 
     p = command("build", cmd_build, "build a network for a board: Verilog, constraints, Yosys, "
@@ -989,6 +1001,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the design on a PLL (iCE40, ECP5) at the closest frequency at or "
                         "below F MHz that it makes from the board clock, instead of on the "
                         "board clock (nextpnr's target follows)")
+    _add_engine_stages_arg(p)
     p.add_argument("-o", "--output", required=True, metavar="DIR")
 
     p = command("boards", cmd_boards, "list the boards, their FPGAs and capacities")

@@ -108,7 +108,7 @@ def emit_verilog(plan, *, probes: bool = False) -> str:
     return verilog.convert(NetworkTop(plan, probes=probes), name=TOP_NAME, emit_src=False)
 
 
-def _layer_rows(net, cycles, engines):
+def _layer_rows(net, cycles, engines, stages):
     rows = []
     for layer in net.layers:
         if isinstance(layer, ir.Flatten):
@@ -119,7 +119,9 @@ def _layer_rows(net, cycles, engines):
             row.update(kind=f"{type(layer).__name__.lower()}", encoding=layer.encoding,
                        pe=layer.fold.pe, simd=layer.fold.simd, fan_in=layer.fan_in,
                        out_channels=layer.out_channels, weight_bits=layer.weight_bits,
-                       engine=layer.fold.engine, engine_reason=engines[layer.name]["reason"])
+                       engine=layer.fold.engine, engine_reason=engines[layer.name]["reason"],
+                       engine_stages=layer.fold.stages,
+                       engine_stages_reason=stages[layer.name]["reason"])
         rows.append(row)
     return rows
 
@@ -147,18 +149,23 @@ def _fifo_rows(plan):
 
 def compile_network(net: ir.Network, out_dir, *, fold: str = "auto",
                     target_cycles: int | None = None, fifo_depth="auto", board=None,
-                    engines=None, progress=None, probes: bool = True) -> CompileResult:
+                    engines=None, engine_stages="auto", progress=None,
+                    probes: bool = True) -> CompileResult:
     """Fold ``net``, choose each weight layer's dot engine (:func:`hwquant.engines.
     choose_engines`; ``engines``: ``{layer: "plain" | "memo"}`` or ``LAYER=ENGINE`` strings
-    overriding the cost model), plan its dataflow, size its FIFOs, emit Verilog (plain and
+    overriding the cost model), the pipeline cuts of each adder-graph engine
+    (:func:`hwquant.engine_stages.choose_stages`; ``engine_stages``: ``auto``, ``N`` or
+    ``LAYER=N`` items), plan its dataflow, size its FIFOs, emit Verilog (plain and
     with probes) and write the build directory. With ``board`` (a board name), check the
     design fits the board by the cost model first. Nothing is written when any step fails.
     ``probes=False`` leaves out the Verilog with probes (``verilog_probes`` None: the build
     cannot be simulated, ``hwquant sweep`` only models and synthesises ``network.v``)."""
+    from .engine_stages import choose_stages, parse_stage_spec
     from .engines import choose_engines, parse_engine_specs
 
     step = progress or (lambda msg: None)
     engines = parse_engine_specs(engines)
+    parse_stage_spec(engine_stages)  # a malformed option fails before any work
     out_dir = check_output_dir(out_dir, what="build", marker="compile.json")
     net = apply_folding(net, fold, target_cycles=target_cycles)
     # Negative threshold directions of binary layers go into their weights (every layer's
@@ -170,6 +177,7 @@ def compile_network(net: ir.Network, out_dir, *, fold: str = "auto",
 
         board_family = load_board(board).family
     net, engine_choices = choose_engines(net, engines, family=board_family)
+    net, stage_choices = choose_stages(net, engine_stages)
     if board is not None:  # fail fast, before the FIFO sizing; checked again once sized
         _check_board(P.plan_network(net), board)
     step("planning the dataflow and sizing FIFOs")
@@ -217,8 +225,9 @@ def compile_network(net: ir.Network, out_dir, *, fold: str = "auto",
             "cycles_per_inference": sched.period,
             "bottleneck_cycles": plan.bottleneck_cycles(),
             "latency_cycles": sched.latency,
-            "layers": _layer_rows(net, cycles, engine_choices),
+            "layers": _layer_rows(net, cycles, engine_choices, stage_choices),
             "engines": engine_choices,
+            "engine_stages": stage_choices,
             "stages": [{"name": st.name, "kind": type(st).__name__, "layer": st.layer,
                         "lanes": st.lanes, "busy_cycles": st.busy} for st in plan.stages],
             "probes": probe_lanes,

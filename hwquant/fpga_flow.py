@@ -344,7 +344,7 @@ def build_for_board(net, board, out_dir, *, fold: str = "auto", bitstream: bool 
                     seed: int = 1, boards_dir=None, lut_budget: float = 0.7,
                     target_fps: float | None = None, baud: int = 115200,
                     require_timing: bool = True, clock_mhz: float | None = None,
-                    progress=None) -> dict:
+                    engine_stages="auto", progress=None) -> dict:
     """Fold ``net`` for ``board``, check it fits, compile it, synthesize, place and route
     (and pack) the board design into ``out_dir``; return the report (``build.json``).
 
@@ -378,6 +378,9 @@ def build_for_board(net, board, out_dir, *, fold: str = "auto", bitstream: bool 
         board clock: the board top instantiates the PLL, nextpnr's frequency target, the
         timing check, the UART divisor and the images/s follow the achieved frequency
         (``build.json`` ``clock``).
+    engine_stages : str
+        Pipeline cuts of the adder-graph engines (:func:`hwquant.engine_stages.choose_stages`),
+        in the folding search's model and in the build.
 
     Raises
     ------
@@ -391,6 +394,7 @@ def build_for_board(net, board, out_dir, *, fold: str = "auto", bitstream: bool 
     from . import board_fit
     from .compile import compile_network
     from .constraints import constraints_for
+    from .engine_stages import choose_stages, parse_stage_spec
     from .fold import apply_folding
     from .hw.binary import popcount_for
     from .outdir import atomic_directory
@@ -408,6 +412,7 @@ def build_for_board(net, board, out_dir, *, fold: str = "auto", bitstream: bool 
         raise HwquantError(f"Board '{board.id}' ({board.family}) has no open place and route, "
                            f"so no bitstream; drop --bitstream: the build writes the Verilog, "
                            f"the constraints and vivado.tcl for the vendor flow")
+    parse_stage_spec(engine_stages)
     pll = None
     if clock_mhz is not None:
         from .pll import pll_for
@@ -425,10 +430,11 @@ def build_for_board(net, board, out_dir, *, fold: str = "auto", bitstream: bool 
              + (f" (least area for {target_fps:g} images/s)" if target_fps else
                 " (most images/s that fits)"))
         choice = board_fit.fold_for_board(net, board, lut_budget=lut_budget,
-                                          target_fps=target_fps, clock_mhz=design_mhz)
+                                          target_fps=target_fps, clock_mhz=design_mhz,
+                                          engine_stages=engine_stages)
         net = choice.network
     else:
-        net = apply_folding(net, fold)
+        net = choose_stages(apply_folding(net, fold), engine_stages)[0]
     folds = {layer.name: [layer.fold.pe, layer.fold.simd] for layer in net.weight_layers}
     step("folding: " + ", ".join(f"{name} PE={pe} SIMD={simd}"
                                  for name, (pe, simd) in folds.items()))
@@ -440,7 +446,7 @@ def build_for_board(net, board, out_dir, *, fold: str = "auto", bitstream: bool 
         t = time.monotonic()
         # The compile outputs first (compile_network fills an empty directory).
         comp = compile_network(net, tmp, fold=spec or "auto", board=_board_ref(board, boards_dir),
-                               progress=step)
+                               engine_stages=engine_stages, progress=step)
         (tmp / "logs").mkdir()
         timings["compile_s"] = time.monotonic() - t
 
@@ -526,6 +532,8 @@ def build_for_board(net, board, out_dir, *, fold: str = "auto", bitstream: bool 
             "clock": {"board_mhz": board.clock_mhz, "design_mhz": round(design_mhz, 4),
                       "pll": None if pll is None else pll.summary()},
             "fold": folds,
+            "engine_stages": {layer.name: layer.fold.stages
+                              for layer in comp.network.weight_layers},
             "fold_search": None if fold != "auto" else choice.summary(),
             "model": fit,
             "synth": synth,

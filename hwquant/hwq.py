@@ -190,6 +190,8 @@ def _layer_to_json(layer, arrays):
         d["kind_data"] = _record_to_json(layer.kind_data, arrays, f"{layer.name}.kind_data")
         if layer.fold.engine != "plain":
             d["engine"] = layer.fold.engine
+        if layer.fold.stages:
+            d["engine_stages"] = layer.fold.stages
         if isinstance(layer, ir.Conv2d):
             d.update(in_shape=list(layer.in_shape), stride=list(layer.stride),
                      padding=list(layer.padding))
@@ -240,7 +242,8 @@ _LAYER_KEYS = {
     "Add": {"in_shape", "out_format", "in_formats", "relu"},
 }
 #: Fields that only a version (of a weight layer) has.
-_VERSION_KEYS = {1: ({"requant"}, {"sign_scales"}), 2: ({"epilogue"}, {"kind_data", "engine"})}
+_VERSION_KEYS = {1: ({"requant"}, {"sign_scales"}), 2: ({"epilogue"},
+                                                       {"kind_data", "engine", "engine_stages"})}
 
 
 def _layer_from_json(d, arrays, version):
@@ -281,7 +284,8 @@ def _build_layer(kind, name, d, arrays, version):
                       weight_frac=_int(d["weight_frac"], "weight_frac"),
                       encoding=_str(d["encoding"], "encoding"),
                       fold=ir.Fold(*_ints(d["fold"], "fold", 2),
-                                   engine=_str(d.get("engine", "plain"), "engine")),
+                                   engine=_str(d.get("engine", "plain"), "engine"),
+                                   stages=_int(d.get("engine_stages", 0), "engine_stages")),
                       epilogue=_epilogue_from_json(d, arrays, version),
                       kind_data=_kind_data_from_json(d, arrays, version))
         if kind == "Conv2d":

@@ -223,18 +223,25 @@ ENGINES = ("plain", "memo")
 
 @dataclass(frozen=True)
 class Fold:
-    """MVU folding: ``pe`` output channels and ``simd`` input elements per cycle, and the dot
-    engine (one of :data:`ENGINES`) that computes them."""
+    """MVU folding: ``pe`` output channels and ``simd`` input elements per cycle, the dot
+    engine (one of :data:`ENGINES`) that computes them, and ``stages``, the pipeline register
+    cuts inside that engine (0: combinational). Only an engine built as a constant-matrix
+    adder graph (a fully unrolled layer, :func:`hwquant.engine_stages.engine_graph`) can be
+    cut; each cut adds a cycle to the MVU's latency (:mod:`hwquant.engine_stages`)."""
 
     pe: int = 1
     simd: int = 1
     engine: str = "plain"
+    stages: int = 0
 
     def __post_init__(self):
         for name in ("pe", "simd"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"Fold {name.upper()} must be a positive integer, not {v!r}")
+        v = self.stages
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise ValueError(f"Fold engine stages must be a non-negative integer, not {v!r}")
         if self.engine not in ENGINES:
             raise ValueError(f"Fold engine must be one of {', '.join(ENGINES)}, not "
                              f"{self.engine!r}")

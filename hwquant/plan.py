@@ -142,12 +142,15 @@ class Mvu(Stage):
     """Matrix-vector unit of a conv2d or linear layer (:class:`hwquant.hw.mvu.MatrixVectorUnit`);
     ``vectors`` input vectors per inference, each ``nf * sf`` cycles (:func:`mvu_cycles`).
     ``sample``: the MVU of a per-sample ``bdcnn`` layer, computing :func:`mvu_layer` (``P = W @
-    q`` on the codes)."""
+    q`` on the codes); ``engine_stages`` the pipeline cuts inside its dot engine (the layer's
+    :attr:`hwquant.ir.Fold.stages`), each a cycle more of latency
+    (:func:`hwquant.schedule.mvu.mvu_latency`)."""
 
     vectors: int = 1
     nf: int = 1
     sf: int = 1
     sample: bool = False
+    engine_stages: int = 0
 
     @property
     def busy(self) -> int:
@@ -535,7 +538,8 @@ def _plan_weight_layer(b, net, layer):
     # The stage producing the layer's output carries its name: the MVU, or the combine.
     mvu_name = b.unique(f"{layer.name}_mvu") if sample else layer.name
     ref = b.add(Mvu(mvu_name, layer.name, (x,), out_fmt, pe, vectors * nf,
-                    vectors=vectors, nf=nf, sf=sf, sample=sample))
+                    vectors=vectors, nf=nf, sf=sf, sample=sample,
+                    engine_stages=layer.fold.stages))
     if sample:
         ref = b.add(SampleCombine(layer.name, layer.name, (ref, tokens), layer.out_format, pe,
                                   vectors * nf, positions=vectors, nf=nf))

@@ -83,15 +83,16 @@ def make_unseen(tmp_path):
     return export(model, x[:2], tmp_path / "unseen.pt2"), data
 
 
-def quantize_compile_sim(model, tmp_path, quant_args, fold, vectors=8, data=None):
-    """``hwquant quantize`` (``quant_args``) -> ``compile --fold fold`` -> ``sim`` (random
-    stalls) of ``model``: bit-exact, every stream complete, cycles within 5 % of the model.
-    Returns ``(quantize report, network)``."""
+def quantize_compile_sim(model, tmp_path, quant_args, fold, vectors=8, data=None,
+                         compile_args=()):
+    """``hwquant quantize`` (``quant_args``) -> ``compile --fold fold`` (and
+    ``compile_args``) -> ``sim`` (random stalls) of ``model``: bit-exact, every stream
+    complete, cycles within 5 % of the model. Returns ``(quantize report, network)``."""
     data_args = ["--data", str(data)] if data else []
     q, s = tmp_path / "q.json", tmp_path / "s.json"
     assert main(["quantize", str(model), *quant_args, *data_args, "--quiet",
                  "-o", str(tmp_path / "n.hwq"), "--json", str(q)]) == 0
-    assert main(["compile", str(tmp_path / "n.hwq"), "--fold", fold,
+    assert main(["compile", str(tmp_path / "n.hwq"), "--fold", fold, *compile_args,
                  "-o", str(tmp_path / "build")]) == 0
     assert main(["sim", str(tmp_path / "build"), "--vectors", str(vectors), "--seed", "5",
                  "--stall", "0.3", "--json", str(s)]) == 0

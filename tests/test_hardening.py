@@ -369,3 +369,35 @@ def test_every_command_with_bad_arguments(argv, files, capsys, monkeypatch):
 def test_no_arguments_at_all(capsys):
     assert run([]) == 2
     assert len(lines(capsys)) == 1
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("conv1=x", (r"^error: Engine stages must be auto, N or LAYER=N \(N a non-negative "
+                 r"integer, comma-separated\), not 'conv1=x'$")),
+    ("nope=1", (r"^error: Engine stages name layer 'nope', which is not a weight layer; weight "
+                r"layers: conv1, fc$")),
+    ("conv1=1", (r"^error: Layer 'conv1': engine stages must be 0 \(or auto\): its engine is "
+                 r"no adder graph \(PE=1 SIMD=1, fixed, engine plain\); only fully unrolled "
+                 r"constant-weight layers can be pipelined$")),
+])
+def test_bad_engine_stages_are_one_line_exit_2_and_nothing_is_written(spec, message, files,
+                                                                      capsys):
+    before = snapshot(files)
+    assert run(["compile", files / "tiny.hwq", "--fold", "min", "--engine-stages", spec,
+                "-o", files / "b"]) == 2
+    err = lines(capsys)
+    assert len(err) == 1 and re.search(message, err[0]), err
+    assert snapshot(files) == before
+
+
+def test_engine_stages_in_the_hwq_are_checked(files, capsys):
+    def edit(h):
+        h["layers"][-1]["engine_stages"] = -1
+
+    path = files / "bad.hwq"
+    path.write_bytes(repack(hwq.dumps(tiny_net()), header=edit))
+    assert run(["compile", path, "-o", files / "b"]) == 2
+    err = lines(capsys)
+    assert len(err) == 1 and re.search(r"^error: .*bad\.hwq describes an invalid network: "
+                                       r"Layer 'fc': Fold engine stages must be a non-negative "
+                                       r"integer, not -1$", err[0]), err

@@ -1,9 +1,11 @@
 """Cost of the constant-matrix engine (:class:`hwquant.hw.cmvm.ConstantMatrix`) from its adder
 graph (:mod:`hwquant.cmvm`, pure Python): one adder per graph node, no multipliers, no DSP
-blocks, no registers (the engine is combinational; the MVU's registers are costed by
-:mod:`hwquant.estimate.mvu`). A pipelined engine (``stages > 0``, not built by the MVU yet)
-adds :attr:`hwquant.cmvm.PipelinePlan.register_bits` flip-flops, every live signal's width at
-every cut it crosses (:func:`graph_resources`); its adders are the same.
+blocks, no registers when combinational (the MVU's registers are costed by
+:mod:`hwquant.estimate.mvu`). A pipelined engine (the layer's ``Fold.stages > 0``) adds
+:attr:`hwquant.cmvm.PipelinePlan.register_bits` flip-flops, every live signal's width at
+every cut it crosses (:func:`pipeline_register_bits`; the MVU's face adds them to its
+``engine_pipeline`` row, :func:`hwquant.estimate.mvu.engine_pipeline`); its adders are the
+same.
 
 Per node, as Yosys 0.70 maps it (measured on single adders and on whole graphs):
 
@@ -34,7 +36,8 @@ from ..cmvm import layer_adder_graph, pipeline_plan
 from ..ir import range_bits
 from .resources import Resources, adder
 
-__all__ = ["NODE_OVERHEAD", "graph_resources", "node_logic_bits", "resources"]
+__all__ = ["NODE_OVERHEAD", "graph_resources", "node_logic_bits", "pipeline_register_bits",
+           "resources"]
 
 #: LUTs per adder beyond :func:`node_logic_bits` (see the module docstring).
 NODE_OVERHEAD = 0.4
@@ -77,8 +80,13 @@ def graph_resources(graph, family, *, stages=0) -> Resources:
             bits = range_bits(*graph.output_ranges[j])
             total += adder(bits if family == "xilinx" else 2 * bits, family)
             count += 1
-    ff = pipeline_plan(graph, stages).register_bits if stages else 0
-    return total + Resources(lut=round(NODE_OVERHEAD * count), ff=ff)
+    return total + Resources(lut=round(NODE_OVERHEAD * count),
+                             ff=pipeline_register_bits(graph, stages))
+
+
+def pipeline_register_bits(graph, stages) -> int:
+    """Flip-flops of ``stages`` pipeline cuts in ``graph`` (0 when combinational)."""
+    return pipeline_plan(graph, stages).register_bits if stages else 0
 
 
 def resources(layer, weights, family) -> Resources:

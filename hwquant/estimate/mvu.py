@@ -7,7 +7,9 @@ the operand mux in front of the engine; the ``SIMD``-lane operand register; the 
 (``NF*SF`` words of the ``PE`` engines' words; none when fully unrolled); the ``PE`` dot
 engines (the arithmetic kind's cost face, :func:`hwquant.kinds.cost_model`; a fully unrolled
 layer of a constant-matrix kind costs its shared adder graph, :mod:`hwquant.estimate.cmvm`);
-the engine-sum register; ``PE`` accumulators sized from each PE's channels' whole-vector range;
+the engine's pipeline when its adder graph is cut (:attr:`hwquant.ir.Fold.stages` ``= L``:
+the graph's register bits, ``L`` copies of the sums made outside the graph and of the
+operand stage's control, :func:`engine_pipeline`); the engine-sum register; ``PE`` accumulators sized from each PE's channels' whole-vector range;
 the combine register; the epilogue (:mod:`hwquant.estimate.epilogue`, each lane at its own
 width); the ``PE``-lane output register. For a kind with its own engine (``binary``,
 ``template``, ``bdcnn``) the sums, accumulators and combine register come from the engine
@@ -30,7 +32,7 @@ from . import memo as memo_face
 from .common import counter, luts, ram, range_bits, weight_rom
 from .resources import Resources, adder, comparator, mux, register
 
-__all__ = ["mvu", "mvu_resources", "USE_DSP"]
+__all__ = ["engine_pipeline", "mvu", "mvu_resources", "USE_DSP"]
 
 #: Yosys infers DSP blocks by default (``synthesize(..., allow_dsp=True)``); so does the model.
 USE_DSP = True
@@ -62,6 +64,33 @@ def mvu_resources(layer, weights, family, *, use_dsp=USE_DSP) -> Resources:
     rows = _Sum()
     mvu(rows, layer, weights, family, use_dsp=use_dsp)
     return rows.total
+
+
+def engine_pipeline(layer, weights) -> Resources:
+    """Flip-flops of the ``L = layer.fold.stages`` pipeline cuts of the engine's adder graph
+    (:func:`hwquant.engine_stages.engine_graph`; :attr:`hwquant.cmvm.PipelinePlan.
+    register_bits`), of the ``L`` registers every engine output made outside the graph
+    passes through (the memo engine's group sums and lane sum) and of the operand stage's
+    control beside them (valid, last slice: ``2 L``). Zero for a combinational engine."""
+    from ..engine_stages import check_stages, engine_graph
+    from ..memo import memo_layout, sum_range
+
+    stages = layer.fold.stages
+    if not stages:
+        return Resources()
+    check_stages(layer, weights)
+    graph = engine_graph(layer, weights)
+    bits = constant_matrix.pipeline_register_bits(graph, stages) + 2 * stages
+    if layer.fold.engine == "memo":
+        lay = memo_layout(layer)
+        w = np.asarray(weights, dtype=np.int64)
+        fmt = layer.in_format
+        sums = [sum_range(int((w[c] == v).sum()), fmt) for c in range(layer.out_channels)
+                if lay.grouped[c] for v in lay.groups[c].values]
+        if lay.shared:
+            sums.append(sum_range(layer.fan_in, fmt))
+        bits += stages * sum(register_bits(lo, hi) for lo, hi in sums)
+    return register(bits)
 
 
 def mvu(rows, layer, weights, family, *, use_dsp=USE_DSP):
@@ -116,6 +145,8 @@ def mvu(rows, layer, weights, family, *, use_dsp=USE_DSP):
         rows.add("weight_rom", rom)
     rows.add("dot_engines", constant_matrix.resources(layer, weights, family) if adder_graph
              else kind.resources(layer, family, use_dsp=use_dsp))
+    if layer.fold.stages:
+        rows.add("engine_pipeline", engine_pipeline(layer, weights))
 
     if memo:  # several partial sums per PE: the memo face sizes them
         dots, acc, acc_widths = memo_face.parts_resources(layer, weights, family)

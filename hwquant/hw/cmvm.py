@@ -8,18 +8,21 @@ constant integer weights (``fixed``, ``pow2`` incl. the TTQ sign scales) builds 
 ``x * c`` product per weight, through :class:`hwquant.hw.engine.LaneEngine`.
 
 Signature: ``x: In(ArrayLayout(x_shape, n_in))``, ``y: Out(ArrayLayout(signed(y_bits),
-n_out))``. By default combinational (latency 0: the MVU registers the engine's sums); depth
+n_out))``, ``en: In(1, init=1)`` (the pipeline registers advance only while it is high; left
+undriven it is tied high). By default combinational (latency 0); depth
 :attr:`hwquant.cmvm.AdderGraph.depth` adders. With ``stages = S > 0`` the graph is cut by
 depth into ``S + 1`` stages of at most ``ceil(depth / (S + 1))`` adders
 (:func:`hwquant.cmvm.pipeline_plan`): every signal crossing a cut is registered (one
-reset-less register chain per signal, shared by its users), and every output leaves after
+register chain per signal, shared by its users), and every output leaves after
 ``S`` cycles (:attr:`ConstantMatrix.latency`); a fully pipelined engine takes a vector every
 cycle. Resources: :attr:`AdderGraph.adder_bits` LUTs (one per adder bit that needs logic, with
 its carry), no multipliers, no DSPs; plus :attr:`hwquant.cmvm.PipelinePlan.register_bits`
 flip-flops when pipelined.
 
-The MVU only builds the combinational engine (its latency contract is 0 cycles per engine;
-the pipelined one is an engine option, not wired into the MVU and the schedule model yet).
+The MVU builds it with the layer's engine stages (:attr:`hwquant.ir.Fold.stages`, chosen by
+:func:`hwquant.engine_stages.choose_stages`) and drives ``en`` with its own pipeline enable, so
+a stall freezes the graph's registers with the rest of the unit; the MVU's latency grows by
+``stages`` (:attr:`hwquant.hw.mvu.MatrixVectorUnit.latency`).
 """
 
 from amaranth.hdl import Cat, Module, Shape, Signal, signed
@@ -46,7 +49,7 @@ class ConstantMatrix(wiring.Component):
     x_shape : Amaranth shape of one input lane (its range must lie in ``graph.input_ranges``)
     y_bits : width of every output lane (signed); at least each output's range
     stages : pipeline register cuts (default 0: combinational); ``y`` follows ``x`` by
-        ``stages`` cycles (:attr:`latency`), one vector a cycle
+        ``stages`` cycles in which ``en`` is high (:attr:`latency`), one vector a cycle
     """
 
     def __init__(self, graph, x_shape, y_bits, *, stages=0):
@@ -60,7 +63,8 @@ class ConstantMatrix(wiring.Component):
             raise ValueError(f"Constant-matrix outputs need {need} bits, not {y_bits}")
         self._plan = pipeline_plan(graph, stages)
         super().__init__({"x": In(data.ArrayLayout(x_shape, graph.n_inputs)),
-                          "y": Out(data.ArrayLayout(signed(y_bits), graph.n_outputs))})
+                          "y": Out(data.ArrayLayout(signed(y_bits), graph.n_outputs)),
+                          "en": In(1, init=1)})
 
     @property
     def graph(self):
@@ -82,14 +86,18 @@ class ConstantMatrix(wiring.Component):
         sig = [self.x[i] for i in range(g.n_inputs)]
         # chains[s][k]: signal s in stage plan.signal_stage[s] + k (k registers later).
         chains = {}
+        # Every pipeline register's update, enabled by en below. The registers have the
+        # domain's reset (free in the FPGAs' flip-flops): reset-less ones made Yosys 0.70's
+        # ABC9 pass fail an assertion on an ECP5 board top.
+        regs = []
 
         def at(s, stage):
             chain = chains.setdefault(s, [sig[s]])
             while len(chain) <= stage - plan.signal_stage[s]:
                 name = f"x{s}" if s < g.n_inputs else f"s{s - g.n_inputs}"
-                reg = Signal(signal_shape(*g.signal_range(s)), reset_less=True,
+                reg = Signal(signal_shape(*g.signal_range(s)),
                              name=f"{name}_p{plan.signal_stage[s] + len(chain)}")
-                m.d.sync += reg.eq(chain[-1])
+                regs.append(reg.eq(chain[-1]))
                 chain.append(reg)
             return chain[stage - plan.signal_stage[s]]
 
@@ -104,8 +112,11 @@ class ConstantMatrix(wiring.Component):
             elif plan.negate_stage[j] == plan.stages:
                 m.d.comb += self.y[j].eq(-(at(s, plan.stages) << shift))
             else:
-                m.d.comb += self.y[j].eq(self._delayed_negation(m, j, at(s, plan.negate_stage[j])
-                                                                << shift))
+                m.d.comb += self.y[j].eq(self._delayed_negation(
+                    m, j, at(s, plan.negate_stage[j]) << shift, regs))
+        if regs:
+            with m.If(self.en):
+                m.d.sync += regs
         return m
 
     @staticmethod
@@ -125,14 +136,14 @@ class ConstantMatrix(wiring.Component):
             m.d.comb += out.eq((-ta if node.neg_a else ta) + (-tb if node.neg_b else tb))
         return out
 
-    def _delayed_negation(self, m, j, v):
+    def _delayed_negation(self, m, j, v, regs):
         """``-v`` (output ``j``, made in its negation's stage) registered up to the last
-        stage."""
+        stage (the register updates appended to ``regs``)."""
         lo, hi = self._graph.output_ranges[j]
         neg = Signal(signal_shape(lo, hi), name=f"y{j}_neg")
         m.d.comb += neg.eq(-v)
         for t in range(self._plan.negate_stage[j] + 1, self._plan.stages + 1):
-            reg = Signal(neg.shape(), reset_less=True, name=f"y{j}_neg_p{t}")
-            m.d.sync += reg.eq(neg)
+            reg = Signal(neg.shape(), name=f"y{j}_neg_p{t}")
+            regs.append(reg.eq(neg))
             neg = reg
         return neg

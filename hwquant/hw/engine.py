@@ -37,19 +37,28 @@ subclasses :class:`Engine` and provides:
   coefficients ``c_a``). Adds its logic to module ``m`` (combinational; the MVU registers the
   result) and returns ``PE`` values, each inside :meth:`combine_ranges` of its channel.
 
-Members of an engine (combinational, latency 0; the MVU registers ``parts`` and ``shared``):
+Members of an engine (combinational, latency 0, unless pipelined; the MVU registers ``parts``
+and ``shared``):
 
 * ``x``: ``In(data.ArrayLayout(lane_shape(layer.in_format), simd))``, the beat's lanes.
 * ``w``: ``In(unsigned(word_bits))``, the ROM word, only when folded and ``word_bits > 0``.
 * ``parts``: ``Out(data.ArrayLayout(signed(part_bits), pe * P))``, lane ``p*P + j`` is partial
   sum ``j`` of PE ``p`` for this beat.
 * ``shared``: ``Out(data.ArrayLayout(signed(shared_bits), S))``, only when ``S > 0``.
+* ``en``: ``In(1, init=1)``, only when pipelined: the engine's registers advance while it is
+  high (the MVU drives its pipeline enable).
+
+Pipelining: a fully unrolled engine that builds a constant-matrix adder graph
+(:func:`hwquant.engine_stages.engine_graph`) takes the layer's :attr:`hwquant.ir.Fold.stages`
+``= L`` cuts in it (:attr:`Engine.latency`): ``parts`` and ``shared`` are then the sums of the
+beat of ``L`` enabled cycles ago (outputs made outside the graph pass through ``L`` registers,
+:meth:`Engine.delayed`). ``L > 0`` for any other engine is a ``ValueError``.
 
 The registry names each kind's engine class; :func:`engine_for` resolves it.
 """
 
 import numpy as np
-from amaranth.hdl import Module, signed, unsigned
+from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -118,6 +127,14 @@ class Engine(EngineShape, wiring.Component):
         self._layer, self._weights = layer, np.asarray(weights, dtype=np.int64)
         self._pe, self._simd = pe, simd
         self._nf, self._sf = oc // pe, fan_in // simd
+        self._stages = layer.fold.stages
+        if self._stages:
+            from ..engine_stages import check_stages
+
+            if (pe, simd) != (layer.fold.pe, layer.fold.simd):
+                raise ValueError(f"Layer '{layer.name}': a pipelined engine is built at the "
+                                 f"layer's fold, not PE={pe} SIMD={simd}")
+            check_stages(layer, self._weights)
         members = {"x": In(data.ArrayLayout(lane_shape(layer.in_format), simd)),
                    "parts": Out(data.ArrayLayout(signed(max(part_bits, 2)),
                                                  pe * self.parts_per_pe(layer)))}
@@ -127,11 +144,41 @@ class Engine(EngineShape, wiring.Component):
         if self.shared_count(layer):
             members["shared"] = Out(data.ArrayLayout(signed(max(shared_bits, 2)),
                                                      self.shared_count(layer)))
+        if self._stages:
+            members["en"] = In(1, init=1)
         super().__init__(members)
 
     @property
     def layer(self):
         return self._layer
+
+    @property
+    def latency(self) -> int:
+        """Cycles (with ``en`` high) from ``x`` to ``parts``/``shared``: the pipeline cuts of
+        its adder graph (0: combinational)."""
+        return self._stages
+
+    def delayed(self, m, value, name):
+        """``value`` through :attr:`latency` registers advancing on ``en`` (itself when
+        combinational): an output made outside the pipelined graph, kept in step with it."""
+        for k in range(self._stages):
+            reg = Signal.like(value, name=f"{name}_p{k + 1}")
+            with m.If(self.en):
+                m.d.sync += reg.eq(value)
+            value = reg
+        return value
+
+    def constant_matrix(self, m, graph, width):
+        """Add :class:`hwquant.hw.cmvm.ConstantMatrix` of ``graph`` (outputs ``width`` bits)
+        to ``m`` as ``matrix``, pipelined with :attr:`latency` cuts on ``en``, fed ``x``."""
+        from .cmvm import ConstantMatrix
+
+        m.submodules.matrix = matrix = ConstantMatrix(graph, lane_shape(self._layer.in_format),
+                                                      width, stages=self._stages)
+        m.d.comb += matrix.x.eq(self.x)
+        if self._stages:
+            m.d.comb += matrix.en.eq(self.en)
+        return matrix
 
     @property
     def constant(self) -> bool:
@@ -230,14 +277,10 @@ class LaneEngine(Engine):
         """Fully unrolled: the whole ``PE x SIMD`` constant matrix as one shared adder graph
         (:class:`hwquant.hw.cmvm.ConstantMatrix`) instead of ``PE`` engines of products."""
         from ..cmvm import layer_adder_graph
-        from .cmvm import ConstantMatrix
 
         m = Module()
         graph = layer_adder_graph(self._layer, self._weights)
-        part = self.parts.shape().elem_shape.width
-        m.submodules.matrix = matrix = ConstantMatrix(graph, lane_shape(self._layer.in_format),
-                                                      part)
-        m.d.comb += matrix.x.eq(self.x)
+        matrix = self.constant_matrix(m, graph, self.parts.shape().elem_shape.width)
         for p in range(self._pe):
             m.d.comb += self.parts[p].eq(matrix.y[p])
         return m

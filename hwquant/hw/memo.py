@@ -59,7 +59,6 @@ from .arith import adder_tree, const_signed
 from .engine import Engine
 from .fixed import DotEngine
 from .lane_pairs import lane_pairs, pair_sum
-from .streams import lane_shape
 
 __all__ = ["MemoEngine"]
 
@@ -144,7 +143,7 @@ class MemoEngine(Engine):
         lay, simd = self._lay, self._simd
         x = [self.x[i] for i in range(simd)]
         if lay.shared:
-            m.d.comb += self.shared[0].eq(adder_tree(x))
+            m.d.comb += self.shared[0].eq(self.delayed(m, adder_tree(x), "lane_sum"))
         if self.constant:
             self._constant_parts(m, x)
             return m
@@ -170,23 +169,24 @@ class MemoEngine(Engine):
         return m
 
     def _constant_parts(self, m, x):
-        """Unrolled: each group's lanes added, one adder graph for the plain rows."""
+        """Unrolled: each group's lanes added, one adder graph for the plain rows (pipelined
+        with :attr:`latency` cuts; the group sums then pass through as many registers)."""
         from ..cmvm import layer_adder_graph
-        from .cmvm import ConstantMatrix
 
         lay, w = self._lay, self._weights
         plain = [c for c in range(self._layer.out_channels) if not lay.grouped[c]]
         for c in range(self._layer.out_channels):
             if lay.grouped[c]:
                 for j, v in enumerate(lay.groups[c].values):
-                    m.d.comb += self._part(c, j).eq(
-                        adder_tree([x[i] for i in np.flatnonzero(w[c] == v)]))
+                    total = adder_tree([x[i] for i in np.flatnonzero(w[c] == v)])
+                    if self.latency:
+                        part = Signal(self._part(c, j).shape(), name=f"group{c}_{j}")
+                        m.d.comb += part.eq(total)
+                        total = self.delayed(m, part, f"group{c}_{j}")
+                    m.d.comb += self._part(c, j).eq(total)
         if plain:
             graph = layer_adder_graph(self._layer, w[plain])
-            width = self.parts.shape().elem_shape.width
-            m.submodules.matrix = matrix = ConstantMatrix(
-                graph, lane_shape(self._layer.in_format), width)
-            m.d.comb += matrix.x.eq(self.x)
+            matrix = self.constant_matrix(m, graph, self.parts.shape().elem_shape.width)
             for k, c in enumerate(plain):
                 m.d.comb += self._part(c, 0).eq(matrix.y[k])
 

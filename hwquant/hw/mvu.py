@@ -1,5 +1,6 @@
 """Matrix-vector unit: folded input vectors in, folded output vectors out, one kind-generic
-dot engine (:mod:`hwquant.hw.engine`) and one epilogue (:mod:`hwquant.hw.epilogue`)."""
+dot engine (:mod:`hwquant.hw.engine`, possibly pipelined) and one epilogue
+(:mod:`hwquant.hw.epilogue`)."""
 
 import numpy as np
 from amaranth.hdl import Const, Module, Mux, Signal, signed
@@ -8,14 +9,13 @@ from amaranth.lib.wiring import In, Out
 
 from .. import ir
 from ..engine_shape import combine_register_bits
+from ..engine_stages import check_stages
+from ..schedule.mvu import BASE_LATENCY, mvu_latency
 from .engine import engine_for
 from .epilogue import epilogue_class, epilogue_of, epilogue_unit
 from .streams import activation_signature
 
-__all__ = ["MatrixVectorUnit", "LATENCY"]
-
-#: Cycles from issuing the last slice of a neuron fold to its output beat's ``valid``.
-LATENCY = 6
+__all__ = ["MatrixVectorUnit", "BASE_LATENCY"]
 
 
 def _range_bits(ranges) -> int:
@@ -42,13 +42,18 @@ class MatrixVectorUnit(wiring.Component):
     a beat is taken whenever the pipeline advances (``i_stream.ready`` then follows
     ``o_stream.ready``).
 
-    Pipeline, all stages advancing together whenever the output register is empty or being
-    taken: fold counters and buffer/ROM addresses -> operands (SIMD lanes, ROM word) -> engine
-    sums register -> accumulators -> combine register -> epilogue (its pipeline register) ->
-    output register.
-    An output beat is valid :data:`LATENCY` (6) cycles after its fold's last slice issued;
-    ``o_stream.valid`` comes from a register. :class:`hwquant.schedule.mvu.MatrixVectorUnitTiming`
-    is the cycle-exact handshake model.
+    Pipeline, all stages advancing together (``en``) whenever the output register is empty or
+    being taken: fold counters and buffer/ROM addresses -> operands (SIMD lanes, ROM word) ->
+    the engine's own ``L`` pipeline cuts, if any -> engine sums register -> accumulators ->
+    combine register -> epilogue (its pipeline register) -> output register. ``L`` is the
+    layer's :attr:`hwquant.ir.Fold.stages` (only a fully unrolled constant-matrix engine has
+    cuts, :mod:`hwquant.engine_stages`); the operand stage's control (valid, first/last slice,
+    fold index) travels beside the engine through ``L`` registers on the same enable, so a
+    stall freezes the whole pipeline and the rate stays one step a cycle.
+    An output beat is valid :attr:`latency` (:data:`BASE_LATENCY` ``+ L``: 6 + L) cycles
+    after its fold's last slice issued; ``o_stream.valid`` comes from a register.
+    :class:`hwquant.schedule.mvu.MatrixVectorUnitTiming` (``engine_stages=L``) is the
+    cycle-exact handshake model.
 
     Parameters
     ----------
@@ -65,13 +70,16 @@ class MatrixVectorUnit(wiring.Component):
     Raises
     ------
     ValueError
-        Weight matrix of the wrong shape; logits that do not fit the output format.
+        Weight matrix of the wrong shape; logits that do not fit the output format; engine
+        stages on an engine that is no adder graph.
 
     Resources: one engine (:func:`hwquant.hw.engine.engine_for`: e.g. ``PE`` dot engines of
     ``SIMD`` products), ``PE * P + S`` accumulators sized from the engine's worst-case ranges,
     ``PE`` combine registers and epilogues, a ``PE``-lane output register, a ``SIMD``-lane
     operand register; memories: the ``2*SF x SIMD*x_bits`` input buffer (``NF > 1``) and the
     ``NF*SF x word_bits`` weight ROM (unless fully unrolled, where the weights are constants).
+    With ``L`` engine cuts: the graph's pipeline registers
+    (:attr:`hwquant.cmvm.PipelinePlan.register_bits`) and ``L`` copies of the control bits.
     No register is ``F`` or ``OC`` lanes wide.
     """
 
@@ -80,6 +88,7 @@ class MatrixVectorUnit(wiring.Component):
         if weights.shape != (layer.out_channels, layer.fan_in):
             raise ValueError(f"Layer '{layer.name}': weight matrix must be "
                              f"({layer.out_channels}, {layer.fan_in}), not {weights.shape}")
+        check_stages(layer, weights)
         self._layer, self._weights = layer, weights
         self._engine_cls = engine_for(layer)
         self._combine_ranges = self._engine_cls.combine_ranges(layer, weights)
@@ -104,6 +113,17 @@ class MatrixVectorUnit(wiring.Component):
     def sf(self) -> int:
         """Synapse folds ``F / SIMD``: input beats per vector."""
         return self._layer.fan_in // self._layer.fold.simd
+
+    @property
+    def engine_stages(self) -> int:
+        """Pipeline cuts inside the dot engine (the layer's ``Fold.stages``)."""
+        return self._layer.fold.stages
+
+    @property
+    def latency(self) -> int:
+        """Cycles from issuing a fold's last slice to its output beat's ``valid``:
+        :data:`BASE_LATENCY` plus :attr:`engine_stages`."""
+        return mvu_latency(self.engine_stages)
 
     @property
     def fold_steps(self) -> int:
@@ -237,6 +257,17 @@ class MatrixVectorUnit(wiring.Component):
             with m.If(issue):
                 m.d.sync += step.eq(Mux(last_step, 0, step + 1))
             m.d.comb += [rom_rd.addr.eq(step), rom_rd.en.eq(en), engine.w.eq(rom_rd.data)]
+
+        # -- the engine's own pipeline cuts: stage 1's control travels beside them -----------
+        if engine.latency:
+            m.d.comb += engine.en.eq(en)
+            for k in range(engine.latency):
+                v_, first_, last_ = (Signal(name=f"{n}1_p{k + 1}")
+                                     for n in ("v", "first", "last"))
+                nf_ = Signal.like(nf_i, name=f"nf1_p{k + 1}")
+                with m.If(en):
+                    m.d.sync += [v_.eq(v1), first_.eq(first1), last_.eq(last1), nf_.eq(nf1)]
+                v1, first1, last1, nf1 = v_, first_, last_, nf_
 
         # -- stage 2: engine sums ------------------------------------------------------------
         v2, first2, last2 = Signal(), Signal(), Signal()

@@ -44,7 +44,6 @@ from ..layout import pack_lanes
 from .engine import Engine
 from .fixed import DotEngine
 from .lane_pairs import lane_pairs, pair_sum
-from .streams import lane_shape
 
 __all__ = ["TemplateEngine", "DotEngine", "channel_roles", "template_pes"]
 
@@ -123,13 +122,11 @@ class TemplateEngine(TemplateShape, Engine):
         """Unrolled: ``S`` and every channel's part as outputs of one constant-matrix adder
         graph (:meth:`TemplateShape.unrolled_matrix`)."""
         from ..cmvm import layer_adder_graph
-        from .cmvm import ConstantMatrix
 
         graph = layer_adder_graph(self._layer, self.unrolled_matrix(self._layer, self._weights))
         width = max(self.parts.shape().elem_shape.width, len(self.shared[0]))
-        m.submodules.matrix = matrix = ConstantMatrix(
-            graph, lane_shape(self._layer.in_format), width)
-        m.d.comb += [matrix.x.eq(self.x), self.shared[0].eq(matrix.y[0])]
+        matrix = self.constant_matrix(m, graph, width)
+        m.d.comb += self.shared[0].eq(matrix.y[0])
         for c in range(self._layer.out_channels):
             m.d.comb += self.parts[c].eq(matrix.y[1 + c])
 

@@ -76,7 +76,7 @@ def stage_model(stage, *, fifo_depth=None):
         return SlidingWindowTiming(stage.in_shape, stage.kernel, stage.stride, stage.padding,
                                    simd=stage.simd, order=stage.order)
     if isinstance(stage, P.Mvu):
-        return MatrixVectorUnitTiming(stage.nf, stage.sf)
+        return MatrixVectorUnitTiming(stage.nf, stage.sf, engine_stages=stage.engine_stages)
     if isinstance(stage, (P.MaxReduce, P.AvgReduce)):
         return ReduceTiming(stage.window)
     if isinstance(stage, P.Width):
