@@ -229,9 +229,8 @@ def _stall_free(model, n_in, n_out):
 @pytest.mark.sim
 @pytest.mark.parametrize("stages", [1, 2, 3])
 def test_pipelined_mvu_in_verilator(unrolled, stages, tmp_path_factory):
-    from amaranth.back import verilog
-
     import hwquant.sim
+    from amaranth.back import verilog
 
     layer = staged(unrolled, stages)
     root = tmp_path_factory.mktemp("mvu_pipe")
