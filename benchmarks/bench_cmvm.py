@@ -490,7 +490,8 @@ def main():
     work.mkdir(parents=True, exist_ok=True)
     designs = args.designs.split(",")
     families = args.families.split(",")
-    da4ml = _da4ml_python(Path(args.da4ml_venv)) if "da4ml" in designs else None
+    da4ml = (_da4ml_python(Path(args.da4ml_venv))
+             if {"da4ml", "da4ml-graph"} & set(designs) else None)
     results = []
     for case in args.cases.split(","):
         # One seed per case: the matrices do not depend on which cases a run includes.
@@ -530,6 +531,18 @@ def main():
         if args.stages and ("graph" in designs or "pipe" in designs):
             row["graph_pipe"] = _pipelined(graph, y_bits, args.stages, xs, want, families,
                                            case_dir, args.fmax)
+        if "da4ml-graph" in designs and da4ml is not None:
+            # da4ml's solution as an AdderGraph, emitted and synthesized exactly as ours.
+            from benchmarks.cmvm_structure import da4ml_adder_graph
+
+            theirs, solution = da4ml_adder_graph(da4ml, w, hi, case_dir / "da4ml_graph")
+            their_bits = max(ir.signed_bits_for(min(lo, 0), max(h, 0))
+                             for lo, h in theirs.output_ranges)
+            row["da4ml_graph"] = _pipelined(theirs, their_bits, args.stages, xs, want,
+                                            families, case_dir / "da4ml_graph", False)
+            row["da4ml_graph"]["equal"] &= bool(np.array_equal(theirs.evaluate(xs), want))
+            row["da4ml_graph"]["adders"] = theirs.adders
+            row["da4ml_graph"]["solve_seconds"] = round(solution["seconds"], 2)
         if "mul" in designs:
             ok = np.array_equal(_simulate(_RowProducts(w, y_bits), xs[:50], n_out), want[:50])
             top = Registered(_RowProducts(w, y_bits))
@@ -541,7 +554,7 @@ def main():
                 row["mul"][fam] = _synth([path], "cmvm_mul", fam, case_dir / f"mul_{fam}",
                                          splitnets=True)
                 print(case, "x*c", fam, row["mul"][fam], flush=True)
-        if da4ml is not None:
+        if da4ml is not None and "da4ml" in designs:
             np.save(case_dir / "w.npy", w)
             script = case_dir / "da4ml_run.py"
             script.write_text(_DA4ML_SCRIPT)
@@ -575,7 +588,7 @@ def main():
         for fam in families:
             pipe = f"graph S={args.stages}"
             for name, label in (("graph", "adder graph"), ("graph_pipe", pipe), ("mul", "x * c"),
-                                ("da4ml", "da4ml")):
+                                ("da4ml", "da4ml"), ("da4ml_graph", f"da4ml's, S={args.stages}")):
                 r = row.get(name)
                 if not r or fam not in r:
                     continue
@@ -585,7 +598,8 @@ def main():
                       f"{s['ff']:>6,} {s['seconds']:>8.1f}  {r['equal']}{rtl}")
             for mine, mine_label in (("graph", "graph"), ("graph_pipe", pipe)):
                 g = row.get(mine, {}).get(fam)
-                for name, label in (("da4ml", "da4ml"), ("mul", "x * c")):
+                for name, label in (("da4ml", "da4ml"), ("da4ml_graph", "da4ml's graph"),
+                                    ("mul", "x * c")):
                     other = row.get(name, {}).get(fam)
                     if g and other:
                         print(f"  {'':<6} {fam:<7} {mine_label} / {label}: LUT "

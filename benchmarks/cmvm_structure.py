@@ -9,11 +9,12 @@ both graphs are counted by the same definitions: ``adders`` (:attr:`AdderGraph.a
 the result width less the low bits that are wires) and the cost model's LUTs
 (:func:`hwquant.estimate.cmvm.graph_resources`, xilinx and ice40).
 
-    .venv/bin/python benchmarks/cmvm_structure.py [--cases int4,int8] [--penalty N|None]
+    .venv/bin/python benchmarks/cmvm_structure.py [--cases int4,int8] [--penalty best|N|None]
 """
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -25,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 
 from benchmarks.bench_cmvm import CASES, X_BITS, _da4ml_python
-from hwquant.cmvm import SUBTRACTION_PENALTY, AdderGraph, _Builder, build_adder_graph
+from hwquant.cmvm import AdderGraph, _Builder, build_adder_graph
 from hwquant.estimate.cmvm import graph_resources
 from hwquant.ir import range_bits
 
@@ -73,6 +74,21 @@ def da4ml_graph(w, hi, solution) -> AdderGraph:
     return AdderGraph(b.n_inputs, tuple(ranges), tuple(b.nodes), tuple(terms), tuple(out_ranges))
 
 
+def da4ml_adder_graph(python, w, hi, work):
+    """Run da4ml's ``solve`` on ``w`` (inputs ``0..hi``) with the virtualenv's ``python``;
+    ``(graph, solution)``: its solution rebuilt as an :class:`AdderGraph`, and the dump (with
+    da4ml's ``seconds``)."""
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    wf, out, script = work / "w.npy", work / "solution.json", work / "dump.py"
+    np.save(wf, w)
+    script.write_text(_DUMP)
+    subprocess.run([str(python), str(script), str(wf), str(out), str(hi)], check=True,
+                   env={**os.environ, "PYTHONPATH": ""})
+    solution = json.loads(out.read_text())
+    return da4ml_graph(w, hi, solution), solution
+
+
 def structure(graph) -> dict:
     negations = [j for j, (s, _, n) in enumerate(graph.outputs) if n and s >= 0]
     result = (sum(n.bits for n in graph.nodes)
@@ -85,11 +101,11 @@ def structure(graph) -> dict:
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cases", default=",".join(CASES))
-    ap.add_argument("--penalty", default=str(SUBTRACTION_PENALTY))
+    ap.add_argument("--penalty", default="best", help="best (default), an int, or None")
     ap.add_argument("--da4ml-venv", default=str(Path.home() / ".cache" / "hwquant-bench"
                                                 / "da4ml-venv"))
     args = ap.parse_args()
-    penalty = None if args.penalty == "None" else int(args.penalty)
+    penalty = {"None": None, "best": "best"}.get(args.penalty) or int(args.penalty)
     python = _da4ml_python(Path(args.da4ml_venv))
     hi = (1 << X_BITS) - 1
     rows = {}
@@ -105,13 +121,7 @@ def main():
             rows[case] = {"hwquant": dict(structure(ours), seconds=round(seconds, 1))}
             if python is None:
                 continue
-            wf, out, script = Path(tmp) / f"{case}.npy", Path(tmp) / f"{case}.json", \
-                Path(tmp) / "dump.py"
-            np.save(wf, w)
-            script.write_text(_DUMP)
-            subprocess.run([str(python), str(script), str(wf), str(out), str(hi)], check=True)
-            solution = json.loads(out.read_text())
-            theirs = da4ml_graph(w, hi, solution)
+            theirs, solution = da4ml_adder_graph(python, w, hi, Path(tmp) / case)
             assert np.array_equal(theirs.evaluate(xs), xs @ w.T), "da4ml graph rebuilt wrongly"
             rows[case]["da4ml"] = dict(structure(theirs), seconds=round(solution["seconds"], 1),
                                        stages=[sum(op[2] in (0, 1) for op in s["ops"])

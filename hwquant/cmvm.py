@@ -16,7 +16,9 @@ known ranges, built from additions and subtractions of shifted signals only:
    several rows and partial sums all come out of the same rule. A pair of opposite signs
    makes a difference ``x_a - (x_b << d)`` instead, which needs :data:`SUBTRACTION_PENALTY`
    more occurrences than a sum (a shared difference is signed: every adder above it in every
-   row that uses it sign-extends it; ``None``: sums only). The pair chosen is the one that
+   row that uses it sign-extends it; ``None``: sums only; by default the graph is built with
+   each of :data:`SUBTRACTION_PENALTIES` and the one with fewer logic bits kept, as the
+   better rule differs between matrices). The pair chosen is the one that
    saves the most adder bits: ``(occurrences - 1) x`` the width of the adder it makes (its
    result bits that need logic, plus half its operands' overlap: what a carry-chain LUT
    pays for); ties to the wider adder. Greedy and lazy: the candidates sit in a heap under
@@ -58,7 +60,8 @@ import numpy as np
 from .intmath import csd_digits
 from .ir import range_bits
 
-__all__ = ["CSE_MAX_WEIGHTS", "DEPTH_SLACK", "PAIR_BUDGET", "SUBTRACTION_PENALTY", "AdderGraph",
+__all__ = ["CSE_MAX_WEIGHTS", "DEPTH_SLACK", "PAIR_BUDGET", "SUBTRACTION_PENALTIES",
+           "SUBTRACTION_PENALTY", "AdderGraph",
            "AdderNode", "PipelinePlan", "build_adder_graph", "depth_bound", "layer_adder_graph",
            "pipeline_plan", "signed_digit_terms"]
 
@@ -267,8 +270,15 @@ class _Builder:
 #: construction): 16x64 4-bit 8,221 LUT with 1, 8,270 with 2, 8,482 with sums only; the CNN's
 #: first layer 1,945 with 1 (0.904x da4ml), 1,896 with 2; int8 32x144 (one pipeline cut)
 #: 63,424 with 2, 61,781 with sums only. Sums only helps the 8-bit matrix as much as it
-#: hurts the 4-bit one, so 2 stays the default.
+#: hurts the 4-bit one, so neither is right for every matrix: see :data:`SUBTRACTION_PENALTIES`.
 SUBTRACTION_PENALTY = 2
+
+#: What :func:`build_adder_graph` tries by default (``subtraction_penalty="best"``): a graph for
+#: each penalty, the one with the fewest logic bits (:attr:`AdderGraph.adder_bits`; ties: the
+#: first) kept. The logic bits pick what Yosys measured on both matrices above (16x64 4-bit:
+#: 9,300 bits with 2 against 9,335 sums only; 32x144 8-bit: 75,053 against 74,253), at twice
+#: the construction time.
+SUBTRACTION_PENALTIES = (SUBTRACTION_PENALTY, None)
 
 #: Adders a shared pair may add to the graph's depth beyond that of the plain signed-digit trees
 #: (:func:`depth_bound`): sharing makes a term deeper, and the engine's timing is that depth.
@@ -301,17 +311,23 @@ def _unpack(key):
 
 
 def build_adder_graph(weights, input_ranges, *, cse: bool = True,
-                      subtraction_penalty: int | None = SUBTRACTION_PENALTY,
+                      subtraction_penalty: int | None | str = "best",
                       depth_slack: int = DEPTH_SLACK) -> AdderGraph:
     """The shared adder graph of ``y = weights @ x`` (see the module docstring).
 
     ``weights`` is an integer matrix ``(n_out, n_in)``; ``input_ranges`` one ``(lo, hi)`` per
     input. ``cse=False`` skips the sharing (plain signed-digit adder trees per row), for
-    comparison; ``subtraction_penalty`` overrides :data:`SUBTRACTION_PENALTY` (``None``: sums
-    only);
+    comparison; ``subtraction_penalty`` the occurrences a shared difference needs beyond a
+    sum (:data:`SUBTRACTION_PENALTY`; ``None``: sums only; ``"best"``, the default: the
+    graph of :data:`SUBTRACTION_PENALTIES` with the fewest logic bits);
     ``depth_slack`` :data:`DEPTH_SLACK` (the graph is at most :func:`depth_bound` of the
     signed-digit rows plus this many adders deep).
     """
+    if subtraction_penalty == "best":
+        graphs = [build_adder_graph(weights, input_ranges, cse=cse, subtraction_penalty=p,
+                                    depth_slack=depth_slack)
+                  for p in (SUBTRACTION_PENALTIES if cse else SUBTRACTION_PENALTIES[:1])]
+        return min(graphs, key=lambda g: g.adder_bits)  # min keeps the first of equals
     w = np.asarray(weights, dtype=np.int64)
     if w.ndim != 2:
         raise ValueError(f"Constant matrix must be 2-D (outputs x inputs), not shape {w.shape}")
@@ -659,7 +675,7 @@ def layer_adder_graph(layer, weights) -> AdderGraph:
     w = np.ascontiguousarray(np.asarray(weights, dtype=np.int64))
     fmt = layer.in_format
     return _cached_graph(w.tobytes(), w.shape, int(fmt.lo), int(fmt.hi),
-                         w.size <= CSE_MAX_WEIGHTS, SUBTRACTION_PENALTY, DEPTH_SLACK)
+                         w.size <= CSE_MAX_WEIGHTS, "best", DEPTH_SLACK)
 
 
 @dataclass(frozen=True)

@@ -189,3 +189,24 @@ def test_sums_only_sharing_makes_no_shared_difference():
         assert np.array_equal(graph.evaluate(xs), xs @ w.T)
     assert all(not (n.neg_a or n.neg_b) and n.lo >= 0 for n in sums.nodes if n.shared)
     assert any(n.neg_a or n.neg_b for n in mixed.nodes if n.shared)
+
+
+def test_default_keeps_the_penalty_with_fewer_logic_bits():
+    # "best" (the default) builds a graph per penalty of SUBTRACTION_PENALTIES and keeps the
+    # one with the fewest logic bits: on these matrices both rules win at least once.
+    from hwquant.cmvm import SUBTRACTION_PENALTIES
+
+    rng = np.random.default_rng(11)
+    chosen = set()
+    for seed in range(12):
+        w = np.random.default_rng(seed).integers(-128, 128, size=(6, 12))
+        ranges = [(0, 255)] * 12
+        best = build_adder_graph(w, ranges)
+        each = [build_adder_graph(w, ranges, subtraction_penalty=p) for p in SUBTRACTION_PENALTIES]
+        bits = [g.adder_bits for g in each]
+        assert best.adder_bits == min(bits)
+        assert best == each[bits.index(min(bits))]
+        chosen.add(bits.index(min(bits)))
+        xs = rng.integers(0, 256, size=(50, 12))
+        assert np.array_equal(best.evaluate(xs), xs @ w.T)
+    assert chosen == {0, 1}
