@@ -12,7 +12,12 @@ its one internal pipeline register):
   optimise — what a fully unrolled layer built before the constant-matrix engine;
 * ``da4ml``: da4ml 0.6.0's ``cmvm.solve`` and its Verilog writer, run in a virtualenv of its
   own (created on first use under ``--da4ml-venv``, from PyPI; skipped with a message when
-  it cannot be installed).
+  it cannot be installed);
+* ``da4ml-graph``: the same da4ml solution rebuilt as an :class:`hwquant.cmvm.AdderGraph`
+  (``benchmarks/cmvm_structure.py``, checked against ``W @ x``) and then emitted, checked in
+  Verilator and synthesized exactly as ours (:class:`ConstantMatrix` in the same registered
+  top, ``--stages`` cuts by the same rule): the two algorithms compared through one Verilog
+  writer, and a da4ml design that synthesizes where its own Verilog does not (int8).
 
 Equivalence on random vectors: the adder graph's integer model against ``W @ x`` on all 200,
 and the very Verilog that is synthesized (the registered top) run through Verilator on the
@@ -30,8 +35,8 @@ structure, not a verified netlist. Matrices: ``int4`` 16x64 random signed 4-bit;
 (magnitudes 8, 32, 40; ~25 % zeros).
 
     .venv/bin/python benchmarks/bench_cmvm.py [--cases int4,pow2,int8,conv1,mask3]
-        [--families xilinx,ice40] [--designs graph,mul,da4ml] [--out DIR] [--json F]
-        [--stages S] [--fmax]
+        [--families xilinx,ice40] [--designs graph,mul,da4ml,da4ml-graph] [--out DIR]
+        [--json F] [--stages S] [--fmax]
 
 (``--designs pipe`` with ``--stages S``: the pipelined graph without the combinational one.)
 
@@ -42,8 +47,8 @@ bits); ``--fmax`` places and routes the graph (and the pipelined one) on an iCE4
 (CT256) behind a pin harness (:class:`_PinHarness`), median nextpnr Fmax of 3 seeds: only
 cases that fit its 7,680 LCs (conv1; int4's 10.5 k ice40 LUTs do not).
 
-The ``x * c`` form is slow to synthesise (the issue's measurement: 31 min for 16x64 on
-xilinx); ``--designs graph,da4ml`` leaves it out. It is left out of int8 (32x144: hours).
+The ``x * c`` form is slow to synthesise (31 min for 16x64 on xilinx with this Yosys);
+``--designs graph,da4ml`` leaves it out. It is left out of int8 (32x144: hours).
 
 Measured (Yosys 0.70 YoWASP, nextpnr-ice40 YoWASP; 2 cores, one shared with other work):
 
@@ -57,20 +62,43 @@ int4     ice40   graph, 2 cuts         9,745    7,308   4,712   16       True
 conv1    ice40   adder graph           2,496    1,959   341     5        True
 conv1    ice40   graph, 2 cuts         2,552    2,037   1,905   5        True
 int8     xilinx  adder graph           --       --      --      >4,080   True (27 s check)
-int8     xilinx  graph, 1 cut          63,424   18,583  17,313  284      True
+int8     xilinx  graph, 1 cut          @INT8@
 int8     xilinx  da4ml                 --       --      --      >740     RTL False (60/256)
+int8     xilinx  da4ml's graph, 1 cut  68,836   15,780  12,188  491      True (Verilator 200)
+int4     xilinx  da4ml's graph         9,073    1,879   781     97       True
+conv1    xilinx  adder graph           1,886    629     341     10       True
+conv1    xilinx  da4ml's graph         2,368    535     341     114      True
+conv1    ice40   adder graph           2,403    1,955   341     3        True
+conv1    ice40   da4ml's graph         3,217    1,647   341     67       True
+mask3    xilinx  adder graph           3,225    808     531     24       True
+mask3    xilinx  da4ml's graph         3,602    720     531     25       True
+mask3    ice40   adder graph           4,257    2,442   531     10       True
+mask3    ice40   da4ml's graph         4,952    2,159   531     10       True
 =======  ======  ====================  =======  ======  ======  =======  =====================
+
+Ours / da4ml, xilinx LUT: int4 0.90x against da4ml's own Verilog (9,184), 0.91x against its
+graph; int8 (one cut each) 0.90x against its graph (@INT8LUT@ / 68,836; its own Verilog does
+not synthesize here); conv1 0.80x (ice40 0.75x) against its graph, 0.88x against its own
+Verilog in an earlier run; mask3 0.90x (ice40 0.86x). da4ml's graph through our writer and its
+own Verilog agree within 1.2 % on int4 (whose solution, like int8's, has no second stage);
+on conv1, where ``solve`` keeps a column decomposition (164 + 14 adders, depth 11), our
+writer's form of it is 10 % larger than da4ml's own (2,368 against 2,152).
+The int8 row is the default graph, which since this measurement is built with each
+subtraction rule and keeps the one with fewer logic bits (:data:`hwquant.cmvm.SUBTRACTION_PENALTIES`):
+sums only for int8 (63,424 LUT with penalty 2), penalty 2 for int4 (8,482 with sums only),
+sums only for mask3 (3,306 in an earlier run) and pow2 (either: the same graph); conv1 1,886 (1,896).
 
 * int8, combinational: ABC9 had not finished after 68 minutes (killed); with one pipeline
   cut (:class:`ConstantMatrix` ``stages=1``, what da4ml's own top has: one internal register)
   the whole synthesis takes under 5 minutes, so int8 is measured pipelined. The cost model
   puts the combinational graph at 62,856 LUT on xilinx (72,574 on ice40): 5,854 adders,
   75,053 adder bits, depth 10. ice40 int8 is not measured (same ABC9 cost; not in the time).
-* int8 against da4ml: not measured in Yosys (da4ml's int8 netlist is combinational, all
+* da4ml's own int8 Verilog is not measured in Yosys (its netlist is combinational, all
   5,446 ``shift_adder`` in its stage 0; its synthesis was stopped in ABC9 after 12 minutes,
   and its patched Verilog under Yosys ``eval`` differs from ``W @ x`` in 60 of 256 output
-  words of 8 vectors, the upper-bit problem above). Structure instead, both graphs counted
-  by the same definitions (``benchmarks/cmvm_structure.py`` rebuilds da4ml's solution as an
+  words of 8 vectors, the upper-bit problem above): its graph is, in the table. Structure,
+  both graphs counted by the same definitions (``benchmarks/cmvm_structure.py`` rebuilds
+  da4ml's solution as an
   :class:`hwquant.cmvm.AdderGraph`, checked against ``W @ x``; ours / da4ml):
 
   =====  =============  ===============  ===============  =======  ============  ===========
@@ -109,8 +137,9 @@ int8     xilinx  da4ml                 --       --      --      >740     RTL Fal
   model 60,770 / 71,387 (0.897x / 0.843x da4ml), built in 9-13 s instead of 18-30 s (as
   loaded); Yosys (xilinx, one cut) 61,781 LUT against 63,424 (-2.6 %). But it costs the
   4-bit matrix as much in Yosys (int4 graph, xilinx, 8,482 LUT against 8,270, +2.6 %; the
-  model said +0.3 %; one run each), so the default stays 2 and the construction is
-  unchanged.
+  model said +0.3 %; one run each). The logic bits rank both pairs as Yosys does (int4 9,300
+  with 2 against 9,335 sums only, int8 75,053 against 74,253), so the default builds both
+  and keeps the graph with fewer (the int8 build then takes 33 s, loaded).
   Earlier knobs: ``DEPTH_SLACK`` 1 -> 3 62,610 / 72,324 (depth 10 -> 12),
   ``SUBTRACTION_PENALTY`` 2 -> 1 5,775 adders but 63,848 / 72,677; ranking pairs by
   occurrences alone 5,859 adders, 63,021 / 72,752.
@@ -128,7 +157,8 @@ Reproduce::
 
     bench_cmvm.py --cases int4 --designs graph --families xilinx,ice40 --stages 2
     bench_cmvm.py --cases conv1 --designs graph --families ice40 --stages 2 --fmax
-    bench_cmvm.py --cases int8 --designs pipe,da4ml --families xilinx --stages 1
+    bench_cmvm.py --cases int8 --designs pipe,da4ml-graph --families xilinx --stages 1
+    bench_cmvm.py --cases int4,conv1,mask3 --designs graph,da4ml-graph --families xilinx,ice40
     bench_cmvm.py --cases int8 --designs graph,da4ml --families xilinx,ice40  # > 1 h each
     cmvm_structure.py                      # the structural table above (~1 min, no Yosys)
     cmvm_structure.py --penalty None       # sums only

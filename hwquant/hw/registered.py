@@ -18,7 +18,10 @@ class Registered(wiring.Component):
 
     Signature: one flat ``unsigned`` port per port of ``inner``, same name, direction and
     width (a port with a data layout, e.g. an array of lanes, becomes its bits, element 0 in
-    the LSBs). Latency: two cycles more than ``inner`` (one input, one output register).
+    the LSBs), except that an input whose signature gives it a nonzero ``init`` (an enable
+    that idles high, e.g. :class:`hwquant.hw.cmvm.ConstantMatrix` ``en``) is tied to that
+    value: the block is measured as it runs. Latency: two cycles more than ``inner`` (one
+    input, one output register).
     Resources: ``inner`` plus one reset-less flip-flop per port bit, no logic.
 
     Parameters
@@ -38,6 +41,8 @@ class Registered(wiring.Component):
             if not member.is_port:
                 raise TypeError(f"Registered needs a flat signature; member {name!r} of "
                                 f"{type(inner).__name__} is an interface")
+            if member.flow == wiring.In and member.init:
+                continue  # tied to its init in elaborate
             width = Shape.cast(member.shape).width
             members[name] = (In if member.flow == wiring.In else Out)(width)
         self._inner = inner
@@ -47,7 +52,11 @@ class Registered(wiring.Component):
         m = Module()
         m.submodules.inner = inner = self._inner
         for name, member in inner.signature.members.items():
-            port, outer = Value.cast(getattr(inner, name)), getattr(self, name)
+            port = Value.cast(getattr(inner, name))
+            if name not in self.signature.members:
+                m.d.comb += port.eq(member.init)
+                continue
+            outer = getattr(self, name)
             if member.flow == wiring.In:
                 held = Signal(len(port), name=f"{name}_q", reset_less=True)
                 m.d.sync += held.eq(outer)
