@@ -23,6 +23,16 @@ xilinx                    633 + 12         634 + 24      605 + 48        0.99 x 
 xilinx -nodsp             1809             2384          4148            0.44 x        0.57 x
 ========================  ===============  ============  ==============  ============  ==========
 
+The cost model's folded rows (default inference, LUT + DSP; ``model`` in the run's output)
+against Yosys's above: ice40 template 686 + 12 (+23 % LUT), memo 686 + 24 (+23 %), plain
+fixed 582 + 48 (-3 %); xilinx template 594 + 12 (-6 %), memo 594 + 24 (-6 %), plain fixed
+605 + 48 (+0 %). Before the accumulators were priced per family (one LUT4 per bit on ice40,
+where the load mux folds into the sum LUT) and the 3-word weight ROM as its distinct bit
+columns (a few LUTs and flip-flops, not a LUT and a read flip-flop per bit) the model had
+ice40 1023 / 1023 / 1226 LUT (+83 % / +83 % / +104 %), xilinx 739 / 739 / 1002 (+17 % /
++17 % / +66 %). The ice40 template and memo rows are still high in the template engine's
+lanes (``dot_engines``).
+
 Before the memo engine's lane pairs (grouped PEs: AND-gated lane trees and ``A * (2G - S)``)
 its folded rows were ice40 706 + 24, ice40 -nodsp 3197, xilinx 602 + 24, xilinx -nodsp 2531
 (an earlier run): the pairs win on ice40 and without DSPs and lose 32 LUT on xilinx, where the

@@ -38,7 +38,9 @@ __all__ = [
     "carry_save",
     "macc",
     "ram",
+    "rom_columns",
     "weight_rom",
+    "accumulator",
     "accumulator_range",
     "const_add",
     "saturation",
@@ -131,23 +133,53 @@ def macc(widths, family, rows=()) -> Resources:
 
 # -- Memories ---------------------------------------------------------------------------------
 
-def weight_rom(depth, width, family) -> Resources:
-    """A weight ROM with its synchronous read register, as Yosys maps it.
+def rom_columns(depth, width) -> float:
+    """Expected number of distinct non-constant bit columns of a ``depth``-word ROM of
+    ``width`` random bits: ``(2**depth - 2) * (1 - (1 - 2**-depth)**width)``, at most
+    ``width``. Yosys merges equal columns and drops constant ones, so a LUT-mapped ROM keeps
+    this many read flip-flops (every column when the ROM is deep: ``width`` from 32 words)."""
+    if depth >= 32:
+        return float(width)
+    patterns = (1 << depth) - 2
+    return min(float(width), patterns * -math.expm1(width * math.log1p(-2.0 ** -depth)))
 
-    In block RAM: :func:`~hwquant.estimate.resources.rom`. In LUT4 logic the primitive's fit
-    (words of up to 18 bits) does not hold for a weight ROM's wide words: the address decode
-    is shared across the word and the cost per bit grows with the depth itself, not whole
-    16-word leaves. Measured on 20- to 64-word ROMs of 32 to 768 random bits (Yosys 0.70,
-    iCE40/ECP5/Gowin within 10 %): ``depth / 8`` LUT4 per bit, times
-    ``1 - 0.1 * log2(width / 64)`` for words wider than 64 bits. Xilinx LUT6 ROMs follow the
-    primitive. A LUT ROM keeps its read register (``width`` flip-flops).
+
+#: Share of a shallow LUT ROM's distinct columns that costs a LUT, by address bits (up to 4):
+#: the rest are an address bit itself or fold into the read flip-flops' synchronous set/reset.
+_SHALLOW_ROM_LUTS = {1: 0.5, 2: 0.45, 3: 0.8}
+
+
+def weight_rom(depth, width, family) -> Resources:
+    """A weight ROM with its synchronous, enabled read port, as Yosys maps it.
+
+    In block RAM: :func:`~hwquant.estimate.resources.rom`. In LUTs the read register stays
+    on the data side (``memory_dff`` merges it, ``memory_map`` keeps it), but Yosys merges
+    equal bit columns and drops constant ones: :func:`rom_columns` flip-flops, all ``width``
+    only for a deep ROM. Measured (Yosys 0.70, ``benchmarks/measure_fold_parts.py``: one ROM
+    of random words, registered address and enable, per design) on ice40/ecp5/xilinx/gowin:
+    3 x 16, 3 x 48, 3 x 384 words x bits: 5, 6, 6 FF and 2/3/3/5 LUT; 4 x 48 and 4 x 384:
+    14 FF, 4/6/6/6 LUT; 6 x 96: 47 FF, 32/34/34/43 LUT; 8 x 96: 80 FF, 66/68/68/68 LUT;
+    12 x 96 and 16 x 96: 96 FF, 96 to 98 LUT. Up to 16 words (every column a function of at
+    most 4 address bits, one LUT4) the LUTs are a share of the distinct columns
+    (:data:`_SHALLOW_ROM_LUTS`; every column from 9 words).
+
+    Deeper, on LUT4 families the primitive's fit (words of up to 18 bits) does not hold for
+    a weight ROM's wide words: the address decode is shared across the word and the cost per
+    bit grows with the depth itself, not whole 16-word leaves. Measured on 20- to 64-word
+    ROMs of 32 to 768 random bits (Yosys 0.70, iCE40/ECP5/Gowin within 10 %): ``depth / 8``
+    LUT4 per bit, times ``1 - 0.1 * log2(width / 64)`` for words wider than 64 bits. Xilinx
+    LUT6 ROMs follow the primitive.
     """
     if rom_in_bram(depth, width, family):
         return rom(depth, width, family)
-    if family == "xilinx" or depth <= 16:
-        return rom(depth, width, family) + register(width)
+    columns = rom_columns(depth, width)
+    read = register(round(columns))
+    if depth <= 16:
+        return luts(columns * _SHALLOW_ROM_LUTS.get(range_bits(depth), 1.0)) + read
+    if family == "xilinx":
+        return rom(depth, width, family) + read
     share = 1.0 if width <= 64 else max(0.5, 1 - 0.1 * math.log2(width / 64))
-    return luts(depth / 8 * width * share) + register(width)
+    return luts(depth / 8 * width * share) + read
 
 
 def _distributed(depth, width, family):
@@ -225,6 +257,19 @@ def ram(depth, width, family, *, transparent):
     # Flip-flops: one register per word, a depth-way read mux, a write-enable decoder.
     res = register(depth * width) + read_reg + mux(width, depth, family) + luts(depth)
     return res, 0, "ff"
+
+
+# -- Accumulators ---------------------------------------------------------------------------
+
+def accumulator(bits, family) -> Resources:
+    """An MVU accumulator of ``bits`` bits, ``acc <= Mux(first, t, acc + t)`` under an enable
+    (stage 3 of :class:`hwquant.hw.mvu.MatrixVectorUnit`, ``t`` the engine sum, narrower or as
+    wide): ``bits`` flip-flops and, on iCE40, one LUT4 per bit (the load mux folds into the
+    sum LUT beside ``SB_CARRY``), two per bit on ECP5, Xilinx and Gowin (an adder and a mux).
+    Measured (Yosys 0.70, ``benchmarks/measure_fold_parts.py``) on 8/6, 12/12, 16/12 and
+    24/18 bits (accumulator/term): exactly ``bits`` and ``2 * bits`` LUT (an adder plus a
+    2:1 mux modelled ``2 * bits + 2`` on ECP5)."""
+    return register(bits) + luts(bits if family == "ice40" else 2 * bits)
 
 
 # -- Widths the hardware has ------------------------------------------------------------------

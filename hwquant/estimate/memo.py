@@ -51,7 +51,7 @@ from ..plan import mvu_cycles
 from . import cmvm as constant_matrix
 from . import fixed as fixed_cost
 from . import lane_pairs
-from .common import check_family, const_select, macc
+from .common import accumulator, check_family, const_select, macc
 from .fixed import DSP_Y_MIN
 from .resources import (
     Resources,
@@ -59,7 +59,6 @@ from .resources import (
     const_multiplier,
     dsp_product,
     multiplier,
-    mux,
     register,
 )
 
@@ -195,7 +194,7 @@ def resources(layer, family, *, use_dsp=True) -> Resources:
         total = _bits(*sum_range(layer.fan_in, fmt))
         res += macc([xbits] * simd, family) + register(_bits(*sum_range(simd, fmt)))
         if sf > 1:
-            res += register(total) + adder(total, family) + mux(total, 2, family)
+            res += accumulator(total, family)
     ranges = part_ranges(layer, w)
     reg_widths = combine_register_bits(EngineShape.combine_ranges(layer, w), pe,
                                        ir.accumulator_bits(layer))
@@ -271,7 +270,7 @@ def parts_resources(layer, weights, family):
                                         weight_bits=lay.plain_bits), None, simd=simd))
             dots += register(beat)
             if sf > 1:
-                accs += register(acc) + adder(acc, family) + mux(acc, 2, family)
+                accs += accumulator(acc, family)
             else:
                 accs += register(min(acc, beat))
         lo, hi = ir.matrix_range(w[p::pe], np.zeros(len(w[p::pe]), dtype=np.int64), fmt)

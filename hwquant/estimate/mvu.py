@@ -29,7 +29,7 @@ from ..kinds import cost_model, uses_constant_matrix
 from . import cmvm as constant_matrix
 from . import epilogue as epilogue_face
 from . import memo as memo_face
-from .common import counter, luts, ram, range_bits, weight_rom
+from .common import accumulator, counter, luts, ram, range_bits, weight_rom
 from .resources import Resources, adder, comparator, mux, register
 
 __all__ = ["engine_pipeline", "mvu", "mvu_resources", "USE_DSP"]
@@ -185,7 +185,7 @@ def mvu(rows, layer, weights, family, *, use_dsp=USE_DSP):
         bits = _range_bits(min(r[0] for r in ranges), max(r[1] for r in ranges))
         acc_widths.append(bits)
         if sf > 1:
-            acc += register(bits) + adder(bits, family) + mux(bits, 2, family)
+            acc += accumulator(bits, family)
         else:
             acc += register(min(bits - zero_bits[p], dot_bits[p]))
     rows.add("accumulators", acc)
@@ -234,7 +234,7 @@ def _contract_sums(rows, layer, weights, family, shape, use_dsp):
             # combine step never reads it.
             bits = (_range_bits(wlo, whi) if wlo < 0 or shape.reads_part_sign(layer)
                     else register_bits(wlo, whi))
-            acc += register(bits) + adder(bits, family) + mux(bits, 2, family)
+            acc += accumulator(bits, family)
     rows.add("dot_registers", dots)
     rows.add("accumulators", acc)
     # The epilogue's arithmetic reads each PE's register as a signed value of its range.
