@@ -27,7 +27,7 @@ from netsim import check_network
 
 class _TinyConv(nn.Module):
     """conv 1 -> 4 (3x3) -> ReLU -> linear 256 -> 10, its conv weights scaled to <= ``w_max``
-    and given ``biases``: the issue's repro."""
+    and given ``biases``: tiny weights beside large biases."""
 
     def __init__(self, w_max, biases):
         super().__init__()
