@@ -47,7 +47,7 @@ from amaranth.lib.wiring import In, Out
 from hwquant.estimate import resources
 from hwquant.estimate.synth import FAMILIES, synthesize
 
-__all__ = ["Case", "cases", "measure", "main"]
+__all__ = ["Case", "RandomRom", "cases", "measure", "main"]
 
 
 # -- Designs ----------------------------------------------------------------------------------
@@ -79,12 +79,20 @@ class _Registered(wiring.Component):
         return m
 
 
-class _Rom(wiring.Component):
-    """A ROM of random words behind a registered address; the read port is synchronous."""
+class RandomRom(wiring.Component):
+    """A ROM of ``depth`` random ``width``-bit words (``seed``) behind a registered address.
 
-    def __init__(self, depth, width, seed):
-        self._depth, self._width, self._seed = depth, width, seed
-        super().__init__({"addr": In(range(depth)), "y": Out(width)})
+    The read port is synchronous. ``enable=False``: always enabled, its data registered once
+    more (the output register of a measurement); ``enable=True``: enabled by the registered
+    input ``en``, its data the output (a weight ROM as the MVU builds it).
+    """
+
+    def __init__(self, depth, width, seed=0, *, enable=False):
+        self._depth, self._width, self._seed, self._enable = depth, width, seed, enable
+        members = {"addr": In(range(depth)), "y": Out(width)}
+        if enable:
+            members["en"] = In(1)
+        super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
@@ -94,9 +102,16 @@ class _Rom(wiring.Component):
                                         init=init)
         port = mem.read_port()
         addr = Signal.like(self.addr, reset_less=True)
-        y = Signal.like(self.y, reset_less=True)
-        m.d.sync += [addr.eq(self.addr), y.eq(port.data)]
-        m.d.comb += [port.addr.eq(addr), self.y.eq(y)]
+        m.d.sync += addr.eq(self.addr)
+        m.d.comb += port.addr.eq(addr)
+        if self._enable:
+            en = Signal(reset_less=True)
+            m.d.sync += en.eq(self.en)
+            m.d.comb += [port.en.eq(en), self.y.eq(port.data)]
+        else:
+            y = Signal.like(self.y, reset_less=True)
+            m.d.sync += y.eq(port.data)
+            m.d.comb += self.y.eq(y)
         return m
 
 
@@ -207,7 +222,7 @@ def cases():
                          (2048, 8), (4096, 4)):
         out.append(Case(
             "rom", f"rom{depth}x{width}", {"depth": depth, "width": width},
-            lambda d=depth, w=width: _Rom(d, w, seed=d * 1000 + w),
+            lambda d=depth, w=width: RandomRom(d, w, seed=d * 1000 + w),
             lambda fam, d=depth, w=width: resources.rom(d, w, fam), compare=("lut", "bram")))
 
     for n in (8, 16, 32, 64, 128, 256):

@@ -21,17 +21,16 @@ Usage::
 
 import argparse
 import json
-import random
 import sys
 import tempfile
 from pathlib import Path
 
 from amaranth.back import verilog
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from benchmarks.calibrate_primitives import RandomRom
 from hwquant.estimate import common
 from hwquant.estimate.synth import FAMILIES, synthesize
 
@@ -57,31 +56,12 @@ class _Acc(wiring.Component):
         return m
 
 
-class _Rom(wiring.Component):
-    def __init__(self, depth, width, seed=0):
-        self._depth, self._width, self._seed = depth, width, seed
-        super().__init__({"addr": In(range(depth)), "en": In(1), "y": Out(width)})
-
-    def elaborate(self, platform):
-        m = Module()
-        rng = random.Random(self._seed)
-        init = [rng.getrandbits(self._width) for _ in range(self._depth)]
-        m.submodules.mem = mem = Memory(shape=unsigned(self._width), depth=self._depth,
-                                        init=init)
-        port = mem.read_port()
-        addr = Signal.like(self.addr, reset_less=True)
-        en = Signal(reset_less=True)
-        m.d.sync += [addr.eq(self.addr), en.eq(self.en)]
-        m.d.comb += [port.addr.eq(addr), port.en.eq(en), self.y.eq(port.data)]
-        return m
-
-
 def _cases():
     for n, t in ACCS:
         yield f"acc {n}/{t}", (lambda n=n, t=t: _Acc(n, t)), t + 2, \
             (lambda fam, n=n: common.accumulator(n, fam))
     for d, w in ROMS:
-        yield f"rom {d}x{w}", (lambda d=d, w=w: _Rom(d, w)), common.range_bits(d) + 1, \
+        yield f"rom {d}x{w}", (lambda d=d, w=w: RandomRom(d, w, enable=True)), common.range_bits(d) + 1, \
             (lambda fam, d=d, w=w: common.weight_rom(d, w, fam))
 
 
