@@ -59,10 +59,10 @@ int4     xilinx  adder graph           8,270    2,129   781     56       True (V
 int4     xilinx  graph, 2 cuts         7,764    2,369   4,712   23       True (Verilator 200)
 int4     ice40   adder graph           10,464   6,476   781     46       True
 int4     ice40   graph, 2 cuts         9,745    7,308   4,712   16       True
-conv1    ice40   adder graph           2,496    1,959   341     5        True
-conv1    ice40   graph, 2 cuts         2,552    2,037   1,905   5        True
+conv1    ice40   graph (penalty 2)     2,496    1,959   341     5        True
+conv1    ice40   that graph, 2 cuts    2,552    2,037   1,905   5        True
 int8     xilinx  adder graph           --       --      --      >4,080   True (27 s check)
-int8     xilinx  graph, 1 cut          @INT8@
+int8     xilinx  graph, 1 cut          61,781   17,981  17,063  222      True (Verilator 200)
 int8     xilinx  da4ml                 --       --      --      >740     RTL False (60/256)
 int8     xilinx  da4ml's graph, 1 cut  68,836   15,780  12,188  491      True (Verilator 200)
 int4     xilinx  da4ml's graph         9,073    1,879   781     97       True
@@ -77,16 +77,18 @@ mask3    ice40   da4ml's graph         4,952    2,159   531     10       True
 =======  ======  ====================  =======  ======  ======  =======  =====================
 
 Ours / da4ml, xilinx LUT: int4 0.90x against da4ml's own Verilog (9,184), 0.91x against its
-graph; int8 (one cut each) 0.90x against its graph (@INT8LUT@ / 68,836; its own Verilog does
+graph; int8 (one cut each) 0.897x against its graph (61,781 / 68,836; its own Verilog does
 not synthesize here); conv1 0.80x (ice40 0.75x) against its graph, 0.88x against its own
 Verilog in an earlier run; mask3 0.90x (ice40 0.86x). da4ml's graph through our writer and its
 own Verilog agree within 1.2 % on int4 (whose solution, like int8's, has no second stage);
 on conv1, where ``solve`` keeps a column decomposition (164 + 14 adders, depth 11), our
 writer's form of it is 10 % larger than da4ml's own (2,368 against 2,152).
-The int8 row is the default graph, which since this measurement is built with each
-subtraction rule and keeps the one with fewer logic bits (:data:`hwquant.cmvm.SUBTRACTION_PENALTIES`):
-sums only for int8 (63,424 LUT with penalty 2), penalty 2 for int4 (8,482 with sums only),
-sums only for mask3 (3,306 in an earlier run) and pow2 (either: the same graph); conv1 1,886 (1,896).
+The adder-graph rows of int8, conv1 (xilinx, and ice40 2,403) and mask3 are the default
+graph, built with each subtraction rule of :data:`hwquant.cmvm.SUBTRACTION_PENALTIES` and the
+one with fewer logic bits kept: sums only for int8 (63,424 LUT with penalty 2 alone), conv1
+(1,896 with 2) and mask3 (3,306 in an earlier run), penalty 2 for int4 (8,482 with sums only);
+pow2's two graphs are the same. Penalty 1 is not a candidate: on int8 it has the fewest
+logic bits of the three (74,176) but 64,341 LUT (18,219 carry, 16,997 FF, one cut).
 
 * int8, combinational: ABC9 had not finished after 68 minutes (killed); with one pipeline
   cut (:class:`ConstantMatrix` ``stages=1``, what da4ml's own top has: one internal register)

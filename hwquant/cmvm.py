@@ -277,7 +277,8 @@ SUBTRACTION_PENALTY = 2
 #: each penalty, the one with the fewest logic bits (:attr:`AdderGraph.adder_bits`; ties: the
 #: first) kept. The logic bits pick what Yosys measured on both matrices above (16x64 4-bit:
 #: 9,300 bits with 2 against 9,335 sums only; 32x144 8-bit: 75,053 against 74,253), at twice
-#: the construction time.
+#: the construction time. Penalty 1 is left out: on the 8-bit matrix it has the fewest logic
+#: bits of the three (74,176) but the most LUTs (64,341).
 SUBTRACTION_PENALTIES = (SUBTRACTION_PENALTY, None)
 
 #: Adders a shared pair may add to the graph's depth beyond that of the plain signed-digit trees
