@@ -16,8 +16,9 @@ simulator start-up, the simulated phases, exit and the compare) close the table.
 (fixed w8/a8) and compiles one (fold auto) first.
 
 Where the bulk run's time goes (digits default, fold auto, 450 images, 348,637 simulated
-cycles with stalls; idle machine): about 0.2 s simulator start-up (0.13 s of it the embedded
-Python importing cocotb, which imports pytest: 0.08 s), 0.34 s simulated phase, 0.04 s exit,
+cycles with stalls; idle machine): 0.14-0.2 s simulator start-up (0.13 s of it the embedded
+Python importing cocotb, which imports pytest: 0.08 s), 0.29-0.34 s simulated phase, 0.04 s
+exit,
 and a few milliseconds for the files and the compare (binary records since the harness stopped
 writing hex text: write 0.009 -> 0.001 s, compare 0.035 -> 0.002 s). The simulated phase is
 the design's own evaluation: the same harness built as a plain ``verilator --binary`` (no
@@ -26,9 +27,11 @@ make no measurable difference there; ``perf`` puts 64 % of the samples in Verila
 straight-line ``nba`` evaluation function of the design, flat (no hot spot). Verilator flags
 (``-O3 -march=native``, ``--x-assign fast``, ``--output-split 0``) change it by less than the
 run-to-run noise, ``--threads 2`` makes it 2x slower. So one simulator process tops out near
-1,300 images/s on this design (about 1 M cycles/s), 40x below the exact-BLAS golden model
-(57 k images/s) and 10x below the int64 path: the golden/RTL <= 10x goal is out of reach
-for a cycle-accurate simulation of this design on this machine.
+1,500 images/s on this design (about 1.2 M cycles/s), 40x below the exact-BLAS golden model
+(61 k images/s) and 9x below the int64 path: the golden/RTL <= 10x goal is out of reach
+for a cycle-accurate simulation of this design on this machine. Last measured: golden 13,961
+/ 61,452 images/s (int64 / default), RTL 8.4 (Python-driven), 861 (bulk), 1,116 (bulk, two
+processes): golden / RTL bulk 71x, 55x with two processes.
 """
 
 import argparse
