@@ -46,6 +46,10 @@ def test_default_cnn_bit_exact_with_cycles(default_build):
         assert s["received"] == s["expected"] > 0, name
     # Steady-state cycles per inference match the analytical bottleneck within 5 %.
     assert abs(res["cycle_error"]) <= 0.05, res
+    # The replayed schedule predicts the cycles and the latency exactly.
+    report = json.loads((default_build / "compile.json").read_text())
+    assert res["cycles_per_inference"] == res["predicted_cycles"]
+    assert res["latency_cycles"] == report["latency_cycles"] > 0
 
 
 def test_whole_test_split_through_the_rtl(default_build, digits, tmp_path):
