@@ -37,9 +37,25 @@ Before the memo engine's lane pairs (grouped PEs: AND-gated lane trees and ``A *
 its folded rows were ice40 706 + 24, ice40 -nodsp 3197, xilinx 602 + 24, xilinx -nodsp 2531
 (an earlier run): the pairs win on ice40 and without DSPs and lose 32 LUT on xilinx, where the
 gated lanes fold into the adders' LUT6s. Before the template engine's lane pairs it was ice40
-667 + 12, xilinx 722 + 12. Unrolled rows (not re-measured here; both engines' unrolled paths
-are unchanged): template ice40 1098 LUT, xilinx 844 LUT, 0 DSP; plain fixed unrolled ice40
-1835.
+667 + 12, xilinx 722 + 12.
+
+Unrolled (PE 16, SIMD 9; ``--folds unrolled``, one run; LUT + DSP, model LUT in brackets):
+
+========================  ===============  ============  ==============  ============  ==========
+unrolled (PE 16, SIMD 9)  template         memo          plain fixed     template /    memo /
+                                                                         plain         plain
+========================  ===============  ============  ==============  ============  ==========
+ice40                     1098 (1101)      1221 + 12     1835 (1963)     0.60 x        0.67 x
+ice40 -nodsp              1098             2248          1835            0.60 x        1.23 x
+xilinx                    844 (892)        791 + 12      1404 (1519)     0.60 x        0.57 x
+xilinx -nodsp             844              1526          1404            0.60 x        1.09 x
+========================  ===============  ============  ==============  ============  ==========
+
+Unrolled, plain fixed is the constant-matrix adder graph (no multipliers), so the memo engine's
+12 template factors ``A_c`` are the only multipliers on the table: in DSPs it wins, in LUTs
+(``-nodsp``) it loses to the graph, and the compiler's engine choice (the cost model without
+DSPs, ``hwquant.engines``) then keeps plain. The memo model is +13 % (ice40) / +45 % (xilinx)
+on these rows.
 
 Run: ``.venv/bin/python benchmarks/bench_templates.py [--json OUT]``. Unsigned 8-bit
 activations; the fixed channels' weights and the template magnitudes ``A_c`` in 40..127 are
