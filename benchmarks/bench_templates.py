@@ -52,10 +52,12 @@ xilinx -nodsp             844              1526          1404            0.60 x 
 ========================  ===============  ============  ==============  ============  ==========
 
 Unrolled, plain fixed is the constant-matrix adder graph (no multipliers), so the memo engine's
-12 template factors ``A_c`` are the only multipliers on the table: in DSPs it wins, in LUTs
-(``-nodsp``) it loses to the graph, and the compiler's engine choice (the cost model without
-DSPs, ``hwquant.engines``) then keeps plain. The memo model is +13 % (ice40) / +45 % (xilinx)
-on these rows.
+12 template factors ``A_c`` are the only multipliers on the table: counting a DSP as one LUT it
+wins, in LUTs (``-nodsp``) it loses to the graph. The compiler's engine choice
+(``hwquant.engines.choose_engines``: a DSP weighted as ``DSP_LUTS`` LUTs, and without DSPs)
+keeps plain for this layer on both families (model memo 2,146 / 1,911 against plain 1,963 /
+1,519 LUT-equivalents, ice40 / xilinx). The memo model is +13 % (ice40) / +45 % (xilinx) on
+these rows.
 
 Run: ``.venv/bin/python benchmarks/bench_templates.py [--json OUT]``. Unsigned 8-bit
 activations; the fixed channels' weights and the template magnitudes ``A_c`` in 40..127 are
