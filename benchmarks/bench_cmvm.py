@@ -65,7 +65,16 @@ int8     xilinx  adder graph           --       --      --      >4,080   True (2
 int8     xilinx  graph, 1 cut          61,781   17,981  17,063  222      True (Verilator 200)
 int8     xilinx  da4ml                 --       --      --      >740     RTL False (60/256)
 int8     xilinx  da4ml's graph, 1 cut  68,836   15,780  12,188  491      True (Verilator 200)
-int4     xilinx  da4ml's graph         9,073    1,879   781     97       True
+int4     xilinx  da4ml                 9,242    1,505   1,056   46       True (RTL False)
+int4     xilinx  da4ml's graph         9,073    1,879   781     52       True
+int4     ice40   da4ml                 12,715   4,518   1,056   37       True (RTL False)
+int4     ice40   da4ml's graph         12,412   5,697   781     38       True
+pow2     xilinx  adder graph           5,120    1,444   768     14       True
+pow2     xilinx  da4ml                 5,881    1,015   1,028   24       True (RTL False)
+pow2     xilinx  da4ml's graph         5,780    1,277   768     18       True
+pow2     ice40   adder graph           6,594    4,331   768     9        True
+pow2     ice40   da4ml                 8,084    3,010   1,028   15       True (RTL False)
+pow2     ice40   da4ml's graph         7,680    3,827   768     13       True
 conv1    xilinx  adder graph           1,886    629     341     10       True
 conv1    xilinx  da4ml's graph         2,368    535     341     114      True
 conv1    ice40   adder graph           2,403    1,955   341     3        True
@@ -76,13 +85,14 @@ mask3    ice40   adder graph           4,257    2,442   531     10       True
 mask3    ice40   da4ml's graph         4,952    2,159   531     10       True
 =======  ======  ====================  =======  ======  ======  =======  =====================
 
-Ours / da4ml, xilinx LUT: int4 0.90x against da4ml's own Verilog (9,184), 0.91x against its
-graph; int8 (one cut each) 0.897x against its graph (61,781 / 68,836; its own Verilog does
-not synthesize here); conv1 0.80x (ice40 0.75x) against its graph, 0.88x against its own
-Verilog in an earlier run; mask3 0.90x (ice40 0.86x). da4ml's graph through our writer and its
-own Verilog agree within 1.2 % on int4 (whose solution, like int8's, has no second stage);
-on conv1, where ``solve`` keeps a column decomposition (164 + 14 adders, depth 11), our
-writer's form of it is 10 % larger than da4ml's own (2,368 against 2,152).
+Ours / da4ml, xilinx LUT (ice40 in brackets): against da4ml's own Verilog int4 0.89x (0.82x),
+pow2 0.87x (0.82x), conv1 0.88x in an earlier run; against its graph through our writer int4
+0.91x (0.84x), pow2 0.89x (0.86x), int8 (one cut each) 0.897x (61,781 / 68,836; its own
+Verilog does not synthesize here), conv1 0.80x (0.75x), mask3 0.90x (0.86x). da4ml's graph
+through our writer and its own Verilog (which has one more internal register) agree within
+2 % where ``solve`` keeps no second stage (int4 9,073 / 9,242, pow2 5,780 / 5,881; int8's
+solution has none either); on conv1, where it keeps a column decomposition (164 + 14 adders,
+depth 11), our writer's form of it is 10 % larger than da4ml's own (2,368 against 2,152).
 The adder-graph rows of int8, conv1 (xilinx, and ice40 2,403) and mask3 are the default
 graph, built with each subtraction rule of :data:`hwquant.cmvm.SUBTRACTION_PENALTIES` and the
 one with fewer logic bits kept: sums only for int8 (63,424 LUT with penalty 2 alone), conv1
