@@ -75,6 +75,8 @@ pow2     xilinx  da4ml's graph         5,780    1,277   768     18       True
 pow2     ice40   adder graph           6,594    4,331   768     9        True
 pow2     ice40   da4ml                 8,084    3,010   1,028   15       True (RTL False)
 pow2     ice40   da4ml's graph         7,680    3,827   768     13       True
+pow2     xilinx  x * c                 13,497   523     768     242      True (Amaranth 50)
+pow2     ice40   x * c                 17,136   1,190   768     136      True (Amaranth 50)
 conv1    xilinx  adder graph           1,886    629     341     10       True
 conv1    xilinx  da4ml's graph         2,368    535     341     114      True
 conv1    ice40   adder graph           2,403    1,955   341     3        True
@@ -93,6 +95,9 @@ through our writer and its own Verilog (which has one more internal register) ag
 2 % where ``solve`` keeps no second stage (int4 9,073 / 9,242, pow2 5,780 / 5,881; int8's
 solution has none either); on conv1, where it keeps a column decomposition (164 + 14 adders,
 depth 11), our writer's form of it is 10 % larger than da4ml's own (2,368 against 2,152).
+Against the old ``x * c`` form: pow2 2.64x fewer LUTs on xilinx (5,120 / 13,497), 2.60x on
+ice40 (6,594 / 17,136); int4 2.7x (8,270 against 22,675 for the 16x64 4-bit form measured
+with this Yosys before the engine existed, 31 min of synthesis); int8's would take hours.
 The adder-graph rows of int8, conv1 (xilinx, and ice40 2,403) and mask3 are the default
 graph, built with each subtraction rule of :data:`hwquant.cmvm.SUBTRACTION_PENALTIES` and the
 one with fewer logic bits kept: sums only for int8 (63,424 LUT with penalty 2 alone), conv1
