@@ -96,8 +96,9 @@ through our writer and its own Verilog (which has one more internal register) ag
 solution has none either); on conv1, where it keeps a column decomposition (164 + 14 adders,
 depth 11), our writer's form of it is 10 % larger than da4ml's own (2,368 against 2,152).
 Against the old ``x * c`` form: pow2 2.64x fewer LUTs on xilinx (5,120 / 13,497), 2.60x on
-ice40 (6,594 / 17,136); int4 2.7x (8,270 against 22,675 for the 16x64 4-bit form measured
-with this Yosys before the engine existed, 31 min of synthesis); int8's would take hours.
+ice40 (6,594 / 17,136); int4 about 2.7x (8,270 against 22,675 LUT for the unrolled ``fixed``
+MVU of another random 16x64 4-bit matrix, measured with this Yosys before the engine existed:
+31 min of synthesis); int8's would take hours.
 The adder-graph rows of int8, conv1 (xilinx, and ice40 2,403) and mask3 are the default
 graph, built with each subtraction rule of :data:`hwquant.cmvm.SUBTRACTION_PENALTIES` and the
 one with fewer logic bits kept: sums only for int8 (63,424 LUT with penalty 2 alone), conv1
