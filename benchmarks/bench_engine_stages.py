@@ -15,8 +15,8 @@ adders deep, ``auto`` cuts it once)::
     ulx3s_85f | auto   | conv1=1,conv2=0,fc=0 | 5472 | 3795 | 52.6     | 0.18      | 18432  | 19963
 
 (the model: 5,368 LUT both, 3,284 -> 4,244 FF; the latency is the replayed schedule's, counted
-from the first input beat accepted, 11 cycles after reset here, as the simulation counts it). The cut costs 873 flip-flops and one cycle of
-latency and does not move Fmax: both builds' critical path is conv2's folded engine (weight
+from the first input beat accepted, 11 cycles after reset here, as the simulation counts it).
+The cut costs 873 flip-flops and one cycle of latency and does not move Fmax: both builds' critical path is conv2's folded engine (weight
 ROM clk-to-q 5.8 ns -> MULT18X18D -> the adder tree into the sums register, 18.75 ns), not
 conv1's graph. With the board-fit folding (``--fold auto``) no layer of the digits default is
 fully unrolled on either board (ULX3S: conv1 16x1, conv2 8x16, fc 1x4; iCEBreaker: 1x1, 1x4,
@@ -26,19 +26,17 @@ does not fit the iCEBreaker (model 4,514 LUT against its 3,696 budget).
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.digits_default import quantized_default
 from hwquant import hwq
 from hwquant.boards import load_board
-from hwquant.data import calibration_split, load_dataset
 from hwquant.fpga_flow import build_for_board
-from hwquant.frontend import load_model
-from hwquant.quant.fixed import quantize_fixed
-from hwquant.train import default_model, export_model, train
 
 
 def main():
@@ -56,12 +54,7 @@ def main():
     if args.network:
         net = hwq.load(args.network)
     else:
-        ds = load_dataset("digits")
-        model = default_model(ds.x_train.shape[1:], ds.num_classes, seed=0)
-        train(model, ds, seed=0, progress=False)
-        export_model(model, torch.tensor(ds.x_test[:2]), work / "model.pt2")
-        net = quantize_fixed(load_model(work / "model.pt2"), calibration_split(ds), wbits=8,
-                             abits=8, metadata={"dataset": {"name": "digits"}})
+        net = quantized_default(work)
 
     results = []
     for board_id in args.boards.split(","):

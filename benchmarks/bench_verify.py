@@ -36,10 +36,14 @@ processes): golden / RTL bulk 71x, 55x with two processes.
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.digits_default import quantized_default
 from hwquant import golden
 from hwquant.compile import load_build
 from hwquant.data import load_dataset
@@ -57,21 +61,9 @@ def _best(fn, repeat):
 
 
 def _default_build(work):
-    import torch
-
     from hwquant.compile import compile_network
-    from hwquant.data import calibration_split
-    from hwquant.frontend import load_model
-    from hwquant.quant.fixed import quantize_fixed
-    from hwquant.train import default_model, export_model, train
 
-    ds = load_dataset("digits")
-    model = default_model(ds.x_train.shape[1:], ds.num_classes, seed=0)
-    train(model, ds, seed=0, progress=False)
-    export_model(model, torch.tensor(ds.x_test[:2]), work / "model.pt2")
-    net = quantize_fixed(load_model(work / "model.pt2"), calibration_split(ds), wbits=8,
-                         abits=8, metadata={"dataset": {"name": "digits"}})
-    compile_network(net, work / "build", fold="auto")
+    compile_network(quantized_default(work), work / "build", fold="auto")
     return work / "build"
 
 

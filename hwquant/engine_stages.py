@@ -30,6 +30,7 @@ import re
 
 from . import ir
 from . import plan as P
+from .engines import check_weight_layer_names
 from .errors import HwquantError
 
 __all__ = ["AUTO_LEVELS", "EngineStagesError", "auto_stages", "check_stages", "choose_stages",
@@ -146,11 +147,7 @@ def choose_stages(net: ir.Network, spec="auto") -> tuple:
     from .sample_range import is_sample, mvu_twin
 
     default, named = parse_stage_spec(spec)
-    names = [layer.name for layer in net.weight_layers]
-    for name in named:
-        if name not in names:
-            raise EngineStagesError(f"Engine stages name layer {name!r}, which is not a weight "
-                                    f"layer; weight layers: {', '.join(names)}")
+    check_weight_layer_names(net, named, EngineStagesError, "Engine stages name")
     choices = {}
     for layer in net.weight_layers:
         mvu_layer = mvu_twin(layer) if is_sample(layer) else layer

@@ -21,7 +21,8 @@ from . import plan as P
 from .errors import HwquantError
 from .memo import check_memo, memo_refusal
 
-__all__ = ["EngineError", "DSP_LUTS", "DEFAULT_FAMILY", "parse_engine_specs", "choose_engines"]
+__all__ = ["EngineError", "DSP_LUTS", "DEFAULT_FAMILY", "check_weight_layer_names", "choose_engines",
+           "parse_engine_specs"]
 
 #: A DSP block ranks like this many LUTs when the compiler compares engines (about what an
 #: 8 x 8 multiplier costs in LUT4 logic, and a DSP block is the scarcer resource).
@@ -57,6 +58,16 @@ def parse_engine_specs(specs) -> dict:
     return out
 
 
+def check_weight_layer_names(net: ir.Network, names, error, what: str) -> None:
+    """Raise ``error`` (``"<what> layer 'x', which is not a weight layer; weight layers:
+    ..."``) for the first of ``names`` that is not a weight layer of ``net``."""
+    known = [layer.name for layer in net.weight_layers]
+    for name in names:
+        if name not in known:
+            raise error(f"{what} layer {name!r}, which is not a weight layer; weight layers: "
+                        f"{', '.join(known)}")
+
+
 def _cost(res) -> int:
     return res.lut + DSP_LUTS * res.dsp
 
@@ -76,11 +87,7 @@ def choose_engines(net: ir.Network, overrides=None, *, family=None) -> tuple:
 
     overrides = parse_engine_specs(overrides)
     family = family or DEFAULT_FAMILY
-    names = [layer.name for layer in net.weight_layers]
-    for name in overrides:
-        if name not in names:
-            raise EngineError(f"Engine names layer {name!r}, which is not a weight layer; "
-                              f"weight layers: {', '.join(names)}")
+    check_weight_layer_names(net, overrides, EngineError, "Engine names")
     choices = {}
     from .sample_range import is_sample, mvu_twin
 
