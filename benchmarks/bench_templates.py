@@ -73,6 +73,7 @@ import numpy as np
 from amaranth.back import verilog
 
 from hwquant import ir
+from hwquant.engines import GATED_MEMO_FAMILIES
 from hwquant.estimate import memo as memo_cost
 from hwquant.estimate import template as template_cost
 from hwquant.estimate.mvu import mvu_resources
@@ -97,20 +98,32 @@ def layers(fold, rng):
         w_tpl[c, 0] = pattern
         w_fixed[c, 0] = mags[c] * pattern
     out = []
-    for enc, w in (("template", w_tpl), ("fixed", w_fixed), ("memo", w_fixed)):
+    for enc, w in (("template", w_tpl), ("fixed", w_fixed), ("memo", w_fixed),
+                   ("memo-gated", w_fixed)):
         lo, hi = ir.matrix_range(w.reshape(OC, -1), np.zeros(OC, dtype=np.int64), FMT)
         fmt = ir.ActFormat(ir.signed_bits_for(int(lo.min()), int(hi.max())), True, 0)
         data = ir.TemplateData(tuple(range(T)) + (-1,) * (OC - T), (1,) * OC) \
             if enc == "template" else None
         out.append(ir.Conv2d("conv1", ("input",), FMT, w, 8, 0, np.zeros(OC), None, fmt,
-                             encoding="fixed" if enc == "memo" else enc, kind_data=data,
-                             fold=ir.Fold(*fold, "memo" if enc == "memo" else "plain"),
+                             encoding="fixed" if enc.startswith("memo") else enc,
+                             kind_data=data,
+                             fold=ir.Fold(*fold, "memo" if enc.startswith("memo") else "plain",
+                                          lane_pairs=enc != "memo-gated"),
                              in_shape=(1, 8, 8), padding=(1, 1)))
     return out
 
 
 def name(layer):
-    return "memo" if layer.fold.engine == "memo" else layer.encoding
+    if layer.fold.engine == "memo":
+        return "memo" if layer.fold.lane_pairs else "memo-gated"
+    return layer.encoding
+
+
+def compiled(kind, family):
+    """Whether the compiler builds the memo row ``kind`` on ``family``: the lane-pair form
+    (``memo``) on LUT4 families, the gated one (``memo-gated``) on
+    :data:`hwquant.engines.GATED_MEMO_FAMILIES`."""
+    return (kind == "memo-gated") == (family in GATED_MEMO_FAMILIES)
 
 
 def model(layer, family):
@@ -167,11 +180,13 @@ def main():
                 f = r["fixed"]
                 base = f["lut"] + f["dsp"]
                 flavour = f"{family}{'-nodsp' if nodsp else ''}"
-                for kind in ("template", "memo"):
+                for kind in ("template", "memo", "memo-gated"):
                     t = r[kind]
+                    mark = " (the compiler's memo form)" if kind.startswith("memo") and \
+                        compiled(kind, family) else ""
                     print(f"{fold_name} {flavour}: {kind} LUT+DSP {t['lut'] + t['dsp']} vs "
                           f"plain fixed {base} ({(t['lut'] + t['dsp']) / base:.2f} x), "
-                          f"multipliers {t['multipliers']} vs {f['multipliers']}")
+                          f"multipliers {t['multipliers']} vs {f['multipliers']}{mark}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
 

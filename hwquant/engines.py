@@ -21,12 +21,18 @@ from . import plan as P
 from .errors import HwquantError
 from .memo import check_memo, memo_refusal
 
-__all__ = ["EngineError", "DSP_LUTS", "DEFAULT_FAMILY", "check_weight_layer_names", "choose_engines",
+__all__ = ["EngineError", "DSP_LUTS", "DEFAULT_FAMILY", "GATED_MEMO_FAMILIES", "check_weight_layer_names", "choose_engines",
            "parse_engine_specs"]
 
 #: A DSP block ranks like this many LUTs when the compiler compares engines (about what an
 #: 8 x 8 multiplier costs in LUT4 logic, and a DSP block is the scarcer resource).
 DSP_LUTS = 64
+#: Families where the folded memo engine's ``+-A`` PEs are built as AND-gated group sums
+#: (:attr:`hwquant.ir.Fold.lane_pairs` False): with six-input LUTs the gate folds into the
+#: adder's LUT. Measured (Yosys 0.70, the templated digits conv1 folded PE 16 x SIMD 3,
+#: ``benchmarks/bench_templates.py``): xilinx 609 + 24 DSP gated against 634 + 24 on lane
+#: pairs; on LUT4 families the pairs win (ice40 559 + 24 against 699 + 24).
+GATED_MEMO_FAMILIES = ("xilinx",)
 #: The family the engines are ranked for when no board is given.
 DEFAULT_FAMILY = "ice40"
 
@@ -97,7 +103,8 @@ def choose_engines(net: ir.Network, overrides=None, *, family=None) -> tuple:
         mvu_layer = mvu_twin(layer) if is_sample(layer) else layer
         plain = dataclasses.replace(mvu_layer,
                                     fold=dataclasses.replace(layer.fold, engine="plain"))
-        memo = dataclasses.replace(mvu_layer, fold=dataclasses.replace(layer.fold, engine="memo"))
+        memo = dataclasses.replace(mvu_layer, fold=dataclasses.replace(layer.fold, engine="memo",
+                                                                       lane_pairs=True))
         why_not = memo_refusal(layer)
         want = overrides.get(layer.name)
         if want == "memo" and why_not:
@@ -108,7 +115,9 @@ def choose_engines(net: ir.Network, overrides=None, *, family=None) -> tuple:
         plain_res = mvu_resources(plain, weights, family)
         plain_lut = mvu_resources(plain, weights, family, use_dsp=False).lut
         memo_res = memo_lut = None
+        form = None
         if not why_not:
+            memo, form = _memo_form(memo, weights, family)
             memo_res = mvu_resources(memo, weights, family)
             memo_lut = mvu_resources(memo, weights, family, use_dsp=False).lut
         cost = {"plain": _row(plain_res), "memo": None if memo_res is None else _row(memo_res)}
@@ -123,9 +132,29 @@ def choose_engines(net: ir.Network, overrides=None, *, family=None) -> tuple:
             reason = (f"cost model ({family}): memo {_cost(memo_res)} vs plain "
                       f"{_cost(plain_res)} LUT + {DSP_LUTS} x DSP, {memo_lut} vs {plain_lut} "
                       f"LUT without DSP blocks")
+        if engine == "memo" and form is not None:
+            reason += f"; {form}"
         choices[layer.name] = {"engine": engine, "reason": reason, "cost": cost,
                                "lut_without_dsp": cost_nodsp, "family": family}
-        if engine != layer.fold.engine:
-            net = net.replace_layer(layer.name,
-                                    fold=dataclasses.replace(layer.fold, engine=engine))
+        lane_pairs = memo.fold.lane_pairs if engine == "memo" else True
+        if engine != layer.fold.engine or lane_pairs != layer.fold.lane_pairs:
+            net = net.replace_layer(layer.name, fold=dataclasses.replace(
+                layer.fold, engine=engine, lane_pairs=lane_pairs))
     return net, choices
+
+
+def _memo_form(memo: ir.Layer, weights, family) -> tuple:
+    """``(memo layer in the form built for family, why)``; ``why`` is ``None`` when the layer
+    has no folded ``+-A`` PE that could read lane pairs (the two forms are the same). The form
+    is the family's (:data:`GATED_MEMO_FAMILIES`), by measurement: the cost model ranks the
+    two the other way on xilinx (671 against 594 LUT for the layer measured there, where Yosys
+    has 609 against 634: 10 % high on the gated groups, 6 % low on the pairs), so it does not
+    choose the form."""
+    from .memo import memo_layout
+
+    if not any(memo_layout(memo).paired):
+        return memo, None
+    if family in GATED_MEMO_FAMILIES:
+        gated = dataclasses.replace(memo, fold=dataclasses.replace(memo.fold, lane_pairs=False))
+        return gated, f"+-A PEs as AND-gated groups (LUT6 family {family})"
+    return memo, f"+-A PEs on lane pairs (LUT4 family {family})"

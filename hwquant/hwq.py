@@ -192,6 +192,8 @@ def _layer_to_json(layer, arrays):
             d["engine"] = layer.fold.engine
         if layer.fold.stages:
             d["engine_stages"] = layer.fold.stages
+        if not layer.fold.lane_pairs:
+            d["memo_lane_pairs"] = False
         if isinstance(layer, ir.Conv2d):
             d.update(in_shape=list(layer.in_shape), stride=list(layer.stride),
                      padding=list(layer.padding))
@@ -243,7 +245,8 @@ _LAYER_KEYS = {
 }
 #: Fields that only a version (of a weight layer) has.
 _VERSION_KEYS = {1: ({"requant"}, {"sign_scales"}), 2: ({"epilogue"},
-                                                       {"kind_data", "engine", "engine_stages"})}
+                                                       {"kind_data", "engine", "engine_stages",
+                                                        "memo_lane_pairs"})}
 
 
 def _layer_from_json(d, arrays, version):
@@ -285,7 +288,9 @@ def _build_layer(kind, name, d, arrays, version):
                       encoding=_str(d["encoding"], "encoding"),
                       fold=ir.Fold(*_ints(d["fold"], "fold", 2),
                                    engine=_str(d.get("engine", "plain"), "engine"),
-                                   stages=_int(d.get("engine_stages", 0), "engine_stages")),
+                                   stages=_int(d.get("engine_stages", 0), "engine_stages"),
+                                   lane_pairs=_bool(d.get("memo_lane_pairs", True),
+                                                    "memo_lane_pairs")),
                       epilogue=_epilogue_from_json(d, arrays, version),
                       kind_data=_kind_data_from_json(d, arrays, version))
         if kind == "Conv2d":

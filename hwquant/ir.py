@@ -227,12 +227,19 @@ class Fold:
     engine (one of :data:`ENGINES`) that computes them, and ``stages``, the pipeline register
     cuts inside that engine (0: combinational). Only an engine built as a constant-matrix
     adder graph (a fully unrolled layer, :func:`hwquant.engine_stages.engine_graph`) can be
-    cut; each cut adds a cycle to the MVU's latency (:mod:`hwquant.engine_stages`)."""
+    cut; each cut adds a cycle to the MVU's latency (:mod:`hwquant.engine_stages`).
+
+    ``lane_pairs`` is a form of the folded ``memo`` engine: its ``+-A`` PEs read their signed
+    sums from the beat's shared lane pairs (True, fewer LUTs where a LUT has four inputs) or
+    sum their lanes as AND-gated groups (False, where the gate folds into an adder's LUT6);
+    the compiler picks the cheaper for the family (:func:`hwquant.engines.choose_engines`).
+    Ignored by every other engine."""
 
     pe: int = 1
     simd: int = 1
     engine: str = "plain"
     stages: int = 0
+    lane_pairs: bool = True
 
     def __post_init__(self):
         for name in ("pe", "simd"):
@@ -245,6 +252,8 @@ class Fold:
         if self.engine not in ENGINES:
             raise ValueError(f"Fold engine must be one of {', '.join(ENGINES)}, not "
                              f"{self.engine!r}")
+        if not isinstance(self.lane_pairs, bool):
+            raise TypeError(f"Fold lane_pairs must be True or False, not {self.lane_pairs!r}")
 
 
 @dataclass(frozen=True, eq=False)

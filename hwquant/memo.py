@@ -23,8 +23,9 @@ multiply by ``A`` happens once per output, after accumulation: ``ACC = A * (T + 
 the accumulated pair sums and ``K`` the channel's leftover complements
 (:func:`negations`).
 
-The engine decides per PE (the channels ``p, p + PE, ...``): folded, a PE is **paired** when
-every channel of it is ``+-A`` and it needs fewer multiplies (one by ``A``, none for
+The engine decides per PE (the channels ``p, p + PE, ...``): folded, in the lane-pair form
+(:attr:`hwquant.ir.Fold.lane_pairs`, the compiler's choice per family), a PE is **paired**
+when every channel of it is ``+-A`` and it needs fewer multiplies (one by ``A``, none for
 ``A = 2^k``; at least one counted) than ``SIMD``; otherwise it is **grouped** when the
 products it would need, ``K_p + [some channel of it has b != 0]`` with ``K_p`` the most groups
 of any of its channels, are fewer than the ``SIMD`` multipliers of a plain dot lane; any other
@@ -140,7 +141,8 @@ def _layout(layer, fold) -> MemoLayout:
     for p in range(pe):
         chans = groups[p::pe]
         amps = tuple(g.magnitude for g in chans)
-        if not unrolled and all(amps) and max(_multiplies([(0, amps)]), 1) < simd:
+        if (not unrolled and fold.lane_pairs and all(amps)
+                and max(_multiplies([(0, amps)]), 1) < simd):
             grouped.append(True)
             paired.append(True)
             bits.append(1)

@@ -70,6 +70,10 @@ def test_layout_per_pe():
     # unrolled, the +-1 rows are grouped (fixed adds of their lanes, the shared S)
     un = memo_layout(conv, ir.Fold(4, 18))
     assert un.grouped == (True, False, True, False) and not any(un.paired) and un.shared
+    # the gated form (LUT6 families): the +-1 rows are grouped folded too, with S
+    gated = memo_layout(conv, ir.Fold(4, 6, lane_pairs=False))
+    assert gated.grouped == (True, False, True, False) and not any(gated.paired)
+    assert gated.shared and gated.index_bits == (1, 0, 1, 0)
     with pytest.raises(MemoError, match=r"^Layer 'conv': the memo engine cannot serve it: no PE "
                                         r"needs fewer sums and multiplies than its SIMD=1 multipliers"):
         check_memo(conv, ir.Fold(4, 1))
@@ -134,6 +138,19 @@ def test_mvu_equals_golden_symmetric(fold, signed_in):
     _simulate(layer, seed=fold[1])
 
 
+@pytest.mark.parametrize("fold", [(3, 9), (3, 6), (6, 3)])
+def test_mvu_equals_golden_symmetric_gated(fold):
+    """The same ``+-A`` kernels in the gated form (``Fold.lane_pairs`` False): AND-gated group
+    sums and the shared ``S``, ``A * (2G - S)`` in the combine."""
+    rng = np.random.default_rng(fold[0] * 100 + fold[1] + 7)
+    layer = fixed_layer(rng, ic=2, two_values=True, symmetric=True,
+                        fold=ir.Fold(*fold, "memo", lane_pairs=False))
+    lay = memo_layout(layer)
+    assert not any(lay.paired) and lay.shared
+    assert all(lay.grouped[p] for p in range(fold[0]) if p % 3 != 2)
+    _simulate(layer, seed=fold[1])
+
+
 @pytest.mark.parametrize("fold", [(4, 18), (4, 6), (2, 6), (2, 9)])
 def test_mvu_equals_golden_template(fold):
     """Templates and fixed channels in one layer, PEs grouped and plain side by side."""
@@ -150,6 +167,10 @@ def test_hwq_round_trip(tmp_path):
     net = ir.Network("n", (3, 3, 3), layer.in_format, (layer,))
     hwq.save(net, tmp_path / "n.hwq")
     assert hwq.load(tmp_path / "n.hwq").layers[0].fold == ir.Fold(3, 9, "memo")
+    gated = net.replace_layer("conv", fold=ir.Fold(3, 9, "memo", lane_pairs=False))
+    hwq.save(gated, tmp_path / "g.hwq")
+    assert hwq.load(tmp_path / "g.hwq").layers[0].fold == ir.Fold(3, 9, "memo",
+                                                                  lane_pairs=False)
     plain = net.replace_layer("conv", fold=ir.Fold(3, 9))
     hwq.save(plain, tmp_path / "p.hwq")
     assert hwq.load(tmp_path / "p.hwq").layers[0].fold.engine == "plain"
@@ -166,3 +187,20 @@ def test_rom_words():
     word = MemoEngine.encode(layer, w, 0, 0, pe=2, simd=9)
     assert word & ((1 << 9 * lay.index_bits[0]) - 1) == \
         pack_lanes(lay.groups[0].index_row(w[0]), lay.index_bits[0])
+
+
+@pytest.mark.parametrize("family", ["ice40", "ecp5", "gowin", "xilinx"])
+def test_engine_choice_memo_form(family):
+    """The compiler builds a folded layer's ``+-A`` PEs on lane pairs on LUT4 families and as
+    gated groups on xilinx (:data:`hwquant.engines.GATED_MEMO_FAMILIES`) and says which."""
+    from hwquant.engines import GATED_MEMO_FAMILIES, choose_engines
+
+    layer = fixed_layer(np.random.default_rng(3), ic=2, two_values=True, symmetric=True,
+                        fold=ir.Fold(3, 9))
+    net = ir.Network("n", layer.in_shape, layer.in_format, (layer,))
+    out, choices = choose_engines(net, {"conv": "memo"}, family=family)
+    gated = family in GATED_MEMO_FAMILIES
+    assert out.layers[0].fold.engine == "memo"
+    assert out.layers[0].fold.lane_pairs is not gated
+    assert ("gated" if gated else "lane pairs") in choices["conv"]["reason"]
+    assert any(memo_layout(out.layers[0]).paired) is not gated

@@ -59,6 +59,7 @@ from .resources import (
     const_multiplier,
     dsp_product,
     multiplier,
+    pre_adder_absorbs,
     register,
 )
 
@@ -114,24 +115,31 @@ def _combine(layer, lay, p, ranges, reg_bits, family, use_dsp) -> Resources:
         else:
             r = ranges[p::pe, j]
             widths.append(_bits(r[:, 0].min(), r[:, 1].max()))
-    res = adder(acc_bits, family) * max(len(terms) - 1, 0)
+    adds = adder(acc_bits, family) * max(len(terms) - 1, 0)
     if all(len(set(c)) == 1 for _, c in terms):
         d, inner = common_factor([c[0] for _, c in terms])
         # The sum is cut to the register too when the factor is a shift.
         keep = reg_bits - (d.bit_length() - 1) if is_shift(d) else None
+        res = Resources()
         for c, bits in zip(inner, widths, strict=True):
             if not is_shift(c):
                 res += _product(c, bits, family, use_dsp, keep)
         if len(terms) == 1 and inner[0] < 0:
-            res += adder(acc_bits, family)  # a lone negation
+            adds += adder(acc_bits, family)  # a lone negation
         if not is_shift(d):
             n_parts = lay.pe_groups(p)
             part_bits = [_bits(ranges[p::pe, j, 0].min(), ranges[p::pe, j, 1].max())
                          for j in range(n_parts)]
             inner_bits = combine_bits(lay, p, part_bits, _bits(*sum_range(layer.fan_in, fmt)),
                                       factor=False)
-            res += _product(d, inner_bits, family, use_dsp, reg_bits)
-        return res
+            factor = _product(d, inner_bits, family, use_dsp, reg_bits)
+            res += factor
+            # One add of shifted terms in front of the factor's DSP: its pre-adder.
+            if (len(terms) == 2 and all(is_shift(c) for c in inner)
+                    and pre_adder_absorbs(factor, inner_bits, family)):
+                adds = Resources()
+        return res + adds
+    res = adds
     for (_, coefs), bits in zip(terms, widths, strict=True):
         if len(set(coefs)) == 1:
             if not is_shift(coefs[0]):
@@ -152,12 +160,16 @@ def _paired_combine(layer, lay, p, ranges, reg_bits, family, use_dsp) -> Resourc
     bits = _bits(ranges[p::pe, 0, 0].min(), ranges[p::pe, 0, 1].max())
     res = Resources()
     if k.any():
-        res += adder(bits, family) + const_select(k, family)
+        res += const_select(k, family)
         bits += 1
     if len(set(amps)) == 1:
-        if not is_shift(amps[0]):
-            res += _product(amps[0], bits, family, use_dsp, reg_bits)
-        return res
+        factor = Resources() if is_shift(amps[0]) else _product(amps[0], bits, family, use_dsp,
+                                                                 reg_bits)
+        if k.any() and not pre_adder_absorbs(factor, bits, family):  # T + K
+            res += adder(bits - 1, family)
+        return res + factor
+    if k.any():
+        res += adder(bits - 1, family)
     cbits = max(_bits(0, max(amps)), 2)
     return res + const_select(amps, family) + multiplier(bits, cbits, family, use_dsp,
                                                          signed=True)

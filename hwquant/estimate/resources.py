@@ -426,6 +426,18 @@ def ice40_piece_in_dsp(pa, pb) -> bool:
     return min(pa, pb) >= 2 and pa + pb >= 11
 
 
+#: Width of the pre-adder in front of a DSP block's multiplier that Yosys packs an add or a
+#: subtract into (``xilinx_dsp``: DSP48E1's ``D +- A``); families without one are absent.
+DSP_PRE_ADDER_BITS = {"xilinx": 25}
+
+
+def pre_adder_absorbs(product: Resources, sum_bits: int, family) -> bool:
+    """Whether the one add feeding ``product`` (a multiply costed by :func:`dsp_product`) of
+    ``sum_bits`` fits the family's DSP pre-adder, where it costs no LUTs (measured: Yosys maps
+    ``(2g - s) * 76`` on xilinx to one DSP48E1 and no LUT)."""
+    return product.dsp == 1 and sum_bits <= DSP_PRE_ADDER_BITS.get(family, 0)
+
+
 def dsp_product(abits, bbits, family, signed):
     """A multiply of ``abits`` x ``bbits`` in DSP blocks (:func:`dsp_blocks`), with the
     fabric adders that sum the partial products of a split one; ``None`` when Yosys keeps the

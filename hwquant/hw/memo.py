@@ -39,6 +39,8 @@ lanes (unrolled) and ``K_p + [b != 0]`` coefficient multiplies in the combine; p
 ``SIMD``-lane adder tree for ``S``. No multiplier per tap in a grouped PE.
 """
 
+import dataclasses
+
 import numpy as np
 from amaranth.hdl import Module, Mux, Signal, signed
 
@@ -61,6 +63,11 @@ from .fixed import DotEngine
 from .lane_pairs import lane_pairs, pair_sum
 
 __all__ = ["MemoEngine"]
+
+
+def _fold(layer, pe, simd) -> ir.Fold:
+    """The layer's fold (its memo form) at ``pe`` x ``simd``."""
+    return dataclasses.replace(layer.fold, pe=pe, simd=simd)
 
 
 def _field_bits(lay, simd) -> list:
@@ -86,11 +93,11 @@ class MemoEngine(Engine):
 
     @classmethod
     def word_bits(cls, layer, *, pe, simd) -> int:
-        return sum(_field_bits(memo_layout(layer, ir.Fold(pe, simd)), simd))
+        return sum(_field_bits(memo_layout(layer, _fold(layer, pe, simd)), simd))
 
     @classmethod
     def encode(cls, layer, weights, nf, sf, *, pe, simd) -> int:
-        lay = memo_layout(layer, ir.Fold(pe, simd))
+        lay = memo_layout(layer, _fold(layer, pe, simd))
         w = np.asarray(weights, dtype=np.int64)
         word, pos = 0, 0
         lanes = slice(sf * simd, (sf + 1) * simd)
@@ -117,10 +124,10 @@ class MemoEngine(Engine):
         return [sum_range(layer.fan_in, layer.in_format)]
 
     def __init__(self, layer, weights, *, pe, simd):
-        check_memo(layer, ir.Fold(pe, simd))
+        check_memo(layer, _fold(layer, pe, simd))
         fmt = layer.in_format
         weights = np.asarray(weights, dtype=np.int64)
-        self._lay = lay = memo_layout(layer, ir.Fold(pe, simd))
+        self._lay = lay = memo_layout(layer, _fold(layer, pe, simd))
         constant = (layer.out_channels // pe) * (layer.fan_in // simd) == 1
         if constant:
             ranges = [tuple(r) for r in self.part_ranges(layer, weights).reshape(-1, 2)]
