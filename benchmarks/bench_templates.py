@@ -1,9 +1,10 @@
 """The templated conv1 of the digits CNN (16 kernels of 3x3 on one channel, 12 of them HLAC
 templates, 4 fixed 8-bit) as a ``template`` MVU, against the same layer as a ``fixed`` 8-bit
 MVU (the templates stored as ``+-A_c`` integers, as 8-bit fixed point stores them) with the
-plain fixed engine and with the ``memo`` engine (its ``+-A`` template kernels on lane-pair PEs
-folded, as the template engine reads them: ``A_c * sum +-x`` from the shared ``x_a + x_b``,
-``x_a - x_b``, no window sum, one constant multiply per channel; unrolled, grouped sums
+plain fixed engine and with the ``memo`` engine (its ``+-A`` template kernels folded on
+lane-pair PEs, as the template engine reads them: ``A_c * sum +-x`` from the shared
+``x_a + x_b``, ``x_a - x_b``, no window sum, one constant multiply per channel, or, the
+``memo-gated`` rows, as grouped kernels with AND-gated lanes; unrolled, grouped sums
 ``A_c * (2 * sum_on x - sum x)`` with one shared window sum; the 4 random kernels stay plain
 PEs): Yosys LUT/FF/DSP on ice40 and
 xilinx (default DSP inference, and without DSP blocks, Yosys ``-nodsp``: every multiplier in
@@ -11,33 +12,39 @@ LUTs), the cost model's LUT/DSP (default inference), and the multipliers each in
 side by side, unrolled (PE = 16, SIMD = 9) and folded (PE = 16, SIMD = 3).
 
 Measured (Yosys 0.70; LUT+DSP, a DSP block counted as one), the folded rows all in one run
-(``--folds folded``, one ``MatrixVectorUnit`` per row, the layers built below):
+(``--folds folded``, one ``MatrixVectorUnit`` per row, the layers built below). The memo engine
+in both of its forms (``hwquant.ir.Fold.lane_pairs``): ``memo`` its ``+-A`` kernels on lane
+pairs, ``memo-gated`` as grouped kernels ``A * (2G - S)`` with AND-gated lanes; the compiler
+builds the pairs on ice40 and the gated form on xilinx (``hwquant.engines.GATED_MEMO_FAMILIES``,
+marked *):
 
-========================  ===============  ============  ==============  ============  ==========
-folded (PE 16, SIMD 3)    template         memo          plain fixed     template /    memo /
-                          LUT + DSP        LUT + DSP     LUT + DSP       plain         plain
-========================  ===============  ============  ==============  ============  ==========
-ice40                     559 + 12         559 + 24      601 + 48        0.88 x        0.90 x
-ice40 -nodsp              2022             2977          4992            0.41 x        0.60 x
-xilinx                    633 + 12         634 + 24      605 + 48        0.99 x        1.01 x
-xilinx -nodsp             1809             2384          4148            0.44 x        0.57 x
-========================  ===============  ============  ==============  ============  ==========
+=========================  ==========  ==========  ==========  ===========  ======  ==========
+folded (PE 16, SIMD 3)     template    memo        memo-gated  plain fixed  templ.  memo /
+                           LUT + DSP   (pairs)                 LUT + DSP    / plain plain
+=========================  ==========  ==========  ==========  ===========  ======  ==========
+ice40                      559 + 12    559 + 24 *  699 + 24    601 + 48     0.88 x  **0.90 x**
+ice40 -nodsp               2026        2980 *      3199        4989         0.41 x  0.60 x
+xilinx                     633 + 12    634 + 24    609 + 24 *  605 + 48     0.99 x  **0.97 x**
+xilinx -nodsp              1810        2392        2525 *      4149         0.44 x  0.61 x
+=========================  ==========  ==========  ==========  ===========  ======  ==========
+
+Multipliers (each DSP above is one): template 12 (one ``A_c`` per template channel, none per
+tap), memo 24 (the 12 ``A_c`` and the 4 plain channels' 3 lanes each), plain fixed 48 (16 x 3).
+On xilinx the gated form wins by 25 LUT: its gates fold into the adders' LUT6s and ``2G - S``
+into the DSP48E1's pre-adder (Yosys maps ``(2g - s) * 76`` to one DSP and no LUT); on ice40 the
+pairs win by 140 LUT (a gate is a LUT4 of its own per bit there).
 
 The cost model's folded rows (default inference, LUT + DSP; ``model`` in the run's output)
-against Yosys's above: ice40 template 686 + 12 (+23 % LUT), memo 686 + 24 (+23 %), plain
-fixed 582 + 48 (-3 %); xilinx template 594 + 12 (-6 %), memo 594 + 24 (-6 %), plain fixed
-605 + 48 (+0 %). Before the accumulators were priced per family (one LUT4 per bit on ice40,
-where the load mux folds into the sum LUT) and the 3-word weight ROM as its distinct bit
-columns (a few LUTs and flip-flops, not a LUT and a read flip-flop per bit) the model had
-ice40 1023 / 1023 / 1226 LUT (+83 % / +83 % / +104 %), xilinx 739 / 739 / 1002 (+17 % /
-+17 % / +66 %). The ice40 template and memo rows are still high in the template engine's
-lanes (``dot_engines``).
-
-Before the memo engine's lane pairs (grouped PEs: AND-gated lane trees and ``A * (2G - S)``)
-its folded rows were ice40 706 + 24, ice40 -nodsp 3197, xilinx 602 + 24, xilinx -nodsp 2531
-(an earlier run): the pairs win on ice40 and without DSPs and lose 32 LUT on xilinx, where the
-gated lanes fold into the adders' LUT6s. Before the template engine's lane pairs it was ice40
-667 + 12, xilinx 722 + 12.
+against Yosys's above: ice40 template 686 + 12 (+23 % LUT), memo 686 + 24 (+23 %), memo-gated
+1070 (+53 %), plain fixed 582 + 48 (-3 %); xilinx template 594 + 12 (-6 %), memo 594 + 24
+(-6 %), memo-gated 671 (+10 %; 899 before the DSP pre-adder was modelled), plain fixed 605 + 48
+(+0 %). The model ranks the two memo forms the other way on xilinx, so the compiler's form is
+the measured per-family rule, not the model's. Before the accumulators were priced per family
+(one LUT4 per bit on ice40, where the load mux folds into the sum LUT) and the 3-word weight ROM
+as its distinct bit columns the model had ice40 1023 / 1023 / 1226 LUT (+83 % / +83 % /
++104 %), xilinx 739 / 739 / 1002 (+17 % / +17 % / +66 %). The ice40 template and memo rows are
+still high in the template engine's lanes (``dot_engines``). Before the template engine's lane
+pairs it was ice40 667 + 12, xilinx 722 + 12.
 
 Unrolled (PE 16, SIMD 9; ``--folds unrolled``, one run; LUT + DSP, model LUT in brackets):
 
