@@ -504,6 +504,49 @@ def _pipelined(graph, y_bits, stages, xs, want, families, work, fmax):
     return out
 
 
+def _row_sample(w, y_bits, xs, want, n_rows, families, work):
+    """The ``x * c`` form of ``w`` measured on ``n_rows`` of its rows, evenly spaced, each row
+    its own registered top (its products and adder tree; rows share nothing in this form but
+    identical products, which Yosys merges when they are in one netlist), synthesized one at a
+    time, and scaled to the whole matrix: ``lut`` etc. are the sampled rows' mean times the row
+    count. ``lut_merged`` takes off the share of products that repeat an earlier row's
+    ``(column, weight)`` (``duplicate_products``), as if each were worth its row's mean LUTs per
+    product: a lower bound for the one-netlist design. For matrices whose whole ``x * c`` form
+    Yosys needs hours for (int8 32x144); every sampled row checked in Amaranth (50 vectors)."""
+    n_out = w.shape[0]
+    picks = sorted({int(i) for i in np.linspace(0, n_out, n_rows, endpoint=False)})
+    seen, dups = set(), 0
+    for r in range(n_out):
+        for k, v in enumerate(w[r]):
+            if v and (k, int(v)) in seen:
+                dups += 1
+            seen.add((k, int(v)))
+    products = int(np.count_nonzero(w))
+    out = {"rows": picks, "duplicate_products": dups, "products": products, "equal": True}
+    per_row = {fam: [] for fam in families}
+    for r in picks:
+        one = w[r:r + 1]
+        out["equal"] &= bool(np.array_equal(_simulate(_RowProducts(one, y_bits), xs[:50], 1),
+                                            want[:50, r:r + 1]))
+        path = work / f"mul_row{r}.v"
+        path.write_text(verilog.convert(Registered(_RowProducts(one, y_bits)), name="cmvm_mul"))
+        for fam in families:
+            res = _synth([path], "cmvm_mul", fam, work / f"mul_row{r}_{fam}", splitnets=True)
+            per_row[fam].append(res)
+            print(f"x*c row {r}", fam, res, flush=True)
+    for fam in families:
+        got = per_row[fam]
+        scaled = {k: round(sum(g[k] for g in got) * n_out / len(got)) for k in ("lut", "carry")}
+        # Each row's top registers the whole input vector; the matrix registers it once.
+        x_bits = w.shape[1] * X_BITS
+        scaled["ff"] = x_bits + round(sum(g["ff"] - x_bits for g in got) * n_out / len(got))
+        scaled["seconds"] = round(sum(g["seconds"] for g in got), 1)
+        scaled["lut_merged"] = round(scaled["lut"] * (1 - dups / products))
+        scaled["row_lut"] = [g["lut"] for g in got]
+        out[fam] = scaled
+    return out
+
+
 def _da4ml_python(venv: Path):
     python = venv / "bin" / "python"
     if python.exists():
@@ -528,6 +571,9 @@ def main():
     ap.add_argument("--da4ml-venv", default=str(Path.home() / ".cache" / "hwquant-bench"
                                                 / "da4ml-venv"))
     ap.add_argument("--json", default=None)
+    ap.add_argument("--mul-rows", type=int, default=4,
+                    help="rows of the matrix the mul-rows design synthesizes (x * c scaled "
+                         "from a sample of rows)")
     ap.add_argument("--stages", type=int, default=0,
                     help="also synthesize the adder graph with this many pipeline cuts")
     ap.add_argument("--fmax", action="store_true",
@@ -602,6 +648,8 @@ def main():
                 row["mul"][fam] = _synth([path], "cmvm_mul", fam, case_dir / f"mul_{fam}",
                                          splitnets=True)
                 print(case, "x*c", fam, row["mul"][fam], flush=True)
+        if "mul-rows" in designs:
+            row["mul"] = _row_sample(w, y_bits, xs, want, args.mul_rows, families, case_dir)
         if da4ml is not None and "da4ml" in designs:
             np.save(case_dir / "w.npy", w)
             script = case_dir / "da4ml_run.py"
@@ -644,6 +692,10 @@ def main():
                 rtl = "" if "rtl_equal" not in r else f" (RTL {r['rtl_equal']})"
                 print(f"  {row['case']:<6} {fam:<7} {label:<12} {s['lut']:>7,} {s['carry']:>6,} "
                       f"{s['ff']:>6,} {s['seconds']:>8.1f}  {r['equal']}{rtl}")
+                if "rows" in r:
+                    print(f"  {'':<6} {fam:<7} (x * c scaled from rows {r['rows']}: LUT "
+                          f"{s['row_lut']}; {r['duplicate_products']} of {r['products']} "
+                          f"products repeat an earlier row's, without them {s['lut_merged']:,})")
             for mine, mine_label in (("graph", "graph"), ("graph_pipe", pipe)):
                 g = row.get(mine, {}).get(fam)
                 for name, label in (("da4ml", "da4ml"), ("da4ml_graph", "da4ml's graph"),
