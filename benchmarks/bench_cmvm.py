@@ -260,8 +260,8 @@ def exact(comb, inp=None):
     n_in = comb.shape[0]
     q = list(comb.inp_qint) if inp is None else list(inp)
     sf = 2.0 ** np.asarray(comb.inp_shifts, dtype=float)  # the model scales its inputs
-    a, b = np.array([v.min for v in q]) * sf, np.array([v.max for v in q]) * sf
-    lo_in, hi_in, st_in = np.minimum(a, b), np.maximum(a, b), np.array([v.step for v in q]) * sf
+    lo_in, hi_in = np.array([v.min for v in q]) * sf, np.array([v.max for v in q]) * sf
+    st_in = np.array([v.step for v in q]) * sf
     forms, ops, wrong = [], [], 0
     for op in comb.ops:
         if op.opcode == -1:
@@ -464,7 +464,7 @@ def _da4ml_sources(src_dir):
 
 
 def _da4ml_check_top(src_dir, n_in, y_bits):
-    """``(sources, top, latency)``: da4ml's Verilog in ``src_dir`` behind a wrapper with
+    """``(wrapper, top, latency)``: da4ml's Verilog in ``src_dir`` behind a wrapper with
     :func:`_rtl_mismatches`'s ports (``clk``, ``rst``, flat ``x``, ``y`` of ``y_bits`` lanes),
     each output field sign- or zero-extended and shifted to its LSB's weight as ``fields.json``
     (written by the da4ml run from its solution's output intervals) says; the latency is
@@ -491,7 +491,7 @@ def _da4ml_check_top(src_dir, n_in, y_bits):
         f"  wire [{pos - 1}:0] o;\n"
         f"  da4ml_cmvm dut(.clk(clk), .model_inp(x), .model_out(o));\n"
         + "\n".join(lines) + "\nendmodule\n")
-    return [wrapper, *_da4ml_sources(src_dir)], "da4ml_check", info["stages"] + 1
+    return wrapper, "da4ml_check", info["stages"] + 1
 
 
 class _PinHarness(wiring.Component):
@@ -647,21 +647,22 @@ def _da4ml_design(python, w, hi, xs, want, y_bits, cuts, families, work):
                          capture_output=True, text=True, check=False,
                          env={**os.environ, "PYTHONPATH": ""})
     if out.returncode:
-        print(f"da4ml failed: {out.stderr[-400:]}")
+        print(f"da4ml failed on {work.name}: {out.stderr[-400:]}")
         return None
     info = json.loads(out.stdout.strip().splitlines()[-1])
     row = {"equal": info["equal"] and info["equal_repaired"], "cuts": cuts,
            "solve_seconds": round(info["solve_seconds"], 2), "ops": info["ops"],
            "wrong_intervals": info["wrong_intervals"]}
     for name, src_dir in (("raw", raw), ("repaired", repaired)):
-        sources, top, latency = _da4ml_check_top(src_dir / "src", w.shape[1], y_bits)
-        row[f"rtl_wrong_words_{name}"] = _rtl_mismatches(sources, top, xs, want, y_bits,
-                                                         latency, work / f"da4ml_{name}_rtl")
+        sources = _da4ml_sources(src_dir / "src")
+        wrapper, top, latency = _da4ml_check_top(src_dir / "src", w.shape[1], y_bits)
+        row[f"rtl_wrong_words_{name}"] = _rtl_mismatches([wrapper, *sources], top, xs, want,
+                                                         y_bits, latency,
+                                                         work / f"da4ml_{name}_rtl")
     row["rtl_words"] = int(want.size)
     row["equal"] &= row["rtl_wrong_words_repaired"] == 0
-    print("da4ml", {k: v for k, v in row.items()}, flush=True)
-    sources = _da4ml_sources(repaired / "src")
-    for fam in families:
+    print("da4ml", row, flush=True)
+    for fam in families:  # the repaired netlist: ``sources`` of the last pass
         row[fam] = _synth(sources, "da4ml_cmvm", fam, work / f"da4ml_{fam}")
         print("da4ml", fam, row[fam], flush=True)
     return row
