@@ -50,10 +50,15 @@ class ConstantMatrix(wiring.Component):
     y_bits : width of every output lane (signed); at least each output's range
     stages : pipeline register cuts (default 0: combinational); ``y`` follows ``x`` by
         ``stages`` cycles in which ``en`` is high (:attr:`latency`), one vector a cycle
+    separate_adders : every node's result carries a ``keep`` attribute (default), so
+        synthesis maps each node to its own carry-chain adder, as the graph and its cost model
+        count it; ``False`` lets Yosys re-associate chains of single-use adders into
+        carry-save trees (its ``alumacc`` / ``maccmap``), for comparison
     """
 
-    def __init__(self, graph, x_shape, y_bits, *, stages=0):
+    def __init__(self, graph, x_shape, y_bits, *, stages=0, separate_adders=True):
         self._graph = graph
+        self._keep = {"keep": 1} if separate_adders else {}
         need = max([signal_shape(lo, hi).width + (0 if lo < 0 else 1)
                     for lo, hi in graph.output_ranges] + [2])
         if y_bits < need or stages < 0:
@@ -103,7 +108,7 @@ class ConstantMatrix(wiring.Component):
 
         for k, node in enumerate(g.nodes):
             t = plan.signal_stage[g.n_inputs + k]
-            sig.append(self._node(m, k, node, at(node.a, t), at(node.b, t)))
+            sig.append(self._node(m, k, node, at(node.a, t), at(node.b, t), self._keep))
         for j, (s, shift, neg) in enumerate(g.outputs):
             if s < 0:
                 m.d.comb += self.y[j].eq(0)
@@ -120,15 +125,16 @@ class ConstantMatrix(wiring.Component):
         return m
 
     @staticmethod
-    def _node(m, k, node, a, b):
-        """Signal ``s{k}``: the adder of ``node`` on the operand values ``a``, ``b``."""
-        out = Signal(signal_shape(node.lo, node.hi), name=f"s{k}")
+    def _node(m, k, node, a, b, keep):
+        """Signal ``s{k}``: the adder of ``node`` on the operand values ``a``, ``b`` (``keep``:
+        the attributes of its result)."""
+        out = Signal(signal_shape(node.lo, node.hi), name=f"s{k}", attrs=keep)
         if node.free_bits:
             # u + (+-o << d) == Cat(u[:f], (u >> f) +- (o << (d - f))), f <= width(u)
             f = node.free_bits
             high = (a >> f) + (-(b << (node.shift_b - f)) if node.neg_b
                                else b << (node.shift_b - f))
-            hi_part = Signal(signed(out.shape().width - f + 1), name=f"s{k}_hi")
+            hi_part = Signal(signed(out.shape().width - f + 1), name=f"s{k}_hi", attrs=keep)
             m.d.comb += [hi_part.eq(high), out.eq(Cat(a[:f], hi_part))]
         else:
             ta = a << node.shift_a
