@@ -6,7 +6,9 @@ blocks), each between an input and an output register (da4ml's own top has the s
 its one internal pipeline register):
 
 * ``adder graph``: :class:`hwquant.hw.cmvm.ConstantMatrix` (signed digits + common
-  subexpressions shared across the whole matrix);
+  subexpressions shared across the whole matrix; every node its own carry-chain adder), and
+  with ``--designs merged`` the same graph with Yosys left to fold each row's adders into a
+  carry-save tree (``separate_adders=False``);
 * ``x * c``: one per-lane ``fixed`` dot engine per row (:class:`hwquant.hw.fixed.DotEngine`
   with constant weights): a constant product per weight and an adder tree, Yosys left to
   optimise — what a fully unrolled layer built before the constant-matrix engine;
@@ -39,176 +41,124 @@ simulation (50 vectors). Matrices: ``int4`` 16x64 random signed 4-bit;
 (magnitudes 8, 32, 40; ~25 % zeros).
 
     .venv/bin/python benchmarks/bench_cmvm.py [--cases int4,pow2,int8,conv1,mask3]
-        [--families xilinx,ice40] [--designs graph,pipe,mul,mul-rows,da4ml,da4ml-graph]
+        [--families xilinx,ice40]
+        [--designs graph,merged,pipe,mul,mul-rows,da4ml,da4ml-graph]
         [--mul-rows N] [--out DIR] [--json F] [--stages S] [--fmax]
 
-(``--designs pipe`` with ``--stages S``: the pipelined graph without the combinational one.)
+(``--designs pipe`` with ``--stages S``: the pipelined graph without the combinational one;
+``merged``: the combinational graph with ``separate_adders=False``, Yosys left to fold each
+row's adders into a carry-save tree.)
 
 ``--stages S`` also builds the adder graph with ``S`` pipeline register cuts
 (:class:`hwquant.hw.cmvm.ConstantMatrix` ``stages``; checked in Verilator at its latency,
 synthesized: LUT and FF against the combinational graph, and the cost model's register
 bits); ``--fmax`` places and routes the graph (and the pipelined one) on an iCE40-HX8K
 (CT256) behind a pin harness (:class:`_PinHarness`), median nextpnr Fmax of 3 seeds: only
-cases that fit its 7,680 LCs (conv1; int4's 10.5 k ice40 LUTs do not).
+cases that fit its 7,680 LCs (conv1; int4's 8.7 k ice40 LUTs do not).
 
 The ``x * c`` form is slow to synthesise (31 min for 16x64 on xilinx with this Yosys);
 ``--designs graph,da4ml`` leaves it out. It is left out of int8 (32x144: hours).
 
-Measured (Yosys 0.70 YoWASP, nextpnr-ice40 YoWASP; 2 cores, one shared with other work; da4ml
-rows: its Verilog from its solution with exact intervals, see above; ``words wrong``: its
-Verilog as written, of 3,200 output words, reading each output as its recorded interval says):
+Measured (Yosys 0.70 YoWASP; 2 cores, shared with other work; ``+ r-thru``: xilinx LUTs plus
+the ``CARRY4`` select bits no LUT drives, :func:`_carry_route_throughs`, the LUT sites on a
+device; ``graph, merged``: the same graph with ``separate_adders=False``, Yosys folding each
+row's single-use adders into a carry-save tree; da4ml rows: its Verilog from its solution with
+exact intervals, see above, ``words wrong`` its Verilog as written, of 3,200 output words;
+``da4ml's graph``: its solution through our writer):
 
-=======  ======  ====================  =======  ======  ======  =======  =====================
-case     family  design                LUT      carry   FF      synth s  equal (Verilator 200)
-=======  ======  ====================  =======  ======  ======  =======  =====================
-int4     xilinx  adder graph           8,270    2,129   781     116      True
-int4     xilinx  graph, 2 cuts         7,764    2,369   4,712   23       True
-int4     xilinx  da4ml                 9,115    1,521   1,050   116      True (1,944 wrong)
-int4     xilinx  da4ml's graph         9,073    1,879   781     52       True
-int4     xilinx  x * c                 23,239   --      --      747      True (Amaranth 50)
-int4     ice40   adder graph           10,464   6,476   781     70       True
-int4     ice40   graph, 2 cuts         9,745    7,308   4,712   16       True
-int4     ice40   da4ml                 12,634   4,565   1,050   121      True (1,944 wrong)
-int4     ice40   da4ml's graph         12,412   5,697   781     38       True
-int4     ice40   x * c                 30,028   --      --      292      True (Amaranth 50)
-pow2     xilinx  adder graph           5,120    1,444   768     35       True
-pow2     xilinx  da4ml                 5,851    1,030   1,024   53       True (3,100 wrong)
-pow2     xilinx  da4ml's graph         5,780    1,277   768     18       True
-pow2     xilinx  x * c                 13,497   523     768     242      True (Amaranth 50)
-pow2     ice40   adder graph           6,594    4,331   768     21       True
-pow2     ice40   da4ml                 8,027    3,075   1,024   31       True (3,100 wrong)
-pow2     ice40   da4ml's graph         7,680    3,827   768     13       True
-pow2     ice40   x * c                 17,136   1,190   768     136      True (Amaranth 50)
-conv1    xilinx  adder graph           1,896    632     341     21       True
-conv1    xilinx  da4ml                 2,138    497     629     21       True (3,200 wrong)
-conv1    xilinx  da4ml's graph         2,368    535     341     114      True
-conv1    xilinx  x * c                 4,924    --      --      62       True (Amaranth 50)
-conv1    ice40   adder graph           2,362    1,976   341     7        True
-conv1    ice40   graph (penalty 2)     2,496    1,959   341     5        True
-conv1    ice40   that graph, 2 cuts    2,552    2,037   1,905   5        True
-conv1    ice40   da4ml                 2,952    1,546   629     11       True (3,200 wrong)
-conv1    ice40   da4ml's graph         3,217    1,647   341     67       True
-conv1    ice40   x * c                 6,967    --      --      --       True (Amaranth 50)
-mask3    xilinx  adder graph           3,225    808     531     35       True
-mask3    xilinx  da4ml                 3,632    572     774     57       True (1,514 wrong)
-mask3    xilinx  da4ml's graph         3,602    720     531     25       True
-mask3    ice40   adder graph           4,257    2,442   531     19       True
-mask3    ice40   da4ml                 4,982    1,708   774     33       True (1,514 wrong)
-mask3    ice40   da4ml's graph         4,952    2,159   531     10       True
-int8     xilinx  adder graph           --       --      --      >4,080   True (27 s check)
-int8     xilinx  graph, 1 cut          61,781   17,981  17,063  222      True
-int8     xilinx  da4ml's graph, 1 cut  68,836   15,780  12,188  491      True
-int8     xilinx  da4ml, 1 cut          69,634   13,589  12,918  1,486    True (5,018 of 6,400)
-int8     xilinx  x * c, 4 of 32 rows   260,240  --      --      --       True (Amaranth 50)
-=======  ======  ====================  =======  ======  ======  =======  =====================
+=====  ======  ==================  =======  ========  ======  ======  =======  ==============
+case   family  design              LUT      + r-thru  carry   FF      synth s  equal (200)
+=====  ======  ==================  =======  ========  ======  ======  =======  ==============
+int4   xilinx  adder graph         7,854    8,441     2,637   781     53       True
+int4   xilinx  graph, merged       8,370    8,783     1,838   781     110      True
+int4   xilinx  da4ml               9,115    9,550     1,521   1,050   195      True (1,944 wrong)
+int4   xilinx  da4ml's graph       8,523    9,618     2,652   781     69       True
+int4   ice40   adder graph         8,667    --        8,179   781     28       True
+int4   ice40   graph, merged       10,693   --        5,545   781     92       True
+int4   ice40   da4ml               12,634   --        4,565   1,050   197      True (1,944 wrong)
+int4   ice40   da4ml's graph       10,996   --        8,316   781     45       True
+pow2   xilinx  adder graph         4,996    5,332     1,722   768     36       True
+pow2   xilinx  graph, merged       5,218    5,487     1,218   768     47       True
+pow2   xilinx  da4ml               5,851    6,172     1,030   1,024   79       True (3,100 wrong)
+pow2   ice40   adder graph         5,572    --        5,235   768     19       True
+pow2   ice40   graph, merged       6,733    --        3,652   768     29       True
+pow2   ice40   da4ml               8,027    --        3,075   1,024   45       True (3,100 wrong)
+conv1  xilinx  adder graph         1,907    2,233     663     341     16       True
+conv1  xilinx  graph, merged       1,926    2,239     624     341     27       True
+conv1  xilinx  da4ml               2,138    2,357     497     629     28       True (3,200 wrong)
+conv1  ice40   adder graph         2,389    --        2,054   341     7        True
+conv1  ice40   graph, merged       2,261    --        1,930   341     7        True
+conv1  ice40   da4ml               2,952    --        1,546   629     13       True (3,200 wrong)
+mask3  xilinx  adder graph         3,142    3,438     1,074   531     16       True
+mask3  xilinx  graph, merged       3,343    3,527     709     531     48       True
+mask3  xilinx  da4ml               3,632    3,786     572     774     52       True (1,514 wrong)
+mask3  ice40   adder graph         3,598    --        3,299   531     8        True
+mask3  ice40   graph, merged       4,386    --        2,130   531     27       True
+mask3  ice40   da4ml               4,982    --        1,708   774     38       True (1,514 wrong)
+int8   xilinx  graph, 1 cut        58,720   65,534    19,963  14,422  332      True (27 s check)
+int8   xilinx  da4ml, 1 cut        69,634   74,538    13,589  12,918  1,231    True (5,018 of 6,400)
+int8   xilinx  x * c, 4 of 32 rows 260,240  --        --      --      --       True (Amaranth 50)
+=====  ======  ==================  =======  ========  ======  ======  =======  ==============
 
-Ours / da4ml, LUT, xilinx (ice40): int4 **0.907x** (0.828x), pow2 0.875x (0.821x), conv1
-0.887x (0.800x), mask3 0.888x (0.854x), int8 (one cut each, xilinx) 0.887x (61,781 /
-69,634). The 0.9x goal is met on every case but int4 on xilinx, which misses it by 0.7 % (8,270 against 9,115; against da4ml's Verilog as written,
-which is not ``W @ x``, it was 9,242, and 9,184 in the first measurement). da4ml's graph through
-our writer tracks its own Verilog within 1.3 % where ``solve`` keeps no second stage (int4
-9,073 / 9,115, pow2 5,780 / 5,851, mask3 3,602 / 3,632); on conv1, where it keeps a column
-decomposition (164 + 14 adders, depth 11), our writer's form of it is 11 % larger (2,368
-against 2,138). The conv1 rows come from training the digits CNN here (the ``x * c`` rows of
-conv1, int4 and int8 in the previous runs, on the same bench matrices, one run each).
+Ours / da4ml, LUT, xilinx (ice40): int4 **0.862x** (0.686x), pow2 0.854x (0.694x), conv1
+0.892x (0.809x), mask3 0.865x (0.722x), int8 (one cut each, xilinx) 0.843x. With the
+route-throughs (LUT sites, xilinx): 0.884x, 0.864x, 0.947x, 0.908x, 0.879x. Carry cells are
+the price: ours has more ``CARRY4`` than da4ml's (int4 2,637 against 1,521), as every node is
+its own chain (``graph, merged`` is between them), so on a 7-series slice count (at least
+the ``CARRY4`` count, each in a slice of four LUTs) ours is not smaller: int4 at least 2,637
+slices against da4ml's 2,388 (its LUT sites / 4). On iCE40 a carry shares the logic cell of
+the LUT that computes its sum bit, so there the LUT count is the cell count. Keeping each node
+its own adder pays on every case but conv1 on iCE40 (merged 2,261 against 2,389); the row
+trees are ranked by logic bits for this form (by operand overlap instead, int4: 7,788 /
+9,050 LUT, xilinx / iCE40). da4ml's graph through our writer shows the two algorithms apart
+from the writers: ours 0.922x (int4, xilinx) and 0.788x (ice40) of it.
 
-Against the old ``x * c`` form (LUT, xilinx / ice40): int4 2.81x / 2.87x fewer, pow2 2.64x /
-2.60x, conv1 2.61x / 2.90x (4,924 / 6,967 against 1,886 / 2,403 on the
-conv1 matrix of that run), int8 about 4x. int8's ``x * c`` netlist needs hours in Yosys,
-so it is measured on a sample of its rows (``--designs mul-rows``, rows 0, 8, 16, 24, each its
-own registered top: 7,886 / 7,907 / 8,547 / 8,190 LUT (row 24 in an earlier run), 16-33
-minutes each under load, scaled by 32: 260,240; without the share of products that repeat an
-earlier row's, 244 of 4,591: 246,408, 3.99x ours). The sampling checked on int4, whose whole
-netlist was measured: rows 0, 4, 8, 12 scaled give 31,724 LUT and without the repeats 20,927,
-around the whole design's 23,239 (scaled 37 % over, the bound 10 % under); erring so on int8
-the whole would be 190,600-273,600 LUT, 3.1x-4.4x ours.
+Against the old ``x * c`` form (LUT, xilinx / ice40; measured in earlier runs on the same
+seeded matrices, the form is unchanged): int4 23,239 / 30,028 (2.96x / 3.46x ours), pow2
+13,497 / 17,136 (2.70x / 3.08x), conv1 4,924 / 6,967 on an earlier run's conv1 matrix, whose
+graph was 1,886 / 2,403 (2.6x / 2.9x), int8 about 4x. int8's ``x * c`` netlist needs hours
+in Yosys, so it is measured on a sample of its rows (``--designs mul-rows``, rows 0, 8, 16,
+24, each its own registered top: 7,886 / 7,907 / 8,547 / 8,190 LUT, 16-33 minutes each under
+load, scaled by 32: 260,240; without the share of products that repeat an earlier row's, 244
+of 4,591: 246,408, 4.2x ours). The sampling checked on int4, whose whole netlist was
+measured: rows 0, 4, 8, 12 scaled give 31,724 LUT and without the repeats 20,927, around the
+whole design's 23,239 (scaled 37 % over, the bound 10 % under); erring so on int8 the whole
+would be 190,600-273,600 LUT, 3.2x-4.7x ours.
 
-The adder-graph rows of int8, conv1 (xilinx, and ice40 2,403) and mask3 are the default
-graph, built with each subtraction rule of :data:`hwquant.cmvm.SUBTRACTION_PENALTIES` and the
-one with fewer logic bits kept: sums only for int8 (63,424 LUT with penalty 2 alone), conv1
-(1,896 with 2) and mask3 (3,306 in an earlier run), penalty 2 for int4 (8,482 with sums only);
-pow2's two graphs are the same. Penalty 1 is not a candidate: on int8 it has the fewest
-logic bits of the three (74,176) but 64,341 LUT (18,219 carry, 16,997 FF, one cut).
+The adder-graph rows are the default graph, built with each subtraction rule of
+:data:`hwquant.cmvm.SUBTRACTION_PENALTIES` and the one with fewer logic bits kept.
 
-* int8, combinational: ABC9 had not finished after 68 minutes (killed); with one pipeline
-  cut (:class:`ConstantMatrix` ``stages=1``, what da4ml's own top has: one internal register)
-  the whole synthesis takes under 5 minutes, so int8 is measured pipelined. The cost model
-  puts the combinational graph at 62,856 LUT on xilinx (72,574 on ice40): 5,854 adders,
-  75,053 adder bits, depth 10. ice40 int8 is not measured (same ABC9 cost; not in the time).
-* da4ml's own int8 Verilog as ``solve`` returns it is combinational (all 5,446 adders in its
-  stage 0; ABC9 had not finished after 12 minutes), so it is measured cut once by its own
-  ``to_pipeline`` (``--stages 1``, 1,826 of its 6,264 operations' intervals repaired, bit-exact
-  in Verilator): 69,634 LUT, 13,589 carry, 12,918 FF in 1,486 s (loaded), against its graph
-  through our writer 68,836 (1.2 % apart, as on the other cases) and ours 61,781. Structure,
-  both graphs counted by the same definitions (``benchmarks/cmvm_structure.py`` rebuilds
-  da4ml's solution as an
-  :class:`hwquant.cmvm.AdderGraph`, checked against ``W @ x``; ours / da4ml):
-
-  =====  =============  ===============  ===============  =======  ============  ===========
-  case   adders         result bits      logic bits       depth    xilinx model  ice40 model
-  =====  =============  ===============  ===============  =======  ============  ===========
-  int4   817 / 757      9,929 / 9,266    9,300 / 9,007    8 / 8    0.956x        0.828x
-  pow2   548 / 509      6,557 / 6,090    6,036 / 5,890    7 / 7    0.953x        0.835x
-  int8   5,854 / 5,446  85,364 / 76,936  75,053 / 73,494  10 / 10  0.928x        0.857x
-  conv1  202 / 178      2,731 / 2,496    2,388 / 2,344    6 / 11   0.926x        0.807x
-  mask3  332 / 305      3,936 / 3,615    3,710 / 3,537    7 / 7    0.968x        0.833x
-  =====  =============  ===============  ===============  =======  ============  ===========
-
-  (logic bits: result bits less the low bits that are wires; model: the cost face's LUTs,
-  int8 62,856 / 67,759 xilinx, 72,574 / 84,652 ice40. da4ml's own ``BW_OUT`` sum, 77,250,
-  is its result bits rounded up.) int8 is no outlier: every case has ~8 % more adders and
-  2-5 % more logic bits than da4ml, and fewer LUTs by the model, because da4ml's graph is
-  made of signed signals (it shares differences freely and its rows are canonical signed
-  digits): 4,145 of its 5,446 int8 adders have a signed operand, which the xilinx carry chain
-  sign-extends a LUT a bit, against 2,193 of our 5,854. The model's xilinx ratios
-  (0.93-0.97x) are above 0.9x also for the cases that meet it in Yosys (conv1 0.881x there:
-  the model is 4 % high on our conv1 graph, ~1 % low on da4ml's), so the model alone could not
-  say whether int8 meets 0.9x in Yosys (it does: 0.887x).
-
-  What da4ml does, tried here on all five cases (cost model, int8 xilinx / ice40 LUT and
-  logic bits, against 62,856 / 72,574 / 75,053): its pair score (occurrences x the narrower
-  operand's width, every pair seen twice shared, differences as freely as sums) 64,962 /
-  77,323 / 70,089 (0.954x da4ml's logic bits, but more LUTs: signed signals); the narrower
-  operand's width in our score (occurrences - 1, the penalty kept) 62,791 / 72,496; no depth
-  bound (slack 30, depth 12) 60,807 with sums only, against 60,770 with the bound; da4ml's
-  column decomposition ``W = W1 W2``: its ``solve`` keeps none for int8, int4, pow2 and
-  mask3 (stage 1 is wiring) and one for conv1 (164 + 14 adders, depth 11); row trees by
-  fewest logic bits instead of fewest overlapping bits 62,937 / 71,616 (74,095 logic bits);
-  rows' signed terms summed apart from the unsigned ones 62,813 / 71,594; canonical digits
-  only (``PREFER_BINARY`` off) 62,575 / 72,579. The one that moves int8 is sharing sums
-  only (``SUBTRACTION_PENALTY`` ``None``): 5,897 adders, 74,253 logic bits (1.010x da4ml),
-  model 60,770 / 71,387 (0.897x / 0.843x da4ml), built in 9-13 s instead of 18-30 s (as
-  loaded); Yosys (xilinx, one cut) 61,781 LUT against 63,424 (-2.6 %). But it costs the
-  4-bit matrix as much in Yosys (int4 graph, xilinx, 8,482 LUT against 8,270, +2.6 %; the
-  model said +0.3 %; one run each). The logic bits rank both pairs as Yosys does (int4 9,300
-  with 2 against 9,335 sums only, int8 75,053 against 74,253), so the default builds both
-  and keeps the graph with fewer (the int8 build then takes 33 s, loaded).
-  Earlier knobs: ``DEPTH_SLACK`` 1 -> 3 62,610 / 72,324 (depth 10 -> 12),
-  ``SUBTRACTION_PENALTY`` 2 -> 1 5,775 adders but 63,848 / 72,677; ranking pairs by
-  occurrences alone 5,859 adders, 63,021 / 72,752.
-* Pipelining costs no LUTs on xilinx int4 (ABC9 maps the shorter cones better: -6 %), 2 %
-  on ice40 conv1, and FFs close to the model's register bits: int4 2 cuts 3,931 FF beyond
-  the ports' 781 (model 4,022), int8 1 cut 15,457 beyond the ports' 1,856 (model 15,787),
-  conv1 1,564 (model 1,760; Yosys drops constant and duplicate bits).
-* Fmax on iCE40-HX8K (CT256, :class:`_PinHarness`, median of 3 seeds), conv1: combinational
-  64.5 MHz (2,785 LCs), 2 cuts 113.7 MHz (3,158 LCs). int4 does not fit an iCE40.
+* int8, combinational: ABC9 had not finished after 68 minutes (killed, in an earlier run);
+  with one pipeline cut (:class:`ConstantMatrix` ``stages=1``) the whole synthesis takes
+  under 6 minutes, so int8 is measured pipelined, and da4ml's own int8 Verilog (combinational
+  as ``solve`` returns it: all 5,446 adders in its stage 0) cut once by its own
+  ``to_pipeline`` (``--stages 1``; 1,826 of its 6,264 operations' intervals repaired,
+  bit-exact in Verilator).
+* Structure (``benchmarks/cmvm_structure.py`` rebuilds da4ml's solution as an
+  :class:`hwquant.cmvm.AdderGraph`, checked against ``W @ x``, and counts both graphs by the
+  same definitions): every case has ~8 % more adders than da4ml and about as many logic
+  bits, but fewer signed signals (da4ml shares differences freely and its rows are canonical
+  signed digits; a signed operand costs the xilinx carry chain a LUT per sign-extension bit).
+  What da4ml does that was tried here, by the cost model before the netlist change: its pair
+  score (occurrences x the narrower operand's width, differences as freely as sums), no depth
+  bound, canonical digits only, and its column decomposition ``W = W1 W2`` (its ``solve``
+  keeps none for int8, int4, pow2 and mask3 and one for conv1): none was better than ours.
+* Fmax on iCE40-HX8K (CT256, :class:`_PinHarness`, median of 3 seeds), conv1: 63.8 MHz, 2,684 LCs (merged: 63.7 MHz, 2,550 LCs;
+  before the nodes were kept and the trees ranked by logic bits, 64.5 MHz and 2,785 LCs;
+  with 2 cuts then 113.7 MHz, 3,158 LCs). int4 does not fit an iCE40.
 * conv1's weights come from training the digits CNN here, which does not reproduce the matrix
-  exactly from run to run (its graph: 1,886 / 2,403 in one run, 1,896 / 2,362 in this one);
-  int4, pow2, mask3 and int8 are seeded and reproduce exactly (int4 8,270 / 10,464 in every
-  run).
+  exactly from run to run; int4, pow2, mask3 and int8 are seeded and reproduce exactly.
 
 Reproduce::
 
+    bench_cmvm.py --cases int4,pow2,conv1,mask3 --designs graph,merged,da4ml,da4ml-graph \
+        --families xilinx,ice40                                            # ~45 min
+    bench_cmvm.py --cases int8 --designs pipe,da4ml --families xilinx --stages 1  # ~30 min
+    bench_cmvm.py --cases conv1 --designs graph,merged --families ice40 --fmax
     bench_cmvm.py --cases int4 --designs graph --families xilinx,ice40 --stages 2
-    bench_cmvm.py --cases conv1 --designs graph --families ice40 --stages 2 --fmax
-    bench_cmvm.py --cases int8 --designs pipe,da4ml-graph --families xilinx --stages 1
-    bench_cmvm.py --cases int4,conv1,mask3 --designs graph,da4ml-graph --families xilinx,ice40
-    bench_cmvm.py --cases int4,pow2,conv1,mask3 --designs graph,da4ml --families xilinx,ice40
-    bench_cmvm.py --cases int8 --designs da4ml --families xilinx --stages 1   # ~25 min
     bench_cmvm.py --cases int8 --designs mul-rows --mul-rows 4 --families xilinx  # ~2 h
     bench_cmvm.py --cases int4 --designs mul,mul-rows --families xilinx,ice40
-    cmvm_structure.py                      # the structural table above (~1 min, no Yosys)
-    cmvm_structure.py --penalty None       # sums only
+    cmvm_structure.py                      # both graphs' structure (~1 min, no Yosys)
 """
 
 import argparse
@@ -542,11 +492,37 @@ def _fmax_ice40(top, name, work, seeds=(1, 2, 3)):
 
 
 def _synth(verilog_paths, top, family, work, *, splitnets=False):
+    """Yosys LUT, carry and FF counts of ``top``; on xilinx also ``route_through``: the
+    ``CARRY4`` select inputs not driven by a LUT (:func:`_carry_route_throughs`)."""
     started = time.perf_counter()
     res = synthesize(verilog_paths, top, family, workdir=work, nodsp=True, allow_dsp=False,
-                     pre_techmap=False, splitnets=splitnets)
-    return {"lut": res.lut, "carry": res.carry, "ff": res.ff,
-            "seconds": round(time.perf_counter() - started, 1)}
+                     pre_techmap=False, splitnets=splitnets, netlist=family == "xilinx")
+    out = {"lut": res.lut, "carry": res.carry, "ff": res.ff,
+           "seconds": round(time.perf_counter() - started, 1)}
+    if family == "xilinx":
+        out["route_through"] = _carry_route_throughs(res.netlist_path, top)
+    return out
+
+
+def _carry_route_throughs(netlist_path, top):
+    """``CARRY4`` select (``S``) bits of the Yosys netlist that a net other than a LUT drives.
+
+    In a 7-series slice the select inputs come only from the slice's LUTs, so each of these
+    (a carry chain passing one operand's bit through, above the other operand's top) takes a
+    LUT as a route-through on the device, which Yosys's LUT count leaves out: ``lut +
+    route_through`` is the LUT sites the design occupies."""
+    module = json.loads(Path(netlist_path).read_text())["modules"][top]
+    from_lut = set()
+    for cell in module["cells"].values():
+        if cell["type"].startswith("LUT"):
+            from_lut.update(b for b in cell["connections"]["O"] if isinstance(b, int))
+    return sum(1 for cell in module["cells"].values() if cell["type"] == "CARRY4"
+               for b in cell["connections"]["S"] if isinstance(b, int) and b not in from_lut)
+
+
+def _sites(synth):
+    """LUT sites of a xilinx result: its LUTs and its carry route-throughs."""
+    return synth["lut"] + synth["route_through"]
 
 
 def _patch_shift_adder(path):
@@ -725,24 +701,28 @@ def main():
                "graph_depth": graph.depth, "graph_build_seconds": build_s}
         case_dir = work / case
         case_dir.mkdir(exist_ok=True)
-        if "graph" in designs:
+        for name, separate in (("graph", True), ("merged", False)):
+            if name not in designs:
+                continue
             # The Verilog that is synthesized, checked in Verilator on every vector.
-            top = Registered(ConstantMatrix(graph, unsigned(X_BITS), y_bits))
-            path = case_dir / "graph.v"
+            top = Registered(ConstantMatrix(graph, unsigned(X_BITS), y_bits,
+                                            separate_adders=separate))
+            path = case_dir / f"{name}.v"
             path.write_text(verilog.convert(top, name="cmvm_graph"))
             started = time.perf_counter()
             ok = np.array_equal(graph.evaluate(xs), want)
-            ok &= _rtl_check(path, "cmvm_graph", xs, want, y_bits, 2, case_dir / "graph_rtl")
-            row["graph"] = {"equal": bool(ok),
-                            "check_seconds": round(time.perf_counter() - started, 1)}
-            print(case, "graph", "equal", row["graph"], flush=True)
+            ok &= _rtl_check(path, "cmvm_graph", xs, want, y_bits, 2, case_dir / f"{name}_rtl")
+            row[name] = {"equal": bool(ok),
+                         "check_seconds": round(time.perf_counter() - started, 1)}
+            print(case, name, "equal", row[name], flush=True)
             for fam in families:
-                row["graph"][fam] = _synth([path], "cmvm_graph", fam, case_dir / f"graph_{fam}")
-                print(case, "graph", fam, row["graph"][fam], flush=True)
+                row[name][fam] = _synth([path], "cmvm_graph", fam, case_dir / f"{name}_{fam}")
+                print(case, name, fam, row[name][fam], flush=True)
             if args.fmax:
-                fresh = Registered(ConstantMatrix(graph, unsigned(X_BITS), y_bits))
-                row["graph"]["pnr"] = _fmax_ice40(fresh, "graph", case_dir)
-                print(case, "graph", "ice40 hx8k", row["graph"]["pnr"], flush=True)
+                fresh = Registered(ConstantMatrix(graph, unsigned(X_BITS), y_bits,
+                                                  separate_adders=separate))
+                row[name]["pnr"] = _fmax_ice40(fresh, name, case_dir)
+                print(case, name, "ice40 hx8k", row[name]["pnr"], flush=True)
         if args.stages and ("graph" in designs or "pipe" in designs):
             row["graph_pipe"] = _pipelined(graph, y_bits, args.stages, xs, want, families,
                                            case_dir, args.fmax)
@@ -779,14 +759,15 @@ def main():
         results.append(row)
 
     print(f"\nconstant-matrix engines, unsigned {X_BITS}-bit inputs, Yosys without DSPs")
-    head = f"  {'case':<6} {'family':<7} {'design':<12} {'LUT':>7} {'carry':>6} {'FF':>6} " \
-           f"{'synth s':>8}  equal"
+    head = f"  {'case':<6} {'family':<7} {'design':<13} {'LUT':>7} {'+ r-thru':>8} " \
+           f"{'carry':>6} {'FF':>6} {'synth s':>8}  equal"
     print(head)
     for row in results:
         for fam in families:
             pipe = f"graph S={args.stages}"
-            for name, label in (("graph", "adder graph"), ("graph_pipe", pipe), ("mul", "x * c"),
-                                ("da4ml", "da4ml"), ("da4ml_graph", f"da4ml's, S={args.stages}")):
+            for name, label in (("graph", "adder graph"), ("merged", "graph, merged"),
+                                ("graph_pipe", pipe), ("mul", "x * c"), ("da4ml", "da4ml"),
+                                ("da4ml_graph", f"da4ml's, S={args.stages}")):
                 r = row.get(name)
                 if not r or fam not in r:
                     continue
@@ -794,20 +775,24 @@ def main():
                 rtl = ("" if "rtl_wrong_words_raw" not in r else
                        f" (as written: {r['rtl_wrong_words_raw']:,} of {r['rtl_words']:,} words"
                        f" wrong, {r['wrong_intervals']} of {r['ops']} intervals)")
-                print(f"  {row['case']:<6} {fam:<7} {label:<12} {s['lut']:>7,} {s['carry']:>6,} "
-                      f"{s['ff']:>6,} {s['seconds']:>8.1f}  {r['equal']}{rtl}")
+                sites = f"{_sites(s):>8,}" if "route_through" in s else f"{'':>8}"
+                print(f"  {row['case']:<6} {fam:<7} {label:<13} {s['lut']:>7,} {sites} "
+                      f"{s['carry']:>6,} {s['ff']:>6,} {s['seconds']:>8.1f}  {r['equal']}{rtl}")
                 if "rows" in r:
                     print(f"  {'':<6} {fam:<7} (x * c scaled from rows {r['rows']}: LUT "
                           f"{s['row_lut']}; {r['duplicate_products']} of {r['products']} "
                           f"products repeat an earlier row's, without them {s['lut_merged']:,})")
-            for mine, mine_label in (("graph", "graph"), ("graph_pipe", pipe)):
+            for mine, mine_label in (("graph", "graph"), ("merged", "merged"),
+                                     ("graph_pipe", pipe)):
                 g = row.get(mine, {}).get(fam)
                 for name, label in (("da4ml", "da4ml"), ("da4ml_graph", "da4ml's graph"),
                                     ("mul", "x * c")):
                     other = row.get(name, {}).get(fam)
                     if g and other:
+                        sites = ("" if "route_through" not in g else
+                                 f", LUT + route-throughs {_sites(g) / _sites(other):.3f}x")
                         print(f"  {'':<6} {fam:<7} {mine_label} / {label}: LUT "
-                              f"{g['lut'] / other['lut']:.2f}x")
+                              f"{g['lut'] / other['lut']:.3f}x{sites}")
         print(f"  {row['case']} adder graph: adders {row['graph_adders']}, depth "
               f"{row['graph_depth']}, built in {row['graph_build_seconds']} s")
         if "graph_pipe" in row:
@@ -815,7 +800,7 @@ def main():
             print(f"  {row['case']} pipelined: {p['stages']} cuts, at most "
                   f"{p['adders_per_stage']} adders a stage, {p['register_bits']:,} register "
                   f"bits (model)")
-        for name in ("graph", "graph_pipe"):
+        for name in ("graph", "merged", "graph_pipe"):
             pnr = row.get(name, {}).get("pnr")
             if pnr:
                 print(f"  {row['case']} {name} on iCE40-HX8K: Fmax {pnr['fmax_mhz']} MHz "
