@@ -50,6 +50,7 @@ def _coarse_cells(text, tmp_path):
     return json.loads((tmp_path / "stat.json").read_text())["design"]["num_cells_by_type"]
 
 
+@pytest.mark.synth
 @pytest.mark.parametrize("separate", [True, False])
 def test_yosys_makes_one_adder_per_node_only_when_kept(separate, tmp_path):
     graph = _matrix_graph()

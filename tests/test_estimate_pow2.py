@@ -149,10 +149,10 @@ def test_model_matches_yosys(case, family, tmp_path):
 
 #: Larger or harder MVUs (about 90 s of Yosys), with their tolerances. Measured: the
 #: benchmark's folded 64 x 64 MVU +0.0 % (ice40) / -22 % (xilinx: the rest of the MVU, not the
-#: engines, see hwquant.estimate.pow2), a wide signed unrolled layer -6.2 % / -2.9 % (-10.2 %
-#: on ice40 with the folded-stream MVU, whose pipeline control the model undercounts), and an
-#: unrolled ternary TTQ layer +24 % / +37 % (ABC shares full adders between PEs that see the
-#: same activations, the model does not).
+#: engines, see hwquant.estimate.pow2), a wide signed unrolled layer -5.1 % / +7.0 %, and an
+#: unrolled ternary TTQ layer -1.6 % / -9.5 % (+24 % / +37 % before the constant-matrix engine
+#: kept each node its own adder: Yosys folded the rows into carry-save trees of full adders,
+#: shared between PEs that see the same activations).
 SLOW_CASES = {
     "folded_64x64": (lambda: layer("folded_64x64", 64, 64, (8, 8), 4, U8),
                      {"ice40": 0.10, "xilinx": 0.25}),
@@ -161,7 +161,7 @@ SLOW_CASES = {
                              {"ice40": 0.12, "xilinx": 0.10}),
     "unrolled_ttq": (lambda: layer("unrolled_ttq", 4, 12, (4, 12), 2, ir.ActFormat(4, False, 0),
                                    scales=(3, 5)),
-                     {"ice40": 0.50, "xilinx": 0.50}),
+                     {"ice40": 0.15, "xilinx": 0.15}),
 }
 
 

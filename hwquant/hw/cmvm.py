@@ -21,7 +21,7 @@ rest through), no multipliers, no DSPs; plus :attr:`hwquant.cmvm.PipelinePlan.re
 flip-flops when pipelined. Every node's result is kept (a ``keep`` attribute), so each node is
 its own carry-chain adder in synthesis: left alone, Yosys folds a row's single-use adders into
 one carry-save tree of full adders in LUTs, which on the 16x64 random 4-bit matrix of
-``benchmarks/bench_cmvm.py`` takes 6.2 % more LUTs on xilinx (8,370 against 7,854, but 1,838
+``benchmarks/bench_cmvm.py`` takes 6.6 % more LUTs on xilinx (8,370 against 7,854, but 1,838
 ``CARRY4`` against 2,637) and 23 % more on iCE40 (10,693 against 8,667).
 
 The MVU builds it with the layer's engine stages (:attr:`hwquant.ir.Fold.stages`, chosen by
