@@ -542,6 +542,12 @@ def _patch_shift_adder(path):
         path.write_text(text.replace(old, new))
 
 
+def _registered_graph(graph, y_bits, **options):
+    """A fresh :class:`ConstantMatrix` of ``graph`` between port registers (``options``: its
+    keyword arguments); every elaboration needs its own."""
+    return Registered(ConstantMatrix(graph, unsigned(X_BITS), y_bits, **options))
+
+
 def _pipelined(graph, y_bits, stages, xs, want, families, work, fmax):
     """The adder graph with ``stages`` pipeline cuts: checked in Verilator (latency
     ``2 + stages`` with the port registers), synthesized for ``families``, and placed and
@@ -560,8 +566,7 @@ def _pipelined(graph, y_bits, stages, xs, want, families, work, fmax):
         out[fam] = _synth([path], "cmvm_graph", fam, work / f"graph_s{stages}_{fam}")
         print("graph", f"stages={stages}", fam, out[fam], flush=True)
     if fmax:
-        out["pnr"] = _fmax_ice40(Registered(ConstantMatrix(graph, unsigned(X_BITS), y_bits,
-                                                           stages=stages)),
+        out["pnr"] = _fmax_ice40(_registered_graph(graph, y_bits, stages=stages),
                                  f"graph_s{stages}", work)
         print("graph", f"stages={stages}", "ice40 hx8k", out["pnr"], flush=True)
     return out
@@ -705,8 +710,7 @@ def main():
             if name not in designs:
                 continue
             # The Verilog that is synthesized, checked in Verilator on every vector.
-            top = Registered(ConstantMatrix(graph, unsigned(X_BITS), y_bits,
-                                            separate_adders=separate))
+            top = _registered_graph(graph, y_bits, separate_adders=separate)
             path = case_dir / f"{name}.v"
             path.write_text(verilog.convert(top, name="cmvm_graph"))
             started = time.perf_counter()
@@ -719,8 +723,7 @@ def main():
                 row[name][fam] = _synth([path], "cmvm_graph", fam, case_dir / f"{name}_{fam}")
                 print(case, name, fam, row[name][fam], flush=True)
             if args.fmax:
-                fresh = Registered(ConstantMatrix(graph, unsigned(X_BITS), y_bits,
-                                                  separate_adders=separate))
+                fresh = _registered_graph(graph, y_bits, separate_adders=separate)
                 row[name]["pnr"] = _fmax_ice40(fresh, name, case_dir)
                 print(case, name, "ice40 hx8k", row[name]["pnr"], flush=True)
         if args.stages and ("graph" in designs or "pipe" in designs):

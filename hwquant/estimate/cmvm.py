@@ -39,9 +39,9 @@ from .resources import Resources, adder
 __all__ = ["NODE_OVERHEAD", "graph_resources", "node_logic_bits", "pipeline_register_bits",
            "resources"]
 
-#: LUTs per adder beyond :func:`node_logic_bits` on the LUT4 families (see the module
-#: docstring); on xilinx the overlap alone is within a few per cent of Yosys.
-NODE_OVERHEAD = 0.4
+#: LUTs per adder beyond :func:`node_logic_bits`, per family (see the module docstring): on
+#: xilinx the overlap alone is within a few per cent of Yosys.
+NODE_OVERHEAD = {"ice40": 0.4, "ecp5": 0.4, "gowin": 0.4, "xilinx": 0.0}
 
 
 def node_logic_bits(graph, node, family) -> int:
@@ -81,8 +81,7 @@ def graph_resources(graph, family, *, stages=0) -> Resources:
             bits = range_bits(*graph.output_ranges[j])
             total += adder(bits if family == "xilinx" else 2 * bits, family)
             count += 1
-    overhead = 0.0 if family == "xilinx" else NODE_OVERHEAD
-    return total + Resources(lut=round(overhead * count),
+    return total + Resources(lut=round(NODE_OVERHEAD[family] * count),
                              ff=pipeline_register_bits(graph, stages))
 
 
